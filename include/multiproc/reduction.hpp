@@ -1,0 +1,456 @@
+// The codec (Python's multiprocessing.reduction, without pickle): values <-> bytes, plus the
+// file descriptors that handles carry beside the bytes.
+//
+//   trivially copyable T .................. sizeof(T) raw bytes (no per-element work)
+//   std::string, vector<trivial T> ........ u64 length, then the raw block
+//   vector, list, deque, set, map, ... .... u64 count, then each element
+//   pair, tuple, std::array ............... each element in order
+//   optional ............................. u8 engaged flag, then the value
+//   variant .............................. u32 index, then the alternative
+//   std::exception_ptr ................... the exception transport (same standard type, or
+//                                          mp::RemoteError with type name, what, stack)
+//   user types ........................... cereal's convention: `template <class Ar> void
+//                                          serialize(Ar& ar) { ar(a, b); }` (member or free
+//                                          function), or `save(Ar&) const` + `load(Ar&)`
+//   handles (Connection, Lock, ...) ...... save/load that call Encoder::add_fd / Decoder::take_fd
+//
+// Integers travel in host byte order: both ends are processes of one program on hosts of one
+// architecture. Decoding checks every length against the bytes actually present before it
+// allocates, so truncated or hostile input is an mp::DecodeError, never undefined behaviour.
+// A type that cannot cross is a compile-time error that says why.
+#pragma once
+
+#include <array>
+#include <bit>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "multiproc/detail/fd.hpp"
+#include "multiproc/errors.hpp"
+
+namespace mp {
+
+/// Writes values as bytes; the output archive of the cereal-style serialize convention.
+class Encoder {
+public:
+    static constexpr bool is_loading = false;
+    static constexpr bool is_saving = true;
+
+    /// Appends each value's encoding.
+    template <class... Ts>
+    Encoder& operator()(const Ts&... values);
+
+    /// Appends raw bytes.
+    void write_bytes(const void* p, std::size_t n) {
+        const auto* b = static_cast<const std::byte*>(p);
+        bytes_.insert(bytes_.end(), b, b + n);
+    }
+    /// Appends a length or count.
+    void write_size(std::uint64_t n) { write_bytes(&n, sizeof n); }
+    /// Records a descriptor to travel beside the bytes (not owned: it must stay open until the
+    /// message is sent) and writes its index.
+    void add_fd(int fd) {
+        write_size(fds_.size());
+        fds_.push_back(fd);
+    }
+    /// The bytes written so far.
+    [[nodiscard]] std::vector<std::byte>& bytes() noexcept { return bytes_; }
+    [[nodiscard]] const std::vector<std::byte>& bytes() const noexcept { return bytes_; }
+    /// The descriptors recorded so far, in index order.
+    [[nodiscard]] const std::vector<int>& fds() const noexcept { return fds_; }
+
+private:
+    std::vector<std::byte> bytes_;
+    std::vector<int> fds_;
+};
+
+/// Reads values from bytes; the input archive of the cereal-style serialize convention.
+class Decoder {
+public:
+    static constexpr bool is_loading = true;
+    static constexpr bool is_saving = false;
+
+    /// Decodes `bytes`; `fds` are the descriptors that arrived with them (taken by take_fd).
+    explicit Decoder(std::span<const std::byte> bytes, std::span<detail::UniqueFd> fds = {})
+        : bytes_(bytes), fds_(fds) {}
+
+    /// Decodes into each value, in order.
+    template <class... Ts>
+    Decoder& operator()(Ts&... values);
+
+    /// Bytes not yet consumed.
+    [[nodiscard]] std::size_t remaining() const noexcept { return bytes_.size() - pos_; }
+    /// Consumes n bytes and returns them (DecodeError when fewer remain).
+    std::span<const std::byte> take(std::size_t n) {
+        if (n > remaining()) truncated(n);
+        auto s = bytes_.subspan(pos_, n);
+        pos_ += n;
+        return s;
+    }
+    /// Copies n bytes out.
+    void read_bytes(void* p, std::size_t n) {
+        auto s = take(n);
+        if (n) std::memcpy(p, s.data(), n);
+    }
+    /// Reads a length or count.
+    std::uint64_t read_size() {
+        std::uint64_t n;
+        read_bytes(&n, sizeof n);
+        return n;
+    }
+    /// Reads a count of elements that each take at least `min_bytes` bytes, rejecting counts the
+    /// remaining input cannot hold (so no allocation exceeds what was actually received).
+    std::size_t read_count(std::size_t min_bytes) {
+        std::uint64_t n = read_size();
+        if (min_bytes && n > remaining() / min_bytes) {
+            throw DecodeError("multiproc: corrupt message: a count of " + std::to_string(n) +
+                              " exceeds the " + std::to_string(remaining()) + " bytes left");
+        }
+        return static_cast<std::size_t>(n);
+    }
+    /// Takes the descriptor whose index comes next in the bytes (DecodeError if absent).
+    detail::UniqueFd take_fd() {
+        std::uint64_t i = read_size();
+        if (i >= fds_.size() || !fds_[i])
+            throw DecodeError("multiproc: corrupt message: descriptor #" + std::to_string(i) +
+                              " did not arrive");
+        return std::move(fds_[i]);
+    }
+    /// Throws DecodeError unless every byte was consumed.
+    void finish() const {
+        if (remaining())
+            throw DecodeError("multiproc: corrupt message: " + std::to_string(remaining()) +
+                              " unexpected trailing bytes (sender and receiver disagree on the type?)");
+    }
+
+private:
+    [[noreturn]] void truncated(std::size_t n) const {
+        throw DecodeError("multiproc: truncated message: needed " + std::to_string(n) +
+                          " more bytes, " + std::to_string(remaining()) + " left");
+    }
+    std::span<const std::byte> bytes_;
+    std::span<detail::UniqueFd> fds_;
+    std::size_t pos_ = 0;
+};
+
+namespace detail {
+
+void encode_exception(Encoder& e, const std::exception_ptr& ex);
+std::exception_ptr decode_exception(Decoder& d);
+
+template <class>
+inline constexpr bool always_false = false;
+
+template <class T> struct is_std_string : std::false_type {};
+template <class C, class Tr, class A>
+struct is_std_string<std::basic_string<C, Tr, A>> : std::bool_constant<std::is_trivially_copyable_v<C>> {};
+
+template <class T> struct is_optional : std::false_type {};
+template <class T> struct is_optional<std::optional<T>> : std::true_type {};
+template <class T> struct is_variant : std::false_type {};
+template <class... T> struct is_variant<std::variant<T...>> : std::true_type {};
+template <class T> struct is_vector : std::false_type {};
+template <class T, class A> struct is_vector<std::vector<T, A>> : std::true_type {};
+template <class T> struct is_view : std::false_type {};
+template <class C, class Tr> struct is_view<std::basic_string_view<C, Tr>> : std::true_type {};
+template <class T, std::size_t N> struct is_view<std::span<T, N>> : std::true_type {};
+
+template <class T>
+concept tuple_like = requires { std::tuple_size<T>::value; };
+
+template <class T>
+concept has_member_serialize = requires(T& t, Encoder& e, Decoder& d) {
+    t.serialize(e);
+    t.serialize(d);
+};
+template <class T>
+concept has_free_serialize = requires(T& t, Encoder& e, Decoder& d) {
+    serialize(e, t);
+    serialize(d, t);
+};
+template <class T>
+concept has_save_load = requires(const T& ct, T& t, Encoder& e, Decoder& d) {
+    ct.save(e);
+    t.load(d);
+};
+template <class T>
+concept user_codec = has_member_serialize<T> || has_free_serialize<T> || has_save_load<T>;
+
+template <class T>
+concept associative = requires { typename T::key_type; } && requires(T& c) {
+    c.size();
+    c.begin();
+    c.end();
+    c.clear();
+};
+template <class T>
+concept sequence = !is_std_string<T>::value && requires(T& c, typename T::value_type v) {
+    c.size();
+    c.begin();
+    c.end();
+    c.push_back(std::move(v));
+};
+
+enum class Kind {
+    unsupported,
+    pointer,
+    view,
+    user,
+    boolean,
+    raw,
+    string,
+    contiguous_raw,
+    sequence,
+    tuple,
+    optional,
+    variant,
+    associative,
+    exception,
+};
+
+template <class T>
+constexpr Kind kind_of() {
+    if constexpr (std::is_pointer_v<T> || std::is_member_pointer_v<T>) return Kind::pointer;
+    else if constexpr (is_view<T>::value) return Kind::view;
+    else if constexpr (user_codec<T>) return Kind::user;
+    else if constexpr (std::is_same_v<T, bool>) return Kind::boolean;
+    else if constexpr (std::is_same_v<T, std::exception_ptr>) return Kind::exception;
+    else if constexpr (std::is_trivially_copyable_v<T> && !std::is_reference_v<T>) return Kind::raw;
+    else if constexpr (is_std_string<T>::value) return Kind::string;
+    else if constexpr (is_vector<T>::value) {
+        using E = typename T::value_type;
+        if constexpr (std::is_trivially_copyable_v<E> && !std::is_same_v<E, bool> &&
+                      !user_codec<E> && !std::is_pointer_v<E> && !is_view<E>::value)
+            return Kind::contiguous_raw;
+        else return Kind::sequence;
+    } else if constexpr (is_optional<T>::value) return Kind::optional;
+    else if constexpr (is_variant<T>::value) return Kind::variant;
+    else if constexpr (tuple_like<T>) return Kind::tuple;
+    else if constexpr (associative<T>) return Kind::associative;
+    else if constexpr (sequence<T>) return Kind::sequence;
+    else return Kind::unsupported;
+}
+
+template <class T>
+constexpr bool encodable();
+
+template <class Tuple, std::size_t... I>
+constexpr bool all_encodable(std::index_sequence<I...>) {
+    return (encodable<std::remove_cv_t<std::tuple_element_t<I, Tuple>>>() && ...);
+}
+template <class... T>
+constexpr bool variant_encodable(std::variant<T...>*) {
+    return (encodable<T>() && ...);
+}
+
+template <class T>
+constexpr bool encodable() {
+    constexpr Kind k = kind_of<T>();
+    if constexpr (k == Kind::unsupported || k == Kind::pointer || k == Kind::view) return false;
+    else if constexpr (k == Kind::sequence) return encodable<typename T::value_type>();
+    else if constexpr (k == Kind::optional) return encodable<typename T::value_type>();
+    else if constexpr (k == Kind::variant) return variant_encodable(static_cast<T*>(nullptr));
+    else if constexpr (k == Kind::tuple)
+        return all_encodable<T>(std::make_index_sequence<std::tuple_size_v<T>>{});
+    else if constexpr (k == Kind::associative) {
+        if constexpr (requires { typename T::mapped_type; })
+            return encodable<typename T::key_type>() && encodable<typename T::mapped_type>();
+        else return encodable<typename T::key_type>();
+    } else return true;
+}
+
+template <class T>
+void encode_value(Encoder& e, const T& v);
+template <class T>
+void decode_into(Decoder& d, T& v);
+template <class T>
+T decode_value(Decoder& d);
+
+template <class T>
+void reject() {
+    constexpr Kind k = kind_of<T>();
+    if constexpr (k == Kind::pointer)
+        static_assert(always_false<T>,
+                      "multiproc: a raw pointer cannot cross processes: its address means nothing "
+                      "in another process. Send the value it points to (or use mp::Value/Array).");
+    else if constexpr (k == Kind::view)
+        static_assert(always_false<T>,
+                      "multiproc: std::string_view / std::span refer to memory of this process and "
+                      "cannot cross processes. Send a std::string or std::vector instead.");
+    else
+        static_assert(always_false<T>,
+                      "multiproc: this type cannot cross processes: it is not trivially copyable, "
+                      "not a supported standard type (string, vector, map, set, pair, tuple, "
+                      "optional, variant, ...), and has no cereal-style `template <class Ar> void "
+                      "serialize(Ar&)` (member or free) nor save(Ar&) const + load(Ar&).");
+}
+
+template <class T>
+void encode_value(Encoder& e, const T& v) {
+    constexpr Kind k = kind_of<T>();
+    if constexpr (k == Kind::user) {
+        if constexpr (has_save_load<T>) v.save(e);
+        else if constexpr (has_member_serialize<T>) const_cast<T&>(v).serialize(e);
+        else serialize(e, const_cast<T&>(v));
+    } else if constexpr (k == Kind::boolean) {
+        const std::uint8_t b = v ? 1 : 0;
+        e.write_bytes(&b, 1);
+    } else if constexpr (k == Kind::exception) {
+        encode_exception(e, v);
+    } else if constexpr (k == Kind::raw) {
+        e.write_bytes(std::addressof(v), sizeof(T));
+    } else if constexpr (k == Kind::string || k == Kind::contiguous_raw) {
+        e.write_size(v.size());
+        e.write_bytes(v.data(), v.size() * sizeof(typename T::value_type));
+    } else if constexpr (k == Kind::sequence || k == Kind::associative) {
+        e.write_size(static_cast<std::uint64_t>(std::distance(v.begin(), v.end())));
+        for (const auto& x : v) encode_value(e, x);
+    } else if constexpr (k == Kind::tuple) {
+        std::apply([&](const auto&... xs) { (encode_value(e, xs), ...); }, v);
+    } else if constexpr (k == Kind::optional) {
+        encode_value(e, v.has_value());
+        if (v) encode_value(e, *v);
+    } else if constexpr (k == Kind::variant) {
+        const auto idx = static_cast<std::uint32_t>(v.index());
+        e.write_bytes(&idx, sizeof idx);
+        std::visit([&](const auto& x) { encode_value(e, x); }, v);
+    } else {
+        reject<T>();
+    }
+}
+
+template <class T>
+T decode_value(Decoder& d) {
+    constexpr Kind k = kind_of<T>();
+    if constexpr (k == Kind::raw) {
+        // bit_cast constructs without a default constructor (lambdas with captures have none).
+        std::array<std::byte, sizeof(T)> raw;
+        d.read_bytes(raw.data(), sizeof(T));
+        return std::bit_cast<T>(raw);
+    } else if constexpr (k == Kind::exception) {
+        return decode_exception(d);
+    } else {
+        static_assert(std::is_default_constructible_v<T> || k == Kind::unsupported,
+                      "multiproc: a type decoded through serialize(Ar&) must be default "
+                      "constructible");
+        T v{};
+        decode_into(d, v);
+        return v;
+    }
+}
+
+template <class T, std::size_t... I>
+void decode_variant(Decoder& d, T& v, std::uint32_t idx, std::index_sequence<I...>) {
+    bool done = ((idx == I ? (v.template emplace<I>(decode_value<std::variant_alternative_t<I, T>>(d)),
+                              true)
+                           : false) ||
+                 ...);
+    if (!done) throw DecodeError("multiproc: corrupt message: variant index out of range");
+}
+
+template <class T>
+void decode_into(Decoder& d, T& v) {
+    constexpr Kind k = kind_of<T>();
+    if constexpr (k == Kind::user) {
+        if constexpr (has_save_load<T>) v.load(d);
+        else if constexpr (has_member_serialize<T>) v.serialize(d);
+        else serialize(d, v);
+    } else if constexpr (k == Kind::boolean) {
+        std::uint8_t b;
+        d.read_bytes(&b, 1);
+        if (b > 1) throw DecodeError("multiproc: corrupt message: a bool that is neither 0 nor 1");
+        v = b != 0;
+    } else if constexpr (k == Kind::raw) {
+        d.read_bytes(std::addressof(v), sizeof(T));
+    } else if constexpr (k == Kind::exception) {
+        v = decode_exception(d);
+    } else if constexpr (k == Kind::string || k == Kind::contiguous_raw) {
+        using E = typename T::value_type;
+        const std::size_t n = d.read_count(sizeof(E));
+        v.resize(n);
+        d.read_bytes(v.data(), n * sizeof(E));
+    } else if constexpr (k == Kind::sequence) {
+        const std::size_t n = d.read_count(1);
+        v.clear();
+        if constexpr (requires { v.reserve(n); }) v.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) v.push_back(decode_value<typename T::value_type>(d));
+    } else if constexpr (k == Kind::associative) {
+        const std::size_t n = d.read_count(1);
+        v.clear();
+        for (std::size_t i = 0; i < n; ++i) {
+            auto key = decode_value<std::remove_const_t<typename T::key_type>>(d);
+            if constexpr (requires { typename T::mapped_type; }) {
+                auto val = decode_value<typename T::mapped_type>(d);
+                v.emplace(std::move(key), std::move(val));
+            } else {
+                v.emplace(std::move(key));
+            }
+        }
+    } else if constexpr (k == Kind::tuple) {
+        std::apply([&](auto&... xs) { (decode_into(d, xs), ...); }, v);
+    } else if constexpr (k == Kind::optional) {
+        bool engaged;
+        decode_into(d, engaged);
+        if (engaged) v.emplace(decode_value<typename T::value_type>(d));
+        else v.reset();
+    } else if constexpr (k == Kind::variant) {
+        std::uint32_t idx;
+        d.read_bytes(&idx, sizeof idx);
+        decode_variant(d, v, idx, std::make_index_sequence<std::variant_size_v<T>>{});
+    } else {
+        reject<T>();
+    }
+}
+
+}  // namespace detail
+
+/// True when T can cross processes through the codec (checked recursively through containers).
+template <class T>
+inline constexpr bool is_shippable_v = detail::encodable<std::remove_cvref_t<T>>();
+
+/// A type that can cross processes through the codec.
+template <class T>
+concept Shippable = is_shippable_v<T>;
+
+template <class... Ts>
+Encoder& Encoder::operator()(const Ts&... values) {
+    (detail::encode_value(*this, values), ...);
+    return *this;
+}
+
+template <class... Ts>
+Decoder& Decoder::operator()(Ts&... values) {
+    (detail::decode_into(*this, values), ...);
+    return *this;
+}
+
+/// Encodes one value to bytes (descriptors of handles are not carried: use an Encoder).
+template <class T>
+std::vector<std::byte> dumps(const T& value) {
+    Encoder e;
+    e(value);
+    return std::move(e.bytes());
+}
+
+/// Decodes one value from bytes; every byte must belong to it (else mp::DecodeError).
+template <class T>
+T loads(std::span<const std::byte> bytes, std::span<detail::UniqueFd> fds = {}) {
+    Decoder d(bytes, fds);
+    T v = detail::decode_value<T>(d);
+    d.finish();
+    return v;
+}
+
+}  // namespace mp

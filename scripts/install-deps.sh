@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything multiproc needs to build, test and benchmark, from Debian's packages only.
+# Idempotent: a second run installs nothing new. Run as root (or with sudo available).
+set -euo pipefail
+pkgs=(
+  build-essential cmake ninja-build g++ clang
+  libgtest-dev libgmock-dev libbenchmark-dev   # tests, micro-benchmarks
+  libssl-dev                                    # HMAC-SHA256 for authkey challenges
+  libboost-dev                                  # Boost.Interprocess, benchmark comparison only
+  python3                                       # side-by-side benchmarks, wire-compatibility tests
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "install-deps: all dependencies present"

@@ -1,0 +1,7 @@
+#include "multiproc/bootstrap.hpp"
+
+namespace mp {
+
+void init(int, char**) {}
+
+}  // namespace mp

@@ -1,0 +1,41 @@
+// Blocking I/O on descriptors: whole reads and writes (short transfers loop, EINTR retried),
+// readiness waits against one deadline, and creation of close-on-exec pipes and socket pairs.
+#pragma once
+
+#include <poll.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <span>
+
+#include "multiproc/detail/fd.hpp"
+#include "multiproc/timeout.hpp"
+
+namespace mp::sys {
+
+using detail::UniqueFd;
+
+/// Reads up to n bytes, looping until n or end of file; returns the count read (< n at EOF).
+std::size_t read_full(int fd, void* buf, std::size_t n);
+/// Writes all n bytes (loops on short writes; EPIPE becomes mp::EOFError).
+void write_all(int fd, const void* buf, std::size_t n);
+/// Writes every byte of every iovec (loops on short writes; EPIPE becomes mp::EOFError).
+void writev_all(int fd, iovec* iov, int iovcnt);
+/// Waits until fd is readable (or hung up); false when the deadline passed first.
+[[nodiscard]] bool wait_readable(int fd, detail::Deadline deadline);
+/// poll(2) over fds, EINTR retried against the deadline; returns the number of ready entries.
+int poll_until(pollfd* fds, std::size_t n, detail::Deadline deadline);
+
+/// A close-on-exec pipe: [0] reads, [1] writes.
+struct PipeFds {
+    UniqueFd read, write;
+};
+/// pipe2(O_CLOEXEC).
+PipeFds make_pipe();
+/// socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC).
+PipeFds make_socketpair();
+/// Sets or clears O_NONBLOCK.
+void set_nonblocking(int fd, bool on);
+
+}  // namespace mp::sys
