@@ -2,7 +2,8 @@
 // wire, and is rethrown on the other side as the same standard type where there is one.
 #include "multiproc/reduction.hpp"
 
-#include <cxxabi.h>
+#include "demangle.hpp"
+#include "exception_trace.hpp"
 
 #include <cstdlib>
 #include <memory>
@@ -23,18 +24,6 @@ enum class ExKind : std::uint8_t {
     usage_error, kCount
 };
 
-std::string demangle(const char* name) {
-    int status = 0;
-    std::unique_ptr<char, void (*)(void*)> s(abi::__cxa_demangle(name, nullptr, nullptr, &status),
-                                             std::free);
-    return status == 0 && s ? std::string(s.get()) : std::string(name);
-}
-
-std::string current_type_name() {
-    const std::type_info* t = abi::__cxa_current_exception_type();
-    return t ? demangle(t->name()) : std::string("unknown");
-}
-
 struct WireException {
     ExKind kind = ExKind::none;
     std::string type_name, what, traceback;
@@ -48,7 +37,7 @@ struct WireException {
 
 template <class E>
 WireException wire(ExKind k, const E& e) {
-    return {k, current_type_name(), e.what(), {}, 0, {}};
+    return {k, current_exception_type_name(), e.what(), last_throw_trace(), 0, {}};
 }
 
 WireException classify(const std::exception_ptr& ex) {
@@ -85,8 +74,8 @@ WireException classify(const std::exception_ptr& ex) {
     } catch (const std::bad_alloc& e) { return wire(ExKind::bad_alloc, e);
     } catch (const std::exception& e) { return wire(ExKind::exception, e);
     } catch (...) {
-        return {ExKind::unknown, current_type_name(), "an exception not derived from std::exception",
-                {}, 0, {}};
+        return {ExKind::unknown, current_exception_type_name(), "an exception not derived from std::exception",
+                last_throw_trace(), 0, {}};
     }
 }
 
