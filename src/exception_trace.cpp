@@ -44,7 +44,9 @@ std::string last_throw_trace() {
         void* pc = t_last.frames[i];
         Dl_info info{};
         char line[512];
-        if (dladdr(pc, &info) && info.dli_fname) {
+        // A return address can point just past the end of a function whose last instruction is
+        // a call (a noreturn throw): look up the byte before it.
+        if (dladdr(static_cast<char*>(pc) - 1, &info) && info.dli_fname) {
             const auto off = static_cast<char*>(pc) - static_cast<char*>(info.dli_fbase);
             std::string sym = info.dli_sname ? demangle(info.dli_sname) : std::string("??");
             std::snprintf(line, sizeof line, "  #%d %s (%s+0x%lx)\n", i - 1, sym.c_str(),
