@@ -1,0 +1,202 @@
+// multiproc connection: Pipe, Connection and wait (Python's multiprocessing.connection).
+//
+// A Connection is one end of a bidirectional (or one-way) byte stream between processes that
+// carries whole messages. Messages are framed exactly as Python frames them, so a Python
+// `multiprocessing.connection.Connection` on the other end of the descriptor understands
+// send_bytes/recv_bytes:
+//
+//   +----------------+-------------------------+        payload <= 0x7fffffff bytes
+//   | i32 big-endian |  payload (n bytes)      |
+//   |       n        |                         |
+//   +----------------+-------------------------+
+//   +----------------+------------------+--------------------+   larger payloads
+//   | i32 = -1       | u64 big-endian n | payload (n bytes)  |
+//   +----------------+------------------+--------------------+
+//
+// send<T>/recv<T> carry values through the codec (multiproc/reduction.hpp) inside such a
+// frame; descriptors of handles in the value (a Connection, later Queue, Lock, ...) travel
+// beside the bytes with SCM_RIGHTS in the same frame.
+//
+// Across processes: a Connection is a handle (DESIGN.md 8). Copies share one descriptor and one
+// state, as Python references do; closing any copy closes them all; the descriptor closes when
+// the last copy goes. A Connection crosses processes itself: under fork the child has its own
+// copy of the descriptor; sent through another Connection (or passed to a Process) the
+// receiver gets a duplicate of the descriptor, so both processes hold the same socket.
+// Both Pipe() kinds are AF_UNIX SOCK_STREAM socket pairs (the one-way kind has the unused
+// directions shut down): every send uses MSG_NOSIGNAL, so a vanished reader never raises
+// SIGPIPE; it is an mp::EOFError in the sender instead.
+//
+// Receiving never trusts the length header: memory grows as payload bytes actually arrive,
+// so a lying or corrupt header costs at most what the sender really sent (or, at most, the size
+// of the largest message this connection has already received whole).
+//
+// Thread safety: none for one connection (as in Python). Two threads may use two different
+// connections freely, but using one connection (or copies of it) from two threads at once
+// needs the caller's own lock.
+//
+// Blocking: send* blocks until the whole frame is handed to the kernel (the peer may have to
+// read first); recv* block until a whole message has arrived or the peer is gone; poll and
+// wait block at most for their timeout. A signal does not interrupt any of them (EINTR is
+// retried).
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <span>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "multiproc/detail/fd.hpp"
+#include "multiproc/errors.hpp"
+#include "multiproc/reduction.hpp"
+#include "multiproc/timeout.hpp"
+
+namespace mp {
+
+namespace detail {
+struct ConnectionState;
+
+/// One received frame: its payload (valid until the next receive on the connection) and the
+/// descriptors that came with it.
+struct ReceivedFrame {
+    std::span<const std::byte> bytes;
+    std::vector<UniqueFd> fds;
+};
+}  // namespace detail
+
+/// One end of a Pipe (Python's multiprocessing.connection.Connection). A cheap, shared handle.
+class Connection {
+public:
+    /// A closed connection (what a default-constructed handle is, e.g. before decoding into it).
+    Connection() noexcept = default;
+    /// Takes ownership of a connected AF_UNIX stream socket; readable/writable as given.
+    explicit Connection(detail::UniqueFd fd, bool readable = true, bool writable = true);
+
+    /// Sends one value through the codec; descriptors of handles inside travel with it.
+    /// Throws mp::UsageError on a closed or read-only end, mp::EOFError when the peer is gone.
+    template <class T>
+    void send(const T& value) {
+        Encoder e = begin_send_();
+        e(value);
+        finish_send_(e);
+    }
+
+    /// Receives one value sent with send<T>; blocks until it arrives. mp::EOFError when the peer
+    /// closed, mp::DecodeError when the bytes are not a T.
+    template <class T>
+    T recv() {
+        detail::ReceivedFrame f = recv_frame_();
+        return loads<T>(f.bytes, f.fds);
+    }
+
+    /// Sends buf[offset, offset + size) as one message (size defaults to the rest of buf).
+    void send_bytes(std::span<const std::byte> buf, std::size_t offset = 0,
+                    std::optional<std::size_t> size = {});
+    /// Sends the characters s[offset, offset + size) as one message.
+    void send_bytes(std::string_view s, std::size_t offset = 0,
+                    std::optional<std::size_t> size = {}) {
+        send_bytes(std::as_bytes(std::span(s.data(), s.size())), offset, size);
+    }
+    /// Sends the bytes of a contiguous range of trivially copyable values; offset and size count
+    /// bytes, as in Python (where a buffer is cast to bytes first).
+    template <std::ranges::contiguous_range R>
+        requires std::ranges::sized_range<R> &&
+                 std::is_trivially_copyable_v<std::ranges::range_value_t<R>> &&
+                 (!std::is_convertible_v<const R&, std::span<const std::byte>>) &&
+                 (!std::is_convertible_v<const R&, std::string_view>)
+    void send_bytes(const R& range, std::size_t offset = 0, std::optional<std::size_t> size = {}) {
+        send_bytes(std::as_bytes(std::span(std::ranges::data(range), std::ranges::size(range))),
+                   offset, size);
+    }
+
+    /// Receives one message; blocks until it arrives. mp::EOFError when the peer closed. A
+    /// message longer than maxlength is mp::ProcessError, and closes this connection (the rest
+    /// of that message is never read, so the stream position is lost).
+    std::vector<std::byte> recv_bytes(std::optional<std::size_t> maxlength = {});
+    /// Receives one message into buf at offset and returns its length. When it does not fit,
+    /// throws mp::BufferTooShort carrying the whole message (which is consumed).
+    std::size_t recv_bytes_into(std::span<std::byte> buf, std::size_t offset = 0);
+
+    /// True when a message (or the peer's end of file) is ready to read: waits up to `timeout`
+    /// (zero: just look; mp::forever: until then).
+    [[nodiscard]] bool poll(Timeout timeout = std::chrono::seconds(0));
+
+    /// Closes the descriptor for every copy of this handle; closing twice is harmless.
+    void close() noexcept;
+    /// True once closed (or for a default-constructed handle).
+    [[nodiscard]] bool closed() const noexcept;
+    /// True when this end may receive.
+    [[nodiscard]] bool readable() const noexcept;
+    /// True when this end may send.
+    [[nodiscard]] bool writable() const noexcept;
+    /// The descriptor (still owned by the connection); mp::UsageError when closed.
+    [[nodiscard]] int fileno() const;
+
+    /// Codec hook: the descriptor travels beside the bytes, the direction flags in them.
+    void save(Encoder& e) const;
+    /// Codec hook: becomes a handle to the received descriptor.
+    void load(Decoder& d);
+
+    /// Two handles are equal when they share the same state (copies of one another).
+    friend bool operator==(const Connection& a, const Connection& b) noexcept { return a.s_ == b.s_; }
+
+private:
+    Encoder begin_send_() const;
+    void finish_send_(Encoder& e) const;
+    detail::ReceivedFrame recv_frame_() const;
+
+    std::shared_ptr<detail::ConnectionState> s_;
+};
+
+/// A connected pair (Python's multiprocessing.Pipe). duplex: both ends send and receive;
+/// otherwise the first end only receives and the second only sends.
+std::pair<Connection, Connection> Pipe(bool duplex = true);
+
+namespace detail {
+template <class T>
+concept has_sentinel = requires(T& t) {
+    { t.sentinel() } -> std::convertible_to<int>;
+};
+}  // namespace detail
+
+/// Something mp::wait can wait for: a Connection (ready when a message or end of file is there),
+/// an object with a sentinel() descriptor (a Process: ready when it ended), or a raw descriptor
+/// (ready when readable or hung up).
+class Waitable {
+public:
+    /// A connection (a shared handle to it is kept).
+    Waitable(const Connection& c) : conn_(c), fd_(-1) {}  // NOLINT: implicit on purpose
+    /// Any object with a sentinel() member returning a descriptor, such as mp::Process.
+    template <class T>
+        requires detail::has_sentinel<T> && (!std::same_as<std::remove_cvref_t<T>, Waitable>)
+    Waitable(T&& object)  // NOLINT: implicit on purpose
+        : fd_(static_cast<int>(object.sentinel())) {}
+    /// A raw descriptor (not owned).
+    Waitable(int fd) noexcept : fd_(fd) {}  // NOLINT: implicit on purpose
+
+    /// The descriptor to wait on (mp::UsageError for a closed connection).
+    [[nodiscard]] int fileno() const { return conn_ ? conn_->fileno() : fd_; }
+
+private:
+    std::optional<Connection> conn_;
+    int fd_;
+};
+
+/// Waits until at least one object is ready or the timeout passes (Python's
+/// multiprocessing.connection.wait); returns the indices of the ready objects, in order,
+/// empty on timeout.
+std::vector<std::size_t> wait(std::span<const Waitable> objects, Timeout timeout = forever);
+/// wait() over a braced list: `mp::wait({a, b, p}, 1s)`.
+inline std::vector<std::size_t> wait(std::initializer_list<Waitable> objects,
+                                     Timeout timeout = forever) {
+    return wait(std::span<const Waitable>(objects.begin(), objects.size()), timeout);
+}
+
+}  // namespace mp
