@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""The "python" implementation of each benchmark row: Python's multiprocessing, as installed.
+
+Same command line and output as mp_bench (bench/harness.cpp), so bench/run.py drives both:
+
+    py_bench.py --list                               the rows implemented here, as JSON
+    py_bench.py --row NAME --iters N [--warmup W]    one run; one JSON line on stdout
+
+Each row is a function registered with @row(name): it sets up (children, pipes), runs `warmup`
+untimed iterations, times exactly `iters` iterations with time.perf_counter() and returns those
+seconds. The protocols match the C++ rows line for line (see bench/rows/*.cpp). Standard
+library only.
+"""
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+
+ROWS = {}
+
+
+def row(name):
+    """Registers a workload under a row name shared with mp_bench."""
+
+    def register(fn):
+        if name in ROWS:
+            raise SystemExit(f"py_bench: row {name} registered twice")
+        ROWS[name] = fn
+        return fn
+
+    return register
+
+
+# The fork start method everywhere for now (the C++ side has only fork yet); later rows for
+# spawn/forkserver take their own context.
+FORK = multiprocessing.get_context("fork")
+
+
+# ---- Pipe round trip, 8 bytes ----
+
+STOP = b"stop"  # any length other than 8 ends the echo loop
+
+
+def _echo(conn, parent_end):
+    parent_end.close()
+    while True:
+        msg = conn.recv_bytes()
+        if len(msg) != 8:
+            return
+        conn.send_bytes(msg)
+
+
+@row("pipe_rtt_8B")
+def pipe_rtt(iters, warmup):
+    a, b = FORK.Pipe()
+    p = FORK.Process(target=_echo, args=(b, a))
+    p.start()
+    b.close()
+    msg = b"\x01" * 8
+    send, recv = a.send_bytes, a.recv_bytes
+    for _ in range(warmup):
+        send(msg)
+        if recv() != msg:
+            raise RuntimeError("wrong echo")
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        send(msg)
+        if recv() != msg:
+            raise RuntimeError("wrong echo")
+    seconds = time.perf_counter() - t0
+    send(STOP)
+    p.join()
+    if p.exitcode != 0:
+        raise RuntimeError(f"echo child exit code {p.exitcode}")
+    a.close()
+    return seconds
+
+
+# ---- Connection throughput, one way ----
+
+
+def _sender(conn, parent_end, size, warmup, iters):
+    parent_end.close()
+    msg = b"x" * size
+    send = conn.send_bytes
+    for _ in range(warmup):
+        send(msg)
+    conn.recv_bytes()  # go
+    for _ in range(iters):
+        send(msg)
+    conn.close()
+
+
+def _stream(size, iters, warmup):
+    a, b = FORK.Pipe()
+    p = FORK.Process(target=_sender, args=(b, a, size, warmup, iters))
+    p.start()
+    b.close()
+    buf = bytearray(size)
+    recv_into = a.recv_bytes_into
+    for _ in range(warmup):
+        if recv_into(buf) != size:
+            raise RuntimeError("short message")
+    a.send_bytes(b"g")
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        if recv_into(buf) != size:
+            raise RuntimeError("short message")
+    seconds = time.perf_counter() - t0
+    p.join()
+    if p.exitcode != 0:
+        raise RuntimeError(f"sender child exit code {p.exitcode}")
+    a.close()
+    return seconds
+
+
+@row("conn_throughput_64B")
+def throughput_small(iters, warmup):
+    return _stream(64, iters, warmup)
+
+
+@row("conn_throughput_1MiB")
+def throughput_large(iters, warmup):
+    return _stream(1 << 20, iters, warmup)
+
+
+# ---- Process start+join, fork start method ----
+
+
+def _noop():
+    pass
+
+
+@row("process_fork_start_join")
+def fork_start_join(iters, warmup):
+    def once():
+        p = FORK.Process(target=_noop)
+        p.start()
+        p.join()
+        if p.exitcode != 0:
+            raise RuntimeError(f"child exit code {p.exitcode}")
+
+    for _ in range(warmup):
+        once()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        once()
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--row")
+    ap.add_argument("--impl", default="python", help="accepted for symmetry with mp_bench")
+    ap.add_argument("--iters", type=int)
+    ap.add_argument("--warmup", type=int)
+    args = ap.parse_args()
+    if args.list:
+        print(json.dumps({"rows": [{"name": n, "impls": ["python"]} for n in ROWS]}))
+        return 0
+    if not args.row or args.row not in ROWS:
+        ap.error(f"--row must be one of: {', '.join(ROWS)}")
+    if args.impl != "python":
+        ap.error("py_bench.py implements only --impl python")
+    iters = args.iters or 100
+    warmup = args.warmup if args.warmup is not None else iters // 10 + 1
+    seconds = ROWS[args.row](iters, warmup)
+    print(json.dumps({"row": args.row, "impl": "python", "iters": iters,
+                      "warmup": warmup, "seconds": seconds}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
