@@ -86,6 +86,21 @@ inline void read_full(int fd, void* buf, std::size_t n) {
     }
 }
 
+/// Receives exactly n bytes with recv(MSG_WAITALL) (the kernel loops); throws at end of file.
+inline void recv_full(int fd, void* buf, std::size_t n) {
+    auto* p = static_cast<char*>(buf);
+    while (n > 0) {
+        ssize_t r = ::recv(fd, p, n, MSG_WAITALL);
+        if (r == 0) fail("recv: unexpected end of file");
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            fail_errno("recv");
+        }
+        p += r;
+        n -= static_cast<std::size_t>(r);
+    }
+}
+
 /// Forks a child that runs body() and exits with _exit (0 on return, 1 if it threw: the
 /// parent's atexit handlers and static destructors never run in the child).
 template <class F>

@@ -7,7 +7,9 @@
 //   throughput   child:  send `warmup` messages, wait for the parent's go byte, send `iters`.
 //                parent: receive the warm-up, send go, start the clock, receive `iters`
 //                        messages into one reused buffer (Python: recv_bytes_into), stop.
-//                The raw baseline frames nothing: it streams iters * size bytes.
+//                The raw baseline frames nothing: the child write()s each message's bytes, the
+//                parent takes `size` bytes at a time off the stream with recv(MSG_WAITALL),
+//                one system call a message on each side, the least a message can cost.
 #include <sys/socket.h>
 
 #include <cstdint>
@@ -15,7 +17,14 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "multiproc/connection.hpp"
 #include "raw.hpp"
+
+// Set to 1 once multiproc/process.hpp has landed (it is being written at the same time).
+#define BENCH_HAVE_MP_PROCESS 0
+#if BENCH_HAVE_MP_PROCESS
+#include "multiproc/process.hpp"
+#endif
 
 namespace bench {
 namespace {
@@ -94,15 +103,14 @@ double raw_stream(const Run& run, std::size_t size) {
     });
     child.close();
     std::vector<char> buf(size);
-    auto drain = [&, &parent = parent](std::uint64_t bytes) {
-        while (bytes > 0)
-            bytes -= raw::read_some(parent.get(), buf.data(), bytes < size ? bytes : size);
+    auto drain = [&, &parent = parent](std::uint64_t messages) {
+        for (std::uint64_t i = 0; i < messages; ++i) raw::recv_full(parent.get(), buf.data(), size);
     };
-    drain(run.warmup * size);
+    drain(run.warmup);
     char go = 'g';
     raw::write_all(parent.get(), &go, 1);
     Stopwatch clock;
-    drain(run.iters * size);
+    drain(run.iters);
     double seconds = clock.seconds();
     raw::wait_child(pid);
     return seconds;
@@ -114,6 +122,94 @@ double raw_stream_large(const Run& run) { return raw_stream(run, kLarge); }
 BENCH_REGISTER(add_impl("pipe_rtt_8B", "raw", raw_pipe_rtt));
 BENCH_REGISTER(add_impl("conn_throughput_64B", "raw", raw_stream_small));
 BENCH_REGISTER(add_impl("conn_throughput_1MiB", "raw", raw_stream_large));
+
+// ---- multiproc: mp::Pipe, a child process, Connection::send_bytes / recv_bytes ----
+
+// The child is started with mp::Process (fork start method), as a Python user starts it with
+// multiprocessing.Process. Its start and join are setup, never timed: these rows measure the
+// Connection alone.
+template <class F>
+class MpChild {
+public:
+    explicit MpChild(F body)
+#if BENCH_HAVE_MP_PROCESS
+        : p_(std::move(body)) {
+        p_.start();
+    }
+    void join() {
+        p_.join();
+        if (p_.exitcode() != 0) fail("multiproc child failed");
+    }
+
+private:
+    mp::Process p_;
+#else
+        // Until mp::Process lands the child is forked plainly; the timed part is the same.
+        : pid_(raw::fork_child(std::move(body))) {
+    }
+    void join() { raw::wait_child(pid_); }
+
+private:
+    pid_t pid_;
+#endif
+};
+
+double mp_pipe_rtt(const Run& run) {
+    auto [parent, child] = mp::Pipe();
+    MpChild echo([parent = parent, child = child]() mutable {
+        parent.close();
+        for (;;) {
+            std::vector<std::byte> m = child.recv_bytes();
+            if (m.size() != sizeof(std::uint64_t)) return;
+            child.send_bytes(std::span<const std::byte>(m));
+        }
+    });
+    child.close();
+    auto round_trip = [&, &parent = parent](std::uint64_t i) {
+        parent.send_bytes(std::as_bytes(std::span(&i, 1)));
+        std::vector<std::byte> back = parent.recv_bytes();
+        if (back.size() != sizeof i || std::memcmp(back.data(), &i, sizeof i) != 0)
+            fail("multiproc round trip: wrong echo");
+    };
+    for (std::uint64_t i = 0; i < run.warmup; ++i) round_trip(i);
+    Stopwatch clock;
+    for (std::uint64_t i = 0; i < run.iters; ++i) round_trip(i);
+    double seconds = clock.seconds();
+    parent.send_bytes(std::string_view("stop"));
+    echo.join();
+    return seconds;
+}
+
+double mp_stream(const Run& run, std::size_t size) {
+    auto [parent, child] = mp::Pipe();
+    MpChild sender([parent = parent, child = child, size, run]() mutable {
+        parent.close();
+        std::vector<std::byte> msg(size, std::byte{'x'});
+        for (std::uint64_t i = 0; i < run.warmup; ++i) child.send_bytes(std::span<const std::byte>(msg));
+        (void)child.recv_bytes();  // go
+        for (std::uint64_t i = 0; i < run.iters; ++i) child.send_bytes(std::span<const std::byte>(msg));
+    });
+    child.close();
+    std::vector<std::byte> buf(size);
+    auto receive = [&, &parent = parent](std::uint64_t n) {
+        for (std::uint64_t i = 0; i < n; ++i)
+            if (parent.recv_bytes_into(buf) != size) fail("multiproc stream: short message");
+    };
+    receive(run.warmup);
+    parent.send_bytes(std::string_view("g"));
+    Stopwatch clock;
+    receive(run.iters);
+    double seconds = clock.seconds();
+    sender.join();
+    return seconds;
+}
+
+double mp_stream_small(const Run& run) { return mp_stream(run, kSmall); }
+double mp_stream_large(const Run& run) { return mp_stream(run, kLarge); }
+
+BENCH_REGISTER(add_impl("pipe_rtt_8B", "multiproc", mp_pipe_rtt));
+BENCH_REGISTER(add_impl("conn_throughput_64B", "multiproc", mp_stream_small));
+BENCH_REGISTER(add_impl("conn_throughput_1MiB", "multiproc", mp_stream_large));
 
 }  // namespace
 }  // namespace bench
