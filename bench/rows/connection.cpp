@@ -20,8 +20,6 @@
 #include "multiproc/connection.hpp"
 #include "raw.hpp"
 
-// Set to 1 once multiproc/process.hpp has landed (it is being written at the same time).
-#define BENCH_HAVE_MP_PROCESS 0
 #if BENCH_HAVE_MP_PROCESS
 #include "multiproc/process.hpp"
 #endif

@@ -6,6 +6,11 @@
 #include "harness.hpp"
 #include "raw.hpp"
 
+#if BENCH_HAVE_MP_PROCESS
+#include "multiproc/context.hpp"
+#include "multiproc/process.hpp"
+#endif
+
 namespace bench {
 namespace {
 
@@ -33,6 +38,26 @@ double raw_fork_join(const Run& run) {
 }
 
 BENCH_REGISTER(add_impl("process_fork_start_join", "raw", raw_fork_join));
+
+#if BENCH_HAVE_MP_PROCESS
+void noop() {}
+
+double mp_fork_join(const Run& run) {
+    const mp::Context fork = mp::get_context("fork");
+    auto once = [&] {
+        mp::Process p(fork, noop);
+        p.start();
+        p.join();
+        if (p.exitcode() != 0) fail("multiproc child failed");
+    };
+    for (std::uint64_t i = 0; i < run.warmup; ++i) once();
+    Stopwatch clock;
+    for (std::uint64_t i = 0; i < run.iters; ++i) once();
+    return clock.seconds();
+}
+
+BENCH_REGISTER(add_impl("process_fork_start_join", "multiproc", mp_fork_join));
+#endif
 
 }  // namespace
 }  // namespace bench
