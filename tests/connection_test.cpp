@@ -1,0 +1,783 @@
+// Pipe, Connection and wait, across real processes.
+#include "multiproc/connection.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <typeinfo>
+#include <vector>
+
+#include "multiproc/errors.hpp"
+
+extern char** environ;
+
+namespace {
+
+using namespace std::chrono_literals;
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAsan = true;
+#else
+constexpr bool kAsan = false;
+#endif
+#else
+constexpr bool kAsan = false;
+#endif
+
+// A forked child running fn (which returns 0 for success, another code to report a failed
+// check). Killed and reaped by the destructor if the test did not join it, so no test leaves a
+// child behind even when an assertion fails first.
+class Child {
+public:
+    template <class F>
+    explicit Child(F&& fn) {
+        std::fflush(nullptr);
+        pid_ = ::fork();
+        if (pid_ < 0) throw std::system_error(errno, std::system_category(), "fork");
+        if (pid_ == 0) {
+            int code = 99;
+            try {
+                code = fn();
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "child: uncaught %s\n", e.what());
+                code = 98;
+            } catch (...) {
+                code = 97;
+            }
+            std::fflush(nullptr);
+            ::_exit(code);
+        }
+    }
+    Child(const Child&) = delete;
+    Child& operator=(const Child&) = delete;
+    ~Child() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            join();
+        }
+    }
+    /// The exit code, or -signal (as Python's exitcode).
+    int join() {
+        int status = 0;
+        while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+        }
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    }
+    pid_t pid() const { return pid_; }
+
+private:
+    pid_t pid_ = -1;
+};
+
+std::vector<std::byte> bytes_of(std::string_view s) {
+    auto b = std::as_bytes(std::span(s.data(), s.size()));
+    return {b.begin(), b.end()};
+}
+std::string string_of(std::span<const std::byte> b) {
+    return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+// Writes raw bytes on a connection's descriptor, bypassing the framing (to forge frames).
+void write_raw(const mp::Connection& c, const void* p, std::size_t n) {
+    const char* s = static_cast<const char*>(p);
+    while (n) {
+        ssize_t r = ::send(c.fileno(), s, n, MSG_NOSIGNAL);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) throw std::system_error(errno, std::system_category(), "send");
+        s += r;
+        n -= static_cast<std::size_t>(r);
+    }
+}
+void write_be32(const mp::Connection& c, std::uint32_t v) {
+    unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
+                          static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
+    write_raw(c, b, 4);
+}
+void write_be64(const mp::Connection& c, std::uint64_t v) {
+    unsigned char b[8];
+    for (int i = 7; i >= 0; --i, v >>= 8) b[i] = static_cast<unsigned char>(v);
+    write_raw(c, b, 8);
+}
+
+struct Sample {
+    int id = 0;
+    std::string name;
+    std::vector<double> values;
+    std::map<std::string, int> tags;
+    template <class Ar>
+    void serialize(Ar& ar) {
+        ar(id, name, values, tags);
+    }
+    bool operator==(const Sample&) const = default;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Directions, misuse, sharing
+
+TEST(Connection, DuplexCarriesBothWays) {
+    auto [a, b] = mp::Pipe();
+    EXPECT_TRUE(a.readable() && a.writable() && b.readable() && b.writable());
+    a.send(std::string("to b"));
+    b.send(42);
+    EXPECT_EQ(b.recv<std::string>(), "to b");
+    EXPECT_EQ(a.recv<int>(), 42);
+    EXPECT_NE(a.fileno(), b.fileno());
+}
+
+TEST(Connection, SimplexFirstEndReceivesSecondSends) {
+    auto [r, w] = mp::Pipe(false);
+    EXPECT_TRUE(r.readable());
+    EXPECT_FALSE(r.writable());
+    EXPECT_FALSE(w.readable());
+    EXPECT_TRUE(w.writable());
+    w.send_bytes("one way");
+    EXPECT_EQ(string_of(r.recv_bytes()), "one way");
+    EXPECT_THROW(r.send(1), mp::UsageError);
+    EXPECT_THROW(r.send_bytes("x"), mp::UsageError);
+    EXPECT_THROW((void)w.recv<int>(), mp::UsageError);
+    EXPECT_THROW((void)w.recv_bytes(), mp::UsageError);
+    EXPECT_THROW((void)w.poll(), mp::UsageError);
+    EXPECT_FALSE(r.poll());  // the shut-down direction does not look readable
+    try {
+        r.send(1);
+    } catch (const std::logic_error& e) {
+        EXPECT_NE(std::string(e.what()).find("read-only"), std::string::npos) << e.what();
+    }
+}
+
+TEST(Connection, UseAfterCloseIsUsageError) {
+    auto [a, b] = mp::Pipe();
+    a.close();
+    EXPECT_TRUE(a.closed());
+    EXPECT_FALSE(a.readable());
+    EXPECT_FALSE(a.writable());
+    EXPECT_THROW(a.send(1), mp::UsageError);
+    EXPECT_THROW((void)a.recv<int>(), mp::UsageError);
+    EXPECT_THROW((void)a.poll(), mp::UsageError);
+    EXPECT_THROW((void)a.fileno(), mp::UsageError);
+    a.close();  // twice is harmless
+    mp::Connection none;
+    EXPECT_TRUE(none.closed());
+    EXPECT_THROW(none.send_bytes("x"), mp::UsageError);
+    EXPECT_THROW((void)mp::dumps(none), mp::UsageError);
+}
+
+TEST(Connection, CopiesShareOneConnection) {
+    auto [a, b] = mp::Pipe();
+    mp::Connection a2 = a;
+    EXPECT_TRUE(a2 == a);
+    EXPECT_EQ(a2.fileno(), a.fileno());
+    a2.send(std::string("from the copy"));
+    EXPECT_EQ(b.recv<std::string>(), "from the copy");
+    b.send(7);
+    EXPECT_EQ(a.recv<int>(), 7);
+    a.close();
+    EXPECT_TRUE(a2.closed());
+    EXPECT_THROW(a2.send(1), mp::UsageError);
+    EXPECT_THROW((void)b.recv_bytes(), mp::EOFError);  // the last copy closed: peer sees EOF
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values and bytes across processes
+
+TEST(Connection, TypedValuesAcrossProcesses) {
+    auto [a, b] = mp::Pipe();
+    Child child([&, b = b] {
+        mp::Connection c = b;
+        auto s = c.recv<std::string>();
+        auto v = c.recv<std::vector<int>>();
+        auto m = c.recv<std::map<std::string, std::vector<double>>>();
+        auto u = c.recv<Sample>();
+        c.send(s + "!");
+        c.send(std::accumulate(v.begin(), v.end(), 0));
+        c.send(m.at("pi"));
+        u.id += 1;
+        u.tags["seen"] = 1;
+        c.send(u);
+        return 0;
+    });
+    b.close();
+    a.send(std::string("hello"));
+    a.send(std::vector<int>{1, 2, 3, 4});
+    a.send(std::map<std::string, std::vector<double>>{{"pi", {3.14, 3.1416}}, {"e", {2.71}}});
+    Sample s{1, "sample", {0.5, 1.5}, {{"k", 2}}};
+    a.send(s);
+    EXPECT_EQ(a.recv<std::string>(), "hello!");
+    EXPECT_EQ(a.recv<int>(), 10);
+    EXPECT_EQ(a.recv<std::vector<double>>(), (std::vector<double>{3.14, 3.1416}));
+    Sample back = a.recv<Sample>();
+    s.id = 2;
+    s.tags["seen"] = 1;
+    EXPECT_EQ(back, s);
+    EXPECT_EQ(child.join(), 0);
+}
+
+TEST(Connection, RecvOfTheWrongTypeIsDecodeError) {
+    auto [a, b] = mp::Pipe();
+    a.send(std::string("not an int"));
+    EXPECT_THROW((void)b.recv<int>(), mp::DecodeError);
+    a.send(std::uint16_t{5});
+    EXPECT_THROW((void)b.recv<std::uint64_t>(), mp::DecodeError);
+    a.send(3);  // the stream stays in step after a decode failure
+    EXPECT_EQ(b.recv<int>(), 3);
+}
+
+TEST(Connection, SendBytesOffsetAndSize) {
+    auto [a, b] = mp::Pipe();
+    const auto buf = bytes_of("abcdefgh");
+    a.send_bytes(buf, 2, 3);
+    EXPECT_EQ(string_of(b.recv_bytes()), "cde");
+    a.send_bytes(buf, 5);
+    EXPECT_EQ(string_of(b.recv_bytes()), "fgh");
+    a.send_bytes(buf, 8);
+    EXPECT_TRUE(b.recv_bytes().empty());
+    a.send_bytes(std::string("string"), 3);
+    EXPECT_EQ(string_of(b.recv_bytes()), "ing");
+    const std::vector<std::uint32_t> ints{1, 2, 3};
+    a.send_bytes(ints, 4, 4);  // offsets count bytes, as Python's
+    auto got = b.recv_bytes();
+    ASSERT_EQ(got.size(), 4u);
+    std::uint32_t two = 0;
+    std::memcpy(&two, got.data(), 4);
+    EXPECT_EQ(two, 2u);
+    EXPECT_THROW(a.send_bytes(buf, 9), mp::UsageError);
+    EXPECT_THROW(a.send_bytes(buf, 6, 3), mp::UsageError);
+    EXPECT_FALSE(b.poll());  // nothing was sent by the failed calls
+}
+
+TEST(Connection, RecvBytesIntoAndBufferTooShort) {
+    auto [a, b] = mp::Pipe();
+    Child child([&, a = a] {
+        mp::Connection c = a;
+        c.send_bytes("0123456789");
+        c.send_bytes("fits");
+        c.send_bytes("");
+        return 0;
+    });
+    a.close();
+    std::vector<std::byte> buf(12, std::byte{'.'});
+    try {
+        (void)b.recv_bytes_into(buf, 4);
+        ADD_FAILURE() << "a 10-byte message fitted into 8 bytes";
+    } catch (const mp::BufferTooShort& e) {
+        EXPECT_EQ(string_of(e.message()), "0123456789");  // the whole message
+    }
+    EXPECT_EQ(string_of(buf), "............");  // nothing was written into the buffer
+    EXPECT_EQ(b.recv_bytes_into(buf, 4), 4u);   // the stream is still in step
+    EXPECT_EQ(string_of(buf), "....fits....");
+    EXPECT_EQ(b.recv_bytes_into(buf, 12), 0u);
+    EXPECT_THROW((void)b.recv_bytes_into(buf, 13), mp::UsageError);
+    EXPECT_EQ(child.join(), 0);
+    EXPECT_THROW((void)b.recv_bytes_into(buf), mp::EOFError);
+}
+
+TEST(Connection, PollZeroFiniteAndUntilDataArrives) {
+    auto [a, b] = mp::Pipe();
+    EXPECT_FALSE(a.poll());
+    EXPECT_FALSE(a.poll(0s));
+    EXPECT_FALSE(a.poll(30ms));
+    Child child([&, b = b] {
+        mp::Connection c = b;
+        std::this_thread::sleep_for(100ms);
+        c.send(1);
+        std::this_thread::sleep_for(100ms);
+        c.send(2);
+        return 0;
+    });
+    b.close();
+    EXPECT_TRUE(a.poll(mp::forever));
+    EXPECT_EQ(a.recv<int>(), 1);
+    EXPECT_TRUE(a.poll(30s));
+    EXPECT_EQ(a.recv<int>(), 2);
+    EXPECT_EQ(child.join(), 0);
+    EXPECT_TRUE(a.poll());  // end of file counts as ready, as in Python
+    EXPECT_THROW((void)a.recv<int>(), mp::EOFError);
+}
+
+TEST(Connection, PeerCloseIsEOFErrorBothWays) {
+    auto [a, b] = mp::Pipe();
+    b.send(5);
+    b.close();
+    EXPECT_EQ(a.recv<int>(), 5);  // what was sent before the close still arrives
+    EXPECT_THROW((void)a.recv<int>(), mp::EOFError);
+    EXPECT_THROW((void)a.recv_bytes(), mp::EOFError);
+    EXPECT_THROW(a.send(1), mp::EOFError);  // and no SIGPIPE kills us
+}
+
+TEST(Connection, PeerProcessDeathIsEOFError) {
+    auto [a, b] = mp::Pipe();
+    Child child([&, b = b] {
+        mp::Connection c = b;
+        c.send(std::string("last words"));
+        ::kill(::getpid(), SIGKILL);
+        return 0;
+    });
+    b.close();
+    EXPECT_EQ(a.recv<std::string>(), "last words");
+    try {
+        (void)a.recv<std::string>();
+        ADD_FAILURE() << "no EOFError";
+    } catch (const mp::EOFError& e) {
+        EXPECT_NE(std::string(e.what()).find("closed"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(child.join(), -SIGKILL);
+}
+
+TEST(Connection, LargePayloadRoundTripsIntact) {
+    constexpr std::size_t kSize = 64u << 20;
+    auto [a, b] = mp::Pipe();
+    Child child([&, b = b] {
+        mp::Connection c = b;
+        auto bytes = c.recv_bytes();  // raw path
+        c.send_bytes(bytes);
+        auto v = c.recv<std::vector<std::uint64_t>>();  // codec path
+        c.send(v);
+        return 0;
+    });
+    b.close();
+    std::vector<std::byte> payload(kSize);
+    for (std::size_t i = 0; i < kSize; ++i) payload[i] = static_cast<std::byte>((i * 2654435761u) >> 13);
+    a.send_bytes(payload);
+    EXPECT_TRUE(a.recv_bytes() == payload);
+    std::vector<std::uint64_t> words(kSize / 8);
+    std::iota(words.begin(), words.end(), 1);
+    a.send(words);
+    EXPECT_TRUE(a.recv<std::vector<std::uint64_t>>() == words);
+    EXPECT_EQ(child.join(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Descriptor passing
+
+TEST(Connection, ConnectionSentOverConnectionWorksOnTheOtherSide) {
+    auto [a, b] = mp::Pipe();
+    auto [x, y] = mp::Pipe();
+    auto [r, w] = mp::Pipe(false);
+    Child child([b = b, x = x, y = y, r = r, w = w]() mutable {
+        // Drop what fork gave the child, so only the descriptors that travel can work.
+        x.close();
+        y.close();
+        r.close();
+        w.close();
+        mp::Connection c = b;
+        auto passed = c.recv<mp::Connection>();
+        auto [writer, note] = c.recv<std::pair<mp::Connection, std::string>>();
+        if (!passed.readable() || !passed.writable()) return 2;
+        if (writer.readable() || !writer.writable()) return 3;
+        passed.send(std::string("via the passed end: ") + passed.recv<std::string>());
+        writer.send(note);
+        return 0;
+    });
+    b.close();
+    a.send(y);
+    a.send(std::make_pair(w, std::string("simplex passed too")));
+    y.close();  // the child holds its own descriptors now
+    w.close();
+    x.send(std::string("ping"));
+    EXPECT_EQ(x.recv<std::string>(), "via the passed end: ping");
+    EXPECT_EQ(r.recv<std::string>(), "simplex passed too");
+    EXPECT_EQ(child.join(), 0);
+    EXPECT_THROW((void)x.recv<int>(), mp::EOFError);  // the child's copy died with it
+}
+
+TEST(Connection, ConnectionWithoutItsDescriptorIsDecodeError) {
+    auto [a, b] = mp::Pipe();
+    auto bytes = mp::dumps(a);  // dumps carries no descriptors
+    EXPECT_THROW((void)mp::loads<mp::Connection>(bytes), mp::DecodeError);
+    b.send_bytes(bytes);  // raw bytes that claim a descriptor: none arrives
+    EXPECT_THROW((void)a.recv<mp::Connection>(), mp::DecodeError);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile and broken frames
+
+// Current virtual memory size of this process, from /proc.
+std::size_t vm_size_bytes() {
+    std::ifstream f("/proc/self/status");
+    std::string key;
+    while (f >> key) {
+        if (key == "VmSize:") {
+            std::size_t kb = 0;
+            f >> kb;
+            return kb * 1024;
+        }
+        f.ignore(1 << 12, '\n');
+    }
+    return 0;
+}
+
+TEST(Connection, LyingHeaderAllocatesNothingTheSenderDidNotSend) {
+    if (kAsan) GTEST_SKIP() << "RLIMIT_AS cannot be used under AddressSanitizer's shadow memory";
+    constexpr std::uint32_t kClaim = 1u << 30;
+    auto [a1, b1] = mp::Pipe();
+    auto [a2, b2] = mp::Pipe();
+    Child receiver([a1 = a1, b1 = b1, a2 = a2, b2 = b2]() mutable {
+        b1.close();  // the liar's ends belong to the parent alone
+        b2.close();
+        // Room for a few MiB more, far less than the gigabyte the headers will announce.
+        const std::size_t room = vm_size_bytes() + (32u << 20);
+        const rlimit lim{room, room};
+        if (::setrlimit(RLIMIT_AS, &lim) != 0) return 2;
+        // The control: under this limit a gigabyte really cannot be had.
+        void* p = ::mmap(nullptr, kClaim, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) return 3;
+        for (int round = 0; round < 2; ++round) {
+            try {
+                if (round == 0) (void)a1.recv_bytes();
+                else (void)a2.recv<std::vector<char>>();
+                return 4;
+            } catch (const mp::EOFError& e) {
+                if (!std::strstr(e.what(), "10 of 1073741824 bytes")) {
+                    std::fprintf(stderr, "unexpected message: %s\n", e.what());
+                    return 5;
+                }
+            } catch (const std::bad_alloc&) {
+                return 6;
+            }
+        }
+        return 0;
+    });
+    a1.close();
+    a2.close();
+    write_be32(b1, kClaim);
+    write_raw(b1, "0123456789", 10);
+    b1.close();
+    write_be32(b2, kClaim);
+    write_raw(b2, "0123456789", 10);
+    b2.close();
+    EXPECT_EQ(receiver.join(), 0);
+}
+
+TEST(Connection, LyingLongFormHeaderEndsInEOFError) {
+    auto [a, b] = mp::Pipe();
+    write_be32(a, 0xffffffffu);
+    write_be64(a, std::uint64_t{1} << 62);  // four exbibytes announced
+    write_raw(a, "tiny", 4);
+    a.close();
+    try {
+        (void)b.recv_bytes();
+        ADD_FAILURE() << "no error";
+    } catch (const mp::EOFError& e) {
+        EXPECT_NE(std::string(e.what()).find("4 of 4611686018427387904 bytes"), std::string::npos)
+            << e.what();
+    }
+}
+
+TEST(Connection, NegativeLengthIsAClearErrorAndClosesTheConnection) {
+    auto [a, b] = mp::Pipe();
+    write_be32(a, static_cast<std::uint32_t>(-5));
+    try {
+        (void)b.recv_bytes();
+        ADD_FAILURE() << "no error";
+    } catch (const mp::ProcessError& e) {
+        EXPECT_NE(std::string(e.what()).find("corrupt message header"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(b.closed());
+}
+
+TEST(Connection, TruncatedFramesAreEOFErrorNamingTheCounts) {
+    {
+        auto [a, b] = mp::Pipe();
+        write_raw(a, "\0\0", 2);
+        a.close();
+        try {
+            (void)b.recv_bytes();
+            ADD_FAILURE();
+        } catch (const mp::EOFError& e) {
+            EXPECT_NE(std::string(e.what()).find("2 of 4 bytes"), std::string::npos) << e.what();
+        }
+    }
+    {
+        auto [a, b] = mp::Pipe();
+        write_be32(a, 0xffffffffu);
+        write_raw(a, "\0\0\0", 3);
+        a.close();
+        try {
+            (void)b.recv_bytes();
+            ADD_FAILURE();
+        } catch (const mp::EOFError& e) {
+            EXPECT_NE(std::string(e.what()).find("7 of 12 bytes"), std::string::npos) << e.what();
+        }
+    }
+    {
+        // A sender that dies in the middle of a frame.
+        auto [a, b] = mp::Pipe();
+        Child child([&, a = a] {
+            mp::Connection c = a;
+            write_be32(c, 100);
+            write_raw(c, "0123456789", 10);
+            ::kill(::getpid(), SIGKILL);
+            return 0;
+        });
+        a.close();
+        std::vector<std::byte> buf(200);
+        try {
+            (void)b.recv_bytes_into(buf);
+            ADD_FAILURE();
+        } catch (const mp::EOFError& e) {
+            EXPECT_NE(std::string(e.what()).find("10 of 100 bytes"), std::string::npos) << e.what();
+        }
+        EXPECT_EQ(child.join(), -SIGKILL);
+    }
+}
+
+TEST(Connection, RecvBytesMaxlengthIsEnforcedBeforeReading) {
+    auto [a, b] = mp::Pipe();
+    a.send_bytes("exactly ten");
+    a.send_bytes(std::string(100, 'x'));
+    EXPECT_EQ(b.recv_bytes(11).size(), 11u);  // a limit equal to the size is fine
+    try {
+        (void)b.recv_bytes(10);
+        ADD_FAILURE() << "the limit was not enforced";
+    } catch (const mp::ProcessError& e) {
+        EXPECT_NE(std::string(e.what()).find("bad message length"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(b.closed());  // the stream position is lost
+    EXPECT_THROW((void)b.recv_bytes(), mp::UsageError);
+}
+
+TEST(Connection, LongFormHeaderIsReceived) {
+    auto [a, b] = mp::Pipe();
+    write_be32(a, 0xffffffffu);  // Python's pre-header for payloads over 2 GiB...
+    write_be64(a, 5);            // ...is valid for any length
+    write_raw(a, "hello", 5);
+    EXPECT_EQ(string_of(b.recv_bytes()), "hello");
+    auto typed = mp::dumps(std::string("typed"));
+    write_be32(a, 0xffffffffu);
+    write_be64(a, typed.size());
+    write_raw(a, typed.data(), typed.size());
+    EXPECT_EQ(b.recv<std::string>(), "typed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python's multiprocessing.connection on the other end
+
+class PythonPeer {
+public:
+    explicit PythonPeer(const mp::Connection& theirs) {
+        // Hand the socket to the child as descriptor 3 (dup2 in the child clears close-on-exec).
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, theirs.fileno(), 3);
+        const std::string script = std::string(MULTIPROC_SOURCE_DIR) + "/tests/helpers/py_conn_peer.py";
+        char* argv[] = {const_cast<char*>("python3"), const_cast<char*>(script.c_str()),
+                        const_cast<char*>("3"), nullptr};
+        int err = ::posix_spawnp(&pid_, "python3", &fa, nullptr, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        if (err) throw std::system_error(err, std::system_category(), "posix_spawnp python3");
+    }
+    ~PythonPeer() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            join();
+        }
+    }
+    int join() {
+        int status = 0;
+        while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+        }
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    }
+
+private:
+    pid_t pid_ = -1;
+};
+
+TEST(Connection, PythonPeerUnderstandsOurFramesAndWeUnderstandItsFrames) {
+    auto [ours, theirs] = mp::Pipe();
+    if (theirs.fileno() == 3) {  // dup2 onto itself would keep close-on-exec
+        mp::Connection moved(mp::detail::UniqueFd(::fcntl(theirs.fileno(), F_DUPFD_CLOEXEC, 10)));
+        theirs.close();
+        theirs = moved;
+    }
+    PythonPeer peer(theirs);
+    theirs.close();
+    // Python writes header and payload in one write up to 16384 bytes, in two above.
+    for (std::size_t n : {0u, 1u, 8u, 100u, 16383u, 16384u, 16385u, 70000u, 1u << 20, 5u << 20}) {
+        std::vector<std::byte> msg(n);
+        for (std::size_t i = 0; i < n; ++i) msg[i] = static_cast<std::byte>(i * 7 + n);
+        ours.send_bytes(msg);
+        auto back = ours.recv_bytes();
+        EXPECT_TRUE(back == msg) << "size " << n << " came back as " << back.size() << " bytes";
+    }
+    // A long-form frame (the form Python uses above 2 GiB) is accepted by Python too.
+    write_be32(ours, 0xffffffffu);
+    write_be64(ours, 6);
+    write_raw(ours, "python", 6);
+    EXPECT_EQ(string_of(ours.recv_bytes()), "python");
+    // Typed values are our codec inside Python's frame: Python relays them untouched.
+    Sample s{3, "through python", {1.0}, {{"a", 1}}};
+    ours.send(s);
+    EXPECT_EQ(ours.recv<Sample>(), s);
+    ours.send_bytes("__quit__");
+    EXPECT_EQ(peer.join(), 0);
+    EXPECT_THROW((void)ours.recv_bytes(), mp::EOFError);
+}
+
+// ---------------------------------------------------------------------------------------------
+// wait
+
+struct FakeProcess {
+    int fd;
+    int sentinel() const { return fd; }
+};
+
+TEST(Wait, TimesOutWhenNothingIsReady) {
+    auto [a, b] = mp::Pipe();
+    auto [c, d] = mp::Pipe();
+    EXPECT_TRUE(mp::wait({a, c}, 0s).empty());
+    EXPECT_TRUE(mp::wait({a, c}, 50ms).empty());
+}
+
+TEST(Wait, ReportsTheIndicesOfReadyObjects) {
+    auto [a, b] = mp::Pipe();
+    auto [c, d] = mp::Pipe();
+    auto [e, f] = mp::Pipe(false);
+    int raw[2];
+    ASSERT_EQ(::pipe2(raw, O_CLOEXEC), 0);
+    mp::detail::UniqueFd raw_r(raw[0]), raw_w(raw[1]);
+    FakeProcess proc{raw[0]};
+
+    b.send(1);
+    f.send(2);
+    std::vector<mp::Waitable> objects{a, c, e, raw_r.get(), proc};
+    EXPECT_EQ(mp::wait(objects, 1s), (std::vector<std::size_t>{0, 2}));
+    ASSERT_EQ(::write(raw_w.get(), "x", 1), 1);
+    EXPECT_EQ(mp::wait(objects, 1s), (std::vector<std::size_t>{0, 2, 3, 4}));
+    EXPECT_EQ(a.recv<int>(), 1);
+    EXPECT_EQ(e.recv<int>(), 2);
+    char ch;
+    ASSERT_EQ(::read(raw_r.get(), &ch, 1), 1);
+    EXPECT_TRUE(mp::wait(objects, 0s).empty());
+    d.close();  // a hung-up peer is ready too (recv will raise EOFError)
+    EXPECT_EQ(mp::wait(objects, 1s), (std::vector<std::size_t>{1}));
+}
+
+TEST(Wait, BlocksUntilAnotherProcessSends) {
+    auto [a, b] = mp::Pipe();
+    auto [c, d] = mp::Pipe();
+    Child child([&, d = d] {
+        mp::Connection conn = d;
+        std::this_thread::sleep_for(100ms);
+        conn.send(std::string("late"));
+        return 0;
+    });
+    d.close();
+    EXPECT_EQ(mp::wait({a, c}), (std::vector<std::size_t>{1}));
+    EXPECT_EQ(c.recv<std::string>(), "late");
+    EXPECT_EQ(child.join(), 0);
+    EXPECT_EQ(mp::wait({a, c}, 10s), (std::vector<std::size_t>{1}));  // child gone: c hung up
+}
+
+TEST(Wait, ClosedConnectionOrBadDescriptorIsAnError) {
+    auto [a, b] = mp::Pipe();
+    mp::Waitable w = a;
+    a.close();
+    EXPECT_THROW((void)mp::wait({w}, 0s), mp::UsageError);
+    int raw[2];
+    ASSERT_EQ(::pipe2(raw, O_CLOEXEC), 0);
+    ::close(raw[0]);
+    ::close(raw[1]);
+    EXPECT_THROW((void)mp::wait({raw[0]}, 0s), std::system_error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The exception transport, through a Pipe, across processes
+
+namespace custom {
+struct BadThing : std::exception {
+    const char* what() const noexcept override { return "a bad thing happened"; }
+};
+}  // namespace custom
+
+TEST(ExceptionTransport, StandardTypesComeBackAsThemselves) {
+    auto [a, b] = mp::Pipe();
+    Child child([&, b = b] {
+        mp::Connection c = b;
+        auto ship = [&](auto&& thrower) {
+            try {
+                thrower();
+            } catch (...) {
+                c.send(std::current_exception());
+            }
+        };
+        ship([] { throw std::invalid_argument("bad argument 7"); });
+        ship([] { throw std::out_of_range("index 9 out of range"); });
+        ship([] { throw std::system_error(ENOENT, std::system_category(), "open /nope"); });
+        ship([] { throw custom::BadThing(); });
+        ship([] { throw mp::TimeoutError("timed out after 1s"); });
+        ship([] { throw std::runtime_error("plain runtime"); });
+        c.send(std::exception_ptr{});
+        return 0;
+    });
+    b.close();
+
+    auto next = [&] { return a.recv<std::exception_ptr>(); };
+    auto ex = next();
+    ASSERT_TRUE(ex);
+    try {
+        std::rethrow_exception(ex);
+    } catch (const std::invalid_argument& e) {
+        EXPECT_EQ(typeid(e), typeid(std::invalid_argument));
+        EXPECT_STREQ(e.what(), "bad argument 7");
+    }
+    try {
+        std::rethrow_exception(next());
+    } catch (const std::out_of_range& e) {
+        EXPECT_EQ(typeid(e), typeid(std::out_of_range));
+        EXPECT_STREQ(e.what(), "index 9 out of range");
+    }
+    try {
+        std::rethrow_exception(next());
+    } catch (const std::system_error& e) {
+        EXPECT_EQ(typeid(e), typeid(std::system_error));
+        EXPECT_EQ(e.code().value(), ENOENT);
+        EXPECT_EQ(e.code(), std::error_code(ENOENT, std::system_category()));
+        const std::string original = std::system_error(ENOENT, std::system_category(), "open /nope").what();
+        EXPECT_NE(std::string(e.what()).find(original), std::string::npos) << e.what();
+    }
+    try {
+        std::rethrow_exception(next());
+    } catch (const mp::RemoteError& e) {
+        EXPECT_NE(e.type_name().find("custom::BadThing"), std::string::npos) << e.type_name();
+        EXPECT_EQ(e.remote_what(), "a bad thing happened");
+    }
+    try {
+        std::rethrow_exception(next());
+    } catch (const mp::TimeoutError& e) {
+        EXPECT_EQ(typeid(e), typeid(mp::TimeoutError));
+        EXPECT_STREQ(e.what(), "timed out after 1s");
+    }
+    try {
+        std::rethrow_exception(next());
+    } catch (const std::runtime_error& e) {
+        EXPECT_EQ(typeid(e), typeid(std::runtime_error));
+        EXPECT_STREQ(e.what(), "plain runtime");
+    }
+    EXPECT_FALSE(next());
+    EXPECT_EQ(child.join(), 0);
+}
+
+}  // namespace
