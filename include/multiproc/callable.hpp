@@ -1,0 +1,448 @@
+// Shipping a call to another process: functions cross by IDENTITY, arguments by the codec.
+//
+// A call travels as bytes plus the descriptors its arguments carry:
+//
+//   +-------+----------------------+----------------------+---------------------+
+//   | magic | identity of a typed  | the target: identity | the arguments,      |
+//   | u32   | thunk<F, R, Args...> | / closure bytes / -  | encoded in order    |
+//   +-------+----------------------+----------------------+---------------------+
+//   identity = u8 flags (1: the main executable) | u8 id kind | u8 n | n id bytes
+//            | u64 path length | path (empty for the main executable) | u64 offset
+//
+// A code address is identified by the module that contains it (its GNU build id, or a hash of
+// its path, size and mtime when it has none), that module's path, and the offset from the
+// module's load base. The receiver finds the module among those it has loaded (dlopen'ing a
+// shared library by path when it is not loaded yet) and adds the offset to its own base, so a
+// call resolves in a forked child, in a spawned child (a fresh exec of the same binary, loaded
+// at another address by ASLR) and in an MPI rank on another host running the same binaries. A
+// module whose build id differs from the sender's is an mp::ProcessError ("binary mismatch").
+//
+// What can be shipped (mp::ShippableCall / mp::is_shippable_callable_v):
+//   - function pointers (a function's name decays to one),
+//   - captureless lambdas and empty function objects (only their type travels: the thunk knows it),
+//   - lambdas and function objects that are trivially copyable (all captures trivially
+//     copyable): their bytes travel; or function objects with a cereal-style serialize,
+//   - with arguments that satisfy mp::is_shippable_v (string literals travel as std::string);
+//     handles among them (Connection, ...) carry their descriptors beside the bytes.
+// Not shippable: std::function, closures capturing non-trivially-copyable values (std::string,
+// std::vector, ...), pointers to members. LIMIT: a lambda capturing a pointer or a reference is
+// trivially copyable and cannot be told apart; it ships, and the address it holds means nothing
+// in another process. Capture values, never references, in a shipped lambda.
+//
+// In the child the target is called like std::thread calls it: with each decoded argument as
+// an rvalue (a parameter `T&` does not bind; use `T`, `const T&` or `T&&`).
+//
+// Thread safety: every function here may be called from any thread. The module list behind
+// identities is a shared snapshot rebuilt only when a library was loaded or unloaded; a thunk's
+// identity is computed once per instantiation. Nothing here blocks except dlopen of a library
+// that a received call needs and this process has not loaded.
+#pragma once
+
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include "multiproc/detail/fd.hpp"
+#include "multiproc/errors.hpp"
+#include "multiproc/reduction.hpp"
+
+namespace mp {
+namespace detail {
+
+/// How a callable's target travels.
+enum class TargetKind {
+    function_pointer,   ///< by identity
+    empty_object,       ///< by type only (captureless lambda, empty function object)
+    raw_object,         ///< trivially copyable closure / function object: its bytes
+    codec_object,       ///< function object with a cereal-style serialize: the codec
+    member_pointer,     ///< not shippable
+    std_function,       ///< not shippable (type-erased)
+    not_callable,       ///< not shippable (not a function nor a class)
+    not_trivially_copyable,  ///< not shippable: captures or members that cannot travel as bytes
+};
+
+template <class T> struct is_std_function : std::false_type {};
+template <class S> struct is_std_function<std::function<S>> : std::true_type {};
+
+template <class F>
+constexpr TargetKind target_kind() {
+    using Fn = std::decay_t<F>;
+    if constexpr (std::is_pointer_v<Fn> && std::is_function_v<std::remove_pointer_t<Fn>>)
+        return TargetKind::function_pointer;
+    else if constexpr (std::is_member_pointer_v<Fn>) return TargetKind::member_pointer;
+    else if constexpr (is_std_function<Fn>::value) return TargetKind::std_function;
+    else if constexpr (!std::is_class_v<Fn>) return TargetKind::not_callable;
+    else if constexpr (user_codec<Fn> && std::is_default_constructible_v<Fn> &&
+                       encodable<Fn>())
+        return TargetKind::codec_object;
+    else if constexpr (std::is_trivially_copyable_v<Fn> && std::is_empty_v<Fn>)
+        return TargetKind::empty_object;
+    else if constexpr (std::is_trivially_copyable_v<Fn>) return TargetKind::raw_object;
+    else return TargetKind::not_trivially_copyable;
+}
+
+/// The type an argument is stored as in the child: decayed; a char array (a string literal)
+/// becomes std::string.
+template <class T> struct stored_arg { using type = std::decay_t<T>; };
+template <std::size_t N> struct stored_arg<char[N]> { using type = std::string; };
+template <std::size_t N> struct stored_arg<const char[N]> { using type = std::string; };
+template <class T> using stored_arg_t = typename stored_arg<std::remove_cvref_t<T>>::type;
+
+template <class T>
+constexpr bool arg_ok() {
+    return is_shippable_v<T> && (std::is_trivially_copyable_v<T> || std::is_default_constructible_v<T>) &&
+           std::is_move_constructible_v<T>;
+}
+
+/// Everything package_call / package_task need to know about F called with Args.
+template <class F, class... Args>
+struct call_traits {
+    using target = std::decay_t<F>;
+    static constexpr TargetKind kind = target_kind<F>();
+    static constexpr bool target_ok =
+        kind == TargetKind::function_pointer || kind == TargetKind::empty_object ||
+        kind == TargetKind::raw_object || kind == TargetKind::codec_object;
+    static constexpr bool args_ok = (arg_ok<stored_arg_t<Args>>() && ...);
+    static constexpr bool invocable = std::is_invocable_v<target&, stored_arg_t<Args>&&...>;
+    using raw_result = typename std::conditional_t<
+        invocable, std::invoke_result<target&, stored_arg_t<Args>&&...>,
+        std::type_identity<void>>::type;
+    using result = std::remove_cvref_t<raw_result>;
+    static constexpr bool result_ok =
+        std::is_void_v<result> ||
+        (is_shippable_v<result> && std::is_move_constructible_v<result> &&
+         (std::is_trivially_copyable_v<result> || std::is_default_constructible_v<result>));
+    static constexpr bool call_ok = target_ok && args_ok && invocable;
+    static constexpr bool task_ok = call_ok && result_ok;
+};
+
+}  // namespace detail
+
+/// F called with arguments of types Args can run in a process that did not inherit this one's
+/// memory (spawn, forkserver, a Pool worker, an MPI rank): see the table in docs/callable.md.
+template <class F, class... Args>
+concept ShippableCall = detail::call_traits<F, Args...>::call_ok;
+
+/// As ShippableCall, and the result (if not void) can travel back: what a Pool task needs.
+template <class F, class... Args>
+concept ShippableTask = detail::call_traits<F, Args...>::task_ok;
+
+/// True when F called with Args can be shipped (ShippableCall as a value).
+template <class F, class... Args>
+inline constexpr bool is_shippable_callable_v = ShippableCall<F, Args...>;
+
+namespace detail {
+
+/// A call ready to travel: its bytes and the descriptors of the handles among its arguments
+/// (not owned: they stay open as long as the sender holds the argument copies).
+struct ShippedCall {
+    std::vector<std::byte> bytes;
+    std::vector<int> fds;
+};
+
+/// The result of package_call: exactly one of `call` and `why_not` is set.
+struct CallPackage {
+    std::optional<ShippedCall> call;
+    std::string why_not;
+};
+
+/// The fixed, type-erased signature every thunk has: decode target and arguments from `in`,
+/// call, and when `out` is non-null encode (status, result or exception) into it.
+using ThunkFn = void (*)(Decoder& in, Encoder* out);
+
+/// The result of a task, as written by run_shipped_task: a status byte, then the value or the
+/// exception.
+enum class TaskStatus : std::uint8_t { ok = 0, error = 1 };
+
+inline constexpr std::uint32_t call_magic = 0x3143504dU;  // "MPC1" in memory on little endian
+
+// --- identities (src/callable.cpp) ---------------------------------------------------------
+
+/// The encoded identity of a code address (throws mp::ProcessError when no loaded module
+/// contains it: JIT or heap code cannot be identified).
+std::vector<std::byte> code_identity(std::uintptr_t addr);
+/// Appends the identity of a code address (same errors as code_identity).
+void encode_code_address(Encoder& e, std::uintptr_t addr);
+/// Decodes an identity and returns that code's address in this process, loading its shared
+/// library if needed. mp::DecodeError on corrupt bytes, mp::ProcessError on a binary mismatch
+/// or a module that cannot be loaded.
+std::uintptr_t resolve_code_address(Decoder& d);
+
+/// Where a code address lives: for diagnostics and tests.
+struct ModuleInfo {
+    std::string path;          ///< absolute path of the module's file
+    bool is_main = false;      ///< the main executable
+    bool has_build_id = false; ///< false: identified by a hash of path, size and mtime
+    std::string id;            ///< describe(): "build id 1a2b..." / "file hash ..."
+    std::vector<std::byte> id_bytes;  ///< the identifying bytes as they travel
+    std::uintptr_t base = 0;   ///< this process's load base of the module
+    std::uintptr_t offset = 0; ///< the address's offset from base
+};
+/// The module containing addr in this process, if any.
+std::optional<ModuleInfo> module_of(std::uintptr_t addr);
+
+/// The address of a function, as an integer.
+template <class R, class... A>
+std::uintptr_t code_address(R (*f)(A...)) noexcept {
+    return reinterpret_cast<std::uintptr_t>(f);
+}
+
+/// Demangled, abbreviated name of a type (std::string for std::__cxx11::basic_string<char...>).
+std::string type_name(const std::type_info& t);
+
+// Reasons, built only when something cannot ship.
+std::string target_reason(TargetKind kind, const std::type_info& target);
+std::string arg_reason(std::size_t index, const std::type_info& type, const char* why);
+std::string not_invocable_reason(const std::type_info& target, std::vector<std::string> args);
+
+/// Writes the magic and the thunk's identity: the start of every package.
+void begin_package(Encoder& e, const std::vector<std::byte>& thunk_identity);
+/// Checks the magic and resolves the thunk of a received package.
+ThunkFn open_package(Decoder& d);
+/// Writes (error, exception) into a task result: for the task engine, also when
+/// run_shipped_task itself threw (corrupt bytes, binary mismatch).
+void encode_task_error(Encoder& out, const std::exception_ptr& error);
+/// Reads a task result's status; on error rethrows the transported exception.
+void read_task_status(Decoder& d);
+
+// --- the typed halves ---------------------------------------------------------------------
+
+template <class T>
+constexpr const char* arg_problem() {
+    if constexpr (std::is_pointer_v<T> || std::is_member_pointer_v<T>)
+        return "a raw pointer's address means nothing in another process; send the value it "
+               "points to";
+    else if constexpr (is_view<T>::value)
+        return "std::string_view / std::span refer to memory of this process; send a "
+               "std::string or std::vector";
+    else if constexpr (!is_shippable_v<T>)
+        return "it is not trivially copyable, not a supported standard type, and has no "
+               "cereal-style serialize(Ar&) nor save/load";
+    else if constexpr (!std::is_move_constructible_v<T>)
+        return "it is not move constructible";
+    else
+        return "the codec decodes it through serialize(Ar&), which needs a default constructor";
+}
+
+template <class F>
+F decode_target(Decoder& in) {
+    constexpr TargetKind k = target_kind<F>();
+    if constexpr (k == TargetKind::function_pointer) {
+        return reinterpret_cast<F>(resolve_code_address(in));
+    } else if constexpr (k == TargetKind::empty_object) {
+        return std::bit_cast<F>(std::array<std::byte, sizeof(F)>{});
+    } else {
+        return decode_value<F>(in);
+    }
+}
+
+template <class F>
+void encode_target(Encoder& e, const F& f) {
+    constexpr TargetKind k = target_kind<F>();
+    if constexpr (k == TargetKind::function_pointer) encode_code_address(e, reinterpret_cast<std::uintptr_t>(f));
+    else if constexpr (k == TargetKind::empty_object) {
+    } else e(f);
+}
+
+template <class A>
+void encode_arg(Encoder& e, const A& a) {
+    if constexpr (std::is_array_v<A> && std::is_same_v<std::remove_cv_t<std::remove_extent_t<A>>, char>) {
+        // A char array (a string literal) travels as the std::string the child receives: up to
+        // its first NUL, or whole when it has none.
+        const std::string_view s(a, std::char_traits<char>::find(a, std::extent_v<A>, '\0')
+                                        ? std::char_traits<char>::length(a)
+                                        : std::extent_v<A>);
+        e.write_size(s.size());
+        e.write_bytes(s.data(), s.size());
+    } else {
+        e(a);
+    }
+}
+
+template <class F, class Tuple, std::size_t... I>
+decltype(auto) invoke_stored(F& f, Tuple& args, std::index_sequence<I...>) {
+    return std::invoke(f, std::move(std::get<I>(args))...);
+}
+
+/// The typed half of a shipped call: F is the target type (function pointer or class), R what
+/// is encoded into `out` (void: nothing but the status), Args the stored argument types.
+template <class F, class R, class... Args>
+void thunk(Decoder& in, Encoder* out) {
+    F fn = decode_target<F>(in);
+    // Braced initialization evaluates left to right: arguments decode in the order they were
+    // encoded.
+    std::tuple<Args...> args{decode_value<Args>(in)...};
+    in.finish();
+    constexpr auto seq = std::index_sequence_for<Args...>{};
+    if (!out) {
+        static_cast<void>(invoke_stored(fn, args, seq));
+        return;
+    }
+    const std::size_t mark = out->bytes().size();
+    try {
+        if constexpr (std::is_void_v<R>) {
+            static_cast<void>(invoke_stored(fn, args, seq));
+            const auto s = static_cast<std::uint8_t>(TaskStatus::ok);
+            out->write_bytes(&s, 1);
+        } else {
+            R r = invoke_stored(fn, args, seq);
+            const auto s = static_cast<std::uint8_t>(TaskStatus::ok);
+            out->write_bytes(&s, 1);
+            (*out)(r);
+        }
+    } catch (...) {
+        out->bytes().resize(mark);
+        encode_task_error(*out, std::current_exception());
+    }
+}
+
+/// The identity of one thunk instantiation, computed once.
+template <class F, class R, class... Args>
+const std::vector<std::byte>& thunk_identity() {
+    static const std::vector<std::byte> id =
+        code_identity(reinterpret_cast<std::uintptr_t>(&thunk<F, R, Args...>));
+    return id;
+}
+
+template <class R, class F, class... Args>
+ShippedCall encode_call(const F& f, const Args&... args) {
+    using Fn = std::decay_t<F>;
+    Encoder e;
+    const auto& id = thunk_identity<Fn, R, stored_arg_t<Args>...>();
+    e.bytes().reserve(128 + id.size());
+    begin_package(e, id);
+    encode_target<Fn>(e, f);
+    (encode_arg(e, args), ...);
+    return ShippedCall{std::move(e.bytes()), e.fds()};
+}
+
+template <class... Args, std::size_t... I>
+std::string first_bad_arg(std::index_sequence<I...>) {
+    std::string why;
+    static_cast<void>(((arg_ok<stored_arg_t<Args>>()
+                            ? false
+                            : (why = arg_reason(I + 1, typeid(stored_arg_t<Args>),
+                                                arg_problem<stored_arg_t<Args>>()),
+                               true)) ||
+                       ...));
+    return why;
+}
+
+/// Packages f(args...) for a process started with spawn or forkserver. Never fails to compile:
+/// what cannot ship is reported in why_not, naming the part and the reason.
+template <class F, class... Args>
+CallPackage package_call(const F& f, const Args&... args) {
+    using T = call_traits<F, Args...>;
+    if constexpr (!T::target_ok) {
+        return {std::nullopt, target_reason(T::kind, typeid(typename T::target))};
+    } else if constexpr (!T::args_ok) {
+        return {std::nullopt, first_bad_arg<Args...>(std::index_sequence_for<Args...>{})};
+    } else if constexpr (!T::invocable) {
+        return {std::nullopt, not_invocable_reason(typeid(typename T::target),
+                                                   {type_name(typeid(stored_arg_t<Args>))...})};
+    } else {
+        if constexpr (T::kind == TargetKind::function_pointer) {
+            const typename T::target fp = f;  // a function's name decays here
+            if (fp == nullptr) return {std::nullopt, "the target is a null function pointer"};
+            try {
+                static_cast<void>(code_identity(reinterpret_cast<std::uintptr_t>(fp)));
+            } catch (const ProcessError& e) {
+                return {std::nullopt, e.what()};
+            }
+        }
+        return {encode_call<void>(f, args...), {}};
+    }
+}
+
+template <std::size_t I, class A>
+constexpr bool check_task_arg() {
+    static_assert(arg_ok<A>(),
+                  "multiproc: a task argument cannot be shipped to the worker process: its type "
+                  "is not encodable by the codec (mp::is_shippable_v is false: a raw pointer, a "
+                  "view, a type that is neither trivially copyable, a supported standard type, "
+                  "nor has serialize(Ar&)). The argument's position (from 1) and type are the "
+                  "template arguments of check_task_arg in this diagnostic.");
+    return true;
+}
+
+template <class... Args, std::size_t... I>
+constexpr bool check_task_args(std::index_sequence<I...>) {
+    return (check_task_arg<I + 1, stored_arg_t<Args>>() && ...);
+}
+
+/// The result type a task's thunk encodes, and decode_task_result must be asked for.
+template <class F, class... Args>
+using task_result_t = typename call_traits<F, Args...>::result;
+
+/// Packages a task for a Pool/Executor worker. What cannot ship is a compile-time error whose
+/// message states the reason.
+template <class F, class... Args>
+ShippedCall package_task(const F& f, const Args&... args) {
+    using T = call_traits<F, Args...>;
+    static_assert(T::target_ok,
+                  "multiproc: this task's target cannot be shipped to a worker process: only "
+                  "function pointers, captureless lambdas and lambdas or function objects whose "
+                  "captures are all trivially copyable can (not std::function, not a lambda "
+                  "capturing a std::string, a container or another non-trivially-copyable "
+                  "value). Pass the data as an argument of the task instead.");
+    if constexpr (T::target_ok) {
+        static_assert(check_task_args<Args...>(std::index_sequence_for<Args...>{}));
+        if constexpr (T::args_ok) {
+            static_assert(T::invocable,
+                          "multiproc: the task's target cannot be called with these arguments "
+                          "(the worker calls it with each argument as an rvalue, as std::thread "
+                          "does: a T& parameter does not bind)");
+            if constexpr (T::invocable) {
+                static_assert(T::result_ok,
+                              "multiproc: the task's result type cannot be shipped back from the "
+                              "worker (mp::is_shippable_v of the result is false)");
+                if constexpr (T::result_ok) {
+                    if constexpr (std::is_pointer_v<F>) {
+                        if (f == nullptr)
+                            throw UsageError("multiproc: a task's target is a null function pointer");
+                    }
+                    return encode_call<typename T::result>(f, args...);
+                }
+            }
+        }
+    }
+    return {};
+}
+
+/// Runs a received call in this process; the result is discarded. Throws what the target
+/// throws, mp::DecodeError on corrupt bytes, mp::ProcessError on a binary mismatch.
+void run_shipped_call(std::span<const std::byte> bytes, std::span<UniqueFd> fds);
+
+/// Runs a received task and appends to `out` either (ok, result) or (error, exception) when the
+/// target threw. Corrupt bytes (mp::DecodeError) and a binary mismatch (mp::ProcessError) are
+/// thrown instead, with `out` untouched; encode_task_error turns them into a task failure.
+void run_shipped_task(std::span<const std::byte> bytes, std::span<UniqueFd> fds, Encoder& out);
+
+/// Decodes what run_shipped_task wrote: returns the result, or rethrows the transported
+/// exception (the same standard type, else mp::RemoteError).
+template <class R>
+R decode_task_result(std::span<const std::byte> bytes, std::span<UniqueFd> fds = {}) {
+    Decoder d(bytes, fds);
+    read_task_status(d);
+    if constexpr (std::is_void_v<R>) {
+        d.finish();
+    } else {
+        R r = decode_value<R>(d);
+        d.finish();
+        return r;
+    }
+}
+
+}  // namespace detail
+}  // namespace mp

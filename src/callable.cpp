@@ -1,0 +1,280 @@
+// Function identities (module id + path + offset) and the type-erased half of shipped calls.
+#include "multiproc/callable.hpp"
+
+#include <cxxabi.h>
+#include <dlfcn.h>
+#include <link.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include "sys/modules.hpp"
+
+namespace mp::detail {
+
+namespace {
+
+constexpr std::uint8_t flag_main = 1;
+
+template <class T>
+void put(std::vector<std::byte>& out, const T& v) {
+    const auto* b = reinterpret_cast<const std::byte*>(&v);
+    out.insert(out.end(), b, b + sizeof v);
+}
+
+void put_bytes(std::vector<std::byte>& out, std::string_view s) {
+    const auto* b = reinterpret_cast<const std::byte*>(s.data());
+    out.insert(out.end(), b, b + s.size());
+}
+
+std::string hex(std::uintptr_t v) {
+    char buf[2 + 2 * sizeof v + 1];
+    std::snprintf(buf, sizeof buf, "0x%zx", static_cast<std::size_t>(v));
+    return buf;
+}
+
+//   u8 flags | u8 id kind | u8 n | n id bytes | u64 path length | path | u64 offset
+void append_identity(std::vector<std::byte>& out, const sys::LoadedModule& m, std::uintptr_t addr) {
+    const std::uint8_t flags = m.is_main ? flag_main : 0;
+    const auto kind = static_cast<std::uint8_t>(m.id.kind);
+    const auto n = static_cast<std::uint8_t>(m.id.bytes.size());
+    // The main executable goes without its path: the receiver's own program is the only
+    // candidate, and its path may differ (another host, a moved binary) without harm.
+    const std::string_view path = m.is_main ? std::string_view() : std::string_view(m.path);
+    out.reserve(out.size() + 3 + n + 16 + path.size());
+    put(out, flags);
+    put(out, kind);
+    put(out, n);
+    put_bytes(out, m.id.bytes);
+    put(out, static_cast<std::uint64_t>(path.size()));
+    put_bytes(out, path);
+    put(out, static_cast<std::uint64_t>(addr - m.base));
+}
+
+const sys::LoadedModule& module_for_code(const sys::ModuleList& list, std::uintptr_t addr) {
+    const sys::LoadedModule* m = sys::find_module_containing(list, addr);
+    if (!m || !m->contains_code(addr))
+        throw ProcessError("multiproc: the function at " + hex(addr) +
+                           " is not in the code of any loaded module (JIT-compiled or heap code "
+                           "cannot be shipped by identity)");
+    return *m;
+}
+
+struct WireIdentity {
+    std::uint8_t flags = 0;
+    sys::ModuleIdKind kind{};
+    std::string_view id;
+    std::string_view path;
+    std::uint64_t offset = 0;
+};
+
+std::string_view take_view(Decoder& d, std::size_t n) {
+    auto s = d.take(n);
+    return {reinterpret_cast<const char*>(s.data()), s.size()};
+}
+
+WireIdentity read_identity(Decoder& d) {
+    WireIdentity w;
+    std::uint8_t kind = 0, n = 0;
+    d.read_bytes(&w.flags, 1);
+    d.read_bytes(&kind, 1);
+    d.read_bytes(&n, 1);
+    if ((w.flags & ~flag_main) != 0 ||
+        (kind != static_cast<std::uint8_t>(sys::ModuleIdKind::gnu_build_id) &&
+         kind != static_cast<std::uint8_t>(sys::ModuleIdKind::file_hash)) ||
+        n == 0)
+        throw DecodeError("multiproc: corrupt call: malformed function identity");
+    w.kind = static_cast<sys::ModuleIdKind>(kind);
+    w.id = take_view(d, n);
+    w.path = take_view(d, d.read_count(1));
+    d.read_bytes(&w.offset, sizeof w.offset);
+    if ((w.flags & flag_main) && !w.path.empty())
+        throw DecodeError("multiproc: corrupt call: malformed function identity");
+    return w;
+}
+
+std::string sender_module(const WireIdentity& w) {
+    return w.flags & flag_main ? std::string("the main executable") : "module " + std::string(w.path);
+}
+
+[[noreturn]] void mismatch(const sys::LoadedModule& here, const WireIdentity& w) {
+    const sys::ModuleId theirs{w.kind, std::string(w.id)};
+    throw ProcessError("multiproc: binary mismatch: module " + here.path +
+                       (here.is_main ? " (the main executable)" : "") + " has " +
+                       sys::describe(here.id) + " here, " + sys::describe(theirs) +
+                       " in the sender; both processes must run the same binaries");
+}
+
+// The module of a received identity that no loaded module matches by id: the same file with
+// other contents (a mismatch), or a shared library this process has not loaded yet.
+const sys::LoadedModule* load_module(const WireIdentity& w,
+                                     std::shared_ptr<const sys::ModuleList>& list) {
+    if (w.flags & flag_main) mismatch(*sys::main_module(*list), w);
+    const sys::ModuleId theirs{w.kind, std::string(w.id)};
+    if (w.path.empty())
+        throw ProcessError("multiproc: cannot resolve a shipped function: its module (" +
+                           sys::describe(theirs) + ") is not loaded here and has no path");
+    if (const auto* m = sys::find_module_by_path(*list, w.path)) mismatch(*m, w);
+    const std::string path(w.path);
+    // Loaded for good, as Python's import: the handle is never closed, so addresses resolved in
+    // it stay valid for the life of the process.
+    void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char* err = ::dlerror();
+        throw ProcessError("multiproc: cannot load " + sender_module(w) + " (" +
+                           sys::describe(theirs) + "), which holds a function shipped from "
+                           "another process: " + (err ? err : "dlopen failed"));
+    }
+    list = sys::loaded_modules();
+    if (const auto* m = sys::find_module_by_id(*list, w.kind, w.id)) return m;
+    link_map* lm = nullptr;
+    const sys::LoadedModule* other = nullptr;
+    if (::dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm)
+        other = sys::find_module_by_base(*list, lm->l_addr);
+    if (other) {
+        const sys::LoadedModule copy = *other;
+        ::dlclose(h);
+        mismatch(copy, w);
+    }
+    ::dlclose(h);
+    throw ProcessError("multiproc: binary mismatch: " + sender_module(w) +
+                       " loaded here does not have the sender's " + sys::describe(theirs));
+}
+
+std::string replace_all(std::string s, std::string_view from, std::string_view to) {
+    for (std::size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size()))
+        s.replace(p, from.size(), to);
+    return s;
+}
+
+const char* const kShippable =
+    " cannot be shipped to a process started with spawn or forkserver: only function pointers, "
+    "captureless lambdas and lambdas or function objects whose captures are all trivially "
+    "copyable can; use the fork start method or pass the data as an argument";
+
+}  // namespace
+
+std::vector<std::byte> code_identity(std::uintptr_t addr) {
+    auto list = sys::loaded_modules();
+    std::vector<std::byte> out;
+    append_identity(out, module_for_code(*list, addr), addr);
+    return out;
+}
+
+void encode_code_address(Encoder& e, std::uintptr_t addr) {
+    auto list = sys::loaded_modules();
+    append_identity(e.bytes(), module_for_code(*list, addr), addr);
+}
+
+std::uintptr_t resolve_code_address(Decoder& d) {
+    const WireIdentity w = read_identity(d);
+    auto list = sys::loaded_modules();
+    const sys::LoadedModule* m = sys::find_module_by_id(*list, w.kind, w.id);
+    if (!m) m = load_module(w, list);
+    const std::uintptr_t addr = m->base + static_cast<std::uintptr_t>(w.offset);
+    if (w.offset > UINTPTR_MAX - m->base || !m->contains_code(addr))
+        throw DecodeError("multiproc: corrupt call: offset " + hex(static_cast<std::uintptr_t>(w.offset)) +
+                          " is outside the code of module " + m->path);
+    return addr;
+}
+
+std::optional<ModuleInfo> module_of(std::uintptr_t addr) {
+    auto list = sys::loaded_modules();
+    const sys::LoadedModule* m = sys::find_module_containing(*list, addr);
+    if (!m) return std::nullopt;
+    ModuleInfo info;
+    info.path = m->path;
+    info.is_main = m->is_main;
+    info.has_build_id = m->id.kind == sys::ModuleIdKind::gnu_build_id;
+    info.id = sys::describe(m->id);
+    const auto* b = reinterpret_cast<const std::byte*>(m->id.bytes.data());
+    info.id_bytes.assign(b, b + m->id.bytes.size());
+    info.base = m->base;
+    info.offset = addr - m->base;
+    return info;
+}
+
+std::string type_name(const std::type_info& t) {
+    int status = 0;
+    std::unique_ptr<char, void (*)(void*)> s(abi::__cxa_demangle(t.name(), nullptr, nullptr, &status),
+                                             std::free);
+    std::string n = status == 0 && s ? std::string(s.get()) : std::string(t.name());
+    n = replace_all(std::move(n), "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >",
+                    "std::string");
+    n = replace_all(std::move(n), "std::__cxx11::", "std::");
+    return n;
+}
+
+std::string target_reason(TargetKind kind, const std::type_info& target) {
+    const std::string name = type_name(target);
+    std::string what;
+    switch (kind) {
+        case TargetKind::std_function: what = "a std::function, which hides the type of what it holds"; break;
+        case TargetKind::member_pointer: what = "a pointer to member"; break;
+        case TargetKind::not_callable: what = "neither a function nor a function object"; break;
+        default:
+            what = name.find("{lambda(") != std::string::npos
+                       ? "a lambda capturing a value that is not trivially copyable, such as a "
+                         "std::string or a container"
+                       : "a function object with members that are not trivially copyable and "
+                         "no serialize(Ar&)";
+    }
+    return "the target (type " + name + ", " + what + ")" + kShippable;
+}
+
+std::string arg_reason(std::size_t index, const std::type_info& type, const char* why) {
+    return "argument " + std::to_string(index) + " (type " + type_name(type) +
+           ") cannot be encoded: " + why;
+}
+
+std::string not_invocable_reason(const std::type_info& target, std::vector<std::string> args) {
+    std::string list;
+    for (auto& a : args) list += (list.empty() ? "" : ", ") + a;
+    return "the target (type " + type_name(target) + ") cannot be called with arguments (" + list +
+           ") passed as rvalues, as the receiving process passes them (a T& parameter does not "
+           "bind; take T, const T& or T&&)";
+}
+
+void begin_package(Encoder& e, const std::vector<std::byte>& thunk_identity) {
+    e.write_bytes(&call_magic, sizeof call_magic);
+    e.write_bytes(thunk_identity.data(), thunk_identity.size());
+}
+
+ThunkFn open_package(Decoder& d) {
+    std::uint32_t magic = 0;
+    d.read_bytes(&magic, sizeof magic);
+    if (magic != call_magic)
+        throw DecodeError("multiproc: corrupt call: these bytes are not a shipped call (bad magic)");
+    return reinterpret_cast<ThunkFn>(resolve_code_address(d));
+}
+
+void encode_task_error(Encoder& out, const std::exception_ptr& error) {
+    const auto s = static_cast<std::uint8_t>(TaskStatus::error);
+    out.write_bytes(&s, 1);
+    out(error);
+}
+
+void read_task_status(Decoder& d) {
+    std::uint8_t s = 0;
+    d.read_bytes(&s, 1);
+    if (s == static_cast<std::uint8_t>(TaskStatus::ok)) return;
+    if (s != static_cast<std::uint8_t>(TaskStatus::error))
+        throw DecodeError("multiproc: corrupt task result: unknown status byte");
+    std::exception_ptr ex = decode_exception(d);
+    d.finish();
+    if (!ex) throw DecodeError("multiproc: corrupt task result: an error without an exception");
+    std::rethrow_exception(ex);
+}
+
+void run_shipped_call(std::span<const std::byte> bytes, std::span<UniqueFd> fds) {
+    Decoder d(bytes, fds);
+    open_package(d)(d, nullptr);
+}
+
+void run_shipped_task(std::span<const std::byte> bytes, std::span<UniqueFd> fds, Encoder& out) {
+    Decoder d(bytes, fds);
+    open_package(d)(d, &out);
+}
+
+}  // namespace mp::detail
