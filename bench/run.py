@@ -146,9 +146,7 @@ def build_table(bench, results, iters_of, errors):
               "multiproc / this", "goal"]
     table = []
     for row in bench.rows:
-        impls = list(row["runners"])
-        if PRIMARY not in impls:
-            impls.insert(0, PRIMARY)
+        impls = [PRIMARY] + [i for i in row["runners"] if i != PRIMARY]
         med = {}
         for impl in impls:
             vals = results.get((row["name"], impl), [])
