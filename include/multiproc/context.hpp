@@ -1,0 +1,75 @@
+// Start methods and contexts (Python's multiprocessing.context).
+//
+// A start method is how a child process is made: `fork` (the child is a copy of the parent;
+// any callable and any copyable arguments work), `spawn` (a fresh exec of the program that
+// enters through mp::init) and `forkserver` (a clean single-threaded server forks children).
+// Today only `fork` is implemented; asking for another is an mp::ProcessError naming it.
+//
+// The default method is `fork`: it runs any callable with any copyable arguments, needs no
+// mp::init, and is the fastest. Forking a process that already runs several threads logs a
+// warning once (as Python 3.12 does), since a lock held by another thread at fork time stays
+// held forever in the child.
+//
+// A Context is a small value that fixes a method for the objects it makes
+// (`mp::get_context("fork").Process(f, args...)`). A Process made without a context asks for
+// the global default at start(), as Python does. The global default is set at most once with
+// set_start_method (a second call without force is an mp::UsageError, Python's RuntimeError);
+// asking for it with get_start_method() or starting a Process with it also fixes it.
+//
+// Thread safety: every function here may be called from any thread. Nothing here blocks.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mp {
+
+class Process;
+
+/// How child processes are made.
+enum class StartMethod { fork, spawn, forkserver };
+
+/// The method's name as Python spells it: "fork", "spawn", "forkserver".
+std::string_view to_string(StartMethod m) noexcept;
+
+/// A start method, fixed: the objects it makes all use that method.
+class Context {
+  public:
+    /// A context for method m (throws mp::ProcessError when m is not implemented yet).
+    explicit Context(StartMethod m);
+    /// The start method of this context.
+    [[nodiscard]] StartMethod method() const noexcept { return method_; }
+    /// The method's name (Python's ctx.get_start_method()).
+    [[nodiscard]] std::string get_start_method() const;
+    /// A Process that runs target(args...) with this context's method (Python's ctx.Process).
+    template <class F, class... Args>
+    [[nodiscard]] mp::Process Process(F&& target, Args&&... args) const;
+
+    friend bool operator==(const Context&, const Context&) = default;
+
+  private:
+    StartMethod method_;
+};
+
+/// The context for `method`, or the default context when empty (which fixes the default).
+/// An unknown name is mp::UsageError; a method not implemented yet is mp::ProcessError.
+Context get_context(std::string_view method = {});
+
+/// Sets the global default start method once. A second call throws mp::UsageError unless
+/// force is true; an empty method with force resets to "not set".
+void set_start_method(std::string_view method, bool force = false);
+
+/// The default start method's name. When nothing was set: std::nullopt if allow_none, else
+/// the default ("fork") is fixed and returned.
+std::optional<std::string> get_start_method(bool allow_none = false);
+
+/// The start methods available here, the default first (today: {"fork"}).
+std::vector<std::string> get_all_start_methods();
+
+}  // namespace mp
+
+// Context::Process needs the complete mp::Process; process.hpp defines it and includes this
+// header first, so either include order works.
+#include "multiproc/process.hpp"

@@ -1,0 +1,128 @@
+// The one place that chooses a start method (Python's context.py).
+#include "multiproc/context.hpp"
+
+#include <array>
+#include <mutex>
+#include <string>
+
+#include "multiproc/errors.hpp"
+#include "popen.hpp"
+
+namespace mp {
+namespace {
+
+struct MethodEntry {
+    StartMethod method;
+    std::string_view name;
+    detail::LaunchFn launch;  // nullptr: not implemented yet
+};
+
+// Default first. Issue 3 turns spawn and forkserver on by filling in their launch functions.
+constexpr std::array<MethodEntry, 3> kMethods{{
+    {StartMethod::fork, "fork", &detail::launch_fork},
+    {StartMethod::spawn, "spawn", nullptr},
+    {StartMethod::forkserver, "forkserver", nullptr},
+}};
+
+// fork is the default: it runs any callable with any copyable arguments, needs no mp::init and
+// is the fastest. (Python 3.14 moved its default to forkserver because of threads; issue 3
+// may follow once forkserver exists here.)
+constexpr StartMethod kDefault = StartMethod::fork;
+
+const MethodEntry& entry(StartMethod m) {
+    for (const auto& e : kMethods)
+        if (e.method == m) return e;
+    throw UsageError("multiproc: invalid StartMethod value");
+}
+
+// Unknown names are a usage error (Python's ValueError); known but unimplemented ones are a
+// ProcessError that says so, never a silent fallback to another method.
+StartMethod parse(std::string_view name) {
+    for (const auto& e : kMethods) {
+        if (e.name != name) continue;
+        if (!e.launch)
+            throw ProcessError("multiproc: start method '" + std::string(name) +
+                               "' is not implemented yet");
+        return e.method;
+    }
+    std::string all;
+    for (const auto& m : get_all_start_methods()) all += (all.empty() ? "" : ", ") + m;
+    throw UsageError("multiproc: cannot find context for '" + std::string(name) +
+                     "' (available start methods: " + all + ")");
+}
+
+std::mutex g_mutex;
+std::optional<StartMethod> g_actual;  // Python's DefaultContext._actual_context
+
+}  // namespace
+
+std::string_view to_string(StartMethod m) noexcept {
+    switch (m) {
+        case StartMethod::fork:
+            return "fork";
+        case StartMethod::spawn:
+            return "spawn";
+        case StartMethod::forkserver:
+            return "forkserver";
+    }
+    return "?";
+}
+
+Context::Context(StartMethod m) : method_(m) {
+    static_cast<void>(detail::launch_function(m));
+}
+
+std::string Context::get_start_method() const {
+    return std::string(to_string(method_));
+}
+
+Context get_context(std::string_view method) {
+    if (method.empty()) return Context(detail::default_start_method());
+    return Context(parse(method));
+}
+
+void set_start_method(std::string_view method, bool force) {
+    std::optional<StartMethod> m;
+    if (!method.empty()) m = parse(method);
+    std::lock_guard lk(g_mutex);
+    if (g_actual && !force) throw UsageError("multiproc: context has already been set");
+    // Python: set_start_method(None, force=True) forgets the choice; without force, None means
+    // the default.
+    g_actual = m ? m : (force ? std::nullopt : std::optional<StartMethod>(kDefault));
+}
+
+std::optional<std::string> get_start_method(bool allow_none) {
+    std::lock_guard lk(g_mutex);
+    if (!g_actual) {
+        if (allow_none) return std::nullopt;
+        g_actual = kDefault;
+    }
+    return std::string(to_string(*g_actual));
+}
+
+std::vector<std::string> get_all_start_methods() {
+    std::vector<std::string> out;
+    out.emplace_back(to_string(kDefault));
+    for (const auto& e : kMethods)
+        if (e.launch && e.method != kDefault) out.emplace_back(e.name);
+    return out;
+}
+
+namespace detail {
+
+LaunchFn launch_function(StartMethod m) {
+    const auto& e = entry(m);
+    if (!e.launch)
+        throw ProcessError("multiproc: start method '" + std::string(e.name) +
+                           "' is not implemented yet");
+    return e.launch;
+}
+
+StartMethod default_start_method() {
+    std::lock_guard lk(g_mutex);
+    if (!g_actual) g_actual = kDefault;
+    return *g_actual;
+}
+
+}  // namespace detail
+}  // namespace mp

@@ -1,0 +1,231 @@
+// Who this process is (current_process, parent_process), the child side shared by every start
+// method (run_child), and the CPU counts.
+#include <cxxabi.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <new>
+#include <string>
+#include <thread>
+
+#include "multiproc/errors.hpp"
+#include "popen.hpp"
+#include "sys/io.hpp"
+#include "sys/pidfd.hpp"
+#include "sys/syscall.hpp"
+
+namespace mp {
+namespace detail {
+namespace {
+
+using InfoPtr = std::shared_ptr<CurrentProcess::Info>;
+
+// The current identity lives in raw storage so that a fork child can replace it with a
+// placement new: no lock, no allocation, and the parent's record is simply left behind (the
+// child never frees it). In the parent it is written once, before any child exists.
+alignas(InfoPtr) unsigned char g_current_storage[sizeof(InfoPtr)];
+
+InfoPtr& current_holder() noexcept {
+    static InfoPtr* p = [] {
+        auto main = std::make_shared<CurrentProcess::Info>();
+        main->name = "MainProcess";
+        return new (g_current_storage) InfoPtr(std::move(main));
+    }();
+    return *p;
+}
+
+// Python's process._process_counter: reset to 1 in every child.
+std::atomic<int> g_counter{1};
+// The pid that installed the child exit handler; a plain fork() of the target must not use it.
+std::atomic<pid_t> g_child_pid{0};
+
+std::string demangle(const char* name) {
+    int status = 0;
+    char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+    std::string out = status == 0 && d ? d : name;
+    std::free(d);
+    return out;
+}
+
+// Python's "Process Process-1:\nTraceback ...\nValueError: boom" for the current exception.
+void report_exception(const std::string& name) noexcept {
+    try {
+        std::string type = "unknown exception", what;
+        bool has_what = false;
+        try {
+            throw;
+        } catch (const std::exception& e) {
+            what = e.what();
+            has_what = true;
+        } catch (...) {
+        }
+        if (const std::type_info* t = abi::__cxa_current_exception_type())
+            type = demangle(t->name());
+        std::string msg = "Process " + name + ":\nTraceback (most recent call last):\n  in the " +
+                          "target of " + name + " (pid " + std::to_string(::getpid()) +
+                          "): uncaught exception\n" + type + (has_what ? ": " + what : "") + "\n";
+        flush_std_streams();
+        sys::write_all(2, msg.data(), msg.size());
+    } catch (...) {
+        static const char fallback[] = "multiproc: the target threw; the report failed\n";
+        static_cast<void>(::write(2, fallback, sizeof fallback - 1));
+    }
+}
+
+[[noreturn]] void finish(int code) noexcept {
+    join_children_at_exit();
+    flush_std_streams();
+    ::_exit(code);
+}
+
+// Registered with on_exit in the child, after fork: it is the newest exit handler, so
+// std::exit(N) in the target runs it first, and _exit(N) keeps the parent's atexit handlers
+// and static destructors (inherited in memory) from running a second time.
+void child_exit_handler(int status, void*) {
+    if (::getpid() != g_child_pid.load(std::memory_order_relaxed)) return;
+    finish(status);
+}
+
+}  // namespace
+
+void flush_std_streams() noexcept {
+    try {
+        std::cout.flush();
+        std::cerr.flush();
+        std::clog.flush();
+    } catch (...) {
+    }
+    std::fflush(nullptr);
+}
+
+std::shared_ptr<const CurrentProcess::Info> current_info() noexcept {
+    return current_holder();
+}
+
+std::vector<int> next_identity() {
+    std::vector<int> id = current_holder()->identity;
+    id.push_back(g_counter.fetch_add(1));
+    return id;
+}
+
+void run_child(const LaunchSpec& spec, const sigset_t& mask) noexcept {
+    CurrentProcess::Info* info = spec.child.get();
+    const pid_t parent = info->parent_pid;
+
+    if (info->daemon) {
+        // No daemonic child may outlive its parent, even one killed by SIGKILL. The parent
+        // may have died before prctl: then getppid() already names another process.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::raise(SIGKILL);
+    }
+
+    // A pidfd of the parent for parent_process(): opened, then checked against getppid(), so
+    // that a parent that died first (and a reused pid) is not mistaken for a live one.
+    int pfd = sys::pidfd_open_raw(parent);
+    if (pfd >= 0 && ::getppid() != parent) {
+        ::close(pfd);
+        pfd = -1;
+    }
+    info->parent_pidfd = pfd;
+    InfoPtr& old = current_holder();
+    if (old->parent_pidfd >= 0) ::close(old->parent_pidfd);  // our grandparent's
+    new (&old) InfoPtr(spec.child);                          // leaves the parent's record
+
+    g_counter.store(1);
+    g_child_pid.store(::getpid());
+    reset_children_after_fork();
+    ::on_exit(child_exit_handler, nullptr);
+    pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+
+    int code = 0;
+    try {
+        spec.target->invoke();
+    } catch (abi::__forced_unwind&) {
+        finish(0);  // pthread_exit in the target: the child ends as after a return
+    } catch (...) {
+        report_exception(info->name);
+        code = 1;
+    }
+    finish(code);
+}
+
+}  // namespace detail
+
+const std::string& CurrentProcess::name() const noexcept {
+    return info_->name;
+}
+pid_t CurrentProcess::pid() const noexcept {
+    return ::getpid();
+}
+bool CurrentProcess::daemon() const noexcept {
+    return info_->daemon;
+}
+const std::vector<int>& CurrentProcess::identity() const noexcept {
+    return info_->identity;
+}
+
+const std::string& ParentProcess::name() const noexcept {
+    return child_->parent_name;
+}
+pid_t ParentProcess::pid() const noexcept {
+    return child_->parent_pid;
+}
+int ParentProcess::sentinel() const noexcept {
+    return child_->parent_pidfd;
+}
+
+bool ParentProcess::is_alive() const {
+    if (child_->parent_pidfd < 0) return ::getppid() == child_->parent_pid;
+    return !sys::wait_readable(child_->parent_pidfd,
+                               detail::Deadline(Timeout(std::chrono::seconds(0))));
+}
+
+void ParentProcess::join(Timeout timeout) const {
+    detail::Deadline deadline(timeout);
+    if (child_->parent_pidfd >= 0) {
+        static_cast<void>(sys::wait_readable(child_->parent_pidfd, deadline));
+        return;
+    }
+    // Without a pidfd (the parent had already ended, or pidfd_open failed): poll getppid().
+    while (::getppid() == child_->parent_pid && !deadline.expired())
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+CurrentProcess current_process() {
+    return CurrentProcess(detail::current_info());
+}
+
+std::optional<ParentProcess> parent_process() {
+    auto info = detail::current_info();
+    if (info->parent_pid == 0) return std::nullopt;
+    return ParentProcess(std::move(info));
+}
+
+int cpu_count() {
+    long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? static_cast<int>(n) : 1;
+}
+
+int process_cpu_count() {
+    // The mask may be larger than cpu_set_t's 1024 bits on big machines: grow until it fits.
+    for (int ncpus = 1024;; ncpus *= 2) {
+        cpu_set_t* set = CPU_ALLOC(ncpus);
+        if (!set) throw std::bad_alloc();
+        std::size_t size = CPU_ALLOC_SIZE(ncpus);
+        CPU_ZERO_S(size, set);
+        int r = ::sched_getaffinity(0, size, set);
+        int count = r == 0 ? CPU_COUNT_S(size, set) : 0;
+        int err = errno;
+        CPU_FREE(set);
+        if (r == 0) return count > 0 ? count : 1;
+        if (err != EINVAL || ncpus >= (1 << 22)) throw_os_error("sched_getaffinity", err);
+    }
+}
+
+}  // namespace mp

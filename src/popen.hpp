@@ -1,0 +1,132 @@
+// The start-method strategy interface (CPython's popen_fork.py / popen_spawn_posix.py /
+// popen_forkserver.py), and the process-wide state the strategies share.
+//
+// A Process asks, at start(), for the launch function of its start method
+// (launch_function(method), a table in context.cpp), hands it a LaunchSpec, and keeps the
+// returned Popen for the child's whole life. Adding a start method is writing
+//     std::unique_ptr<Popen> launch_spawn(const LaunchSpec&);
+// and putting it in the table of context.cpp (one line). A strategy that makes a direct child
+// of this process (fork, spawn) returns a DirectChild; forkserver, whose children belong to
+// the server, implements Popen itself (exit status over its socket, sentinel = a pipe or pidfd).
+//
+// The two forms of a target: LaunchSpec::target->invoke() runs it in a forked child (fork,
+// and the forkserver's fork after decoding); issue 3 adds TargetCall::package() (see
+// process.hpp) returning the shipped form (mp::detail::CallPackage: bytes + descriptors, or
+// why_not) that spawn/forkserver encode into the child's bootstrap.
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "multiproc/context.hpp"
+#include "multiproc/detail/fd.hpp"
+#include "multiproc/process.hpp"
+#include "multiproc/timeout.hpp"
+
+namespace mp {
+
+/// Who a process is (current_process() and, in a child, parent_process()). Built by the parent
+/// before it starts the child, so the child only swaps a pointer after fork.
+struct CurrentProcess::Info {
+    std::string name;
+    std::vector<int> identity;  // Python's _identity; empty in the main process
+    bool daemon = false;
+    pid_t parent_pid = 0;  // 0 in the main process
+    std::string parent_name;
+    int parent_pidfd = -1;  // set in the child (owned by it for its whole life)
+};
+
+namespace detail {
+
+/// One started child, as a start method sees it. Thread-safe.
+class Popen {
+  public:
+    virtual ~Popen() = default;
+    /// The child's pid.
+    [[nodiscard]] virtual pid_t pid() const noexcept = 0;
+    /// Readable once the child has ended (-1 after close()).
+    [[nodiscard]] virtual int sentinel() const noexcept = 0;
+    /// The exit code if the child has ended (reaping it), else std::nullopt. Never blocks.
+    [[nodiscard]] virtual std::optional<int> poll() = 0;
+    /// Waits until the child ends or the deadline passes; the exit code or std::nullopt.
+    [[nodiscard]] virtual std::optional<int> wait(Deadline deadline) = 0;
+    /// Sends sig unless the child was already reaped.
+    virtual void send_signal(int sig) = 0;
+    /// SIGTERM.
+    void terminate() { send_signal(SIGTERM); }
+    /// SIGKILL.
+    void kill() { send_signal(SIGKILL); }
+    /// Releases the sentinel (the exit code, if known, stays readable through poll()).
+    virtual void close() noexcept = 0;
+};
+
+/// A direct child of this process: watched through a pidfd, reaped with waitid(P_PID).
+class DirectChild final : public Popen {
+  public:
+    DirectChild(pid_t pid, UniqueFd pidfd) noexcept : pid_(pid), pidfd_(std::move(pidfd)) {}
+    pid_t pid() const noexcept override { return pid_; }
+    int sentinel() const noexcept override { return pidfd_.get(); }
+    std::optional<int> poll() override;
+    std::optional<int> wait(Deadline deadline) override;
+    void send_signal(int sig) override;
+    void close() noexcept override;
+
+  private:
+    std::optional<int> reap(bool block);  // under m_
+    const pid_t pid_;
+    UniqueFd pidfd_;
+    std::mutex m_;
+    std::optional<int> code_;
+};
+
+/// Everything a start method needs to make one child.
+struct LaunchSpec {
+    std::shared_ptr<CurrentProcess::Info> child;  // the child's identity (name, daemon, parent)
+    TargetCall* target;                           // both forms of the target
+};
+
+using LaunchFn = std::unique_ptr<Popen> (*)(const LaunchSpec&);
+
+/// The launch function of m; throws mp::ProcessError when m is not implemented yet.
+LaunchFn launch_function(StartMethod m);
+/// The start method a Process without a context uses (fixes the global default).
+StartMethod default_start_method();
+
+/// `fork`: the child is a copy of this process and runs spec.target->invoke().
+std::unique_ptr<Popen> launch_fork(const LaunchSpec& spec);
+
+/// Logs, once per process, that forking a multi-threaded process may deadlock the child.
+void warn_if_multithreaded_fork();
+/// Forgets that the warning was logged (tests only).
+void reset_fork_warning_for_testing() noexcept;
+
+/// The child side of every start method, after the process exists: adopts spec's identity
+/// (no allocation, no locks), arms the daemon's death signal, installs the exit handler,
+/// restores `mask`, runs the target and exits with Python's exit code. Never returns.
+[[noreturn]] void run_child(const LaunchSpec& spec, const sigset_t& mask) noexcept;
+
+/// Flushes std::cout/cerr/clog and every stdio stream (Python's util._flush_std_streams).
+void flush_std_streams() noexcept;
+
+/// The identity of the next Process made in this process (Python's _identity + counter).
+std::vector<int> next_identity();
+/// The current process's identity record.
+std::shared_ptr<const CurrentProcess::Info> current_info() noexcept;
+
+/// Registers a started child (Python's _children.add) and, once, the exit-time joiner.
+void register_child(std::shared_ptr<ProcessState> st);
+/// Forgets a child that has been reaped.
+void unregister_child(const ProcessState* st) noexcept;
+/// Python's util._exit_function: terminate daemonic children, then join all of them.
+void join_children_at_exit() noexcept;
+/// In a fork child: forget the parent's children without locking or freeing anything.
+void reset_children_after_fork() noexcept;
+
+}  // namespace detail
+}  // namespace mp

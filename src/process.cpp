@@ -1,0 +1,332 @@
+// mp::Process and the registry of started children (CPython's process.py: _children,
+// _cleanup, active_children; util.py: _exit_function).
+#include "multiproc/process.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <mutex>
+#include <new>
+
+#include "multiproc/errors.hpp"
+#include "popen.hpp"
+
+namespace mp {
+namespace detail {
+
+struct ProcessState {
+    mutable std::mutex m;
+    std::string name;
+    std::vector<int> identity;
+    bool daemon = false;
+    std::optional<StartMethod> method;   // empty: the default, resolved at start()
+    std::unique_ptr<TargetCall> target;  // dropped once the child has its copy
+    std::unique_ptr<Popen> popen;        // set once by start(); stable afterwards
+    pid_t creator = ::getpid();          // Python's _parent_pid
+    bool starting = false;
+    bool closed = false;
+};
+
+namespace {
+
+// Started children not yet known to have ended (Python's process._children). Kept in raw
+// storage so that a fork child can start afresh by placement new, without taking a lock that
+// another thread of the parent may have held at fork time, and so that it is never destroyed
+// before the exit-time joiner runs.
+struct Registry {
+    std::mutex m;
+    std::vector<std::shared_ptr<ProcessState>> children;
+    bool atexit_registered = false;
+};
+alignas(Registry) unsigned char g_registry_storage[sizeof(Registry)];
+
+Registry& registry() noexcept {
+    static Registry* r = new (g_registry_storage) Registry();
+    return *r;
+}
+
+void exit_handler() {
+    join_children_at_exit();
+}
+
+// Python's _cleanup(): forget (and reap) the children that have ended.
+void cleanup() {
+    auto& r = registry();
+    std::lock_guard lk(r.m);
+    std::erase_if(r.children, [](const std::shared_ptr<ProcessState>& st) {
+        try {
+            return st->popen->poll().has_value();
+        } catch (const std::exception&) {
+            return true;  // reaped elsewhere: the Process's own calls report it
+        }
+    });
+}
+
+std::string default_name(const std::vector<int>& identity) {
+    std::string name = "Process-";
+    for (std::size_t i = 0; i < identity.size(); ++i)
+        name += (i ? ":" : "") + std::to_string(identity[i]);
+    return name;
+}
+
+const char* const kClosed = "multiproc: process object is closed";
+
+}  // namespace
+
+void register_child(std::shared_ptr<ProcessState> st) {
+    auto& r = registry();
+    std::lock_guard lk(r.m);
+    r.children.push_back(std::move(st));
+    if (!r.atexit_registered) {
+        // Registered lazily, after the registry exists, so it runs before the registry could
+        // be torn down; the registry lives in static storage and is never destroyed anyway.
+        if (std::atexit(exit_handler) != 0) throw ProcessError("multiproc: atexit failed");
+        r.atexit_registered = true;
+    }
+}
+
+void unregister_child(const ProcessState* st) noexcept {
+    auto& r = registry();
+    std::lock_guard lk(r.m);
+    std::erase_if(r.children, [st](const auto& p) { return p.get() == st; });
+}
+
+void reset_children_after_fork() noexcept {
+    new (&registry()) Registry();
+}
+
+void join_children_at_exit() noexcept {
+    std::vector<std::shared_ptr<ProcessState>> kids;
+    try {
+        auto& r = registry();
+        std::lock_guard lk(r.m);
+        kids = r.children;
+    } catch (...) {
+        return;
+    }
+    const pid_t me = ::getpid();
+    // Python's util._exit_function: terminate the daemonic children, then join every child.
+    for (auto& st : kids) {
+        if (st->creator != me) continue;
+        bool daemonic;
+        {
+            std::lock_guard lk(st->m);
+            daemonic = st->daemon;
+        }
+        try {
+            if (daemonic && !st->popen->poll()) st->popen->terminate();
+        } catch (...) {
+        }
+    }
+    for (auto& st : kids) {
+        if (st->creator != me) continue;
+        try {
+            static_cast<void>(st->popen->wait(Deadline::never()));
+        } catch (...) {
+        }
+        unregister_child(st.get());
+    }
+}
+
+ProcessState& ProcessView::state() const {
+    if (!st_) throw UsageError("multiproc: use of a moved-from Process");
+    return *st_;
+}
+
+namespace {
+
+// The Popen of a started child of this process, for operation `op` (Python's assertions).
+Popen* started_popen(const ProcessState& s, const char* op) {
+    std::lock_guard lk(s.m);
+    if (s.closed) throw UsageError(kClosed);
+    if (s.creator != ::getpid())
+        throw UsageError(std::string("multiproc: can only ") + op + " a child process");
+    if (!s.popen) throw UsageError(std::string("multiproc: can only ") + op + " a started process");
+    return s.popen.get();
+}
+
+// The Popen or nullptr before start (for the queries that answer "nothing yet").
+Popen* popen_or_null(const ProcessState& s, const char* op) {
+    {
+        std::lock_guard lk(s.m);
+        if (s.closed) throw UsageError(kClosed);
+        if (!s.popen) return nullptr;
+    }
+    return started_popen(s, op);
+}
+
+}  // namespace
+
+std::string ProcessView::name() const {
+    auto& s = state();
+    std::lock_guard lk(s.m);
+    return s.name;
+}
+
+std::optional<pid_t> ProcessView::pid() const {
+    auto& s = state();
+    std::lock_guard lk(s.m);
+    if (s.closed) throw UsageError(kClosed);
+    if (!s.popen) return std::nullopt;
+    return s.popen->pid();
+}
+
+bool ProcessView::daemon() const {
+    auto& s = state();
+    std::lock_guard lk(s.m);
+    return s.daemon;
+}
+
+bool ProcessView::is_alive() const {
+    auto& s = state();
+    Popen* p = popen_or_null(s, "test");
+    if (!p) return false;
+    if (p->poll()) {
+        unregister_child(&s);
+        return false;
+    }
+    return true;
+}
+
+std::optional<int> ProcessView::exitcode() const {
+    auto& s = state();
+    Popen* p = popen_or_null(s, "query");
+    if (!p) return std::nullopt;
+    auto code = p->poll();
+    if (code) unregister_child(&s);
+    return code;
+}
+
+void ProcessView::join() const {
+    join(forever);
+}
+
+void ProcessView::join(Timeout timeout) const {
+    auto& s = state();
+    Popen* p = started_popen(s, "join");
+    if (p->wait(Deadline(timeout))) unregister_child(&s);
+}
+
+void ProcessView::terminate() const {
+    started_popen(state(), "terminate")->terminate();
+}
+
+void ProcessView::kill() const {
+    started_popen(state(), "kill")->kill();
+}
+
+int ProcessView::sentinel() const {
+    auto& s = state();
+    std::lock_guard lk(s.m);
+    if (s.closed) throw UsageError(kClosed);
+    if (!s.popen) throw UsageError("multiproc: process not started");
+    return s.popen->sentinel();
+}
+
+}  // namespace detail
+
+Process::Process(detail::MakeTag, std::optional<StartMethod> method,
+                 std::unique_ptr<detail::TargetCall> target)
+    : ProcessView(std::make_shared<detail::ProcessState>()) {
+    auto& s = *st_;
+    s.identity = detail::next_identity();
+    s.name = detail::default_name(s.identity);
+    s.daemon = detail::current_info()->daemon;  // Python copies the creator's config
+    s.method = method;
+    s.target = std::move(target);
+}
+
+void Process::start() {
+    auto& s = state();
+    auto me = detail::current_info();
+    std::shared_ptr<CurrentProcess::Info> child;
+    {
+        // The state lock is not held across fork: a target that touches this object in the
+        // child would find it locked forever.
+        std::lock_guard lk(s.m);
+        if (s.closed) throw UsageError(detail::kClosed);
+        if (s.popen || s.starting) throw UsageError("multiproc: cannot start a process twice");
+        if (s.creator != ::getpid())
+            throw UsageError(
+                "multiproc: can only start a process object created by the "
+                "current process");
+        if (me->daemon)
+            throw UsageError("multiproc: daemonic processes are not allowed to have children");
+        child = std::make_shared<CurrentProcess::Info>();
+        child->name = s.name;
+        child->identity = s.identity;
+        child->daemon = s.daemon;
+        child->parent_pid = ::getpid();
+        child->parent_name = me->name;
+        s.starting = true;
+    }
+    std::unique_ptr<detail::Popen> popen;
+    try {
+        detail::cleanup();
+        auto launch =
+            detail::launch_function(s.method ? *s.method : detail::default_start_method());
+        popen = launch(detail::LaunchSpec{child, s.target.get()});
+    } catch (...) {
+        std::lock_guard lk(s.m);
+        s.starting = false;
+        throw;
+    }
+    {
+        std::lock_guard lk(s.m);
+        s.popen = std::move(popen);
+        s.starting = false;
+        s.target.reset();  // the child has its own copy (Python deletes _target/_args too)
+    }
+    detail::register_child(st_);
+}
+
+void Process::set_name(std::string name) {
+    auto& s = state();
+    std::lock_guard lk(s.m);
+    s.name = std::move(name);
+}
+
+void Process::set_daemon(bool daemonic) {
+    auto& s = state();
+    std::lock_guard lk(s.m);
+    if (s.closed) throw UsageError(detail::kClosed);
+    if (s.popen || s.starting) throw UsageError("multiproc: process has already started");
+    s.daemon = daemonic;
+}
+
+void Process::close() {
+    auto& s = state();
+    {
+        std::lock_guard lk(s.m);
+        if (s.closed) return;
+        if (s.popen) {
+            if (s.creator != ::getpid())
+                throw UsageError("multiproc: can only close a child process");
+            if (!s.popen->poll())
+                throw UsageError(
+                    "multiproc: cannot close a process while it is still running; "
+                    "call join() or terminate() first");
+            s.popen->close();
+        }
+        s.target.reset();
+        s.closed = true;
+    }
+    detail::unregister_child(&s);
+}
+
+std::vector<ChildProcess> active_children() {
+    detail::cleanup();
+    std::vector<std::shared_ptr<detail::ProcessState>> kids;
+    {
+        auto& r = detail::registry();
+        std::lock_guard lk(r.m);
+        kids = r.children;
+    }
+    std::vector<ChildProcess> out;
+    out.reserve(kids.size());
+    for (auto& st : kids) out.emplace_back(std::move(st));
+    return out;
+}
+
+}  // namespace mp
