@@ -95,12 +95,6 @@ private:
     std::chrono::steady_clock::time_point start_;
 };
 
-/// Keeps the optimiser from deleting a computation whose result is otherwise unused.
-template <class T>
-inline void do_not_optimize(const T& value) {
-    asm volatile("" : : "r,m"(value) : "memory");
-}
-
 /// Throws std::runtime_error("what: strerror(errno)").
 [[noreturn]] void fail_errno(const char* what);
 /// Throws std::runtime_error(message).

@@ -48,13 +48,13 @@ def run_json(cmd, timeout):
     if out.returncode != 0:
         tail = (out.stderr.strip().splitlines() or ["(no stderr)"])[-1]
         raise RunError(f"exit {out.returncode}: {tail}")
-    lines = [l for l in out.stdout.splitlines() if l.strip()]
-    if not lines:
+    text = out.stdout.strip()
+    if not text:
         raise RunError(f"no output from {shlex.join(cmd)}")
     try:
-        return json.loads(lines[-1])
+        return json.loads(text)
     except json.JSONDecodeError:
-        raise RunError(f"not a result line: {lines[-1]!r}")
+        raise RunError(f"not JSON: {text[-200:]!r}")
 
 
 class Bench:
@@ -64,10 +64,8 @@ class Bench:
         self.mp_bench = mp_bench
         self.python = python
         self.py_bench = os.path.join(HERE, "py_bench.py")
-        cpp = json.loads(subprocess.run([mp_bench, "--list"], capture_output=True, text=True,
-                                        check=True).stdout)
-        py = json.loads(subprocess.run([python, self.py_bench, "--list"], capture_output=True,
-                                       text=True, check=True).stdout)
+        cpp = run_json([mp_bench, "--list"], 60)
+        py = run_json([python, self.py_bench, "--list"], 60)
         self.rows = []
         py_rows = {r["name"] for r in py["rows"]}
         for r in cpp["rows"]:
@@ -248,7 +246,10 @@ def main():
         print(f"warning: {args.build_dir} is a {notes['build_type']} build; numbers from it "
               "mean little", file=sys.stderr)
 
-    bench = Bench(mp_bench, args.python)
+    try:
+        bench = Bench(mp_bench, args.python)
+    except RunError as e:
+        sys.exit(f"run.py: cannot list the rows: {e}")
     pattern = re.compile(args.filter)
     bench.rows = [r for r in bench.rows if pattern.search(r["name"])]
     if not bench.rows:
@@ -289,7 +290,7 @@ def main():
     header, table = build_table(bench, results, iters_of, errors)
     about = (f"{notes['date']}; Linux {notes['kernel']}, {notes['cpus']} CPUs, load average "
              f"{load_before[0]:.2f} before / {load_after[0]:.2f} after; {notes['compiler']} "
-             f"{notes['build_type']}; Python {notes['python']}; {runs} runs of ~{target:g} s "
+             f"{notes['build_type']}; Python {notes['python']}; {runs} run{'s' if runs != 1 else ''} of ~{target:g} s "
              f"per implementation, interleaved")
     legend = ("multiproc / this = multiproc's median divided by this implementation's median, "
               "in the row's unit: for us/ms (time) lower is better, so 1.10x means multiproc "
