@@ -1,0 +1,59 @@
+#include "sys/futex.hpp"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+
+#include "multiproc/errors.hpp"
+
+namespace mp::sys {
+namespace {
+
+static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t) &&
+                  std::atomic<std::uint32_t>::is_always_lock_free,
+              "futex words must be plain lock-free 32-bit atomics");
+
+long futex(std::atomic<std::uint32_t>& word, int op, std::uint32_t val, const timespec* ts,
+           std::uint32_t val3) noexcept {
+    return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), op, val, ts, nullptr, val3);
+}
+
+}  // namespace
+
+bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                detail::Deadline deadline) {
+    timespec ts{};
+    const timespec* tsp = nullptr;
+    if (auto at = deadline.at()) {
+        // steady_clock is CLOCK_MONOTONIC, the clock FUTEX_WAIT_BITSET uses for absolute times.
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at->time_since_epoch());
+        ts.tv_sec = static_cast<time_t>(ns.count() / 1'000'000'000);
+        ts.tv_nsec = static_cast<long>(ns.count() % 1'000'000'000);
+        tsp = &ts;
+    }
+    for (;;) {
+        if (word.load(std::memory_order_acquire) != expected) return true;
+        // Not FUTEX_PRIVATE_FLAG: the word lives in memory shared with other processes.
+        long r = futex(word, FUTEX_WAIT_BITSET, expected, tsp, FUTEX_BITSET_MATCH_ANY);
+        if (r == 0) return true;
+        switch (errno) {
+            case EAGAIN: return true;
+            case EINTR: continue;  // same absolute deadline: the retry neither lengthens nor cuts
+            case ETIMEDOUT: return false;
+            default: throw_os_error("futex(FUTEX_WAIT_BITSET)");
+        }
+    }
+}
+
+int futex_wake(std::atomic<std::uint32_t>& word, int n) noexcept {
+    long r = futex(word, FUTEX_WAKE, static_cast<std::uint32_t>(n), nullptr, 0);
+    return r < 0 ? 0 : static_cast<int>(r);
+}
+
+int futex_wake_all(std::atomic<std::uint32_t>& word) noexcept { return futex_wake(word, INT_MAX); }
+
+}  // namespace mp::sys

@@ -1,0 +1,22 @@
+// Process-shared futex waits and wakes on a 32-bit word in shared memory. Waits take one
+// absolute CLOCK_MONOTONIC deadline, so EINTR retries neither lengthen nor shorten them.
+// Usable by any module that builds blocking primitives on shared arenas (queues, pools).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "multiproc/timeout.hpp"
+
+namespace mp::sys {
+
+/// Sleeps while *word == expected, until woken or the deadline passes. Returns false only when
+/// the deadline passed; true when woken, when *word != expected, or spuriously.
+bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                detail::Deadline deadline);
+/// Wakes up to n waiters sleeping on word (any process); returns how many were woken.
+int futex_wake(std::atomic<std::uint32_t>& word, int n) noexcept;
+/// Wakes every waiter sleeping on word.
+int futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
+
+}  // namespace mp::sys
