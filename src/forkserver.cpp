@@ -1,0 +1,359 @@
+// The forkserver process and this program's connection to it. Protocol and lifetime: see
+// forkserver.hpp.
+#include "forkserver.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "multiproc/errors.hpp"
+#include "spawn.hpp"
+#include "sys/exec.hpp"
+#include "sys/io.hpp"
+#include "sys/pidfd.hpp"
+#include "sys/socket.hpp"
+#include "sys/syscall.hpp"
+
+namespace mp::detail {
+namespace {
+
+constexpr int kControlFd = 3;
+constexpr std::uint64_t kMaxRequest = std::uint64_t{1} << 31;
+
+// ---------------------------------------------------------------------------------------------
+// The server side.
+
+// In the server: a pidfd of the program (the server's parent), inherited by every child.
+int g_program_pidfd = -1;
+// In a child of the server: the same, moved to a known descriptor (or -1).
+int g_child_program_pidfd = -1;
+
+// Reads exactly n bytes from a stream socket, collecting descriptors; false at a clean EOF
+// before the first byte, mp::EOFError on EOF in the middle.
+bool recv_exact(int sock, void* buf, std::size_t n, std::vector<UniqueFd>& fds) {
+    auto* p = static_cast<char*>(buf);
+    std::size_t got = 0;
+    while (got < n) {
+        std::size_t r = sys::recv_some(sock, p + got, n - got, fds);
+        if (r == 0) {
+            if (got == 0) return false;
+            throw EOFError("multiproc: forkserver: truncated message");
+        }
+        got += r;
+    }
+    return true;
+}
+
+void send_i32(int sock, std::int32_t v, std::span<const int> fds = {}) {
+    iovec iov{&v, sizeof v};
+    sys::send_all(sock, &iov, 1, fds);
+}
+
+struct ServedChild {
+    UniqueFd reply;
+    bool daemon;
+};
+
+// In the child, just after fork: the call's descriptors at 3.., the program's pidfd after
+// them, and nothing else (close_range), then the shared child path.
+[[noreturn]] void become_child(ChildBootstrap b, std::vector<UniqueFd> call_fds) noexcept {
+    sigset_t none;
+    sigemptyset(&none);
+    ::signal(SIGCHLD, SIG_DFL);
+    ::signal(SIGINT, SIG_DFL);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    const int n = static_cast<int>(call_fds.size());
+    std::vector<int> src;
+    for (auto& fd : call_fds) src.push_back(fd.release());
+    src.push_back(g_program_pidfd);
+    // Two steps so that no source is overwritten before it is moved: first above the target
+    // range, then down into it.
+    for (int& fd : src)
+        if (fd >= 0) fd = ::fcntl(fd, F_DUPFD, 3 + n + 1);
+    for (int i = 0; i <= n; ++i)
+        if (src[static_cast<std::size_t>(i)] >= 0) ::dup2(src[static_cast<std::size_t>(i)], 3 + i);
+    ::close_range(static_cast<unsigned>(3 + n + 1), ~0U, 0);
+    std::vector<UniqueFd> fds;
+    for (int i = 0; i < n; ++i) {
+        ::fcntl(3 + i, F_SETFD, FD_CLOEXEC);
+        fds.emplace_back(3 + i);
+    }
+    if (src.back() >= 0) {
+        ::fcntl(3 + n, F_SETFD, FD_CLOEXEC);
+        g_child_program_pidfd = 3 + n;
+    } else {
+        ::close(3 + n);
+    }
+    run_bootstrapped_child(std::move(b), std::move(fds), true);
+}
+
+// One request: read it, fork, answer with the pid and a pidfd.
+bool serve_request(std::unordered_map<pid_t, ServedChild>& children) {
+    std::vector<UniqueFd> fds;
+    std::uint64_t len = 0;
+    if (!recv_exact(kControlFd, &len, sizeof len, fds)) return false;
+    if (len > kMaxRequest) throw DecodeError("multiproc: forkserver: oversized request");
+    std::vector<std::byte> body(len);
+    if (!recv_exact(kControlFd, body.data(), body.size(), fds))
+        throw EOFError("multiproc: forkserver: truncated request");
+    if (fds.empty()) throw DecodeError("multiproc: forkserver: request without a reply socket");
+    UniqueFd reply = std::move(fds.front());
+    fds.erase(fds.begin());
+    ChildBootstrap b = decode_bootstrap(body);
+    if (fds.size() != b.nfds) {
+        send_i32(reply.get(), -EBADF);
+        return true;
+    }
+    const bool daemon = b.daemon;
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        // The child must not keep the server's channels: close_range in become_child closes
+        // the control socket, the signalfd and every reply socket.
+        become_child(std::move(b), std::move(fds));
+    }
+    if (pid < 0) {
+        send_i32(reply.get(), -errno);
+        return true;
+    }
+    // Nobody else reaps our children, so the pid is still ours until we waitpid it.
+    int pidfd = sys::pidfd_open_raw(pid);
+    try {
+        if (pidfd >= 0) send_i32(reply.get(), pid, std::span<const int>(&pidfd, 1));
+        else send_i32(reply.get(), pidfd);
+    } catch (const EOFError&) {
+        // The client gave up on this child; it still runs, and is reaped below.
+    }
+    if (pidfd >= 0) ::close(pidfd);
+    children.emplace(pid, ServedChild{std::move(reply), daemon});
+    return true;
+}
+
+void reap(std::unordered_map<pid_t, ServedChild>& children) {
+    for (;;) {
+        int status = 0;
+        pid_t pid = sys::retry_eintr([&] { return ::waitpid(-1, &status, WNOHANG); });
+        if (pid <= 0) return;
+        auto it = children.find(pid);
+        if (it == children.end()) continue;
+        try {
+            send_i32(it->second.reply.get(), status);
+        } catch (const std::exception&) {
+            // The client closed its end (its Process was closed or the program exited).
+        }
+        children.erase(it);
+    }
+}
+
+}  // namespace
+
+int forkserver_parent_pidfd_for_child() noexcept { return g_child_program_pidfd; }
+
+void forkserver_main() noexcept {
+    std::unordered_map<pid_t, ServedChild> children;
+    int code = 0;
+    try {
+        // Ctrl-C in a terminal reaches the whole process group; the server is not the user's
+        // to interrupt (Python's forkserver ignores SIGINT too). Its children restore it.
+        ::signal(SIGINT, SIG_IGN);
+        const pid_t program = ::getppid();
+        g_program_pidfd = sys::pidfd_open_raw(program);
+        if (g_program_pidfd >= 0 && ::getppid() != program) {
+            ::close(g_program_pidfd);  // the program died first: nothing to serve
+            ::_exit(0);
+        }
+        sigset_t chld;
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        ::sigprocmask(SIG_BLOCK, &chld, nullptr);
+        UniqueFd sfd(sys::check(::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd"));
+        ::fcntl(kControlFd, F_SETFD, FD_CLOEXEC);
+        for (;;) {
+            pollfd p[2] = {{kControlFd, POLLIN, 0}, {sfd.get(), POLLIN, 0}};
+            sys::poll_until(p, 2, Deadline::never());
+            if (p[1].revents) {
+                signalfd_siginfo si;
+                while (::read(sfd.get(), &si, sizeof si) > 0) {
+                }
+                reap(children);
+            }
+            if (p[0].revents && !serve_request(children)) break;
+        }
+    } catch (const std::exception& e) {
+        std::string msg = std::string("multiproc: forkserver: ") + e.what() + "\n";
+        static_cast<void>(::write(2, msg.data(), msg.size()));
+        code = 1;
+    }
+    // The program is gone (or stopped us): no daemonic child may outlive it.
+    for (auto& [pid, c] : children)
+        if (c.daemon) ::kill(pid, SIGKILL);
+    ::_exit(code);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The program side.
+
+namespace {
+
+struct Client {
+    std::mutex m;
+    pid_t owner = 0;  // the process these descriptors belong to (not a fork child of it)
+    pid_t pid = 0;
+    UniqueFd control;
+    UniqueFd pidfd;
+    bool atexit_registered = false;
+};
+
+// Never destroyed: stop_forkserver runs from atexit, after static destructors may have run.
+Client& client() {
+    static Client* c = new Client;
+    return *c;
+}
+
+// A child forked (start method fork) from this program must not share the server: its requests
+// would interleave with ours on one socket. It forgets it (closing only its own copies) and
+// starts its own server if it needs one. Runs in the fork child, where only this thread exists.
+void forget_locked(Client& c) noexcept {
+    c.control.reset();
+    c.pidfd.reset();
+    c.pid = 0;
+    c.owner = ::getpid();
+}
+
+void forget_after_fork() noexcept {
+    Client& c = client();
+    new (&c.m) std::mutex;  // another thread may have held it at fork time
+    forget_locked(c);
+}
+
+void stop_at_exit() noexcept { stop_forkserver(); }
+
+// Under c.m: closes our end and reaps the server (SIGKILL if it does not leave promptly).
+void stop_locked(Client& c) noexcept {
+    if (c.owner != ::getpid() || c.pid == 0) return;
+    c.control.reset();
+    if (c.pidfd && !sys::wait_readable(c.pidfd.get(), Deadline(Timeout(std::chrono::seconds(5)))))
+        ::kill(c.pid, SIGKILL);
+    static_cast<void>(sys::retry_eintr([&] { return ::waitpid(c.pid, nullptr, 0); }));
+    c.pidfd.reset();
+    c.pid = 0;
+}
+
+// Under c.m: the exit status of a server that has died (reaped now), or -1 if it still runs.
+int reap_if_dead(Client& c) {
+    if (c.pid == 0) return -1;
+    if (!sys::wait_readable(c.pidfd.get(), Deadline(Timeout(std::chrono::seconds(0))))) return -1;
+    int status = 0;
+    static_cast<void>(sys::retry_eintr([&] { return ::waitpid(c.pid, &status, 0); }));
+    c.control.reset();
+    c.pidfd.reset();
+    c.pid = 0;
+    return status;
+}
+
+void start_locked(Client& c) {
+    auto pair = sys::make_socketpair();
+    char* argv[] = {const_cast<char*>(program_argv0()), const_cast<char*>(kForkServerFlag), nullptr};
+    const int fds[] = {pair.write.get()};
+    pid_t pid = sys::spawn_with_fds("/proc/self/exe", argv, fds);
+    // Only this program reaps the server, so the pid cannot be reused before the pidfd exists.
+    int pidfd = sys::pidfd_open_raw(pid);
+    if (pidfd < 0) {
+        ::kill(pid, SIGKILL);
+        static_cast<void>(sys::retry_eintr([&] { return ::waitpid(pid, nullptr, 0); }));
+        throw_os_error("pidfd_open", -pidfd);
+    }
+    c.pid = pid;
+    c.pidfd = UniqueFd(pidfd);
+    c.control = std::move(pair.read);
+    if (!c.atexit_registered) {
+        c.atexit_registered = true;
+        std::atexit(stop_at_exit);
+        ::pthread_atfork(nullptr, nullptr, forget_after_fork);
+    }
+}
+
+[[noreturn]] void server_failed(int status, pid_t pid) {
+    if (WIFEXITED(status) && WEXITSTATUS(status) == kMissingInitExitCode)
+        throw ProcessError(missing_init_message("forkserver process", pid));
+    std::string how = WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
+                                          : "exited with code " + std::to_string(WEXITSTATUS(status));
+    throw ProcessError("multiproc: the forkserver (pid " + std::to_string(pid) + ") " + how +
+                       " while starting a child");
+}
+
+}  // namespace
+
+ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<const int> fds) {
+    auto reply = sys::make_socketpair();
+    std::vector<int> all{reply.write.get()};
+    all.insert(all.end(), fds.begin(), fds.end());
+    std::uint64_t len = bootstrap.size();
+    Client& c = client();
+    pid_t server = 0;
+    {
+        std::lock_guard lk(c.m);
+        if (c.owner != ::getpid()) forget_locked(c);  // first use, or a fork child (belt and braces)
+        static_cast<void>(reap_if_dead(c));
+        for (int attempt = 0;; ++attempt) {
+            if (c.pid == 0) start_locked(c);
+            iovec iov[2] = {{&len, sizeof len}, {const_cast<std::byte*>(bootstrap.data()), bootstrap.size()}};
+            try {
+                sys::send_all(c.control.get(), iov, 2, all);
+                break;
+            } catch (const EOFError&) {
+                // The server died since we last used it: restart it once and resend (it
+                // cannot have seen any of this request).
+                static_cast<void>(sys::retry_eintr([&] { return ::waitpid(c.pid, nullptr, 0); }));
+                c.control.reset();
+                c.pidfd.reset();
+                c.pid = 0;
+                if (attempt > 0) throw;
+            }
+        }
+        server = c.pid;
+    }
+    reply.write.reset();
+    std::vector<UniqueFd> got;
+    std::int32_t pid = 0;
+    if (!recv_exact(reply.read.get(), &pid, sizeof pid, got)) {
+        std::lock_guard lk(c.m);
+        if (c.pid == server) {
+            // EOF before an answer: the server is dead or dying; wait for it to be gone.
+            static_cast<void>(sys::wait_readable(c.pidfd.get(), Deadline(Timeout(std::chrono::seconds(5)))));
+            int status = reap_if_dead(c);
+            if (status >= 0) server_failed(status, server);
+        }
+        throw ProcessError("multiproc: the forkserver closed the connection before starting the child");
+    }
+    if (pid < 0) throw_os_error("fork (in the forkserver)", -pid);
+    if (got.empty()) throw ProcessError("multiproc: the forkserver sent no pidfd for the child");
+    return ServerChild{pid, std::move(got.front()), std::move(reply.read)};
+}
+
+pid_t forkserver_pid() noexcept {
+    Client& c = client();
+    std::lock_guard lk(c.m);
+    return c.owner == ::getpid() ? c.pid : 0;
+}
+
+void stop_forkserver() noexcept {
+    Client& c = client();
+    std::lock_guard lk(c.m);
+    stop_locked(c);
+}
+
+}  // namespace mp::detail

@@ -1,0 +1,60 @@
+// The forkserver (CPython's multiprocessing/forkserver.py, without a named socket).
+//
+// The server is this program re-executed (spawn-style) with argv[1] = "--multiproc-forkserver"
+// and one end of a socketpair at descriptor 3. mp::init recognises the marker and runs the
+// server loop, single-threaded, before any of main's work: each child it forks is a copy of a
+// small clean process, and forking it needs no warning about threads.
+//
+// The control channel is that socketpair, inherited by the server alone: no path in the file
+// system, no abstract name, so no other user or process can ask the server to fork (Python's
+// forkserver listened on a named socket without authentication until 3.14, gh-97514).
+//
+// A request, client -> server over the control socket:
+//   +-------------+------------------------------------------+
+//   | u64 length  | bootstrap record (spawn.hpp), length bytes|  SCM_RIGHTS on the first byte:
+//   +-------------+------------------------------------------+  [reply socket, call fds...]
+// The reply socket is one end of a socketpair made per child; over it the server answers
+//   i32 pid (or -errno when fork failed)    with the child's pidfd attached (SCM_RIGHTS)
+//   i32 wait status (as waitpid reports it) once the server has reaped the child
+// and then closes it. The client keeps the other end: EOF without a status means the server
+// died; the child's fate is then read from its pidfd (exit code 255 as in Python).
+//
+// Lifetime: started on first use; it exits when the control socket reaches EOF (every copy of
+// the program's end closed: the program exited, died, or called stop_forkserver()), after
+// SIGKILLing its daemonic children (a daemonic child must not outlive the program). Its other
+// children live on, as Python's do. A server that died is noticed on next use (its pidfd is
+// readable), reaped, and restarted.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <span>
+
+#include "multiproc/detail/fd.hpp"
+
+namespace mp::detail {
+
+/// A child the forkserver forked for this program: its pid, a pidfd, and the status socket.
+struct ServerChild {
+    pid_t pid = 0;
+    UniqueFd pidfd;
+    UniqueFd status;
+};
+
+/// Asks this program's forkserver (starting or restarting it as needed) to fork a child that
+/// runs `bootstrap` (spawn.hpp's record) with `fds`. mp::ProcessError when the server cannot.
+ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<const int> fds);
+
+/// The server loop (called by mp::init in the forkserver process). Never returns.
+[[noreturn]] void forkserver_main() noexcept;
+/// In a child the server forked: a pidfd of the program that asked for it (-1 if unknown).
+int forkserver_parent_pidfd_for_child() noexcept;
+
+/// The pid of this program's running forkserver, 0 when none (for leak checks and tests).
+pid_t forkserver_pid() noexcept;
+/// Stops this program's forkserver, if any, and reaps it (also run at exit). Children it
+/// forked keep running, except daemonic ones (SIGKILLed by the server as it exits).
+void stop_forkserver() noexcept;
+
+}  // namespace mp::detail

@@ -1,0 +1,98 @@
+// The `forkserver` start method (CPython's popen_forkserver.py): the child belongs to the
+// forkserver; this process holds its pidfd (signals, sentinel) and a socket on which the server
+// sends the exit status once it has reaped the child.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <mutex>
+
+#include "forkserver.hpp"
+#include "multiproc/errors.hpp"
+#include "spawn.hpp"
+#include "sys/io.hpp"
+#include "sys/pidfd.hpp"
+#include "sys/syscall.hpp"
+
+namespace mp::detail {
+namespace {
+
+// Python's returncode when the server vanished before it could report the status.
+constexpr int kUnknownExitCode = 255;
+
+class ServedChildPopen final : public Popen {
+public:
+    explicit ServedChildPopen(ServerChild c) noexcept
+        : pid_(c.pid), pidfd_(std::move(c.pidfd)), status_(std::move(c.status)) {}
+    pid_t pid() const noexcept override { return pid_; }
+    int sentinel() const noexcept override { return pidfd_.get(); }
+
+    std::optional<int> poll() override {
+        std::lock_guard lk(m_);
+        return poll_locked();
+    }
+
+    std::optional<int> wait(Deadline deadline) override {
+        for (;;) {
+            int fd;
+            {
+                std::lock_guard lk(m_);
+                if (auto c = poll_locked()) return c;
+                // Normally the status socket (readable once the server has reaped the child);
+                // after the server's death, the pidfd (readable once the child has exited).
+                fd = status_ ? status_.get() : pidfd_.get();
+                if (fd < 0) return std::nullopt;
+            }
+            if (!sys::wait_readable(fd, deadline)) return poll();
+        }
+    }
+
+    void send_signal(int sig) override {
+        std::lock_guard lk(m_);
+        if (code_ || !pidfd_) return;
+        int r = sys::pidfd_send_signal(pidfd_.get(), sig);
+        if (r < 0 && r != -ESRCH) throw_os_error("pidfd_send_signal", -r);
+    }
+
+    void close() noexcept override {
+        std::lock_guard lk(m_);
+        pidfd_.reset();
+        status_.reset();
+    }
+
+private:
+    std::optional<int> poll_locked() {
+        if (code_) return code_;
+        if (status_) {
+            if (!sys::wait_readable(status_.get(), Deadline(Timeout(std::chrono::seconds(0)))))
+                return std::nullopt;
+            std::int32_t st = 0;
+            std::size_t n = sys::read_full(status_.get(), &st, sizeof st);
+            status_.reset();
+            if (n == sizeof st) {
+                code_ = WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
+                return code_;
+            }
+            // EOF without a status: the server died. The child may still be running.
+        }
+        if (pidfd_ && sys::wait_readable(pidfd_.get(), Deadline(Timeout(std::chrono::seconds(0)))))
+            code_ = kUnknownExitCode;
+        return code_;
+    }
+
+    const pid_t pid_;
+    std::mutex m_;
+    UniqueFd pidfd_;
+    UniqueFd status_;
+    std::optional<int> code_;
+};
+
+}  // namespace
+
+std::unique_ptr<Popen> forkserver_shipped(const CurrentProcess::Info& child, const ShippedCall& call) {
+    check_not_bootstrapping();
+    std::vector<std::byte> record = encode_bootstrap(child, call.bytes, call.fds.size());
+    return std::make_unique<ServedChildPopen>(forkserver_fork(record, call.fds));
+}
+
+}  // namespace mp::detail

@@ -1,0 +1,217 @@
+// The child side of spawn and forkserver: mp::init's recognition of the markers, the bootstrap
+// record, and the recursive-spawn guard.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "forkserver.hpp"
+#include "multiproc/callable.hpp"
+#include "multiproc/errors.hpp"
+#include "multiproc/reduction.hpp"
+#include "spawn.hpp"
+#include "sys/io.hpp"
+#include "sys/memfd.hpp"
+#include "sys/pidfd.hpp"
+#include "sys/syscall.hpp"
+
+namespace mp::detail {
+namespace {
+
+constexpr std::uint32_t kMagic = 0x6d707370;  // "mpsp"
+constexpr std::uint32_t kVersion = 1;
+
+enum class Role { program, spawned_child, forkserver };
+
+// Filled before main by the constructor below; read-only afterwards.
+const char* g_argv0 = nullptr;
+Role g_role = Role::program;
+std::atomic<bool> g_init_ran{false};
+
+[[noreturn]] void missing_init_exit() noexcept {
+    static const char msg[] =
+        "multiproc: An attempt has been made to start a new process before the current process\n"
+        "has finished its bootstrapping phase.\n\n"
+        "    This probably means that this program uses the \"spawn\" or \"forkserver\" start\n"
+        "    method and its main() does not begin with mp::init(argc, argv): this process is a\n"
+        "    child started by the program, and it ran main() again instead of the child's\n"
+        "    target. The fix is to call mp::init first thing in main:\n\n"
+        "        int main(int argc, char** argv) {\n"
+        "            mp::init(argc, argv);\n"
+        "            ...\n"
+        "        }\n";
+    flush_std_streams();
+    static_cast<void>(sys::retry_eintr([] { return ::write(2, msg, sizeof msg - 1); }));
+    if (g_role == Role::spawned_child) {
+        // Tell the parent why, so that its join() raises a clear error rather than a bare code.
+        static_cast<void>(sys::retry_eintr([] { return ::write(kSpawnStatusFd, &kMissingInitStatus, 1); }));
+    }
+    ::_exit(kMissingInitExitCode);
+}
+
+// main() returned (or exit() was called) in a child whose mp::init never ran.
+void missing_init_at_exit() noexcept {
+    if (!g_init_ran.load(std::memory_order_relaxed)) missing_init_exit();
+}
+
+// glibc passes (argc, argv, envp) to every .init_array function, so the markers are seen before
+// main() and before any static constructor of the program that comes after this library.
+__attribute__((constructor)) void record_program_args(int argc, char** argv, char**) {
+    if (argc < 1 || !argv) return;
+    g_argv0 = argv[0];
+    if (argc < 2 || !argv[1]) return;
+    if (std::strcmp(argv[1], kSpawnFlag) == 0) g_role = Role::spawned_child;
+    else if (std::strcmp(argv[1], kForkServerFlag) == 0) g_role = Role::forkserver;
+    else return;
+    std::atexit(missing_init_at_exit);
+}
+
+// The target of a child started by spawn/forkserver: the shipped call and its descriptors.
+class ShippedTarget final : public TargetCall {
+public:
+    ShippedTarget(std::vector<std::byte> call, std::vector<UniqueFd> fds,
+                  std::shared_ptr<CurrentProcess::Info> info, pid_t real_parent, int parent_pidfd)
+        : call_(std::move(call)), fds_(std::move(fds)), info_(std::move(info)),
+          real_parent_(real_parent), parent_pidfd_(parent_pidfd) {}
+    void invoke() override {
+        if (real_parent_ != 0) {
+            // A forkserver child: run_child saw the server as the parent (that is what
+            // getppid() says, and what the daemon's death signal follows); the parent the
+            // user knows is the program that asked for the child.
+            if (info_->parent_pidfd >= 0) ::close(info_->parent_pidfd);
+            info_->parent_pid = real_parent_;
+            info_->parent_pidfd = parent_pidfd_;
+        }
+        run_shipped_call(call_, fds_);
+    }
+
+private:
+    std::vector<std::byte> call_;
+    std::vector<UniqueFd> fds_;
+    std::shared_ptr<CurrentProcess::Info> info_;
+    pid_t real_parent_;
+    int parent_pidfd_;
+};
+
+[[noreturn]] void bootstrap_failed(const char* where, const char* what) noexcept {
+    std::string msg = std::string("multiproc: ") + where + ": " + what + "\n";
+    static_cast<void>(sys::retry_eintr([&] { return ::write(2, msg.data(), msg.size()); }));
+    ::_exit(1);
+}
+
+[[noreturn]] void spawned_child_main() noexcept {
+    ChildBootstrap b;
+    std::vector<UniqueFd> fds;
+    try {
+        UniqueFd payload(kSpawnPayloadFd);
+        // The status pipe is only for the missing-init report, which cannot happen any more.
+        ::close(kSpawnStatusFd);
+        std::vector<std::byte> bytes(sys::file_size(payload.get()));
+        std::size_t got = 0;
+        while (got < bytes.size()) {
+            ssize_t r = sys::retry_eintr([&] {
+                return ::pread(payload.get(), bytes.data() + got, bytes.size() - got, static_cast<off_t>(got));
+            });
+            if (r < 0) throw_os_error("pread");
+            if (r == 0) throw DecodeError("multiproc: truncated bootstrap record");
+            got += static_cast<std::size_t>(r);
+        }
+        b = decode_bootstrap(bytes);
+        for (std::uint32_t i = 0; i < b.nfds; ++i) {
+            int fd = kSpawnFirstCallFd + static_cast<int>(i);
+            // Arrived inheritable (dup2 in posix_spawn): make it close-on-exec like every other.
+            sys::check(::fcntl(fd, F_SETFD, FD_CLOEXEC), "fcntl(F_SETFD)");
+            fds.emplace_back(fd);
+        }
+    } catch (const std::exception& e) {
+        bootstrap_failed("spawned child: cannot read its bootstrap record", e.what());
+    }
+    run_bootstrapped_child(std::move(b), std::move(fds), false);
+}
+
+}  // namespace
+
+std::vector<std::byte> encode_bootstrap(const CurrentProcess::Info& child,
+                                        std::span<const std::byte> call, std::size_t nfds) {
+    Encoder e;
+    e.bytes().reserve(64 + child.name.size() + child.parent_name.size() + call.size());
+    const auto parent = static_cast<std::int32_t>(child.parent_pid);
+    const auto n = static_cast<std::uint32_t>(nfds);
+    e(kMagic, kVersion, child.name, child.identity, child.daemon, parent, child.parent_name);
+    e.write_size(call.size());
+    e.write_bytes(call.data(), call.size());
+    e(n);
+    return std::move(e.bytes());
+}
+
+ChildBootstrap decode_bootstrap(std::span<const std::byte> bytes) {
+    Decoder d(bytes);
+    std::uint32_t magic = 0, version = 0;
+    d(magic, version);
+    if (magic != kMagic || version != kVersion)
+        throw DecodeError("multiproc: not a bootstrap record of this multiproc version");
+    ChildBootstrap b;
+    std::int32_t parent = 0;
+    d(b.name, b.identity, b.daemon, parent, b.parent_name);
+    b.parent_pid = parent;
+    auto call = d.take(d.read_count(1));
+    b.call.assign(call.begin(), call.end());
+    d(b.nfds);
+    d.finish();
+    return b;
+}
+
+void run_bootstrapped_child(ChildBootstrap b, std::vector<UniqueFd> fds, bool forked_by_server) noexcept {
+    std::shared_ptr<CurrentProcess::Info> info;
+    std::unique_ptr<ShippedTarget> target;
+    try {
+        info = std::make_shared<CurrentProcess::Info>();
+        info->name = std::move(b.name);
+        info->identity = std::move(b.identity);
+        info->daemon = b.daemon;
+        info->parent_name = std::move(b.parent_name);
+        pid_t real_parent = 0;
+        int parent_pidfd = -1;
+        if (forked_by_server) {
+            real_parent = b.parent_pid;
+            parent_pidfd = forkserver_parent_pidfd_for_child();
+            info->parent_pid = ::getppid();  // what run_child checks its parent against
+        } else {
+            info->parent_pid = b.parent_pid;
+        }
+        target = std::make_unique<ShippedTarget>(std::move(b.call), std::move(fds), info,
+                                                 real_parent, parent_pidfd);
+    } catch (const std::exception& e) {
+        bootstrap_failed("child process: bootstrap", e.what());
+    }
+    LaunchSpec spec{info, target.get()};
+    sigset_t none;
+    sigemptyset(&none);
+    run_child(spec, none);
+}
+
+void enter_if_child(int argc, char** argv) {
+    g_init_ran.store(true, std::memory_order_relaxed);
+    if (g_role == Role::program || argc < 2 || !argv || !argv[1]) return;
+    if (g_role == Role::spawned_child && std::strcmp(argv[1], kSpawnFlag) == 0) spawned_child_main();
+    if (g_role == Role::forkserver && std::strcmp(argv[1], kForkServerFlag) == 0) forkserver_main();
+}
+
+void check_not_bootstrapping() noexcept {
+    if (g_role != Role::program && !g_init_ran.load(std::memory_order_relaxed)) missing_init_exit();
+}
+
+const char* program_argv0() noexcept { return g_argv0 ? g_argv0 : "multiproc-child"; }
+
+std::string missing_init_message(const char* what, pid_t pid) {
+    return std::string("multiproc: the ") + what + " (pid " + std::to_string(pid) +
+           ") ran main() again instead of its target, because main() does not begin with "
+           "mp::init(argc, argv): add `mp::init(argc, argv);` as the first statement of main "
+           "(required by the spawn and forkserver start methods)";
+}
+
+}  // namespace mp::detail
