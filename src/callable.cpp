@@ -1,7 +1,6 @@
 // Function identities (module id + path + offset) and the type-erased half of shipped calls.
 #include "multiproc/callable.hpp"
 
-#include <cxxabi.h>
 #include <dlfcn.h>
 #include <link.h>
 
@@ -9,6 +8,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include "demangle.hpp"
 #include "sys/modules.hpp"
 
 namespace mp::detail {
@@ -195,11 +195,8 @@ std::optional<ModuleInfo> module_of(std::uintptr_t addr) {
     return info;
 }
 
-std::string type_name(const std::type_info& t) {
-    int status = 0;
-    std::unique_ptr<char, void (*)(void*)> s(abi::__cxa_demangle(t.name(), nullptr, nullptr, &status),
-                                             std::free);
-    std::string n = status == 0 && s ? std::string(s.get()) : std::string(t.name());
+std::string readable_type_name(const std::type_info& t) {
+    std::string n = demangle(t.name());
     n = replace_all(std::move(n), "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >",
                     "std::string");
     n = replace_all(std::move(n), "std::__cxx11::", "std::");
@@ -207,7 +204,7 @@ std::string type_name(const std::type_info& t) {
 }
 
 std::string target_reason(TargetKind kind, const std::type_info& target) {
-    const std::string name = type_name(target);
+    const std::string name = readable_type_name(target);
     std::string what;
     switch (kind) {
         case TargetKind::std_function: what = "a std::function, which hides the type of what it holds"; break;
@@ -224,14 +221,14 @@ std::string target_reason(TargetKind kind, const std::type_info& target) {
 }
 
 std::string arg_reason(std::size_t index, const std::type_info& type, const char* why) {
-    return "argument " + std::to_string(index) + " (type " + type_name(type) +
+    return "argument " + std::to_string(index) + " (type " + readable_type_name(type) +
            ") cannot be encoded: " + why;
 }
 
 std::string not_invocable_reason(const std::type_info& target, std::vector<std::string> args) {
     std::string list;
     for (auto& a : args) list += (list.empty() ? "" : ", ") + a;
-    return "the target (type " + type_name(target) + ") cannot be called with arguments (" + list +
+    return "the target (type " + readable_type_name(target) + ") cannot be called with arguments (" + list +
            ") passed as rvalues, as the receiving process passes them (a T& parameter does not "
            "bind; take T, const T& or T&&)";
 }

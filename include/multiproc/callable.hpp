@@ -199,7 +199,7 @@ std::uintptr_t code_address(R (*f)(A...)) noexcept {
 }
 
 /// Demangled, abbreviated name of a type (std::string for std::__cxx11::basic_string<char...>).
-std::string type_name(const std::type_info& t);
+std::string readable_type_name(const std::type_info& t);
 
 // Reasons, built only when something cannot ship.
 std::string target_reason(TargetKind kind, const std::type_info& target);
@@ -350,7 +350,7 @@ CallPackage package_call(const F& f, const Args&... args) {
         return {std::nullopt, first_bad_arg<Args...>(std::index_sequence_for<Args...>{})};
     } else if constexpr (!T::invocable) {
         return {std::nullopt, not_invocable_reason(typeid(typename T::target),
-                                                   {type_name(typeid(stored_arg_t<Args>))...})};
+                                                   {readable_type_name(typeid(stored_arg_t<Args>))...})};
     } else {
         if constexpr (T::kind == TargetKind::function_pointer) {
             const typename T::target fp = f;  // a function's name decays here

@@ -1,0 +1,50 @@
+# callable_test's helpers: targets in shared libraries (one linked, one without a build id, one
+# only dlopen'ed at run time), and the compile-failure checks of package_task.
+
+set(MP_CALLABLE_LIB_DIR ${CMAKE_CURRENT_SOURCE_DIR}/callable_lib)
+
+# Linked to callable_test: functions and a packaged task that live outside the executable.
+add_library(mp_callable_testlib SHARED ${MP_CALLABLE_LIB_DIR}/callable_lib.cpp)
+target_link_libraries(mp_callable_testlib PUBLIC multiproc::multiproc PRIVATE multiproc_warnings)
+target_include_directories(mp_callable_testlib PUBLIC ${MP_CALLABLE_LIB_DIR})
+
+# Linked to callable_test, without a GNU build id: identified by path + size + mtime instead.
+add_library(mp_callable_nobid SHARED ${MP_CALLABLE_LIB_DIR}/callable_nobid.cpp)
+target_link_libraries(mp_callable_nobid PRIVATE multiproc_warnings)
+target_link_options(mp_callable_nobid PRIVATE -Wl,--build-id=none)
+
+# Never linked: the test dlopen()s it, so a spawned child must load it by path itself.
+add_library(mp_callable_plugin MODULE ${MP_CALLABLE_LIB_DIR}/callable_plugin.cpp)
+target_link_libraries(mp_callable_plugin PRIVATE multiproc::multiproc multiproc_warnings)
+
+if(TARGET callable_test)
+  target_link_libraries(callable_test PRIVATE mp_callable_testlib mp_callable_nobid)
+  add_dependencies(callable_test mp_callable_plugin)
+  target_compile_definitions(callable_test PRIVATE
+    MP_CALLABLE_PLUGIN_PATH="$<TARGET_FILE:mp_callable_plugin>")
+endif()
+
+# package_task must reject what cannot ship at compile time, with the reason in the message.
+# Each check runs the compiler on one source; a control that must compile guards against a
+# check passing for a wrong reason (a bad include path, a missing header).
+set(MP_COMPILE_FAIL_DIR ${CMAKE_CURRENT_SOURCE_DIR}/compile_fail)
+function(mp_callable_compile_check name src expect regex)
+  add_test(NAME callable_compile.${name}
+    COMMAND ${CMAKE_COMMAND}
+      -DCXX=${CMAKE_CXX_COMPILER}
+      -DSRC=${MP_COMPILE_FAIL_DIR}/${src}
+      -DINCLUDE=${PROJECT_SOURCE_DIR}/include
+      -DEXPECT=${expect}
+      -DREGEX=${regex}
+      -P ${MP_COMPILE_FAIL_DIR}/expect_compile.cmake)
+  set_tests_properties(callable_compile.${name} PROPERTIES TIMEOUT 90)
+endfunction()
+mp_callable_compile_check(control_shippable_task_compiles task_ok.cpp ok "")
+mp_callable_compile_check(lambda_capturing_string task_captures_string.cpp fail
+  "task's target cannot be shipped to a worker process")
+mp_callable_compile_check(std_function_target task_std_function.cpp fail
+  "task's target cannot be shipped to a worker process")
+mp_callable_compile_check(unencodable_argument task_bad_argument.cpp fail
+  "task argument cannot be shipped to the worker process")
+mp_callable_compile_check(unencodable_result task_bad_result.cpp fail
+  "result type cannot be shipped back")
