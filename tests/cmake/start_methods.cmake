@@ -1,0 +1,18 @@
+# spawn_test / forkserver_test helpers: a Process target in a shared library, and a program that
+# uses spawn/forkserver without calling mp::init (the recursive-spawn pitfall).
+set(MP_START_METHODS_DIR ${CMAKE_CURRENT_SOURCE_DIR}/start_methods_lib)
+
+add_library(mp_start_methods_testlib SHARED ${MP_START_METHODS_DIR}/start_methods_lib.cpp)
+target_link_libraries(mp_start_methods_testlib PUBLIC multiproc::multiproc PRIVATE multiproc_warnings)
+target_include_directories(mp_start_methods_testlib PUBLIC ${MP_START_METHODS_DIR})
+
+add_executable(mp_noinit_helper ${MP_START_METHODS_DIR}/noinit_main.cpp)
+target_link_libraries(mp_noinit_helper PRIVATE multiproc::multiproc multiproc_warnings)
+
+foreach(t spawn_test forkserver_test)
+  if(TARGET ${t})
+    target_link_libraries(${t} PRIVATE mp_start_methods_testlib)
+    add_dependencies(${t} mp_noinit_helper)
+    target_compile_definitions(${t} PRIVATE MP_NOINIT_HELPER="$<TARGET_FILE:mp_noinit_helper>")
+  endif()
+endforeach()
