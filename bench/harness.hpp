@@ -25,13 +25,6 @@
 #include <string>
 #include <vector>
 
-// 1 once include/multiproc/process.hpp has landed (it is written at the same time as this
-// harness); until then the process row has no multiproc implementation and the connection
-// rows fork their child plainly (outside the timed part, so their numbers are unaffected).
-#ifndef BENCH_HAVE_MP_PROCESS
-#define BENCH_HAVE_MP_PROCESS 0
-#endif
-
 namespace bench {
 
 /// How a row's seconds become its headline number.

@@ -18,11 +18,9 @@
 
 #include "harness.hpp"
 #include "multiproc/connection.hpp"
-#include "raw.hpp"
-
-#if BENCH_HAVE_MP_PROCESS
+#include "multiproc/context.hpp"
 #include "multiproc/process.hpp"
-#endif
+#include "raw.hpp"
 
 namespace bench {
 namespace {
@@ -123,38 +121,24 @@ BENCH_REGISTER(add_impl("conn_throughput_1MiB", "raw", raw_stream_large));
 
 // ---- multiproc: mp::Pipe, a child process, Connection::send_bytes / recv_bytes ----
 
-// The child is started with mp::Process (fork start method), as a Python user starts it with
+// The child is an mp::Process with the fork start method, as a Python user starts one with
 // multiprocessing.Process. Its start and join are setup, never timed: these rows measure the
 // Connection alone.
 template <class F>
-class MpChild {
-public:
-    explicit MpChild(F body)
-#if BENCH_HAVE_MP_PROCESS
-        : p_(std::move(body)) {
-        p_.start();
-    }
-    void join() {
-        p_.join();
-        if (p_.exitcode() != 0) fail("multiproc child failed");
-    }
+mp::Process start_child(F body) {
+    mp::Process p(mp::get_context("fork"), std::move(body));
+    p.start();
+    return p;
+}
 
-private:
-    mp::Process p_;
-#else
-        // Until mp::Process lands the child is forked plainly; the timed part is the same.
-        : pid_(raw::fork_child(std::move(body))) {
-    }
-    void join() { raw::wait_child(pid_); }
-
-private:
-    pid_t pid_;
-#endif
-};
+void join_child(mp::Process& p) {
+    p.join();
+    if (p.exitcode() != 0) fail("multiproc child failed with exit code " + std::to_string(*p.exitcode()));
+}
 
 double mp_pipe_rtt(const Run& run) {
     auto [parent, child] = mp::Pipe();
-    MpChild echo([parent = parent, child = child]() mutable {
+    mp::Process echo = start_child([parent = parent, child = child]() mutable {
         parent.close();
         for (;;) {
             std::vector<std::byte> m = child.recv_bytes();
@@ -174,13 +158,13 @@ double mp_pipe_rtt(const Run& run) {
     for (std::uint64_t i = 0; i < run.iters; ++i) round_trip(i);
     double seconds = clock.seconds();
     parent.send_bytes(std::string_view("stop"));
-    echo.join();
+    join_child(echo);
     return seconds;
 }
 
 double mp_stream(const Run& run, std::size_t size) {
     auto [parent, child] = mp::Pipe();
-    MpChild sender([parent = parent, child = child, size, run]() mutable {
+    mp::Process sender = start_child([parent = parent, child = child, size, run]() mutable {
         parent.close();
         std::vector<std::byte> msg(size, std::byte{'x'});
         for (std::uint64_t i = 0; i < run.warmup; ++i) child.send_bytes(std::span<const std::byte>(msg));
@@ -198,7 +182,7 @@ double mp_stream(const Run& run, std::size_t size) {
     Stopwatch clock;
     receive(run.iters);
     double seconds = clock.seconds();
-    sender.join();
+    join_child(sender);
     return seconds;
 }
 

@@ -1,15 +1,12 @@
 // Row: process start+join with the fork start method, no-op target.
 //
 //   raw        fork(); the child _exit(0)s at once; the parent waitpid()s.
-//   multiproc  mp::Process p(noop); p.start(); p.join();
+//   multiproc  mp::Process p(mp::get_context("fork"), noop); p.start(); p.join();
 //   python     multiprocessing.get_context("fork").Process(target=noop): start(), join()
 #include "harness.hpp"
-#include "raw.hpp"
-
-#if BENCH_HAVE_MP_PROCESS
 #include "multiproc/context.hpp"
 #include "multiproc/process.hpp"
-#endif
+#include "raw.hpp"
 
 namespace bench {
 namespace {
@@ -39,7 +36,6 @@ double raw_fork_join(const Run& run) {
 
 BENCH_REGISTER(add_impl("process_fork_start_join", "raw", raw_fork_join));
 
-#if BENCH_HAVE_MP_PROCESS
 void noop() {}
 
 double mp_fork_join(const Run& run) {
@@ -57,7 +53,6 @@ double mp_fork_join(const Run& run) {
 }
 
 BENCH_REGISTER(add_impl("process_fork_start_join", "multiproc", mp_fork_join));
-#endif
 
 }  // namespace
 }  // namespace bench
