@@ -18,6 +18,7 @@
 #include <climits>
 #include <new>
 
+#include "multiproc/callable.hpp"
 #include "sys/futex.hpp"
 #include "sys/syscall.hpp"
 
@@ -401,7 +402,7 @@ std::uint64_t gen_bit(std::uint32_t g) { return std::uint64_t{1} << (g % 64); }
 
 }  // namespace
 
-Barrier::Barrier(unsigned parties, std::function<void()> action, Timeout timeout)
+Barrier::Barrier(unsigned parties, Action action, Timeout timeout)
     : block_(detail::SharedBlock::allocate(sizeof(State), alignof(State))),
       st_(new (block_.data()) State),
       action_(std::move(action)) {
@@ -421,7 +422,16 @@ void Barrier::load(Decoder& d) {
     if (b.size() < sizeof(State)) throw DecodeError("multiproc: corrupt message: barrier block too small");
     block_ = std::move(b);
     st_ = static_cast<State*>(block_.data());
-    action_ = nullptr;
+    action_ = Action{};
+    bool has_fn = false;
+    d(has_fn);
+    if (has_fn) action_.fn = reinterpret_cast<void (*)()>(detail::resolve_code_address(d));
+}
+
+void Barrier::save(Encoder& e) const {
+    e(block_);
+    e(action_.fn != nullptr);
+    if (action_.fn) detail::encode_code_address(e, detail::code_address(action_.fn));
 }
 
 detail::Deadline Barrier::default_deadline() const {

@@ -34,7 +34,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstddef>
 #include <functional>
+#include <type_traits>
 
 #include "multiproc/detail/arena.hpp"
 #include "multiproc/errors.hpp"
@@ -305,13 +307,20 @@ private:
 /// Python's multiprocessing.Barrier: `parties` processes (or threads) wait until all arrive.
 class Barrier {
 public:
-    /// A barrier for `parties` parties; `action` runs once per round, in the last arriving
-    /// party, before the others are released; `timeout` is the default for wait().
-    /// The action travels with the handle to forked children; a handle received under spawn
-    /// or forkserver has no action of its own (a round completed there runs none).
-    explicit Barrier(unsigned parties = 1, std::function<void()> action = {},
-                     Timeout timeout = forever);
-
+    /// A barrier for `parties` parties, no action, waits without limit by default.
+    explicit Barrier(unsigned parties = 1) : Barrier(parties, nullptr, forever) {}
+    /// A barrier for `parties` parties without action; `timeout` is wait()'s default.
+    Barrier(unsigned parties, std::nullptr_t, Timeout timeout) : Barrier(parties, Action{}, timeout) {}
+    /// A barrier whose `action` runs once per round, in the last arriving party, before the
+    /// others are released; `timeout` is wait()'s default. A plain function or captureless
+    /// lambda travels with the handle to children of every start method (by identity, see
+    /// callable.hpp); any other callable is kept in this process and its forked children only
+    /// (a handle received under spawn/forkserver then has no action; a round completed there
+    /// runs none).
+    template <class F>
+        requires std::is_invocable_v<F&>
+    Barrier(unsigned parties, F action, Timeout timeout = forever)
+        : Barrier(parties, make_action(std::move(action)), timeout) {}
     /// Waits for every party with the default timeout; returns the arrival index (0 first,
     /// parties()-1 last). Throws mp::BrokenBarrierError if the barrier breaks or times out.
     unsigned wait() { return wait_impl(default_deadline()); }
@@ -328,19 +337,31 @@ public:
     /// True when broken.
     [[nodiscard]] bool broken() const noexcept;
 
-    /// Codec (the action does not travel).
-    void save(Encoder& e) const { e(block_); }
+    /// Codec (the action travels when it is a plain function).
+    void save(Encoder& e) const;
     /// Codec.
     void load(Decoder& d);
 
 private:
     struct State;
+    struct Action {
+        void (*fn)() = nullptr;       // travels by identity
+        std::function<void()> local;  // stays in this process (and forked children)
+        void operator()() const { fn ? fn() : local(); }
+        explicit operator bool() const noexcept { return fn || local; }
+    };
+    template <class F>
+    static Action make_action(F f) {
+        if constexpr (std::is_convertible_v<F, void (*)()>) return Action{static_cast<void (*)()>(f), {}};
+        else return Action{nullptr, std::function<void()>(std::move(f))};
+    }
+    Barrier(unsigned parties, Action action, Timeout timeout);
     static void break_locked(State* st);
     detail::Deadline default_deadline() const;
     unsigned wait_impl(detail::Deadline deadline);
     detail::SharedBlock block_;
     State* st_ = nullptr;
-    std::function<void()> action_;
+    Action action_;
 };
 
 }  // namespace mp
