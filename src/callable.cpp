@@ -211,7 +211,8 @@ std::string target_reason(TargetKind kind, const std::type_info& target) {
         case TargetKind::member_pointer: what = "a pointer to member"; break;
         case TargetKind::not_callable: what = "neither a function nor a function object"; break;
         default:
-            what = name.find("{lambda(") != std::string::npos
+            // Closure types demangle as "...::{lambda(int)#1}" (g++) or "...::$_6" (clang).
+            what = name.find("{lambda(") != std::string::npos || name.find("$_") != std::string::npos
                        ? "a lambda capturing a value that is not trivially copyable, such as a "
                          "std::string or a container"
                        : "a function object with members that are not trivially copyable and "

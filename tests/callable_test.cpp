@@ -62,7 +62,7 @@ int last_call_result = 0;
 void record(int x) { last_call_result = x; }
 void takes_unique(std::unique_ptr<int>) {}
 void takes_ptr(int, const int*) {}
-void takes_lvalue_ref(int&) {}
+[[maybe_unused]] void takes_lvalue_ref(int&) {}
 
 // A function object that travels as its bytes.
 struct Affine {
@@ -323,8 +323,8 @@ TEST(CallableInProcess, CapturelessLambdaSendsNoClosureBytes) {
 }
 
 TEST(CallableInProcess, LambdaWithTriviallyCopyableCaptures) {
-    const int k = 7;
-    const double offset = 0.5;
+    int k = 7;
+    double offset = 0.5;
     auto f = [k, offset](int x) { return k * x + offset; };
     EXPECT_DOUBLE_EQ(run_here<double>(package_task(f, 3)), 21.5);
 }
@@ -578,7 +578,7 @@ TEST(CallableCorrupt, BuildIdMismatchIsAClearProcessError) {
 
 TEST(CallableFork, TasksRunInAForkedChild) {
     EXPECT_EQ(decode_task_result<int>(run_in_fork(package_task(square, 9))), 81);
-    const int k = 4;
+    int k = 4;
     EXPECT_EQ(decode_task_result<int>(run_in_fork(package_task([k](int x) { return k - x; }, 10))), -6);
     EXPECT_EQ(decode_task_result<std::string>(run_in_fork(package_task(callable_lib::greet, "fork"))),
               "hello, fork");
@@ -615,8 +615,8 @@ TEST(CallableExec, FunctionInTheExecutableAtAnotherLoadAddress) {
 }
 
 TEST(CallableExec, LambdasAndFunctionObjects) {
-    const int k = 6;
-    const double offset = 0.25;
+    int k = 6;
+    double offset = 0.25;
     auto f = [k, offset](int x) { return k * x + offset; };
     EXPECT_DOUBLE_EQ(decode_task_result<double>(run_in_exec(package_task(f, 2)).result), 12.25);
     EXPECT_EQ(decode_task_result<int>(run_in_exec(package_task([](int x) { return x + 1; }, 1)).result), 2);

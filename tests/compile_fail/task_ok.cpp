@@ -6,7 +6,7 @@
 int square(int x) { return x * x; }
 
 int main() {
-    const int k = 3;
+    int k = 3;
     auto scaled = [k](int x) { return k * x; };
     auto t1 = mp::detail::package_task(scaled, 4);
     auto t2 = mp::detail::package_task(square, 5);
