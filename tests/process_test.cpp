@@ -1,0 +1,625 @@
+// Process behaviour, run once per start method (today: fork; spawn and forkserver join
+// automatically when get_all_start_methods() lists them).
+#include "multiproc/process.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "multiproc/errors.hpp"
+#include "popen.hpp"
+#include "sys/io.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using mp::detail::UniqueFd;
+
+// Redirects a descriptor (stdout, stderr) into a memfd for the test's duration; children
+// started meanwhile inherit the redirection.
+class Capture {
+  public:
+    explicit Capture(int fd) : fd_(fd) {
+        mp::detail::flush_std_streams();
+        saved_ = UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+        file_ = UniqueFd(::memfd_create("capture", MFD_CLOEXEC));
+        if (!saved_ || !file_ || ::dup2(file_.get(), fd) < 0) throw std::runtime_error("capture");
+    }
+    Capture(const Capture&) = delete;
+    Capture& operator=(const Capture&) = delete;
+    ~Capture() { restore(); }
+    // Restores the descriptor and returns everything written to it.
+    std::string finish() {
+        restore();
+        std::string out;
+        char buf[4096];
+        off_t off = 0;
+        for (ssize_t n; (n = ::pread(file_.get(), buf, sizeof buf, off)) > 0; off += n)
+            out.append(buf, static_cast<std::size_t>(n));
+        return out;
+    }
+
+  private:
+    void restore() {
+        if (!saved_) return;
+        mp::detail::flush_std_streams();
+        ::dup2(saved_.get(), fd_);
+        saved_.reset();
+    }
+    int fd_;
+    UniqueFd saved_, file_;
+};
+
+void write_str(int fd, const std::string& s) {
+    std::uint32_t n = static_cast<std::uint32_t>(s.size());
+    mp::sys::write_all(fd, &n, sizeof n);
+    mp::sys::write_all(fd, s.data(), s.size());
+}
+
+std::string read_str(int fd) {
+    std::uint32_t n = 0;
+    if (mp::sys::read_full(fd, &n, sizeof n) != sizeof n) return "<eof>";
+    std::string s(n, '\0');
+    if (mp::sys::read_full(fd, s.data(), n) != n) return "<eof>";
+    return s;
+}
+
+bool readable(int fd, mp::Timeout t) {
+    return mp::sys::wait_readable(fd, mp::detail::Deadline(t));
+}
+
+int count(const std::string& hay, const std::string& needle) {
+    int n = 0;
+    for (auto pos = hay.find(needle); pos != std::string::npos; pos = hay.find(needle, pos + 1))
+        ++n;
+    return n;
+}
+
+// A process that has gone (no /proc entry, or a zombie waiting for its new parent to reap it).
+bool process_gone(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    if (!std::getline(f, stat)) return true;
+    auto close = stat.rfind(')');
+    return close != std::string::npos && close + 2 < stat.size() &&
+           (stat[close + 2] == 'Z' || stat[close + 2] == 'X');
+}
+
+[[noreturn]] void block_forever() {
+    for (;;) ::pause();
+}
+
+namespace custom {
+struct CustomError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+}  // namespace custom
+
+int g_marker_fd = -1;
+void marker_atexit() {
+    if (g_marker_fd >= 0) static_cast<void>(::write(g_marker_fd, "A", 1));
+}
+struct MarkerStatic {
+    ~MarkerStatic() {
+        if (g_marker_fd >= 0) static_cast<void>(::write(g_marker_fd, "D", 1));
+    }
+} g_marker_static;
+
+class ProcessTest : public ::testing::TestWithParam<std::string> {
+  protected:
+    mp::Context ctx() const { return mp::get_context(GetParam()); }
+};
+
+TEST_P(ProcessTest, StartJoinExitcodeZero) {
+    auto p = ctx().Process([] {});
+    EXPECT_FALSE(p.exitcode());
+    EXPECT_FALSE(p.pid());
+    EXPECT_FALSE(p.is_alive());
+    p.start();
+    ASSERT_TRUE(p.pid());
+    EXPECT_GT(*p.pid(), 0);
+    EXPECT_NE(*p.pid(), ::getpid());
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+    EXPECT_FALSE(p.is_alive());
+    p.join();  // joining again is harmless, as in Python
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_P(ProcessTest, ArgumentsAreCopiedIntoTheChild) {
+    auto [r, w] = mp::sys::make_pipe();
+    std::string text = "payload";
+    std::vector<int> v{1, 2, 3};
+    auto p = ctx().Process(
+        [](int fd, std::string s, const std::vector<int>& xs, int k) {
+            write_str(fd, s + ":" + std::to_string(xs.size()) + ":" + std::to_string(k));
+        },
+        w.get(), text, v, 42);
+    text = "changed";  // the Process holds its own copies
+    p.start();
+    EXPECT_EQ(read_str(r.get()), "payload:3:42");
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_P(ProcessTest, ExitCodeOfStdExit) {
+    auto p = ctx().Process([] { std::exit(7); });
+    p.start();
+    p.join();
+    EXPECT_EQ(p.exitcode(), 7);
+}
+
+TEST_P(ProcessTest, KilledBySignalIsNegative) {
+    auto p = ctx().Process([] { ::raise(SIGUSR1); });
+    p.start();
+    p.join();
+    EXPECT_EQ(p.exitcode(), -SIGUSR1);
+}
+
+TEST_P(ProcessTest, TerminateAndKill) {
+    auto t = ctx().Process(block_forever);
+    auto k = ctx().Process(block_forever);
+    t.start();
+    k.start();
+    EXPECT_TRUE(t.is_alive());
+    EXPECT_TRUE(k.is_alive());
+    t.terminate();
+    k.kill();
+    t.join();
+    k.join();
+    EXPECT_EQ(t.exitcode(), -SIGTERM);
+    EXPECT_EQ(k.exitcode(), -SIGKILL);
+    t.terminate();  // after the child was reaped: nothing happens
+    k.kill();
+}
+
+TEST_P(ProcessTest, ThrowingTargetReportsAndExitsWithOne) {
+    Capture err(2);
+    auto a = ctx().Process([] { throw std::runtime_error("boom"); });
+    auto b = ctx().Process([] { throw custom::CustomError("custom trouble"); });
+    auto c = ctx().Process([] { throw 42; });
+    a.start();
+    a.join();
+    b.start();
+    b.join();
+    c.start();
+    c.join();
+    std::string out = err.finish();
+    EXPECT_EQ(a.exitcode(), 1);
+    EXPECT_EQ(b.exitcode(), 1);
+    EXPECT_EQ(c.exitcode(), 1);
+    EXPECT_NE(out.find("Process " + a.name() + ":\nTraceback"), std::string::npos) << out;
+    EXPECT_NE(out.find("std::runtime_error: boom\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("Process " + b.name() + ":"), std::string::npos) << out;
+    EXPECT_NE(out.find("custom::CustomError: custom trouble\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("\nint\n"), std::string::npos) << out;
+}
+
+TEST_P(ProcessTest, StdioIsFlushedOnceByEachSide) {
+    Capture out(1);
+    std::printf("parent-before ");  // buffered: must not be printed by the child as well
+    std::cout << "cout-before ";
+    auto a = ctx().Process([] { std::printf("child-return "); });
+    auto b = ctx().Process([] {
+        std::cout << "child-exit ";
+        std::exit(3);
+    });
+    a.start();
+    a.join();
+    b.start();
+    b.join();
+    std::string s = out.finish();
+    EXPECT_EQ(count(s, "parent-before"), 1) << s;
+    EXPECT_EQ(count(s, "cout-before"), 1) << s;
+    EXPECT_EQ(count(s, "child-return"), 1) << s;
+    EXPECT_EQ(count(s, "child-exit"), 1) << s;
+    EXPECT_EQ(b.exitcode(), 3);
+}
+
+TEST_P(ProcessTest, ChildExitDoesNotRunParentExitHandlers) {
+    static const bool registered = (std::atexit(marker_atexit) == 0);
+    ASSERT_TRUE(registered);
+    auto [r, w] = mp::sys::make_pipe();
+    g_marker_fd = w.get();
+    auto a = ctx().Process([] { std::exit(0); });
+    auto b = ctx().Process([] {});
+    auto c = ctx().Process([] { throw std::logic_error("x"); });
+    {
+        Capture err(2);
+        a.start();
+        b.start();
+        c.start();
+        g_marker_fd = -1;
+        a.join();
+        b.join();
+        c.join();
+    }
+    w.reset();
+    char buf[16];
+    EXPECT_EQ(mp::sys::read_full(r.get(), buf, sizeof buf), 0u) << "an atexit handler or static "
+                                                                   "destructor ran in the child";
+    EXPECT_EQ(a.exitcode(), 0);
+    EXPECT_EQ(b.exitcode(), 0);
+    EXPECT_EQ(c.exitcode(), 1);
+}
+
+TEST_P(ProcessTest, JoinWithTimeoutReturnsWhileRunning) {
+    auto [r, w] = mp::sys::make_pipe();
+    auto p = ctx().Process([fd = r.get()] {
+        char c;
+        std::exit(mp::sys::read_full(fd, &c, 1) == 1 ? 5 : 6);
+    });
+    p.start();
+    p.join(20ms);
+    EXPECT_TRUE(p.is_alive());
+    EXPECT_FALSE(p.exitcode());
+    p.join(0s);
+    EXPECT_TRUE(p.is_alive());
+    mp::sys::write_all(w.get(), "x", 1);
+    p.join(60s);
+    EXPECT_FALSE(p.is_alive());
+    EXPECT_EQ(p.exitcode(), 5);
+}
+
+TEST_P(ProcessTest, SentinelBecomesReadableAtExit) {
+    auto [r, w] = mp::sys::make_pipe();
+    auto p = ctx().Process([fd = r.get()] {
+        char c;
+        static_cast<void>(mp::sys::read_full(fd, &c, 1));
+    });
+    EXPECT_THROW(static_cast<void>(p.sentinel()), mp::UsageError);
+    p.start();
+    int s = p.sentinel();
+    EXPECT_GE(s, 0);
+    EXPECT_FALSE(readable(s, 0s));
+    mp::sys::write_all(w.get(), "x", 1);
+    EXPECT_TRUE(readable(s, 60s));
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_P(ProcessTest, MisuseIsAUsageError) {
+    auto [r, w] = mp::sys::make_pipe();
+    auto p = ctx().Process([fd = r.get()] {
+        char c;
+        static_cast<void>(mp::sys::read_full(fd, &c, 1));
+    });
+    EXPECT_THROW(p.join(), mp::UsageError);       // not started
+    EXPECT_THROW(p.terminate(), mp::UsageError);  // not started
+    p.start();
+    EXPECT_THROW(p.start(), mp::UsageError);
+    EXPECT_THROW(p.set_daemon(true), mp::UsageError);
+    EXPECT_THROW(p.close(), mp::UsageError);  // still running
+    EXPECT_TRUE(p.is_alive());
+    mp::sys::write_all(w.get(), "x", 1);
+    p.join();
+    p.close();
+    p.close();  // twice is fine, as in Python
+    EXPECT_THROW(static_cast<void>(p.pid()), mp::UsageError);
+    EXPECT_THROW(static_cast<void>(p.exitcode()), mp::UsageError);
+    EXPECT_THROW(p.start(), mp::UsageError);
+    mp::Process moved = std::move(p);
+    EXPECT_THROW(static_cast<void>(p.name()), mp::UsageError);  // NOLINT: use after move on purpose
+    EXPECT_THROW(static_cast<void>(moved.is_alive()), mp::UsageError);  // closed
+}
+
+TEST_P(ProcessTest, NamesAndDaemonFlag) {
+    auto a = ctx().Process([] {});
+    auto b = ctx().Process([] {});
+    ASSERT_EQ(a.name().rfind("Process-", 0), 0u) << a.name();
+    int n = std::stoi(a.name().substr(8));
+    EXPECT_EQ(b.name(), "Process-" + std::to_string(n + 1));
+    b.set_name("worker");
+    EXPECT_EQ(b.name(), "worker");
+    EXPECT_FALSE(a.daemon());
+    a.set_daemon(true);
+    EXPECT_TRUE(a.daemon());
+}
+
+TEST_P(ProcessTest, CurrentAndParentProcessSeenFromChild) {
+    EXPECT_EQ(mp::current_process().name(), "MainProcess");
+    EXPECT_EQ(mp::current_process().pid(), ::getpid());
+    EXPECT_FALSE(mp::current_process().daemon());
+    EXPECT_TRUE(mp::current_process().identity().empty());
+    EXPECT_FALSE(mp::parent_process());
+
+    auto [r, w] = mp::sys::make_pipe();
+    auto p = ctx().Process([fd = w.get()] {
+        auto me = mp::current_process();
+        auto parent = mp::parent_process();
+        write_str(fd, me.name());
+        write_str(fd, std::to_string(me.pid()) + " " + std::to_string(me.daemon()) + " " +
+                          std::to_string(me.identity().size()));
+        write_str(fd, parent ? parent->name() + " " + std::to_string(parent->pid()) + " " +
+                                   std::to_string(parent->is_alive())
+                             : "none");
+        // A Process made here is named after this one: Process-N:1.
+        mp::Process grandchild([] {});
+        write_str(fd, grandchild.name());
+    });
+    p.set_daemon(true);
+    p.start();
+    EXPECT_EQ(read_str(r.get()), p.name());
+    EXPECT_EQ(read_str(r.get()), std::to_string(*p.pid()) + " 1 1");
+    EXPECT_EQ(read_str(r.get()), "MainProcess " + std::to_string(::getpid()) + " 1");
+    EXPECT_EQ(read_str(r.get()), p.name() + ":1");
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_P(ProcessTest, ParentProcessWatchesTheParent) {
+    auto [r, w] = mp::sys::make_pipe();
+    auto q = ctx().Process([fd = w.get()] {
+        auto parent = mp::parent_process();
+        if (!parent) std::exit(10);
+        parent->join(10ms);  // the parent is alive: times out
+        write_str(fd, parent->is_alive() ? "alive" : "ended");
+        write_str(fd, parent->sentinel() >= 0 ? "pidfd" : "none");
+    });
+    q.start();
+    EXPECT_EQ(read_str(r.get()), "alive");
+    EXPECT_EQ(read_str(r.get()), "pidfd");
+    q.join();
+    EXPECT_EQ(q.exitcode(), 0);
+
+    // child -> grandchild; the child is SIGKILLed and the grandchild sees its parent end.
+    auto child = ctx().Process([fd = w.get(), method = GetParam()] {
+        auto gc = mp::get_context(method).Process([fd] {
+            write_str(fd, "ready");
+            auto parent = mp::parent_process();
+            if (!parent) std::exit(10);
+            parent->join(60s);
+            write_str(fd, parent->is_alive() ? "alive" : "ended");
+        });
+        gc.start();
+        block_forever();
+    });
+    child.start();
+    EXPECT_EQ(read_str(r.get()), "ready");
+    child.kill();
+    child.join();
+    EXPECT_EQ(read_str(r.get()), "ended");
+}
+
+TEST_P(ProcessTest, ActiveChildrenReapsFinishedAndAbandonedChildren) {
+    auto [r, w] = mp::sys::make_pipe();
+    auto waiter = [fd = r.get()] {
+        char c;
+        static_cast<void>(mp::sys::read_full(fd, &c, 1));
+    };
+    auto kept = ctx().Process(waiter);
+    kept.start();
+    pid_t abandoned_pid;
+    {
+        auto abandoned = ctx().Process(waiter);
+        abandoned.start();
+        abandoned_pid = *abandoned.pid();
+    }  // destroyed while running: stays registered, not leaked, not killed
+    auto kids = mp::active_children();
+    std::vector<pid_t> pids;
+    for (auto& k : kids) pids.push_back(*k.pid());
+    EXPECT_EQ(kids.size(), 2u);
+    EXPECT_NE(std::find(pids.begin(), pids.end(), *kept.pid()), pids.end());
+    EXPECT_NE(std::find(pids.begin(), pids.end(), abandoned_pid), pids.end());
+    EXPECT_TRUE(mp::ChildProcess(kids[0]).is_alive());
+
+    mp::sys::write_all(w.get(), "xx", 2);
+    mp::detail::Deadline deadline(60s);
+    while (!mp::active_children().empty() && !deadline.expired()) std::this_thread::sleep_for(5ms);
+    EXPECT_TRUE(mp::active_children().empty());
+    EXPECT_EQ(kept.exitcode(), 0);
+    EXPECT_EQ(kids[0].exitcode(), 0);
+    // The leak checker fails this test if the abandoned child is left as a zombie.
+}
+
+TEST_P(ProcessTest, CpuCounts) {
+    int online = mp::cpu_count();
+    int mine = mp::process_cpu_count();
+    EXPECT_GE(online, 1);
+    EXPECT_GE(mine, 1);
+    EXPECT_LE(mine, online);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    ASSERT_EQ(::sched_getaffinity(0, sizeof set, &set), 0);
+    EXPECT_EQ(mine, CPU_COUNT(&set));
+
+    auto p = ctx().Process([] {
+        cpu_set_t s;
+        CPU_ZERO(&s);
+        if (::sched_getaffinity(0, sizeof s, &s) != 0) std::exit(100);
+        int first = 0;
+        while (!CPU_ISSET(first, &s)) ++first;
+        CPU_ZERO(&s);
+        CPU_SET(first, &s);
+        if (::sched_setaffinity(0, sizeof s, &s) != 0) std::exit(101);
+        std::exit(mp::process_cpu_count() == 1 && mp::cpu_count() >= 1 ? 0 : 102);
+    });
+    p.start();
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_P(ProcessTest, DaemonicChildDiesWithKilledParent) {
+    auto [r, w] = mp::sys::make_pipe();
+    auto child = ctx().Process([fd = w.get(), method = GetParam()] {
+        auto gc = mp::get_context(method).Process([fd] {
+            write_str(fd, std::to_string(::getpid()));
+            block_forever();
+        });
+        gc.set_daemon(true);
+        gc.start();
+        block_forever();
+    });
+    child.start();
+    pid_t grandchild = std::stoi(read_str(r.get()));
+    EXPECT_FALSE(process_gone(grandchild));
+    child.kill();
+    child.join();
+    EXPECT_EQ(child.exitcode(), -SIGKILL);
+    mp::detail::Deadline deadline(30s);
+    while (!process_gone(grandchild) && !deadline.expired()) std::this_thread::sleep_for(5ms);
+    EXPECT_TRUE(process_gone(grandchild)) << "daemonic grandchild " << grandchild << " survived";
+    if (!process_gone(grandchild)) ::kill(grandchild, SIGKILL);
+}
+
+TEST_P(ProcessTest, NonDaemonicChildrenAreJoinedAtExit) {
+    auto [r, w] = mp::sys::make_pipe();
+    mp::sys::set_nonblocking(r.get(), true);
+    auto child = ctx().Process([fd = w.get(), method = GetParam()] {
+        auto gc = mp::get_context(method).Process([fd] {
+            std::this_thread::sleep_for(200ms);  // outlasts the parent's std::exit call
+            mp::sys::write_all(fd, "G", 1);
+        });
+        gc.start();
+        std::exit(3);  // without join: the exit handler joins gc first
+    });
+    child.start();
+    child.join(60s);
+    ASSERT_EQ(child.exitcode(), 3);
+    char c = 0;
+    // Non-blocking: the grandchild's mark is there only if the child waited for it.
+    EXPECT_EQ(::read(r.get(), &c, 1), 1);
+    EXPECT_EQ(c, 'G');
+}
+
+TEST_P(ProcessTest, DaemonicChildrenAreTerminatedAtExit) {
+    auto [r, w] = mp::sys::make_pipe();
+    auto child = ctx().Process([fd = w.get(), method = GetParam()] {
+        auto [ready_r, ready_w] = mp::sys::make_pipe();
+        auto gc = mp::get_context(method).Process([rfd = ready_w.get()] {
+            mp::sys::write_all(rfd, "r", 1);
+            block_forever();
+        });
+        gc.set_daemon(true);
+        gc.start();
+        char c;
+        static_cast<void>(mp::sys::read_full(ready_r.get(), &c, 1));  // gc is running its target
+        write_str(fd, std::to_string(*gc.pid()));
+        // Returns without join: at exit the daemonic gc is terminated, then joined.
+    });
+    child.start();
+    pid_t grandchild = std::stoi(read_str(r.get()));
+    child.join(60s);
+    EXPECT_EQ(child.exitcode(), 0);
+    if (child.is_alive()) {
+        child.kill();
+        child.join();
+    }
+    mp::detail::Deadline deadline(30s);
+    while (!process_gone(grandchild) && !deadline.expired()) std::this_thread::sleep_for(5ms);
+    EXPECT_TRUE(process_gone(grandchild));
+}
+
+TEST_P(ProcessTest, DaemonicProcessMayNotStartChildren) {
+    auto [r, w] = mp::sys::make_pipe();
+    auto p = ctx().Process([fd = w.get()] {
+        mp::Process gc([] {});
+        try {
+            gc.start();
+            write_str(fd, "started");
+        } catch (const mp::UsageError& e) {
+            write_str(fd, e.what());
+        }
+    });
+    p.set_daemon(true);
+    p.start();
+    std::string what = read_str(r.get());
+    EXPECT_NE(what.find("daemonic processes are not allowed to have children"), std::string::npos)
+        << what;
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_P(ProcessTest, StartFromFourThreadsAtOnce) {
+    Capture err(2);  // the multi-threaded fork warning
+    std::vector<std::thread> threads;
+    std::vector<std::vector<int>> codes(4);
+    std::atomic<int> failures{0};
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            try {
+                std::vector<mp::Process> ps;
+                for (int i = 0; i < 5; ++i) {
+                    ps.push_back(ctx().Process([code = t * 10 + i] { std::exit(code); }));
+                    ps.back().start();
+                }
+                for (auto& p : ps) {
+                    p.join();
+                    codes[t].push_back(p.exitcode().value_or(-1000));
+                }
+            } catch (...) {
+                ++failures;
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(failures.load(), 0);
+    for (int t = 0; t < 4; ++t)
+        EXPECT_EQ(codes[t],
+                  (std::vector<int>{t * 10, t * 10 + 1, t * 10 + 2, t * 10 + 3, t * 10 + 4}));
+    EXPECT_TRUE(mp::active_children().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, ProcessTest,
+                         ::testing::ValuesIn(mp::get_all_start_methods()),
+                         [](const auto& info) { return info.param; });
+
+// Fork-specific: the warning Python 3.12 gives when forking a multi-threaded process.
+TEST(ForkWarning, LoggedOnceWhenMultiThreaded) {
+    mp::detail::reset_fork_warning_for_testing();
+    auto ctx = mp::get_context("fork");
+    std::string single;
+    {
+        Capture err(2);
+        auto p = ctx.Process([] {});
+        p.start();
+        p.join();
+        single = err.finish();
+    }
+    EXPECT_EQ(count(single, "is multi-threaded"), 0) << single;
+
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    std::thread other([&] {
+        std::unique_lock lk(m);
+        cv.wait(lk, [&] { return done; });
+    });
+    std::string multi;
+    {
+        Capture err(2);
+        for (int i = 0; i < 3; ++i) {
+            auto p = ctx.Process([] {});
+            p.start();
+            p.join();
+        }
+        multi = err.finish();
+    }
+    {
+        std::lock_guard lk(m);
+        done = true;
+    }
+    cv.notify_all();
+    other.join();
+    EXPECT_EQ(count(multi, "is multi-threaded"), 1) << multi;
+    EXPECT_NE(multi.find("use of fork() may lead to deadlocks in the child"), std::string::npos);
+}
+
+}  // namespace
