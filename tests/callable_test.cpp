@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -26,6 +27,7 @@
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "callable_lib.hpp"
@@ -445,6 +447,31 @@ TEST(CallableInProcess, UnloadedPluginIsLoadedAgainByPath) {
     EXPECT_EQ(run_here<int>(by_pointer), 27);
     EXPECT_EQ(run_here<long>(from_plugin), 105);
     EXPECT_TRUE(plugin_loaded()) << "the resolver loaded the plugin by path";
+}
+
+TEST(CallableInProcess, ConcurrentPackagingAndResolution) {
+    // Threads identify and resolve at once while another loads and unloads a library (which
+    // invalidates the module snapshot under them).
+    std::atomic<bool> stop{false};
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([t, &wrong] {
+            for (int i = 0; i < 300; ++i) {
+                if (run_here<int>(package_task(square, t + i)) != (t + i) * (t + i)) ++wrong;
+                if (run_here<int>(package_task(callable_lib::triple, i)) != 3 * i) ++wrong;
+            }
+        });
+    }
+    std::thread loader([&stop] {
+        while (!stop) {
+            if (void* h = ::dlopen(MP_CALLABLE_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL)) ::dlclose(h);
+        }
+    });
+    for (auto& th : threads) th.join();
+    stop = true;
+    loader.join();
+    EXPECT_EQ(wrong.load(), 0);
 }
 
 // ---- what does not ship, and why ----------------------------------------------------------

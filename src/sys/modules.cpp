@@ -2,6 +2,7 @@
 
 #include <elf.h>
 #include <link.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -156,7 +157,14 @@ struct Cache {
 };
 
 Cache& cache() {
-    static Cache c;  // function-local: usable from other translation units' static initializers
+    // Function-local: usable from other translation units' static initializers. A fork child of
+    // a multi-threaded parent must not inherit the mutex locked by another thread (a Pool
+    // worker resolves calls right after fork): fork waits for it and both sides release it.
+    // glibc drops these handlers when a module holding this code is dlclose'd.
+    static Cache c;
+    static const int registered = ::pthread_atfork([] { c.mu.lock(); }, [] { c.mu.unlock(); },
+                                                   [] { c.mu.unlock(); });
+    static_cast<void>(registered);
     return c;
 }
 
