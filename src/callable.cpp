@@ -155,28 +155,50 @@ const char* const kShippable =
 
 }  // namespace
 
-std::vector<std::byte> code_identity(std::uintptr_t addr) {
+namespace {
+
+// The main executable is never unloaded nor moved: its entry is kept apart, so identifying and
+// resolving code in it (most calls: thunks and targets instantiated by the program) needs no
+// look at the loader's list.
+const sys::LoadedModule& main_exe() {
+    static const sys::LoadedModule m = *sys::main_module(*sys::loaded_modules());
+    return m;
+}
+
+void append_code_identity(std::vector<std::byte>& out, std::uintptr_t addr) {
+    const sys::LoadedModule& main = main_exe();
+    if (main.contains_code(addr)) return append_identity(out, main, addr);
     auto list = sys::loaded_modules();
-    std::vector<std::byte> out;
     append_identity(out, module_for_code(*list, addr), addr);
+}
+
+std::uintptr_t code_in(const sys::LoadedModule& m, std::uint64_t offset) {
+    const std::uintptr_t addr = m.base + static_cast<std::uintptr_t>(offset);
+    if (offset > UINTPTR_MAX - m.base || !m.contains_code(addr))
+        throw DecodeError("multiproc: corrupt call: offset " + hex(static_cast<std::uintptr_t>(offset)) +
+                          " is outside the code of module " + m.path);
+    return addr;
+}
+
+}  // namespace
+
+std::vector<std::byte> code_identity(std::uintptr_t addr) {
+    std::vector<std::byte> out;
+    append_code_identity(out, addr);
     return out;
 }
 
-void encode_code_address(Encoder& e, std::uintptr_t addr) {
-    auto list = sys::loaded_modules();
-    append_identity(e.bytes(), module_for_code(*list, addr), addr);
-}
+void encode_code_address(Encoder& e, std::uintptr_t addr) { append_code_identity(e.bytes(), addr); }
 
 std::uintptr_t resolve_code_address(Decoder& d) {
     const WireIdentity w = read_identity(d);
+    const sys::LoadedModule& main = main_exe();
+    if ((w.flags & flag_main) && w.kind == main.id.kind && w.id == main.id.bytes)
+        return code_in(main, w.offset);
     auto list = sys::loaded_modules();
     const sys::LoadedModule* m = sys::find_module_by_id(*list, w.kind, w.id);
     if (!m) m = load_module(w, list);
-    const std::uintptr_t addr = m->base + static_cast<std::uintptr_t>(w.offset);
-    if (w.offset > UINTPTR_MAX - m->base || !m->contains_code(addr))
-        throw DecodeError("multiproc: corrupt call: offset " + hex(static_cast<std::uintptr_t>(w.offset)) +
-                          " is outside the code of module " + m->path);
-    return addr;
+    return code_in(*m, w.offset);
 }
 
 std::optional<ModuleInfo> module_of(std::uintptr_t addr) {
