@@ -765,7 +765,7 @@ TEST_P(CrossProcess, ExceptionsComeBackAsTheirStandardTypes) {
     p.start();
     b.close();
 
-    auto next = [&] { return a.recv<std::exception_ptr>(); };
+    auto next = [conn = a]() mutable { return conn.recv<std::exception_ptr>(); };
     auto ex = next();
     ASSERT_TRUE(ex);
     try {

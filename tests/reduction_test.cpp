@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <deque>
+#include <limits>
 #include <list>
 #include <map>
 #include <new>
@@ -85,7 +86,8 @@ public:
     void load(Ar& ar) {
         int width = 0;
         ar(lo_, width);
-        if (width < 0) throw mp::DecodeError("Range: negative width");
+        if (width < 0 || lo_ > std::numeric_limits<int>::max() - width)
+            throw mp::DecodeError("Range: bad width");
         hi_ = lo_ + width;
     }
     bool operator==(const Range&) const = default;
