@@ -27,7 +27,9 @@ namespace detail {
 namespace {
 
 std::atomic<std::uint64_t> g_token_seed{0};
-thread_local std::uint64_t t_token = 0;
+// initial-exec: the library is built -fPIC, and the default TLS model would cost a
+// __tls_get_addr call on every lock and unlock.
+__attribute__((tls_model("initial-exec"))) thread_local std::uint64_t t_token = 0;
 
 std::uint64_t random_u64() {
     std::uint64_t v = 0;
