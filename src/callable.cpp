@@ -251,9 +251,8 @@ std::string arg_reason(std::size_t index, const std::type_info& type, const char
 std::string not_invocable_reason(const std::type_info& target, std::vector<std::string> args) {
     std::string list;
     for (auto& a : args) list += (list.empty() ? "" : ", ") + a;
-    return "the target (type " + readable_type_name(target) + ") cannot be called with arguments (" + list +
-           ") passed as rvalues, as the receiving process passes them (a T& parameter does not "
-           "bind; take T, const T& or T&&)";
+    return "the target (type " + readable_type_name(target) + ") cannot be called with arguments (" +
+           list + ")";
 }
 
 void begin_package(Encoder& e, const std::vector<std::byte>& thunk_identity) {

@@ -64,7 +64,11 @@ int last_call_result = 0;
 void record(int x) { last_call_result = x; }
 void takes_unique(std::unique_ptr<int>) {}
 void takes_ptr(int, const int*) {}
-[[maybe_unused]] void takes_lvalue_ref(int&) {}
+void add_one_in_place(int& x) {
+    ++x;
+    last_call_result = x;
+}
+std::string consume(std::string&& s) { return std::move(s) + "."; }
 
 // A function object that travels as its bytes.
 struct Affine {
@@ -293,7 +297,8 @@ static_assert(!mp::ShippableCall<std::function<int(int)>, int>);
 static_assert(!mp::ShippableCall<decltype(square), std::string>);   // not invocable
 static_assert(!mp::ShippableCall<decltype(takes_ptr), int, const int*>);
 static_assert(!mp::ShippableCall<decltype(takes_unique), std::unique_ptr<int>>);
-static_assert(!mp::ShippableCall<decltype(takes_lvalue_ref), int>);  // rvalues do not bind to int&
+static_assert(mp::ShippableCall<decltype(add_one_in_place), int>);  // binds to the child's copy
+static_assert(mp::ShippableCall<decltype(consume), std::string>);   // moved in
 static_assert(!mp::ShippableCall<int Affine::*, Affine>);
 static_assert(mp::is_shippable_callable_v<decltype(record), int>);
 static_assert(mp::ShippableTask<decltype(join), std::vector<std::string>, std::string>);
@@ -345,6 +350,15 @@ TEST(CallableInProcess, VoidTaskAndCall) {
     EXPECT_TRUE(pkg.why_not.empty());
     run_shipped_call(pkg.call->bytes, {});
     EXPECT_EQ(last_call_result, 6);
+}
+
+TEST(CallableInProcess, ReferenceParametersBindToTheReceiversCopies) {
+    last_call_result = 0;
+    int x = 41;
+    run_here<void>(package_task(add_one_in_place, x));
+    EXPECT_EQ(last_call_result, 42);
+    EXPECT_EQ(x, 41) << "the sender's value is untouched";
+    EXPECT_EQ(run_here<std::string>(package_task(consume, std::string("moved"))), "moved.");
 }
 
 TEST(CallableInProcess, CallOfANonVoidFunctionDiscardsTheResult) {

@@ -29,8 +29,9 @@
 // trivially copyable and cannot be told apart; it ships, and the address it holds means nothing
 // in another process. Capture values, never references, in a shipped lambda.
 //
-// In the child the target is called like std::thread calls it: with each decoded argument as
-// an rvalue (a parameter `T&` does not bind; use `T`, `const T&` or `T&&`).
+// In the child the target is called with the child's decoded copies of the arguments: moved in
+// when it accepts rvalues, else as lvalues (so a `T&` parameter binds to the child's own copy,
+// as under fork).
 //
 // Thread safety: every function here may be called from any thread. The module list behind
 // identities is a shared snapshot rebuilt only when a library was loaded or unloaded; a thunk's
@@ -114,10 +115,15 @@ struct call_traits {
         kind == TargetKind::function_pointer || kind == TargetKind::empty_object ||
         kind == TargetKind::raw_object || kind == TargetKind::codec_object;
     static constexpr bool args_ok = (arg_ok<stored_arg_t<Args>>() && ...);
-    static constexpr bool invocable = std::is_invocable_v<target&, stored_arg_t<Args>&&...>;
+    // The receiver moves its decoded copies into the call when the target accepts rvalues, and
+    // passes them as lvalues otherwise (a T& parameter then binds to the child's own copy, as
+    // under fork).
+    static constexpr bool by_rvalue = std::is_invocable_v<target&, stored_arg_t<Args>&&...>;
+    static constexpr bool invocable = by_rvalue || std::is_invocable_v<target&, stored_arg_t<Args>&...>;
     using raw_result = typename std::conditional_t<
-        invocable, std::invoke_result<target&, stored_arg_t<Args>&&...>,
-        std::type_identity<void>>::type;
+        by_rvalue, std::invoke_result<target&, stored_arg_t<Args>&&...>,
+        std::conditional_t<invocable, std::invoke_result<target&, stored_arg_t<Args>&...>,
+                           std::type_identity<void>>>::type;
     using result = std::remove_cvref_t<raw_result>;
     static constexpr bool result_ok =
         std::is_void_v<result> ||
@@ -270,9 +276,10 @@ void encode_arg(Encoder& e, const A& a) {
     }
 }
 
-template <class F, class Tuple, std::size_t... I>
-decltype(auto) invoke_stored(F& f, Tuple& args, std::index_sequence<I...>) {
-    return std::invoke(f, std::move(std::get<I>(args))...);
+template <class F, class... Args, std::size_t... I>
+decltype(auto) invoke_stored(F& f, std::tuple<Args...>& args, std::index_sequence<I...>) {
+    if constexpr (std::is_invocable_v<F&, Args&&...>) return std::invoke(f, std::move(std::get<I>(args))...);
+    else return std::invoke(f, std::get<I>(args)...);
 }
 
 /// The typed half of a shipped call: F is the target type (function pointer or class), R what
@@ -401,8 +408,7 @@ ShippedCall package_task(const F& f, const Args&... args) {
         if constexpr (T::args_ok) {
             static_assert(T::invocable,
                           "multiproc: the task's target cannot be called with these arguments "
-                          "(the worker calls it with each argument as an rvalue, as std::thread "
-                          "does: a T& parameter does not bind)");
+                          "(the worker calls it with its decoded copies of the arguments)");
             if constexpr (T::invocable) {
                 static_assert(T::result_ok,
                               "multiproc: the task's result type cannot be shipped back from the "
