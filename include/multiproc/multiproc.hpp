@@ -1,7 +1,25 @@
-// multiproc: Python's multiprocessing, natively in C++20. The umbrella header.
+// multiproc: Python's multiprocessing, natively in C++20. The umbrella header: everything below,
+// as `import multiprocessing as mp` gives everything in Python.
+//
+//   bootstrap      mp::init (the `if __name__ == "__main__"` guard)
+//   context        start methods, contexts
+//   process        Process, current_process, active_children, cpu_count
+//   connection     Pipe, Connection, wait
+//   sharedctypes   Value, Array (RawValue, RawArray)
+//   synchronize    Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event, Barrier
+//   shared_memory  SharedMemory
+//   callable       what can be shipped to another process
+//   reduction      the codec: values <-> bytes
 #pragma once
 
 #include "multiproc/bootstrap.hpp"
+#include "multiproc/callable.hpp"
+#include "multiproc/connection.hpp"
+#include "multiproc/context.hpp"
 #include "multiproc/errors.hpp"
+#include "multiproc/process.hpp"
 #include "multiproc/reduction.hpp"
+#include "multiproc/shared_memory.hpp"
+#include "multiproc/sharedctypes.hpp"
+#include "multiproc/synchronize.hpp"
 #include "multiproc/timeout.hpp"
