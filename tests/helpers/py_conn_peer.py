@@ -4,9 +4,7 @@ Usage: python3 py_conn_peer.py FD
 FD is an inherited AF_UNIX stream socket. The peer wraps it in Python's own
 multiprocessing.connection.Connection and echoes every message back with
 send_bytes until the other end closes, then exits 0. A message b"__quit__"
-ends the loop early; a message starting with b"__len__" is answered with the
-decimal length of the following message (checked by Python, not echoed), so
-that very large messages can be verified without sending them back.
+ends the loop early.
 """
 import sys
 from multiprocessing.connection import Connection
@@ -22,10 +20,6 @@ def main() -> int:
                 return 0
             if msg == b"__quit__":
                 return 0
-            if msg.startswith(b"__len__"):
-                body = conn.recv_bytes()
-                conn.send_bytes(str(len(body)).encode())
-                continue
             conn.send_bytes(msg)
     finally:
         conn.close()
