@@ -292,7 +292,7 @@ void start_locked(Client& c) {
     std::string how = WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
                                           : "exited with code " + std::to_string(WEXITSTATUS(status));
     throw ProcessError("multiproc: the forkserver (pid " + std::to_string(pid) + ") " + how +
-                       " while starting a child");
+                       " before it could start the child");
 }
 
 }  // namespace
@@ -316,12 +316,16 @@ ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<cons
                 break;
             } catch (const EOFError&) {
                 // The server died since we last used it: restart it once and resend (it
-                // cannot have seen any of this request).
-                static_cast<void>(sys::retry_eintr([&] { return ::waitpid(c.pid, nullptr, 0); }));
+                // cannot have seen any of this request). A server that ended because the
+                // program lacks mp::init would only end again: that is the error to report.
+                const pid_t dead = c.pid;
+                int status = 0;
+                static_cast<void>(sys::retry_eintr([&] { return ::waitpid(dead, &status, 0); }));
                 c.control.reset();
                 c.pidfd.reset();
                 c.pid = 0;
-                if (attempt > 0) throw;
+                if (attempt > 0 || (WIFEXITED(status) && WEXITSTATUS(status) == kMissingInitExitCode))
+                    server_failed(status, dead);
             }
         }
         server = c.pid;

@@ -40,7 +40,7 @@ public:
                 if (auto c = poll_locked()) return c;
                 // Normally the status socket (readable once the server has reaped the child);
                 // after the server's death, the pidfd (readable once the child has exited).
-                fd = status_ ? status_.get() : pidfd_.get();
+                fd = !status_done_ ? status_.get() : pidfd_.get();
                 if (fd < 0) return std::nullopt;
             }
             if (!sys::wait_readable(fd, deadline)) return poll();
@@ -63,12 +63,12 @@ public:
 private:
     std::optional<int> poll_locked() {
         if (code_) return code_;
-        if (status_) {
+        if (!status_done_ && status_) {
             if (!sys::wait_readable(status_.get(), Deadline(Timeout(std::chrono::seconds(0)))))
                 return std::nullopt;
             std::int32_t st = 0;
             std::size_t n = sys::read_full(status_.get(), &st, sizeof st);
-            status_.reset();
+            status_done_ = true;
             if (n == sizeof st) {
                 code_ = WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
                 return code_;
@@ -83,7 +83,10 @@ private:
     const pid_t pid_;
     std::mutex m_;
     UniqueFd pidfd_;
+    // Descriptors are only closed by close() (which may not race with other calls): another
+    // thread may be blocked in poll(2) on them in wait(), without the lock.
     UniqueFd status_;
+    bool status_done_ = false;  // the status (or the server's EOF) has been read
     std::optional<int> code_;
 };
 

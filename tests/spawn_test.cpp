@@ -152,9 +152,13 @@ TEST_P(StartMethods, UnshippableTargetIsAClearStartError) {
 
 TEST_P(StartMethods, DescriptorsNotGivenAreNotInherited) {
     if (GetParam() == "fork") GTEST_SKIP() << "a fork child is a copy: it has every descriptor";
-    // Deliberately without O_CLOEXEC: the start method itself must not let it through.
-    int fd = ::open("/dev/null", O_RDONLY);
-    ASSERT_GE(fd, 0);
+    // Deliberately without O_CLOEXEC: the start method itself must not let it through. A high
+    // number, so that no descriptor the child opens for itself can take the same slot.
+    int low = ::open("/dev/null", O_RDONLY);
+    ASSERT_GE(low, 0);
+    int fd = ::fcntl(low, F_DUPFD, 700);
+    ::close(low);
+    ASSERT_GE(fd, 700);
     EXPECT_EQ(run(ctx(), ctx().Process(&check_not_inherited, fd)), 0);
     ::close(fd);
 }
