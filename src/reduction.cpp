@@ -107,9 +107,14 @@ const std::error_category& category_named(const std::string& name) {
         case ExKind::underflow_error: raise<std::underflow_error>(w, "std::underflow_error");
         case ExKind::bad_alloc: throw std::bad_alloc();
         case ExKind::system_error: {
-            // system_error prefixes what() with its own text; keep the remote what() whole.
-            throw std::system_error(std::error_code(w.code, category_named(w.category)),
-                                    "remote: " + w.what);
+            // system_error's what() is "<what_arg>: <message>"; rebuild it from the same parts so
+            // that what() reads exactly as it did in the thrower.
+            const std::error_code ec(w.code, category_named(w.category));
+            const std::string suffix = ": " + ec.message();
+            if (w.what.size() >= suffix.size() &&
+                w.what.compare(w.what.size() - suffix.size(), suffix.size(), suffix) == 0)
+                throw std::system_error(ec, w.what.substr(0, w.what.size() - suffix.size()));
+            throw std::system_error(ec, w.what);
         }
         case ExKind::process_error: raise<ProcessError>(w, "mp::ProcessError");
         case ExKind::buffer_too_short: throw ProcessError(w.what);

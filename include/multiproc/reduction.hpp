@@ -221,19 +221,41 @@ enum class Kind {
 };
 
 template <class T>
+constexpr bool raw_safe();
+template <class Tuple, std::size_t... I>
+constexpr bool all_raw_safe(std::index_sequence<I...>) {
+    return (raw_safe<std::remove_cv_t<std::tuple_element_t<I, Tuple>>>() && ...);
+}
+
+// Whether every byte pattern of T's size is a valid T we can check nothing about: true for
+// trivially copyable types, except those with tags the decoder must validate (bool, the
+// engaged flag of optional, the index of variant, and tuples/pairs/arrays holding those).
+// Plain structs of your own holding a bool still travel raw: their bools are not checked.
+template <class T>
+constexpr bool raw_safe() {
+    if constexpr (!std::is_trivially_copyable_v<T> || std::is_reference_v<T>) return false;
+    else if constexpr (std::is_same_v<T, bool> || is_optional<T>::value || is_variant<T>::value)
+        return false;
+    else if constexpr (std::is_pointer_v<T> || std::is_member_pointer_v<T> || is_view<T>::value ||
+                       user_codec<T>)
+        return false;
+    else if constexpr (tuple_like<T>)
+        return all_raw_safe<T>(std::make_index_sequence<std::tuple_size_v<T>>{});
+    else return true;
+}
+
+template <class T>
 constexpr Kind kind_of() {
     if constexpr (std::is_pointer_v<T> || std::is_member_pointer_v<T>) return Kind::pointer;
     else if constexpr (is_view<T>::value) return Kind::view;
     else if constexpr (user_codec<T>) return Kind::user;
     else if constexpr (std::is_same_v<T, bool>) return Kind::boolean;
     else if constexpr (std::is_same_v<T, std::exception_ptr>) return Kind::exception;
-    else if constexpr (std::is_trivially_copyable_v<T> && !std::is_reference_v<T>) return Kind::raw;
+    else if constexpr (raw_safe<T>()) return Kind::raw;
     else if constexpr (is_std_string<T>::value) return Kind::string;
     else if constexpr (is_vector<T>::value) {
         using E = typename T::value_type;
-        if constexpr (std::is_trivially_copyable_v<E> && !std::is_same_v<E, bool> &&
-                      !user_codec<E> && !std::is_pointer_v<E> && !is_view<E>::value)
-            return Kind::contiguous_raw;
+        if constexpr (raw_safe<E>()) return Kind::contiguous_raw;
         else return Kind::sequence;
     } else if constexpr (is_optional<T>::value) return Kind::optional;
     else if constexpr (is_variant<T>::value) return Kind::variant;

@@ -79,3 +79,39 @@ TEST(ExceptionTrace, NoRecordingNoTrace) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(ExceptionTransport, SystemErrorKeepsCodeAndWhat) {
+    const std::system_error original(ENOENT, std::system_category(), "open /nope");
+    try {
+        throw original;
+    } catch (...) {
+        auto back = round_trip(std::current_exception());
+        try {
+            std::rethrow_exception(back);
+        } catch (const std::system_error& e) {
+            EXPECT_EQ(e.code().value(), ENOENT);
+            EXPECT_STREQ(e.what(), original.what());
+        }
+    }
+}
+
+TEST(Reduction, TagsOfTriviallyCopyableOptionalsAndVariantsAreChecked) {
+    static_assert(std::is_trivially_copyable_v<std::optional<int>>);
+    auto bytes = mp::dumps(std::optional<int>(5));
+    bytes[0] = std::byte{7};  // the engaged flag
+    EXPECT_THROW(mp::loads<std::optional<int>>(bytes), mp::DecodeError);
+    auto vbytes = mp::dumps(std::variant<int, float>(1.5f));
+    vbytes[0] = std::byte{9};  // the index
+    EXPECT_THROW((mp::loads<std::variant<int, float>>(vbytes)), mp::DecodeError);
+    auto pbytes = mp::dumps(std::pair<int, bool>(1, true));
+    pbytes.back() = std::byte{2};
+    EXPECT_THROW((mp::loads<std::pair<int, bool>>(pbytes)), mp::DecodeError);
+    // Tuple-likes of plain numbers still travel as raw bytes, one memcpy for a whole vector.
+    std::vector<std::array<double, 2>> v{{1, 1.5}, {2, 2.5}};
+    EXPECT_EQ(mp::dumps(v).size(), 8 + v.size() * sizeof(v[0]));
+    EXPECT_EQ((mp::loads<std::vector<std::array<double, 2>>>(mp::dumps(v))), v);
+}
+
+}  // namespace
