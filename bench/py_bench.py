@@ -150,6 +150,88 @@ def fork_start_join(iters, warmup):
     return time.perf_counter() - t0
 
 
+# ---- Shared state: Lock, a counter under its lock, Event ping-pong (bench/rows/shared_state.cpp) ----
+
+
+@row("lock_uncontended")
+def lock_uncontended(iters, warmup):
+    lock = FORK.Lock()
+    acquire, release = lock.acquire, lock.release
+    for _ in range(warmup):
+        acquire()
+        release()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        acquire()
+        release()
+    return time.perf_counter() - t0
+
+
+def _incrementer(v, warmup, n, go, done):
+    lock = v.get_lock()
+    for _ in range(warmup):
+        with lock:
+            v.value += 1
+    go.wait()
+    for _ in range(n):
+        with lock:
+            v.value += 1
+    done.put(1)
+
+
+@row("counter_2proc")
+def counter_2proc(iters, warmup):
+    v = FORK.Value("i", 0)
+    go = FORK.Event()
+    done = FORK.SimpleQueue()
+    halves = (iters // 2, iters - iters // 2)
+    ps = [FORK.Process(target=_incrementer, args=(v, warmup // 2, h, go, done)) for h in halves]
+    for p in ps:
+        p.start()
+    t0 = time.perf_counter()
+    go.set()
+    done.get()
+    done.get()
+    seconds = time.perf_counter() - t0
+    for p in ps:
+        p.join()
+        if p.exitcode != 0:
+            raise RuntimeError(f"incrementer exit code {p.exitcode}")
+    if v.value != iters + (warmup // 2) * 2:
+        raise RuntimeError("wrong count")
+    return seconds
+
+
+def _pong(ping, pong, total):
+    for _ in range(total):
+        ping.wait()
+        ping.clear()
+        pong.set()
+
+
+@row("event_pingpong")
+def event_pingpong(iters, warmup):
+    ping, pong = FORK.Event(), FORK.Event()
+    p = FORK.Process(target=_pong, args=(ping, pong, warmup + iters))
+    p.start()
+
+    def once():
+        ping.set()
+        pong.wait()
+        pong.clear()
+
+    for _ in range(warmup):
+        once()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        once()
+    seconds = time.perf_counter() - t0
+    p.join()
+    if p.exitcode != 0:
+        raise RuntimeError(f"ping-pong child exit code {p.exitcode}")
+    return seconds
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--list", action="store_true")
