@@ -1,0 +1,535 @@
+// Queue, SimpleQueue, JoinableQueue: in one process (threads), then across real processes once
+// per start method, with the queues passed as Process arguments. Fault tests SIGKILL a producer
+// right after put and a consumer in the middle of get, and check what the survivors see.
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "multiproc/process.hpp"
+#include "multiproc/queues.hpp"
+#include "multiproc/synchronize.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+#if defined(__SANITIZE_ADDRESS__)
+#define QT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QT_ASAN 1
+#endif
+#endif
+
+// The 4 x 4 x 100,000 test moves 400,000 items; under ASan each put and get is several times
+// slower on this 2-core machine, so the sanitizer build moves a quarter of them.
+#ifdef QT_ASAN
+constexpr std::uint64_t kPerProducer = 25'000;
+#else
+constexpr std::uint64_t kPerProducer = 100'000;
+#endif
+
+static_assert(mp::is_shippable_v<mp::Queue<int>> && mp::is_shippable_v<mp::SimpleQueue<int>> &&
+              mp::is_shippable_v<mp::JoinableQueue<std::string>>);
+
+struct Point {
+    int x = 0;
+    std::string label;
+    std::vector<double> ws;
+    template <class Ar>
+    void serialize(Ar& ar) {
+        ar(x, label, ws);
+    }
+    bool operator==(const Point&) const = default;
+};
+
+std::string pattern(std::size_t n, unsigned seed) {
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed * 7 + (i >> 12)) & 0xff);
+    return s;
+}
+
+std::vector<std::size_t> mixed_sizes() {
+    return {0, 1, 7, 63, 64, 4096, 16'376, 16'384, 16'385, 65'000, 100'000, std::size_t{1} << 20, 3, 250'000};
+}
+
+std::set<std::string> shm_entries() {
+    std::set<std::string> out;
+    if (DIR* d = ::opendir("/dev/shm")) {
+        while (dirent* e = ::readdir(d)) out.insert(e->d_name);
+        ::closedir(d);
+    }
+    return out;
+}
+
+// ---- one process ---------------------------------------------------------------------------
+
+TEST(Queues, FifoSizesAndNowait) {
+    mp::Queue<int> q;
+    EXPECT_TRUE(q.empty());
+    EXPECT_FALSE(q.full());
+    EXPECT_EQ(q.maxsize(), 0);
+    for (int i = 0; i < 10; ++i) q.put(i);
+    EXPECT_EQ(q.qsize(), 10u);
+    EXPECT_FALSE(q.empty());
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(q.get(), i);
+    EXPECT_TRUE(q.empty());
+    EXPECT_THROW(q.get_nowait(), mp::Empty);
+    EXPECT_THROW(q.get(20ms), mp::Empty);
+    EXPECT_THROW(q.get(false), mp::Empty);
+    q.put_nowait(5);
+    EXPECT_EQ(q.get_nowait(), 5);
+}
+
+TEST(Queues, BoundedFullAndTimeouts) {
+    mp::Queue<std::string> q(2);
+    EXPECT_EQ(q.maxsize(), 2);
+    q.put("a");
+    q.put("b", 1s);
+    EXPECT_TRUE(q.full());
+    EXPECT_THROW(q.put_nowait("c"), mp::Full);
+    EXPECT_THROW(q.put("c", 20ms), mp::Full);
+    EXPECT_THROW(q.put("c", false), mp::Full);
+    EXPECT_EQ(q.qsize(), 2u);
+    EXPECT_EQ(q.get(), "a");
+    EXPECT_FALSE(q.full());
+    q.put_nowait("c");
+    // A producer blocked on a full queue goes on once a consumer makes room.
+    std::thread t([&] { q.put("d"); });
+    EXPECT_EQ(q.get(), "b");
+    EXPECT_EQ(q.get(), "c");
+    EXPECT_EQ(q.get(30s), "d");
+    t.join();
+    EXPECT_TRUE(q.empty());
+}
+
+TEST(Queues, CloseAndJoinThread) {
+    mp::Queue<int> q;
+    q.put(1);
+    mp::Queue<int> copy = q;  // a copy is the same queue object
+    EXPECT_THROW(q.join_thread(), mp::UsageError);
+    q.cancel_join_thread();
+    q.close();
+    EXPECT_THROW(q.put(2), mp::UsageError);
+    EXPECT_THROW(copy.put(2), mp::UsageError);
+    EXPECT_THROW((void)q.get(), mp::UsageError);
+    EXPECT_NO_THROW(q.join_thread());
+    mp::SimpleQueue<int> s;
+    s.put(1);
+    s.close();
+    EXPECT_THROW(s.put(2), mp::UsageError);
+}
+
+TEST(Queues, CopiesShare) {
+    mp::SimpleQueue<std::string> a;
+    mp::SimpleQueue<std::string> b = a;
+    EXPECT_TRUE(a.empty());
+    a.put("x");
+    EXPECT_FALSE(b.empty());
+    EXPECT_EQ(b.get(), "x");
+    EXPECT_TRUE(a.empty());
+}
+
+TEST(Queues, TypesAndMixedSizes) {
+    mp::Queue<Point> pq;
+    Point p{3, "three", {1.5, 2.5}};
+    pq.put(p);
+    EXPECT_EQ(pq.get(), p);
+
+    mp::Queue<std::map<std::string, std::vector<int>>> mq;
+    mq.put({{"a", {1, 2}}, {"b", {}}});
+    EXPECT_EQ(mq.get().at("a"), (std::vector<int>{1, 2}));
+
+    mp::Queue<std::variant<int, std::string>> vq;
+    vq.put(7);
+    vq.put(std::string("seven"));
+    EXPECT_EQ(std::get<int>(vq.get()), 7);
+    EXPECT_EQ(std::get<std::string>(vq.get()), "seven");
+
+    mp::Queue<std::string> sq;
+    const auto sizes = mixed_sizes();
+    for (unsigned round = 0; round < 3; ++round)
+        for (std::size_t i = 0; i < sizes.size(); ++i) sq.put(pattern(sizes[i], static_cast<unsigned>(i + round)));
+    for (unsigned round = 0; round < 3; ++round)
+        for (std::size_t i = 0; i < sizes.size(); ++i)
+            ASSERT_EQ(sq.get(), pattern(sizes[i], static_cast<unsigned>(i + round))) << i;
+    EXPECT_TRUE(sq.empty());
+}
+
+TEST(Queues, UnboundedGrowsWithoutAConsumer) {
+    mp::Queue<std::uint64_t> q;
+    constexpr std::uint64_t n = 300'000;  // ~4.8 MB of records: many chunks
+    for (std::uint64_t i = 0; i < n; ++i) q.put_nowait(i);
+    EXPECT_EQ(q.qsize(), n);
+    for (std::uint64_t i = 0; i < n; ++i) ASSERT_EQ(q.get_nowait(), i);
+    // And again, through the recycled storage.
+    for (std::uint64_t i = 0; i < n; ++i) q.put(i * 3);
+    for (std::uint64_t i = 0; i < n; ++i) ASSERT_EQ(q.get(), i * 3);
+}
+
+TEST(Queues, ItemsCarryingDescriptorsAreRefused) {
+    mp::Queue<mp::Event> q;
+    mp::Event e;
+    EXPECT_THROW(q.put(e), mp::UsageError);
+    EXPECT_TRUE(q.empty());
+}
+
+TEST(Queues, JoinableTaskDoneTooMany) {
+    mp::JoinableQueue<int> q;
+    EXPECT_THROW(q.task_done(), mp::UsageError);
+    q.join();  // nothing unfinished
+    q.put(1);
+    q.put(2);
+    (void)q.get();
+    q.task_done();
+    (void)q.get();
+    std::thread t([&] { q.task_done(); });
+    q.join();
+    t.join();
+    EXPECT_THROW(q.task_done(), mp::UsageError);
+}
+
+TEST(Queues, ThreadsManyProducersAndConsumers) {
+    mp::Queue<std::uint64_t> q(64);
+    constexpr std::uint64_t per = 20'000;
+    std::vector<std::thread> ts;
+    std::vector<std::vector<std::uint64_t>> got(4);
+    for (std::uint64_t p = 0; p < 4; ++p)
+        ts.emplace_back([&, p] {
+            for (std::uint64_t i = 0; i < per; ++i) q.put(p << 32 | i);
+        });
+    for (int c = 0; c < 4; ++c)
+        ts.emplace_back([&, c] {
+            for (;;) {
+                auto v = q.get();
+                if (v == ~std::uint64_t{0}) return;
+                got[static_cast<std::size_t>(c)].push_back(v);
+            }
+        });
+    for (int i = 0; i < 4; ++i) ts[static_cast<std::size_t>(i)].join();
+    for (int i = 0; i < 4; ++i) q.put(~std::uint64_t{0});
+    for (std::size_t i = 4; i < ts.size(); ++i) ts[i].join();
+    std::vector<std::uint64_t> all;
+    for (auto& g : got) {
+        std::map<std::uint64_t, std::uint64_t> last;
+        for (auto v : g) {
+            auto it = last.find(v >> 32);
+            if (it != last.end()) {
+                ASSERT_LT(it->second, v) << "FIFO per producer";
+            }
+            last[v >> 32] = v;
+        }
+        all.insert(all.end(), g.begin(), g.end());
+    }
+    std::sort(all.begin(), all.end());
+    ASSERT_EQ(all.size(), 4 * per);
+    for (std::uint64_t p = 0; p < 4; ++p)
+        for (std::uint64_t i = 0; i < per; ++i) ASSERT_EQ(all[p * per + i], p << 32 | i);
+}
+
+TEST(Queues, Item256MiB) {
+    mp::Queue<std::string> q;
+    const std::size_t n = std::size_t{256} << 20;
+    std::string big = pattern(n, 9);
+    q.put(big);
+    q.put("small");
+    std::string got = q.get();
+    EXPECT_TRUE(got == big);
+    EXPECT_EQ(q.get(), "small");
+}
+
+// ---- across processes ----------------------------------------------------------------------
+
+class QueuesP : public ::testing::TestWithParam<std::string> {
+protected:
+    template <class... A>
+    mp::Process start(A&&... a) {
+        auto p = mp::get_context(GetParam()).Process(std::forward<A>(a)...);
+        p.start();
+        return p;
+    }
+    static void join_ok(mp::Process& p) {
+        p.join(60s);
+        if (!p.exitcode()) {
+            p.kill();
+            p.join();
+        }
+        EXPECT_EQ(p.exitcode(), std::optional<int>(0));
+    }
+};
+
+constexpr std::uint64_t kStop = ~std::uint64_t{0};
+
+void produce(mp::Queue<std::uint64_t> q, std::uint64_t id, std::uint64_t n) {
+    for (std::uint64_t i = 0; i < n; ++i) q.put(id << 32 | i);
+}
+
+// Collects until the stop value; exits 5 if a producer's items came out of order here.
+void consume(mp::Queue<std::uint64_t> q, mp::SimpleQueue<std::vector<std::uint64_t>> results) {
+    std::vector<std::uint64_t> got;
+    std::map<std::uint64_t, std::uint64_t> last;
+    for (;;) {
+        const std::uint64_t v = q.get();
+        if (v == kStop) break;
+        auto it = last.find(v >> 32);
+        if (it != last.end() && it->second >= v) std::_Exit(5);
+        last[v >> 32] = v;
+        got.push_back(v);
+    }
+    results.put(got);
+}
+
+TEST_P(QueuesP, FourProducersFourConsumersEveryItemOnce) {
+    mp::Queue<std::uint64_t> q;
+    mp::SimpleQueue<std::vector<std::uint64_t>> results;
+    std::vector<mp::Process> producers, consumers;
+    for (std::uint64_t c = 0; c < 4; ++c) consumers.push_back(start(consume, q, results));
+    for (std::uint64_t p = 0; p < 4; ++p) producers.push_back(start(produce, q, p, kPerProducer));
+    for (auto& p : producers) join_ok(p);
+    for (int c = 0; c < 4; ++c) q.put(kStop);
+    std::vector<std::uint64_t> all;
+    for (int c = 0; c < 4; ++c) {
+        auto part = results.get();
+        all.insert(all.end(), part.begin(), part.end());
+    }
+    for (auto& c : consumers) join_ok(c);
+    std::sort(all.begin(), all.end());
+    ASSERT_EQ(all.size(), 4 * kPerProducer);
+    for (std::uint64_t p = 0; p < 4; ++p)
+        for (std::uint64_t i = 0; i < kPerProducer; ++i)
+            ASSERT_EQ(all[p * kPerProducer + i], p << 32 | i) << "missing or duplicated";
+    EXPECT_TRUE(q.empty());
+}
+
+void put_then_die(mp::Queue<std::string> q, int n) {
+    for (int i = 0; i < n; ++i) q.put(pattern(mixed_sizes()[static_cast<std::size_t>(i) % mixed_sizes().size()], static_cast<unsigned>(i)));
+    ::kill(::getpid(), SIGKILL);
+}
+
+TEST_P(QueuesP, ProducerKilledRightAfterPut) {
+    const auto before = shm_entries();
+    mp::Queue<std::string> q;
+    constexpr int n = 50;
+    auto p = start(put_then_die, q, n);
+    p.join();
+    EXPECT_EQ(p.exitcode(), std::optional<int>(-SIGKILL));
+    EXPECT_EQ(q.qsize(), static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i)
+        ASSERT_EQ(q.get(), pattern(mixed_sizes()[static_cast<std::size_t>(i) % mixed_sizes().size()], static_cast<unsigned>(i)));
+    EXPECT_THROW(q.get_nowait(), mp::Empty);
+    EXPECT_EQ(shm_entries(), before);
+}
+
+void put_one_and_hang(mp::Queue<int> q, mp::Event done) {
+    q.put(1);
+    done.set();
+    for (;;) ::pause();
+}
+
+TEST_P(QueuesP, ProducerKilledByParentAfterPut) {
+    mp::Queue<int> q;
+    mp::Event done;
+    auto p = start(put_one_and_hang, q, done);
+    ASSERT_TRUE(done.wait(30s));
+    p.kill();
+    p.join();
+    EXPECT_EQ(q.get(30s), 1);
+}
+
+// A type whose decoding kills the decoding process when asked to: a consumer dies in the
+// middle of get(), holding the consumers' mutex, with the item half read.
+bool g_die_in_get = false;
+
+struct Fragile {
+    int v = 0;
+    std::string pad;
+    template <class Ar>
+    void serialize(Ar& ar) {
+        ar(v, pad);
+        if constexpr (Ar::is_loading) {
+            if (g_die_in_get && v == 42) ::kill(::getpid(), SIGKILL);
+        }
+    }
+};
+
+void consume_and_die(mp::Queue<Fragile> q) {
+    g_die_in_get = true;
+    for (;;) (void)q.get();
+}
+
+void get_after_death(mp::Queue<Fragile> q, mp::Queue<int> out) {
+    for (int i = 0; i < 3; ++i) out.put(q.get(30s).v);
+}
+
+TEST_P(QueuesP, ConsumerKilledInsideGet) {
+    for (const std::size_t pad : {std::size_t{8}, std::size_t{1} << 20}) {  // inline and extent
+        mp::Queue<Fragile> q;
+        q.put({41, std::string(pad, 'a')});
+        q.put({42, std::string(pad, 'b')});
+        q.put({43, std::string(pad, 'c')});
+        auto p = start(consume_and_die, q);
+        p.join();
+        EXPECT_EQ(p.exitcode(), std::optional<int>(-SIGKILL));
+        // 41 went to the dead consumer; 42 was being read: it is still at the head.
+        Fragile f = q.get(30s);
+        EXPECT_EQ(f.v, 42);
+        EXPECT_EQ(f.pad, std::string(pad, 'b'));
+        EXPECT_EQ(q.get(30s).v, 43);
+        // The queue works on, for other processes too.
+        mp::Queue<int> out;
+        for (int i = 0; i < 3; ++i) q.put({i, std::string(pad, 'x')});
+        auto c = start(get_after_death, q, out);
+        join_ok(c);
+        for (int i = 0; i < 3; ++i) EXPECT_EQ(out.get(30s), i);
+    }
+}
+
+void block_in_get(mp::Queue<int> q, mp::Event started) {
+    started.set();
+    (void)q.get();
+    std::_Exit(6);
+}
+
+TEST_P(QueuesP, ConsumerKilledWhileWaiting) {
+    mp::Queue<int> q;
+    mp::Event started;
+    auto p = start(block_in_get, q, started);
+    ASSERT_TRUE(started.wait(30s));
+    std::this_thread::sleep_for(50ms);  // let it reach its futex sleep (not a timing assertion)
+    p.kill();
+    p.join();
+    EXPECT_EQ(p.exitcode(), std::optional<int>(-SIGKILL));
+    q.put(7);
+    EXPECT_EQ(q.get(30s), 7);
+}
+
+void put_later(mp::Queue<std::string> q, mp::Event go) {
+    if (!go.wait(30s)) std::_Exit(3);
+    q.put("late");
+}
+
+TEST_P(QueuesP, TimeoutsAcrossProcesses) {
+    mp::Queue<std::string> q;
+    mp::Event go;
+    auto p = start(put_later, q, go);
+    EXPECT_THROW(q.get(30ms), mp::Empty);
+    go.set();
+    EXPECT_EQ(q.get(30s), "late");
+    join_ok(p);
+}
+
+void fill_bounded(mp::Queue<int> q, int n) {
+    for (int i = 0; i < n; ++i) q.put(i);  // blocks while the queue holds 3
+    try {
+        q.put_nowait(-1);
+    } catch (const mp::Full&) {
+        std::_Exit(0);
+    }
+    std::_Exit(7);
+}
+
+TEST_P(QueuesP, BoundedAcrossProcesses) {
+    mp::Queue<int> q(3);
+    auto p = start(fill_bounded, q, 6);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(q.get(30s), i);
+    // The child's last three puts fill the queue again; its put_nowait must then see Full.
+    join_ok(p);
+    EXPECT_TRUE(q.full());
+    for (int i = 3; i < 6; ++i) EXPECT_EQ(q.get_nowait(), i);
+    EXPECT_THROW(q.get_nowait(), mp::Empty);
+}
+
+void work_and_mark(mp::JoinableQueue<int> q, mp::Queue<int> sums) {
+    int sum = 0;
+    for (;;) {
+        const int v = q.get();
+        if (v < 0) {
+            q.task_done();
+            break;
+        }
+        sum += v;
+        q.task_done();
+    }
+    sums.put(sum);
+}
+
+void task_done_too_many(mp::JoinableQueue<int> q) {
+    try {
+        q.task_done();
+    } catch (const mp::UsageError&) {
+        std::_Exit(0);
+    }
+    std::_Exit(8);
+}
+
+TEST_P(QueuesP, JoinableJoinWithSeveralConsumers) {
+    mp::JoinableQueue<int> q;
+    mp::Queue<int> sums;
+    std::vector<mp::Process> ps;
+    for (int i = 0; i < 3; ++i) ps.push_back(start(work_and_mark, q, sums));
+    int expect = 0;
+    for (int i = 1; i <= 300; ++i) {
+        q.put(i);
+        expect += i;
+    }
+    for (int i = 0; i < 3; ++i) q.put(-1);
+    q.join();  // returns once all 303 items are done
+    EXPECT_TRUE(q.empty());
+    int total = 0;
+    for (int i = 0; i < 3; ++i) total += sums.get(30s);
+    EXPECT_EQ(total, expect);
+    for (auto& p : ps) join_ok(p);
+    auto bad = start(task_done_too_many, q);
+    join_ok(bad);
+}
+
+void echo_big(mp::Queue<std::string> in, mp::Queue<std::string> out) {
+    std::string s = in.get();
+    std::reverse(s.begin(), s.end());
+    out.put(s);
+}
+
+TEST_P(QueuesP, Items256MiBAndMixedSizes) {
+    mp::Queue<std::string> in, out;
+    auto p = start(echo_big, in, out);
+    std::string big = pattern(std::size_t{256} << 20, 3);
+    in.put(big);
+    std::string back = out.get(60s);
+    std::reverse(big.begin(), big.end());
+    EXPECT_TRUE(back == big);
+    join_ok(p);
+}
+
+void put_mixed(mp::SimpleQueue<std::string> q) {
+    const auto sizes = mixed_sizes();
+    for (unsigned r = 0; r < 4; ++r)
+        for (std::size_t i = 0; i < sizes.size(); ++i) q.put(pattern(sizes[i], static_cast<unsigned>(i * 10 + r)));
+}
+
+TEST_P(QueuesP, MixedSizesAcrossProcessesInOrder) {
+    mp::SimpleQueue<std::string> q;
+    auto a = start(put_mixed, q);
+    const auto sizes = mixed_sizes();
+    for (unsigned r = 0; r < 4; ++r)
+        for (std::size_t i = 0; i < sizes.size(); ++i)
+            ASSERT_EQ(q.get(), pattern(sizes[i], static_cast<unsigned>(i * 10 + r)));
+    join_ok(a);
+    EXPECT_TRUE(q.empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, QueuesP, ::testing::ValuesIn(mp::get_all_start_methods()),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
