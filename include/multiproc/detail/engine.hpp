@@ -1,0 +1,197 @@
+// The task engine under mp::Pool, mp::ProcessPoolExecutor and mp::parallel_map (DESIGN.md 5).
+//
+// HOW A FRONT END USES IT
+//
+//   1. Make one Engine (EngineOptions: worker count, start method, initializer, maxtasksperchild,
+//      retries). Its workers start at once and live until join() or terminate().
+//   2. Describe work as a TaskSource (a subclass) and hand it over with submit(shared_ptr). The
+//      engine's thread then calls, one call at a time and never concurrently for one source:
+//        pull(hint, slot)     "give me one task of about `hint` work items": the source fills
+//                             slot.call (a packaged call, see detail/task.hpp: package_pool_task
+//                             for one call, package_chunk for a batch of map elements),
+//                             slot.tag (its own name for the task) and slot.elements. Return
+//                             false when it has nothing right now (a window is full) or ever
+//                             (then exhausted() must say so).
+//        complete(tag, bytes) the task's result as the worker encoded it (decode with
+//                             decode_task_result<R> or decode_chunk_result; the bytes are only
+//                             valid during the call)
+//        fail(tag, error)     the task cannot complete: its worker died (BrokenProcessPool
+//                             naming pid and signal or exit code), a retry budget ran out, ...
+//        lost(tag, element, error)  as fail, but the worker said which work item of a chunk it
+//                             was running when it died (default: fail(tag, error))
+//        abandon(error)       the engine was terminated or broke: every task of this source
+//                             that has not completed must fail with `error`. Called once; after
+//                             it, nothing else is called.
+//      A source is dropped (no further calls) once exhausted() and none of its tasks is in
+//      flight. Call wake() when a source that returned false from pull may have tasks now.
+//   3. Results travel back to whoever waits through the source (a Notifier gives blocking waits
+//      that a SIGINT handler interrupts: see Notifier::wait).
+//   4. close() then join() drains and stops the workers; terminate() kills them and abandons
+//      every source. The destructor terminates.
+//
+// GUARANTEES
+//   - Long-lived workers; tasks and results travel in batches; each worker holds at most two
+//     batches (one running, one prefetched), so it never idles on a round trip; a free worker
+//     gets the next batch; `hint` grows for short tasks and shrinks for long ones (measured per
+//     source; target about 2 ms of work a task, at most a quarter of what remains per worker).
+//   - A worker that dies fails exactly the task it was running (lost()/fail() with
+//     mp::BrokenProcessPool naming its pid and its signal or exit code), unless retries > 0:
+//     then that task runs again on another worker, up to `retries` times, and fails with the
+//     whole history once it has killed retries + 1 workers (quarantine). Other tasks it held
+//     (prefetched, or finished with their results lost) run again elsewhere. The worker is
+//     replaced. An initializer that throws or kills its worker breaks the engine: every task
+//     fails with BrokenProcessPool carrying the initializer's error (never a respawn loop).
+//   - Workers ignore SIGINT, have every signal unblocked, get OMP_NUM_THREADS & co. (unless the
+//     user set them) so that workers x threads <= cores, and die with their parent (daemonic,
+//     PR_SET_PDEATHSIG).
+//
+// THREAD SAFETY: submit, wake, close, join, terminate and the queries may be called from any
+// thread. Source callbacks run on the engine's thread (so does every user callback a front end
+// calls from them): they must not block on results of the same engine.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "multiproc/callable.hpp"
+#include "multiproc/context.hpp"
+#include "multiproc/detail/fd.hpp"
+#include "multiproc/timeout.hpp"
+
+namespace mp::detail {
+
+/// A packaged call whose descriptors the engine owns (so argument handles may go away).
+struct OwnedCall {
+    std::vector<std::byte> bytes;
+    std::vector<UniqueFd> fds;
+
+    /// Takes the bytes and duplicates the (borrowed) descriptors of a ShippedCall.
+    static OwnedCall adopt(ShippedCall&& call);
+};
+
+/// One task, as a source hands it to the engine.
+struct TaskSlot {
+    std::uint64_t tag = 0;      ///< the source's name for the task, given back to complete/fail
+    std::size_t elements = 1;   ///< how many work items the task covers (for chunk sizing)
+    OwnedCall call;             ///< the packaged call
+};
+
+/// Produces tasks and receives their outcomes; see the header comment for the protocol.
+class TaskSource {
+public:
+    virtual ~TaskSource() = default;
+    /// Fills slot with one task of about `hint` work items; false when there is none now.
+    virtual bool pull(std::size_t hint, TaskSlot& slot) = 0;
+    /// True when pull will never produce a task again.
+    [[nodiscard]] virtual bool exhausted() const = 0;
+    /// Work items not pulled yet, when known (bounds chunk sizes for load balance).
+    [[nodiscard]] virtual std::optional<std::size_t> remaining() const { return std::nullopt; }
+    /// The task's result bytes (status + value or exception), valid during the call only.
+    virtual void complete(std::uint64_t tag, std::span<const std::byte> result,
+                          std::span<UniqueFd> fds) = 0;
+    /// The task failed without a result (its worker died, ...).
+    virtual void fail(std::uint64_t tag, std::exception_ptr error) = 0;
+    /// The task's worker died while running work item `element` of it (0 for a single call).
+    virtual void lost(std::uint64_t tag, std::size_t element, std::exception_ptr error) {
+        static_cast<void>(element);
+        fail(tag, std::move(error));
+    }
+    /// Every task not completed yet fails with error; the last call the source receives.
+    virtual void abandon(std::exception_ptr error) = 0;
+};
+
+/// How an engine is built.
+struct EngineOptions {
+    int processes = 0;                      ///< <= 0: mp::cpu_count()
+    std::optional<Context> context;         ///< start method; empty: the default one
+    std::optional<OwnedCall> initializer;   ///< run once in every worker before its first task
+    std::size_t max_tasks_per_child = 0;    ///< 0: workers live as long as the engine
+    int retries = 0;                        ///< re-runs of a task whose worker died
+    std::string owner = "mp::Pool";         ///< named in error messages
+};
+
+class EngineImpl;
+
+/// The engine: workers, a supervisor thread, the task protocol. Non-copyable, non-movable.
+class Engine {
+public:
+    /// Starts the workers (std::system_error / mp::ProcessError when they cannot start).
+    explicit Engine(EngineOptions options);
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+    /// terminate().
+    ~Engine();
+
+    /// Queues a source. On a terminated or broken engine, src->abandon() runs at once (here).
+    void submit(std::shared_ptr<TaskSource> src);
+    /// Asks the engine to pull again (a source that said "nothing now" may have tasks).
+    void wake() noexcept;
+    /// No more submissions are expected; join() may follow. Idempotent.
+    void close() noexcept;
+    /// After close(): waits until every source is done, then stops the workers and the thread.
+    /// A signal handler running meanwhile makes it throw std::system_error(EINTR).
+    void join();
+    /// Kills the workers, abandons every source with BrokenProcessPool, stops the thread.
+    /// Idempotent; never blocks for long (workers are SIGKILLed).
+    void terminate() noexcept;
+
+    /// The number of workers kept running.
+    [[nodiscard]] int processes() const noexcept;
+    /// Pids of the workers running now (for diagnostics and tests).
+    [[nodiscard]] std::vector<pid_t> worker_pids() const;
+    /// The error every task gets once the engine broke (initializer failure), else null.
+    [[nodiscard]] std::exception_ptr broken() const;
+
+private:
+    std::unique_ptr<EngineImpl> impl_;
+};
+
+/// A condition that waiting threads block on interruptibly: wait() polls a private eventfd,
+/// so a signal handler that runs meanwhile (SIGINT under a program's own handler) ends the
+/// wait with std::system_error(EINTR) instead of being swallowed. notify_all() is cheap when
+/// nobody waits (one uncontended lock, no system call).
+class Notifier {
+public:
+    /// Wakes every thread blocked in wait (they re-check their predicate).
+    void notify_all() noexcept;
+    /// Blocks until ready() is true (returns true) or the deadline passes (returns ready()).
+    /// Throws std::system_error(EINTR) when a signal handler ran during the wait.
+    template <class Pred>
+    bool wait(Pred ready, Deadline deadline) {
+        if (ready()) return true;
+        Registration reg(*this);
+        for (;;) {
+            if (ready()) return true;
+            if (!reg.block(deadline)) return ready();
+        }
+    }
+
+private:
+    class Registration {
+    public:
+        explicit Registration(Notifier& n);
+        Registration(const Registration&) = delete;
+        Registration& operator=(const Registration&) = delete;
+        ~Registration();
+        bool block(Deadline deadline);  // false on timeout; throws on EINTR
+
+    private:
+        Notifier& n_;
+        UniqueFd fd_;
+    };
+    std::mutex m_;
+    std::vector<int> waiters_;
+    std::atomic<int> count_{0};
+};
+
+}  // namespace mp::detail

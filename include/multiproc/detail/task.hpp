@@ -1,0 +1,497 @@
+// Packaging work for the task engine (detail/engine.hpp): the typed thunks that workers run.
+//
+// Two kinds of task, both ordinary shipped calls (callable.hpp's magic + thunk identity +
+// target + arguments), so a worker runs either with run_shipped_task:
+//
+//   package_pool_task(f, args...)  one call, f(args...). A std::vector of a trivially copyable
+//       type of at least bulk_threshold bytes travels through a memfd instead of the socket
+//       (joblib's memmapping): the parent writes it once, the worker maps it, and when f takes
+//       a std::span<const T> there it reads the mapping in place, with no copy at all.
+//       Result: what run_shipped_task writes; decode_task_result<R>.
+//
+//   package_chunk<Star>(f, first, n)  n work items of map/starmap as ONE call: the thunk
+//       decodes the items (one memcpy block when they are trivially copyable), applies f to
+//       each (std::apply for starmap), and encodes every outcome individually:
+//
+//         u8 status ok | u64 n | R[n] raw | u64 nerr | nerr x (u64 index, exception)  R raw
+//         u8 status ok | u64 n | n x (u8 ok | R, or u8 error | exception)            otherwise
+//         u8 status ok | u64 n | u64 nerr | nerr x (u64 index, exception)             R void
+//
+//       decode_chunk_result hands each element to callbacks (into a destination array with one
+//       memcpy when R is trivially copyable). While it runs, the worker publishes the index of
+//       the item in progress in shared memory, so a crash names the exact item.
+//
+// Everything here is a compile-time error, with callable.hpp's reasons, when f or an argument
+// cannot ship.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <iterator>
+#include <span>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "multiproc/callable.hpp"
+#include "multiproc/detail/engine.hpp"
+#include "multiproc/detail/fd.hpp"
+#include "multiproc/reduction.hpp"
+
+namespace mp::detail {
+
+/// Arguments at least this large (a vector of a trivially copyable type) travel by memfd.
+inline constexpr std::size_t bulk_threshold = std::size_t{1} << 20;
+
+/// Anonymous shared memory holding one large argument: created (and written) by the sender,
+/// mapped read-only by the worker. Move-only.
+class BulkBuffer {
+public:
+    BulkBuffer() noexcept = default;
+    /// A memfd holding a copy of [data, data + bytes).
+    static BulkBuffer create(const void* data, std::size_t bytes);
+    /// Maps a received memfd of `bytes` bytes (DecodeError when it is shorter).
+    static BulkBuffer map(UniqueFd fd, std::size_t bytes);
+    BulkBuffer(BulkBuffer&& o) noexcept;
+    BulkBuffer& operator=(BulkBuffer&& o) noexcept;
+    BulkBuffer(const BulkBuffer&) = delete;
+    BulkBuffer& operator=(const BulkBuffer&) = delete;
+    ~BulkBuffer();
+
+    /// The mapped bytes (null before map()).
+    [[nodiscard]] const void* data() const noexcept { return map_; }
+    /// The memfd.
+    [[nodiscard]] UniqueFd& fd() noexcept { return fd_; }
+
+private:
+    UniqueFd fd_;
+    void* map_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+/// In a worker: the shared word where the chunk thunk publishes the item in progress (null
+/// elsewhere). Defined in src/worker.cpp.
+std::atomic<std::uint64_t>* worker_progress_slot() noexcept;
+
+template <class T>
+inline constexpr bool is_bulk_vector_v = false;
+template <class T, class A>
+inline constexpr bool is_bulk_vector_v<std::vector<T, A>> =
+    kind_of<std::vector<T, A>>() == Kind::contiguous_raw;
+
+/// The worker's form of a large-capable vector argument: decoded inline or mapped.
+template <class T>
+struct BulkArg {
+    std::vector<T> vec;
+    BulkBuffer shm;
+    std::size_t n = 0;
+    bool mapped = false;
+
+    std::span<const T> span() const noexcept {
+        return mapped ? std::span<const T>(static_cast<const T*>(shm.data()), n)
+                      : std::span<const T>(vec);
+    }
+    std::vector<T>& vector() {
+        if (mapped) {
+            const T* p = static_cast<const T*>(shm.data());
+            vec.assign(p, p + n);
+            mapped = false;
+        }
+        return vec;
+    }
+};
+
+/// How an argument of type A travels in a pool task.
+template <class A> struct wire_arg { using type = stored_arg_t<A>; };
+template <class A>
+    requires is_bulk_vector_v<stored_arg_t<A>>
+struct wire_arg<A> { using type = BulkArg<typename stored_arg_t<A>::value_type>; };
+template <class A> using wire_arg_t = typename wire_arg<A>::type;
+
+template <class W> struct is_bulk_arg : std::false_type {};
+template <class T> struct is_bulk_arg<BulkArg<T>> : std::true_type {};
+
+template <class W>
+W decode_wire(Decoder& in) {
+    if constexpr (is_bulk_arg<W>::value) {
+        using T = std::remove_cvref_t<decltype(std::declval<W&>().vec[0])>;
+        W w;
+        std::uint8_t mode = 0;
+        in.read_bytes(&mode, 1);
+        if (mode == 0) {
+            w.vec = decode_value<std::vector<T>>(in);
+        } else if (mode == 1) {
+            w.n = static_cast<std::size_t>(in.read_size());
+            if (w.n > (std::size_t{1} << 62) / sizeof(T))
+                throw DecodeError("multiproc: corrupt task: a shared argument's size is absurd");
+            w.shm = BulkBuffer::map(in.take_fd(), w.n * sizeof(T));
+            w.mapped = true;
+        } else {
+            throw DecodeError("multiproc: corrupt task: unknown argument mode");
+        }
+        return w;
+    } else {
+        return decode_value<W>(in);
+    }
+}
+
+// The two ways a bulk argument is handed to f: a span over the mapping (zero copy) when f
+// accepts one, else the vector (copied out of the mapping when it was mapped).
+template <class W>
+decltype(auto) span_form(W& w) {
+    if constexpr (is_bulk_arg<W>::value) return w.span();
+    else return std::move(w);
+}
+template <class W>
+decltype(auto) vector_form(W& w) {
+    if constexpr (is_bulk_arg<W>::value) return std::move(w.vector());
+    else return std::move(w);
+}
+template <class W>
+decltype(auto) vector_lvalue(W& w) {
+    if constexpr (is_bulk_arg<W>::value) return (w.vector());
+    else return (w);
+}
+template <class W>
+using span_form_t = decltype(span_form(std::declval<W&>()));
+template <class W>
+using vector_form_t = decltype(vector_form(std::declval<W&>()));
+template <class W>
+using vector_lvalue_t = decltype(vector_lvalue(std::declval<W&>()));
+
+template <class R, class F, class... W, std::size_t... I>
+R invoke_wire(F& f, std::tuple<W...>& args, std::index_sequence<I...>) {
+    constexpr bool any_bulk = (is_bulk_arg<W>::value || ...);
+    if constexpr (any_bulk && std::is_invocable_v<F&, span_form_t<W>...>)
+        return static_cast<R>(std::invoke(f, span_form(std::get<I>(args))...));
+    else if constexpr (std::is_invocable_v<F&, vector_form_t<W>...>)
+        return static_cast<R>(std::invoke(f, vector_form(std::get<I>(args))...));
+    else
+        return static_cast<R>(std::invoke(f, vector_lvalue(std::get<I>(args))...));
+}
+
+/// The worker half of package_pool_task.
+template <class F, class R, class... W>
+void pool_thunk(Decoder& in, Encoder* out) {
+    F fn = decode_target<F>(in);
+    std::tuple<W...> args{decode_wire<W>(in)...};
+    in.finish();
+    constexpr auto seq = std::index_sequence_for<W...>{};
+    if (!out) {
+        invoke_wire<void>(fn, args, seq);
+        return;
+    }
+    const std::size_t mark = out->bytes().size();
+    try {
+        const auto s = static_cast<std::uint8_t>(TaskStatus::ok);
+        if constexpr (std::is_void_v<R>) {
+            invoke_wire<void>(fn, args, seq);
+            out->write_bytes(&s, 1);
+        } else {
+            R r = invoke_wire<R>(fn, args, seq);
+            out->write_bytes(&s, 1);
+            (*out)(r);
+        }
+    } catch (...) {
+        out->bytes().resize(mark);
+        encode_task_error(*out, std::current_exception());
+    }
+}
+
+template <class F, class R, class... W>
+const std::vector<std::byte>& pool_thunk_identity() {
+    static const std::vector<std::byte> id =
+        code_identity(reinterpret_cast<std::uintptr_t>(&pool_thunk<F, R, W...>));
+    return id;
+}
+
+/// Builds an OwnedCall from an encoder: borrowed descriptors are duplicated, those in `own`
+/// (memfds made here, as (number, owner) pairs) are moved.
+OwnedCall finish_owned_call(Encoder& e, std::vector<UniqueFd>& own);
+
+/// Packages f(args...) as one engine task; unshippable f or arguments are compile-time errors.
+template <class F, class... Args>
+OwnedCall package_pool_task(const F& f, const Args&... args) {
+    using T = call_traits<F, Args...>;
+    if constexpr (!T::task_ok) {
+        // callable.hpp's static_asserts state the reason.
+        return OwnedCall::adopt(package_task(f, args...));
+    } else {
+        using Fn = std::decay_t<F>;
+        if constexpr (std::is_pointer_v<Fn>) {
+            const Fn fp = f;
+            if (fp == nullptr) throw UsageError("multiproc: a task's target is a null function pointer");
+        }
+        Encoder e;
+        const auto& id = pool_thunk_identity<Fn, typename T::result, wire_arg_t<Args>...>();
+        e.bytes().reserve(96 + id.size());
+        begin_package(e, id);
+        encode_target<Fn>(e, f);
+        std::vector<UniqueFd> own;
+        auto one = [&](const auto& a) {
+            using A = std::remove_cvref_t<decltype(a)>;
+            if constexpr (is_bulk_vector_v<stored_arg_t<A>>) {
+                using E = typename stored_arg_t<A>::value_type;
+                const std::size_t bytes = a.size() * sizeof(E);
+                if (bytes >= bulk_threshold) {
+                    const std::uint8_t mode = 1;
+                    e.write_bytes(&mode, 1);
+                    e.write_size(a.size());
+                    BulkBuffer b = BulkBuffer::create(a.data(), bytes);
+                    e.add_fd(b.fd().get());
+                    own.push_back(std::move(b.fd()));
+                } else {
+                    const std::uint8_t mode = 0;
+                    e.write_bytes(&mode, 1);
+                    e(a);
+                }
+            } else {
+                encode_arg(e, a);
+            }
+        };
+        (one(args), ...);
+        return finish_owned_call(e, own);
+    }
+}
+
+// --- chunks of map / starmap -----------------------------------------------------------------
+
+template <bool Star, class F, class A>
+struct chunk_traits;
+template <class F, class A>
+struct chunk_traits<false, F, A> {
+    using T = call_traits<F, A>;
+};
+template <class F, class... E>
+struct chunk_traits<true, F, std::tuple<E...>> {
+    using T = call_traits<F, E...>;
+};
+
+template <class R>
+inline constexpr bool raw_result_v = !std::is_void_v<R> && kind_of<R>() == Kind::raw;
+
+template <bool Star, class F, class A>
+decltype(auto) apply_item(F& f, A& a) {
+    if constexpr (Star) {
+        return std::apply([&](auto&... xs) -> decltype(auto) {
+            if constexpr (std::is_invocable_v<F&, decltype(std::move(xs))...>)
+                return std::invoke(f, std::move(xs)...);
+            else
+                return std::invoke(f, xs...);
+        }, a);
+    } else {
+        if constexpr (std::is_invocable_v<F&, A&&>) return std::invoke(f, std::move(a));
+        else return std::invoke(f, a);
+    }
+}
+
+/// The worker half of package_chunk: A is the stored item type (a tuple for starmap).
+template <class F, class R, class A, bool Star>
+void chunk_thunk(Decoder& in, Encoder* out) {
+    F fn = decode_target<F>(in);
+    const std::size_t n = in.read_count(std::is_empty_v<A> ? 0 : 1);
+    constexpr bool raw_in = !Star && kind_of<A>() == Kind::raw;
+    std::span<const std::byte> block;
+    std::vector<A> items;
+    if constexpr (raw_in) {
+        if (n > in.remaining() / sizeof(A)) throw DecodeError("multiproc: corrupt chunk: too short");
+        block = in.take(n * sizeof(A));
+    } else {
+        items.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) items.push_back(decode_value<A>(in));
+    }
+    in.finish();
+    if (!out) return;
+    std::atomic<std::uint64_t>* progress = worker_progress_slot();
+    const auto ok = static_cast<std::uint8_t>(TaskStatus::ok);
+    const auto bad = static_cast<std::uint8_t>(TaskStatus::error);
+    out->write_bytes(&ok, 1);
+    out->write_size(n);
+    auto item = [&](std::size_t i) -> A {
+        if constexpr (raw_in) {
+            std::array<std::byte, sizeof(A)> raw;
+            std::memcpy(raw.data(), block.data() + i * sizeof(A), sizeof(A));
+            return std::bit_cast<A>(raw);
+        } else {
+            return std::move(items[i]);
+        }
+    };
+    if constexpr (std::is_void_v<R> || raw_result_v<R>) {
+        std::vector<std::pair<std::uint64_t, std::exception_ptr>> errors;
+        std::size_t base = 0;
+        if constexpr (!std::is_void_v<R>) {
+            base = out->bytes().size();
+            out->bytes().resize(base + n * sizeof(R));
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            if (progress) progress->store(i, std::memory_order_relaxed);
+            try {
+                A a = item(i);
+                if constexpr (std::is_void_v<R>) {
+                    static_cast<void>(apply_item<Star>(fn, a));
+                } else {
+                    const R r = apply_item<Star>(fn, a);
+                    std::memcpy(out->bytes().data() + base + i * sizeof(R), &r, sizeof(R));
+                }
+            } catch (...) {
+                errors.emplace_back(i, std::current_exception());
+            }
+        }
+        out->write_size(errors.size());
+        for (auto& [i, ex] : errors) {
+            out->write_size(i);
+            (*out)(ex);
+        }
+    } else {
+        for (std::size_t i = 0; i < n; ++i) {
+            if (progress) progress->store(i, std::memory_order_relaxed);
+            const std::size_t mark = out->bytes().size();
+            try {
+                A a = item(i);
+                R r = apply_item<Star>(fn, a);
+                out->write_bytes(&ok, 1);
+                (*out)(r);
+            } catch (...) {
+                out->bytes().resize(mark);
+                out->write_bytes(&bad, 1);
+                (*out)(std::current_exception());
+            }
+        }
+    }
+}
+
+template <class F, class R, class A, bool Star>
+const std::vector<std::byte>& chunk_thunk_identity() {
+    static const std::vector<std::byte> id =
+        code_identity(reinterpret_cast<std::uintptr_t>(&chunk_thunk<F, R, A, Star>));
+    return id;
+}
+
+/// The item type a chunk stores for an input of type V.
+template <class V> using chunk_item_t = stored_arg_t<V>;
+
+/// The result type of f on one item (Star: the item is a tuple of arguments).
+template <bool Star, class F, class V>
+using chunk_result_t = typename chunk_traits<Star, F, chunk_item_t<V>>::T::result;
+
+/// True when f can be mapped over items of type V (and its results shipped back).
+template <bool Star, class F, class V>
+inline constexpr bool chunk_ok_v = chunk_traits<Star, F, chunk_item_t<V>>::T::task_ok;
+
+/// Encodes the header of a chunk call: thunk identity, target and item count.
+template <bool Star, class F, class V>
+void begin_chunk(Encoder& e, const F& f, std::size_t n) {
+    using Fn = std::decay_t<F>;
+    using A = chunk_item_t<V>;
+    using R = chunk_result_t<Star, F, V>;
+    const auto& id = chunk_thunk_identity<Fn, R, A, Star>();
+    begin_package(e, id);
+    encode_target<Fn>(e, f);
+    e.write_size(n);
+}
+
+/// Appends one item of a chunk (raw bytes for a trivially copyable item).
+template <bool Star, class V>
+void encode_chunk_item(Encoder& e, const V& v) {
+    using A = chunk_item_t<V>;
+    if constexpr (!Star && kind_of<A>() == Kind::raw && std::is_same_v<std::remove_cvref_t<V>, A>)
+        e.write_bytes(std::addressof(v), sizeof(A));
+    else if constexpr (!Star && kind_of<A>() == Kind::raw)
+        encode_chunk_item<Star>(e, static_cast<A>(v));
+    else
+        encode_arg(e, static_cast<const A&>(v));
+}
+
+/// Checks at compile time that f can be mapped over V (callable.hpp's messages otherwise).
+template <bool Star, class F, class V>
+constexpr bool check_chunk() {
+    using T = typename chunk_traits<Star, F, chunk_item_t<V>>::T;
+    if constexpr (!T::task_ok) {
+        if constexpr (Star) {
+            []<class... E>(std::tuple<E...>*) {
+                static_cast<void>(&package_task<F, E...>);
+            }(static_cast<chunk_item_t<V>*>(nullptr));
+        } else {
+            static_cast<void>(&package_task<F, chunk_item_t<V>>);
+        }
+    }
+    return T::task_ok;
+}
+
+/// Decodes a chunk result of n items: on_value(i, R&&) (or on_value(i) for void) per success,
+/// on_error(i, exception_ptr) per failure. A failure of the whole chunk (it could not even be
+/// decoded in the worker) calls on_error for every item. With `dest` non-null and R trivially
+/// copyable, values are copied straight into dest[0, n) and on_value is not called.
+template <class R, class OnValue, class OnError>
+void decode_chunk_result(std::span<const std::byte> bytes, std::span<UniqueFd> fds, std::size_t n,
+                         R* dest, OnValue&& on_value, OnError&& on_error) {
+    Decoder d(bytes, fds);
+    try {
+        read_task_status(d);
+    } catch (...) {
+        auto ex = std::current_exception();
+        for (std::size_t i = 0; i < n; ++i) on_error(i, ex);
+        return;
+    }
+    if (d.read_size() != n) throw DecodeError("multiproc: corrupt chunk result: wrong item count");
+    if constexpr (std::is_void_v<R> || raw_result_v<R>) {
+        std::vector<bool> failed;
+        if constexpr (!std::is_void_v<R>) {
+            auto block = d.take(n * sizeof(R));
+            if (dest && n) std::memcpy(static_cast<void*>(dest), block.data(), n * sizeof(R));
+            const std::size_t nerr = d.read_count(sizeof(std::uint64_t));
+            if (!dest) failed.assign(n, false);
+            std::vector<std::pair<std::size_t, std::exception_ptr>> errs;
+            errs.reserve(nerr);
+            for (std::size_t k = 0; k < nerr; ++k) {
+                const auto i = static_cast<std::size_t>(d.read_size());
+                if (i >= n) throw DecodeError("multiproc: corrupt chunk result: bad index");
+                errs.emplace_back(i, decode_exception(d));
+                if (!dest) failed[i] = true;
+            }
+            d.finish();
+            if (!dest) {
+                for (std::size_t i = 0; i < n; ++i) {
+                    if (failed[i]) continue;
+                    std::array<std::byte, sizeof(R)> raw;
+                    std::memcpy(raw.data(), block.data() + i * sizeof(R), sizeof(R));
+                    on_value(i, std::bit_cast<R>(raw));
+                }
+            }
+            for (auto& [i, ex] : errs) on_error(i, std::move(ex));
+        } else {
+            const std::size_t nerr = d.read_count(sizeof(std::uint64_t));
+            failed.assign(n, false);
+            std::vector<std::pair<std::size_t, std::exception_ptr>> errs;
+            for (std::size_t k = 0; k < nerr; ++k) {
+                const auto i = static_cast<std::size_t>(d.read_size());
+                if (i >= n) throw DecodeError("multiproc: corrupt chunk result: bad index");
+                errs.emplace_back(i, decode_exception(d));
+                failed[i] = true;
+            }
+            d.finish();
+            for (std::size_t i = 0; i < n; ++i)
+                if (!failed[i]) on_value(i);
+            for (auto& [i, ex] : errs) on_error(i, std::move(ex));
+        }
+    } else {
+        for (std::size_t i = 0; i < n; ++i) {
+            std::uint8_t s = 0;
+            d.read_bytes(&s, 1);
+            if (s == static_cast<std::uint8_t>(TaskStatus::ok)) {
+                on_value(i, decode_value<R>(d));
+            } else if (s == static_cast<std::uint8_t>(TaskStatus::error)) {
+                on_error(i, decode_exception(d));
+            } else {
+                throw DecodeError("multiproc: corrupt chunk result: unknown status byte");
+            }
+        }
+        d.finish();
+    }
+}
+
+}  // namespace mp::detail
