@@ -1,18 +1,42 @@
 // Locks, semaphores, events, conditions and barriers in shared arenas.
 //
-// Lock/RLock: a robust, process-shared, error-checking pthread mutex (the kernel walks a dead
-// thread's robust list and hands the next locker EOWNERDEAD), plus the owner's token and the
-// recursion depth kept beside it. The token, not the thread id, identifies the owner: thread
-// ids are reused, and a forked child's thread must not believe it holds its parent's lock.
+// Lock/RLock: a futex word holding the owner's kernel thread id (TID), plus the recursion
+// depth kept beside it:
+//
+//   bit 31       bits 30..0
+//   +---------+----------------------------------+
+//   | waiters | owner TID (0: free)              |
+//   +---------+----------------------------------+
+//
+// Uncontended, acquire is one compare-and-swap (0 -> TID) and release one exchange (-> 0); the
+// futex is woken only when the waiters bit says someone sleeps. A thread id identifies the
+// owner for as long as the owner lives: no two live threads share one, and a forked child's
+// thread gets its own (the cached TID is dropped in the child, see reset_tid_after_fork).
+//
+// Owner death: waiters sleep in bounded slices (1 ms, doubling to 128 ms); when a slice ends,
+// and whenever an acquire is about to fail (try_lock, timeout), the waiter asks the kernel
+// whether the owner TID still names a live thread (pidfd_open + poll: ESRCH, or a pidfd that
+// is readable because the process has exited and is a zombie not yet reaped). If it does
+// not, the waiter swaps its own TID in over exactly the dead value it saw: one waiter wins,
+// gets mp::OwnerDied holding the lock, and the lock stays usable. No state of the dead owner
+// needs undoing: the word is all there is. Residual risk, documented in docs/shared_state.md:
+// Linux hands out thread ids cyclically, so a dead owner's TID is taken again only after
+// pid_max other ids; if that happens before a waiter looks, the waiters wait for the new
+// bearer of that id to exit instead (never for ever on a lock whose owner is gone AND whose
+// id is unused). A main thread that leaves by pthread_exit while its process runs on counts as
+// alive until the process exits.
+//
 // Everything else is a 32-bit futex word: waiters sleep in the kernel's futex queues, not in
 // shared memory, so a waiter that dies leaves no state behind for others to trip on.
 #include "multiproc/synchronize.hpp"
 
+#include <poll.h>
 #include <pthread.h>
-#include <sys/random.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
@@ -20,50 +44,64 @@
 
 #include "multiproc/callable.hpp"
 #include "sys/futex.hpp"
+#include "sys/pidfd.hpp"
 #include "sys/syscall.hpp"
 
 namespace mp {
 namespace detail {
 namespace {
 
-std::atomic<std::uint64_t> g_token_seed{0};
-// initial-exec: the library is built -fPIC, and the default TLS model would cost a
-// __tls_get_addr call on every lock and unlock.
-__attribute__((tls_model("initial-exec"))) thread_local std::uint64_t t_token = 0;
+constexpr std::uint32_t kWaiters = 0x80000000U;
+constexpr std::uint32_t kTidMask = 0x7fffffffU;
+constexpr auto kFirstSlice = std::chrono::milliseconds(1);
+constexpr auto kMaxSlice = std::chrono::milliseconds(128);
+constexpr int kSpins = 64;
 
-std::uint64_t random_u64() {
-    std::uint64_t v = 0;
-    while (sys::retry_eintr([&] { return ::getrandom(&v, sizeof v, 0); }) != sizeof v) {
-    }
-    return v;
+void reset_tid_after_fork() {
+    // The child's only thread is a copy of the forking thread but has a TID of its own; with
+    // the parent's cached it would believe it holds the parent's locks.
+    t_tid = 0;
 }
 
-void reset_tokens_after_fork() {
-    // The child's only thread is a copy of the forking thread, which may hold locks in the
-    // parent; it needs a token of its own. Other threads' tokens do not exist in the child.
-    g_token_seed.store(0, std::memory_order_relaxed);
-    t_token = 0;
-}
-
-// A token unique to this thread of this process (a random process seed, then a counter).
-std::uint64_t thread_token() {
-    if (t_token) return t_token;
+[[gnu::noinline]] std::uint32_t fetch_tid() {
     static const bool registered = [] {
-        ::pthread_atfork(nullptr, nullptr, reset_tokens_after_fork);
+        ::pthread_atfork(nullptr, nullptr, reset_tid_after_fork);
         return true;
     }();
     (void)registered;
-    std::uint64_t seed = g_token_seed.load(std::memory_order_relaxed);
-    if (!seed) {
-        std::uint64_t fresh = random_u64() | 1;
-        if (!g_token_seed.compare_exchange_strong(seed, fresh)) fresh = seed;
-        seed = fresh;
+    t_tid = static_cast<std::uint32_t>(::gettid());
+    return t_tid;
+}
+
+inline std::uint32_t my_tid() {
+    const std::uint32_t t = t_tid;
+    return t ? t : fetch_tid();
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield" ::: "memory");
+#endif
+}
+
+// Whether `tid` names a live thread. A zombie (killed, not yet reaped by its parent) is dead.
+bool thread_alive(std::uint32_t tid) {
+    const pid_t id = static_cast<pid_t>(tid);
+    const int fd = sys::pidfd_open_raw(id);
+    if (fd >= 0) {
+        pollfd p{fd, POLLIN, 0};
+        const int r = sys::retry_eintr([&] { return ::poll(&p, 1, 0); });
+        ::close(fd);
+        // Readable: the process has exited (every thread of it), only its zombie remains.
+        return !(r > 0 && (p.revents & POLLIN));
     }
-    static std::atomic<std::uint64_t> counter{0};
-    std::uint64_t t = seed + (counter.fetch_add(1, std::memory_order_relaxed) + 1) * 0x9e3779b97f4a7c15ULL;
-    if (!t) t = 1;
-    t_token = t;
-    return t;
+    if (fd == -ESRCH) return false;
+    // EINVAL: the id exists but names a thread that leads no process: a live thread (threads
+    // other than the leader are reaped as they exit). EMFILE, ENOSYS...: ask kill(2).
+    if (fd == -EINVAL) return true;
+    return !(::kill(id, 0) == -1 && errno == ESRCH);
 }
 
 timespec to_timespec(Deadline::clock::time_point at) {
@@ -90,56 +128,87 @@ const char* const kOwnerDied =
 
 }  // namespace
 
-struct MutexState {
-    pthread_mutex_t m;
-    std::atomic<std::uint64_t> owner;  // token of the holding thread, 0 when free
-    std::uint32_t depth;               // written only by the holder
-    std::uint32_t recursive;
-};
-
 namespace {
 
 void init_mutex(MutexState* st, bool recursive) {
-    pthread_mutexattr_t a;
-    ::pthread_mutexattr_init(&a);
-    ::pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    ::pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    ::pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
-    int r = ::pthread_mutex_init(&st->m, &a);
-    ::pthread_mutexattr_destroy(&a);
-    if (r) throw_os_error("pthread_mutex_init", r);
-    st->owner.store(0, std::memory_order_relaxed);
+    st->word.store(0, std::memory_order_relaxed);
     st->depth = 0;
     st->recursive = recursive ? 1 : 0;
 }
 
-// 0: acquired; 1: not acquired (busy or timed out); 2: acquired after the owner died.
-int mutex_lock(MutexState* st, Deadline deadline, bool try_only) {
-    int r;
-    if (try_only) {
-        r = ::pthread_mutex_trylock(&st->m);
-    } else if (deadline.is_forever()) {
-        r = ::pthread_mutex_lock(&st->m);
-    } else {
-        const timespec ts = to_timespec(*deadline.at());
-        r = ::pthread_mutex_clocklock(&st->m, CLOCK_MONOTONIC, &ts);
+// If the owner in `seen` is dead, swaps our TID in over exactly that value (one waiter wins).
+bool take_over_if_dead(MutexState* st, std::uint32_t seen, std::uint32_t me) {
+    const std::uint32_t owner = seen & kTidMask;
+    if (owner == 0 || thread_alive(owner)) return false;
+    // Keep the waiters bit: others may sleep on the word.
+    return st->word.compare_exchange_strong(seen, me | kWaiters, std::memory_order_acquire,
+                                            std::memory_order_relaxed);
+}
+
+// The contended path. 0: acquired; 1: not acquired (busy or timed out); 2: acquired after the
+// owner died.
+[[gnu::noinline]] int mutex_lock_slow(MutexState* st, std::uint32_t me, Deadline deadline,
+                                      bool try_only) {
+    // A short spin first: the holder is usually on another CPU and about to release.
+    for (int i = 0; i < kSpins; ++i) {
+        std::uint32_t v = st->word.load(std::memory_order_relaxed);
+        if (v == 0) {
+            if (st->word.compare_exchange_weak(v, me, std::memory_order_acquire,
+                                               std::memory_order_relaxed))
+                return 0;
+        } else if (try_only || (v & kWaiters)) {
+            break;  // others already sleep: queue behind them rather than burn the CPU
+        }
+        cpu_relax();
     }
-    switch (r) {
-        case 0: return 0;
-        case EBUSY:
-        case ETIMEDOUT: return 1;
-        case EOWNERDEAD:
-            // Made consistent at once: whatever the catcher does (even dying), the lock
-            // itself stays usable; repairing the protected state is the catcher's business.
-            ::pthread_mutex_consistent(&st->m);
-            return 2;
-        default: throw_os_error("pthread_mutex_lock", r);
+    if (!try_only && !deadline.is_forever() && deadline.expired()) try_only = true;
+    auto slice = std::chrono::duration_cast<std::chrono::nanoseconds>(kFirstSlice);
+    for (;;) {
+        std::uint32_t v = st->word.load(std::memory_order_relaxed);
+        if ((v & kTidMask) == 0) {
+            // Taken with the waiters bit: we cannot know whether others still sleep.
+            if (st->word.compare_exchange_weak(v, me | (try_only ? 0 : kWaiters),
+                                               std::memory_order_acquire,
+                                               std::memory_order_relaxed))
+                return 0;
+            continue;
+        }
+        if (try_only) return take_over_if_dead(st, v, me) ? 2 : 1;
+        if (!(v & kWaiters)) {
+            if (!st->word.compare_exchange_weak(v, v | kWaiters, std::memory_order_relaxed,
+                                                std::memory_order_relaxed))
+                continue;
+            v |= kWaiters;
+        }
+        const Deadline slice_end{Timeout(slice)};
+        const bool sliced = deadline.is_forever() || *deadline.at() > *slice_end.at();
+        if (sys::futex_wait(st->word, v, sliced ? slice_end : deadline)) continue;
+        // Timed out: the slice (or the caller's deadline) ended. Is the owner still there?
+        v = st->word.load(std::memory_order_relaxed);
+        if ((v & kTidMask) != 0 && take_over_if_dead(st, v, me)) return 2;
+        if (!sliced) try_only = true;  // one last look at the word, then give up
+        slice = std::min<std::chrono::nanoseconds>(slice * 2, kMaxSlice);
     }
 }
 
-void mutex_unlock(MutexState* st) {
-    int r = ::pthread_mutex_unlock(&st->m);
-    if (r) throw_os_error("pthread_mutex_unlock", r);
+// 0: acquired; 1: not acquired (busy or timed out); 2: acquired after the owner died.
+inline int mutex_lock(MutexState* st, Deadline deadline, bool try_only) {
+    const std::uint32_t me = my_tid();
+    std::uint32_t v = 0;
+    if (st->word.compare_exchange_strong(v, me, std::memory_order_acquire, std::memory_order_relaxed))
+        return 0;
+    return mutex_lock_slow(st, me, deadline, try_only);
+}
+
+inline void mutex_unlock(MutexState* st) noexcept {
+    if (st->word.exchange(0, std::memory_order_release) & kWaiters) sys::futex_wake(st->word, 1);
+}
+
+[[noreturn]] void throw_not_owner(bool recursive) {
+    throw UsageError(recursive
+                         ? "multiproc: cannot release an RLock the calling thread does not hold"
+                         : "multiproc: cannot release a Lock the calling thread does not hold "
+                           "(it is unlocked, or held by another thread or process)");
 }
 
 }  // namespace
@@ -159,16 +228,36 @@ void LockBase::load(Decoder& d) {
 }
 
 bool LockBase::is_owned() const noexcept {
-    return st_->owner.load(std::memory_order_relaxed) == thread_token();
+    return (st_->word.load(std::memory_order_relaxed) & kTidMask) == my_tid();
 }
 
-bool LockBase::try_lock() {
-    return acquire_until(Deadline(Timeout(std::chrono::nanoseconds(0))));
+bool LockBase::try_lock_slow() {
+    const std::uint32_t me = my_tid();
+    std::uint32_t v = 0;
+    if (st_->word.compare_exchange_strong(v, me, std::memory_order_acquire, std::memory_order_relaxed)) {
+        st_->depth = 1;
+        return true;
+    }
+    if ((v & kTidMask) == me) {
+        if (!st_->recursive) return false;
+        ++st_->depth;
+        return true;
+    }
+    const int r = mutex_lock_slow(st_, me, Deadline::never(), true);
+    if (r == 1) return false;
+    st_->depth = 1;
+    if (r == 2) throw OwnerDied(kOwnerDied);
+    return true;
 }
 
 bool LockBase::acquire_until(Deadline deadline) {
-    const std::uint64_t me = thread_token();
-    if (st_->owner.load(std::memory_order_relaxed) == me) {
+    const std::uint32_t me = my_tid();
+    std::uint32_t v = 0;
+    if (st_->word.compare_exchange_strong(v, me, std::memory_order_acquire, std::memory_order_relaxed)) {
+        st_->depth = 1;
+        return true;
+    }
+    if ((v & kTidMask) == me) {
         if (st_->recursive) {
             ++st_->depth;
             return true;
@@ -179,39 +268,30 @@ bool LockBase::acquire_until(Deadline deadline) {
         sleep_until(deadline);
         return false;
     }
-    const bool try_only = !deadline.is_forever() && deadline.expired();
-    const int r = mutex_lock(st_, deadline, try_only);
+    const int r = mutex_lock_slow(st_, me, deadline, false);
     if (r == 1) return false;
-    st_->owner.store(me, std::memory_order_relaxed);
     st_->depth = 1;
     if (r == 2) throw OwnerDied(kOwnerDied);
     return true;
 }
 
-void LockBase::release() {
-    if (st_->owner.load(std::memory_order_relaxed) != thread_token())
-        throw UsageError(st_->recursive
-                             ? "multiproc: cannot release an RLock the calling thread does not hold"
-                             : "multiproc: cannot release a Lock the calling thread does not hold "
-                               "(it is unlocked, or held by another thread or process)");
-    if (--st_->depth > 0) return;
-    st_->owner.store(0, std::memory_order_relaxed);
+void LockBase::release_slow() {
+    if ((st_->word.load(std::memory_order_relaxed) & kTidMask) != my_tid()) throw_not_owner(st_->recursive);
+    if (st_->recursive && --st_->depth > 0) return;
     mutex_unlock(st_);
 }
 
 unsigned LockBase::release_all() {
-    if (st_->owner.load(std::memory_order_relaxed) != thread_token())
+    if ((st_->word.load(std::memory_order_relaxed) & kTidMask) != my_tid())
         throw UsageError("multiproc: Condition: the calling thread does not hold the lock");
-    const unsigned depth = st_->depth;
+    const unsigned depth = st_->recursive ? st_->depth : 1;
     st_->depth = 0;
-    st_->owner.store(0, std::memory_order_relaxed);
     mutex_unlock(st_);
     return depth;
 }
 
 void LockBase::reacquire(unsigned depth) {
     const int r = mutex_lock(st_, Deadline::never(), false);
-    st_->owner.store(thread_token(), std::memory_order_relaxed);
     st_->depth = depth;
     if (r == 2) throw OwnerDied(kOwnerDied);
 }
@@ -451,7 +531,7 @@ struct BarrierGuard {
     explicit BarrierGuard(detail::MutexState* mu) : m(mu) {
         owner_died = detail::mutex_lock(m, detail::Deadline::never(), false) == 2;
     }
-    ~BarrierGuard() { ::pthread_mutex_unlock(&m->m); }
+    ~BarrierGuard() { detail::mutex_unlock(m); }
     BarrierGuard(const BarrierGuard&) = delete;
     BarrierGuard& operator=(const BarrierGuard&) = delete;
 };
@@ -519,7 +599,7 @@ unsigned Barrier::wait_impl(detail::Deadline deadline) {
         const int r = detail::mutex_lock(&st_->m, detail::Deadline::never(), true);
         if (r == 1) continue;  // held by a live process: keep waiting
         if (r == 2 && st_->gen.load(std::memory_order_relaxed) == g) break_locked(st_);
-        ::pthread_mutex_unlock(&st_->m.m);
+        detail::mutex_unlock(&st_->m);
     }
 }
 
