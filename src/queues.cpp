@@ -57,7 +57,7 @@ constexpr std::size_t kChunkHeader = 64;
 constexpr std::size_t kInlineMax = kChunk / 4;
 constexpr std::size_t kRecHeader = 8;
 constexpr int kClasses = 24;                          // 64 KiB << 0 .. 64 KiB << 23 (512 GiB)
-constexpr std::size_t kKeepResident = std::size_t{16} << 20;  // freed storage kept for reuse
+constexpr std::size_t kKeepResident = std::size_t{32} << 20;  // freed storage kept for reuse
 constexpr std::size_t kPage = 4096;
 constexpr std::uint32_t kInline = 1, kExtent = 2, kSkip = 3;
 
@@ -68,6 +68,7 @@ struct ChunkHeader {
     std::uint64_t free_next;          // link in a free list
     std::uint32_t cls;
     std::uint32_t punched;            // pages given back while on the free list
+    std::uint64_t used;               // bytes written since allocated (what is resident)
 };
 static_assert(sizeof(ChunkHeader) <= kChunkHeader);
 
@@ -249,13 +250,14 @@ std::uint64_t QueueCore::alloc(std::uint32_t cls) {
         if ((off = s.free_head[cls]) != 0) {
             ChunkHeader* c = chunk(off);
             s.free_head[cls] = c->free_next;
-            if (!c->punched) s.resident_free -= std::min<std::uint64_t>(s.resident_free, size);
+            if (!c->punched) s.resident_free -= std::min<std::uint64_t>(s.resident_free, c->used);
         } else {
             if (s.bump + size > kSpan)
                 throw std::system_error(ENOMEM, std::generic_category(),
                                         "multiproc: Queue: 64 GiB of items waiting in one queue");
             off = s.bump;
             s.bump += size;
+            chunk(off)->used = kPage;
         }
     }
     ChunkHeader* c = chunk(off);
@@ -270,21 +272,23 @@ void QueueCore::release(std::uint64_t off) noexcept {
     Shared& s = sh();
     ChunkHeader* c = chunk(off);
     const std::uint64_t size = std::uint64_t{kChunk} << c->cls;
+    const std::uint64_t used = std::min(size, (c->used + kPage - 1) & ~std::uint64_t{kPage - 1});
     // Freed storage stays resident up to kKeepResident (reused without page faults); beyond
     // that its pages go back to the kernel now, before it becomes reachable from a free list.
-    bool punch = __atomic_load_n(&s.resident_free, __ATOMIC_RELAXED) + size > kKeepResident;
-    if (punch) {
+    bool punch = __atomic_load_n(&s.resident_free, __ATOMIC_RELAXED) + used > kKeepResident;
+    if (punch && used > kPage) {
         try {
-            sys::punch_hole(fd_.get(), off + kPage, size - kPage);
+            sys::punch_hole(fd_.get(), off + kPage, used - kPage);
         } catch (...) {
             punch = false;  // keeping the pages is merely wasteful
         }
     }
     c->punched = punch ? 1 : 0;
+    c->used = punch ? kPage : used;
     (void)lock_mutex(&s.alloc_mu, Deadline::never());
     Unlock u{&s.alloc_mu};
     c->free_next = s.free_head[c->cls];
-    if (!punch) s.resident_free += size;
+    if (!punch) s.resident_free += used;
     s.free_head[c->cls] = off;
 }
 
@@ -320,6 +324,7 @@ void QueueCore::append(std::uint32_t kind, std::size_t len, QueueFill fill, cons
         // A producer that died here may have linked the next chunk already: reuse it.
         if (next == 0) {
             next = alloc(0);
+            chunk(next)->used = kChunk;
             c->next.store(next, std::memory_order_relaxed);
         }
         auto* skip = reinterpret_cast<Record*>(at(pos));
@@ -392,6 +397,7 @@ QueueHandle::QueueHandle(std::int64_t maxsize) {
     s->bump = kChunk;
     core_ = std::make_shared<QueueCore>(std::move(fd), std::move(map));
     const std::uint64_t first = core_->alloc(0);
+    core_->chunk(first)->used = kChunk;
     s->tail.store(first + kChunkHeader, std::memory_order_relaxed);
     s->head.store(first + kChunkHeader, std::memory_order_release);
 }
@@ -419,6 +425,8 @@ bool QueueHandle::put(std::size_t n, QueueFill fill, const void* ctx, Deadline d
     const bool inline_item = n <= kInlineMax;
     if (!inline_item) {
         ext = q.alloc(class_for(kChunkHeader + n));
+        ChunkHeader* c = q.chunk(ext);
+        c->used = std::max<std::uint64_t>(c->used, kChunkHeader + n);
         fill(ctx, q.at(ext + kChunkHeader), n);
     }
 
