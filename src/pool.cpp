@@ -1,0 +1,86 @@
+// mp::Pool's non-template half: construction, shutdown, the engine options.
+#include "multiproc/pool.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include "multiproc/process.hpp"
+
+namespace mp {
+
+std::optional<detail::OwnedCall> Initializer::call() const {
+    if (!call_) return std::nullopt;
+    detail::OwnedCall c;
+    c.bytes = call_->bytes;
+    for (const auto& fd : call_->fds) c.fds.push_back(fd.dup());
+    return c;
+}
+
+namespace detail {
+
+void report_callback_error(const char* which) noexcept {
+    // Python prints the traceback of a failing callback and carries on; so do we, in one write.
+    std::string msg = std::string("multiproc: an exception escaped a Pool ") + which + ": ";
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        msg += e.what();
+    } catch (...) {
+        msg += "(unknown type)";
+    }
+    msg += "\n";
+    static_cast<void>(::write(2, msg.data(), msg.size()));
+}
+
+}  // namespace detail
+
+Pool::Pool(std::optional<int> processes, PoolOptions options) {
+    if (processes && *processes < 1)
+        throw UsageError("mp::Pool: the number of processes must be at least 1");
+    detail::EngineOptions eo;
+    eo.processes = processes.value_or(cpu_count());
+    eo.context = options.context;
+    eo.initializer = options.initializer.call();
+    eo.max_tasks_per_child = options.maxtasksperchild;
+    eo.retries = options.retries < 0 ? 0 : options.retries;
+    eo.owner = "mp::Pool";
+    engine_ = std::make_unique<detail::Engine>(std::move(eo));
+}
+
+Pool::~Pool() {
+    terminate();
+}
+
+void Pool::check_running(const char* what) const {
+    if (state_.load(std::memory_order_acquire) != 0)
+        throw UsageError(std::string("mp::Pool::") + what + ": Pool not running (closed or terminated)");
+}
+
+void Pool::close() {
+    int expected = 0;
+    state_.compare_exchange_strong(expected, 1);
+    engine_->close();
+}
+
+void Pool::terminate() noexcept {
+    state_.store(2, std::memory_order_release);
+    engine_->terminate();
+}
+
+void Pool::join() {
+    if (state_.load(std::memory_order_acquire) == 0)
+        throw UsageError("mp::Pool::join: call close() or terminate() first");
+    engine_->join();
+}
+
+int Pool::processes() const noexcept {
+    return engine_->processes();
+}
+
+std::vector<pid_t> Pool::worker_pids() const {
+    return engine_->worker_pids();
+}
+
+}  // namespace mp
