@@ -8,6 +8,7 @@ pkgs=(
   libssl-dev                                    # HMAC-SHA256 for authkey challenges
   libboost-dev                                  # Boost.Interprocess, benchmark comparison only
   python3                                       # side-by-side benchmarks, wire-compatibility tests
+  python3-joblib                                # parallel_map benchmark baseline (joblib)
 )
 missing=()
 for p in "${pkgs[@]}"; do
