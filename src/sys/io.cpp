@@ -42,16 +42,19 @@ void writev_all(int fd, iovec* iov, int iovcnt) {
         // sockets should go through send_all (MSG_NOSIGNAL) instead.
         ssize_t r = retry_eintr([&] { return ::writev(fd, iov, iovcnt); });
         if (r < 0) throw_write_error("writev");
-        auto done = static_cast<std::size_t>(r);
-        while (iovcnt > 0 && done >= iov->iov_len) {
-            done -= iov->iov_len;
-            ++iov;
-            --iovcnt;
-        }
-        if (iovcnt > 0) {
-            iov->iov_base = static_cast<char*>(iov->iov_base) + done;
-            iov->iov_len -= done;
-        }
+        advance_iov(iov, iovcnt, static_cast<std::size_t>(r));
+    }
+}
+
+void advance_iov(iovec*& iov, int& iovcnt, std::size_t done) noexcept {
+    while (iovcnt > 0 && done >= iov->iov_len) {
+        done -= iov->iov_len;
+        ++iov;
+        --iovcnt;
+    }
+    if (iovcnt > 0) {
+        iov->iov_base = static_cast<char*>(iov->iov_base) + done;
+        iov->iov_len -= done;
     }
 }
 

@@ -20,6 +20,8 @@ using detail::UniqueFd;
 std::size_t read_full(int fd, void* buf, std::size_t n);
 /// Writes all n bytes (loops on short writes; EPIPE becomes mp::EOFError).
 void write_all(int fd, const void* buf, std::size_t n);
+/// Drops the first `done` bytes from an iovec array (after a short write).
+void advance_iov(iovec*& iov, int& iovcnt, std::size_t done) noexcept;
 /// Writes every byte of every iovec (loops on short writes; EPIPE becomes mp::EOFError).
 void writev_all(int fd, iovec* iov, int iovcnt);
 /// Waits until fd is readable (or hung up); false when the deadline passed first.

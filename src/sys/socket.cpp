@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "multiproc/errors.hpp"
+#include "sys/io.hpp"
 #include "sys/syscall.hpp"
 
 namespace mp::sys {
@@ -36,16 +37,7 @@ void send_all(int sock, iovec* iov, int iovcnt, std::span<const int> fds) {
             throw_os_error("sendmsg");
         }
         fds = {};  // the kernel attached them to the first byte sent
-        auto done = static_cast<std::size_t>(r);
-        while (iovcnt > 0 && done >= iov->iov_len) {
-            done -= iov->iov_len;
-            ++iov;
-            --iovcnt;
-        }
-        if (iovcnt > 0) {
-            iov->iov_base = static_cast<char*>(iov->iov_base) + done;
-            iov->iov_len -= done;
-        }
+        advance_iov(iov, iovcnt, static_cast<std::size_t>(r));
     }
 }
 
