@@ -8,6 +8,7 @@
 //   sharedctypes   Value, Array (RawValue, RawArray)
 //   synchronize    Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event, Barrier
 //   shared_memory  SharedMemory
+//   queues         Queue, SimpleQueue, JoinableQueue
 //   callable       what can be shipped to another process
 //   reduction      the codec: values <-> bytes
 #pragma once
@@ -18,6 +19,7 @@
 #include "multiproc/context.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/process.hpp"
+#include "multiproc/queues.hpp"
 #include "multiproc/reduction.hpp"
 #include "multiproc/shared_memory.hpp"
 #include "multiproc/sharedctypes.hpp"
