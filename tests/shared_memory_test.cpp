@@ -1,5 +1,6 @@
 // SharedMemory across real processes, and the resource tracker that unlinks what a program
 // created and left behind (also after SIGKILL).
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
 #include <dirent.h>
@@ -12,6 +13,8 @@
 #include <system_error>
 #include <thread>
 
+#include "helpers/shm_leftovers.hpp"
+#include "forkserver.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/shared_memory.hpp"
 #include "multiproc/sharedctypes.hpp"
@@ -19,6 +22,9 @@
 #include "resource_tracker.hpp"
 
 namespace {
+
+// At the end of the binary: no /dev/shm segment of this binary's processes remains.
+[[maybe_unused]] const bool g_shm_check = mp::test::install_shm_leftover_check();
 
 using namespace std::chrono_literals;
 
@@ -117,6 +123,10 @@ TEST_F(SharedMemoryTest, ClearErrors) {
 
 class SharedMemoryP : public ::testing::TestWithParam<std::string> {
 protected:
+    void TearDown() override {
+        mp::detail::stop_forkserver();  // a child of this process: the leak checker must see none
+        EXPECT_EQ(own_leftovers(), "") << "segments left in /dev/shm";
+    }
     template <class... A>
     mp::Process start(A&&... a) {
         auto p = mp::get_context(GetParam()).Process(std::forward<A>(a)...);
@@ -131,7 +141,6 @@ protected:
         }
         EXPECT_EQ(p.exitcode(), std::optional<int>(0));
     }
-    void TearDown() override { EXPECT_EQ(own_leftovers(), "") << "segments left in /dev/shm"; }
 };
 
 void attach_and_write(std::string name) {
@@ -171,6 +180,8 @@ TEST_P(SharedMemoryP, CreatorKilledSegmentUnlinkedUnlessUntracked) {
     auto p = start(create_report_and_hang, tracked, kept, ready);
     ASSERT_TRUE(ready.wait(30s));
     const std::string a(tracked.data()), b(kept.data());
+    mp::test::note_shm_name(a);
+    mp::test::note_shm_name(b);
     EXPECT_TRUE(exists(a));
     EXPECT_TRUE(exists(b));
     p.kill();
@@ -180,6 +191,27 @@ TEST_P(SharedMemoryP, CreatorKilledSegmentUnlinkedUnlessUntracked) {
     // The tracker unlinked `a` and exited: `b` (track = false) is still there.
     EXPECT_TRUE(exists(b));
     mp::SharedMemory(b).unlink();
+}
+
+// The end-of-binary check is not vacuous: a segment left behind (here on purpose, untracked)
+// fails it, whether this process generated its name or a child reported it.
+TEST(SharedMemoryLeftoverCheck, FailsOnALeftover) {
+    std::string name;
+    {
+        mp::SharedMemory kept("", true, 64, /*track=*/false);
+        name = kept.name();
+    }
+    ASSERT_TRUE(exists(name));
+    EXPECT_NONFATAL_FAILURE(mp::test::expect_no_shm_leftovers(), name);
+    mp::SharedMemory(name).unlink();
+    mp::test::expect_no_shm_leftovers();
+
+    const std::string foreign = "mp_1_check_" + std::to_string(::getpid());  // as if a child made it
+    mp::SharedMemory other(foreign, true, 64, /*track=*/false);
+    mp::test::note_shm_name(foreign);
+    EXPECT_NONFATAL_FAILURE(mp::test::expect_no_shm_leftovers(), foreign);
+    other.unlink();
+    mp::test::expect_no_shm_leftovers();
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, SharedMemoryP, ::testing::ValuesIn(mp::get_all_start_methods()),

@@ -12,11 +12,16 @@
 #include <string>
 #include <vector>
 
+#include "helpers/shm_leftovers.hpp"
+#include "forkserver.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/sharedctypes.hpp"
 #include "multiproc/synchronize.hpp"
 
 namespace {
+
+// At the end of the binary: no /dev/shm segment of this binary's processes remains.
+[[maybe_unused]] const bool g_shm_check = mp::test::install_shm_leftover_check();
 
 using namespace std::chrono_literals;
 
@@ -148,6 +153,8 @@ TEST(SharedCtypes, CorruptHandleIsDecodeError) {
 
 class SharedCtypesP : public ::testing::TestWithParam<std::string> {
 protected:
+    // The forkserver is a child of this process: stop it so the leak checker sees none.
+    void TearDown() override { mp::detail::stop_forkserver(); }
     template <class... A>
     mp::Process start(A&&... a) {
         auto p = mp::get_context(GetParam()).Process(std::forward<A>(a)...);

@@ -13,11 +13,16 @@
 #include <thread>
 #include <vector>
 
+#include "helpers/shm_leftovers.hpp"
+#include "forkserver.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/sharedctypes.hpp"
 #include "multiproc/synchronize.hpp"
 
 namespace {
+
+// At the end of the binary: no /dev/shm segment of this binary's processes remains.
+[[maybe_unused]] const bool g_shm_check = mp::test::install_shm_leftover_check();
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -231,6 +236,8 @@ TEST(Synchronize, TimedWaitsSurviveSignals) {
 
 class SyncP : public ::testing::TestWithParam<std::string> {
 protected:
+    // The forkserver is a child of this process: stop it so the leak checker sees none.
+    void TearDown() override { mp::detail::stop_forkserver(); }
     template <class... A>
     mp::Process start(A&&... a) {
         auto p = mp::get_context(GetParam()).Process(std::forward<A>(a)...);
@@ -331,6 +338,79 @@ TEST_P(SyncP, LockHolderKilled) {
     EXPECT_EQ(ok.value(), 1);
     EXPECT_TRUE(l.try_lock_for(1s));
     l.unlock();
+}
+
+// The killed holder is a zombie (its parent has not reaped it yet): still dead to the lock.
+TEST_P(SyncP, LockHolderKilledNotYetReaped) {
+    mp::Lock l;
+    mp::Event held;
+    auto p = start(hold_lock_and_hang, l, held);
+    ASSERT_TRUE(held.wait(30s));
+    p.kill();  // not joined before acquiring
+    EXPECT_THROW((void)l.try_lock_for(30s), mp::OwnerDied);
+    EXPECT_TRUE(l.is_owned());
+    l.release();
+    p.join();
+}
+
+// try_lock and short timeouts must not keep failing on a lock whose holder is dead.
+TEST_P(SyncP, LockTryLockSeesDeadHolder) {
+    mp::Lock l;
+    mp::Event held;
+    auto p = start(hold_lock_and_hang, l, held);
+    ASSERT_TRUE(held.wait(30s));
+    p.kill();
+    p.join();
+    EXPECT_THROW((void)l.try_lock(), mp::OwnerDied);
+    l.release();
+    EXPECT_TRUE(l.try_lock());
+    l.release();
+}
+
+void wait_for_lock(mp::Lock l, mp::RawValue<int> died, mp::RawValue<int> got, mp::Event waiting) {
+    waiting.set();
+    try {
+        if (!l.acquire(30s)) std::exit(2);
+    } catch (const mp::OwnerDied&) {
+        __atomic_fetch_add(&died.value(), 1, __ATOMIC_SEQ_CST);
+    }
+    __atomic_fetch_add(&got.value(), 1, __ATOMIC_SEQ_CST);
+    l.release();
+}
+
+// Waiters already asleep when the holder is killed: exactly one of them gets OwnerDied, and
+// every one of them gets the lock in turn.
+TEST_P(SyncP, LockSleepingWaitersWhenHolderKilled) {
+    mp::Lock l;
+    mp::Event held, w1, w2;
+    mp::RawValue<int> died(0), got(0);
+    auto holder = start(hold_lock_and_hang, l, held);
+    ASSERT_TRUE(held.wait(30s));
+    auto a = start(wait_for_lock, l, died, got, w1);
+    auto b = start(wait_for_lock, l, died, got, w2);
+    ASSERT_TRUE(w1.wait(30s));
+    ASSERT_TRUE(w2.wait(30s));
+    std::this_thread::sleep_for(50ms);  // let them fall asleep on the lock (not required)
+    holder.kill();
+    holder.join();
+    join_ok(a);
+    join_ok(b);
+    EXPECT_EQ(died.value(), 1);
+    EXPECT_EQ(got.value(), 2);
+    EXPECT_TRUE(l.try_lock());
+    l.release();
+}
+
+// A thread that exits holding a lock is a dead owner too.
+TEST(Synchronize, LockHolderThreadExited) {
+    mp::RLock r;
+    std::thread([&] {
+        r.acquire();
+        r.acquire();
+    }).join();
+    EXPECT_THROW(r.acquire(), mp::OwnerDied);
+    r.release();  // depth 1
+    EXPECT_THROW(r.release(), mp::UsageError);
 }
 
 TEST_P(SyncP, RLockHolderKilled) {
