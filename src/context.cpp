@@ -7,6 +7,7 @@
 
 #include "multiproc/errors.hpp"
 #include "popen.hpp"
+#include "spawn.hpp"
 
 namespace mp {
 namespace {
@@ -17,16 +18,17 @@ struct MethodEntry {
     detail::LaunchFn launch;  // nullptr: not implemented yet
 };
 
-// Default first. Issue 3 turns spawn and forkserver on by filling in their launch functions.
+// Default first.
 constexpr std::array<MethodEntry, 3> kMethods{{
     {StartMethod::fork, "fork", &detail::launch_fork},
-    {StartMethod::spawn, "spawn", nullptr},
-    {StartMethod::forkserver, "forkserver", nullptr},
+    {StartMethod::spawn, "spawn", &detail::launch_spawn},
+    {StartMethod::forkserver, "forkserver", &detail::launch_forkserver},
 }};
 
 // fork is the default: it runs any callable with any copyable arguments, needs no mp::init and
-// is the fastest. (Python 3.14 moved its default to forkserver because of threads; issue 3
-// may follow once forkserver exists here.)
+// is the fastest. Python 3.14 moved its default to forkserver because of threads; here that is
+// one set_start_method("forkserver") away, and the reasons to keep fork are in
+// docs/start_methods.md.
 constexpr StartMethod kDefault = StartMethod::fork;
 
 const MethodEntry& entry(StartMethod m) {

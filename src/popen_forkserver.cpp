@@ -98,4 +98,12 @@ std::unique_ptr<Popen> forkserver_shipped(const CurrentProcess::Info& child, con
     return std::make_unique<ServedChildPopen>(forkserver_fork(record, call.fds));
 }
 
+std::unique_ptr<Popen> launch_forkserver(const LaunchSpec& spec) {
+    CallPackage pkg = spec.target->package();
+    if (!pkg.call)
+        throw ProcessError("multiproc: cannot start " + spec.child->name +
+                           " with the forkserver start method: " + pkg.why_not);
+    return forkserver_shipped(*spec.child, *pkg.call);
+}
+
 }  // namespace mp::detail

@@ -81,4 +81,12 @@ std::unique_ptr<Popen> spawn_shipped(const CurrentProcess::Info& child, const Sh
     return std::make_unique<SpawnedChild>(pid, UniqueFd(pidfd), std::move(status.read));
 }
 
+std::unique_ptr<Popen> launch_spawn(const LaunchSpec& spec) {
+    CallPackage pkg = spec.target->package();
+    if (!pkg.call)
+        throw ProcessError("multiproc: cannot start " + spec.child->name +
+                           " with the spawn start method: " + pkg.why_not);
+    return spawn_shipped(*spec.child, *pkg.call);
+}
+
 }  // namespace mp::detail

@@ -11,6 +11,7 @@
 
 #include "multiproc/errors.hpp"
 #include "popen.hpp"
+#include "spawn.hpp"
 
 namespace mp {
 namespace detail {
@@ -238,6 +239,9 @@ Process::Process(detail::MakeTag, std::optional<StartMethod> method,
 }
 
 void Process::start() {
+    // A spawned child (or forkserver) whose main() skipped mp::init must stop here, before it
+    // starts children of its own: it prints why and exits (spawn.hpp).
+    detail::check_not_bootstrapping();
     auto& s = state();
     auto me = detail::current_info();
     std::shared_ptr<CurrentProcess::Info> child;

@@ -88,6 +88,9 @@ public:
         }
         run_shipped_call(call_, fds_);
     }
+    CallPackage package() const override {
+        return {std::nullopt, "multiproc: a received call is not shipped again"};
+    }
 
 private:
     std::vector<std::byte> call_;

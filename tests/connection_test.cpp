@@ -27,6 +27,7 @@
 #include "multiproc/context.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/process.hpp"
+#include "forkserver.hpp"
 
 extern char** environ;
 
@@ -528,6 +529,8 @@ void require(bool ok, const char* what) {
 class CrossProcess : public ::testing::TestWithParam<std::string> {
 protected:
     mp::Context ctx() const { return mp::get_context(GetParam()); }
+    // The forkserver is a child of this process: stop it so the leak checker sees none.
+    void TearDown() override { mp::detail::stop_forkserver(); }
 };
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, CrossProcess, ::testing::ValuesIn(mp::get_all_start_methods()),

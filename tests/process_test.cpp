@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "multiproc/errors.hpp"
+#include "forkserver.hpp"
 #include "popen.hpp"
 #include "sys/io.hpp"
 
@@ -106,6 +107,15 @@ bool process_gone(pid_t pid) {
     for (;;) ::pause();
 }
 
+// A descriptor handed to a child as a Process argument: a handle, so it reaches the child under
+// every start method (spawn and forkserver children inherit only what they are given; a
+// descriptor number captured in a lambda means nothing there).
+struct PassFd {
+    int fd = -1;
+    void save(mp::Encoder& e) const { e.add_fd(fd); }
+    void load(mp::Decoder& d) { fd = d.take_fd().release(); }
+};
+
 namespace custom {
 struct CustomError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -125,6 +135,8 @@ struct MarkerStatic {
 class ProcessTest : public ::testing::TestWithParam<std::string> {
   protected:
     mp::Context ctx() const { return mp::get_context(GetParam()); }
+    // The forkserver is a child of this process: stop it so the leak checker sees none.
+    void TearDown() override { mp::detail::stop_forkserver(); }
 };
 
 TEST_P(ProcessTest, StartJoinExitcodeZero) {
@@ -148,10 +160,10 @@ TEST_P(ProcessTest, ArgumentsAreCopiedIntoTheChild) {
     std::string text = "payload";
     std::vector<int> v{1, 2, 3};
     auto p = ctx().Process(
-        [](int fd, std::string s, const std::vector<int>& xs, int k) {
-            write_str(fd, s + ":" + std::to_string(xs.size()) + ":" + std::to_string(k));
+        [](PassFd f, std::string s, const std::vector<int>& xs, int k) {
+            write_str(f.fd, s + ":" + std::to_string(xs.size()) + ":" + std::to_string(k));
         },
-        w.get(), text, v, 42);
+        PassFd{w.get()}, text, v, 42);
     text = "changed";  // the Process holds its own copies
     p.start();
     EXPECT_EQ(read_str(r.get()), "payload:3:42");
@@ -262,10 +274,10 @@ TEST_P(ProcessTest, ChildExitDoesNotRunParentExitHandlers) {
 
 TEST_P(ProcessTest, JoinWithTimeoutReturnsWhileRunning) {
     auto [r, w] = mp::sys::make_pipe();
-    auto p = ctx().Process([fd = r.get()] {
+    auto p = ctx().Process([](PassFd f) {
         char c;
-        std::exit(mp::sys::read_full(fd, &c, 1) == 1 ? 5 : 6);
-    });
+        std::exit(mp::sys::read_full(f.fd, &c, 1) == 1 ? 5 : 6);
+    }, PassFd{r.get()});
     p.start();
     p.join(20ms);
     EXPECT_TRUE(p.is_alive());
@@ -280,10 +292,10 @@ TEST_P(ProcessTest, JoinWithTimeoutReturnsWhileRunning) {
 
 TEST_P(ProcessTest, SentinelBecomesReadableAtExit) {
     auto [r, w] = mp::sys::make_pipe();
-    auto p = ctx().Process([fd = r.get()] {
+    auto p = ctx().Process([](PassFd f) {
         char c;
-        static_cast<void>(mp::sys::read_full(fd, &c, 1));
-    });
+        static_cast<void>(mp::sys::read_full(f.fd, &c, 1));
+    }, PassFd{r.get()});
     EXPECT_THROW(static_cast<void>(p.sentinel()), mp::UsageError);
     p.start();
     int s = p.sentinel();
@@ -297,10 +309,10 @@ TEST_P(ProcessTest, SentinelBecomesReadableAtExit) {
 
 TEST_P(ProcessTest, MisuseIsAUsageError) {
     auto [r, w] = mp::sys::make_pipe();
-    auto p = ctx().Process([fd = r.get()] {
+    auto p = ctx().Process([](PassFd f) {
         char c;
-        static_cast<void>(mp::sys::read_full(fd, &c, 1));
-    });
+        static_cast<void>(mp::sys::read_full(f.fd, &c, 1));
+    }, PassFd{r.get()});
     EXPECT_THROW(p.join(), mp::UsageError);       // not started
     EXPECT_THROW(p.terminate(), mp::UsageError);  // not started
     p.start();
@@ -341,7 +353,8 @@ TEST_P(ProcessTest, CurrentAndParentProcessSeenFromChild) {
     EXPECT_FALSE(mp::parent_process());
 
     auto [r, w] = mp::sys::make_pipe();
-    auto p = ctx().Process([fd = w.get()] {
+    auto p = ctx().Process([](PassFd f) {
+        const int fd = f.fd;
         auto me = mp::current_process();
         auto parent = mp::parent_process();
         write_str(fd, me.name());
@@ -353,7 +366,7 @@ TEST_P(ProcessTest, CurrentAndParentProcessSeenFromChild) {
         // A Process made here is named after this one: Process-N:1.
         mp::Process grandchild([] {});
         write_str(fd, grandchild.name());
-    });
+    }, PassFd{w.get()});
     p.set_daemon(true);
     p.start();
     EXPECT_EQ(read_str(r.get()), p.name());
@@ -366,13 +379,14 @@ TEST_P(ProcessTest, CurrentAndParentProcessSeenFromChild) {
 
 TEST_P(ProcessTest, ParentProcessWatchesTheParent) {
     auto [r, w] = mp::sys::make_pipe();
-    auto q = ctx().Process([fd = w.get()] {
+    auto q = ctx().Process([](PassFd f) {
+        const int fd = f.fd;
         auto parent = mp::parent_process();
         if (!parent) std::exit(10);
         parent->join(10ms);  // the parent is alive: times out
         write_str(fd, parent->is_alive() ? "alive" : "ended");
         write_str(fd, parent->sentinel() >= 0 ? "pidfd" : "none");
-    });
+    }, PassFd{w.get()});
     q.start();
     EXPECT_EQ(read_str(r.get()), "alive");
     EXPECT_EQ(read_str(r.get()), "pidfd");
@@ -380,17 +394,17 @@ TEST_P(ProcessTest, ParentProcessWatchesTheParent) {
     EXPECT_EQ(q.exitcode(), 0);
 
     // child -> grandchild; the child is SIGKILLed and the grandchild sees its parent end.
-    auto child = ctx().Process([fd = w.get(), method = GetParam()] {
-        auto gc = mp::get_context(method).Process([fd] {
-            write_str(fd, "ready");
+    auto child = ctx().Process([](PassFd f, std::string method) {
+        auto gc = mp::get_context(method).Process([](PassFd g) {
+            write_str(g.fd, "ready");
             auto parent = mp::parent_process();
             if (!parent) std::exit(10);
             parent->join(60s);
-            write_str(fd, parent->is_alive() ? "alive" : "ended");
-        });
+            write_str(g.fd, parent->is_alive() ? "alive" : "ended");
+        }, f);
         gc.start();
         block_forever();
-    });
+    }, PassFd{w.get()}, GetParam());
     child.start();
     EXPECT_EQ(read_str(r.get()), "ready");
     child.kill();
@@ -400,15 +414,15 @@ TEST_P(ProcessTest, ParentProcessWatchesTheParent) {
 
 TEST_P(ProcessTest, ActiveChildrenReapsFinishedAndAbandonedChildren) {
     auto [r, w] = mp::sys::make_pipe();
-    auto waiter = [fd = r.get()] {
+    auto waiter = [](PassFd f) {
         char c;
-        static_cast<void>(mp::sys::read_full(fd, &c, 1));
+        static_cast<void>(mp::sys::read_full(f.fd, &c, 1));
     };
-    auto kept = ctx().Process(waiter);
+    auto kept = ctx().Process(waiter, PassFd{r.get()});
     kept.start();
     pid_t abandoned_pid;
     {
-        auto abandoned = ctx().Process(waiter);
+        auto abandoned = ctx().Process(waiter, PassFd{r.get()});
         abandoned.start();
         abandoned_pid = *abandoned.pid();
     }  // destroyed while running: stays registered, not leaked, not killed
@@ -458,15 +472,15 @@ TEST_P(ProcessTest, CpuCounts) {
 
 TEST_P(ProcessTest, DaemonicChildDiesWithKilledParent) {
     auto [r, w] = mp::sys::make_pipe();
-    auto child = ctx().Process([fd = w.get(), method = GetParam()] {
-        auto gc = mp::get_context(method).Process([fd] {
-            write_str(fd, std::to_string(::getpid()));
+    auto child = ctx().Process([](PassFd f, std::string method) {
+        auto gc = mp::get_context(method).Process([](PassFd g) {
+            write_str(g.fd, std::to_string(::getpid()));
             block_forever();
-        });
+        }, f);
         gc.set_daemon(true);
         gc.start();
         block_forever();
-    });
+    }, PassFd{w.get()}, GetParam());
     child.start();
     pid_t grandchild = std::stoi(read_str(r.get()));
     EXPECT_FALSE(process_gone(grandchild));
@@ -482,14 +496,14 @@ TEST_P(ProcessTest, DaemonicChildDiesWithKilledParent) {
 TEST_P(ProcessTest, NonDaemonicChildrenAreJoinedAtExit) {
     auto [r, w] = mp::sys::make_pipe();
     mp::sys::set_nonblocking(r.get(), true);
-    auto child = ctx().Process([fd = w.get(), method = GetParam()] {
-        auto gc = mp::get_context(method).Process([fd] {
+    auto child = ctx().Process([](PassFd f, std::string method) {
+        auto gc = mp::get_context(method).Process([](PassFd g) {
             std::this_thread::sleep_for(200ms);  // outlasts the parent's std::exit call
-            mp::sys::write_all(fd, "G", 1);
-        });
+            mp::sys::write_all(g.fd, "G", 1);
+        }, f);
         gc.start();
         std::exit(3);  // without join: the exit handler joins gc first
-    });
+    }, PassFd{w.get()}, GetParam());
     child.start();
     child.join(60s);
     ASSERT_EQ(child.exitcode(), 3);
@@ -501,19 +515,20 @@ TEST_P(ProcessTest, NonDaemonicChildrenAreJoinedAtExit) {
 
 TEST_P(ProcessTest, DaemonicChildrenAreTerminatedAtExit) {
     auto [r, w] = mp::sys::make_pipe();
-    auto child = ctx().Process([fd = w.get(), method = GetParam()] {
+    auto child = ctx().Process([](PassFd f, std::string method) {
+        const int fd = f.fd;
         auto [ready_r, ready_w] = mp::sys::make_pipe();
-        auto gc = mp::get_context(method).Process([rfd = ready_w.get()] {
-            mp::sys::write_all(rfd, "r", 1);
+        auto gc = mp::get_context(method).Process([](PassFd g) {
+            mp::sys::write_all(g.fd, "r", 1);
             block_forever();
-        });
+        }, PassFd{ready_w.get()});
         gc.set_daemon(true);
         gc.start();
         char c;
         static_cast<void>(mp::sys::read_full(ready_r.get(), &c, 1));  // gc is running its target
         write_str(fd, std::to_string(*gc.pid()));
         // Returns without join: at exit the daemonic gc is terminated, then joined.
-    });
+    }, PassFd{w.get()}, GetParam());
     child.start();
     pid_t grandchild = std::stoi(read_str(r.get()));
     child.join(60s);
@@ -529,15 +544,15 @@ TEST_P(ProcessTest, DaemonicChildrenAreTerminatedAtExit) {
 
 TEST_P(ProcessTest, DaemonicProcessMayNotStartChildren) {
     auto [r, w] = mp::sys::make_pipe();
-    auto p = ctx().Process([fd = w.get()] {
+    auto p = ctx().Process([](PassFd f) {
         mp::Process gc([] {});
         try {
             gc.start();
-            write_str(fd, "started");
+            write_str(f.fd, "started");
         } catch (const mp::UsageError& e) {
-            write_str(fd, e.what());
+            write_str(f.fd, e.what());
         }
-    });
+    }, PassFd{w.get()});
     p.set_daemon(true);
     p.start();
     std::string what = read_str(r.get());

@@ -3,7 +3,6 @@
 // A start method is how a child process is made: `fork` (the child is a copy of the parent;
 // any callable and any copyable arguments work), `spawn` (a fresh exec of the program that
 // enters through mp::init) and `forkserver` (a clean single-threaded server forks children).
-// Today only `fork` is implemented; asking for another is an mp::ProcessError naming it.
 //
 // The default method is `fork`: it runs any callable with any copyable arguments, needs no
 // mp::init, and is the fastest. Forking a process that already runs several threads logs a
@@ -65,7 +64,7 @@ void set_start_method(std::string_view method, bool force = false);
 /// the default ("fork") is fixed and returned.
 std::optional<std::string> get_start_method(bool allow_none = false);
 
-/// The start methods available here, the default first (today: {"fork"}).
+/// The start methods available here, the default first: {"fork", "spawn", "forkserver"}.
 std::vector<std::string> get_all_start_methods();
 
 }  // namespace mp

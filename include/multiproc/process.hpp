@@ -5,8 +5,10 @@
 //   p.start();                                      // the child runs worker(copy-of-"job-1")
 //   p.join();                                       // *p.exitcode() == 0
 //
-// Across processes: under `fork` (today's only start method) the child is a copy of the parent
-// and invokes target(args...) on its own decayed copies; the return value is ignored. The
+// Across processes: under `fork` the child is a copy of the parent and invokes target(args...)
+// on its own decayed copies; the return value is ignored. Under `spawn` and `forkserver` the
+// target and arguments are shipped (multiproc/callable.hpp; docs/start_methods.md has the
+// table): what cannot ship makes start() throw mp::ProcessError naming the part and why. The
 // child's exit code, as Python's: 0 after a normal return, N after std::exit(N), 1 after an
 // uncaught exception (printed to stderr as "Process Process-1:" + type + what()), -S when
 // killed by signal S. A child leaves through _exit: the parent's atexit handlers and static
@@ -40,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "multiproc/callable.hpp"
 #include "multiproc/context.hpp"
 #include "multiproc/timeout.hpp"
 
@@ -50,14 +53,15 @@ namespace detail {
 struct ProcessState;
 struct MakeTag {};
 
-/// A Process target with copies of its arguments, type-erased (the `fork` form of the target).
-/// Issue 3 adds here `virtual CallPackage package() const = 0;` (the shipped form for
-/// spawn/forkserver), implemented in TargetCallImpl from the same stored copies.
+/// A Process target with copies of its arguments, type-erased, in both forms: invoke() runs it
+/// here (a fork child), package() ships it (spawn, forkserver: bytes + descriptors, or why not).
 class TargetCall {
   public:
     virtual ~TargetCall() = default;
     /// Runs target(args...) on the stored copies; the result is discarded.
     virtual void invoke() = 0;
+    /// The shipped form of target(args...) (mp::detail::package_call), or why it cannot ship.
+    [[nodiscard]] virtual CallPackage package() const = 0;
 };
 
 template <class F, class Tuple>
@@ -68,9 +72,9 @@ class TargetCallImpl final : public TargetCall {
     void invoke() override {
         std::apply([this](auto&... a) { static_cast<void>(std::invoke(f_, a...)); }, args_);
     }
-    // Issue 3: CallPackage package() const override {
-    //     return std::apply([this](const auto&... a) { return package_call(f_, a...); }, args_);
-    // }
+    CallPackage package() const override {
+        return std::apply([this](const auto&... a) { return package_call(f_, a...); }, args_);
+    }
 
   private:
     F f_;
