@@ -1,0 +1,543 @@
+// mp::Pool and the task engine, run once per start method.
+#include "multiproc/pool.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <exception>
+#include <fstream>
+#include <numeric>
+#include <ranges>
+#include <regex>
+#include <set>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "forkserver.hpp"
+#include "multiproc/connection.hpp"
+#include "multiproc/process.hpp"
+#include "sys/pidfd.hpp"
+#include "sys/io.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// --- task functions (plain functions: they travel by identity under every start method) ---
+
+int square(int x) { return x * x; }
+int add(int a, int b) { return a + b; }
+long long add3(long long a, int b, short c) { return a + b + c; }
+std::string label(int x) { return "item-" + std::to_string(x); }
+int sleep_ms(int ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return ms;
+}
+int my_pid(int) { return static_cast<int>(::getpid()); }
+void nothing(int) {}
+
+int throw_invalid(int x) {
+    if (x == 3) throw std::invalid_argument("bad value 3");
+    return x;
+}
+
+// Not of a standard family: it comes back as mp::RemoteError.
+struct CustomError : std::exception {
+    const char* what() const noexcept override { return "custom failure"; }
+};
+int throw_custom(int) { throw CustomError(); }
+// A subclass of a standard type keeps its family (its name joins what()).
+struct CustomRuntime : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+int throw_custom_runtime(int) { throw CustomRuntime("runtime failure"); }
+
+enum How : int { kill9 = 0, segv, abrt, term, exit3 };
+struct Doom {
+    int x, victim, how;
+};
+int doom(Doom d) {
+    if (d.x == d.victim) {
+        switch (d.how) {
+            case kill9: ::raise(SIGKILL); break;
+            case segv: ::raise(SIGSEGV); break;
+            case abrt: std::abort();
+            case term: std::terminate();
+            case exit3: std::exit(3);
+        }
+    }
+    return d.x * d.x;
+}
+
+// Crashes its worker the first time (a marker file remembers), succeeds afterwards.
+int crash_once(std::string marker) {
+    struct stat st {};
+    if (::stat(marker.c_str(), &st) != 0) {
+        std::ofstream(marker) << "x";
+        ::raise(SIGKILL);
+    }
+    return 7;
+}
+int always_crash(int) {
+    ::raise(SIGKILL);
+    return 0;
+}
+
+int g_init_value = 0;
+void init_set(int v) { g_init_value = v; }
+int read_init(int) { return g_init_value; }
+void init_throws(int) { throw std::runtime_error("initializer exploded"); }
+void init_aborts(int) { std::abort(); }
+
+std::vector<double> big_result(int n) { return std::vector<double>(static_cast<std::size_t>(n), 1.5); }
+double sum_span(std::span<const double> v) { return std::accumulate(v.begin(), v.end(), 0.0); }
+double sum_vec(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); }
+
+std::string env_of(std::string name) {
+    const char* v = std::getenv(name.c_str());
+    return v ? v : "<unset>";
+}
+
+class PoolTest : public ::testing::TestWithParam<std::string> {
+protected:
+    mp::PoolOptions opts() const {
+        mp::PoolOptions o;
+        o.context = mp::get_context(GetParam());
+        return o;
+    }
+    void TearDown() override { mp::detail::stop_forkserver(); }
+};
+
+// --- results and order -------------------------------------------------------------------------
+
+TEST_P(PoolTest, MapKeepsInputOrder) {
+    mp::Pool pool(2, opts());
+    std::vector<int> in(1000);
+    std::iota(in.begin(), in.end(), -500);
+    std::vector<int> want;
+    for (int x : in) want.push_back(x * x);
+    EXPECT_EQ(pool.map(square, in), want);
+    EXPECT_EQ(pool.map(square, in, 7), want);
+    EXPECT_EQ(pool.map(square, in, 1), want);
+    EXPECT_TRUE(pool.map(square, std::vector<int>{}).empty());
+    EXPECT_EQ(pool.map(label, std::vector<int>{1, 2}), (std::vector<std::string>{"item-1", "item-2"}));
+    // A lazy, unsized input is materialized first, as Python's map does with list(iterable).
+    auto odd = std::views::iota(0, 10) | std::views::filter([](int x) { return x % 2 == 1; });
+    EXPECT_EQ(pool.map(square, odd), (std::vector<int>{1, 9, 25, 49, 81}));
+}
+
+TEST_P(PoolTest, SeedExample) {
+    mp::Pool pool(4, opts());
+    std::vector<int> r = pool.map(square, std::vector<int>{1, 2, 3, 4});
+    EXPECT_EQ(r, (std::vector<int>{1, 4, 9, 16}));
+    auto a = pool.apply_async(square, 10);
+    EXPECT_EQ(a.get(), 100);
+    EXPECT_EQ(pool.apply(add, 2, 3), 5);
+}
+
+TEST_P(PoolTest, StarmapOverTuples) {
+    mp::Pool pool(2, opts());
+    std::vector<std::tuple<int, int>> in;
+    for (int i = 0; i < 300; ++i) in.emplace_back(i, 2 * i);
+    auto r = pool.starmap(add, in);
+    ASSERT_EQ(r.size(), 300u);
+    for (int i = 0; i < 300; ++i) EXPECT_EQ(r[static_cast<std::size_t>(i)], 3 * i);
+    std::vector<std::tuple<long long, int, short>> in3{{1, 2, 3}, {10, 20, 30}};
+    EXPECT_EQ(pool.starmap_async(add3, in3).get(), (std::vector<long long>{6, 60}));
+}
+
+TEST_P(PoolTest, ImapInOrderAndUnordered) {
+    mp::Pool pool(2, opts());
+    std::vector<int> in(500);
+    std::iota(in.begin(), in.end(), 0);
+    std::vector<int> got;
+    for (int r : pool.imap(square, in)) got.push_back(r);
+    std::vector<int> want;
+    for (int x : in) want.push_back(x * x);
+    EXPECT_EQ(got, want);
+
+    got.clear();
+    for (int r : pool.imap_unordered(square, in, 3)) got.push_back(r);
+    std::sort(got.begin(), got.end());
+    std::sort(want.begin(), want.end());
+    EXPECT_EQ(got, want);
+
+    auto it = pool.imap(square, std::vector<int>{4});
+    EXPECT_EQ(it.next(), 16);
+    EXPECT_EQ(it.next(), std::nullopt);
+}
+
+std::atomic<long> g_reads{0};
+int counted(int x) {
+    g_reads.fetch_add(1);
+    return x;
+}
+
+TEST_P(PoolTest, ImapReadsAnEndlessInputLazily) {
+    mp::Pool pool(2, opts());
+    g_reads = 0;
+    // An endless input: only a bounded window of it is ever read ahead of the consumer.
+    auto endless = std::views::iota(0) | std::views::transform(counted);
+    long n = 0;
+    {
+        auto results = pool.imap(square, endless, 0, 256);
+        for (int r : results) {
+            ASSERT_EQ(r, static_cast<int>(n * n));  // n < 5000: no overflow
+            if (++n == 5000) break;
+        }
+    }
+    EXPECT_EQ(n, 5000);
+    EXPECT_LE(g_reads.load(), 5000 + 256 + 1);
+    EXPECT_EQ(pool.apply(square, 5), 25);  // the pool is still fine after dropping the iterator
+}
+
+// --- callbacks and exceptions -------------------------------------------------------------------
+
+TEST_P(PoolTest, ApplyAsyncCallbacksRunInTheParent) {
+    mp::Pool pool(2, opts());
+    std::atomic<int> got{0};
+    std::atomic<pid_t> where{0};
+    auto r = pool.apply_async(mp::callbacks([&](int v) {
+                                  got = v;
+                                  where = ::getpid();
+                              }),
+                              square, 12);
+    EXPECT_EQ(r.get(), 144);
+    EXPECT_EQ(got.load(), 144);  // the callback ran before get() returned
+    EXPECT_EQ(where.load(), ::getpid());
+
+    std::exception_ptr seen;
+    auto e = pool.apply_async(mp::error_callback([&](std::exception_ptr ex) { seen = ex; }), throw_invalid, 3);
+    EXPECT_THROW(e.get(), std::invalid_argument);
+    ASSERT_TRUE(seen);
+    EXPECT_THROW(std::rethrow_exception(seen), std::invalid_argument);
+    EXPECT_TRUE(e.ready());
+    EXPECT_FALSE(e.successful());
+
+    std::vector<int> whole;
+    auto m = pool.map_async(mp::callbacks([&](const std::vector<int>& v) { whole = v; }), square,
+                            std::vector<int>{1, 2, 3});
+    m.wait();
+    EXPECT_EQ(whole, (std::vector<int>{1, 4, 9}));
+    EXPECT_TRUE(m.successful());
+}
+
+TEST_P(PoolTest, ExceptionsComeBackTyped) {
+    mp::Pool pool(2, opts());
+    try {
+        pool.apply(throw_invalid, 3);
+        FAIL() << "no exception";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_STREQ(e.what(), "bad value 3");
+    }
+    try {
+        pool.apply(throw_custom, 1);
+        FAIL() << "no exception";
+    } catch (const mp::RemoteError& e) {
+        EXPECT_NE(e.type_name().find("CustomError"), std::string::npos) << e.type_name();
+        EXPECT_EQ(e.remote_what(), "custom failure");
+        EXPECT_FALSE(e.traceback().empty());
+    }
+    try {
+        pool.apply(throw_custom_runtime, 1);
+        FAIL() << "no exception";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("CustomRuntime"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("runtime failure"), std::string::npos) << e.what();
+    }
+    std::vector<int> in{0, 1, 2, 3, 4};
+    EXPECT_THROW(pool.map(throw_invalid, in), std::invalid_argument);
+    EXPECT_THROW(pool.map(throw_custom, in, 2), mp::RemoteError);
+    // imap: the failing item throws, the others still arrive.
+    auto it = pool.imap(throw_invalid, in, 1);
+    EXPECT_EQ(it.next(), 0);
+    EXPECT_EQ(it.next(), 1);
+    EXPECT_EQ(it.next(), 2);
+    EXPECT_THROW(it.next(), std::invalid_argument);
+    EXPECT_EQ(it.next(), 4);
+    EXPECT_EQ(it.next(), std::nullopt);
+}
+
+// --- worker death -------------------------------------------------------------------------------
+
+struct DeathCase {
+    How how;
+    const char* pattern;
+};
+
+TEST_P(PoolTest, WorkerDeathFailsExactlyTheItemItWasRunning) {
+    const DeathCase cases[] = {
+        {kill9, "worker process [0-9]+ was killed by signal 9 \\(SIGKILL\\)"},
+        {segv, "worker process [0-9]+ was killed by signal 11 \\(SIGSEGV\\)"},
+        {abrt, "worker process [0-9]+ was killed by signal 6 \\(SIGABRT\\)"},
+        {term, "worker process [0-9]+ was killed by signal 6 \\(SIGABRT\\)"},
+        {exit3, "worker process [0-9]+ exited with code 3"},
+    };
+    mp::Pool pool(2, opts());
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.pattern);
+        std::vector<Doom> in;
+        for (int i = 0; i < 40; ++i) in.push_back({i, 17, c.how});
+        // Chunks of 5: the worker dies in the middle of a chunk; only item 17 may fail.
+        auto it = pool.imap(doom, in, 5);
+        for (int i = 0; i < 40; ++i) {
+            if (i == 17) {
+                try {
+                    it.next();
+                    ADD_FAILURE() << "item 17 did not fail";
+                } catch (const mp::BrokenProcessPool& e) {
+                    EXPECT_TRUE(std::regex_search(e.what(), std::regex(c.pattern))) << e.what();
+                }
+            } else {
+                EXPECT_EQ(it.next(), i * i);
+            }
+        }
+        EXPECT_EQ(it.next(), std::nullopt);
+        // map: the same death surfaces as the map's exception.
+        EXPECT_THROW(pool.map(doom, in, 3), mp::BrokenProcessPool);
+        EXPECT_EQ(pool.apply(square, 9), 81);  // replaced workers keep serving
+        EXPECT_EQ(pool.worker_pids().size(), 2u);
+    }
+}
+
+TEST_P(PoolTest, RetriesThenQuarantine) {
+    auto o = opts();
+    o.retries = 2;
+    mp::Pool pool(2, o);
+    char dir[] = "/tmp/mp_pool_retryXXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    const std::string marker = std::string(dir) + "/crashed";
+    EXPECT_EQ(pool.apply(crash_once, marker), 7);  // retried on a fresh worker
+    ::unlink(marker.c_str());
+    ::rmdir(dir);
+    try {
+        pool.apply(always_crash, 0);
+        FAIL() << "no exception";
+    } catch (const mp::BrokenProcessPool& e) {
+        const std::string w = e.what();
+        EXPECT_NE(w.find("quarantined"), std::string::npos) << w;
+        EXPECT_NE(w.find("killed 3 worker processes"), std::string::npos) << w;
+        EXPECT_NE(w.find("attempt 3"), std::string::npos) << w;
+    }
+    EXPECT_EQ(pool.apply(square, 4), 16);
+}
+
+TEST_P(PoolTest, MaxTasksPerChildReplacesWorkers) {
+    auto o = opts();
+    o.maxtasksperchild = 2;
+    mp::Pool pool(2, o);
+    std::vector<int> in(12, 0);
+    auto pids = pool.map(my_pid, in, 1);
+    std::set<int> distinct(pids.begin(), pids.end());
+    EXPECT_GE(distinct.size(), 6u);
+    EXPECT_EQ(pool.apply(square, 3), 9);
+}
+
+// --- initializer ----------------------------------------------------------------------------------
+
+TEST_P(PoolTest, InitializerRunsInEveryWorker) {
+    auto o = opts();
+    o.initializer = mp::Initializer(init_set, 42);
+    mp::Pool pool(2, o);
+    auto r = pool.map(read_init, std::vector<int>(20, 0), 1);
+    for (int v : r) EXPECT_EQ(v, 42);
+}
+
+TEST_P(PoolTest, InitializerFailureIsAClearErrorNotAHang) {
+    {
+        auto o = opts();
+        o.initializer = mp::Initializer(init_throws, 0);
+        mp::Pool pool(2, o);
+        try {
+            pool.apply(square, 2);
+            FAIL() << "no exception";
+        } catch (const mp::BrokenProcessPool& e) {
+            EXPECT_NE(std::string(e.what()).find("initializer exploded"), std::string::npos) << e.what();
+        }
+        EXPECT_THROW(pool.map(square, std::vector<int>{1, 2}), mp::BrokenProcessPool);
+    }
+    {
+        auto o = opts();
+        o.initializer = mp::Initializer(init_aborts, 0);
+        mp::Pool pool(1, o);
+        try {
+            pool.apply(square, 2);
+            FAIL() << "no exception";
+        } catch (const mp::BrokenProcessPool& e) {
+            EXPECT_NE(std::string(e.what()).find("initializer"), std::string::npos) << e.what();
+        }
+    }
+}
+
+// --- timeouts, shutdown ---------------------------------------------------------------------------
+
+TEST_P(PoolTest, TimeoutsAndReadiness) {
+    mp::Pool pool(1, opts());
+    auto r = pool.apply_async(sleep_ms, 3000);
+    EXPECT_FALSE(r.ready());
+    EXPECT_THROW(static_cast<void>(r.successful()), mp::UsageError);
+    EXPECT_FALSE(r.wait(20ms));
+    EXPECT_THROW(r.get(50ms), mp::TimeoutError);
+    auto it = pool.imap(sleep_ms, std::vector<int>{3000});
+    EXPECT_THROW(it.next(20ms), mp::TimeoutError);
+    auto quick = pool.apply_async(square, 2);
+    pool.terminate();
+    EXPECT_THROW(r.get(), mp::BrokenProcessPool);
+    EXPECT_TRUE(quick.wait(5s));
+    pool.join();
+}
+
+TEST_P(PoolTest, DestructorFailsPendingResults) {
+    std::optional<mp::AsyncResult<int>> r;
+    std::optional<mp::AsyncResult<std::vector<int>>> m;
+    {
+        mp::Pool pool(2, opts());
+        r.emplace(pool.apply_async(sleep_ms, 10000));
+        m.emplace(pool.map_async(sleep_ms, std::vector<int>{10000, 10000, 10000}, 1));
+    }
+    try {
+        r->get();
+        FAIL() << "no exception";
+    } catch (const mp::BrokenProcessPool& e) {
+        EXPECT_NE(std::string(e.what()).find("terminated"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(m->get(), mp::BrokenProcessPool);
+}
+
+TEST_P(PoolTest, CloseThenJoin) {
+    mp::Pool pool(2, opts());
+    EXPECT_THROW(pool.join(), mp::UsageError);
+    auto r = pool.map_async(sleep_ms, std::vector<int>{30, 30, 30, 30}, 1);
+    pool.close();
+    EXPECT_THROW(pool.apply_async(square, 1), mp::UsageError);
+    pool.join();
+    EXPECT_EQ(r.get(), (std::vector<int>{30, 30, 30, 30}));
+}
+
+// --- sizes and load -------------------------------------------------------------------------------
+
+TEST_P(PoolTest, LargeResultsAndArguments) {
+    mp::Pool pool(2, opts());
+    auto big = pool.apply(big_result, 3 << 20);  // 24 MiB back
+    ASSERT_EQ(big.size(), std::size_t{3} << 20);
+    EXPECT_EQ(big.front(), 1.5);
+    EXPECT_EQ(big.back(), 1.5);
+    std::vector<double> arg(std::size_t{1} << 20, 2.0);  // 8 MiB out, through shared memory
+    EXPECT_EQ(pool.apply(sum_span, arg), 2.0 * static_cast<double>(arg.size()));
+    EXPECT_EQ(pool.apply(sum_vec, arg), 2.0 * static_cast<double>(arg.size()));
+    std::vector<double> small(10, 1.0);
+    EXPECT_EQ(pool.apply(sum_span, small), 10.0);
+}
+
+TEST_P(PoolTest, OneMillionTinyTasks) {
+    mp::Pool pool(2, opts());
+    std::vector<int> in(1'000'000);
+    for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<int>(i % 40000);
+    auto r = pool.map(square, in);
+    ASSERT_EQ(r.size(), in.size());
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < in.size(); ++i) wrong += r[i] != in[i] * in[i];
+    EXPECT_EQ(wrong, 0u);
+    pool.map(nothing, std::vector<int>(1000, 0));
+}
+
+TEST_P(PoolTest, SubmissionsFromFourThreads) {
+    mp::Pool pool(2, opts());
+    std::atomic<int> bad{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t) {
+        ts.emplace_back([&, t] {
+            std::vector<mp::AsyncResult<int>> rs;
+            for (int i = 0; i < 200; ++i) rs.push_back(pool.apply_async(add, t * 1000, i));
+            for (int i = 0; i < 200; ++i)
+                if (rs[static_cast<std::size_t>(i)].get() != t * 1000 + i) ++bad;
+            std::vector<int> in(500, t);
+            for (int v : pool.map(square, in))
+                if (v != t * t) ++bad;
+        });
+    }
+    for (auto& th : ts) th.join();
+    EXPECT_EQ(bad.load(), 0);
+}
+
+TEST_P(PoolTest, ThreadCountVariablesAreSetUnlessTheUserDid) {
+    ::unsetenv("OMP_NUM_THREADS");
+    ::setenv("MKL_NUM_THREADS", "7", 1);
+    {
+        mp::Pool pool(2, opts());
+        const std::string want = std::to_string(std::max(1, mp::process_cpu_count() / 2));
+        EXPECT_EQ(pool.apply(env_of, std::string("OMP_NUM_THREADS")), want);
+        EXPECT_EQ(pool.apply(env_of, std::string("OPENBLAS_NUM_THREADS")), want);
+        EXPECT_EQ(pool.apply(env_of, std::string("MKL_NUM_THREADS")), "7");
+    }
+    ::unsetenv("MKL_NUM_THREADS");
+    EXPECT_EQ(env_of("OMP_NUM_THREADS"), "<unset>");  // only the workers got it
+}
+
+// --- Ctrl-C ---------------------------------------------------------------------------------------
+
+void on_sigint(int) {}
+
+// Runs a long map in a pool; reports the worker pids, then how the map ended.
+void sigint_child(mp::Connection out, std::string method, int install_handler) {
+    if (install_handler) {
+        struct sigaction sa {};
+        sa.sa_handler = on_sigint;
+        sigemptyset(&sa.sa_mask);
+        ::sigaction(SIGINT, &sa, nullptr);
+    }
+    mp::PoolOptions o;
+    o.context = mp::get_context(method);
+    mp::Pool pool(2, o);
+    pool.apply(square, 1);  // both workers started
+    out.send(pool.worker_pids());
+    try {
+        pool.map(sleep_ms, std::vector<int>(200, 100), 1);
+        out.send(std::string("finished"));
+    } catch (const std::system_error& e) {
+        out.send(std::string(e.code() == std::errc::interrupted ? "interrupted" : e.what()));
+    }
+}
+
+TEST_P(PoolTest, SigintInterruptsABlockingMapAndLeavesNoWorker) {
+    for (int handler : {1, 0}) {
+        SCOPED_TRACE(handler ? "with a SIGINT handler" : "default SIGINT disposition");
+        auto [rd, wr] = mp::Pipe(false);
+        mp::Process child(mp::get_context("fork"), sigint_child, wr, GetParam(), handler);
+        child.start();
+        wr.close();
+        ASSERT_TRUE(rd.poll(30s));
+        auto pids = rd.recv<std::vector<pid_t>>();
+        ASSERT_EQ(pids.size(), 2u);
+        std::vector<mp::detail::UniqueFd> watch;
+        for (pid_t p : pids) watch.push_back(mp::sys::pidfd_open(p));
+        std::this_thread::sleep_for(200ms);  // inside the map
+        ASSERT_EQ(::kill(*child.pid(), SIGINT), 0);
+        child.join(30s);
+        ASSERT_TRUE(child.exitcode().has_value());
+        if (handler) {
+            EXPECT_EQ(*child.exitcode(), 0);
+            ASSERT_TRUE(rd.poll(5s));
+            EXPECT_EQ(rd.recv<std::string>(), "interrupted");
+        } else {
+            EXPECT_EQ(*child.exitcode(), -SIGINT);
+        }
+        for (auto& w : watch)
+            EXPECT_TRUE(mp::sys::wait_readable(w.get(), mp::detail::Deadline(10s))) << "a worker survived";
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, PoolTest, ::testing::ValuesIn(mp::get_all_start_methods()),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
