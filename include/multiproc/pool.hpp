@@ -849,7 +849,9 @@ private:
     template <bool Star, class C, class E, class F, class Range>
     auto map_impl(Callbacks<C, E> cbs, const F& f, Range&& range, std::size_t chunksize) {
         using V = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
-        static_assert(detail::check_chunk<Star, F, V>(), "see the diagnostic above");
+        static_assert(detail::check_chunk<Star, F, V>(),
+                      "mp::Pool: the function or the items of this map cannot be shipped to a "
+                      "worker process (the reason is in the other diagnostics of this error)");
         using R = detail::chunk_result_t<Star, F, V>;
         static_assert(std::is_void_v<R> || std::is_default_constructible_v<R>,
                       "mp::Pool::map: the result type must be default constructible");
@@ -870,7 +872,9 @@ private:
     auto imap_impl(const F& f, Range&& range, std::size_t chunksize, std::size_t buffersize) {
         using View = std::views::all_t<Range>;
         using V = std::remove_cvref_t<std::ranges::range_value_t<View>>;
-        static_assert(detail::check_chunk<Star, F, V>(), "see the diagnostic above");
+        static_assert(detail::check_chunk<Star, F, V>(),
+                      "mp::Pool: the function or the items of this map cannot be shipped to a "
+                      "worker process (the reason is in the other diagnostics of this error)");
         using R = detail::chunk_result_t<Star, F, V>;
         check_running("imap");
         auto src = std::make_shared<detail::IMapSource<Star, Ordered, std::decay_t<F>, View, R>>(
