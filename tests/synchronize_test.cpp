@@ -401,6 +401,52 @@ TEST_P(SyncP, LockSleepingWaitersWhenHolderKilled) {
     l.release();
 }
 
+void lock_loop(mp::Lock l, mp::RawValue<long> v, mp::Event running) {
+    running.set();
+    for (;;) {
+        try {
+            l.acquire();
+        } catch (const mp::OwnerDied&) {
+            // held: the dead peer's increment may or may not have happened; nothing to repair
+        }
+        __atomic_fetch_add(&v.value(), 1, __ATOMIC_RELAXED);
+        l.release();
+    }
+}
+
+// Two processes hammer one lock; one is killed at an arbitrary moment (holding it, waiting
+// for it, or between the two): the survivor keeps going, and after the survivor is killed too
+// the parent gets the lock.
+TEST_P(SyncP, LockHammeredHolderKilledAtArbitraryMoments) {
+    mp::Lock l;
+    mp::RawValue<long> v(0);
+    for (int round = 0; round < 4; ++round) {
+        mp::Event ra, rb;
+        auto a = start(lock_loop, l, v, ra);
+        auto b = start(lock_loop, l, v, rb);
+        ASSERT_TRUE(ra.wait(30s));
+        ASSERT_TRUE(rb.wait(30s));
+        std::this_thread::sleep_for(std::chrono::microseconds(300 + 1900 * round));
+        a.kill();
+        a.join();
+        const long before = __atomic_load_n(&v.value(), __ATOMIC_RELAXED);
+        const auto until = Clock::now() + 20s;
+        while (__atomic_load_n(&v.value(), __ATOMIC_RELAXED) < before + 1000 && Clock::now() < until)
+            std::this_thread::sleep_for(1ms);
+        EXPECT_GE(__atomic_load_n(&v.value(), __ATOMIC_RELAXED), before + 1000) << "survivor stuck";
+        b.kill();
+        b.join();
+        bool got = false;
+        try {
+            got = l.try_lock_for(20s);
+        } catch (const mp::OwnerDied&) {
+            got = true;
+        }
+        ASSERT_TRUE(got);
+        l.release();
+    }
+}
+
 // A thread that exits holding a lock is a dead owner too.
 TEST(Synchronize, LockHolderThreadExited) {
     mp::RLock r;
