@@ -232,6 +232,104 @@ def event_pingpong(iters, warmup):
     return seconds
 
 
+# ---- Queues (bench/rows/queues.cpp): P producers -> C consumers, then a ping-pong ----
+#
+# The protocol of the C++ rows: the consumers and producers are started and wait for a go
+# event; the clock starts when it is set. Producers put iters/P items each, then C stop items
+# (length 1); a consumer ends after P stop items and reports how many real items it took; the
+# clock stops when all C have reported. Queue is bounded to the capacity the C++ rows give
+# (1024 small or 16 large items); SimpleQueue is unbounded. No warm-up, as in the C++ rows.
+
+_QUEUE_STOP = b"s"
+
+
+def _q_producer(q, go, n, stops, size):
+    item = b"x" * size
+    put = q.put
+    go.wait()
+    for _ in range(n):
+        put(item)
+    for _ in range(stops):
+        put(_QUEUE_STOP)
+
+
+def _q_consumer(q, done, stops):
+    get = q.get
+    got = seen = 0
+    while seen < stops:
+        if len(get()) == 1:
+            seen += 1
+        else:
+            got += 1
+    done.put(got)
+
+
+def _queue_mpmc(kind, np_, nc, size, iters):
+    if kind == "queue":
+        q = FORK.Queue(1024 if size == 64 else 16)
+    else:
+        q = FORK.SimpleQueue()
+    go, done = FORK.Event(), FORK.SimpleQueue()
+    per = iters // np_
+    ps = [FORK.Process(target=_q_consumer, args=(q, done, np_)) for _ in range(nc)]
+    ps += [FORK.Process(target=_q_producer, args=(q, go, per, nc, size)) for _ in range(np_)]
+    for p in ps:
+        p.start()
+    t0 = time.perf_counter()
+    go.set()
+    total = sum(done.get() for _ in range(nc))
+    seconds = time.perf_counter() - t0
+    for p in ps:
+        p.join()
+        if p.exitcode != 0:
+            raise RuntimeError(f"queue benchmark child exit code {p.exitcode}")
+    if total != per * np_:
+        raise RuntimeError("queue benchmark: items lost")
+    return seconds
+
+
+def _queue_rows():
+    for kind in ("queue", "simplequeue"):
+        for label, size in (("64B", 64), ("1MiB", 1 << 20)):
+            for np_, nc in ((1, 1), (2, 2)):
+                name = f"{kind}_{label}_{np_}to{nc}"
+                row(name)(lambda iters, warmup, k=kind, s=size, a=np_, b=nc:
+                          _queue_mpmc(k, a, b, s, iters))
+
+
+_queue_rows()
+
+
+def _q_echo(there, back):
+    while True:
+        v = there.get()
+        back.put(v)
+        if v < 0:
+            return
+
+
+@row("queue_pingpong_8B")
+def queue_pingpong(iters, warmup):
+    there, back = FORK.Queue(), FORK.Queue()
+    p = FORK.Process(target=_q_echo, args=(there, back))
+    p.start()
+    for i in range(warmup):
+        there.put(i)
+        back.get()
+    t0 = time.perf_counter()
+    for i in range(iters):
+        there.put(i)
+        if back.get() != i:
+            raise RuntimeError("ping-pong: wrong item")
+    seconds = time.perf_counter() - t0
+    there.put(-1)
+    back.get()
+    p.join()
+    if p.exitcode != 0:
+        raise RuntimeError(f"ping-pong child exit code {p.exitcode}")
+    return seconds
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--list", action="store_true")

@@ -6,11 +6,13 @@
 //                stop items; a consumer ends after P stop items (FIFO per producer makes that
 //                after every real item) and reports. The clock stops when all C reported.
 //                Implementations: multiproc (mp::Queue bounded to the capacity the boost queue
-//                gets: 1024 small or 16 large items), simplequeue (mp::SimpleQueue, unbounded:
-//                a producer running ahead makes it grow into fresh pages), boost
+//                gets: 1024 small or 16 large items; in the simplequeue_* rows mp::SimpleQueue,
+//                unbounded: a producer running ahead makes it grow into fresh pages), boost
 //                (Boost.Interprocess message_queue, when its headers are installed), pipe (a raw
 //                pipe; each message one write and one read of its size), memcpy (the ceiling:
 //                one core copying 64 MiB buffers, counted in items of the row's size).
+//                bench/py_bench.py runs the same protocol with Python's Queue (queue_* rows)
+//                and SimpleQueue (simplequeue_* rows).
 //   ping-pong    parent puts one 8-byte item to q1, the child takes it and puts it to q2, the
 //                parent takes it: one iteration. Baselines: futex (two words in shared memory,
 //                each side sleeps on FUTEX_WAIT until woken) and spin (each side spins).
@@ -61,6 +63,10 @@ BENCH_REGISTER((reg_throughput("queue_64B_1to1", "Queue, 64-byte items, 1 produc
 BENCH_REGISTER((reg_throughput("queue_64B_2to2", "Queue, 64-byte items, 2 producers -> 2 consumer processes", kSmall, 200000, {"boost", Goal::at_least, 2.0}), true));
 BENCH_REGISTER((reg_throughput("queue_1MiB_1to1", "Queue, 1 MiB items, 1 producer -> 1 consumer process", kLarge, 200, {"memcpy", Goal::at_least, 0.5}), true));
 BENCH_REGISTER((reg_throughput("queue_1MiB_2to2", "Queue, 1 MiB items, 2 producers -> 2 consumer processes", kLarge, 200, {"memcpy", Goal::at_least, 0.5}), true));
+BENCH_REGISTER((reg_throughput("simplequeue_64B_1to1", "SimpleQueue, 64-byte items, 1 producer -> 1 consumer process", kSmall, 200000, {}), true));
+BENCH_REGISTER((reg_throughput("simplequeue_64B_2to2", "SimpleQueue, 64-byte items, 2 producers -> 2 consumer processes", kSmall, 200000, {}), true));
+BENCH_REGISTER((reg_throughput("simplequeue_1MiB_1to1", "SimpleQueue, 1 MiB items, 1 producer -> 1 consumer process", kLarge, 200, {}), true));
+BENCH_REGISTER((reg_throughput("simplequeue_1MiB_2to2", "SimpleQueue, 1 MiB items, 2 producers -> 2 consumer processes", kLarge, 200, {}), true));
 BENCH_REGISTER(add_row({.name = "queue_pingpong_8B",
                         .what = "one 8-byte item there and back through two queues between two processes",
                         .kind = Kind::latency,
@@ -294,8 +300,8 @@ double memcpy_ceiling(const Run& run, std::size_t bytes) {
 
 #define QROW(row, np, nc, bytes, Item)                                                              \
     BENCH_REGISTER(add_impl(row, "multiproc", [](const Run& r) { return mp_queue<mp::Queue, Item>(r, np, nc, bytes); })); \
-    BENCH_REGISTER(add_impl(row, "simplequeue", [](const Run& r) { return mp_queue<mp::SimpleQueue, Item>(r, np, nc, bytes); })); \
-    BENCH_REGISTER(add_impl(row, "pipe", [](const Run& r) { return pipe_stream(r, np, nc, bytes); }));
+    BENCH_REGISTER(add_impl(row, "pipe", [](const Run& r) { return pipe_stream(r, np, nc, bytes); })); \
+    BENCH_REGISTER(add_impl("simple" row, "multiproc", [](const Run& r) { return mp_queue<mp::SimpleQueue, Item>(r, np, nc, bytes); }));
 
 QROW("queue_64B_1to1", 1, 1, kSmall, Small)
 QROW("queue_64B_2to2", 2, 2, kSmall, Small)
