@@ -419,15 +419,36 @@ private:
     std::size_t error_index_ = 0;
 };
 
+/// An input range held by imap: referenced when it was an lvalue, owned when an rvalue.
+/// (std::views::all would do, but clang 14 cannot compile libstdc++ 12's views.)
+template <class Range>
+class HeldRange {
+public:
+    using R = std::remove_reference_t<Range>;
+    explicit HeldRange(Range&& r) : r_(hold(std::forward<Range>(r))) {}
+    R& get() noexcept {
+        if constexpr (std::is_lvalue_reference_v<Range>) return *r_;
+        else return r_;
+    }
+
+private:
+    static auto hold(Range&& r) {
+        if constexpr (std::is_lvalue_reference_v<Range>) return std::addressof(r);
+        else return R(std::move(r));
+    }
+    std::conditional_t<std::is_lvalue_reference_v<Range>, R*, R> r_;
+};
+
 /// imap / imap_unordered: reads the input lazily through a bounded window.
-template <bool Star, bool Ordered, class F, class View, class R>
+template <bool Star, bool Ordered, class F, class In, class R>
 class IMapSource final : public ChunkedSourceBase {
 public:
-    using V = std::ranges::range_value_t<View>;
+    using View = HeldRange<In>;
+    using V = std::remove_cvref_t<std::ranges::range_value_t<typename View::R>>;
     using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
 
     IMapSource(const F& f, View view, std::size_t chunksize, std::size_t window, Engine& engine)
-        : f_(f), view_(std::move(view)), it_(std::ranges::begin(view_)), chunksize_(chunksize),
+        : f_(f), view_(std::move(view)), it_(std::ranges::begin(view_.get())), chunksize_(chunksize),
           window_(std::max<std::size_t>(window, 1)), engine_(engine) {}
 
     bool pull(std::size_t hint, TaskSlot& slot) override {
@@ -450,7 +471,7 @@ public:
         std::vector<V> items;
         items.reserve(std::min<std::size_t>(k, 1 << 16));
         try {
-            while (items.size() < k && it_ != std::ranges::end(view_)) {
+            while (items.size() < k && it_ != std::ranges::end(view_.get())) {
                 items.push_back(*it_);
                 ++it_;
             }
@@ -458,7 +479,7 @@ public:
             input_error_ = std::current_exception();
             input_done_ = true;
         }
-        if (it_ == std::ranges::end(view_)) input_done_ = true;
+        if (it_ == std::ranges::end(view_.get())) input_done_ = true;
         if (input_done_) total_ = read_ + items.size();
         if (items.empty()) {
             notifier_.notify_all();
@@ -626,7 +647,7 @@ private:
 
     F f_;
     View view_;
-    std::ranges::iterator_t<View> it_;
+    std::ranges::iterator_t<typename View::R> it_;
     std::size_t chunksize_;
     std::size_t window_;
     Engine& engine_;
@@ -870,15 +891,14 @@ private:
 
     template <bool Star, bool Ordered, class F, class Range>
     auto imap_impl(const F& f, Range&& range, std::size_t chunksize, std::size_t buffersize) {
-        using View = std::views::all_t<Range>;
-        using V = std::remove_cvref_t<std::ranges::range_value_t<View>>;
+        using V = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
         static_assert(detail::check_chunk<Star, F, V>(),
                       "mp::Pool: the function or the items of this map cannot be shipped to a "
                       "worker process (the reason is in the other diagnostics of this error)");
         using R = detail::chunk_result_t<Star, F, V>;
         check_running("imap");
-        auto src = std::make_shared<detail::IMapSource<Star, Ordered, std::decay_t<F>, View, R>>(
-            f, std::views::all(std::forward<Range>(range)), chunksize,
+        auto src = std::make_shared<detail::IMapSource<Star, Ordered, std::decay_t<F>, Range, R>>(
+            f, detail::HeldRange<Range>(std::forward<Range>(range)), chunksize,
             buffersize ? buffersize : std::size_t{1} << 16, *engine_);
         engine_->submit(src);
         return IMapIterator<R>(std::move(src));
