@@ -18,6 +18,30 @@
 //           kind extent:   {u64 offset, u64 len} of an extent holding the item after its header
 //           kind skip:     the rest of this chunk is unused; go on at ChunkHeader::next
 //
+// Small items (encoded in at most 112 bytes) normally bypass all of that: a ring of 128-byte
+// slots (after the header; maxsize slots for a bounded queue, up to 65536; 8192 when unbounded)
+// in the style of Vyukov's bounded MPMC queue, with one state word per slot holding the
+// position it is for, its state (free / writing / ready) and the writer's TID:
+//
+//   put: CAS slot(enq).state free(p) -> writing(p, tid); enq p -> p+1; copy the item into the
+//        slot; state = ready(p); wake consumers only if one is asleep.
+//   get: read slot(deq) while ready(p); copy its bytes out; decode; then CAS ready(p) ->
+//        free(p + capacity) (taking it); deq p -> p+1.
+//
+// enq and deq are hints that any process may move on once the slot at the position is
+// claimed, so positions are claimed strictly in order and a process killed between its two
+// CASes leaves nothing stuck. A producer killed between claim and publish leaves writing(p,
+// tid): a consumer waiting on p sleeps in slices, finds the TID dead and skips p (the item was
+// never put). A consumer decodes before it takes the slot, so one killed while decoding leaves
+// the item at the head; a consumer that loses the race for a slot drops its decoded copy.
+//
+// Ring and chunk stream keep FIFO per producer through `locked`: an item that does not fit a
+// slot (or finds an unbounded queue's ring full) goes to the chunk stream and raises `locked`,
+// and while it is raised small items follow it there. Consumers take from the ring first and
+// from the chunk stream only when the slot at deq is free (no position at or after deq is
+// claimed, so everything a producer put in the ring before its chunk item is gone); the
+// consumer that finds the chunk stream empty while holding both mutexes lowers `locked`.
+//
 // Positions (head, tail) are byte offsets into the memfd; every record lies before the tail,
 // so "empty" is head == tail. Producers serialise on one robust mutex, consumers on another:
 // a producer and a consumer never contend, and the shared words each side writes sit on cache
@@ -32,7 +56,10 @@
 // the head for the next one.
 #include "multiproc/queues.hpp"
 
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <bit>
@@ -46,6 +73,8 @@
 #include "sys/hole.hpp"
 #include "sys/mapping.hpp"
 #include "sys/memfd.hpp"
+#include "sys/pidfd.hpp"
+#include "sys/syscall.hpp"
 
 namespace mp::detail {
 namespace {
@@ -61,6 +90,14 @@ constexpr std::size_t kKeepResident = std::size_t{32} << 20;  // freed storage k
 constexpr std::size_t kPage = 4096;
 constexpr std::uint32_t kInline = 1, kExtent = 2, kSkip = 3;
 
+// The ring of small items (see the file comment).
+constexpr std::size_t kSlot = 128;
+constexpr std::size_t kSlotPayload = kSlot - 16;
+constexpr std::uint64_t kRingUnbounded = 8192;         // slots of an unbounded queue (1 MiB)
+constexpr std::uint64_t kRingMax = std::uint64_t{1} << 16;  // bounded: min(maxsize, this)
+constexpr std::uint64_t kFree = 0, kWriting = 1, kReady = 2;
+constexpr std::uint64_t kPosMask = (std::uint64_t{1} << 40) - 1;
+
 constexpr std::size_t align8(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
 
 struct ChunkHeader {
@@ -71,6 +108,17 @@ struct ChunkHeader {
     std::uint64_t used;               // bytes written since allocated (what is resident)
 };
 static_assert(sizeof(ChunkHeader) <= kChunkHeader);
+
+// A slot's state word: [position - slot index : 40][writer's TID : 22][state : 2]. Storing the
+// position relative to the slot's index makes zero-filled memory mean "free for its first
+// lap", so a new queue touches no slot page before it is used.
+struct Slot {
+    std::atomic<std::uint64_t> state;
+    std::uint32_t len;
+    std::uint32_t reserved;
+    std::byte payload[kSlotPayload];
+};
+static_assert(sizeof(Slot) == kSlot);
 
 struct Record {
     std::uint32_t len;
@@ -91,6 +139,18 @@ struct Shared {
     std::uint64_t magic;
     std::int64_t maxsize;
     std::uint64_t span;
+
+    std::uint64_t ring_off;
+    std::uint64_t ring_cap;
+    std::uint64_t ring_mask;  // ring_cap - 1 when a power of two, else 0
+
+    // The ring's next free and next full positions: hints any process may advance once the
+    // slot at the position has been claimed (positions are claimed in order).
+    alignas(128) std::atomic<std::uint64_t> enq;
+    alignas(128) std::atomic<std::uint64_t> deq;
+    // Nonzero while the chunk stream may hold items: small items then go there too (FIFO).
+    alignas(128) std::atomic<std::uint32_t> locked;
+    std::atomic<std::uint64_t> skipped;  // ring positions of producers that died in put()
 
     // Producer side (written under prod_mu).
     alignas(128) pthread_mutex_t prod_mu;
@@ -191,6 +251,71 @@ void wake(WaitWord& w) noexcept {
     }
 }
 
+thread_local std::uint32_t t_tid = 0;
+
+void reset_tid_after_fork() noexcept { t_tid = 0; }
+
+[[gnu::noinline]] std::uint32_t fetch_tid() {
+    static const bool registered = [] {
+        ::pthread_atfork(nullptr, nullptr, reset_tid_after_fork);
+        return true;
+    }();
+    (void)registered;
+    t_tid = static_cast<std::uint32_t>(::gettid());
+    return t_tid;
+}
+
+// The TID written into a slot being filled (Linux TIDs are below 2^22).
+inline std::uint32_t my_tid() {
+    const std::uint32_t t = t_tid;
+    return t ? t : fetch_tid();
+}
+
+// Whether `tid` names a live thread; a zombie (killed, not yet reaped) is dead.
+bool thread_alive(std::uint32_t tid) {
+    const pid_t id = static_cast<pid_t>(tid);
+    const int fd = sys::pidfd_open_raw(id);
+    if (fd >= 0) {
+        pollfd p{fd, POLLIN, 0};
+        const int r = sys::retry_eintr([&] { return ::poll(&p, 1, 0); });
+        ::close(fd);
+        return !(r > 0 && (p.revents & POLLIN));
+    }
+    if (fd == -ESRCH) return false;
+    if (fd == -EINVAL) return true;  // a thread that leads no process: alive
+    return !(::kill(id, 0) == -1 && errno == ESRCH);
+}
+
+inline std::uint64_t slot_word(std::uint64_t pos, std::uint64_t index, std::uint64_t tid,
+                               std::uint64_t st) noexcept {
+    return (((pos - index) & kPosMask) << 24) | ((tid & 0x3fffff) << 2) | st;
+}
+inline std::uint64_t slot_pos(std::uint64_t word, std::uint64_t index) noexcept {
+    return ((word >> 24) + index) & kPosMask;
+}
+inline std::uint32_t slot_tid(std::uint64_t word) noexcept {
+    return static_cast<std::uint32_t>((word >> 2) & 0x3fffff);
+}
+inline std::uint64_t slot_state(std::uint64_t word) noexcept { return word & 3; }
+// Signed distance a - b of two 40-bit positions.
+inline std::int64_t pos_diff(std::uint64_t a, std::uint64_t b) noexcept {
+    return static_cast<std::int64_t>(((a - b) & kPosMask) << 24) >> 24;
+}
+
+// Wakes the waiters of `w`. The caller has just published with a sequentially consistent
+// read-modify-write, which orders this load after it (the waiter raises `sleepers`, then
+// re-reads what it waits for, both sequentially consistent).
+inline void wake_after_rmw(WaitWord& w) noexcept {
+    if (w.sleepers.load(std::memory_order_seq_cst) != 0 &&
+        w.sleepers.exchange(0, std::memory_order_acq_rel) != 0) {
+        w.seq.fetch_add(1, std::memory_order_release);
+        sys::futex_wake_all(w.seq);
+    }
+}
+
+enum class RingPut { done, full, locked };
+enum class RingGet { got, empty, writing };
+
 }  // namespace
 
 class QueueCore {
@@ -213,8 +338,22 @@ public:
     void repair_consumer() noexcept;
     void append(std::uint32_t kind, std::size_t len, QueueFill fill, const void* ctx,
                 std::uint64_t ext_off, std::uint64_t ext_len);
-    bool wait_change(WaitWord& w, const std::atomic<std::uint64_t>& word, std::uint64_t seen,
-                     Deadline deadline);
+    template <class Changed>
+    bool wait_until(WaitWord& w, Changed changed, Deadline deadline, bool sliced);
+
+    Slot& slot(std::uint64_t pos, std::uint64_t& index) const noexcept {
+        const Shared& s = *sh_;
+        index = s.ring_mask ? (pos & s.ring_mask) : (pos % s.ring_cap);
+        return reinterpret_cast<Slot*>(map_.data() + s.ring_off)[index];
+    }
+    RingPut ring_put(std::size_t n, QueueFill fill, const void* ctx);
+    RingGet ring_get(QueueRead read, void* ctx, std::uint64_t& pos, std::uint64_t& word);
+    bool ring_empty() const noexcept;
+    std::uint64_t ring_items() const noexcept;
+    int chunk_put(std::uint32_t kind, std::size_t n, QueueFill fill, const void* ctx,
+                   std::uint64_t& ext, Deadline deadline);
+    int chunk_get(QueueRead read, void* ctx, Deadline deadline);
+    void skip_if_dead(std::uint64_t pos, std::uint64_t word) noexcept;
 
     std::atomic<bool> closed{false};
 
@@ -352,16 +491,19 @@ void QueueCore::append(std::uint32_t kind, std::size_t len, QueueFill fill, cons
     s.pend_valid.store(0, std::memory_order_relaxed);
 }
 
-// Waits until `word` differs from `seen` (true) or the deadline passes (false): a spin whose
-// length adapts to how often spinning was enough, then a futex sleep.
-bool QueueCore::wait_change(WaitWord& w, const std::atomic<std::uint64_t>& word,
-                            std::uint64_t seen, Deadline deadline) {
+// Waits until changed() (true) or the deadline passes (false): a spin whose length adapts to
+// how often spinning was enough, then a futex sleep. `sliced`: the wait is on a position a producer claimed and
+// has not published; the sleep then lasts at most kSlice so that the caller can look whether
+// that producer is still alive (true is returned after a slice, as a spurious wake-up).
+template <class Changed>
+bool QueueCore::wait_until(WaitWord& w, Changed changed, Deadline deadline, bool sliced) {
     using clock = std::chrono::steady_clock;
-    if (!deadline.is_forever() && deadline.expired()) return word.load(std::memory_order_acquire) != seen;
+    constexpr auto kSlice = std::chrono::milliseconds(10);
+    if (!deadline.is_forever() && deadline.expired()) return changed();
     const std::int64_t budget = spin_ns_.load(std::memory_order_relaxed);
     const auto spin_end = clock::now() + std::chrono::nanoseconds(budget);
     for (unsigned i = 1;; ++i) {
-        if (word.load(std::memory_order_acquire) != seen) {
+        if (changed()) {
             spin_ns_.store(std::min(kSpinMaxNs, budget * 2), std::memory_order_relaxed);
             return true;
         }
@@ -376,25 +518,270 @@ bool QueueCore::wait_change(WaitWord& w, const std::atomic<std::uint64_t>& word,
     for (;;) {
         const std::uint32_t s = w.seq.load(std::memory_order_acquire);
         w.sleepers.store(1, std::memory_order_seq_cst);
-        if (word.load(std::memory_order_seq_cst) != seen) return true;
-        if (!sys::futex_wait(w.seq, s, deadline)) return word.load(std::memory_order_acquire) != seen;
-        if (word.load(std::memory_order_acquire) != seen) return true;
+        if (changed()) return true;
+        Deadline until = deadline;
+        if (sliced) {
+            const auto slice_end = clock::now() + kSlice;
+            if (deadline.is_forever() || slice_end < *deadline.at()) until = Deadline(slice_end);
+        }
+        const bool woken = sys::futex_wait(w.seq, s, until);
+        if (changed()) return true;
+        if (!woken) return sliced && !(deadline.is_forever() ? false : deadline.expired());
+    }
+}
+
+// Claims the slot of the next position (CAS free -> writing, with our TID), fills it and
+// publishes it (ready). A producer killed between claim and publish leaves "writing" and its
+// TID: a consumer waiting on that position finds the TID dead and skips the position (the
+// item was never put). full: the slot still holds the previous lap's item.
+RingPut QueueCore::ring_put(std::size_t n, QueueFill fill, const void* ctx) {
+    Shared& s = sh();
+    std::uint64_t p = s.enq.load(std::memory_order_acquire);
+    for (;;) {
+        std::uint64_t idx;
+        Slot& sl = slot(p, idx);
+        std::uint64_t cur = slot_word(p, idx, 0, kFree);
+        if (sl.state.compare_exchange_strong(cur, slot_word(p, idx, my_tid(), kWriting),
+                                             std::memory_order_acquire, std::memory_order_acquire)) {
+            std::uint64_t e = p;
+            s.enq.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst, std::memory_order_relaxed);
+            sl.len = static_cast<std::uint32_t>(n);
+            fill(ctx, sl.payload, n);
+            sl.state.exchange(slot_word(p, idx, 0, kReady), std::memory_order_seq_cst);
+            wake_after_rmw(s.items);
+            return RingPut::done;
+        }
+        if (pos_diff(slot_pos(cur, idx), p) >= 0) {
+            // Position p is claimed already (perhaps consumed too): move the hint on.
+            std::uint64_t e = p;
+            p = s.enq.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst,
+                                              std::memory_order_acquire)
+                    ? p + 1
+                    : e;
+            continue;
+        }
+        const std::uint64_t now = s.enq.load(std::memory_order_acquire);
+        if (now != p) {
+            p = now;
+            continue;
+        }
+        return RingPut::full;
+    }
+}
+
+// The item at the next full position, read optimistically: its bytes are copied out and
+// decoded first, and only then is the slot taken (CAS ready -> free for the next lap). A
+// consumer killed before that CAS leaves the item in place for the next get(); one that loses
+// the race to another consumer drops its decoded copy and moves on. `p` and `w` tell the
+// caller which position and slot word it should wait on.
+RingGet QueueCore::ring_get(QueueRead read, void* ctx, std::uint64_t& p, std::uint64_t& w) {
+    Shared& s = sh();
+    p = s.deq.load(std::memory_order_acquire);
+    for (;;) {
+        std::uint64_t idx;
+        Slot& sl = slot(p, idx);
+        w = sl.state.load(std::memory_order_acquire);
+        const std::uint64_t ready = slot_word(p, idx, 0, kReady);
+        if (w == ready) {
+            const std::size_t len = sl.len;
+            alignas(16) std::byte buf[kSlotPayload];
+            std::memcpy(buf, sl.payload, std::min(len, kSlotPayload));
+            std::atomic_thread_fence(std::memory_order_acquire);
+            if (sl.state.load(std::memory_order_relaxed) != ready) continue;
+            if (len > kSlotPayload) throw ProcessError("multiproc: corrupt queue: slot length");
+            std::exception_ptr err;
+            try {
+                read(ctx, buf, len);
+            } catch (...) {
+                err = std::current_exception();  // the item is consumed all the same (Python)
+            }
+            std::uint64_t cur = ready;
+            if (sl.state.compare_exchange_strong(cur, slot_word(p + s.ring_cap, idx, 0, kFree),
+                                                 std::memory_order_seq_cst, std::memory_order_acquire)) {
+                std::uint64_t e = p;
+                s.deq.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst, std::memory_order_relaxed);
+                if (s.maxsize > 0) wake_after_rmw(s.room);
+                if (err) std::rethrow_exception(err);
+                return RingGet::got;
+            }
+            w = cur;
+        }
+        const std::int64_t d = pos_diff(slot_pos(w, idx), p);
+        if (d == 0) return slot_state(w) == kWriting ? RingGet::writing : RingGet::empty;
+        if (d > 0) {
+            // Position p was taken already: move the hint on.
+            std::uint64_t e = p;
+            p = s.deq.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst,
+                                              std::memory_order_acquire)
+                    ? p + 1
+                    : e;
+            continue;
+        }
+        const std::uint64_t now = s.deq.load(std::memory_order_acquire);
+        if (now == p) return RingGet::empty;
+        p = now;
+    }
+}
+
+// No position at or after the consumers' hint is claimed (positions are claimed in order).
+bool QueueCore::ring_empty() const noexcept {
+    const Shared& s = *sh_;
+    const std::uint64_t p = s.deq.load(std::memory_order_seq_cst);
+    std::uint64_t idx;
+    const Slot& sl = slot(p, idx);
+    return sl.state.load(std::memory_order_seq_cst) == slot_word(p, idx, 0, kFree);
+}
+
+std::uint64_t QueueCore::ring_items() const noexcept {
+    const Shared& s = *sh_;
+    const std::uint64_t d = s.deq.load(std::memory_order_acquire);
+    const std::uint64_t e = s.enq.load(std::memory_order_acquire);
+    return e > d ? e - d : 0;
+}
+
+// The producer that claimed position p (slot word w, "writing") is dead: the position is
+// skipped, as if consumed (its item was never put).
+void QueueCore::skip_if_dead(std::uint64_t p, std::uint64_t w) noexcept {
+    if (thread_alive(slot_tid(w))) return;
+    Shared& s = sh();
+    std::uint64_t idx;
+    Slot& sl = slot(p, idx);
+    if (!sl.state.compare_exchange_strong(w, slot_word(p + s.ring_cap, idx, 0, kFree),
+                                          std::memory_order_seq_cst, std::memory_order_relaxed))
+        return;
+    s.skipped.fetch_add(1, std::memory_order_seq_cst);
+    std::uint64_t e = p;
+    s.deq.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst, std::memory_order_relaxed);
+    if (s.maxsize > 0) wake_after_rmw(s.room);
+}
+
+// The chunk stream: items too big for a slot, and small items while it holds any (or when an
+// unbounded queue's ring is full). 1: appended; 0: timed out; 2: try the ring again (room came
+// in a bounded queue).
+int QueueCore::chunk_put(std::uint32_t kind, std::size_t n, QueueFill fill, const void* ctx,
+                         std::uint64_t& ext, Deadline deadline) {
+    Shared& s = sh();
+    const Locked l = lock_mutex(&s.prod_mu, deadline);
+    if (l == Locked::timed_out) return 0;
+    Unlock u{&s.prod_mu};
+    if (l == Locked::owner_died) repair_producer();
+    if (s.maxsize > 0) {
+        const auto max = static_cast<std::uint64_t>(s.maxsize);
+        auto used = [&] {
+            return ring_items() + s.puts.load(std::memory_order_seq_cst) -
+                   s.gets.load(std::memory_order_seq_cst);
+        };
+        if (used() >= max) {
+            u.m = nullptr;
+            ::pthread_mutex_unlock(&s.prod_mu);
+            return wait_until(s.room, [&] { return used() < max; }, deadline, false) ? 2 : 0;
+        }
+    }
+    if (s.locked.load(std::memory_order_relaxed) == 0) s.locked.store(1, std::memory_order_seq_cst);
+    if (kind == kInline) {
+        append(kInline, n, fill, ctx, 0, 0);
+    } else {
+        append(kExtent, 16, nullptr, nullptr, ext, n);
+        ext = 0;  // the queue owns it now
+    }
+    u.m = nullptr;
+    ::pthread_mutex_unlock(&s.prod_mu);
+    wake(s.items);
+    return 1;
+}
+
+// Takes the chunk stream's head item under cons_mu, unless the ring holds items (a producer's
+// ring items are older than its chunk items). 1: got; 0: the stream is empty; 2: try the ring
+// again; -1: timed out waiting for the mutex. When the stream is empty and no producer is
+// appending, small items go back to the ring.
+int QueueCore::chunk_get(QueueRead read, void* ctx, Deadline deadline) {
+    Shared& s = sh();
+    const Locked l = lock_mutex(&s.cons_mu, deadline);
+    if (l == Locked::timed_out) return -1;
+    Unlock u{&s.cons_mu};
+    if (l == Locked::owner_died) repair_consumer();
+    for (;;) {
+        const std::uint64_t pos = s.head.load(std::memory_order_relaxed);
+        if (pos == s.tail.load(std::memory_order_acquire)) {
+            const int r = ::pthread_mutex_trylock(&s.prod_mu);
+            if (r != 0 && r != EOWNERDEAD) return 0;
+            if (r == EOWNERDEAD) {
+                ::pthread_mutex_consistent(&s.prod_mu);
+                repair_producer();
+            }
+            if (s.tail.load(std::memory_order_acquire) == pos) s.locked.store(0, std::memory_order_seq_cst);
+            ::pthread_mutex_unlock(&s.prod_mu);
+            return 2;
+        }
+        const Record r = *reinterpret_cast<const Record*>(at(pos));
+        if (r.kind == kSkip) {
+            const std::uint64_t base = pos & ~std::uint64_t{kChunk - 1};
+            const std::uint64_t next = chunk(base)->next.load(std::memory_order_relaxed);
+            if (next == 0) throw ProcessError("multiproc: corrupt queue: chunk without a successor");
+            s.head.store(next + kChunkHeader, std::memory_order_release);
+            release(base);
+            continue;
+        }
+        if (!ring_empty()) return 2;
+        std::uint64_t ext = 0;
+        const std::byte* src;
+        std::size_t n;
+        if (r.kind == kInline) {
+            src = at(pos + kRecHeader);
+            n = r.len;
+        } else if (r.kind == kExtent) {
+            std::uint64_t len;
+            std::memcpy(&ext, at(pos + kRecHeader), sizeof ext);
+            std::memcpy(&len, at(pos + kRecHeader + 8), sizeof len);
+            if (ext + kChunkHeader + len > kSpan)
+                throw ProcessError("multiproc: corrupt queue: item outside its storage");
+            src = at(ext + kChunkHeader);
+            n = static_cast<std::size_t>(len);
+        } else {
+            throw ProcessError("multiproc: corrupt queue: unknown record kind");
+        }
+        std::exception_ptr err;
+        try {
+            read(ctx, src, n);
+        } catch (...) {
+            err = std::current_exception();  // the item is consumed all the same (Python)
+        }
+        const std::uint64_t new_head = pos + kRecHeader + align8(r.len);
+        const std::uint64_t gets = s.gets.load(std::memory_order_relaxed) + 1;
+        s.pend_head = new_head;
+        s.pend_gets = gets;
+        s.pend_valid_c.store(1, std::memory_order_release);
+        s.gets.store(gets, std::memory_order_release);
+        s.head.store(new_head, std::memory_order_release);
+        s.pend_valid_c.store(0, std::memory_order_relaxed);
+        u.m = nullptr;
+        ::pthread_mutex_unlock(&s.cons_mu);
+        if (ext) release(ext);
+        if (s.maxsize > 0) wake(s.room);
+        if (err) std::rethrow_exception(err);
+        return 1;
     }
 }
 
 // ---- QueueHandle ---------------------------------------------------------------------------
 
 QueueHandle::QueueHandle(std::int64_t maxsize) {
+    const std::uint64_t cap =
+        maxsize > 0 ? std::min(static_cast<std::uint64_t>(maxsize), kRingMax) : kRingUnbounded;
+    const std::uint64_t ring_bytes = (cap * kSlot + kChunk - 1) & ~std::uint64_t{kChunk - 1};
     UniqueFd fd = sys::make_memfd("multiproc-queue", kSpan);
     sys::Mapping map = sys::Mapping::map_shared(fd.get(), kSpan);
     auto* s = new (map.data()) Shared{};
     s->magic = kMagic;
     s->maxsize = maxsize > 0 ? maxsize : 0;
     s->span = kSpan;
+    s->ring_off = kChunk;
+    s->ring_cap = cap;
+    s->ring_mask = std::has_single_bit(cap) ? cap - 1 : 0;
     init_mutex(&s->prod_mu);
     init_mutex(&s->cons_mu);
     init_mutex(&s->alloc_mu);
-    s->bump = kChunk;
+    s->bump = kChunk + ring_bytes;
     core_ = std::make_shared<QueueCore>(std::move(fd), std::move(map));
     const std::uint64_t first = core_->alloc(0);
     core_->chunk(first)->used = kChunk;
@@ -412,6 +799,8 @@ bool QueueHandle::put(std::size_t n, QueueFill fill, const void* ctx, Deadline d
     if (q.closed.load(std::memory_order_relaxed))
         throw UsageError("multiproc: put() on a closed queue");
     Shared& s = q.sh();
+    const bool small = n <= kSlotPayload;
+    const bool ring_is_bound = s.maxsize > 0 && s.ring_cap >= static_cast<std::uint64_t>(s.maxsize);
 
     // A big item goes to an extent of its own, filled before taking the producers' mutex.
     std::uint64_t ext = 0;
@@ -422,8 +811,7 @@ bool QueueHandle::put(std::size_t n, QueueFill fill, const void* ctx, Deadline d
             if (off) q.release(off);
         }
     } guard{q, ext};
-    const bool inline_item = n <= kInlineMax;
-    if (!inline_item) {
+    if (n > kInlineMax) {
         ext = q.alloc(class_for(kChunkHeader + n));
         ChunkHeader* c = q.chunk(ext);
         c->used = std::max<std::uint64_t>(c->used, kChunkHeader + n);
@@ -431,29 +819,25 @@ bool QueueHandle::put(std::size_t n, QueueFill fill, const void* ctx, Deadline d
     }
 
     for (;;) {
-        const Locked l = lock_mutex(&s.prod_mu, deadline);
-        if (l == Locked::timed_out) return false;
-        Unlock u{&s.prod_mu};
-        if (l == Locked::owner_died) q.repair_producer();
-        if (s.maxsize > 0) {
-            const std::uint64_t gets = s.gets.load(std::memory_order_acquire);
-            if (s.puts.load(std::memory_order_relaxed) - gets >= static_cast<std::uint64_t>(s.maxsize)) {
-                u.m = nullptr;
-                ::pthread_mutex_unlock(&s.prod_mu);
-                if (!q.wait_change(s.room, s.gets, gets, deadline)) return false;
+        if (small && s.locked.load(std::memory_order_acquire) == 0) {
+            if (q.ring_put(n, fill, ctx) == RingPut::done) return true;
+            if (ring_is_bound) {
+                // The ring holds maxsize items: wait for a consumer to free a slot.
+                if (!q.wait_until(
+                        s.room,
+                        [&] {
+                            return q.ring_items() < s.ring_cap ||
+                                   s.locked.load(std::memory_order_seq_cst) != 0;
+                        },
+                        deadline, false))
+                    return false;
                 continue;
             }
         }
-        if (inline_item) {
-            q.append(kInline, n, fill, ctx, 0, 0);
-        } else {
-            q.append(kExtent, 16, nullptr, nullptr, ext, n);
-            ext = 0;  // the queue owns it now
-        }
-        break;
+        const int r = q.chunk_put(n > kInlineMax ? kExtent : kInline, n, fill, ctx, ext, deadline);
+        if (r == 1) return true;
+        if (r == 0) return false;
     }
-    wake(s.items);
-    return true;
 }
 
 bool QueueHandle::get(QueueRead read, void* ctx, Deadline deadline) {
@@ -461,73 +845,45 @@ bool QueueHandle::get(QueueRead read, void* ctx, Deadline deadline) {
     if (q.closed.load(std::memory_order_relaxed))
         throw UsageError("multiproc: get() on a closed queue");
     Shared& s = q.sh();
+    std::uint64_t last_p = 0, last_w = ~std::uint64_t{0};
     for (;;) {
-        const Locked l = lock_mutex(&s.cons_mu, deadline);
-        if (l == Locked::timed_out) return false;
-        Unlock u{&s.cons_mu};
-        if (l == Locked::owner_died) q.repair_consumer();
-        std::uint64_t pos;
-        for (;;) {
-            pos = s.head.load(std::memory_order_relaxed);
-            if (pos == s.tail.load(std::memory_order_acquire)) break;
-            const Record r = *reinterpret_cast<const Record*>(q.at(pos));
-            if (r.kind == kSkip) {
-                const std::uint64_t base = pos & ~std::uint64_t{kChunk - 1};
-                const std::uint64_t next = q.chunk(base)->next.load(std::memory_order_relaxed);
-                if (next == 0) throw ProcessError("multiproc: corrupt queue: chunk without a successor");
-                s.head.store(next + kChunkHeader, std::memory_order_release);
-                q.release(base);
-                continue;
-            }
-            std::uint64_t ext = 0;
-            const std::byte* src;
-            std::size_t n;
-            if (r.kind == kInline) {
-                src = q.at(pos + kRecHeader);
-                n = r.len;
-            } else if (r.kind == kExtent) {
-                std::uint64_t len;
-                std::memcpy(&ext, q.at(pos + kRecHeader), sizeof ext);
-                std::memcpy(&len, q.at(pos + kRecHeader + 8), sizeof len);
-                if (ext + kChunkHeader + len > kSpan)
-                    throw ProcessError("multiproc: corrupt queue: item outside its storage");
-                src = q.at(ext + kChunkHeader);
-                n = static_cast<std::size_t>(len);
-            } else {
-                throw ProcessError("multiproc: corrupt queue: unknown record kind");
-            }
-            std::exception_ptr err;
-            try {
-                read(ctx, src, n);
-            } catch (...) {
-                err = std::current_exception();  // the item is consumed all the same (Python)
-            }
-            const std::uint64_t new_head = pos + kRecHeader + align8(r.len);
-            const std::uint64_t gets = s.gets.load(std::memory_order_relaxed) + 1;
-            s.pend_head = new_head;
-            s.pend_gets = gets;
-            s.pend_valid_c.store(1, std::memory_order_release);
-            s.gets.store(gets, std::memory_order_release);
-            s.head.store(new_head, std::memory_order_release);
-            s.pend_valid_c.store(0, std::memory_order_relaxed);
-            u.m = nullptr;
-            ::pthread_mutex_unlock(&s.cons_mu);
-            if (ext) q.release(ext);
-            if (s.maxsize > 0) wake(s.room);
-            if (err) std::rethrow_exception(err);
-            return true;
+        std::uint64_t p, w;
+        const RingGet r = q.ring_get(read, ctx, p, w);
+        if (r == RingGet::got) return true;
+        if (r == RingGet::writing) {
+            // Seen twice in a row, after a sliced sleep: look whether its producer died.
+            if (p == last_p && w == last_w) q.skip_if_dead(p, w);
+            last_p = p;
+            last_w = w;
         }
-        u.m = nullptr;
-        ::pthread_mutex_unlock(&s.cons_mu);
-        if (!q.wait_change(s.items, s.tail, pos, deadline)) return false;
+        const std::uint32_t locked = s.locked.load(std::memory_order_acquire);
+        const std::uint64_t tail = s.tail.load(std::memory_order_acquire);
+        if (r == RingGet::empty && locked != 0) {
+            const int c = q.chunk_get(read, ctx, deadline);
+            if (c == 1) return true;
+            if (c == -1) return false;
+            if (c == 2) continue;
+        }
+        std::uint64_t idx;
+        const Slot& sl = q.slot(p, idx);
+        if (!q.wait_until(
+                s.items,
+                [&] {
+                    return sl.state.load(std::memory_order_seq_cst) != w ||
+                           s.locked.load(std::memory_order_seq_cst) != locked ||
+                           s.tail.load(std::memory_order_seq_cst) != tail;
+                },
+                deadline, r == RingGet::writing))
+            return false;
     }
 }
 
 std::size_t QueueHandle::qsize() const {
-    const Shared& s = core().sh();
+    const QueueCore& q = core();
+    const Shared& s = q.sh();
     const std::uint64_t gets = s.gets.load(std::memory_order_acquire);
     const std::uint64_t puts = s.puts.load(std::memory_order_acquire);
-    return puts > gets ? static_cast<std::size_t>(puts - gets) : 0;
+    return static_cast<std::size_t>(q.ring_items() + (puts > gets ? puts - gets : 0));
 }
 
 std::int64_t QueueHandle::maxsize() const { return core().sh().maxsize; }
@@ -540,11 +896,21 @@ bool QueueHandle::closed() const noexcept {
     return core_ && core_->closed.load(std::memory_order_relaxed);
 }
 
+namespace {
+
+// Items ever put: the ring's positions (less those skipped) and the chunk stream's records.
+std::uint64_t total_puts(const Shared& s) {
+    return s.enq.load(std::memory_order_seq_cst) - s.skipped.load(std::memory_order_seq_cst) +
+           s.puts.load(std::memory_order_seq_cst);
+}
+
+}  // namespace
+
 void QueueHandle::task_done() {
     Shared& s = core().sh();
     std::uint64_t done = s.tasks_done.load(std::memory_order_relaxed);
     for (;;) {
-        if (done >= s.puts.load(std::memory_order_acquire))
+        if (done >= total_puts(s))
             throw UsageError("multiproc: JoinableQueue.task_done() called more times than items "
                              "were put");
         if (s.tasks_done.compare_exchange_weak(done, done + 1, std::memory_order_acq_rel,
@@ -558,11 +924,10 @@ void QueueHandle::join() {
     Shared& s = core().sh();
     for (;;) {
         const std::uint64_t done = s.tasks_done.load(std::memory_order_acquire);
-        if (done >= s.puts.load(std::memory_order_acquire)) return;
+        if (done >= total_puts(s)) return;
         const std::uint32_t seq = s.joined.seq.load(std::memory_order_acquire);
         s.joined.sleepers.store(1, std::memory_order_seq_cst);
-        if (s.tasks_done.load(std::memory_order_seq_cst) >= s.puts.load(std::memory_order_seq_cst))
-            return;
+        if (s.tasks_done.load(std::memory_order_seq_cst) >= total_puts(s)) return;
         (void)sys::futex_wait(s.joined.seq, seq, Deadline::never());
     }
 }
