@@ -185,6 +185,34 @@ TEST(Queues, UnboundedGrowsWithoutAConsumer) {
     for (std::uint64_t i = 0; i < n; ++i) ASSERT_EQ(q.get(), i * 3);
 }
 
+// Small items travel through the ring of slots, bigger ones (and small ones once the ring of an
+// unbounded queue is full) through the chunk stream; one producer's order holds across both.
+TEST(Queues, RingAndChunkStreamKeepOrder) {
+    mp::SimpleQueue<std::string> q;
+    constexpr int n = 20'000;  // more than the unbounded ring's 8192 slots
+    auto item = [](int i) { return i % 997 == 0 ? pattern(300 + i % 5000, static_cast<unsigned>(i)) : std::to_string(i); };
+    for (int round = 0; round < 2; ++round) {
+        for (int i = 0; i < n; ++i) q.put(item(i));
+        for (int i = 0; i < n; ++i) ASSERT_EQ(q.get(), item(i));
+        EXPECT_TRUE(q.empty());
+    }
+}
+
+// A bound above the ring's 65536 slots: the rest of the room is in the chunk stream.
+TEST(Queues, BoundAboveTheRing) {
+    constexpr std::int64_t max = 70'000;
+    mp::Queue<std::int64_t> q(max);
+    for (std::int64_t i = 0; i < max; ++i) q.put_nowait(i);
+    EXPECT_TRUE(q.full());
+    EXPECT_EQ(q.qsize(), static_cast<std::size_t>(max));
+    EXPECT_THROW(q.put_nowait(-1), mp::Full);
+    EXPECT_THROW(q.put(-1, 10ms), mp::Full);
+    EXPECT_EQ(q.get_nowait(), 0);
+    q.put_nowait(max);
+    for (std::int64_t i = 1; i <= max; ++i) ASSERT_EQ(q.get_nowait(), i);
+    EXPECT_THROW(q.get_nowait(), mp::Empty);
+}
+
 TEST(Queues, ItemsCarryingDescriptorsAreRefused) {
     mp::Queue<mp::Event> q;
     mp::Event e;
