@@ -348,7 +348,7 @@ ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<cons
     return ServerChild{pid, std::move(got.front()), std::move(reply.read)};
 }
 
-pid_t forkserver_pid() noexcept {
+int forkserver_pid() noexcept {
     Client& c = client();
     std::lock_guard lk(c.m);
     return c.owner == ::getpid() ? c.pid : 0;

@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <span>
 
+#include "multiproc/context.hpp"
 #include "multiproc/detail/fd.hpp"
 
 namespace mp::detail {
@@ -51,10 +52,7 @@ ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<cons
 /// In a child the server forked: a pidfd of the program that asked for it (-1 if unknown).
 int forkserver_parent_pidfd_for_child() noexcept;
 
-/// The pid of this program's running forkserver, 0 when none (for leak checks and tests).
-pid_t forkserver_pid() noexcept;
-/// Stops this program's forkserver, if any, and reaps it (also run at exit). Children it
-/// forked keep running, except daemonic ones (SIGKILLed by the server as it exits).
-void stop_forkserver() noexcept;
+// forkserver_pid() and stop_forkserver() are declared in multiproc/context.hpp (testing hooks).
+// Stopping the server lets its children run on, except daemonic ones (SIGKILLed as it exits).
 
 }  // namespace mp::detail

@@ -64,6 +64,14 @@ void set_start_method(std::string_view method, bool force = false);
 /// the default ("fork") is fixed and returned.
 std::optional<std::string> get_start_method(bool allow_none = false);
 
+namespace detail {
+/// The pid of this process's forkserver, 0 when none runs (for leak checkers and tests).
+[[nodiscard]] int forkserver_pid() noexcept;
+/// Stops this process's forkserver, if any, and reaps it (run at exit too; a test fixture or
+/// leak checker calls it so that the server, a child of the test process, does not linger).
+void stop_forkserver() noexcept;
+}  // namespace detail
+
 /// The start methods available here, the default first: {"fork", "spawn", "forkserver"}.
 std::vector<std::string> get_all_start_methods();
 
