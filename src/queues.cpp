@@ -346,7 +346,8 @@ public:
         index = s.ring_mask ? (pos & s.ring_mask) : (pos % s.ring_cap);
         return reinterpret_cast<Slot*>(map_.data() + s.ring_off)[index];
     }
-    RingPut ring_put(std::size_t n, QueueFill fill, const void* ctx);
+    RingPut ring_put(std::size_t n, QueueFill fill, const void* ctx, std::uint64_t& pos,
+                     std::uint64_t& word);
     RingGet ring_get(QueueRead read, void* ctx, std::uint64_t& pos, std::uint64_t& word);
     bool ring_empty() const noexcept;
     std::uint64_t ring_items() const noexcept;
@@ -533,10 +534,12 @@ bool QueueCore::wait_until(WaitWord& w, Changed changed, Deadline deadline, bool
 // Claims the slot of the next position (CAS free -> writing, with our TID), fills it and
 // publishes it (ready). A producer killed between claim and publish leaves "writing" and its
 // TID: a consumer waiting on that position finds the TID dead and skips the position (the
-// item was never put). full: the slot still holds the previous lap's item.
-RingPut QueueCore::ring_put(std::size_t n, QueueFill fill, const void* ctx) {
+// item was never put). full: the slot of position p still holds the previous lap's item (its
+// state word in w, for the caller to wait on).
+RingPut QueueCore::ring_put(std::size_t n, QueueFill fill, const void* ctx, std::uint64_t& p,
+                            std::uint64_t& w) {
     Shared& s = sh();
-    std::uint64_t p = s.enq.load(std::memory_order_acquire);
+    p = s.enq.load(std::memory_order_acquire);
     for (;;) {
         std::uint64_t idx;
         Slot& sl = slot(p, idx);
@@ -565,6 +568,7 @@ RingPut QueueCore::ring_put(std::size_t n, QueueFill fill, const void* ctx) {
             p = now;
             continue;
         }
+        w = cur;
         return RingPut::full;
     }
 }
@@ -820,13 +824,17 @@ bool QueueHandle::put(std::size_t n, QueueFill fill, const void* ctx, Deadline d
 
     for (;;) {
         if (small && s.locked.load(std::memory_order_acquire) == 0) {
-            if (q.ring_put(n, fill, ctx) == RingPut::done) return true;
+            std::uint64_t p, w;
+            if (q.ring_put(n, fill, ctx, p, w) == RingPut::done) return true;
             if (ring_is_bound) {
-                // The ring holds maxsize items: wait for a consumer to free a slot.
+                // The ring holds maxsize items: wait for a consumer to free the slot of the
+                // next position (watching only that slot keeps off the consumers' lines).
+                std::uint64_t idx;
+                const Slot& sl = q.slot(p, idx);
                 if (!q.wait_until(
                         s.room,
                         [&] {
-                            return q.ring_items() < s.ring_cap ||
+                            return sl.state.load(std::memory_order_seq_cst) != w ||
                                    s.locked.load(std::memory_order_seq_cst) != 0;
                         },
                         deadline, false))
