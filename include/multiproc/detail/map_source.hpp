@@ -1,0 +1,324 @@
+// The ordered map source shared by ProcessPoolExecutor::map (futures.hpp) and parallel_map
+// (parallel.hpp): a materialized input, results kept per item in input order, read either one
+// by one as they become available (next) or all at once (wait_all + take_results).
+//
+// Items are sent in chunks (package_chunk's format, detail/task.hpp) whose size is fixed or
+// follows the engine's hint. When the item type is a std::vector of a trivially copyable type,
+// each item is one pool task instead (package_pool_task), so that an item of 1 MiB or more
+// travels through shared memory (a memfd) and a function taking std::span<const T> reads it in
+// place; the engine still batches those tasks into one frame per worker.
+//
+// Item states: pending, ok, error (the item's exception), cancelled (never sent: the consumer
+// went away, shutdown(cancel_futures = true), or parallel_map stopping at its first error), and
+// abandoned (the engine was terminated or broke). Every item reaches one of them, so a waiting
+// consumer always wakes up.
+//
+// Thread safety: engine callbacks run on the engine thread; next, wait_all, take_results,
+// cancel and done_count may be called from one consumer thread meanwhile.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "multiproc/detail/engine.hpp"
+#include "multiproc/detail/task.hpp"
+#include "multiproc/errors.hpp"
+#include "multiproc/pool.hpp"
+#include "multiproc/timeout.hpp"
+
+namespace mp::detail {
+
+/// True when items of type V go one per task (so that large ones can use shared memory).
+template <class V>
+inline constexpr bool per_item_v = is_bulk_vector_v<V>;
+
+/// The result type of mapping F over items of type V.
+template <class F, class V>
+using map_result_t =
+    std::conditional_t<per_item_v<V>, task_result_t<F, V>, chunk_result_t<false, F, V>>;
+
+/// Compile-time check that F can be mapped over V (callable.hpp's reasons otherwise).
+template <class F, class V>
+constexpr bool check_map() {
+    if constexpr (per_item_v<V>) {
+        if constexpr (!call_traits<F, V>::task_ok) static_cast<void>(&package_task<F, V>);
+        return call_traits<F, V>::task_ok;
+    } else {
+        return check_chunk<false, F, V>();
+    }
+}
+
+/// The part of an ordered map source a front end can drive without knowing its types.
+class MapSourceBase : public ChunkedSourceBase {
+public:
+    /// Items not sent yet are cancelled (CancelledError when read); in-flight ones complete.
+    virtual void cancel_remaining() = 0;
+};
+
+template <class F, class V, class R>
+class OrderedMapSource final : public MapSourceBase {
+public:
+    using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+    static constexpr bool per_item = per_item_v<V>;
+
+    /// stop_on_error: the first failing item cancels every item not sent yet (parallel_map);
+    /// deadline: the limit of every next() (Executor::map counts its timeout from the call).
+    OrderedMapSource(const F& f, std::vector<V> items, std::size_t chunksize, Engine& engine,
+                     bool stop_on_error, Deadline deadline = Deadline::never())
+        : f_(f), items_(std::move(items)), chunksize_(chunksize), engine_(engine),
+          stop_on_error_(stop_on_error), deadline_(deadline), state_(items_.size(), kPending) {
+        results_.resize(items_.size());
+    }
+
+    bool pull(std::size_t hint, TaskSlot& slot) override {
+        std::lock_guard lk(m_);
+        if (cancelled_) return false;
+        Range r;
+        if (!redo_.empty()) {
+            r = redo_.front();
+            redo_.pop_front();
+        } else {
+            if (next_ >= items_.size()) return false;
+            std::size_t k = per_item ? 1 : (chunksize_ ? chunksize_ : hint);
+            k = std::clamp<std::size_t>(k, 1, items_.size() - next_);
+            r = {next_, k};
+            next_ += k;
+        }
+        if constexpr (per_item) {
+            slot.call = package_pool_task(f_, items_[r.start]);
+        } else {
+            Encoder e;
+            using A = chunk_item_t<V>;
+            if constexpr (kind_of<A>() == Kind::raw && std::is_same_v<V, A>) {
+                e.bytes().reserve(128 + r.count * sizeof(V));
+                begin_chunk<false, F, V>(e, f_, r.count);
+                e.write_bytes(items_.data() + r.start, r.count * sizeof(V));
+            } else {
+                begin_chunk<false, F, V>(e, f_, r.count);
+                for (std::size_t i = 0; i < r.count; ++i) encode_chunk_item<false>(e, items_[r.start + i]);
+            }
+            std::vector<UniqueFd> none;
+            slot.call = finish_owned_call(e, none);
+        }
+        slot.elements = r.count;
+        slot.tag = remember(r);
+        return true;
+    }
+    bool exhausted() const override { return cancelled_ || (next_ >= items_.size() && redo_.empty()); }
+    std::optional<std::size_t> remaining() const override { return items_.size() - next_; }
+
+    void complete(std::uint64_t tag, std::span<const std::byte> bytes, std::span<UniqueFd> fds) override {
+        Range r;
+        {
+            std::lock_guard lk(m_);
+            r = forget(tag);
+        }
+        std::vector<std::pair<std::size_t, std::exception_ptr>> errs;
+        if constexpr (per_item) {
+            try {
+                if constexpr (std::is_void_v<R>) decode_task_result<void>(bytes, fds);
+                else results_[r.start] = decode_task_result<R>(bytes, fds);
+            } catch (...) {
+                errs.emplace_back(r.start, std::current_exception());
+            }
+        } else {
+            Stored* dest = nullptr;
+            if constexpr (raw_result_v<R>) dest = results_.data() + r.start;
+            try {
+                decode_chunk_result<R>(
+                    bytes, fds, r.count, dest,
+                    [&](std::size_t i, auto&&... v) {
+                        if constexpr (!std::is_void_v<R>) results_[r.start + i] = std::move(v...);
+                        else static_cast<void>(i);
+                    },
+                    [&](std::size_t i, std::exception_ptr ex) { errs.emplace_back(r.start + i, std::move(ex)); });
+            } catch (...) {
+                errs.clear();
+                for (std::size_t i = 0; i < r.count; ++i) errs.emplace_back(r.start + i, std::current_exception());
+            }
+        }
+        settle(r, errs);
+    }
+    void fail(std::uint64_t tag, std::exception_ptr e) override {
+        Range r;
+        {
+            std::lock_guard lk(m_);
+            r = forget(tag);
+        }
+        std::vector<std::pair<std::size_t, std::exception_ptr>> errs;
+        for (std::size_t i = 0; i < r.count; ++i) errs.emplace_back(r.start + i, e);
+        settle(r, errs);
+    }
+    void lost(std::uint64_t tag, std::size_t element, std::exception_ptr e) override {
+        Range r;
+        {
+            std::lock_guard lk(m_);
+            r = forget(tag);
+            if (element >= r.count) element = 0;
+            // Only the item that was running fails; the others of its chunk run again.
+            if (element > 0) redo_.push_back({r.start, element});
+            if (element + 1 < r.count) redo_.push_back({r.start + element + 1, r.count - element - 1});
+        }
+        std::vector<std::pair<std::size_t, std::exception_ptr>> errs{{r.start + element, std::move(e)}};
+        settle({r.start + element, 1}, errs);
+        if (r.count > 1) engine_.wake();
+    }
+    void abandon(std::exception_ptr e) override {
+        std::size_t n = 0;
+        {
+            std::lock_guard lk(m_);
+            cancelled_.store(true, std::memory_order_relaxed);
+            abandon_error_ = std::move(e);
+            for (auto& s : state_)
+                if (s == kPending) {
+                    s = kAbandoned;
+                    ++n;
+                }
+        }
+        add_done(n);
+    }
+
+    void cancel_remaining() override {
+        std::size_t n = 0;
+        {
+            std::lock_guard lk(m_);
+            n = cancel_unsent_locked();
+        }
+        add_done(n);
+    }
+    /// Called when an IMapIterator over this source goes away: nothing more will be read.
+    void cancel() { cancel_remaining(); }
+
+    /// Items settled so far (any state but pending).
+    [[nodiscard]] std::size_t done_count() const noexcept { return done_.load(std::memory_order_acquire); }
+    /// The number of items.
+    [[nodiscard]] std::size_t size() const noexcept { return items_.size(); }
+
+    /// Blocks until every item is settled (true) or the deadline passes (false).
+    bool wait_all(Deadline d) {
+        return notifier_.wait([this] { return done_count() == items_.size(); }, d);
+    }
+    /// After wait_all: every result in order, or the error of the lowest failing item.
+    std::vector<Stored> take_results() {
+        std::lock_guard lk(m_);
+        if (!errors_.empty()) std::rethrow_exception(errors_.begin()->second);
+        for (auto s : state_) {
+            if (s == kAbandoned) std::rethrow_exception(abandon_error_);
+            if (s == kCancelled) throw CancelledError("multiproc: the map was cancelled");
+        }
+        return std::move(results_);
+    }
+
+    /// The next result in input order (IMapIterator's protocol): nullopt after the last;
+    /// rethrows the item's exception; mp::CancelledError for a cancelled item; mp::TimeoutError
+    /// once the earlier of `d` and the source's deadline passes.
+    std::optional<Stored> next(Deadline d) {
+        if (consumed_ >= items_.size()) return std::nullopt;
+        const std::size_t i = consumed_;
+        const Deadline limit = earlier(d, deadline_);
+        const bool ok = notifier_.wait(
+            [&] {
+                std::lock_guard lk(m_);
+                return state_[i] != kPending;
+            },
+            limit);
+        if (!ok) throw TimeoutError("mp::ProcessPoolExecutor::map: timed out waiting for a result");
+        ++consumed_;
+        std::lock_guard lk(m_);
+        switch (state_[i]) {
+            case kOk: return std::move(results_[i]);
+            case kError: {
+                auto it = errors_.find(i);
+                auto ex = it->second;
+                errors_.erase(it);
+                std::rethrow_exception(ex);
+            }
+            case kCancelled: throw CancelledError("multiproc: this map item was cancelled before it ran");
+            default: std::rethrow_exception(abandon_error_);
+        }
+    }
+
+private:
+    enum : std::uint8_t { kPending, kOk, kError, kCancelled, kAbandoned };
+
+    static Deadline earlier(Deadline a, Deadline b) {
+        if (a.is_forever()) return b;
+        if (b.is_forever()) return a;
+        return a.remaining() < b.remaining() ? a : b;
+    }
+    // Under m_: every item not sent yet (and every item waiting to be sent again) is cancelled.
+    std::size_t cancel_unsent_locked() {
+        cancelled_.store(true, std::memory_order_relaxed);
+        std::size_t n = 0;
+        auto mark = [&](std::size_t i) {
+            if (state_[i] == kPending) {
+                state_[i] = kCancelled;
+                ++n;
+            }
+        };
+        for (std::size_t i = next_; i < items_.size(); ++i) mark(i);
+        for (auto& r : redo_)
+            for (std::size_t i = r.start; i < r.start + r.count; ++i) mark(i);
+        redo_.clear();
+        return n;
+    }
+    void settle(Range r, std::vector<std::pair<std::size_t, std::exception_ptr>>& errs) {
+        std::size_t n = 0;
+        {
+            std::lock_guard lk(m_);
+            for (auto& [i, e] : errs) {
+                if (state_[i] != kPending) continue;
+                state_[i] = kError;
+                errors_.emplace(i, std::move(e));
+                ++n;
+            }
+            for (std::size_t i = r.start; i < r.start + r.count; ++i) {
+                if (state_[i] != kPending) continue;
+                state_[i] = kOk;
+                ++n;
+            }
+            if (stop_on_error_ && !errs.empty()) n += cancel_unsent_locked();
+        }
+        add_done(n);
+    }
+    void add_done(std::size_t n) {
+        done_.fetch_add(n, std::memory_order_acq_rel);
+        notifier_.notify_all();
+    }
+
+    F f_;
+    std::vector<V> items_;
+    std::size_t chunksize_;
+    Engine& engine_;
+    bool stop_on_error_;
+    Deadline deadline_;
+    std::vector<std::uint8_t> state_;
+    std::vector<Stored> results_;
+    std::map<std::size_t, std::exception_ptr> errors_;
+    std::exception_ptr abandon_error_;
+    std::size_t next_ = 0;
+    std::size_t consumed_ = 0;
+    std::atomic<std::size_t> done_{0};
+    Notifier notifier_;
+};
+
+/// Copies an input range into a vector of its values (the map sources own their input).
+template <class V, class Range>
+std::vector<V> materialize(Range&& range) {
+    std::vector<V> items;
+    if constexpr (std::ranges::sized_range<Range>) items.reserve(std::ranges::size(range));
+    for (auto&& v : range) items.push_back(static_cast<V>(v));
+    return items;
+}
+
+}  // namespace mp::detail

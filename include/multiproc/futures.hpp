@@ -1,0 +1,495 @@
+// mp::ProcessPoolExecutor, mp::Future, mp::as_completed and mp::wait: Python's
+// concurrent.futures over worker processes, on the task engine (DESIGN.md 5).
+//
+//   mp::ProcessPoolExecutor ex(2);
+//   mp::Future<int> f = ex.submit(square, 7);
+//   int r = f.result();                                // 49, or the task's exception rethrown
+//   std::vector<mp::Future<int>> fs;
+//   for (int i = 0; i < 10; ++i) fs.push_back(ex.submit(square, i));
+//   for (mp::Future<int>& done : mp::as_completed(fs)) use(done.result());
+//   for (int y : ex.map(square, std::vector<int>{1, 2, 3})) ...   // lazily, in input order
+//
+// Across processes: tasks travel by function identity and the codec (DESIGN.md 1, 2) under
+// every start method; a target or argument that cannot travel is a compile-time error saying
+// why. A std::vector of a trivially copyable type of 1 MiB or more reaches the worker through
+// shared memory. Exceptions come back as the same standard type, else as mp::RemoteError with
+// the remote stack trace (DESIGN.md 6), to result(), exception(), map iteration and callbacks.
+//
+// Crashes: unlike Python, one crashed worker does not break the executor. The task it was
+// running fails with mp::BrokenProcessPool naming the worker's pid and its signal or exit
+// code; the worker is replaced and every other task completes. An initializer that fails
+// breaks the executor: every pending future fails with a BrokenProcessPool carrying the
+// initializer's error, and submit() then throws it (Python's BrokenProcessPool), never a hang.
+//
+// States (as Python): pending (queued in the parent; cancel() works), running (handed to a
+// worker: running now or next in that worker's batch; cancel() returns false), and done:
+// finished (a value or an exception) or cancelled.
+//
+// Thread safety: every member of the executor and of Future may be called from several
+// threads at once (submissions from many threads are safe), except that the executor's
+// destructor must not race with other calls to it. Done callbacks run in the thread that
+// completes the future: the executor's supervisor thread, or the thread calling cancel() or
+// shutdown(cancel_futures = true), or at once in add_done_callback when the future is already
+// done. Keep them short and do not wait in them for other futures of the same executor.
+//
+// Blocking: result(), exception(), as_completed iteration, wait(), map iteration, shutdown(true)
+// and the destructor block. A signal handler that runs meanwhile (a program that installed one
+// for SIGINT) makes the waits throw std::system_error(EINTR). Workers ignore SIGINT and die with
+// the parent.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "multiproc/callable.hpp"
+#include "multiproc/context.hpp"
+#include "multiproc/detail/engine.hpp"
+#include "multiproc/detail/map_source.hpp"
+#include "multiproc/detail/task.hpp"
+#include "multiproc/errors.hpp"
+#include "multiproc/pool.hpp"
+#include "multiproc/timeout.hpp"
+
+namespace mp {
+
+template <class R>
+class Future;
+
+namespace detail {
+
+class FutureWaiter;
+
+/// The state every Future shares, whatever its result type: status, exception, callbacks,
+/// waiters. Completion (a value, an exception, or cancellation) happens once.
+class FutureStateBase : public std::enable_shared_from_this<FutureStateBase> {
+public:
+    enum class Status : std::uint8_t { pending, running, cancelled, finished };
+
+    FutureStateBase() = default;
+    FutureStateBase(const FutureStateBase&) = delete;
+    FutureStateBase& operator=(const FutureStateBase&) = delete;
+    virtual ~FutureStateBase();
+
+    [[nodiscard]] Status status() const noexcept { return status_.load(std::memory_order_acquire); }
+    [[nodiscard]] bool done() const noexcept {
+        const Status s = status();
+        return s == Status::finished || s == Status::cancelled;
+    }
+    /// pending -> running (true); false when it was cancelled (Python's
+    /// set_running_or_notify_cancel).
+    bool set_running_or_notify_cancel() noexcept;
+    /// Cancels a pending future; true when it is (or already was) cancelled.
+    bool cancel();
+    /// Finishes with an exception (no-op once done).
+    void set_error(std::exception_ptr e);
+    /// Finishes from a task's result bytes (the value, or the transported exception).
+    virtual void set_result_bytes(std::span<const std::byte> bytes, std::span<UniqueFd> fds) = 0;
+    /// Blocks until done (true) or the deadline (false); EINTR as Notifier::wait.
+    bool wait(Deadline d) { return notifier_.wait([this] { return done(); }, d); }
+    /// The exception it finished with (null for a value or while not done).
+    [[nodiscard]] std::exception_ptr error() const noexcept;
+    /// Runs cb(*this) once done (now, in this thread, when it already is).
+    void add_done_callback(std::function<void(FutureStateBase&)> cb);
+    /// Registers w to be told of completion; false (nothing registered) when already done.
+    bool add_waiter(FutureWaiter* w);
+    /// Unregisters w; after it returns w is never called for this state.
+    void remove_waiter(FutureWaiter* w) noexcept;
+
+protected:
+    /// Claims the right to finish (false when done or claimed already).
+    bool claim();
+    /// Publishes a finished (or cancelled) state: wakes waiters, runs callbacks.
+    void publish(Status final, std::exception_ptr error);
+
+private:
+    mutable std::mutex m_;
+    std::atomic<Status> status_{Status::pending};
+    bool claimed_ = false;
+    std::exception_ptr error_;
+    std::vector<std::function<void(FutureStateBase&)>> callbacks_;
+    std::vector<FutureWaiter*> waiters_;
+    Notifier notifier_;
+};
+
+template <class R>
+class FutureState final : public FutureStateBase {
+public:
+    using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+
+    void set_value(Stored v) {
+        if (!claim()) return;
+        value_.emplace(std::move(v));
+        publish(Status::finished, nullptr);
+    }
+    void set_result_bytes(std::span<const std::byte> bytes, std::span<UniqueFd> fds) override {
+        try {
+            if constexpr (std::is_void_v<R>) {
+                decode_task_result<void>(bytes, fds);
+                set_value({});
+            } else {
+                set_value(decode_task_result<R>(bytes, fds));
+            }
+        } catch (...) {
+            set_error(std::current_exception());
+        }
+    }
+    Stored& value() noexcept { return *value_; }
+
+private:
+    std::optional<Stored> value_;
+};
+
+/// Told by FutureStateBase when a watched future completes (as_completed, wait).
+class FutureWaiter {
+public:
+    /// Called with the state's lock held.
+    void on_done(FutureStateBase* s);
+    /// Completed states not taken yet, in completion order.
+    std::vector<FutureStateBase*> take();
+    /// Blocks until there is something to take (true) or the deadline passes (false).
+    bool wait(Deadline d);
+
+private:
+    std::mutex m_;
+    std::vector<FutureStateBase*> done_;
+    Notifier notifier_;
+};
+
+/// Access to a Future's state for the free functions (as_completed, wait).
+struct FutureAccess {
+    template <class R>
+    static FutureStateBase* state(const Future<R>& f) noexcept {
+        return f.st_.get();
+    }
+};
+
+template <class T> struct is_future : std::false_type {};
+template <class R> struct is_future<Future<R>> : std::true_type {};
+
+/// Yields the indices of futures in completion order (as_completed's non-template core).
+class CompletionOrder {
+public:
+    CompletionOrder(std::vector<FutureStateBase*> states, Timeout timeout);
+    CompletionOrder(const CompletionOrder&) = delete;
+    CompletionOrder& operator=(const CompletionOrder&) = delete;
+    ~CompletionOrder();
+    /// The index (into the constructor's vector) of the next completed future, nullopt after
+    /// the last; mp::TimeoutError when the deadline passes first.
+    std::optional<std::size_t> next();
+
+private:
+    std::vector<FutureStateBase*> states_;
+    std::vector<std::size_t> order_;  // distinct states, first index of each
+    std::vector<std::pair<FutureStateBase*, std::size_t>> by_state_;  // sorted, for lookup
+    std::vector<std::size_t> ready_;  // indices ready to yield
+    std::size_t ready_pos_ = 0;
+    std::size_t yielded_ = 0;
+    std::vector<FutureStateBase*> registered_;
+    FutureWaiter waiter_;
+    Deadline deadline_;
+};
+
+}  // namespace detail
+
+/// Decides when wait() may return (Python's return_when).
+enum class ReturnWhen { first_completed, first_exception, all_completed };
+
+/// wait() returns as soon as any future is done (Python's FIRST_COMPLETED).
+inline constexpr ReturnWhen FIRST_COMPLETED = ReturnWhen::first_completed;
+/// wait() returns as soon as any future finishes with an exception, else when all are done.
+inline constexpr ReturnWhen FIRST_EXCEPTION = ReturnWhen::first_exception;
+/// wait() returns when every future is done (Python's ALL_COMPLETED, the default).
+inline constexpr ReturnWhen ALL_COMPLETED = ReturnWhen::all_completed;
+
+/// What wait() returns: positions in the range it was given, ascending (Python's
+/// DoneAndNotDoneFutures, as indices so that they index the caller's own container).
+struct DoneAndNotDoneFutures {
+    std::vector<std::size_t> done;      ///< futures done (finished or cancelled)
+    std::vector<std::size_t> not_done;  ///< the others
+};
+
+namespace detail {
+DoneAndNotDoneFutures wait_futures(std::span<FutureStateBase* const> states, Timeout timeout,
+                                   ReturnWhen when);
+}  // namespace detail
+
+/// The result of a task submitted to a ProcessPoolExecutor (Python's Future). Copies share the
+/// same state; a default-constructed Future has none (valid() is false).
+template <class R>
+class Future {
+public:
+    using value_type = R;
+
+    Future() = default;
+    explicit Future(std::shared_ptr<detail::FutureState<R>> st) noexcept : st_(std::move(st)) {}
+
+    /// Waits for the result and returns a copy of it (an rvalue Future moves it out), or
+    /// rethrows the task's exception; mp::CancelledError when cancelled.
+    R result(Timeout timeout = forever) const& {
+        settle(timeout, "result");
+        if constexpr (!std::is_void_v<R>) return st_->value();
+    }
+    /// result() moving the value out of a temporary Future.
+    R result(Timeout timeout = forever) && {
+        settle(timeout, "result");
+        if constexpr (!std::is_void_v<R>) return std::move(st_->value());
+    }
+    /// Waits, then returns the task's exception (null when it returned normally);
+    /// mp::CancelledError when cancelled, mp::TimeoutError after `timeout`.
+    [[nodiscard]] std::exception_ptr exception(Timeout timeout = forever) const {
+        wait_done(timeout, "exception");
+        if (st_->status() == detail::FutureStateBase::Status::cancelled)
+            throw CancelledError("mp::Future::exception: the future was cancelled");
+        return st_->error();
+    }
+    /// True once finished or cancelled.
+    [[nodiscard]] bool done() const noexcept { return st_->done(); }
+    /// True while a worker holds the task (running, or next in its batch).
+    [[nodiscard]] bool running() const noexcept {
+        return st_->status() == detail::FutureStateBase::Status::running;
+    }
+    /// True when cancel() succeeded (or shutdown cancelled it).
+    [[nodiscard]] bool cancelled() const noexcept {
+        return st_->status() == detail::FutureStateBase::Status::cancelled;
+    }
+    /// Cancels the task if no worker has it yet: true then (or when already cancelled), false
+    /// when it is running or done.
+    bool cancel() { return st_->cancel(); }
+    /// Calls fn(future) once the future is done, at once (in this thread) if it already is. An
+    /// exception escaping fn is reported on stderr and ignored, as Python logs it.
+    template <class Fn>
+        requires std::invocable<Fn&, Future<R>&>
+    void add_done_callback(Fn fn) {
+        st_->add_done_callback([fn = std::move(fn)](detail::FutureStateBase& s) mutable {
+            Future<R> f(std::static_pointer_cast<detail::FutureState<R>>(s.shared_from_this()));
+            fn(f);
+        });
+    }
+    /// Blocks until done or the timeout passes; true when done.
+    bool wait(Timeout timeout = forever) const { return st_->wait(detail::Deadline(timeout)); }
+    /// True when the Future refers to a task.
+    [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(st_); }
+
+private:
+    friend struct detail::FutureAccess;
+    void wait_done(Timeout timeout, const char* what) const {
+        if (!st_) throw UsageError(std::string("mp::Future::") + what + ": the future has no state");
+        if (!st_->wait(detail::Deadline(timeout)))
+            throw TimeoutError(std::string("mp::Future::") + what + ": timed out");
+    }
+    void settle(Timeout timeout, const char* what) const {
+        wait_done(timeout, what);
+        if (st_->status() == detail::FutureStateBase::Status::cancelled)
+            throw CancelledError("mp::Future::result: the future was cancelled");
+        if (auto e = st_->error()) std::rethrow_exception(e);
+    }
+    std::shared_ptr<detail::FutureState<R>> st_;
+};
+
+/// The futures of a range in completion order (Python's as_completed): a single-pass input
+/// range whose elements are references to the range's own futures. Futures already done come
+/// first; a future listed twice is yielded once. Iterating blocks; mp::TimeoutError once the
+/// timeout (counted from the as_completed call) passes before the next one completes.
+template <class Fut>
+class AsCompleted {
+public:
+    /// Input iterator over the futures (each ++ may block, or throw mp::TimeoutError).
+    class iterator {
+    public:
+        using value_type = Fut;
+        using difference_type = std::ptrdiff_t;
+        iterator() = default;
+        explicit iterator(AsCompleted* owner) : owner_(owner) { advance(); }
+        Fut& operator*() const { return *owner_->futures_[*cur_]; }
+        Fut* operator->() const { return owner_->futures_[*cur_]; }
+        iterator& operator++() {
+            advance();
+            return *this;
+        }
+        void operator++(int) { advance(); }
+        friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return !it.cur_; }
+
+    private:
+        void advance() { cur_ = owner_->order_->next(); }
+        AsCompleted* owner_ = nullptr;
+        std::optional<std::size_t> cur_;
+    };
+
+    /// Starts the iteration (waits for the first completed future).
+    iterator begin() { return iterator(this); }
+    /// The end.
+    std::default_sentinel_t end() const noexcept { return {}; }
+
+    AsCompleted(std::vector<Fut*> futures, Timeout timeout)
+        : futures_(std::move(futures)), order_(std::make_unique<detail::CompletionOrder>(states(futures_), timeout)) {}
+
+private:
+    static std::vector<detail::FutureStateBase*> states(const std::vector<Fut*>& fs) {
+        std::vector<detail::FutureStateBase*> s;
+        s.reserve(fs.size());
+        for (auto* f : fs) s.push_back(detail::FutureAccess::state(*f));
+        return s;
+    }
+    std::vector<Fut*> futures_;
+    std::unique_ptr<detail::CompletionOrder> order_;
+};
+
+/// The futures of `futures` (a range of mp::Future<R>, which must outlive the iteration) in
+/// completion order; mp::TimeoutError from the iteration once `timeout` has passed since this
+/// call with futures still unfinished.
+template <std::ranges::range Range>
+    requires detail::is_future<std::remove_cvref_t<std::ranges::range_value_t<Range>>>::value &&
+             std::is_lvalue_reference_v<std::ranges::range_reference_t<Range>>
+auto as_completed(Range& futures, Timeout timeout = forever) {
+    using Fut = std::remove_reference_t<std::ranges::range_reference_t<Range>>;
+    std::vector<Fut*> ptrs;
+    for (auto& f : futures) {
+        if (!f.valid()) throw UsageError("mp::as_completed: a future has no state");
+        ptrs.push_back(std::addressof(f));
+    }
+    return AsCompleted<Fut>(std::move(ptrs), timeout);
+}
+
+/// Waits until return_when is satisfied or the timeout passes (Python's
+/// concurrent.futures.wait), then returns the positions of the done and not-done futures.
+template <std::ranges::range Range>
+    requires detail::is_future<std::remove_cvref_t<std::ranges::range_value_t<Range>>>::value
+DoneAndNotDoneFutures wait(const Range& futures, Timeout timeout = forever,
+                           ReturnWhen return_when = ALL_COMPLETED) {
+    std::vector<detail::FutureStateBase*> states;
+    for (const auto& f : futures) {
+        if (!f.valid()) throw UsageError("mp::wait: a future has no state");
+        states.push_back(detail::FutureAccess::state(f));
+    }
+    return detail::wait_futures(states, timeout, return_when);
+}
+
+/// Options of a ProcessPoolExecutor (Python's initializer, initargs, max_tasks_per_child,
+/// mp_context), plus retries of a task whose worker died.
+struct ExecutorOptions {
+    Initializer initializer;              ///< run in every worker before its first task
+    std::size_t max_tasks_per_child = 0;  ///< replace a worker after this many tasks (0: never)
+    std::optional<Context> context;       ///< start method of the workers (default: the default)
+    int retries = 0;                      ///< re-runs of a task whose worker died
+};
+
+namespace detail {
+
+/// The executor's single task source: a queue of submitted calls, one future each.
+class ExecutorSource final : public TaskSource {
+public:
+    explicit ExecutorSource(Engine& engine) : engine_(engine) {}
+    /// Queues a call for st; throws (UsageError after shutdown, the engine's error once broken).
+    void push(std::shared_ptr<FutureStateBase> st, OwnedCall call);
+    /// Cancels every future still queued.
+    void cancel_pending();
+    /// No more pushes: the source ends once its queue is empty.
+    void close();
+
+    bool pull(std::size_t hint, TaskSlot& slot) override;
+    bool exhausted() const override;
+    void complete(std::uint64_t tag, std::span<const std::byte> bytes, std::span<UniqueFd> fds) override;
+    void fail(std::uint64_t tag, std::exception_ptr error) override;
+    void abandon(std::exception_ptr error) override;
+
+private:
+    struct Queued {
+        std::shared_ptr<FutureStateBase> st;
+        OwnedCall call;
+    };
+    std::shared_ptr<FutureStateBase> take(std::uint64_t tag);
+
+    Engine& engine_;
+    mutable std::mutex m_;
+    std::deque<Queued> queue_;
+    std::vector<std::shared_ptr<FutureStateBase>> inflight_;  // indexed by tag
+    std::vector<std::uint64_t> free_;                         // free slots of inflight_
+    bool closed_ = false;
+    std::exception_ptr abandoned_;
+};
+
+}  // namespace detail
+
+/// A pool of worker processes running submitted calls (Python's
+/// concurrent.futures.ProcessPoolExecutor).
+class ProcessPoolExecutor {
+public:
+    /// Starts `max_workers` workers (default mp::process_cpu_count()). mp::UsageError when < 1.
+    explicit ProcessPoolExecutor(std::optional<int> max_workers = std::nullopt, ExecutorOptions options = {});
+    ProcessPoolExecutor(const ProcessPoolExecutor&) = delete;
+    ProcessPoolExecutor& operator=(const ProcessPoolExecutor&) = delete;
+    /// shutdown(true): waits for every submitted task, then stops the workers.
+    ~ProcessPoolExecutor();
+
+    /// Schedules f(args...) in a worker and returns its Future at once. mp::UsageError after
+    /// shutdown(); mp::BrokenProcessPool once the initializer failed.
+    template <class F, class... Args>
+    auto submit(const F& f, const Args&... args) {
+        using R = detail::task_result_t<F, Args...>;
+        detail::OwnedCall call = detail::package_pool_task(f, args...);
+        auto st = std::make_shared<detail::FutureState<R>>();
+        source_->push(st, std::move(call));
+        return Future<R>(std::move(st));
+    }
+
+    /// f over the range, results read lazily in input order (Python's Executor.map): the
+    /// returned mp::IMapIterator throws an item's exception when that item is reached, and
+    /// mp::TimeoutError once `timeout`, counted from this call, passes. The input is copied now;
+    /// chunksize 0 adapts chunks to the task time (Python's default is 1). Destroying the
+    /// iterator cancels the items not started yet, as Python's generator does.
+    template <class F, std::ranges::input_range Range>
+    auto map(const F& f, Range&& range, Timeout timeout = forever, std::size_t chunksize = 0) {
+        using V = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
+        static_assert(detail::check_map<F, V>(), "see the diagnostic above");
+        using R = detail::map_result_t<F, V>;
+        static_assert(std::is_void_v<R> || std::is_default_constructible_v<R>,
+                      "mp::ProcessPoolExecutor::map: the result type must be default constructible");
+        const detail::Deadline deadline(timeout);
+        check_open("map");
+        auto src = std::make_shared<detail::OrderedMapSource<std::decay_t<F>, V, R>>(
+            f, detail::materialize<V>(std::forward<Range>(range)), chunksize, *engine_, false, deadline);
+        track(src);
+        engine_->submit(src);
+        return IMapIterator<R>(std::move(src));
+    }
+
+    /// Stops accepting work; with cancel_futures, cancels every future not started yet; with
+    /// wait, blocks until every started task is done and the workers have exited (Python's
+    /// shutdown). Idempotent.
+    void shutdown(bool wait = true, bool cancel_futures = false);
+
+    /// The number of worker processes.
+    [[nodiscard]] int max_workers() const noexcept;
+    /// Pids of the current workers (diagnostics).
+    [[nodiscard]] std::vector<pid_t> worker_pids() const;
+
+private:
+    void check_open(const char* what) const;
+    void track(std::shared_ptr<detail::MapSourceBase> src);
+
+    std::unique_ptr<detail::Engine> engine_;
+    std::shared_ptr<detail::ExecutorSource> source_;
+    std::mutex maps_m_;
+    std::vector<std::weak_ptr<detail::MapSourceBase>> maps_;
+    std::atomic<bool> shutdown_{false};
+    std::atomic<bool> joined_{false};
+    std::mutex join_m_;
+};
+
+}  // namespace mp

@@ -1,0 +1,393 @@
+// The non-template half of concurrent.futures: future states, waiters, as_completed and wait,
+// the executor's task source and the executor itself.
+#include "multiproc/futures.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+#include <system_error>
+
+#include "multiproc/process.hpp"
+
+namespace mp {
+namespace detail {
+
+namespace {
+
+void report_done_callback_error() noexcept {
+    // Python logs "exception calling callback for <Future ...>" and carries on; one write here.
+    std::string msg = "multiproc: exception calling a done callback of an mp::Future: ";
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        msg += e.what();
+    } catch (...) {
+        msg += "(unknown type)";
+    }
+    msg += "\n";
+    static_cast<void>(::write(2, msg.data(), msg.size()));
+}
+
+}  // namespace
+
+// --- FutureStateBase -------------------------------------------------------------------------
+
+FutureStateBase::~FutureStateBase() = default;
+
+bool FutureStateBase::set_running_or_notify_cancel() noexcept {
+    std::lock_guard lk(m_);
+    if (status_.load(std::memory_order_relaxed) != Status::pending) return false;
+    status_.store(Status::running, std::memory_order_release);
+    return true;
+}
+
+bool FutureStateBase::cancel() {
+    {
+        std::lock_guard lk(m_);
+        const Status s = status_.load(std::memory_order_relaxed);
+        if (s == Status::cancelled) return true;
+        if (s != Status::pending || claimed_) return false;
+        claimed_ = true;
+    }
+    publish(Status::cancelled, nullptr);
+    return true;
+}
+
+bool FutureStateBase::claim() {
+    std::lock_guard lk(m_);
+    if (claimed_) return false;
+    claimed_ = true;
+    return true;
+}
+
+void FutureStateBase::set_error(std::exception_ptr e) {
+    if (!claim()) return;
+    publish(Status::finished, std::move(e));
+}
+
+std::exception_ptr FutureStateBase::error() const noexcept {
+    if (!done()) return nullptr;
+    return error_;  // written before the status was published, never after
+}
+
+void FutureStateBase::publish(Status final, std::exception_ptr error) {
+    std::vector<std::function<void(FutureStateBase&)>> callbacks;
+    {
+        std::lock_guard lk(m_);
+        error_ = std::move(error);
+        status_.store(final, std::memory_order_release);
+        // Waiters are told under the lock, so that remove_waiter (also under it) guarantees a
+        // waiter that returned is never called again, even while it is being destroyed.
+        for (auto* w : waiters_) w->on_done(this);
+        waiters_.clear();
+        callbacks.swap(callbacks_);
+    }
+    notifier_.notify_all();
+    for (auto& cb : callbacks) {
+        try {
+            cb(*this);
+        } catch (...) {
+            report_done_callback_error();
+        }
+    }
+}
+
+void FutureStateBase::add_done_callback(std::function<void(FutureStateBase&)> cb) {
+    {
+        std::lock_guard lk(m_);
+        if (!done()) {
+            callbacks_.push_back(std::move(cb));
+            return;
+        }
+    }
+    try {
+        cb(*this);
+    } catch (...) {
+        report_done_callback_error();
+    }
+}
+
+bool FutureStateBase::add_waiter(FutureWaiter* w) {
+    std::lock_guard lk(m_);
+    if (done()) return false;
+    waiters_.push_back(w);
+    return true;
+}
+
+void FutureStateBase::remove_waiter(FutureWaiter* w) noexcept {
+    std::lock_guard lk(m_);
+    std::erase(waiters_, w);
+}
+
+// --- FutureWaiter ------------------------------------------------------------------------------
+
+void FutureWaiter::on_done(FutureStateBase* s) {
+    {
+        std::lock_guard lk(m_);
+        done_.push_back(s);
+    }
+    notifier_.notify_all();
+}
+
+std::vector<FutureStateBase*> FutureWaiter::take() {
+    std::lock_guard lk(m_);
+    return std::exchange(done_, {});
+}
+
+bool FutureWaiter::wait(Deadline d) {
+    return notifier_.wait(
+        [this] {
+            std::lock_guard lk(m_);
+            return !done_.empty();
+        },
+        d);
+}
+
+// --- as_completed ------------------------------------------------------------------------------
+
+CompletionOrder::CompletionOrder(std::vector<FutureStateBase*> states, Timeout timeout)
+    : states_(std::move(states)), deadline_(timeout) {
+    by_state_.reserve(states_.size());
+    for (std::size_t i = 0; i < states_.size(); ++i) by_state_.emplace_back(states_[i], i);
+    // Sorted by state, then by position: the first position of each state comes first.
+    std::sort(by_state_.begin(), by_state_.end());
+    by_state_.erase(std::unique(by_state_.begin(), by_state_.end(),
+                                [](const auto& a, const auto& b) { return a.first == b.first; }),
+                    by_state_.end());
+    std::vector<std::size_t> distinct;
+    for (auto& [s, i] : by_state_) distinct.push_back(i);
+    std::sort(distinct.begin(), distinct.end());
+    // Those already done come first, in input order; the others are watched.
+    for (std::size_t i : distinct) {
+        if (states_[i]->add_waiter(&waiter_)) registered_.push_back(states_[i]);
+        else ready_.push_back(i);
+    }
+    order_ = std::move(distinct);
+}
+
+CompletionOrder::~CompletionOrder() {
+    for (auto* s : registered_) s->remove_waiter(&waiter_);
+}
+
+std::optional<std::size_t> CompletionOrder::next() {
+    if (yielded_ == order_.size()) return std::nullopt;
+    while (ready_pos_ == ready_.size()) {
+        if (!waiter_.wait(deadline_)) {
+            const std::size_t left = order_.size() - yielded_;
+            throw TimeoutError("mp::as_completed: " + std::to_string(left) + " (of " +
+                               std::to_string(order_.size()) + ") futures unfinished");
+        }
+        for (auto* s : waiter_.take()) {
+            auto it = std::lower_bound(by_state_.begin(), by_state_.end(), std::make_pair(s, std::size_t{0}));
+            ready_.push_back(it->second);
+            std::erase(registered_, s);
+        }
+    }
+    ++yielded_;
+    return ready_[ready_pos_++];
+}
+
+// --- wait --------------------------------------------------------------------------------------
+
+DoneAndNotDoneFutures wait_futures(std::span<FutureStateBase* const> states, Timeout timeout,
+                                   ReturnWhen when) {
+    const Deadline deadline(timeout);
+    auto failed = [](FutureStateBase* s) {
+        return s->status() == FutureStateBase::Status::finished && s->error() != nullptr;
+    };
+    auto satisfied = [&] {
+        std::size_t done = 0;
+        bool any_error = false;
+        for (auto* s : states) {
+            if (s->done()) ++done;
+            if (failed(s)) any_error = true;
+        }
+        switch (when) {
+            case ReturnWhen::first_completed: return done > 0 || states.empty();
+            case ReturnWhen::first_exception: return any_error || done == states.size();
+            default: return done == states.size();
+        }
+    };
+    if (!satisfied()) {
+        FutureWaiter waiter;
+        std::vector<FutureStateBase*> registered;
+        struct Unregister {
+            std::vector<FutureStateBase*>& r;
+            FutureWaiter& w;
+            ~Unregister() {
+                for (auto* s : r) s->remove_waiter(&w);
+            }
+        } unregister{registered, waiter};
+        for (auto* s : states)
+            if (std::find(registered.begin(), registered.end(), s) == registered.end() && s->add_waiter(&waiter))
+                registered.push_back(s);
+        while (!satisfied()) {
+            if (!waiter.wait(deadline)) break;
+            static_cast<void>(waiter.take());
+        }
+    }
+    DoneAndNotDoneFutures out;
+    for (std::size_t i = 0; i < states.size(); ++i) (states[i]->done() ? out.done : out.not_done).push_back(i);
+    return out;
+}
+
+// --- ExecutorSource ----------------------------------------------------------------------------
+
+void ExecutorSource::push(std::shared_ptr<FutureStateBase> st, OwnedCall call) {
+    {
+        std::lock_guard lk(m_);
+        if (abandoned_) std::rethrow_exception(abandoned_);
+        if (closed_)
+            throw UsageError("mp::ProcessPoolExecutor::submit: cannot schedule new futures after shutdown");
+        queue_.push_back({std::move(st), std::move(call)});
+    }
+    engine_.wake();
+}
+
+void ExecutorSource::cancel_pending() {
+    std::deque<Queued> q;
+    {
+        std::lock_guard lk(m_);
+        q.swap(queue_);
+    }
+    for (auto& e : q) e.st->cancel();
+}
+
+void ExecutorSource::close() {
+    {
+        std::lock_guard lk(m_);
+        closed_ = true;
+    }
+    engine_.wake();
+}
+
+bool ExecutorSource::pull(std::size_t, TaskSlot& slot) {
+    std::lock_guard lk(m_);
+    while (!queue_.empty()) {
+        Queued q = std::move(queue_.front());
+        queue_.pop_front();
+        if (!q.st->set_running_or_notify_cancel()) continue;  // cancelled while queued
+        std::uint64_t tag;
+        if (!free_.empty()) {
+            tag = free_.back();
+            free_.pop_back();
+            inflight_[tag] = std::move(q.st);
+        } else {
+            tag = inflight_.size();
+            inflight_.push_back(std::move(q.st));
+        }
+        slot.tag = tag;
+        slot.elements = 1;
+        slot.call = std::move(q.call);
+        return true;
+    }
+    return false;
+}
+
+bool ExecutorSource::exhausted() const {
+    std::lock_guard lk(m_);
+    return (closed_ && queue_.empty()) || abandoned_;
+}
+
+std::shared_ptr<FutureStateBase> ExecutorSource::take(std::uint64_t tag) {
+    std::lock_guard lk(m_);
+    if (tag >= inflight_.size() || !inflight_[tag]) return nullptr;
+    free_.push_back(tag);
+    return std::move(inflight_[tag]);
+}
+
+void ExecutorSource::complete(std::uint64_t tag, std::span<const std::byte> bytes, std::span<UniqueFd> fds) {
+    if (auto st = take(tag)) st->set_result_bytes(bytes, fds);
+}
+
+void ExecutorSource::fail(std::uint64_t tag, std::exception_ptr error) {
+    if (auto st = take(tag)) st->set_error(std::move(error));
+}
+
+void ExecutorSource::abandon(std::exception_ptr error) {
+    std::deque<Queued> q;
+    std::vector<std::shared_ptr<FutureStateBase>> inflight;
+    {
+        std::lock_guard lk(m_);
+        abandoned_ = error;
+        q.swap(queue_);
+        inflight.swap(inflight_);
+        free_.clear();
+    }
+    for (auto& e : q) e.st->set_error(error);
+    for (auto& st : inflight)
+        if (st) st->set_error(error);
+}
+
+}  // namespace detail
+
+// --- ProcessPoolExecutor -----------------------------------------------------------------------
+
+ProcessPoolExecutor::ProcessPoolExecutor(std::optional<int> max_workers, ExecutorOptions options) {
+    if (max_workers && *max_workers < 1)
+        throw UsageError("mp::ProcessPoolExecutor: max_workers must be at least 1");
+    detail::EngineOptions eo;
+    eo.processes = max_workers.value_or(process_cpu_count());
+    eo.context = options.context;
+    eo.initializer = options.initializer.call();
+    eo.max_tasks_per_child = options.max_tasks_per_child;
+    eo.retries = std::max(options.retries, 0);
+    eo.owner = "mp::ProcessPoolExecutor";
+    engine_ = std::make_unique<detail::Engine>(std::move(eo));
+    source_ = std::make_shared<detail::ExecutorSource>(*engine_);
+    engine_->submit(source_);
+}
+
+ProcessPoolExecutor::~ProcessPoolExecutor() {
+    try {
+        shutdown(true);
+    } catch (...) {
+        // Interrupted (EINTR) while waiting: nothing may wait forever in a destructor.
+        engine_->terminate();
+    }
+}
+
+void ProcessPoolExecutor::check_open(const char* what) const {
+    if (shutdown_.load(std::memory_order_acquire))
+        throw UsageError(std::string("mp::ProcessPoolExecutor::") + what +
+                         ": cannot schedule new futures after shutdown");
+    if (auto e = engine_->broken()) std::rethrow_exception(e);
+}
+
+void ProcessPoolExecutor::track(std::shared_ptr<detail::MapSourceBase> src) {
+    std::lock_guard lk(maps_m_);
+    std::erase_if(maps_, [](const auto& w) { return w.expired(); });
+    maps_.push_back(std::move(src));
+}
+
+void ProcessPoolExecutor::shutdown(bool wait, bool cancel_futures) {
+    shutdown_.store(true, std::memory_order_release);
+    if (cancel_futures) {
+        source_->cancel_pending();
+        std::vector<std::shared_ptr<detail::MapSourceBase>> maps;
+        {
+            std::lock_guard lk(maps_m_);
+            for (auto& w : maps_)
+                if (auto s = w.lock()) maps.push_back(std::move(s));
+        }
+        for (auto& s : maps) s->cancel_remaining();
+    }
+    source_->close();
+    engine_->close();
+    if (!wait) return;
+    std::lock_guard lk(join_m_);
+    if (joined_.load(std::memory_order_acquire)) return;
+    engine_->join();
+    joined_.store(true, std::memory_order_release);
+}
+
+int ProcessPoolExecutor::max_workers() const noexcept {
+    return engine_->processes();
+}
+
+std::vector<pid_t> ProcessPoolExecutor::worker_pids() const {
+    return engine_->worker_pids();
+}
+
+}  // namespace mp
