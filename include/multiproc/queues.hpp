@@ -26,14 +26,19 @@
 // it was reading stays at the head and the next get() returns it (unless the consumer had
 // already finished reading it, in the last instructions before get() returns: then it is gone
 // with the consumer, as in Python). A producer killed inside put() leaves the queue consistent:
-// the item is either wholly in the queue or not at all. A process killed inside put()/get() may
-// leave up to one internal chunk of storage unused until the queue is destroyed.
+// the item is either wholly in the queue or not at all (a small item's reserved place is
+// skipped by the consumers once they find its producer dead, after about 10 ms). A process
+// killed inside put()/get() may leave up to one internal chunk of storage unused until the
+// queue is destroyed. Small items (encoded in at most 112 bytes) are decoded before the
+// consumer takes them, so with several consumers one may decode an item another consumer then
+// takes (its copy is dropped): a type's load() should have no side effects.
 //
 // Blocking: get() waits for an item, put() on a bounded queue waits for room; both spin briefly
 // (a few tens of microseconds, adapting to how often spinning succeeds) and then sleep on a
 // futex, so an idle queue burns no CPU. Timeouts are mp::Timeout (any chrono duration),
 // measured against one CLOCK_MONOTONIC deadline; signals neither shorten nor lengthen them.
-// No system call is made on the fast path: a futex wake only when a waiter is asleep.
+// No system call and no lock on the fast path of small items (a lock-free ring of slots); a
+// futex wake only when a waiter is asleep.
 //
 // Thread safety: all members may be called concurrently from any thread of any process.
 #pragma once
