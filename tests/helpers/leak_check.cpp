@@ -12,6 +12,8 @@
 #include <string>
 #include <thread>
 
+#include "multiproc/context.hpp"
+
 namespace mp::test {
 namespace {
 
@@ -51,6 +53,9 @@ class LeakCheck : public ::testing::EmptyTestEventListener {
     std::set<std::string> before_;
     void OnTestStart(const ::testing::TestInfo&) override { before_ = open_fds(); }
     void OnTestEnd(const ::testing::TestInfo&) override {
+        // The forkserver is started on first use and kept for reuse, by design; each test
+        // gets a fresh one, so that what it leaves behind is the test's own.
+        mp::detail::stop_forkserver();
         // Descriptors and children can take a moment to go away (a reaper thread, a helper
         // server winding down); allow a short grace period before calling it a leak.
         std::string kids;
