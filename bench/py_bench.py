@@ -330,6 +330,44 @@ def queue_pingpong(iters, warmup):
     return seconds
 
 
+# ---- concurrent.futures and joblib (bench/rows/futures.cpp) ----
+
+
+def _square(x):
+    return x * x
+
+
+@row("executor_submit")
+def executor_submit(iters, warmup):
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2, mp_context=FORK) as ex:
+        for f in [ex.submit(_square, i & 1023) for i in range(warmup)]:
+            f.result()
+        t0 = time.perf_counter()
+        fs = [ex.submit(_square, i & 1023) for i in range(iters)]
+        total = sum(f.result() for f in fs)
+        seconds = time.perf_counter() - t0
+    assert total >= 0
+    return seconds
+
+
+@row("parallel_map")
+def parallel_map(iters, warmup):
+    try:
+        from joblib import Parallel, delayed  # Debian's python3-joblib
+    except ImportError:
+        raise SystemExit("py_bench: parallel_map needs joblib (apt-get install python3-joblib; "
+                         "run.py --python /usr/bin/python3)")
+    Parallel(n_jobs=2)(delayed(_square)(3) for _ in range(warmup))
+    xs = [i & 1023 for i in range(iters)]
+    t0 = time.perf_counter()
+    r = Parallel(n_jobs=2)(delayed(_square)(x) for x in xs)
+    seconds = time.perf_counter() - t0
+    assert len(r) == iters
+    return seconds
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--list", action="store_true")
