@@ -9,6 +9,7 @@
 //   synchronize    Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event, Barrier
 //   shared_memory  SharedMemory
 //   queues         Queue, SimpleQueue, JoinableQueue
+//   pool           Pool, AsyncResult
 //   callable       what can be shipped to another process
 //   reduction      the codec: values <-> bytes
 #pragma once
@@ -18,6 +19,7 @@
 #include "multiproc/connection.hpp"
 #include "multiproc/context.hpp"
 #include "multiproc/errors.hpp"
+#include "multiproc/pool.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/queues.hpp"
 #include "multiproc/reduction.hpp"
