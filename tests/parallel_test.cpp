@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <list>
 #include <numeric>
 #include <ranges>
 #include <span>
@@ -83,8 +84,9 @@ TEST_P(ParallelTest, MapsAMillionInts) {
     auto r = mp::parallel_map(square, in, opts());
     ASSERT_EQ(r.size(), in.size());
     for (std::size_t i = 0; i < in.size(); ++i) ASSERT_EQ(r[i], in[i] * in[i]) << i;
-    // A lazy input, fixed batches, non-trivial results.
-    auto lazy = std::views::iota(0LL, 10'000LL);
+    // A non-contiguous input, fixed batches.
+    std::list<long long> lazy;
+    for (long long i = 0; i < 10'000; ++i) lazy.push_back(i);
     auto o = opts();
     o.batch_size = 37;
     auto t = mp::parallel_map(twice, lazy, o);
