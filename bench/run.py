@@ -209,6 +209,12 @@ def machine_notes(build_dir):
     }
 
 
+def default_python():
+    """Debian's Python when present: the baseline as Debian installs it, with python3-joblib."""
+    debian = "/usr/bin/python3"
+    return debian if os.access(debian, os.X_OK) else (sys.executable or "python3")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -225,8 +231,9 @@ def main():
                     help="seconds per run after calibration (default 0.4; --quick: 0.05)")
     ap.add_argument("--markdown", help="also write the table, command and notes here")
     ap.add_argument("--json", help="also write every measured value here")
-    ap.add_argument("--python", default=sys.executable or "python3",
-                    help="the Python whose multiprocessing is measured")
+    ap.add_argument("--python", default=default_python(),
+                    help="the Python whose multiprocessing is measured (default: Debian's "
+                         "/usr/bin/python3, which sees Debian's python3-joblib, else this one)")
     args = ap.parse_args()
     runs = args.runs if args.runs is not None else (1 if args.quick else 5)
     target = args.target_time if args.target_time is not None else (0.05 if args.quick else 0.4)

@@ -10,6 +10,8 @@
 //   shared_memory  SharedMemory
 //   queues         Queue, SimpleQueue, JoinableQueue
 //   pool           Pool, AsyncResult
+//   futures        ProcessPoolExecutor, Future, as_completed, wait
+//   parallel       parallel_map, parallel_for, Parallel
 //   callable       what can be shipped to another process
 //   reduction      the codec: values <-> bytes
 #pragma once
@@ -19,6 +21,8 @@
 #include "multiproc/connection.hpp"
 #include "multiproc/context.hpp"
 #include "multiproc/errors.hpp"
+#include "multiproc/futures.hpp"
+#include "multiproc/parallel.hpp"
 #include "multiproc/pool.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/queues.hpp"
