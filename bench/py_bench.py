@@ -150,6 +150,34 @@ def fork_start_join(iters, warmup):
     return time.perf_counter() - t0
 
 
+# ---- Process start+join, spawn and forkserver start methods (bench/rows/process.cpp) ----
+
+
+def _start_join_rows():
+    for method in ("spawn", "forkserver"):
+        ctx = multiprocessing.get_context(method)
+
+        def start_join(iters, warmup, ctx=ctx, method=method):
+            def once():
+                p = ctx.Process(target=_noop)
+                p.start()
+                p.join()
+                if p.exitcode != 0:
+                    raise RuntimeError(f"{method} child exit code {p.exitcode}")
+
+            for _ in range(warmup):  # the first one also starts the forkserver
+                once()
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                once()
+            return time.perf_counter() - t0
+
+        row(f"process_{method}_start_join")(start_join)
+
+
+_start_join_rows()
+
+
 # ---- Shared state: Lock, a counter under its lock, Event ping-pong (bench/rows/shared_state.cpp) ----
 
 
@@ -365,6 +393,74 @@ def parallel_map(iters, warmup):
     r = Parallel(n_jobs=2)(delayed(_square)(x) for x in xs)
     seconds = time.perf_counter() - t0
     assert len(r) == iters
+    return seconds
+
+
+# ---- multiprocessing.Pool (bench/rows/pool.cpp) ----
+#
+# Pool(2) with the fork context, made before the clock starts. pool_map_1M: maps of 1,000,000
+# ints (the last one shorter) with the default chunksize; pool_apply_rtt: one
+# apply_async(square, (x,)).get(); pool_imap_unordered: one imap_unordered over `iters` ints
+# with chunksize=1024 (the hand-written pool's batch; Python's default of 1 is ~100x slower).
+# pool_speedup_1ms has no Python implementation: its ratio is multiproc against serial C++.
+
+_POOL_MAP_SIZE = 1_000_000
+
+
+@row("pool_map_1M")
+def pool_map_1m(iters, warmup):
+    full = [i & 1023 for i in range(_POOL_MAP_SIZE)]
+
+    def plan(n):
+        maps = [full] * (n // _POOL_MAP_SIZE)
+        if n % _POOL_MAP_SIZE:
+            maps.append(full[:n % _POOL_MAP_SIZE])
+        return maps
+
+    with FORK.Pool(2) as pool:
+        for xs in plan(warmup):
+            if pool.map(_square, xs) != [x * x for x in xs]:
+                raise RuntimeError("pool_map_1M: wrong results")
+        maps = plan(iters)
+        t0 = time.perf_counter()
+        for xs in maps:
+            last = pool.map(_square, xs)
+        seconds = time.perf_counter() - t0
+        if last != [x * x for x in maps[-1]]:
+            raise RuntimeError("pool_map_1M: wrong results")
+    return seconds
+
+
+@row("pool_apply_rtt")
+def pool_apply_rtt(iters, warmup):
+    with FORK.Pool(2) as pool:
+        for i in range(warmup):
+            if pool.apply_async(_square, (i & 1023,)).get() != (i & 1023) ** 2:
+                raise RuntimeError("pool_apply_rtt: wrong result")
+        apply_async = pool.apply_async
+        total = 0
+        t0 = time.perf_counter()
+        for i in range(iters):
+            total += apply_async(_square, (i & 1023,)).get()
+        seconds = time.perf_counter() - t0
+    assert total >= 0
+    return seconds
+
+
+@row("pool_imap_unordered")
+def pool_imap_unordered(iters, warmup):
+    with FORK.Pool(2) as pool:
+        sum(pool.imap_unordered(_square, [i & 1023 for i in range(warmup)], chunksize=1024))
+        xs = [i & 1023 for i in range(iters)]
+        t0 = time.perf_counter()
+        total = 0
+        count = 0
+        for y in pool.imap_unordered(_square, xs, chunksize=1024):
+            total += y
+            count += 1
+        seconds = time.perf_counter() - t0
+    if count != iters or total != sum(x * x for x in xs):
+        raise RuntimeError("pool_imap_unordered: wrong results")
     return seconds
 
 
