@@ -31,7 +31,7 @@ using InfoPtr = std::shared_ptr<CurrentProcess::Info>;
 // child never frees it). In the parent it is written once, before any child exists.
 alignas(InfoPtr) unsigned char g_current_storage[sizeof(InfoPtr)];
 
-InfoPtr& current_holder() noexcept {
+[[gnu::hot]] InfoPtr& current_holder() noexcept {
     static InfoPtr* p = [] {
         auto main = std::make_shared<CurrentProcess::Info>();
         main->name = "MainProcess";
@@ -78,10 +78,25 @@ void report_exception(const std::string& name) noexcept {
     }
 }
 
-[[noreturn]] void finish(int code) noexcept {
-    join_children_at_exit();
+// Calls that only a fork child makes. Through the PLT, a function's first call is bound lazily,
+// by the dynamic linker, in whichever process makes it; a child binding it walks the symbol
+// tables of every loaded library, pages it has not mapped yet (fork does not copy the page
+// tables of file-backed mappings), which costs more page faults than the whole rest of a no-op
+// child. The address of a function is bound when the program is loaded, so these calls go
+// through it; the empty asm keeps the compiler from folding them back into PLT calls.
+template <class F>
+F* bound(F* f) noexcept {
+    asm("" : "+r"(f));
+    return f;
+}
+
+// The functions a fork child runs are marked hot: GCC gathers them in .text.hot, so that the
+// child, which starts with none of the program's code mapped, pages them in with one fault.
+[[noreturn, gnu::hot]] void finish(int code) noexcept {
+    if (has_registered_children()) join_children_at_exit();
     flush_std_streams();
-    ::_exit(code);
+    bound(&::_exit)(code);
+    __builtin_unreachable();  // _exit does not return (the pointer's type cannot say so)
 }
 
 // Registered with on_exit in the child, after fork: it is the newest exit handler, so
@@ -92,15 +107,34 @@ void child_exit_handler(int status, void*) {
     finish(status);
 }
 
-}  // namespace
+// Whether a stream buffer holds output not yet handed to its sink: pptr() and pbase() are
+// protected, reached through a member pointer of a derived class (well-defined C++).
+struct PendingOutput : std::streambuf {
+    static bool in(std::streambuf* b) noexcept {
+        if (!b) return false;
+        auto pptr = &PendingOutput::pptr;
+        auto pbase = &PendingOutput::pbase;
+        return (b->*pptr)() != (b->*pbase)();
+    }
+};
 
-void flush_std_streams() noexcept {
+[[gnu::hot]] void flush_if_pending(std::ostream& os) noexcept {
+    // With sync_with_stdio(true) (the default) the standard streams are unbuffered and write
+    // through to C's stdout/stderr, which fflush covers: nothing to do here, and no code to
+    // page in (a fork child pays a page fault for every page of code it runs).
+    if (!PendingOutput::in(os.rdbuf())) return;
     try {
-        std::cout.flush();
-        std::cerr.flush();
-        std::clog.flush();
+        os.flush();
     } catch (...) {
     }
+}
+
+}  // namespace
+
+[[gnu::hot]] void flush_std_streams() noexcept {
+    flush_if_pending(std::cout);
+    flush_if_pending(std::cerr);
+    flush_if_pending(std::clog);
     std::fflush(nullptr);
 }
 
@@ -114,38 +148,49 @@ std::vector<int> next_identity() {
     return id;
 }
 
-void run_child(const LaunchSpec& spec, const sigset_t& mask) noexcept {
-    CurrentProcess::Info* info = spec.child.get();
-    const pid_t parent = info->parent_pid;
+int parent_pidfd(const CurrentProcess::Info& info) noexcept {
+    int fd = info.parent_pidfd.load(std::memory_order_acquire);
+    if (fd != CurrentProcess::Info::kParentPidfdUnopened) return fd;
+    // Opened, then checked against getppid(): a parent that died first (its pid perhaps
+    // reused) has made us somebody else's child, so it is not mistaken for a live one.
+    int opened = sys::pidfd_open_raw(info.parent_pid);
+    if (opened >= 0 && ::getppid() != info.parent_pid) {
+        ::close(opened);
+        opened = -1;
+    }
+    if (opened < 0) opened = -1;
+    int expected = CurrentProcess::Info::kParentPidfdUnopened;
+    if (!info.parent_pidfd.compare_exchange_strong(expected, opened, std::memory_order_acq_rel)) {
+        if (opened >= 0) ::close(opened);  // another thread opened it first
+        return expected;
+    }
+    return opened;
+}
+
+[[gnu::hot]] void run_child(std::shared_ptr<CurrentProcess::Info>&& child, TargetCall& target) noexcept {
+    CurrentProcess::Info* info = child.get();
+    // Who we are, first: a signal handler or the target may ask. Moved in, so the parent's
+    // control block (a page shared with the parent until written) is not touched; the parent's
+    // record is left behind, never freed.
+    InfoPtr& old = current_holder();
+    const int grandparent_fd = old->parent_pidfd.load(std::memory_order_relaxed);
+    new (&old) InfoPtr(std::move(child));
+    if (grandparent_fd >= 0) ::close(grandparent_fd);  // our parent's own parent pidfd
+    g_counter.store(1, std::memory_order_relaxed);
+    g_child_pid.store(bound(&::getpid)(), std::memory_order_relaxed);
+    reset_children_after_fork();
 
     if (info->daemon) {
         // No daemonic child may outlive its parent, even one killed by SIGKILL. The parent
         // may have died before prctl: then getppid() already names another process.
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != parent) ::raise(SIGKILL);
+        bound(&::prctl)(PR_SET_PDEATHSIG, SIGKILL);
+        if (bound(&::getppid)() != info->parent_pid) ::raise(SIGKILL);
     }
-
-    // A pidfd of the parent for parent_process(): opened, then checked against getppid(), so
-    // that a parent that died first (and a reused pid) is not mistaken for a live one.
-    int pfd = sys::pidfd_open_raw(parent);
-    if (pfd >= 0 && ::getppid() != parent) {
-        ::close(pfd);
-        pfd = -1;
-    }
-    info->parent_pidfd = pfd;
-    InfoPtr& old = current_holder();
-    if (old->parent_pidfd >= 0) ::close(old->parent_pidfd);  // our grandparent's
-    new (&old) InfoPtr(spec.child);                          // leaves the parent's record
-
-    g_counter.store(1);
-    g_child_pid.store(::getpid());
-    reset_children_after_fork();
-    ::on_exit(child_exit_handler, nullptr);
-    pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+    bound(&::on_exit)(child_exit_handler, nullptr);
 
     int code = 0;
     try {
-        spec.target->invoke();
+        target.invoke();
     } catch (abi::__forced_unwind&) {
         finish(0);  // pthread_exit in the target: the child ends as after a return
     } catch (...) {
@@ -154,7 +199,6 @@ void run_child(const LaunchSpec& spec, const sigset_t& mask) noexcept {
     }
     finish(code);
 }
-
 }  // namespace detail
 
 const std::string& CurrentProcess::name() const noexcept {
@@ -177,19 +221,20 @@ pid_t ParentProcess::pid() const noexcept {
     return child_->parent_pid;
 }
 int ParentProcess::sentinel() const noexcept {
-    return child_->parent_pidfd;
+    return detail::parent_pidfd(*child_);
 }
 
 bool ParentProcess::is_alive() const {
-    if (child_->parent_pidfd < 0) return ::getppid() == child_->parent_pid;
-    return !sys::wait_readable(child_->parent_pidfd,
-                               detail::Deadline(Timeout(std::chrono::seconds(0))));
+    const int fd = detail::parent_pidfd(*child_);
+    if (fd < 0) return ::getppid() == child_->parent_pid;
+    return !sys::wait_readable(fd, detail::Deadline(Timeout(std::chrono::seconds(0))));
 }
 
 void ParentProcess::join(Timeout timeout) const {
     detail::Deadline deadline(timeout);
-    if (child_->parent_pidfd >= 0) {
-        static_cast<void>(sys::wait_readable(child_->parent_pidfd, deadline));
+    const int fd = detail::parent_pidfd(*child_);
+    if (fd >= 0) {
+        static_cast<void>(sys::wait_readable(fd, deadline));
         return;
     }
     // Without a pidfd (the parent had already ended, or pidfd_open failed): poll getppid().

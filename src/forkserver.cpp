@@ -24,14 +24,19 @@
 #include "spawn.hpp"
 #include "sys/exec.hpp"
 #include "sys/io.hpp"
+#include "sys/modules.hpp"
 #include "sys/pidfd.hpp"
 #include "sys/socket.hpp"
 #include "sys/syscall.hpp"
+
+extern char** environ;
 
 namespace mp::detail {
 namespace {
 
 constexpr int kControlFd = 3;
+// argv[2] of a server whose LD_BIND_NOW was added by start_locked (and is to be removed).
+constexpr const char* kAddedBindNow = "--bind-now-added";
 constexpr std::uint64_t kMaxRequest = std::uint64_t{1} << 31;
 
 // ---------------------------------------------------------------------------------------------
@@ -162,10 +167,15 @@ void reap(std::unordered_map<pid_t, ServedChild>& children) {
 
 int forkserver_parent_pidfd_for_child() noexcept { return g_child_program_pidfd; }
 
-void forkserver_main() noexcept {
+void forkserver_main(int argc, char** argv) noexcept {
     std::unordered_map<pid_t, ServedChild> children;
     int code = 0;
     try {
+        // Our children must not inherit an LD_BIND_NOW the program never asked for (they may
+        // exec programs of their own); the binding it bought us is done by now.
+        if (argc > 2 && std::strcmp(argv[2], kAddedBindNow) == 0) ::unsetenv("LD_BIND_NOW");
+        // Every child resolves its target through the module table: build it once, here.
+        static_cast<void>(sys::loaded_modules());
         // Ctrl-C in a terminal reaches the whole process group; the server is not the user's
         // to interrupt (Python's forkserver ignores SIGINT too). Its children restore it.
         ::signal(SIGINT, SIG_IGN);
@@ -266,9 +276,21 @@ int reap_if_dead(Client& c) {
 
 void start_locked(Client& c) {
     auto pair = sys::make_socketpair();
-    char* argv[] = {const_cast<char*>(program_argv0()), const_cast<char*>(kForkServerFlag), nullptr};
+    // The server binds every symbol at load (see forkserver.hpp): its environment is ours plus
+    // LD_BIND_NOW=1, unless we have one already.
+    static char bind_now[] = "LD_BIND_NOW=1";
+    std::vector<char*> env;
+    bool added = true;
+    for (char** e = environ; e && *e; ++e) {
+        if (std::strncmp(*e, "LD_BIND_NOW=", 12) == 0) added = false;
+        env.push_back(*e);
+    }
+    if (added) env.push_back(bind_now);
+    env.push_back(nullptr);
+    char* argv[] = {const_cast<char*>(program_argv0()), const_cast<char*>(kForkServerFlag),
+                    added ? const_cast<char*>(kAddedBindNow) : nullptr, nullptr};
     const int fds[] = {pair.write.get()};
-    pid_t pid = sys::spawn_with_fds("/proc/self/exe", argv, fds);
+    pid_t pid = sys::spawn_with_fds("/proc/self/exe", argv, fds, env.data());
     // Only this program reaps the server, so the pid cannot be reused before the pidfd exists.
     int pidfd = sys::pidfd_open_raw(pid);
     if (pidfd < 0) {

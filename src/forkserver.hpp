@@ -19,6 +19,12 @@
 // and then closes it. The client keeps the other end: EOF without a status means the server
 // died; the child's fate is then read from its pidfd (exit code 255 as in Python).
 //
+// Speed: the server is started with LD_BIND_NOW=1 (removed from its environment again at once
+// unless the program had set it), and warms the module table before serving: a child it forks
+// then finds every function bound and the tables built. A lazily bound call in a fork child
+// makes the dynamic linker walk symbol tables the child has not paged in yet, and the module
+// scan reads /proc; both cost more than the rest of a no-op child.
+//
 // Lifetime: started on first use; it exits when the control socket reaches EOF (every copy of
 // the program's end closed: the program exited, died, or called stop_forkserver()), after
 // SIGKILLing its daemonic children (a daemonic child must not outlive the program). Its other
@@ -47,8 +53,8 @@ struct ServerChild {
 /// runs `bootstrap` (spawn.hpp's record) with `fds`. mp::ProcessError when the server cannot.
 ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<const int> fds);
 
-/// The server loop (called by mp::init in the forkserver process). Never returns.
-[[noreturn]] void forkserver_main() noexcept;
+/// The server loop (called by mp::init in the forkserver process, with its argv). Never returns.
+[[noreturn]] void forkserver_main(int argc, char** argv) noexcept;
 /// In a child the server forked: a pidfd of the program that asked for it (-1 if unknown).
 int forkserver_parent_pidfd_for_child() noexcept;
 

@@ -18,6 +18,8 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -39,7 +41,11 @@ struct CurrentProcess::Info {
     bool daemon = false;
     pid_t parent_pid = 0;  // 0 in the main process
     std::string parent_name;
-    int parent_pidfd = -1;  // set in the child (owned by it for its whole life)
+    // A pidfd of the parent, owned by the child for its whole life. kParentPidfdUnopened until
+    // parent_process() first needs it (opening it costs the child a system call and a check
+    // at every start); -1 when the parent had already ended (or is not known by pid).
+    static constexpr int kParentPidfdUnopened = -2;
+    mutable std::atomic<int> parent_pidfd{kParentPidfdUnopened};
 };
 
 namespace detail {
@@ -78,10 +84,14 @@ class DirectChild final : public Popen {
     void close() noexcept override;
 
   private:
-    std::optional<int> reap(bool block);  // under m_
+    // The exit code, reaping the child if it has ended (block: waiting for it). Called with lk
+    // holding m_; a blocking reap releases it while it waits in waitid.
+    std::optional<int> reap(std::unique_lock<std::mutex>& lk, bool block);
     const pid_t pid_;
     UniqueFd pidfd_;
     std::mutex m_;
+    std::condition_variable reaped_;  // a blocking reaper has finished (code_ set, or it failed)
+    bool reaper_ = false;             // a thread is in a blocking, reaping waitid (without m_)
     std::optional<int> code_;
 };
 
@@ -106,12 +116,16 @@ void warn_if_multithreaded_fork();
 /// Forgets that the warning was logged (tests only).
 void reset_fork_warning_for_testing() noexcept;
 
-/// The child side of every start method, after the process exists: adopts spec's identity
-/// (no allocation, no locks), arms the daemon's death signal, installs the exit handler,
-/// restores `mask`, runs the target and exits with Python's exit code. Never returns.
-[[noreturn]] void run_child(const LaunchSpec& spec, const sigset_t& mask) noexcept;
+/// The child side of every start method, after the process exists: adopts the identity `child`
+/// (moved in: no allocation, no lock, no reference count touched), arms the daemon's death
+/// signal, installs the exit handler, runs target and exits with Python's exit code. Never
+/// returns. In a fork child it must run first, before anything that might ask who we are.
+[[noreturn]] void run_child(std::shared_ptr<CurrentProcess::Info>&& child, TargetCall& target) noexcept;
+/// The pidfd of info's parent, opened on first use (-1 when the parent has ended).
+int parent_pidfd(const CurrentProcess::Info& info) noexcept;
 
-/// Flushes std::cout/cerr/clog and every stdio stream (Python's util._flush_std_streams).
+/// Flushes std::cout/cerr/clog and the C stdio streams that hold output (Python's
+/// util._flush_std_streams, plus every C stream, as exit() would).
 void flush_std_streams() noexcept;
 
 /// The identity of the next Process made in this process (Python's _identity + counter).
@@ -127,6 +141,8 @@ void unregister_child(const ProcessState* st) noexcept;
 void join_children_at_exit() noexcept;
 /// In a fork child: forget the parent's children without locking or freeing anything.
 void reset_children_after_fork() noexcept;
+/// Whether this process has registered a child since it began (or since the fork that made it).
+bool has_registered_children() noexcept;
 
 }  // namespace detail
 }  // namespace mp

@@ -1,8 +1,8 @@
 // The `fork` start method (CPython's popen_fork.py) and DirectChild, the Popen of any child
 // this process made itself (fork now, spawn next).
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
+#include <sys/single_threaded.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,49 +20,72 @@
 
 namespace mp::detail {
 
-std::optional<int> DirectChild::reap(bool block) {
-    if (code_) return code_;
-    siginfo_t si;
-    std::memset(&si, 0, sizeof si);
-    int flags = WEXITED | (block ? 0 : WNOHANG);
-    if (sys::retry_eintr([&] { return ::waitid(P_PID, static_cast<id_t>(pid_), &si, flags); }) ==
-        -1) {
-        if (errno == ECHILD)
-            throw ProcessError("multiproc: child " + std::to_string(pid_) +
-                               " was reaped by someone else (SIGCHLD ignored, or a waitpid(-1) "
-                               "elsewhere); its exit code is lost");
-        throw_os_error("waitid");
+std::optional<int> DirectChild::reap(std::unique_lock<std::mutex>& lk, bool block) {
+    for (;;) {
+        if (code_) return code_;
+        siginfo_t si;
+        std::memset(&si, 0, sizeof si);
+        if (reaper_) {
+            // Another thread is in a reaping waitid: reaping here would steal its status. Still
+            // running (not even a zombie) means there is nothing to wait for yet; otherwise its
+            // code is a moment away (ECHILD: that thread has reaped it and wants the lock).
+            if (!block) {
+                int r = sys::retry_eintr([&] {
+                    return ::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOHANG | WNOWAIT);
+                });
+                if (r == 0 && si.si_pid == 0) return std::nullopt;
+            }
+            reaped_.wait(lk);
+            continue;
+        }
+        int r;
+        if (block) {
+            // One waitid that waits and reaps, without the lock, so that other threads can
+            // still poll, signal or time out meanwhile (they see reaper_ and leave it the child).
+            reaper_ = true;
+            lk.unlock();
+            r = sys::retry_eintr([&] { return ::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED); });
+            const int err = errno;
+            lk.lock();
+            reaper_ = false;
+            errno = err;
+        } else {
+            r = sys::retry_eintr(
+                [&] { return ::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOHANG); });
+        }
+        if (r == -1) {
+            const int err = errno;
+            reaped_.notify_all();
+            if (err == ECHILD)
+                throw ProcessError("multiproc: child " + std::to_string(pid_) +
+                                   " was reaped by someone else (SIGCHLD ignored, or a waitpid(-1) "
+                                   "elsewhere); its exit code is lost");
+            throw_os_error("waitid", err);
+        }
+        if (si.si_pid == 0) return std::nullopt;  // WNOHANG: still running
+        code_ = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
+        reaped_.notify_all();
+        return code_;
     }
-    if (si.si_pid == 0) return std::nullopt;  // WNOHANG: still running
-    code_ = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
-    return code_;
 }
 
 std::optional<int> DirectChild::poll() {
-    std::lock_guard lk(m_);
-    return reap(false);
+    std::unique_lock lk(m_);
+    return reap(lk, false);
 }
 
 std::optional<int> DirectChild::wait(Deadline deadline) {
     if (deadline.is_forever()) {
-        // Wait without reaping (WNOWAIT) and without the lock, so other threads can still poll
-        // or signal; then reap under the lock. ECHILD: a concurrent waiter reaped it first.
-        siginfo_t si;
-        std::memset(&si, 0, sizeof si);
-        if (sys::retry_eintr([&] {
-                return ::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOWAIT);
-            }) == -1 &&
-            errno != ECHILD)
-            throw_os_error("waitid");
-        std::lock_guard lk(m_);
-        return reap(true);
+        std::unique_lock lk(m_);
+        return reap(lk, true);
     }
     if (auto c = poll()) return c;
-    // Wait on the pidfd without the lock, for the same reason. Readable means the child is a
-    // zombie (or already reaped by a concurrent waiter), so the blocking waitid returns at once.
+    // Wait on the pidfd without the lock, so that other threads can still poll or signal.
+    // Readable means the child is a zombie (or already reaped by a concurrent waiter), so the
+    // blocking reap returns at once.
     if (pidfd_.get() < 0 || !sys::wait_readable(pidfd_.get(), deadline)) return poll();
-    std::lock_guard lk(m_);
-    return reap(true);
+    std::unique_lock lk(m_);
+    return reap(lk, true);
 }
 
 void DirectChild::send_signal(int sig) {
@@ -81,9 +104,11 @@ namespace {
 
 std::atomic<bool> g_warned{false};
 
-// Threads of this process; 1 when unknown. One stat(2): the kernel reports a task directory's
-// link count as 2 + its threads, far cheaper than formatting /proc/self/status on every start.
+// Threads of this process; 1 when unknown. glibc's __libc_single_threaded stays true until a
+// first thread is created, which makes the common case free; after that one stat(2): the kernel
+// reports a task directory's link count as 2 + its threads.
 int thread_count() noexcept {
+    if (__libc_single_threaded) return 1;
     struct stat st;
     if (::stat("/proc/self/task", &st) != 0 || st.st_nlink < 3) return 1;
     return static_cast<int>(st.st_nlink - 2);
@@ -110,21 +135,20 @@ void reset_fork_warning_for_testing() noexcept {
     g_warned.store(false);
 }
 
-std::unique_ptr<Popen> launch_fork(const LaunchSpec& spec) {
+// Hot (as run_child): the child returns from fork() into this function's code.
+[[gnu::hot]] std::unique_ptr<Popen> launch_fork(const LaunchSpec& spec) {
     warn_if_multithreaded_fork();
     // Buffered output written before start() must not be printed twice (once by each process).
     flush_std_streams();
-
-    // All signals blocked across fork (as libuv does): a handler must not run in the child
-    // before run_child has given it its own identity; run_child restores the mask.
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    // The child's own reference to its identity, taken here: in the child it is moved into
+    // place, so the child writes nothing to the parent's heap to adopt it.
+    std::shared_ptr<CurrentProcess::Info> child = spec.child;
+    // Signals are not blocked across fork (CPython does not either): the first thing the child
+    // does is adopt its identity, so a handler running in it sees at worst the parent's name
+    // for the few instructions before.
     pid_t pid = ::fork();
-    if (pid == 0) run_child(spec, old);
-    int err = errno;
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    if (pid < 0) throw_os_error("fork", err);
+    if (pid == 0) run_child(std::move(child), *spec.target);
+    if (pid < 0) throw_os_error("fork");
 
     // Only this process reaps the child, so its pid cannot be reused before the pidfd exists.
     int fd = sys::pidfd_open_raw(pid);

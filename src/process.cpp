@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -39,10 +40,11 @@ struct Registry {
     std::mutex m;
     std::vector<std::shared_ptr<ProcessState>> children;
     bool atexit_registered = false;
+    std::atomic<bool> any{false};  // a child was registered (the exit-time join has work)
 };
 alignas(Registry) unsigned char g_registry_storage[sizeof(Registry)];
 
-Registry& registry() noexcept {
+[[gnu::hot]] Registry& registry() noexcept {  // hot: a fork child runs it (current_process.cpp)
     static Registry* r = new (g_registry_storage) Registry();
     return *r;
 }
@@ -79,6 +81,7 @@ void register_child(std::shared_ptr<ProcessState> st) {
     auto& r = registry();
     std::lock_guard lk(r.m);
     r.children.push_back(std::move(st));
+    r.any.store(true, std::memory_order_relaxed);
     if (!r.atexit_registered) {
         // Registered lazily, after the registry exists, so it runs before the registry could
         // be torn down; the registry lives in static storage and is never destroyed anyway.
@@ -93,8 +96,12 @@ void unregister_child(const ProcessState* st) noexcept {
     std::erase_if(r.children, [st](const auto& p) { return p.get() == st; });
 }
 
-void reset_children_after_fork() noexcept {
+[[gnu::hot]] void reset_children_after_fork() noexcept {
     new (&registry()) Registry();
+}
+
+[[gnu::hot]] bool has_registered_children() noexcept {
+    return registry().any.load(std::memory_order_relaxed);
 }
 
 void join_children_at_exit() noexcept {

@@ -82,9 +82,11 @@ public:
             // A forkserver child: run_child saw the server as the parent (that is what
             // getppid() says, and what the daemon's death signal follows); the parent the
             // user knows is the program that asked for the child.
-            if (info_->parent_pidfd >= 0) ::close(info_->parent_pidfd);
+            // The program's pidfd came from the server (-1 if unknown: the getppid() check
+            // behind a lazily opened one would compare against the server, so none is opened).
+            const int server_fd = info_->parent_pidfd.exchange(parent_pidfd_);
+            if (server_fd >= 0) ::close(server_fd);
             info_->parent_pid = real_parent_;
-            info_->parent_pidfd = parent_pidfd_;
         }
         run_shipped_call(call_, fds_);
     }
@@ -191,17 +193,14 @@ void run_bootstrapped_child(ChildBootstrap b, std::vector<UniqueFd> fds, bool fo
     } catch (const std::exception& e) {
         bootstrap_failed("child process: bootstrap", e.what());
     }
-    LaunchSpec spec{info, target.get()};
-    sigset_t none;
-    sigemptyset(&none);
-    run_child(spec, none);
+    run_child(std::move(info), *target.release());  // run_child never returns: nothing to free
 }
 
 void enter_if_child(int argc, char** argv) {
     g_init_ran.store(true, std::memory_order_relaxed);
     if (g_role == Role::program || argc < 2 || !argv || !argv[1]) return;
     if (g_role == Role::spawned_child && std::strcmp(argv[1], kSpawnFlag) == 0) spawned_child_main();
-    if (g_role == Role::forkserver && std::strcmp(argv[1], kForkServerFlag) == 0) forkserver_main();
+    if (g_role == Role::forkserver && std::strcmp(argv[1], kForkServerFlag) == 0) forkserver_main(argc, argv);
 }
 
 void check_not_bootstrapping() noexcept {

@@ -41,7 +41,8 @@ void check_spawn(int e, const char* what) {
 
 }  // namespace
 
-pid_t spawn_with_fds(const char* path, char* const argv[], std::span<const int> fds) {
+pid_t spawn_with_fds(const char* path, char* const argv[], std::span<const int> fds,
+                     char* const envp[]) {
     const int first_free = 3 + static_cast<int>(fds.size());
     // The dup2 actions run in order in the child: a source that sits inside the target range
     // [3, first_free) at another slot would be overwritten by an earlier dup2 before its own
@@ -72,7 +73,7 @@ pid_t spawn_with_fds(const char* path, char* const argv[], std::span<const int> 
     check_spawn(::posix_spawnattr_setsigmask(&a.attr, &empty), "posix_spawnattr_setsigmask");
     check_spawn(::posix_spawnattr_setflags(&a.attr, POSIX_SPAWN_SETSIGMASK), "posix_spawnattr_setflags");
     pid_t pid = -1;
-    check_spawn(::posix_spawn(&pid, path, &a.actions, &a.attr, argv, environ), "posix_spawn");
+    check_spawn(::posix_spawn(&pid, path, &a.actions, &a.attr, argv, envp ? envp : environ), "posix_spawn");
     return pid;
 }
 

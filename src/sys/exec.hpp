@@ -13,9 +13,10 @@
 
 namespace mp::sys {
 
-/// Execs `path` with `argv` (nullptr-terminated) and the current environment in a new child,
-/// which holds stdio plus fds[i] at descriptor 3 + i (inheritable there) and no other
-/// descriptor. Returns the child's pid; an exec failure is std::system_error with its errno.
-pid_t spawn_with_fds(const char* path, char* const argv[], std::span<const int> fds);
+/// Execs `path` with `argv` (nullptr-terminated) and `envp` (nullptr: the current environment)
+/// in a new child, which holds stdio plus fds[i] at descriptor 3 + i (inheritable there) and no
+/// other descriptor. Returns the child's pid; an exec failure is std::system_error with its errno.
+pid_t spawn_with_fds(const char* path, char* const argv[], std::span<const int> fds,
+                     char* const envp[] = nullptr);
 
 }  // namespace mp::sys
