@@ -12,7 +12,9 @@
 //   pool_speedup_1ms     tasks of ~1 ms of CPU (a busy loop calibrated at setup), in tasks/s:
 //                        multiproc: one pool.map over `iters` of them with 2 workers; serial:
 //                        the same calls one after another in this process. multiproc / serial
-//                        is the speedup.
+//                        is the speedup. raw: two forked processes each running half of the
+//                        calls with no communication, the ceiling for 2 workers right now
+//                        (raw / serial shows how much parallelism the machine grants).
 //   pool_imap_unordered  throughput of one imap_unordered(square, v) over `iters` ints, every
 //                        result consumed by the caller as it comes. raw: the same batch pool
 //                        (it already takes results in completion order).
@@ -343,7 +345,57 @@ double serial_speedup(const Run& run) {
     return seconds;
 }
 
+// The ideal two-process split, the ceiling of what 2 workers can reach on this machine right
+// now: two forked processes, each running half of the tasks with no communication at all.
+// They are forked, calibrated and warmed up before the clock starts (each says so with a ready
+// byte), then wait for a go byte; the clock stops when both have written their done byte. multiproc / raw is the pool's efficiency;
+// raw / serial is the parallelism the machine grants this session (~2 on 2 free cores).
+double raw_speedup(const Run& run) {
+    const std::uint64_t n = calibrate_spin();
+    const std::uint64_t expect = spin(n);
+    auto go = raw::socket_pair();
+    auto done = raw::socket_pair();
+    std::vector<pid_t> pids;
+    for (int w = 0; w < kWorkers; ++w) {
+        const std::uint64_t share = run.iters / kWorkers + (static_cast<std::uint64_t>(w) < run.iters % kWorkers ? 1 : 0);
+        pids.push_back(raw::fork_child([&] {
+            go.first.close();
+            done.first.close();
+            for (std::uint64_t i = 0; i < run.warmup / kWorkers; ++i)
+                if (spin(n) != expect) fail("pool_speedup_1ms: wrong result");
+            char byte = 2;  // ready
+            raw::write_all(done.second.get(), &byte, 1);
+            raw::read_full(go.second.get(), &byte, 1);
+            bool ok = true;
+            for (std::uint64_t i = 0; i < share; ++i) ok = ok && spin(n) == expect;
+            byte = ok ? 1 : 0;
+            raw::write_all(done.second.get(), &byte, 1);
+        }));
+    }
+    go.second.close();
+    done.second.close();
+    for (int w = 0; w < kWorkers; ++w) {
+        char byte = 0;
+        raw::read_full(done.first.get(), &byte, 1);
+        if (byte != 2) fail("pool_speedup_1ms: a child was not ready");
+    }
+    const char bytes[kWorkers] = {};
+    Stopwatch clock;
+    raw::write_all(go.first.get(), bytes, sizeof bytes);
+    bool ok = true;
+    for (int w = 0; w < kWorkers; ++w) {
+        char byte = 0;
+        raw::read_full(done.first.get(), &byte, 1);
+        ok = ok && byte == 1;
+    }
+    const double seconds = clock.seconds();
+    for (pid_t pid : pids) raw::wait_child(pid);
+    if (!ok) fail("pool_speedup_1ms: wrong results");
+    return seconds;
+}
+
 BENCH_REGISTER(add_impl("pool_speedup_1ms", "multiproc", mp_speedup));
+BENCH_REGISTER(add_impl("pool_speedup_1ms", "raw", raw_speedup));
 BENCH_REGISTER(add_impl("pool_speedup_1ms", "serial", serial_speedup));
 
 // ---- pool_imap_unordered ----
