@@ -17,7 +17,8 @@
 //                        (raw / serial shows how much parallelism the machine grants).
 //   pool_imap_unordered  throughput of one imap_unordered(square, v) over `iters` ints, every
 //                        result consumed by the caller as it comes. raw: the same batch pool
-//                        (it already takes results in completion order).
+//                        (it takes the batches back in completion order), then a sum of the
+//                        results.
 //
 // The hand-written pool ("raw"): 2 forked workers, one socketpair each. The parent cuts the
 // input into batches of 1024 ints, each sent as one write (a 4-byte count, then the ints); a
