@@ -37,13 +37,17 @@ public:
             int fd;
             {
                 std::lock_guard lk(m_);
-                if (auto c = poll_locked()) return c;
+                if (code_) return code_;
                 // Normally the status socket (readable once the server has reaped the child);
                 // after the server's death, the pidfd (readable once the child has exited).
-                fd = !status_done_ ? status_.get() : pidfd_.get();
+                fd = !status_done_ && status_ ? status_.get() : pidfd_.get();
                 if (fd < 0) return std::nullopt;
             }
+            // Straight to the blocking wait (no zero-timeout check first: one poll(2), then
+            // the read of the status, per join of a running child).
             if (!sys::wait_readable(fd, deadline)) return poll();
+            std::lock_guard lk(m_);
+            if (auto c = poll_locked(fd == status_.get())) return c;
         }
     }
 
@@ -61,10 +65,12 @@ public:
     }
 
 private:
-    std::optional<int> poll_locked() {
+    // status_readable: the caller has just seen the status socket readable (a read will not block).
+    std::optional<int> poll_locked(bool status_readable = false) {
         if (code_) return code_;
         if (!status_done_ && status_) {
-            if (!sys::wait_readable(status_.get(), Deadline(Timeout(std::chrono::seconds(0)))))
+            if (!status_readable &&
+                !sys::wait_readable(status_.get(), Deadline(Timeout(std::chrono::seconds(0)))))
                 return std::nullopt;
             std::int32_t st = 0;
             std::size_t n = sys::read_full(status_.get(), &st, sizeof st);

@@ -77,7 +77,7 @@ public:
                   std::shared_ptr<CurrentProcess::Info> info, pid_t real_parent, int parent_pidfd)
         : call_(std::move(call)), fds_(std::move(fds)), info_(std::move(info)),
           real_parent_(real_parent), parent_pidfd_(parent_pidfd) {}
-    void invoke() override {
+    [[gnu::hot]] void invoke() override {  // hot: run in fork children (current_process.cpp)
         if (real_parent_ != 0) {
             // A forkserver child: run_child saw the server as the parent (that is what
             // getppid() says, and what the daemon's death signal follows); the parent the
@@ -170,7 +170,8 @@ ChildBootstrap decode_bootstrap(std::span<const std::byte> bytes) {
     return b;
 }
 
-void run_bootstrapped_child(ChildBootstrap b, std::vector<UniqueFd> fds, bool forked_by_server) noexcept {
+[[gnu::hot]] void run_bootstrapped_child(ChildBootstrap b, std::vector<UniqueFd> fds,
+                                         bool forked_by_server) noexcept {
     std::shared_ptr<CurrentProcess::Info> info;
     std::unique_ptr<ShippedTarget> target;
     try {

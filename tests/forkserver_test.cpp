@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,8 +35,12 @@ void block_forever(mp::Connection c) {
 class ForkServer : public ::testing::Test {
 protected:
     mp::Context ctx = mp::get_context("forkserver");
-    void TearDown() override { mp::detail::stop_forkserver(); }
 };
+
+void send_bind_now(mp::Connection c) {
+    const char* v = std::getenv("LD_BIND_NOW");
+    c.send(std::string(v ? v : "<unset>"));
+}
 
 // Waits (bounded) until process `pid`, which is not our child, has exited.
 bool wait_gone(pid_t pid) {
@@ -46,6 +51,18 @@ bool wait_gone(pid_t pid) {
     bool gone = ::syscall(SYS_pidfd_send_signal, fd, 0, nullptr, 0) != 0;
     ::close(fd);
     return gone;
+}
+
+// The server is started with LD_BIND_NOW=1 (so that its children find every function bound);
+// the children must not see it, since they may exec programs of their own.
+TEST_F(ForkServer, ChildrenDoNotInheritTheServersBindNow) {
+    ASSERT_EQ(std::getenv("LD_BIND_NOW"), nullptr) << "run this test without LD_BIND_NOW";
+    auto [a, b] = mp::Pipe();
+    auto p = ctx.Process(&send_bind_now, b);
+    p.start();
+    EXPECT_EQ(a.recv<std::string>(), "<unset>");
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
 }
 
 TEST_F(ForkServer, ChildrenAreForkedByOneServer) {

@@ -18,13 +18,13 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "multiproc/errors.hpp"
-#include "forkserver.hpp"
 #include "popen.hpp"
 #include "sys/io.hpp"
 
@@ -135,8 +135,6 @@ struct MarkerStatic {
 class ProcessTest : public ::testing::TestWithParam<std::string> {
   protected:
     mp::Context ctx() const { return mp::get_context(GetParam()); }
-    // The forkserver is a child of this process: stop it so the leak checker sees none.
-    void TearDown() override { mp::detail::stop_forkserver(); }
 };
 
 TEST_P(ProcessTest, StartJoinExitcodeZero) {
@@ -410,6 +408,71 @@ TEST_P(ProcessTest, ParentProcessWatchesTheParent) {
     child.kill();
     child.join();
     EXPECT_EQ(read_str(r.get()), "ended");
+}
+
+// parent_process() first asked after the parent has died: the child must not take whatever
+// now has the parent's pid for it (the parent's pidfd is opened on first use, and checked).
+TEST_P(ProcessTest, ParentProcessFirstAskedAfterTheParentDied) {
+    auto [r, w] = mp::sys::make_pipe();
+    auto [go_r, go_w] = mp::sys::make_pipe();
+    auto child = ctx().Process([](PassFd f, PassFd go, std::string method) {
+        auto gc = mp::get_context(method).Process([](PassFd g, PassFd ggo) {
+            write_str(g.fd, "ready");
+            if (read_str(ggo.fd) != "go") std::exit(11);
+            auto parent = mp::parent_process();
+            if (!parent) std::exit(10);
+            write_str(g.fd, parent->is_alive() ? "alive" : "ended");
+            const int s = parent->sentinel();
+            pollfd p{s, POLLIN, 0};
+            // No descriptor (the parent was gone before one was opened), or a readable one.
+            write_str(g.fd, s < 0 || ::poll(&p, 1, 0) == 1 ? "ok" : "sentinel not readable");
+            parent->join(60s);  // returns at once
+            write_str(g.fd, "joined");
+        }, f, go);
+        gc.start();
+        block_forever();
+    }, PassFd{w.get()}, PassFd{go_r.get()}, GetParam());
+    child.start();
+    EXPECT_EQ(read_str(r.get()), "ready");
+    child.kill();
+    child.join();
+    write_str(go_w.get(), "go");
+    EXPECT_EQ(read_str(r.get()), "ended");
+    EXPECT_EQ(read_str(r.get()), "ok");
+    EXPECT_EQ(read_str(r.get()), "joined");
+}
+
+// Several threads wait for one child at once, in every way: one blocking join reaps it, the
+// others must all see the same exit code (none may steal the status or lose it).
+TEST_P(ProcessTest, ConcurrentJoinsAndPollsAgreeOnTheExitCode) {
+    for (int round = 0; round < 5; ++round) {
+        auto [r, w] = mp::sys::make_pipe();
+        auto p = ctx().Process([](PassFd f) {
+            static_cast<void>(read_str(f.fd));  // until the parent has its waiters in place
+            std::exit(5);
+        }, PassFd{r.get()});
+        p.start();
+        std::atomic<int> ready{0};
+        std::vector<std::optional<int>> seen(4);
+        std::vector<std::thread> ts;
+        ts.emplace_back([&] { ++ready; p.join(); seen[0] = p.exitcode(); });
+        ts.emplace_back([&] { ++ready; p.join(); seen[1] = p.exitcode(); });
+        ts.emplace_back([&] {
+            ++ready;
+            while (p.is_alive()) std::this_thread::sleep_for(100us);
+            seen[2] = p.exitcode();
+        });
+        ts.emplace_back([&] {
+            ++ready;
+            while (!p.exitcode()) p.join(1ms);
+            seen[3] = p.exitcode();
+        });
+        while (ready.load() < 4) std::this_thread::yield();
+        std::this_thread::sleep_for(5ms);  // let the joins block
+        write_str(w.get(), "exit");
+        for (auto& t : ts) t.join();
+        for (int i = 0; i < 4; ++i) EXPECT_EQ(seen[i], std::optional<int>(5)) << "waiter " << i;
+    }
 }
 
 TEST_P(ProcessTest, ActiveChildrenReapsFinishedAndAbandonedChildren) {

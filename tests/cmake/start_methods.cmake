@@ -16,3 +16,15 @@ foreach(t spawn_test forkserver_test)
     target_compile_definitions(${t} PRIVATE MP_NOINIT_HELPER="$<TARGET_FILE:mp_noinit_helper>")
   endif()
 endforeach()
+
+# examples/hello_process under each start method (argv[1]). Examples are configured after
+# tests, so the option is tested rather than the target; add_test resolves the target at
+# generate time.
+if(MULTIPROC_BUILD_EXAMPLES)
+  foreach(method fork spawn forkserver)
+    add_test(NAME example_hello_process.${method} COMMAND hello_process ${method})
+    set_tests_properties(example_hello_process.${method} PROPERTIES TIMEOUT 60
+      PASS_REGULAR_EXPRESSION
+      "start method: ${method}.*Hello from process-1 \\(Process-1, pid [0-9]+, parent [0-9]+\\).*Process-1 exited with code 0")
+  endforeach()
+endif()
