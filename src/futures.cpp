@@ -327,14 +327,9 @@ void ExecutorSource::abandon(std::exception_ptr error) {
 ProcessPoolExecutor::ProcessPoolExecutor(std::optional<int> max_workers, ExecutorOptions options) {
     if (max_workers && *max_workers < 1)
         throw UsageError("mp::ProcessPoolExecutor: max_workers must be at least 1");
-    detail::EngineOptions eo;
-    eo.processes = max_workers.value_or(process_cpu_count());
-    eo.context = options.context;
-    eo.initializer = options.initializer.call();
-    eo.max_tasks_per_child = options.max_tasks_per_child;
-    eo.retries = std::max(options.retries, 0);
-    eo.owner = "mp::ProcessPoolExecutor";
-    engine_ = std::make_unique<detail::Engine>(std::move(eo));
+    const PoolOptions same{options.initializer, options.max_tasks_per_child, options.context, options.retries};
+    engine_ = std::make_unique<detail::Engine>(detail::pool_engine_options(
+        "mp::ProcessPoolExecutor", max_workers.value_or(process_cpu_count()), same));
     source_ = std::make_shared<detail::ExecutorSource>(*engine_);
     engine_->submit(source_);
 }

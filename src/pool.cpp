@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -34,19 +35,24 @@ void report_callback_error(const char* which) noexcept {
     static_cast<void>(::write(2, msg.data(), msg.size()));
 }
 
+EngineOptions pool_engine_options(const char* owner, int processes, const PoolOptions& options) {
+    EngineOptions eo;
+    eo.processes = processes;
+    eo.context = options.context;
+    eo.initializer = options.initializer.call();
+    eo.max_tasks_per_child = options.maxtasksperchild;
+    eo.retries = std::max(options.retries, 0);
+    eo.owner = owner;
+    return eo;
+}
+
 }  // namespace detail
 
 Pool::Pool(std::optional<int> processes, PoolOptions options) {
     if (processes && *processes < 1)
         throw UsageError("mp::Pool: the number of processes must be at least 1");
-    detail::EngineOptions eo;
-    eo.processes = processes.value_or(cpu_count());
-    eo.context = options.context;
-    eo.initializer = options.initializer.call();
-    eo.max_tasks_per_child = options.maxtasksperchild;
-    eo.retries = options.retries < 0 ? 0 : options.retries;
-    eo.owner = "mp::Pool";
-    engine_ = std::make_unique<detail::Engine>(std::move(eo));
+    engine_ = std::make_unique<detail::Engine>(
+        detail::pool_engine_options("mp::Pool", processes.value_or(cpu_count()), options));
 }
 
 Pool::~Pool() {

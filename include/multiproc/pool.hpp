@@ -54,6 +54,7 @@
 #include "multiproc/callable.hpp"
 #include "multiproc/context.hpp"
 #include "multiproc/detail/engine.hpp"
+#include "multiproc/detail/map_source.hpp"
 #include "multiproc/detail/task.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/timeout.hpp"
@@ -89,6 +90,10 @@ struct PoolOptions {
 
 namespace detail {
 struct NoCallback {};
+
+/// The engine options of a pool front end (Pool, ProcessPoolExecutor): `processes` workers
+/// with the settings of `options`, named `owner` in error messages.
+EngineOptions pool_engine_options(const char* owner, int processes, const PoolOptions& options);
 }  // namespace detail
 
 /// A result callback and an error callback for apply_async / map_async / starmap_async, run in
@@ -233,191 +238,9 @@ private:
     std::shared_ptr<ResultState<R>> st_;
 };
 
-/// What every chunked source shares: items numbered from 0, chunks of consecutive items, the
-/// splitting of a chunk whose worker died (only the item it was running fails), and the
-/// cancel switch its consumer flips when it goes away (then the input is never touched again).
-class ChunkedSourceBase : public TaskSource {
-public:
-    /// The consumer is gone: never read the input again, drop results.
-    void cancel() {
-        std::lock_guard lk(m_);
-        cancelled_.store(true, std::memory_order_relaxed);
-    }
-
-protected:
-    struct Range {
-        std::size_t start, count;
-    };
-    // Chunks of items already read from the input that must be sent again (split on a death).
-    std::deque<Range> redo_;
-    std::vector<std::pair<std::uint64_t, Range>> live_;  // tag -> range, small
-    std::uint64_t next_tag_ = 1;
-    std::atomic<bool> cancelled_{false};
-    std::mutex m_;
-
-    std::uint64_t remember(Range r) {
-        const std::uint64_t tag = next_tag_++;
-        live_.emplace_back(tag, r);
-        return tag;
-    }
-    Range forget(std::uint64_t tag) {
-        for (auto it = live_.begin(); it != live_.end(); ++it) {
-            if (it->first == tag) {
-                Range r = it->second;
-                *it = live_.back();
-                live_.pop_back();
-                return r;
-            }
-        }
-        return {0, 0};
-    }
-};
-
 /// Outcome of one map item as a consumer sees it.
 template <class R>
 using Outcome = std::variant<std::conditional_t<std::is_void_v<R>, std::monostate, R>, std::exception_ptr>;
-
-/// map / map_async / starmap over a materialized input: results land in a vector in order.
-template <bool Star, class F, class V, class R>
-class MapSource final : public ChunkedSourceBase {
-public:
-    using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
-
-    MapSource(const F& f, std::vector<V> items, std::size_t chunksize, Engine& engine,
-              std::shared_ptr<ResultState<std::conditional_t<std::is_void_v<R>, void, std::vector<R>>>> st)
-        : f_(f), items_(std::move(items)), chunksize_(chunksize), engine_(engine), st_(std::move(st)) {
-        if constexpr (!std::is_void_v<R>) results_.resize(items_.size());
-        pending_ = items_.size();
-    }
-
-    void start() {
-        if (pending_ == 0) finish();
-    }
-
-    bool pull(std::size_t hint, TaskSlot& slot) override {
-        std::lock_guard lk(m_);
-        if (cancelled_ || failed_) return false;
-        Range r;
-        if (!redo_.empty()) {
-            r = redo_.front();
-            redo_.pop_front();
-        } else {
-            if (next_ >= items_.size()) return false;
-            std::size_t k = chunksize_ ? chunksize_ : hint;
-            k = std::min(k, items_.size() - next_);
-            r = {next_, k};
-            next_ += k;
-        }
-        Encoder e;
-        if constexpr (!Star && kind_of<chunk_item_t<V>>() == Kind::raw && std::is_same_v<V, chunk_item_t<V>>) {
-            e.bytes().reserve(128 + r.count * sizeof(V));
-            begin_chunk<Star, F, V>(e, f_, r.count);
-            e.write_bytes(items_.data() + r.start, r.count * sizeof(V));
-        } else {
-            begin_chunk<Star, F, V>(e, f_, r.count);
-            for (std::size_t i = 0; i < r.count; ++i) encode_chunk_item<Star>(e, items_[r.start + i]);
-        }
-        std::vector<UniqueFd> none;
-        slot.call = finish_owned_call(e, none);
-        slot.elements = r.count;
-        slot.tag = remember(r);
-        return true;
-    }
-    bool exhausted() const override {
-        return cancelled_ || failed_ || (next_ >= items_.size() && redo_.empty());
-    }
-    std::optional<std::size_t> remaining() const override { return items_.size() - next_; }
-
-    void complete(std::uint64_t tag, std::span<const std::byte> bytes, std::span<UniqueFd> fds) override {
-        Range r;
-        {
-            std::lock_guard lk(m_);
-            r = forget(tag);
-        }
-        Stored* dest = nullptr;
-        if constexpr (raw_result_v<R>) dest = results_.data() + r.start;
-        try {
-            decode_chunk_result<R>(
-                bytes, fds, r.count, dest,
-                [&](std::size_t i, auto&&... v) {
-                    if constexpr (!std::is_void_v<R>) results_[r.start + i] = std::move(v...);
-                    else static_cast<void>(i);
-                },
-                [&](std::size_t i, std::exception_ptr ex) { record_error(r.start + i, std::move(ex)); });
-        } catch (...) {
-            for (std::size_t i = 0; i < r.count; ++i) record_error(r.start + i, std::current_exception());
-        }
-        done(r.count);
-    }
-    void fail(std::uint64_t tag, std::exception_ptr e) override {
-        Range r;
-        {
-            std::lock_guard lk(m_);
-            r = forget(tag);
-        }
-        record_error(r.start, std::move(e));
-        done(r.count);
-    }
-    void lost(std::uint64_t tag, std::size_t element, std::exception_ptr e) override {
-        Range r;
-        {
-            std::lock_guard lk(m_);
-            r = forget(tag);
-            if (element >= r.count) element = 0;
-            // Only the item that was running fails; the others of its chunk run again.
-            if (element > 0) redo_.push_back({r.start, element});
-            if (element + 1 < r.count) redo_.push_back({r.start + element + 1, r.count - element - 1});
-        }
-        record_error(r.start + element, std::move(e));
-        done(1);
-        if (element > 0 || element + 1 < r.count) engine_.wake();
-    }
-    void abandon(std::exception_ptr e) override {
-        {
-            std::lock_guard lk(m_);
-            failed_ = true;
-        }
-        record_error(0, e);
-        finish();
-    }
-
-private:
-    void record_error(std::size_t index, std::exception_ptr e) {
-        std::lock_guard lk(m_);
-        if (!first_error_ || index < error_index_) {
-            first_error_ = std::move(e);
-            error_index_ = index;
-        }
-    }
-    void done(std::size_t n) {
-        pending_ -= n;
-        if (pending_ == 0) finish();
-    }
-    void finish() {
-        if (finished_) return;
-        finished_ = true;
-        if (first_error_) {
-            st_->set_error(first_error_);
-        } else if constexpr (std::is_void_v<R>) {
-            st_->set_value({});
-        } else {
-            st_->set_value(std::move(results_));
-        }
-    }
-
-    F f_;
-    std::vector<V> items_;
-    std::size_t chunksize_;
-    Engine& engine_;
-    std::shared_ptr<ResultState<std::conditional_t<std::is_void_v<R>, void, std::vector<R>>>> st_;
-    std::vector<Stored> results_;
-    std::size_t next_ = 0;
-    std::size_t pending_ = 0;
-    bool failed_ = false;
-    bool finished_ = false;
-    std::exception_ptr first_error_;
-    std::size_t error_index_ = 0;
-};
 
 /// An input range held by imap: referenced when it was an lvalue, owned when an rvalue.
 /// (std::views::all would do, but clang 14 cannot compile libstdc++ 12's views.)
@@ -857,11 +680,11 @@ private:
     template <class Res>
     struct Launched {
         Res result;
-        std::shared_ptr<detail::ChunkedSourceBase> src;
+        std::shared_ptr<detail::MapSourceBase> src;
         auto get_and_cancel() {
             struct Guard {
-                detail::ChunkedSourceBase* s;
-                ~Guard() { s->cancel(); }
+                detail::MapSourceBase* s;
+                ~Guard() { s->cancel_remaining(); }
             } g{src.get()};
             return std::move(result).get();
         }
@@ -878,13 +701,24 @@ private:
                       "mp::Pool::map: the result type must be default constructible");
         using Res = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
         check_running("map");
-        std::vector<V> items;
-        if constexpr (std::ranges::sized_range<Range>) items.reserve(std::ranges::size(range));
-        for (auto&& v : range) items.push_back(static_cast<V>(v));
         auto st = std::make_shared<detail::ResultState<Res>>();
         detail::install_callbacks(*st, cbs);
-        auto src = std::make_shared<detail::MapSource<Star, std::decay_t<F>, V, R>>(f, std::move(items), chunksize, *engine_, st);
-        src->start();
+        using Src = detail::OrderedMapSource<std::decay_t<F>, V, R, Star, false>;
+        auto src = std::make_shared<Src>(f, detail::materialize<V>(std::forward<Range>(range)), chunksize,
+                                         *engine_, false);
+        // The source owns the hook, so a plain pointer back to it cannot dangle.
+        src->when_done([st, s = src.get()] {
+            try {
+                if constexpr (std::is_void_v<R>) {
+                    s->take_results();
+                    st->set_value({});
+                } else {
+                    st->set_value(s->take_results());
+                }
+            } catch (...) {
+                st->set_error(std::current_exception());
+            }
+        });
         engine_->submit(src);
         return Launched<AsyncResult<Res>>{AsyncResult<Res>(std::move(st)), std::move(src)};
     }

@@ -1,12 +1,15 @@
-// The ordered map source shared by ProcessPoolExecutor::map (futures.hpp) and parallel_map
-// (parallel.hpp): a materialized input, results kept per item in input order, read either one
-// by one as they become available (next) or all at once (wait_all + take_results).
+// The ordered map source shared by Pool::map/map_async/starmap (pool.hpp),
+// ProcessPoolExecutor::map (futures.hpp) and parallel_map (parallel.hpp): a materialized input,
+// results kept per item in input order, read either one by one as they become available (next),
+// all at once (wait_all + take_results), or handed over when the last item settles (when_done).
 //
 // Items are sent in chunks (package_chunk's format, detail/task.hpp) whose size is fixed or
 // follows the engine's hint. When the item type is a std::vector of a trivially copyable type,
 // each item is one pool task instead (package_pool_task), so that an item of 1 MiB or more
 // travels through shared memory (a memfd) and a function taking std::span<const T> reads it in
-// place; the engine still batches those tasks into one frame per worker.
+// place; the engine still batches those tasks into one frame per worker. (Pool keeps chunks for
+// every item type, as it always did: PerItem = false.) With Star, each item is a tuple of the
+// function's arguments (starmap).
 //
 // Item states: pending, ok, error (the item's exception), cancelled (never sent: the consumer
 // went away, shutdown(cancel_futures = true), or parallel_map stopping at its first error), and
@@ -14,29 +17,74 @@
 // consumer always wakes up.
 //
 // Thread safety: engine callbacks run on the engine thread; next, wait_all, take_results,
-// cancel and done_count may be called from one consumer thread meanwhile.
+// cancel and done_count may be called from one consumer thread meanwhile. The when_done hook
+// runs once, on the thread that settles the last item.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <exception>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <ranges>
 #include <span>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "multiproc/detail/engine.hpp"
 #include "multiproc/detail/task.hpp"
 #include "multiproc/errors.hpp"
-#include "multiproc/pool.hpp"
 #include "multiproc/timeout.hpp"
 
 namespace mp::detail {
+
+/// What every chunked source shares: items numbered from 0, chunks of consecutive items, the
+/// splitting of a chunk whose worker died (only the item it was running fails), and the
+/// cancel switch its consumer flips when it goes away (then the input is never touched again).
+class ChunkedSourceBase : public TaskSource {
+public:
+    /// The consumer is gone: never read the input again, drop results.
+    void cancel() {
+        std::lock_guard lk(m_);
+        cancelled_.store(true, std::memory_order_relaxed);
+    }
+
+protected:
+    struct Range {
+        std::size_t start, count;
+    };
+    // Chunks of items already read from the input that must be sent again (split on a death).
+    std::deque<Range> redo_;
+    std::vector<std::pair<std::uint64_t, Range>> live_;  // tag -> range, small
+    std::uint64_t next_tag_ = 1;
+    std::atomic<bool> cancelled_{false};
+    std::mutex m_;
+
+    std::uint64_t remember(Range r) {
+        const std::uint64_t tag = next_tag_++;
+        live_.emplace_back(tag, r);
+        return tag;
+    }
+    Range forget(std::uint64_t tag) {
+        for (auto it = live_.begin(); it != live_.end(); ++it) {
+            if (it->first == tag) {
+                Range r = it->second;
+                *it = live_.back();
+                live_.pop_back();
+                return r;
+            }
+        }
+        return {0, 0};
+    }
+};
 
 /// True when items of type V go one per task (so that large ones can use shared memory).
 template <class V>
@@ -65,11 +113,12 @@ public:
     virtual void cancel_remaining() = 0;
 };
 
-template <class F, class V, class R>
+template <class F, class V, class R, bool Star = false, bool PerItem = per_item_v<V>>
 class OrderedMapSource final : public MapSourceBase {
 public:
     using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
-    static constexpr bool per_item = per_item_v<V>;
+    static constexpr bool per_item = PerItem;
+    static_assert(!(Star && PerItem), "starmap items go in chunks");
 
     /// stop_on_error: the first failing item cancels every item not sent yet (parallel_map);
     /// deadline: the limit of every next() (Executor::map counts its timeout from the call).
@@ -99,13 +148,13 @@ public:
         } else {
             Encoder e;
             using A = chunk_item_t<V>;
-            if constexpr (kind_of<A>() == Kind::raw && std::is_same_v<V, A>) {
+            if constexpr (!Star && kind_of<A>() == Kind::raw && std::is_same_v<V, A>) {
                 e.bytes().reserve(128 + r.count * sizeof(V));
-                begin_chunk<false, F, V>(e, f_, r.count);
+                begin_chunk<Star, F, V>(e, f_, r.count);
                 e.write_bytes(items_.data() + r.start, r.count * sizeof(V));
             } else {
-                begin_chunk<false, F, V>(e, f_, r.count);
-                for (std::size_t i = 0; i < r.count; ++i) encode_chunk_item<false>(e, items_[r.start + i]);
+                begin_chunk<Star, F, V>(e, f_, r.count);
+                for (std::size_t i = 0; i < r.count; ++i) encode_chunk_item<Star>(e, items_[r.start + i]);
             }
             std::vector<UniqueFd> none;
             slot.call = finish_owned_call(e, none);
@@ -199,6 +248,13 @@ public:
     /// Called when an IMapIterator over this source goes away: nothing more will be read.
     void cancel() { cancel_remaining(); }
 
+    /// Runs `hook` once, on the thread that settles the last item, or now when there are no
+    /// items (Pool::map_async hands the results over there). Call it before submitting.
+    void when_done(std::function<void()> hook) {
+        if (items_.empty()) hook();
+        else on_done_ = std::move(hook);
+    }
+
     /// Items settled so far (any state but pending).
     [[nodiscard]] std::size_t done_count() const noexcept { return done_.load(std::memory_order_acquire); }
     /// The number of items.
@@ -212,10 +268,12 @@ public:
     std::vector<Stored> take_results() {
         std::lock_guard lk(m_);
         if (!errors_.empty()) std::rethrow_exception(errors_.begin()->second);
-        for (auto s : state_) {
-            if (s == kAbandoned) std::rethrow_exception(abandon_error_);
-            if (s == kCancelled) throw CancelledError("multiproc: the map was cancelled");
-        }
+        // Only a cancel or an abandon leaves items cancelled or abandoned; skip the scan else.
+        if (cancelled_.load(std::memory_order_relaxed))
+            for (auto s : state_) {
+                if (s == kAbandoned) std::rethrow_exception(abandon_error_);
+                if (s == kCancelled) throw CancelledError("multiproc: the map was cancelled");
+            }
         return std::move(results_);
     }
 
@@ -282,17 +340,27 @@ private:
                 errors_.emplace(i, std::move(e));
                 ++n;
             }
-            for (std::size_t i = r.start; i < r.start + r.count; ++i) {
-                if (state_[i] != kPending) continue;
-                state_[i] = kOk;
-                ++n;
+            const auto first = state_.begin() + static_cast<std::ptrdiff_t>(r.start);
+            if (errs.empty() && !cancelled_.load(std::memory_order_relaxed)) {
+                // Every item of a range in flight is pending until it settles here, unless an
+                // abandon came first (which sets cancelled_): fill, at memory speed.
+                std::fill_n(first, r.count, std::uint8_t{kOk});
+                n = r.count;
+            } else {
+                for (auto it = first; it != first + static_cast<std::ptrdiff_t>(r.count); ++it) {
+                    if (*it != kPending) continue;
+                    *it = kOk;
+                    ++n;
+                }
             }
             if (stop_on_error_ && !errs.empty()) n += cancel_unsent_locked();
         }
         add_done(n);
     }
     void add_done(std::size_t n) {
-        done_.fetch_add(n, std::memory_order_acq_rel);
+        const std::size_t before = done_.fetch_add(n, std::memory_order_acq_rel);
+        // Exactly one call moves the count onto the size; that one runs the hook.
+        if (n > 0 && before + n == items_.size() && on_done_) on_done_();
         notifier_.notify_all();
     }
 
@@ -309,6 +377,7 @@ private:
     std::size_t next_ = 0;
     std::size_t consumed_ = 0;
     std::atomic<std::size_t> done_{0};
+    std::function<void()> on_done_;
     Notifier notifier_;
 };
 
