@@ -78,33 +78,35 @@ struct ServedChild {
 // them, and nothing else (close_range), then the shared child path. Hot, as every function a
 // fork child runs (current_process.cpp): grouped in .text.hot, paged in together.
 [[noreturn, gnu::hot]] void become_child(ChildBootstrap b, std::vector<UniqueFd> call_fds) noexcept {
+    // SIGINT back to its default (the server ignores it); SIGCHLD was only blocked (for the
+    // server's signalfd), never given a handler: unblocking it is enough.
     sigset_t none;
     sigemptyset(&none);
-    ::signal(SIGCHLD, SIG_DFL);
     ::signal(SIGINT, SIG_DFL);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     const int n = static_cast<int>(call_fds.size());
-    std::vector<int> src;
-    for (auto& fd : call_fds) src.push_back(fd.release());
-    src.push_back(g_program_pidfd);
-    // Two steps so that no source is overwritten before it is moved: first above the target
-    // range, then down into it.
-    for (int& fd : src)
-        if (fd >= 0) fd = ::fcntl(fd, F_DUPFD, 3 + n + 1);
+    const int first_free = 3 + n + 1;
+    int small[8];
+    std::vector<int> big;
+    int* src = small;
+    if (n + 1 > 8) {
+        big.resize(static_cast<std::size_t>(n) + 1);
+        src = big.data();
+    }
+    for (int i = 0; i < n; ++i) src[i] = call_fds[static_cast<std::size_t>(i)].release();
+    src[n] = g_program_pidfd;
+    // Two steps so that no source is overwritten before it is moved: sources inside the target
+    // range go above it first; then each goes down into place, close-on-exec (dup3).
     for (int i = 0; i <= n; ++i)
-        if (src[static_cast<std::size_t>(i)] >= 0) ::dup2(src[static_cast<std::size_t>(i)], 3 + i);
-    ::close_range(static_cast<unsigned>(3 + n + 1), ~0U, 0);
+        if (src[i] >= 3 && src[i] < first_free) src[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, first_free);
+    for (int i = 0; i <= n; ++i)
+        if (src[i] >= 0) ::dup3(src[i], 3 + i, O_CLOEXEC);
+    if (src[n] < 0) ::close(3 + n);  // no program pidfd: whatever sits there is the server's
+    ::close_range(static_cast<unsigned>(first_free), ~0U, 0);
     std::vector<UniqueFd> fds;
-    for (int i = 0; i < n; ++i) {
-        ::fcntl(3 + i, F_SETFD, FD_CLOEXEC);
-        fds.emplace_back(3 + i);
-    }
-    if (src.back() >= 0) {
-        ::fcntl(3 + n, F_SETFD, FD_CLOEXEC);
-        g_child_program_pidfd = 3 + n;
-    } else {
-        ::close(3 + n);
-    }
+    fds.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) fds.emplace_back(3 + i);
+    if (src[n] >= 0) g_child_program_pidfd = 3 + n;
     run_bootstrapped_child(std::move(b), std::move(fds), true);
 }
 
@@ -208,9 +210,10 @@ void forkserver_main(int argc, char** argv) noexcept {
             pollfd p[2] = {{kControlFd, POLLIN, 0}, {sfd.get(), POLLIN, 0}};
             sys::poll_until(p, 2, Deadline::never());
             if (p[1].revents) {
+                // SIGCHLD is a standard signal: one pending instance at most, so one read
+                // empties the signalfd; a child ending after it makes it readable again.
                 signalfd_siginfo si;
-                while (::read(sfd.get(), &si, sizeof si) > 0) {
-                }
+                static_cast<void>(::read(sfd.get(), &si, sizeof si));
                 reap(children);
             }
             if (p[0].revents && !serve_request(children, buf)) break;
