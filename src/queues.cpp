@@ -56,9 +56,7 @@
 // the head for the next one.
 #include "multiproc/queues.hpp"
 
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -69,11 +67,11 @@
 #include <new>
 #include <system_error>
 
+#include "owner_tid.hpp"
 #include "sys/futex.hpp"
 #include "sys/hole.hpp"
 #include "sys/mapping.hpp"
 #include "sys/memfd.hpp"
-#include "sys/pidfd.hpp"
 #include "sys/syscall.hpp"
 
 namespace mp::detail {
@@ -249,41 +247,6 @@ void wake(WaitWord& w) noexcept {
         w.seq.fetch_add(1, std::memory_order_release);
         sys::futex_wake_all(w.seq);
     }
-}
-
-thread_local std::uint32_t t_tid = 0;
-
-void reset_tid_after_fork() noexcept { t_tid = 0; }
-
-[[gnu::noinline]] std::uint32_t fetch_tid() {
-    static const bool registered = [] {
-        ::pthread_atfork(nullptr, nullptr, reset_tid_after_fork);
-        return true;
-    }();
-    (void)registered;
-    t_tid = static_cast<std::uint32_t>(::gettid());
-    return t_tid;
-}
-
-// The TID written into a slot being filled (Linux TIDs are below 2^22).
-inline std::uint32_t my_tid() {
-    const std::uint32_t t = t_tid;
-    return t ? t : fetch_tid();
-}
-
-// Whether `tid` names a live thread; a zombie (killed, not yet reaped) is dead.
-bool thread_alive(std::uint32_t tid) {
-    const pid_t id = static_cast<pid_t>(tid);
-    const int fd = sys::pidfd_open_raw(id);
-    if (fd >= 0) {
-        pollfd p{fd, POLLIN, 0};
-        const int r = sys::retry_eintr([&] { return ::poll(&p, 1, 0); });
-        ::close(fd);
-        return !(r > 0 && (p.revents & POLLIN));
-    }
-    if (fd == -ESRCH) return false;
-    if (fd == -EINVAL) return true;  // a thread that leads no process: alive
-    return !(::kill(id, 0) == -1 && errno == ESRCH);
 }
 
 inline std::uint64_t slot_word(std::uint64_t pos, std::uint64_t index, std::uint64_t tid,

@@ -11,7 +11,7 @@
 // Uncontended, acquire is one compare-and-swap (0 -> TID) and release one exchange (-> 0); the
 // futex is woken only when the waiters bit says someone sleeps. A thread id identifies the
 // owner for as long as the owner lives: no two live threads share one, and a forked child's
-// thread gets its own (the cached TID is dropped in the child, see reset_tid_after_fork).
+// thread gets its own (the cached TID is dropped in the child, see owner_tid.cpp).
 //
 // Owner death: waiters sleep in bounded slices (1 ms, doubling to 128 ms); when a slice ends,
 // and whenever an acquire is about to fail (try_lock, timeout), the waiter asks the kernel
@@ -30,9 +30,6 @@
 // shared memory, so a waiter that dies leaves no state behind for others to trip on.
 #include "multiproc/synchronize.hpp"
 
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,8 +40,8 @@
 #include <new>
 
 #include "multiproc/callable.hpp"
+#include "owner_tid.hpp"
 #include "sys/futex.hpp"
-#include "sys/pidfd.hpp"
 #include "sys/syscall.hpp"
 
 namespace mp {
@@ -55,45 +52,6 @@ constexpr std::uint32_t kWaiters = 0x80000000U;
 constexpr std::uint32_t kTidMask = 0x7fffffffU;
 constexpr auto kFirstSlice = std::chrono::milliseconds(1);
 constexpr auto kMaxSlice = std::chrono::milliseconds(128);
-
-void reset_tid_after_fork() {
-    // The child's only thread is a copy of the forking thread but has a TID of its own; with
-    // the parent's cached it would believe it holds the parent's locks.
-    t_tid = 0;
-}
-
-[[gnu::noinline]] std::uint32_t fetch_tid() {
-    static const bool registered = [] {
-        ::pthread_atfork(nullptr, nullptr, reset_tid_after_fork);
-        return true;
-    }();
-    (void)registered;
-    t_tid = static_cast<std::uint32_t>(::gettid());
-    return t_tid;
-}
-
-inline std::uint32_t my_tid() {
-    const std::uint32_t t = t_tid;
-    return t ? t : fetch_tid();
-}
-
-// Whether `tid` names a live thread. A zombie (killed, not yet reaped by its parent) is dead.
-bool thread_alive(std::uint32_t tid) {
-    const pid_t id = static_cast<pid_t>(tid);
-    const int fd = sys::pidfd_open_raw(id);
-    if (fd >= 0) {
-        pollfd p{fd, POLLIN, 0};
-        const int r = sys::retry_eintr([&] { return ::poll(&p, 1, 0); });
-        ::close(fd);
-        // Readable: the process has exited (every thread of it), only its zombie remains.
-        return !(r > 0 && (p.revents & POLLIN));
-    }
-    if (fd == -ESRCH) return false;
-    // EINVAL: the id exists but names a thread that leads no process: a live thread (threads
-    // other than the leader are reaped as they exit). EMFILE, ENOSYS...: ask kill(2).
-    if (fd == -EINVAL) return true;
-    return !(::kill(id, 0) == -1 && errno == ESRCH);
-}
 
 timespec to_timespec(Deadline::clock::time_point at) {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();

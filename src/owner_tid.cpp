@@ -1,0 +1,52 @@
+#include "owner_tid.hpp"
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "sys/pidfd.hpp"
+#include "sys/syscall.hpp"
+
+namespace mp::detail {
+
+namespace {
+
+void reset_tid_after_fork() noexcept {
+    // The child's only thread is a copy of the forking thread but has a TID of its own; with
+    // the parent's cached it would believe it holds the parent's locks.
+    t_tid = 0;
+}
+
+}  // namespace
+
+[[gnu::noinline]] std::uint32_t fetch_tid() {
+    static const bool registered = [] {
+        ::pthread_atfork(nullptr, nullptr, reset_tid_after_fork);
+        return true;
+    }();
+    static_cast<void>(registered);
+    t_tid = static_cast<std::uint32_t>(::gettid());
+    return t_tid;
+}
+
+bool thread_alive(std::uint32_t tid) {
+    const pid_t id = static_cast<pid_t>(tid);
+    const int fd = sys::pidfd_open_raw(id);
+    if (fd >= 0) {
+        pollfd p{fd, POLLIN, 0};
+        const int r = sys::retry_eintr([&] { return ::poll(&p, 1, 0); });
+        ::close(fd);
+        // Readable: the process has exited (every thread of it), only its zombie remains.
+        return !(r > 0 && (p.revents & POLLIN));
+    }
+    if (fd == -ESRCH) return false;
+    // EINVAL: the id exists but names a thread that leads no process: a live thread (threads
+    // other than the leader are reaped as they exit). EMFILE, ENOSYS...: ask kill(2).
+    if (fd == -EINVAL) return true;
+    return !(::kill(id, 0) == -1 && errno == ESRCH);
+}
+
+}  // namespace mp::detail
