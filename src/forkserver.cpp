@@ -18,7 +18,6 @@
 #include <mutex>
 #include <new>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "multiproc/errors.hpp"
@@ -45,8 +44,6 @@ constexpr std::uint64_t kMaxRequest = std::uint64_t{1} << 31;
 
 // In the server: a pidfd of the program (the server's parent), inherited by every child.
 int g_program_pidfd = -1;
-// In a child of the server: the same, moved to a known descriptor (or -1).
-int g_child_program_pidfd = -1;
 
 // Reads exactly n bytes from a stream socket, collecting descriptors; false at a clean EOF
 // before the first byte, mp::EOFError on EOF in the middle.
@@ -70,30 +67,40 @@ void send_i32(int sock, std::int32_t v, std::span<const int> fds = {}) {
 }
 
 struct ServedChild {
+    pid_t pid;
     UniqueFd reply;
     bool daemon;
+};
+
+// What the server keeps between requests. A fork child shares every page of the server until
+// one side writes it, and then the page is copied: so the server allocates and frees nothing
+// between a fork and the next request (the child may still run then), and its child allocates
+// nothing either (its identity and target are built before the fork).
+struct ServerState {
+    std::vector<ServedChild> children;  // capacity reserved before each fork
+    std::vector<std::byte> buf = std::vector<std::byte>(std::size_t{64} << 10);  // requests
+    PreparedChild last;  // the previous child's, freed at the next request
 };
 
 // In the child, just after fork: the call's descriptors at 3.., the program's pidfd after
 // them, and nothing else (close_range), then the shared child path. Hot, as every function a
 // fork child runs (current_process.cpp): grouped in .text.hot, paged in together.
-[[noreturn, gnu::hot]] void become_child(ChildBootstrap b, std::vector<UniqueFd> call_fds) noexcept {
+[[noreturn, gnu::hot]] void become_child(PreparedChild& child, const int* call_fds, int n) noexcept {
     // SIGINT back to its default (the server ignores it); SIGCHLD was only blocked (for the
     // server's signalfd), never given a handler: unblocking it is enough.
     sigset_t none;
     sigemptyset(&none);
     ::signal(SIGINT, SIG_DFL);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    const int n = static_cast<int>(call_fds.size());
     const int first_free = 3 + n + 1;
     int small[8];
-    std::vector<int> big;
+    std::vector<int> big;  // more than 7 descriptors: the one allocation left in the child
     int* src = small;
     if (n + 1 > 8) {
         big.resize(static_cast<std::size_t>(n) + 1);
         src = big.data();
     }
-    for (int i = 0; i < n; ++i) src[i] = call_fds[static_cast<std::size_t>(i)].release();
+    for (int i = 0; i < n; ++i) src[i] = call_fds[i];
     src[n] = g_program_pidfd;
     // Two steps so that no source is overwritten before it is moved: sources inside the target
     // range go above it first; then each goes down into place, close-on-exec (dup3).
@@ -103,15 +110,13 @@ struct ServedChild {
         if (src[i] >= 0) ::dup3(src[i], 3 + i, O_CLOEXEC);
     if (src[n] < 0) ::close(3 + n);  // no program pidfd: whatever sits there is the server's
     ::close_range(static_cast<unsigned>(first_free), ~0U, 0);
-    std::vector<UniqueFd> fds;
-    fds.reserve(static_cast<std::size_t>(n));
-    for (int i = 0; i < n; ++i) fds.emplace_back(3 + i);
-    if (src[n] >= 0) g_child_program_pidfd = 3 + n;
-    run_bootstrapped_child(std::move(b), std::move(fds), true);
+    child.renumber_call_fds(3);
+    run_prepared_child(child);
 }
 
-// One request: read it, fork, answer with the pid and a pidfd. `buf` is reused across requests.
-bool serve_request(std::unordered_map<pid_t, ServedChild>& children, std::vector<std::byte>& buf) {
+// One request: read it, fork, answer with the pid and a pidfd.
+bool serve_request(ServerState& st) {
+    std::vector<std::byte>& buf = st.buf;
     std::vector<UniqueFd> fds;
     // A request is one sendmsg whose first bytes carry the descriptors, and the kernel ends a
     // read after bytes that brought descriptors: one read takes all of a small request (one
@@ -138,12 +143,23 @@ bool serve_request(std::unordered_map<pid_t, ServedChild>& children, std::vector
         return true;
     }
     const bool daemon = b.daemon;
+    const int n = static_cast<int>(fds.size());
+    // Everything the fork would otherwise make either side allocate, before it.
+    st.last.forget_call_fds();  // closed right after its fork
+    st.last = PreparedChild();
+    PreparedChild child = prepare_child(std::move(b), std::move(fds), true, g_program_pidfd >= 0 ? 3 + n : -1);
+    const std::vector<int> call_fds = child.call_fds();
+    st.children.reserve(st.children.size() + 1);
     pid_t pid = ::fork();
     if (pid == 0) {
         // The child must not keep the server's channels: close_range in become_child closes
         // the control socket, the signalfd and every reply socket.
-        become_child(std::move(b), std::move(fds));
+        become_child(child, call_fds.data(), n);
     }
+    // The call's descriptors are the child's now. Closed by number: their owners are left
+    // untouched until the next request (see ServerState).
+    for (int fd : call_fds) ::close(fd);
+    st.last = std::move(child);
     if (pid < 0) {
         send_i32(reply.get(), -errno);
         return true;
@@ -157,32 +173,32 @@ bool serve_request(std::unordered_map<pid_t, ServedChild>& children, std::vector
         // The client gave up on this child; it still runs, and is reaped below.
     }
     if (pidfd >= 0) ::close(pidfd);
-    children.emplace(pid, ServedChild{std::move(reply), daemon});
+    st.children.push_back(ServedChild{pid, std::move(reply), daemon});  // capacity reserved
     return true;
 }
 
-void reap(std::unordered_map<pid_t, ServedChild>& children) {
+void reap(std::vector<ServedChild>& children) {
     for (;;) {
         int status = 0;
         pid_t pid = sys::retry_eintr([&] { return ::waitpid(-1, &status, WNOHANG); });
         if (pid <= 0) return;
-        auto it = children.find(pid);
+        auto it = std::find_if(children.begin(), children.end(),
+                               [pid](const ServedChild& c) { return c.pid == pid; });
         if (it == children.end()) continue;
         try {
-            send_i32(it->second.reply.get(), status);
+            send_i32(it->reply.get(), status);
         } catch (const std::exception&) {
             // The client closed its end (its Process was closed or the program exited).
         }
-        children.erase(it);
+        if (it != children.end() - 1) *it = std::move(children.back());
+        children.pop_back();
     }
 }
 
 }  // namespace
 
-int forkserver_parent_pidfd_for_child() noexcept { return g_child_program_pidfd; }
-
 void forkserver_main(int argc, char** argv) noexcept {
-    std::unordered_map<pid_t, ServedChild> children;
+    ServerState st;
     int code = 0;
     try {
         // Our children must not inherit an LD_BIND_NOW the program never asked for (they may
@@ -205,7 +221,6 @@ void forkserver_main(int argc, char** argv) noexcept {
         ::sigprocmask(SIG_BLOCK, &chld, nullptr);
         UniqueFd sfd(sys::check(::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd"));
         ::fcntl(kControlFd, F_SETFD, FD_CLOEXEC);
-        std::vector<std::byte> buf(std::size_t{64} << 10);
         for (;;) {
             pollfd p[2] = {{kControlFd, POLLIN, 0}, {sfd.get(), POLLIN, 0}};
             sys::poll_until(p, 2, Deadline::never());
@@ -214,9 +229,9 @@ void forkserver_main(int argc, char** argv) noexcept {
                 // empties the signalfd; a child ending after it makes it readable again.
                 signalfd_siginfo si;
                 static_cast<void>(::read(sfd.get(), &si, sizeof si));
-                reap(children);
+                reap(st.children);
             }
-            if (p[0].revents && !serve_request(children, buf)) break;
+            if (p[0].revents && !serve_request(st)) break;
         }
     } catch (const std::exception& e) {
         std::string msg = std::string("multiproc: forkserver: ") + e.what() + "\n";
@@ -224,8 +239,8 @@ void forkserver_main(int argc, char** argv) noexcept {
         code = 1;
     }
     // The program is gone (or stopped us): no daemonic child may outlive it.
-    for (auto& [pid, c] : children)
-        if (c.daemon) ::kill(pid, SIGKILL);
+    for (auto& c : st.children)
+        if (c.daemon) ::kill(c.pid, SIGKILL);
     ::_exit(code);
 }
 

@@ -55,8 +55,6 @@ ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<cons
 
 /// The server loop (called by mp::init in the forkserver process, with its argv). Never returns.
 [[noreturn]] void forkserver_main(int argc, char** argv) noexcept;
-/// In a child the server forked: a pidfd of the program that asked for it (-1 if unknown).
-int forkserver_parent_pidfd_for_child() noexcept;
 
 // forkserver_pid() and stop_forkserver() are declared in multiproc/context.hpp (testing hooks).
 // Stopping the server lets its children run on, except daemonic ones (SIGKILLed as it exits).

@@ -65,12 +65,35 @@ std::vector<std::byte> encode_bootstrap(const CurrentProcess::Info& child,
 /// Decodes a bootstrap record (mp::DecodeError when it is not one).
 ChildBootstrap decode_bootstrap(std::span<const std::byte> bytes);
 
-/// Becomes the Process described by b: adopts its identity, runs the shipped call on `fds`
-/// and exits with Python's exit code (shared by the spawned child and the forkserver's
-/// children). `forked_by_server` tells that the real parent is the forkserver, not
-/// b.parent_pid. Never returns.
-[[noreturn]] void run_bootstrapped_child(ChildBootstrap b, std::vector<UniqueFd> fds,
-                                         bool forked_by_server) noexcept;
+class ShippedTarget;  // spawn_child.cpp
+
+/// A child of spawn or forkserver, ready to run: its identity and its target. The forkserver
+/// builds it before fork, so that its child allocates nothing (every heap page a fork child
+/// writes is a page copied).
+struct PreparedChild {
+    std::shared_ptr<CurrentProcess::Info> info;
+    std::unique_ptr<ShippedTarget> target;
+    PreparedChild();
+    PreparedChild(PreparedChild&&) noexcept;
+    PreparedChild& operator=(PreparedChild&&) noexcept;
+    ~PreparedChild();
+    /// The call's descriptors, in order (still owned by the target).
+    [[nodiscard]] std::vector<int> call_fds() const;
+    /// Stops owning the call's descriptors without closing them (their numbers are stale).
+    void forget_call_fds() noexcept;
+    /// The call's descriptors are now 3, 4, ... (the forkserver child moved them there).
+    void renumber_call_fds(int first) noexcept;
+};
+
+/// Builds the child described by b, with the call's descriptors `fds`. A forkserver child
+/// (forked_by_server) sees the server as the parent for run_child, then the program
+/// (b.parent_pid, whose pidfd will be at `program_pidfd` in the child, -1 if none) as Python's
+/// parent_process(). Throws on allocation failure.
+PreparedChild prepare_child(ChildBootstrap b, std::vector<UniqueFd> fds, bool forked_by_server,
+                            int program_pidfd);
+/// Becomes the prepared Process: adopts its identity, runs the shipped call and exits with
+/// Python's exit code (shared by the spawned child and the forkserver's children). Never returns.
+[[noreturn]] void run_prepared_child(PreparedChild& c) noexcept;
 
 /// mp::init's work: in a spawned child or the forkserver process, becomes it and never
 /// returns; in any other process returns at once (after recording that mp::init ran).

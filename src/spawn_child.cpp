@@ -70,6 +70,8 @@ __attribute__((constructor)) void record_program_args(int argc, char** argv, cha
     std::atexit(missing_init_at_exit);
 }
 
+}  // namespace
+
 // The target of a child started by spawn/forkserver: the shipped call and its descriptors.
 class ShippedTarget final : public TargetCall {
 public:
@@ -93,6 +95,21 @@ public:
     CallPackage package() const override {
         return {std::nullopt, "multiproc: a received call is not shipped again"};
     }
+    std::vector<int> fd_numbers() const {
+        std::vector<int> out;
+        out.reserve(fds_.size());
+        for (const auto& f : fds_) out.push_back(f.get());
+        return out;
+    }
+    void forget_fds() noexcept {
+        for (auto& f : fds_) static_cast<void>(f.release());
+    }
+    void renumber_fds(int first) noexcept {
+        for (std::size_t i = 0; i < fds_.size(); ++i) {
+            static_cast<void>(fds_[i].release());
+            fds_[i] = UniqueFd(first + static_cast<int>(i));
+        }
+    }
 
 private:
     std::vector<std::byte> call_;
@@ -101,6 +118,8 @@ private:
     pid_t real_parent_;
     int parent_pidfd_;
 };
+
+namespace {
 
 [[noreturn]] void bootstrap_failed(const char* where, const char* what) noexcept {
     std::string msg = std::string("multiproc: ") + where + ": " + what + "\n";
@@ -135,7 +154,13 @@ private:
     } catch (const std::exception& e) {
         bootstrap_failed("spawned child: cannot read its bootstrap record", e.what());
     }
-    run_bootstrapped_child(std::move(b), std::move(fds), false);
+    PreparedChild c;
+    try {
+        c = prepare_child(std::move(b), std::move(fds), false, -1);
+    } catch (const std::exception& e) {
+        bootstrap_failed("child process: bootstrap", e.what());
+    }
+    run_prepared_child(c);
 }
 
 }  // namespace
@@ -170,31 +195,45 @@ ChildBootstrap decode_bootstrap(std::span<const std::byte> bytes) {
     return b;
 }
 
-[[gnu::hot]] void run_bootstrapped_child(ChildBootstrap b, std::vector<UniqueFd> fds,
-                                         bool forked_by_server) noexcept {
-    std::shared_ptr<CurrentProcess::Info> info;
-    std::unique_ptr<ShippedTarget> target;
-    try {
-        info = std::make_shared<CurrentProcess::Info>();
-        info->name = std::move(b.name);
-        info->identity = std::move(b.identity);
-        info->daemon = b.daemon;
-        info->parent_name = std::move(b.parent_name);
-        pid_t real_parent = 0;
-        int parent_pidfd = -1;
-        if (forked_by_server) {
-            real_parent = b.parent_pid;
-            parent_pidfd = forkserver_parent_pidfd_for_child();
-            info->parent_pid = ::getppid();  // what run_child checks its parent against
-        } else {
-            info->parent_pid = b.parent_pid;
-        }
-        target = std::make_unique<ShippedTarget>(std::move(b.call), std::move(fds), info,
-                                                 real_parent, parent_pidfd);
-    } catch (const std::exception& e) {
-        bootstrap_failed("child process: bootstrap", e.what());
+PreparedChild::PreparedChild() = default;
+PreparedChild::PreparedChild(PreparedChild&&) noexcept = default;
+PreparedChild& PreparedChild::operator=(PreparedChild&&) noexcept = default;
+PreparedChild::~PreparedChild() = default;
+
+std::vector<int> PreparedChild::call_fds() const { return target ? target->fd_numbers() : std::vector<int>{}; }
+
+void PreparedChild::forget_call_fds() noexcept {
+    if (target) target->forget_fds();
+}
+
+[[gnu::hot]] void PreparedChild::renumber_call_fds(int first) noexcept {
+    if (target) target->renumber_fds(first);
+}
+
+PreparedChild prepare_child(ChildBootstrap b, std::vector<UniqueFd> fds, bool forked_by_server,
+                            int program_pidfd) {
+    PreparedChild c;
+    c.info = std::make_shared<CurrentProcess::Info>();
+    CurrentProcess::Info& info = *c.info;
+    info.name = std::move(b.name);
+    info.identity = std::move(b.identity);
+    info.daemon = b.daemon;
+    info.parent_name = std::move(b.parent_name);
+    pid_t real_parent = 0;
+    if (forked_by_server) {
+        real_parent = b.parent_pid;
+        info.parent_pid = ::getpid();  // the server, what run_child checks its parent against
+    } else {
+        info.parent_pid = b.parent_pid;
+        program_pidfd = -1;
     }
-    run_child(std::move(info), *target.release());  // run_child never returns: nothing to free
+    c.target = std::make_unique<ShippedTarget>(std::move(b.call), std::move(fds), c.info, real_parent,
+                                               program_pidfd);
+    return c;
+}
+
+[[gnu::hot]] void run_prepared_child(PreparedChild& c) noexcept {
+    run_child(std::move(c.info), *c.target.release());  // never returns: nothing to free
 }
 
 void enter_if_child(int argc, char** argv) {
