@@ -76,6 +76,13 @@ class Popen {
 class DirectChild final : public Popen {
   public:
     DirectChild(pid_t pid, UniqueFd pidfd) noexcept : pid_(pid), pidfd_(std::move(pidfd)) {}
+    /// A child to come: adopt() names it (allocated before fork, see launch_fork).
+    DirectChild() noexcept = default;
+    /// Names the child, once, before the object is shared.
+    void adopt(pid_t pid, UniqueFd pidfd) noexcept {
+        pid_ = pid;
+        pidfd_ = std::move(pidfd);
+    }
     pid_t pid() const noexcept override { return pid_; }
     int sentinel() const noexcept override { return pidfd_.get(); }
     std::optional<int> poll() override;
@@ -87,7 +94,7 @@ class DirectChild final : public Popen {
     // The exit code, reaping the child if it has ended (block: waiting for it). Called with lk
     // holding m_; a blocking reap releases it while it waits in waitid.
     std::optional<int> reap(std::unique_lock<std::mutex>& lk, bool block);
-    const pid_t pid_;
+    pid_t pid_ = 0;  // set before the object is shared, constant afterwards
     UniqueFd pidfd_;
     std::mutex m_;
     std::condition_variable reaped_;  // a blocking reaper has finished (code_ set, or it failed)

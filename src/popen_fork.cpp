@@ -143,6 +143,9 @@ void reset_fork_warning_for_testing() noexcept {
     // The child's own reference to its identity, taken here: in the child it is moved into
     // place, so the child writes nothing to the parent's heap to adopt it.
     std::shared_ptr<CurrentProcess::Info> child = spec.child;
+    // Allocated before fork, for the same reason: a page written while the child shares it is
+    // copied (and the child rarely lives long enough for that to be amortised).
+    auto popen = std::make_unique<DirectChild>();
     // Signals are not blocked across fork (CPython does not either): the first thing the child
     // does is adopt its identity, so a handler running in it sees at worst the parent's name
     // for the few instructions before.
@@ -157,7 +160,8 @@ void reset_fork_warning_for_testing() noexcept {
         static_cast<void>(sys::retry_eintr([&] { return ::waitpid(pid, nullptr, 0); }));
         throw_os_error("pidfd_open", -fd);
     }
-    return std::make_unique<DirectChild>(pid, UniqueFd(fd));
+    popen->adopt(pid, UniqueFd(fd));
+    return popen;
 }
 
 }  // namespace mp::detail

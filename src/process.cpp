@@ -53,13 +53,21 @@ void exit_handler() {
     join_children_at_exit();
 }
 
+// The Popen of a registered child; nullptr while its start() is still under way (a child is
+// registered before it is forked: see Process::start).
+Popen* popen_of(const ProcessState& st) {
+    std::lock_guard lk(st.m);
+    return st.popen.get();
+}
+
 // Python's _cleanup(): forget (and reap) the children that have ended.
 void cleanup() {
     auto& r = registry();
     std::lock_guard lk(r.m);
     std::erase_if(r.children, [](const std::shared_ptr<ProcessState>& st) {
         try {
-            return st->popen->poll().has_value();
+            Popen* p = popen_of(*st);
+            return p && p->poll().has_value();
         } catch (const std::exception&) {
             return true;  // reaped elsewhere: the Process's own calls report it
         }
@@ -118,19 +126,21 @@ void join_children_at_exit() noexcept {
     for (auto& st : kids) {
         if (st->creator != me) continue;
         bool daemonic;
+        Popen* p;
         {
             std::lock_guard lk(st->m);
             daemonic = st->daemon;
+            p = st->popen.get();
         }
         try {
-            if (daemonic && !st->popen->poll()) st->popen->terminate();
+            if (p && daemonic && !p->poll()) p->terminate();
         } catch (...) {
         }
     }
     for (auto& st : kids) {
         if (st->creator != me) continue;
         try {
-            static_cast<void>(st->popen->wait(Deadline::never()));
+            if (Popen* p = popen_of(*st)) static_cast<void>(p->wait(Deadline::never()));
         } catch (...) {
         }
         unregister_child(st.get());
@@ -277,19 +287,20 @@ void Process::start() {
         detail::cleanup();
         auto launch =
             detail::launch_function(s.method ? *s.method : detail::default_start_method());
+        // Registered before the child exists: under fork, every page this process writes
+        // between the fork and the child's exit is a page copied, and a join usually follows.
+        detail::register_child(st_);
         popen = launch(detail::LaunchSpec{child, s.target.get()});
     } catch (...) {
+        detail::unregister_child(&s);
         std::lock_guard lk(s.m);
         s.starting = false;
         throw;
     }
-    {
-        std::lock_guard lk(s.m);
-        s.popen = std::move(popen);
-        s.starting = false;
-        s.target.reset();  // the child has its own copy (Python deletes _target/_args too)
-    }
-    detail::register_child(st_);
+    std::lock_guard lk(s.m);
+    s.popen = std::move(popen);
+    s.starting = false;
+    s.target.reset();  // the child has its own copy (Python deletes _target/_args too)
 }
 
 void Process::set_name(std::string name) {
@@ -336,7 +347,8 @@ std::vector<ChildProcess> active_children() {
     }
     std::vector<ChildProcess> out;
     out.reserve(kids.size());
-    for (auto& st : kids) out.emplace_back(std::move(st));
+    for (auto& st : kids)
+        if (detail::popen_of(*st)) out.emplace_back(std::move(st));  // started (not starting)
     return out;
 }
 
