@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/personality.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -31,6 +30,7 @@
 #include <vector>
 
 #include "callable_lib.hpp"
+#include "helpers/raw_child.hpp"
 #include "multiproc/callable.hpp"
 #include "sys/io.hpp"
 
@@ -203,18 +203,10 @@ ChildReport run_in_exec(const ShippedCall& call) {
         ::unlink(path);
         mp::throw_os_error("posix_spawn", rc);
     }
-    std::vector<std::byte> report;
-    std::byte buf[4096];
-    for (;;) {
-        const std::size_t n = mp::sys::read_full(out.read.get(), buf, sizeof buf);
-        report.insert(report.end(), buf, buf + n);
-        if (n < sizeof buf) break;
-    }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    mp::test::RawChild child(pid);
+    const std::vector<std::byte> report = mp::test::read_to_eof(out.read.get());
+    EXPECT_EQ(child.join(), 0) << "the exec child failed";
     ::unlink(path);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "exec child status " << status;
     return mp::loads<ChildReport>(report);
 }
 
@@ -244,17 +236,9 @@ std::vector<std::byte> run_in_fork(const ShippedCall& call) {
         ::_exit(status);
     }
     out.write.reset();
-    std::vector<std::byte> bytes;
-    std::byte buf[4096];
-    for (;;) {
-        const std::size_t n = mp::sys::read_full(out.read.get(), buf, sizeof buf);
-        bytes.insert(bytes.end(), buf, buf + n);
-        if (n < sizeof buf) break;
-    }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "fork child status " << status;
+    mp::test::RawChild child(pid);
+    std::vector<std::byte> bytes = mp::test::read_to_eof(out.read.get());
+    EXPECT_EQ(child.join(), 0) << "the fork child failed";
     return bytes;
 }
 

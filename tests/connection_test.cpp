@@ -8,7 +8,6 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -24,10 +23,12 @@
 #include <typeinfo>
 #include <vector>
 
+#include "helpers/raw_child.hpp"
+#include "helpers/sanitizer.hpp"
+#include "helpers/start_method_test.hpp"
 #include "multiproc/context.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/process.hpp"
-#include "forkserver.hpp"
 
 extern char** environ;
 
@@ -35,17 +36,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAsan = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAsan = true;
-#else
-constexpr bool kAsan = false;
-#endif
-#else
-constexpr bool kAsan = false;
-#endif
+constexpr bool kAsan = mp::test::asan;
 
 // A bare forked child running fn (0 for success, another code for a failed check), for the one
 // test that must shape the child's own memory limits before it receives; everything else runs
@@ -56,9 +47,9 @@ public:
     template <class F>
     explicit Child(F&& fn) {
         std::fflush(nullptr);
-        pid_ = ::fork();
-        if (pid_ < 0) throw std::system_error(errno, std::system_category(), "fork");
-        if (pid_ == 0) {
+        const pid_t pid = ::fork();
+        if (pid < 0) throw std::system_error(errno, std::system_category(), "fork");
+        if (pid == 0) {
             int code = 99;
             try {
                 code = fn();
@@ -71,27 +62,14 @@ public:
             std::fflush(nullptr);
             ::_exit(code);
         }
-    }
-    Child(const Child&) = delete;
-    Child& operator=(const Child&) = delete;
-    ~Child() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            join();
-        }
+        child_ = mp::test::RawChild(pid);
     }
     /// The exit code, or -signal (as Python's exitcode).
-    int join() {
-        int status = 0;
-        while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-        }
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-    }
-    pid_t pid() const { return pid_; }
+    int join() { return child_.join(); }
+    pid_t pid() const { return child_.pid(); }
 
 private:
-    pid_t pid_ = -1;
+    mp::test::RawChild child_;
 };
 
 std::vector<std::byte> bytes_of(std::string_view s) {
@@ -410,26 +388,17 @@ public:
         const std::string script = std::string(MULTIPROC_SOURCE_DIR) + "/tests/helpers/py_conn_peer.py";
         char* argv[] = {const_cast<char*>("python3"), const_cast<char*>(script.c_str()),
                         const_cast<char*>("3"), nullptr};
-        int err = ::posix_spawnp(&pid_, "python3", &fa, nullptr, argv, environ);
+        pid_t pid = -1;
+        int err = ::posix_spawnp(&pid, "python3", &fa, nullptr, argv, environ);
         posix_spawn_file_actions_destroy(&fa);
         if (err) throw std::system_error(err, std::system_category(), "posix_spawnp python3");
+        child_ = mp::test::RawChild(pid);
     }
-    ~PythonPeer() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            join();
-        }
-    }
-    int join() {
-        int status = 0;
-        while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-        }
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-    }
+    /// The exit code, or -signal.
+    int join() { return child_.join(); }
 
 private:
-    pid_t pid_ = -1;
+    mp::test::RawChild child_;
 };
 
 TEST(Connection, PythonPeerUnderstandsOurFramesAndWeUnderstandItsFrames) {
@@ -526,12 +495,7 @@ void require(bool ok, const char* what) {
     if (!ok) throw std::runtime_error(std::string("child check failed: ") + what);
 }
 
-class CrossProcess : public ::testing::TestWithParam<std::string> {
-protected:
-    mp::Context ctx() const { return mp::get_context(GetParam()); }
-    // The forkserver is a child of this process: stop it so the leak checker sees none.
-    void TearDown() override { mp::detail::stop_forkserver(); }
-};
+class CrossProcess : public mp::test::StartMethodTest {};
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, CrossProcess, ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });

@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "forkserver.hpp"
+#include "helpers/start_method_test.hpp"
 #include "multiproc/process.hpp"
 
 namespace {
@@ -55,14 +55,13 @@ void init_set(int v) { g_init_value = v; }
 int read_init() { return g_init_value; }
 void init_throws(int) { throw std::runtime_error("initializer exploded"); }
 
-class FuturesTest : public ::testing::TestWithParam<std::string> {
+class FuturesTest : public mp::test::StartMethodTest {
 protected:
     mp::ExecutorOptions opts() const {
         mp::ExecutorOptions o;
-        o.context = mp::get_context(GetParam());
+        o.context = ctx();
         return o;
     }
-    void TearDown() override { mp::detail::stop_forkserver(); }
 };
 
 // --- submit, result, exceptions ------------------------------------------------------------------

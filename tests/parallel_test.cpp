@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "forkserver.hpp"
+#include "helpers/start_method_test.hpp"
 #include "multiproc/sharedctypes.hpp"
 
 namespace {
@@ -67,15 +67,14 @@ void mark(const Slice& s) {
     for (int i = s.begin; i < s.end; ++i) s.out[static_cast<std::size_t>(i)] = i * 3;
 }
 
-class ParallelTest : public ::testing::TestWithParam<std::string> {
+class ParallelTest : public mp::test::StartMethodTest {
 protected:
     mp::ParallelOptions opts(int jobs = 2) const {
         mp::ParallelOptions o;
         o.jobs = jobs;
-        o.context = mp::get_context(GetParam());
+        o.context = ctx();
         return o;
     }
-    void TearDown() override { mp::detail::stop_forkserver(); }
 };
 
 TEST_P(ParallelTest, MapsAMillionInts) {

@@ -24,7 +24,8 @@
 #include <tuple>
 #include <vector>
 
-#include "forkserver.hpp"
+#include "helpers/sanitizer.hpp"
+#include "helpers/start_method_test.hpp"
 #include "multiproc/connection.hpp"
 #include "multiproc/process.hpp"
 #include "sys/pidfd.hpp"
@@ -109,14 +110,13 @@ std::string env_of(std::string name) {
     return v ? v : "<unset>";
 }
 
-class PoolTest : public ::testing::TestWithParam<std::string> {
+class PoolTest : public mp::test::StartMethodTest {
 protected:
     mp::PoolOptions opts() const {
         mp::PoolOptions o;
-        o.context = mp::get_context(GetParam());
+        o.context = ctx();
         return o;
     }
-    void TearDown() override { mp::detail::stop_forkserver(); }
 };
 
 // --- results and order -------------------------------------------------------------------------
@@ -299,13 +299,6 @@ struct DeathCase {
     const char* pattern;
 };
 
-#if defined(__SANITIZE_ADDRESS__)
-#define MP_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MP_TEST_ASAN 1
-#endif
-#endif
 
 TEST_P(PoolTest, WorkerDeathFailsExactlyTheItemItWasRunning) {
     const DeathCase cases[] = {

@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "helpers/shm_leftovers.hpp"
-#include "forkserver.hpp"
+#include "helpers/start_method_test.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/shared_memory.hpp"
 #include "multiproc/sharedctypes.hpp"
@@ -121,26 +121,9 @@ TEST_F(SharedMemoryTest, ClearErrors) {
     made.unlink();
 }
 
-class SharedMemoryP : public ::testing::TestWithParam<std::string> {
+class SharedMemoryP : public mp::test::StartMethodTest {
 protected:
-    void TearDown() override {
-        mp::detail::stop_forkserver();  // a child of this process: the leak checker must see none
-        EXPECT_EQ(own_leftovers(), "") << "segments left in /dev/shm";
-    }
-    template <class... A>
-    mp::Process start(A&&... a) {
-        auto p = mp::get_context(GetParam()).Process(std::forward<A>(a)...);
-        p.start();
-        return p;
-    }
-    static void join_ok(mp::Process& p) {
-        p.join(60s);
-        if (!p.exitcode()) {
-            p.kill();
-            p.join();
-        }
-        EXPECT_EQ(p.exitcode(), std::optional<int>(0));
-    }
+    void TearDown() override { EXPECT_EQ(own_leftovers(), "") << "segments left in /dev/shm"; }
 };
 
 void attach_and_write(std::string name) {

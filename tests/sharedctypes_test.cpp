@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "helpers/shm_leftovers.hpp"
-#include "forkserver.hpp"
+#include "helpers/start_method_test.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/sharedctypes.hpp"
 #include "multiproc/synchronize.hpp"
@@ -151,25 +151,7 @@ TEST(SharedCtypes, CorruptHandleIsDecodeError) {
 
 // ---- across processes ------------------------------------------------------------------------
 
-class SharedCtypesP : public ::testing::TestWithParam<std::string> {
-protected:
-    // The forkserver is a child of this process: stop it so the leak checker sees none.
-    void TearDown() override { mp::detail::stop_forkserver(); }
-    template <class... A>
-    mp::Process start(A&&... a) {
-        auto p = mp::get_context(GetParam()).Process(std::forward<A>(a)...);
-        p.start();
-        return p;
-    }
-    static void join_ok(mp::Process& p) {
-        p.join(60s);
-        if (!p.exitcode()) {
-            p.kill();
-            p.join();
-        }
-        EXPECT_EQ(p.exitcode(), std::optional<int>(0));
-    }
-};
+class SharedCtypesP : public mp::test::StartMethodTest {};
 
 void add_locked(mp::Value<long> v, int n) {
     for (int i = 0; i < n; ++i) {

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "helpers/shm_leftovers.hpp"
-#include "forkserver.hpp"
+#include "helpers/start_method_test.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/sharedctypes.hpp"
 #include "multiproc/synchronize.hpp"
@@ -234,25 +234,7 @@ TEST(Synchronize, TimedWaitsSurviveSignals) {
 
 // ---- across processes ------------------------------------------------------------------------
 
-class SyncP : public ::testing::TestWithParam<std::string> {
-protected:
-    // The forkserver is a child of this process: stop it so the leak checker sees none.
-    void TearDown() override { mp::detail::stop_forkserver(); }
-    template <class... A>
-    mp::Process start(A&&... a) {
-        auto p = mp::get_context(GetParam()).Process(std::forward<A>(a)...);
-        p.start();
-        return p;
-    }
-    static void join_ok(mp::Process& p) {
-        p.join(60s);
-        if (!p.exitcode()) {
-            p.kill();
-            p.join();
-        }
-        EXPECT_EQ(p.exitcode(), std::optional<int>(0));
-    }
-};
+class SyncP : public mp::test::StartMethodTest {};
 
 void count_under(mp::Lock l, mp::RawValue<long> v, int n) {
     for (int i = 0; i < n; ++i) {
@@ -277,12 +259,7 @@ void hold_lock(mp::Lock l, mp::Event held, mp::Event done) {
 }
 
 void release_foreign(mp::Lock l) {
-    try {
-        l.release();
-    } catch (const mp::UsageError&) {
-        std::exit(0);
-    }
-    std::exit(4);
+    mp::test::exit_by_usage_error([&] { l.release(); }, 4);
 }
 
 TEST_P(SyncP, LockTimeoutsAndForeignRelease) {
@@ -500,12 +477,7 @@ TEST_P(SyncP, SemaphoreAcrossProcesses) {
 }
 
 void over_release(mp::BoundedSemaphore b) {
-    try {
-        b.release();
-    } catch (const mp::UsageError&) {
-        std::exit(0);
-    }
-    std::exit(5);
+    mp::test::exit_by_usage_error([&] { b.release(); }, 5);
 }
 
 TEST_P(SyncP, BoundedSemaphoreOverReleaseInChild) {
