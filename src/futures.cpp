@@ -2,7 +2,6 @@
 // the executor's task source and the executor itself.
 #include "multiproc/futures.hpp"
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <string>
@@ -16,17 +15,8 @@ namespace detail {
 namespace {
 
 void report_done_callback_error() noexcept {
-    // Python logs "exception calling callback for <Future ...>" and carries on; one write here.
-    std::string msg = "multiproc: exception calling a done callback of an mp::Future: ";
-    try {
-        throw;
-    } catch (const std::exception& e) {
-        msg += e.what();
-    } catch (...) {
-        msg += "(unknown type)";
-    }
-    msg += "\n";
-    static_cast<void>(::write(2, msg.data(), msg.size()));
+    // Python logs "exception calling callback for <Future ...>" and carries on.
+    report_current_exception("multiproc: exception calling a done callback of an mp::Future: ");
 }
 
 }  // namespace

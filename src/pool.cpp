@@ -21,9 +21,8 @@ std::optional<detail::OwnedCall> Initializer::call() const {
 
 namespace detail {
 
-void report_callback_error(const char* which) noexcept {
-    // Python prints the traceback of a failing callback and carries on; so do we, in one write.
-    std::string msg = std::string("multiproc: an exception escaped a Pool ") + which + ": ";
+void report_current_exception(const std::string& prefix) noexcept {
+    std::string msg = prefix;
     try {
         throw;
     } catch (const std::exception& e) {
@@ -33,6 +32,10 @@ void report_callback_error(const char* which) noexcept {
     }
     msg += "\n";
     static_cast<void>(::write(2, msg.data(), msg.size()));
+}
+
+void report_callback_error(const char* which) noexcept {
+    report_current_exception(std::string("multiproc: an exception escaped a Pool ") + which + ": ");
 }
 
 EngineOptions pool_engine_options(const char* owner, int processes, const PoolOptions& options) {

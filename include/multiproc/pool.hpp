@@ -45,6 +45,7 @@
 #include <mutex>
 #include <optional>
 #include <ranges>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -118,6 +119,9 @@ Callbacks<detail::NoCallback, E> error_callback(E error_callback) {
 
 namespace detail {
 
+/// Writes `prefix` and the exception being handled to stderr in one write; call it in a catch
+/// block. Python prints a failing callback's traceback and carries on: so does a pool.
+void report_current_exception(const std::string& prefix) noexcept;
 /// Reports an exception that escaped a user callback (it must not take the pool down).
 void report_callback_error(const char* which) noexcept;
 
