@@ -83,7 +83,8 @@ void report_exception(const std::string& name) noexcept {
 // tables of every loaded library, pages it has not mapped yet (fork does not copy the page
 // tables of file-backed mappings), which costs more page faults than the whole rest of a no-op
 // child. The address of a function is bound when the program is loaded, so these calls go
-// through it; the empty asm keeps the compiler from folding them back into PLT calls.
+// through it; the empty asm keeps the compiler from folding them back into PLT calls. (Even a
+// PLT stub the parent has bound costs the child a fault on the page of stubs.)
 template <class F>
 F* bound(F* f) noexcept {
     asm("" : "+r"(f));
@@ -135,7 +136,7 @@ struct PendingOutput : std::streambuf {
     flush_if_pending(std::cout);
     flush_if_pending(std::cerr);
     flush_if_pending(std::clog);
-    std::fflush(nullptr);
+    bound(&std::fflush)(nullptr);  // every C stream, as exit() would (bound: see above)
 }
 
 std::shared_ptr<const CurrentProcess::Info> current_info() noexcept {

@@ -104,8 +104,10 @@ class DirectChild final : public Popen {
 
 /// Everything a start method needs to make one child.
 struct LaunchSpec {
-    std::shared_ptr<CurrentProcess::Info> child;  // the child's identity (name, daemon, parent)
-    TargetCall* target;                           // both forms of the target
+    // The child's identity (name, daemon, parent). A reference to the caller's pointer, so that
+    // a fork child can take it over (move it) without touching its reference count.
+    std::shared_ptr<CurrentProcess::Info>& child;
+    TargetCall* target;  // both forms of the target
 };
 
 using LaunchFn = std::unique_ptr<Popen> (*)(const LaunchSpec&);

@@ -140,9 +140,6 @@ void reset_fork_warning_for_testing() noexcept {
     warn_if_multithreaded_fork();
     // Buffered output written before start() must not be printed twice (once by each process).
     flush_std_streams();
-    // The child's own reference to its identity, taken here: in the child it is moved into
-    // place, so the child writes nothing to the parent's heap to adopt it.
-    std::shared_ptr<CurrentProcess::Info> child = spec.child;
     // Allocated before fork, for the same reason: a page written while the child shares it is
     // copied (and the child rarely lives long enough for that to be amortised).
     auto popen = std::make_unique<DirectChild>();
@@ -150,7 +147,9 @@ void reset_fork_warning_for_testing() noexcept {
     // does is adopt its identity, so a handler running in it sees at worst the parent's name
     // for the few instructions before.
     pid_t pid = ::fork();
-    if (pid == 0) run_child(std::move(child), *spec.target);
+    // The child moves the caller's pointer to its identity into place (its own copy of the
+    // caller's stack): no reference count is written, in the child or here.
+    if (pid == 0) run_child(std::move(spec.child), *spec.target);
     if (pid < 0) throw_os_error("fork");
 
     // Only this process reaps the child, so its pid cannot be reused before the pidfd exists.

@@ -25,6 +25,9 @@ struct ProcessState {
     std::optional<StartMethod> method;   // empty: the default, resolved at start()
     std::unique_ptr<TargetCall> target;  // dropped once the child has its copy
     std::unique_ptr<Popen> popen;        // set once by start(); stable afterwards
+    // The child's identity record, kept as long as this object: freeing it in start() would
+    // write the heap while a fork child still shares the page (a page copied).
+    std::shared_ptr<CurrentProcess::Info> child_info;
     pid_t creator = ::getpid();          // Python's _parent_pid
     bool starting = false;
     bool closed = false;
@@ -299,6 +302,7 @@ void Process::start() {
     }
     std::lock_guard lk(s.m);
     s.popen = std::move(popen);
+    s.child_info = std::move(child);
     s.starting = false;
     s.target.reset();  // the child has its own copy (Python deletes _target/_args too)
 }
