@@ -130,13 +130,25 @@ struct PendingOutput : std::streambuf {
     }
 }
 
+// The standard C streams only, as Python flushes sys.stdout and sys.stderr: fflush(nullptr)
+// would lock and walk every stream, code and data a fork child has to page in (measured:
+// 13 us of a 205 us start+join). glibc's FILE is a public struct: its write buffer holds
+// output when the write pointer has moved past the base.
+[[gnu::hot]] void flush_if_pending(FILE* f) noexcept {
+#if defined(__GLIBC__)
+    if (f->_IO_write_ptr <= f->_IO_write_base) return;
+#endif
+    bound(&std::fflush)(f);
+}
+
 }  // namespace
 
 [[gnu::hot]] void flush_std_streams() noexcept {
     flush_if_pending(std::cout);
     flush_if_pending(std::cerr);
     flush_if_pending(std::clog);
-    bound(&std::fflush)(nullptr);  // every C stream, as exit() would (bound: see above)
+    flush_if_pending(stdout);
+    flush_if_pending(stderr);
 }
 
 std::shared_ptr<const CurrentProcess::Info> current_info() noexcept {

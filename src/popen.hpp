@@ -133,8 +133,8 @@ void reset_fork_warning_for_testing() noexcept;
 /// The pidfd of info's parent, opened on first use (-1 when the parent has ended).
 int parent_pidfd(const CurrentProcess::Info& info) noexcept;
 
-/// Flushes std::cout/cerr/clog and the C stdio streams that hold output (Python's
-/// util._flush_std_streams, plus every C stream, as exit() would).
+/// Flushes the standard streams that hold output: std::cout/cerr/clog, stdout, stderr (Python's
+/// util._flush_std_streams). Other FILE*s are the program's to flush, as in Python.
 void flush_std_streams() noexcept;
 
 /// The identity of the next Process made in this process (Python's _identity + counter).

@@ -659,6 +659,29 @@ INSTANTIATE_TEST_SUITE_P(StartMethods, ProcessTest,
                          ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 
+// Fork-specific: a FILE* of the program's own with buffered output at start() is the program's
+// to flush (Python flushes only the standard streams too); the child, which leaves through
+// _exit, never writes the parent's buffer a second time.
+TEST(ForkStdio, OwnStreamsBufferedInTheParentAreWrittenOnce) {
+    int fd = ::memfd_create("stdio", MFD_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    FILE* f = ::fdopen(::dup(fd), "w");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::setvbuf(f, nullptr, _IOFBF, 4096), 0);
+    std::fputs("parent-data ", f);  // buffered in this process (and so in the child's copy)
+    auto p = mp::get_context("fork").Process([] {});
+    p.start();
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+    std::fclose(f);  // the parent's buffer reaches the file now, once
+    std::string content(64, '\0');
+    ssize_t n = ::pread(fd, content.data(), content.size(), 0);
+    ::close(fd);
+    ASSERT_GE(n, 0);
+    content.resize(static_cast<std::size_t>(n));
+    EXPECT_EQ(content, "parent-data ");
+}
+
 // Fork-specific: the warning Python 3.12 gives when forking a multi-threaded process.
 TEST(ForkWarning, LoggedOnceWhenMultiThreaded) {
     mp::detail::reset_fork_warning_for_testing();
