@@ -151,6 +151,15 @@ inline void mutex_unlock(MutexState* st) noexcept {
                            "(it is unlocked, or held by another thread or process)");
 }
 
+// The end of a contended acquire, given mutex_lock_slow's answer: false when not acquired;
+// else the depth starts at 1, and mp::OwnerDied (holding the lock) when the owner had died.
+bool finish_acquire(MutexState* st, int r) {
+    if (r == 1) return false;
+    st->depth = 1;
+    if (r == 2) throw OwnerDied(kOwnerDied);
+    return true;
+}
+
 }  // namespace
 
 LockBase::LockBase(bool recursive)
@@ -183,11 +192,7 @@ bool LockBase::try_lock_slow() {
         ++st_->depth;
         return true;
     }
-    const int r = mutex_lock_slow(st_, me, Deadline::never(), true);
-    if (r == 1) return false;
-    st_->depth = 1;
-    if (r == 2) throw OwnerDied(kOwnerDied);
-    return true;
+    return finish_acquire(st_, mutex_lock_slow(st_, me, Deadline::never(), true));
 }
 
 bool LockBase::acquire_until(Deadline deadline) {
@@ -208,11 +213,7 @@ bool LockBase::acquire_until(Deadline deadline) {
         sleep_until(deadline);
         return false;
     }
-    const int r = mutex_lock_slow(st_, me, deadline, false);
-    if (r == 1) return false;
-    st_->depth = 1;
-    if (r == 2) throw OwnerDied(kOwnerDied);
-    return true;
+    return finish_acquire(st_, mutex_lock_slow(st_, me, deadline, false));
 }
 
 void LockBase::release_slow() {
