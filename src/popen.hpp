@@ -19,7 +19,6 @@
 #include <sys/types.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -72,33 +71,39 @@ class Popen {
     virtual void close() noexcept = 0;
 };
 
-/// A direct child of this process: watched through a pidfd, reaped with waitid(P_PID).
+/// A direct child of this process, reaped with waitid(P_PID) and only under its lock: until
+/// then its pid cannot be reused, so signals may go by pid, and a pidfd (the sentinel, and
+/// what a timed wait polls) is opened on first use rather than at every start. A caller that
+/// cannot promise the lock-only reaping (SIGCHLD ignored: the kernel reaps) passes the pidfd.
 class DirectChild final : public Popen {
   public:
     DirectChild(pid_t pid, UniqueFd pidfd) noexcept : pid_(pid), pidfd_(std::move(pidfd)) {}
     /// A child to come: adopt() names it (allocated before fork, see launch_fork).
     DirectChild() noexcept = default;
-    /// Names the child, once, before the object is shared.
-    void adopt(pid_t pid, UniqueFd pidfd) noexcept {
+    /// Names the child (pidfd may be empty), once, before the object is shared. gone: it was
+    /// reaped by the kernel already (SIGCHLD ignored), so its pid must not be signalled.
+    void adopt(pid_t pid, UniqueFd pidfd, bool gone = false) noexcept {
         pid_ = pid;
         pidfd_ = std::move(pidfd);
+        gone_ = gone;
     }
     pid_t pid() const noexcept override { return pid_; }
-    int sentinel() const noexcept override { return pidfd_.get(); }
+    /// A pidfd, opened on first use; once the child has been reaped, a descriptor that is
+    /// always readable. -1 if it cannot be opened (descriptor limit) or after close().
+    int sentinel() const noexcept override;
     std::optional<int> poll() override;
     std::optional<int> wait(Deadline deadline) override;
     void send_signal(int sig) override;
     void close() noexcept override;
 
   private:
-    // The exit code, reaping the child if it has ended (block: waiting for it). Called with lk
-    // holding m_; a blocking reap releases it while it waits in waitid.
-    std::optional<int> reap(std::unique_lock<std::mutex>& lk, bool block);
+    std::optional<int> reap_locked();           // WNOHANG; under m_
+    int sentinel_locked() const noexcept;       // under m_
     pid_t pid_ = 0;  // set before the object is shared, constant afterwards
-    UniqueFd pidfd_;
-    std::mutex m_;
-    std::condition_variable reaped_;  // a blocking reaper has finished (code_ set, or it failed)
-    bool reaper_ = false;             // a thread is in a blocking, reaping waitid (without m_)
+    mutable std::mutex m_;
+    mutable UniqueFd pidfd_;  // opened lazily (sentinel_locked)
+    bool closed_ = false;
+    bool gone_ = false;
     std::optional<int> code_;
 };
 

@@ -2,6 +2,7 @@
 // this process made itself (fork now, spawn next).
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/single_threaded.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -20,84 +21,96 @@
 
 namespace mp::detail {
 
-std::optional<int> DirectChild::reap(std::unique_lock<std::mutex>& lk, bool block) {
-    for (;;) {
-        if (code_) return code_;
-        siginfo_t si;
-        std::memset(&si, 0, sizeof si);
-        if (reaper_) {
-            // Another thread is in a reaping waitid: reaping here would steal its status. Still
-            // running (not even a zombie) means there is nothing to wait for yet; otherwise its
-            // code is a moment away (ECHILD: that thread has reaped it and wants the lock).
-            if (!block) {
-                int r = sys::retry_eintr([&] {
-                    return ::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOHANG | WNOWAIT);
-                });
-                if (r == 0 && si.si_pid == 0) return std::nullopt;
-            }
-            reaped_.wait(lk);
-            continue;
-        }
-        int r;
-        if (block) {
-            // One waitid that waits and reaps, without the lock, so that other threads can
-            // still poll, signal or time out meanwhile (they see reaper_ and leave it the child).
-            reaper_ = true;
-            lk.unlock();
-            r = sys::retry_eintr([&] { return ::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED); });
-            const int err = errno;
-            lk.lock();
-            reaper_ = false;
-            errno = err;
-        } else {
-            r = sys::retry_eintr(
-                [&] { return ::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOHANG); });
-        }
-        if (r == -1) {
-            const int err = errno;
-            reaped_.notify_all();
-            if (err == ECHILD)
-                throw ProcessError("multiproc: child " + std::to_string(pid_) +
-                                   " was reaped by someone else (SIGCHLD ignored, or a waitpid(-1) "
-                                   "elsewhere); its exit code is lost");
-            throw_os_error("waitid", err);
-        }
-        if (si.si_pid == 0) return std::nullopt;  // WNOHANG: still running
-        code_ = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
-        reaped_.notify_all();
-        return code_;
+std::optional<int> DirectChild::reap_locked() {
+    if (code_) return code_;
+    siginfo_t si;
+    std::memset(&si, 0, sizeof si);
+    if (sys::retry_eintr([&] {
+            return ::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOHANG);
+        }) == -1) {
+        if (errno == ECHILD)
+            throw ProcessError("multiproc: child " + std::to_string(pid_) +
+                               " was reaped by someone else (SIGCHLD ignored, or a waitpid(-1) "
+                               "elsewhere); its exit code is lost");
+        throw_os_error("waitid");
     }
+    if (si.si_pid == 0) return std::nullopt;  // still running
+    code_ = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
+    return code_;
+}
+
+int DirectChild::sentinel_locked() const noexcept {
+    if (pidfd_ || closed_) return pidfd_.get();
+    if (code_ || gone_) {
+        // Reaped: the pid may belong to another process by now. An eventfd holding 1 is
+        // readable for good, which is all a sentinel of an ended child has to be.
+        pidfd_ = UniqueFd(::eventfd(1, EFD_CLOEXEC));
+        return pidfd_.get();
+    }
+    // Not reaped (only this object reaps, under m_, which we hold): the pid is still the child's.
+    const int fd = sys::pidfd_open_raw(pid_);
+    if (fd >= 0) pidfd_ = UniqueFd(fd);
+    return pidfd_.get();
+}
+
+int DirectChild::sentinel() const noexcept {
+    std::lock_guard lk(m_);
+    return sentinel_locked();
 }
 
 std::optional<int> DirectChild::poll() {
-    std::unique_lock lk(m_);
-    return reap(lk, false);
+    std::lock_guard lk(m_);
+    return reap_locked();
 }
 
 std::optional<int> DirectChild::wait(Deadline deadline) {
     if (deadline.is_forever()) {
-        std::unique_lock lk(m_);
-        return reap(lk, true);
+        {
+            std::lock_guard lk(m_);
+            if (code_) return code_;
+        }
+        // Wait without reaping (WNOWAIT) and without the lock, so that other threads can still
+        // poll, signal or time out; then reap under the lock, which keeps the pid the child's
+        // for as long as anyone holds the lock. ECHILD: a concurrent poll reaped it first.
+        siginfo_t si;
+        std::memset(&si, 0, sizeof si);
+        if (sys::retry_eintr([&] {
+                return ::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOWAIT);
+            }) == -1 &&
+            errno != ECHILD)
+            throw_os_error("waitid");
+        std::lock_guard lk(m_);
+        return reap_locked();
     }
-    if (auto c = poll()) return c;
-    // Wait on the pidfd without the lock, so that other threads can still poll or signal.
-    // Readable means the child is a zombie (or already reaped by a concurrent waiter), so the
-    // blocking reap returns at once.
-    if (pidfd_.get() < 0 || !sys::wait_readable(pidfd_.get(), deadline)) return poll();
-    std::unique_lock lk(m_);
-    return reap(lk, true);
+    int fd;
+    {
+        std::lock_guard lk(m_);
+        if (auto c = reap_locked()) return c;
+        fd = sentinel_locked();
+    }
+    // Readable means the child has ended (the descriptor stays open: only close() closes it,
+    // and close() must not race with other calls).
+    if (fd < 0) throw_os_error("pidfd_open", EMFILE);
+    static_cast<void>(sys::wait_readable(fd, deadline));
+    return poll();
 }
 
 void DirectChild::send_signal(int sig) {
     std::lock_guard lk(m_);
-    if (code_ || pidfd_.get() < 0) return;  // reaped: the pid may already belong to another
-    int r = sys::pidfd_send_signal(pidfd_.get(), sig);
-    if (r < 0 && r != -ESRCH) throw_os_error("pidfd_send_signal", -r);
+    if (code_ || gone_) return;  // reaped: the pid may already belong to another process
+    if (pidfd_) {
+        int r = sys::pidfd_send_signal(pidfd_.get(), sig);
+        if (r < 0 && r != -ESRCH) throw_os_error("pidfd_send_signal", -r);
+        return;
+    }
+    // Not reaped, and nobody reaps but us under this lock: the pid is still the child's.
+    if (::kill(pid_, sig) == -1 && errno != ESRCH) throw_os_error("kill");
 }
 
 void DirectChild::close() noexcept {
     std::lock_guard lk(m_);
     pidfd_.reset();
+    closed_ = true;
 }
 
 namespace {
@@ -152,14 +165,26 @@ void reset_fork_warning_for_testing() noexcept {
     if (pid == 0) run_child(std::move(spec.child), *spec.target);
     if (pid < 0) throw_os_error("fork");
 
-    // Only this process reaps the child, so its pid cannot be reused before the pidfd exists.
-    int fd = sys::pidfd_open_raw(pid);
-    if (fd < 0) {
-        ::kill(pid, SIGKILL);
-        static_cast<void>(sys::retry_eintr([&] { return ::waitpid(pid, nullptr, 0); }));
-        throw_os_error("pidfd_open", -fd);
+    // DirectChild opens the pidfd on first use (sentinel, timed join): a pidfd is a file the
+    // kernel allocates and frees at every start. Unless the kernel reaps our children itself
+    // (SIGCHLD ignored, or SA_NOCLDWAIT): then the pid may be reused behind our back, and the
+    // pidfd is opened now; ESRCH means the child has already ended and been reaped.
+    UniqueFd pidfd;
+    bool gone = false;
+    struct sigaction chld;
+    if (::sigaction(SIGCHLD, nullptr, &chld) == 0 &&
+        (chld.sa_handler == SIG_IGN || (chld.sa_flags & SA_NOCLDWAIT))) {
+        int fd = sys::pidfd_open_raw(pid);
+        if (fd >= 0) {
+            pidfd = UniqueFd(fd);
+        } else if (fd == -ESRCH) {
+            gone = true;
+        } else {
+            ::kill(pid, SIGKILL);
+            throw_os_error("pidfd_open", -fd);
+        }
     }
-    popen->adopt(pid, UniqueFd(fd));
+    popen->adopt(pid, std::move(pidfd), gone);
     return popen;
 }
 

@@ -242,7 +242,9 @@ int ProcessView::sentinel() const {
     std::lock_guard lk(s.m);
     if (s.closed) throw UsageError(kClosed);
     if (!s.popen) throw UsageError("multiproc: process not started");
-    return s.popen->sentinel();
+    const int fd = s.popen->sentinel();
+    if (fd < 0) throw ProcessError("multiproc: cannot open a descriptor watching the child (pidfd_open failed)");
+    return fd;
 }
 
 }  // namespace detail

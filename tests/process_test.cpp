@@ -659,6 +659,42 @@ INSTANTIATE_TEST_SUITE_P(StartMethods, ProcessTest,
                          ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 
+// Asked for the first time after the child was reaped (a fork child's pidfd is opened on first
+// use): the sentinel is still a descriptor that is readable.
+TEST_P(ProcessTest, SentinelFirstAskedAfterJoinIsReadable) {
+    auto p = ctx().Process([] {});
+    p.start();
+    p.join();
+    ASSERT_EQ(p.exitcode(), 0);
+    const int s = p.sentinel();
+    ASSERT_GE(s, 0);
+    EXPECT_TRUE(readable(s, 0ms));
+    EXPECT_EQ(p.sentinel(), s);  // the same descriptor, owned by the object
+    p.terminate();               // nothing to signal any more, and no error
+}
+
+// When the program ignores SIGCHLD the kernel reaps children itself, so a fork child's pid may
+// be reused behind our back: signals must still reach the child only (the pidfd is opened at
+// start then), and the lost exit code is a clear error, not a wrong number.
+TEST(ForkSigchldIgnored, SignalsReachTheChildAndTheLostStatusIsAnError) {
+    struct sigaction ign {}, old {};
+    ign.sa_handler = SIG_IGN;
+    ASSERT_EQ(::sigaction(SIGCHLD, &ign, &old), 0);
+    auto [r, w] = mp::sys::make_pipe();
+    auto p = mp::get_context("fork").Process([](PassFd f) {
+        write_str(f.fd, "ready");
+        block_forever();
+    }, PassFd{w.get()});
+    p.start();
+    EXPECT_EQ(read_str(r.get()), "ready");
+    p.kill();
+    EXPECT_TRUE(readable(p.sentinel(), 30s));  // the pidfd: readable once the child has ended
+    EXPECT_THROW(p.join(), mp::ProcessError);   // reaped by the kernel: the code is lost
+    p.kill();                                   // after that, signals go nowhere
+    EXPECT_TRUE(mp::active_children().empty());  // and the registry lets go of it
+    ::sigaction(SIGCHLD, &old, nullptr);
+}
+
 // Fork-specific: a FILE* of the program's own with buffered output at start() is the program's
 // to flush (Python flushes only the standard streams too); the child, which leaves through
 // _exit, never writes the parent's buffer a second time.
