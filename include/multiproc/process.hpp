@@ -118,7 +118,8 @@ class ProcessView {
     void terminate() const;
     /// Sends SIGKILL (nothing once the child has been reaped).
     void kill() const;
-    /// A descriptor that becomes readable when the child ends (a pidfd; owned by the object).
+    /// A descriptor that becomes readable when the child ends, owned by the object: a pidfd
+    /// (opened on first use), or, first asked for after the child was reaped, one always readable.
     [[nodiscard]] int sentinel() const;
 
   protected:
