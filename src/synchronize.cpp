@@ -160,6 +160,21 @@ bool finish_acquire(MutexState* st, int r) {
     return true;
 }
 
+// The uncontended start of every acquire: free -> taken (depth 1); held by this thread ->
+// one level deeper for an RLock. `held_by_me` is left for the caller to judge (a Lock).
+enum class Entry { acquired, held_by_me, contended };
+Entry enter(MutexState* st, std::uint32_t me) {
+    std::uint32_t v = 0;
+    if (st->word.compare_exchange_strong(v, me, std::memory_order_acquire, std::memory_order_relaxed)) {
+        st->depth = 1;
+        return Entry::acquired;
+    }
+    if ((v & kTidMask) != me) return Entry::contended;
+    if (!st->recursive) return Entry::held_by_me;
+    ++st->depth;
+    return Entry::acquired;
+}
+
 }  // namespace
 
 LockBase::LockBase(bool recursive)
@@ -182,31 +197,19 @@ bool LockBase::is_owned() const noexcept {
 
 bool LockBase::try_lock_slow() {
     const std::uint32_t me = my_tid();
-    std::uint32_t v = 0;
-    if (st_->word.compare_exchange_strong(v, me, std::memory_order_acquire, std::memory_order_relaxed)) {
-        st_->depth = 1;
-        return true;
-    }
-    if ((v & kTidMask) == me) {
-        if (!st_->recursive) return false;
-        ++st_->depth;
-        return true;
+    switch (enter(st_, me)) {
+        case Entry::acquired: return true;
+        case Entry::held_by_me: return false;
+        case Entry::contended: break;
     }
     return finish_acquire(st_, mutex_lock_slow(st_, me, Deadline::never(), true));
 }
 
 bool LockBase::acquire_until(Deadline deadline) {
     const std::uint32_t me = my_tid();
-    std::uint32_t v = 0;
-    if (st_->word.compare_exchange_strong(v, me, std::memory_order_acquire, std::memory_order_relaxed)) {
-        st_->depth = 1;
-        return true;
-    }
-    if ((v & kTidMask) == me) {
-        if (st_->recursive) {
-            ++st_->depth;
-            return true;
-        }
+    const Entry entry = enter(st_, me);
+    if (entry == Entry::acquired) return true;
+    if (entry == Entry::held_by_me) {
         if (deadline.is_forever())
             throw UsageError("multiproc: Lock acquired again by the thread that holds it: this "
                              "would deadlock (use an RLock to acquire recursively)");
