@@ -201,6 +201,11 @@ std::uintptr_t resolve_code_address(Decoder& d) {
     return code_in(*m, w.offset);
 }
 
+void warm_code_identities() {
+    static_cast<void>(sys::loaded_modules());
+    static_cast<void>(main_exe());
+}
+
 std::optional<ModuleInfo> module_of(std::uintptr_t addr) {
     auto list = sys::loaded_modules();
     const sys::LoadedModule* m = sys::find_module_containing(*list, addr);

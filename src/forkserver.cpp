@@ -20,11 +20,13 @@
 #include <string>
 #include <vector>
 
+#include "multiproc/callable.hpp"
 #include "multiproc/errors.hpp"
+#include "owner_tid.hpp"
+#include "popen.hpp"
 #include "spawn.hpp"
 #include "sys/exec.hpp"
 #include "sys/io.hpp"
-#include "sys/modules.hpp"
 #include "sys/pidfd.hpp"
 #include "sys/socket.hpp"
 #include "sys/syscall.hpp"
@@ -88,6 +90,9 @@ struct ServerState {
 [[noreturn, gnu::hot]] void become_child(PreparedChild& child, const int* call_fds, int n) noexcept {
     // SIGINT back to its default (the server ignores it); SIGCHLD was only blocked (for the
     // server's signalfd), never given a handler: unblocking it is enough.
+    // _Fork ran no pthread_atfork handler (see serve_request): the one whose state this
+    // server can hold is the thread id cache.
+    if (t_tid != 0) t_tid = 0;
     sigset_t none;
     sigemptyset(&none);
     ::signal(SIGINT, SIG_DFL);
@@ -150,7 +155,11 @@ bool serve_request(ServerState& st) {
     PreparedChild child = prepare_child(std::move(b), std::move(fds), true, g_program_pidfd >= 0 ? 3 + n : -1);
     const std::vector<int> call_fds = child.call_fds();
     st.children.reserve(st.children.size() + 1);
-    pid_t pid = ::fork();
+    // _Fork, not fork: the pthread_atfork handlers exist to release locks that other threads
+    // held, and this process has one thread and holds none between requests. fork() would
+    // take and release every lock of the C library around the call (malloc, stdio, the dynamic
+    // linker), writes that cost each side a copied page.
+    pid_t pid = ::_Fork();
     if (pid == 0) {
         // The child must not keep the server's channels: close_range in become_child closes
         // the control socket, the signalfd and every reply socket.
@@ -204,8 +213,9 @@ void forkserver_main(int argc, char** argv) noexcept {
         // Our children must not inherit an LD_BIND_NOW the program never asked for (they may
         // exec programs of their own); the binding it bought us is done by now.
         if (argc > 2 && std::strcmp(argv[2], kAddedBindNow) == 0) ::unsetenv("LD_BIND_NOW");
-        // Every child resolves its target through the module table: build it once, here.
-        static_cast<void>(sys::loaded_modules());
+        // Every child resolves its target through the module tables: build them once, here.
+        warm_code_identities();
+        static_cast<void>(current_info());  // the identity record a child replaces
         // Ctrl-C in a terminal reaches the whole process group; the server is not the user's
         // to interrupt (Python's forkserver ignores SIGINT too). Its children restore it.
         ::signal(SIGINT, SIG_IGN);

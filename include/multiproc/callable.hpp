@@ -184,6 +184,9 @@ void encode_code_address(Encoder& e, std::uintptr_t addr);
 /// library if needed. mp::DecodeError on corrupt bytes, mp::ProcessError on a binary mismatch
 /// or a module that cannot be loaded.
 std::uintptr_t resolve_code_address(Decoder& d);
+/// Builds now the module tables that identifying and resolving code use (the forkserver does
+/// this once, so that none of its children builds them after the fork).
+void warm_code_identities();
 
 /// Where a code address lives: for diagnostics and tests.
 struct ModuleInfo {
