@@ -69,12 +69,12 @@ struct WireIdentity {
     std::uint64_t offset = 0;
 };
 
-std::string_view take_view(Decoder& d, std::size_t n) {
+[[gnu::hot]] std::string_view take_view(Decoder& d, std::size_t n) {
     auto s = d.take(n);
     return {reinterpret_cast<const char*>(s.data()), s.size()};
 }
 
-WireIdentity read_identity(Decoder& d) {
+[[gnu::hot]] WireIdentity read_identity(Decoder& d) {
     WireIdentity w;
     std::uint8_t kind = 0, n = 0;
     d.read_bytes(&w.flags, 1);
@@ -157,10 +157,20 @@ const char* const kShippable =
 
 namespace {
 
+// A module id compared byte by byte: the ids are a few bytes, and a fork child resolving its
+// target would otherwise page in the C library's memcmp for them. Hot, like everything a child
+// runs before its target (current_process.cpp).
+[[gnu::hot]] bool same_bytes(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
 // The main executable is never unloaded nor moved: its entry is kept apart, so identifying and
 // resolving code in it (most calls: thunks and targets instantiated by the program) needs no
 // look at the loader's list.
-const sys::LoadedModule& main_exe() {
+[[gnu::hot]] const sys::LoadedModule& main_exe() {
     static const sys::LoadedModule m = *sys::main_module(*sys::loaded_modules());
     return m;
 }
@@ -172,7 +182,7 @@ void append_code_identity(std::vector<std::byte>& out, std::uintptr_t addr) {
     append_identity(out, module_for_code(*list, addr), addr);
 }
 
-std::uintptr_t code_in(const sys::LoadedModule& m, std::uint64_t offset) {
+[[gnu::hot]] std::uintptr_t code_in(const sys::LoadedModule& m, std::uint64_t offset) {
     const std::uintptr_t addr = m.base + static_cast<std::uintptr_t>(offset);
     if (offset > UINTPTR_MAX - m.base || !m.contains_code(addr))
         throw DecodeError("multiproc: corrupt call: offset " + hex(static_cast<std::uintptr_t>(offset)) +
@@ -190,10 +200,10 @@ std::vector<std::byte> code_identity(std::uintptr_t addr) {
 
 void encode_code_address(Encoder& e, std::uintptr_t addr) { append_code_identity(e.bytes(), addr); }
 
-std::uintptr_t resolve_code_address(Decoder& d) {
+[[gnu::hot]] std::uintptr_t resolve_code_address(Decoder& d) {
     const WireIdentity w = read_identity(d);
     const sys::LoadedModule& main = main_exe();
-    if ((w.flags & flag_main) && w.kind == main.id.kind && w.id == main.id.bytes)
+    if ((w.flags & flag_main) && w.kind == main.id.kind && same_bytes(w.id, main.id.bytes))
         return code_in(main, w.offset);
     auto list = sys::loaded_modules();
     const sys::LoadedModule* m = sys::find_module_by_id(*list, w.kind, w.id);
@@ -265,7 +275,7 @@ void begin_package(Encoder& e, const std::vector<std::byte>& thunk_identity) {
     e.write_bytes(thunk_identity.data(), thunk_identity.size());
 }
 
-ThunkFn open_package(Decoder& d) {
+[[gnu::hot]] ThunkFn open_package(Decoder& d) {
     std::uint32_t magic = 0;
     d.read_bytes(&magic, sizeof magic);
     if (magic != call_magic)
@@ -291,12 +301,12 @@ void read_task_status(Decoder& d) {
     std::rethrow_exception(ex);
 }
 
-void run_shipped_call(std::span<const std::byte> bytes, std::span<UniqueFd> fds) {
+[[gnu::hot]] void run_shipped_call(std::span<const std::byte> bytes, std::span<UniqueFd> fds) {
     Decoder d(bytes, fds);
     open_package(d)(d, nullptr);
 }
 
-void run_shipped_task(std::span<const std::byte> bytes, std::span<UniqueFd> fds, Encoder& out) {
+[[gnu::hot]] void run_shipped_task(std::span<const std::byte> bytes, std::span<UniqueFd> fds, Encoder& out) {
     Decoder d(bytes, fds);
     open_package(d)(d, &out);
 }

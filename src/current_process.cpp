@@ -44,6 +44,9 @@ alignas(InfoPtr) unsigned char g_current_storage[sizeof(InfoPtr)];
 std::atomic<int> g_counter{1};
 // The pid that installed the child exit handler; a plain fork() of the target must not use it.
 std::atomic<pid_t> g_child_pid{0};
+// Set by prepare_child_path (the forkserver): children inherit the exit handler, installed,
+// and a registry that never held a child.
+bool g_child_path_prepared = false;
 
 std::string demangle(const char* name) {
     int status = 0;
@@ -76,19 +79,6 @@ void report_exception(const std::string& name) noexcept {
         static const char fallback[] = "multiproc: the target threw; the report failed\n";
         static_cast<void>(::write(2, fallback, sizeof fallback - 1));
     }
-}
-
-// Calls that only a fork child makes. Through the PLT, a function's first call is bound lazily,
-// by the dynamic linker, in whichever process makes it; a child binding it walks the symbol
-// tables of every loaded library, pages it has not mapped yet (fork does not copy the page
-// tables of file-backed mappings), which costs more page faults than the whole rest of a no-op
-// child. The address of a function is bound when the program is loaded, so these calls go
-// through it; the empty asm keeps the compiler from folding them back into PLT calls. (Even a
-// PLT stub the parent has bound costs the child a fault on the page of stubs.)
-template <class F>
-F* bound(F* f) noexcept {
-    asm("" : "+r"(f));
-    return f;
 }
 
 // The functions a fork child runs are marked hot: GCC gathers them in .text.hot, so that the
@@ -180,6 +170,15 @@ int parent_pidfd(const CurrentProcess::Info& info) noexcept {
     return opened;
 }
 
+void prepare_child_path() {
+    static_cast<void>(current_holder());
+    static_cast<void>(has_registered_children());
+    // The newest exit handler, as run_child would install it: nothing is registered after it
+    // in this process, and a child's target registers its own handlers after it.
+    if (::on_exit(child_exit_handler, nullptr) != 0) throw ProcessError("multiproc: on_exit failed");
+    g_child_path_prepared = true;
+}
+
 [[gnu::hot]] void run_child(std::shared_ptr<CurrentProcess::Info>&& child, TargetCall& target) noexcept {
     CurrentProcess::Info* info = child.get();
     // Who we are, first: a signal handler or the target may ask. Moved in, so the parent's
@@ -191,15 +190,16 @@ int parent_pidfd(const CurrentProcess::Info& info) noexcept {
     if (grandparent_fd >= 0) ::close(grandparent_fd);  // our parent's own parent pidfd
     g_counter.store(1, std::memory_order_relaxed);
     g_child_pid.store(bound(&::getpid)(), std::memory_order_relaxed);
-    reset_children_after_fork();
+    if (!g_child_path_prepared) reset_children_after_fork();
 
     if (info->daemon) {
         // No daemonic child may outlive its parent, even one killed by SIGKILL. The parent
         // may have died before prctl: then getppid() already names another process.
         bound(&::prctl)(PR_SET_PDEATHSIG, SIGKILL);
-        if (bound(&::getppid)() != info->parent_pid) ::raise(SIGKILL);
+        const pid_t parent = info->os_parent ? info->os_parent : info->parent_pid;
+        if (bound(&::getppid)() != parent) ::raise(SIGKILL);
     }
-    bound(&::on_exit)(child_exit_handler, nullptr);
+    if (!g_child_path_prepared) bound(&::on_exit)(child_exit_handler, nullptr);
 
     int code = 0;
     try {

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -74,54 +75,73 @@ struct ServedChild {
     bool daemon;
 };
 
-// What the server keeps between requests. A fork child shares every page of the server until
-// one side writes it, and then the page is copied: so the server allocates and frees nothing
-// between a fork and the next request (the child may still run then), and its child allocates
-// nothing either (its identity and target are built before the fork).
+// An allocator of pages that fork leaves out of the child (MADV_DONTFORK): the server's own
+// bookkeeping, which its children never read. fork write-protects every private page the two
+// processes then share, and the first write to each costs a page fault; pages that are not
+// shared are not protected, so the server writes these freely between forks.
+template <class T>
+struct UnforkedAllocator {
+    using value_type = T;
+    UnforkedAllocator() noexcept = default;
+    template <class U>
+    UnforkedAllocator(const UnforkedAllocator<U>&) noexcept {}
+    T* allocate(std::size_t n) {
+        void* p = ::mmap(nullptr, bytes(n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) throw std::bad_alloc();
+        static_cast<void>(::madvise(p, bytes(n), MADV_DONTFORK));  // only a cost if refused
+        return static_cast<T*>(p);
+    }
+    void deallocate(T* p, std::size_t n) noexcept { ::munmap(p, bytes(n)); }
+    friend bool operator==(const UnforkedAllocator&, const UnforkedAllocator&) noexcept { return true; }
+
+private:
+    static std::size_t bytes(std::size_t n) noexcept { return (n * sizeof(T) + 4095) & ~std::size_t{4095}; }
+};
+
+// What the server keeps between requests. Its children share every other page of it until one
+// side writes the page: so between a fork and the next request the server touches little else
+// (the child may still run then), and its child allocates nothing (its identity and target are
+// built before the fork).
 struct ServerState {
-    std::vector<ServedChild> children;  // capacity reserved before each fork
-    std::vector<std::byte> buf = std::vector<std::byte>(std::size_t{64} << 10);  // requests
+    std::vector<ServedChild, UnforkedAllocator<ServedChild>> children;  // capacity reserved before each fork
+    std::vector<std::byte, UnforkedAllocator<std::byte>> buf =
+        std::vector<std::byte, UnforkedAllocator<std::byte>>(std::size_t{64} << 10);  // requests
     PreparedChild last;  // the previous child's, freed at the next request
 };
+
+// The signal mask the server's children start with: the one the server was started with. The
+// server blocks SIGCHLD (read through a signalfd) and SIGINT: Ctrl-C in a terminal reaches the
+// whole process group, and the server is not the user's to interrupt (Python's forkserver
+// ignores it); a child, which is, gets it back with the mask, and no pending signal (fork
+// clears them). One system call, where restoring a disposition would take a second.
+sigset_t g_child_mask;
 
 // In the child, just after fork: the call's descriptors at 3.., the program's pidfd after
 // them, and nothing else (close_range), then the shared child path. Hot, as every function a
 // fork child runs (current_process.cpp): grouped in .text.hot, paged in together.
-[[noreturn, gnu::hot]] void become_child(PreparedChild& child, const int* call_fds, int n) noexcept {
-    // SIGINT back to its default (the server ignores it); SIGCHLD was only blocked (for the
-    // server's signalfd), never given a handler: unblocking it is enough.
+[[noreturn, gnu::hot]] void become_child(PreparedChild& child, std::vector<int>& fds) noexcept {
     // _Fork ran no pthread_atfork handler (see serve_request): the one whose state this
     // server can hold is the thread id cache.
     if (t_tid != 0) t_tid = 0;
-    sigset_t none;
-    sigemptyset(&none);
-    ::signal(SIGINT, SIG_DFL);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    const int first_free = 3 + n + 1;
-    int small[8];
-    std::vector<int> big;  // more than 7 descriptors: the one allocation left in the child
-    int* src = small;
-    if (n + 1 > 8) {
-        big.resize(static_cast<std::size_t>(n) + 1);
-        src = big.data();
-    }
-    for (int i = 0; i < n; ++i) src[i] = call_fds[i];
-    src[n] = g_program_pidfd;
+    // SIGINT and SIGCHLD unblocked (see g_child_mask).
+    bound(&::pthread_sigmask)(SIG_SETMASK, &g_child_mask, nullptr);  // sigprocmask calls it
+    const int n = static_cast<int>(fds.size());  // the call's, then the program's pidfd
+    const int first_free = 3 + n;
     // Two steps so that no source is overwritten before it is moved: sources inside the target
     // range go above it first; then each goes down into place, close-on-exec (dup3).
-    for (int i = 0; i <= n; ++i)
-        if (src[i] >= 3 && src[i] < first_free) src[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, first_free);
-    for (int i = 0; i <= n; ++i)
-        if (src[i] >= 0) ::dup3(src[i], 3 + i, O_CLOEXEC);
-    if (src[n] < 0) ::close(3 + n);  // no program pidfd: whatever sits there is the server's
-    ::close_range(static_cast<unsigned>(first_free), ~0U, 0);
+    for (int& fd : fds)
+        if (fd >= 3 && fd < first_free) fd = bound(&::fcntl)(fd, F_DUPFD_CLOEXEC, first_free);
+    for (int i = 0; i < n; ++i)
+        if (fds[i] >= 0) bound(&::dup3)(fds[i], 3 + i, O_CLOEXEC);
+    if (fds.back() < 0) bound(&::close)(first_free - 1);  // no program pidfd: whatever sits there is the server's
+    bound(&::close_range)(static_cast<unsigned>(first_free), ~0U, 0);
     child.renumber_call_fds(3);
     run_prepared_child(child);
 }
 
 // One request: read it, fork, answer with the pid and a pidfd.
-bool serve_request(ServerState& st) {
-    std::vector<std::byte>& buf = st.buf;
+[[gnu::hot, gnu::noinline]] bool serve_request(ServerState& st) {
+    auto& buf = st.buf;
     std::vector<UniqueFd> fds;
     // A request is one sendmsg whose first bytes carry the descriptors, and the kernel ends a
     // read after bytes that brought descriptors: one read takes all of a small request (one
@@ -154,6 +174,8 @@ bool serve_request(ServerState& st) {
     st.last = PreparedChild();
     PreparedChild child = prepare_child(std::move(b), std::move(fds), true, g_program_pidfd >= 0 ? 3 + n : -1);
     const std::vector<int> call_fds = child.call_fds();
+    std::vector<int> child_fds = call_fds;  // where become_child moves them from
+    child_fds.push_back(g_program_pidfd);
     st.children.reserve(st.children.size() + 1);
     // _Fork, not fork: the pthread_atfork handlers exist to release locks that other threads
     // held, and this process has one thread and holds none between requests. fork() would
@@ -163,7 +185,7 @@ bool serve_request(ServerState& st) {
     if (pid == 0) {
         // The child must not keep the server's channels: close_range in become_child closes
         // the control socket, the signalfd and every reply socket.
-        become_child(child, call_fds.data(), n);
+        become_child(child, child_fds);
     }
     // The call's descriptors are the child's now. Closed by number: their owners are left
     // untouched until the next request (see ServerState).
@@ -186,8 +208,11 @@ bool serve_request(ServerState& st) {
     return true;
 }
 
-void reap(std::vector<ServedChild>& children) {
-    for (;;) {
+// Reaps the children that have ended and sends each one's status. Stops once none is left to
+// wait for (one waitpid fewer than waiting for ECHILD).
+template <class Children>
+void reap(Children& children) {
+    while (!children.empty()) {
         int status = 0;
         pid_t pid = sys::retry_eintr([&] { return ::waitpid(-1, &status, WNOHANG); });
         if (pid <= 0) return;
@@ -215,20 +240,21 @@ void forkserver_main(int argc, char** argv) noexcept {
         if (argc > 2 && std::strcmp(argv[2], kAddedBindNow) == 0) ::unsetenv("LD_BIND_NOW");
         // Every child resolves its target through the module tables: build them once, here.
         warm_code_identities();
-        static_cast<void>(current_info());  // the identity record a child replaces
-        // Ctrl-C in a terminal reaches the whole process group; the server is not the user's
-        // to interrupt (Python's forkserver ignores SIGINT too). Its children restore it.
-        ::signal(SIGINT, SIG_IGN);
+        prepare_child_path();
         const pid_t program = ::getppid();
         g_program_pidfd = sys::pidfd_open_raw(program);
         if (g_program_pidfd >= 0 && ::getppid() != program) {
             ::close(g_program_pidfd);  // the program died first: nothing to serve
             ::_exit(0);
         }
+        sigset_t blocked;
+        sigemptyset(&blocked);
+        sigaddset(&blocked, SIGCHLD);
+        sigaddset(&blocked, SIGINT);
+        ::sigprocmask(SIG_BLOCK, &blocked, &g_child_mask);
         sigset_t chld;
         sigemptyset(&chld);
         sigaddset(&chld, SIGCHLD);
-        ::sigprocmask(SIG_BLOCK, &chld, nullptr);
         UniqueFd sfd(sys::check(::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd"));
         ::fcntl(kControlFd, F_SETFD, FD_CLOEXEC);
         for (;;) {

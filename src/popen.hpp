@@ -39,6 +39,9 @@ struct CurrentProcess::Info {
     std::vector<int> identity;  // Python's _identity; empty in the main process
     bool daemon = false;
     pid_t parent_pid = 0;  // 0 in the main process
+    // The process the kernel sees as the parent (getppid(), whose death a daemon's death signal
+    // follows), when it is not parent_pid: the forkserver, for the children it forks.
+    pid_t os_parent = 0;
     std::string parent_name;
     // A pidfd of the parent, owned by the child for its whole life. kParentPidfdUnopened until
     // parent_process() first needs it (opening it costs the child a system call and a check
@@ -130,11 +133,28 @@ void warn_if_multithreaded_fork();
 /// Forgets that the warning was logged (tests only).
 void reset_fork_warning_for_testing() noexcept;
 
+/// `f` itself, opaque to the optimizer: calls through it go to the address the dynamic linker
+/// bound at load, not through the PLT. Through the PLT, a function's first call is bound lazily,
+/// by the dynamic linker, in whichever process makes it; a fork child binding it walks the
+/// symbol tables of every loaded library, pages it has not mapped yet (fork does not copy the
+/// page tables of file-backed mappings), which costs more page faults than the whole rest of a
+/// no-op child. Even a PLT stub the parent has bound costs the child a fault on the page of
+/// stubs. For the calls a fork child makes.
+template <class F>
+F* bound(F* f) noexcept {
+    asm("" : "+r"(f));
+    return f;
+}
+
 /// The child side of every start method, after the process exists: adopts the identity `child`
 /// (moved in: no allocation, no lock, no reference count touched), arms the daemon's death
 /// signal, installs the exit handler, runs target and exits with Python's exit code. Never
 /// returns. In a fork child it must run first, before anything that might ask who we are.
 [[noreturn]] void run_child(std::shared_ptr<CurrentProcess::Info>&& child, TargetCall& target) noexcept;
+/// In a process that forks many children and nothing else (the forkserver): builds now what
+/// run_child would otherwise build in each child (the identity record, the children registry)
+/// and installs its exit handler once. The process must not start Processes itself afterwards.
+void prepare_child_path();
 /// The pidfd of info's parent, opened on first use (-1 when the parent has ended).
 int parent_pidfd(const CurrentProcess::Info& info) noexcept;
 

@@ -12,6 +12,29 @@
 #include <system_error>
 #include <typeinfo>
 
+namespace mp {
+
+void Decoder::truncated(std::size_t n) const {
+    throw DecodeError("multiproc: truncated message: needed " + std::to_string(n) + " more bytes, " +
+                      std::to_string(remaining()) + " left");
+}
+
+void Decoder::count_too_large(std::uint64_t n) const {
+    throw DecodeError("multiproc: corrupt message: a count of " + std::to_string(n) + " exceeds the " +
+                      std::to_string(remaining()) + " bytes left");
+}
+
+void Decoder::fd_missing(std::uint64_t i) const {
+    throw DecodeError("multiproc: corrupt message: descriptor #" + std::to_string(i) + " did not arrive");
+}
+
+void Decoder::trailing_bytes() const {
+    throw DecodeError("multiproc: corrupt message: " + std::to_string(remaining()) +
+                      " unexpected trailing bytes (sender and receiver disagree on the type?)");
+}
+
+}  // namespace mp
+
 namespace mp::detail {
 
 namespace {

@@ -75,21 +75,9 @@ __attribute__((constructor)) void record_program_args(int argc, char** argv, cha
 // The target of a child started by spawn/forkserver: the shipped call and its descriptors.
 class ShippedTarget final : public TargetCall {
 public:
-    ShippedTarget(std::vector<std::byte> call, std::vector<UniqueFd> fds,
-                  std::shared_ptr<CurrentProcess::Info> info, pid_t real_parent, int parent_pidfd)
-        : call_(std::move(call)), fds_(std::move(fds)), info_(std::move(info)),
-          real_parent_(real_parent), parent_pidfd_(parent_pidfd) {}
+    ShippedTarget(std::vector<std::byte> call, std::vector<UniqueFd> fds)
+        : call_(std::move(call)), fds_(std::move(fds)) {}
     [[gnu::hot]] void invoke() override {  // hot: run in fork children (current_process.cpp)
-        if (real_parent_ != 0) {
-            // A forkserver child: run_child saw the server as the parent (that is what
-            // getppid() says, and what the daemon's death signal follows); the parent the
-            // user knows is the program that asked for the child.
-            // The program's pidfd came from the server (-1 if unknown: the getppid() check
-            // behind a lazily opened one would compare against the server, so none is opened).
-            const int server_fd = info_->parent_pidfd.exchange(parent_pidfd_);
-            if (server_fd >= 0) ::close(server_fd);
-            info_->parent_pid = real_parent_;
-        }
         run_shipped_call(call_, fds_);
     }
     CallPackage package() const override {
@@ -114,9 +102,6 @@ public:
 private:
     std::vector<std::byte> call_;
     std::vector<UniqueFd> fds_;
-    std::shared_ptr<CurrentProcess::Info> info_;
-    pid_t real_parent_;
-    int parent_pidfd_;
 };
 
 namespace {
@@ -219,16 +204,15 @@ PreparedChild prepare_child(ChildBootstrap b, std::vector<UniqueFd> fds, bool fo
     info.identity = std::move(b.identity);
     info.daemon = b.daemon;
     info.parent_name = std::move(b.parent_name);
-    pid_t real_parent = 0;
+    info.parent_pid = b.parent_pid;
     if (forked_by_server) {
-        real_parent = b.parent_pid;
-        info.parent_pid = ::getpid();  // the server, what run_child checks its parent against
-    } else {
-        info.parent_pid = b.parent_pid;
-        program_pidfd = -1;
+        // The child's real parent is the server (what its daemon's death signal follows); the
+        // parent the user knows is the program, whose pidfd the server passes down (-1 if it
+        // has none: a lazily opened one would be checked against getppid(), the server).
+        info.os_parent = ::getpid();
+        info.parent_pidfd.store(program_pidfd >= 0 ? program_pidfd : -1, std::memory_order_relaxed);
     }
-    c.target = std::make_unique<ShippedTarget>(std::move(b.call), std::move(fds), c.info, real_parent,
-                                               program_pidfd);
+    c.target = std::make_unique<ShippedTarget>(std::move(b.call), std::move(fds));
     return c;
 }
 

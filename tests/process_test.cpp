@@ -270,6 +270,61 @@ TEST_P(ProcessTest, ChildExitDoesNotRunParentExitHandlers) {
     EXPECT_EQ(c.exitcode(), 1);
 }
 
+// A child starts with SIGINT and SIGCHLD unblocked and SIGINT at its default, whatever the
+// start method (the forkserver blocks both for itself and gives them back to each child).
+TEST_P(ProcessTest, ChildStartsWithDefaultSignalState) {
+    auto [r, w] = mp::sys::make_pipe();
+    auto p = ctx().Process([](PassFd f) {
+        sigset_t mask;
+        ::pthread_sigmask(SIG_SETMASK, nullptr, &mask);
+        struct sigaction sa {};
+        ::sigaction(SIGINT, nullptr, &sa);
+        write_str(f.fd, std::to_string(sigismember(&mask, SIGINT)) + std::to_string(sigismember(&mask, SIGCHLD)) +
+                            (sa.sa_handler == SIG_DFL ? "default" : "changed"));
+    }, PassFd{w.get()});
+    p.start();
+    EXPECT_EQ(read_str(r.get()), "00default");
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+}
+
+// Ctrl-C reaches every process of the foreground group: a child ends by it, as in Python.
+TEST_P(ProcessTest, SigintEndsAChild) {
+    auto [r, w] = mp::sys::make_pipe();
+    auto p = ctx().Process([](PassFd f) {
+        write_str(f.fd, "ready");
+        block_forever();
+    }, PassFd{w.get()});
+    p.start();
+    ASSERT_EQ(read_str(r.get()), "ready");
+    ASSERT_EQ(::kill(*p.pid(), SIGINT), 0);
+    p.join(20s);
+    if (p.is_alive()) {  // SIGINT was blocked or ignored
+        p.kill();
+        p.join();
+    }
+    EXPECT_EQ(p.exitcode(), -SIGINT);
+}
+
+int g_target_marker_fd = -1;
+// std::exit in a target runs the exit handlers the target registered, then ends the child
+// (and no handler it inherited: ChildExitDoesNotRunParentExitHandlers).
+TEST_P(ProcessTest, StdExitRunsTheTargetsOwnExitHandlers) {
+    auto [r, w] = mp::sys::make_pipe();
+    auto p = ctx().Process([](PassFd f) {
+        g_target_marker_fd = f.fd;
+        std::atexit([] { static_cast<void>(::write(g_target_marker_fd, "H", 1)); });
+        std::exit(4);
+    }, PassFd{w.get()});
+    p.start();
+    p.join(60s);
+    w.reset();
+    char buf[4] = {};
+    EXPECT_EQ(mp::sys::read_full(r.get(), buf, sizeof buf), 1u);
+    EXPECT_EQ(buf[0], 'H');
+    EXPECT_EQ(p.exitcode(), 4);
+}
+
 TEST_P(ProcessTest, JoinWithTimeoutReturnsWhileRunning) {
     auto [r, w] = mp::sys::make_pipe();
     auto p = ctx().Process([](PassFd f) {

@@ -287,8 +287,10 @@ decltype(auto) invoke_stored(F& f, std::tuple<Args...>& args, std::index_sequenc
 
 /// The typed half of a shipped call: F is the target type (function pointer or class), R what
 /// is encoded into `out` (void: nothing but the status), Args the stored argument types.
+// Hot: the first code of the program a child runs (grouped with the rest of the child's path in
+// .text.hot; see src/current_process.cpp).
 template <class F, class R, class... Args>
-void thunk(Decoder& in, Encoder* out) {
+[[gnu::hot]] void thunk(Decoder& in, Encoder* out) {
     F fn = decode_target<F>(in);
     // Braced initialization evaluates left to right: arguments decode in the order they were
     // encoded.

@@ -114,32 +114,27 @@ public:
     /// remaining input cannot hold (so no allocation exceeds what was actually received).
     std::size_t read_count(std::size_t min_bytes) {
         std::uint64_t n = read_size();
-        if (min_bytes && n > remaining() / min_bytes) {
-            throw DecodeError("multiproc: corrupt message: a count of " + std::to_string(n) +
-                              " exceeds the " + std::to_string(remaining()) + " bytes left");
-        }
+        if (min_bytes && n > remaining() / min_bytes) count_too_large(n);
         return static_cast<std::size_t>(n);
     }
     /// Takes the descriptor whose index comes next in the bytes (DecodeError if absent).
     detail::UniqueFd take_fd() {
         std::uint64_t i = read_size();
-        if (i >= fds_.size() || !fds_[i])
-            throw DecodeError("multiproc: corrupt message: descriptor #" + std::to_string(i) +
-                              " did not arrive");
+        if (i >= fds_.size() || !fds_[i]) fd_missing(i);
         return std::move(fds_[i]);
     }
     /// Throws DecodeError unless every byte was consumed.
     void finish() const {
-        if (remaining())
-            throw DecodeError("multiproc: corrupt message: " + std::to_string(remaining()) +
-                              " unexpected trailing bytes (sender and receiver disagree on the type?)");
+        if (remaining()) trailing_bytes();
     }
 
 private:
-    [[noreturn]] void truncated(std::size_t n) const {
-        throw DecodeError("multiproc: truncated message: needed " + std::to_string(n) +
-                          " more bytes, " + std::to_string(remaining()) + " left");
-    }
+    // The error paths, out of line (src/reduction.cpp): the inline paths stay a few
+    // instructions (a fork child runs them with little of the program's code paged in).
+    [[noreturn, gnu::cold]] void truncated(std::size_t n) const;
+    [[noreturn, gnu::cold]] void count_too_large(std::uint64_t n) const;
+    [[noreturn, gnu::cold]] void fd_missing(std::uint64_t i) const;
+    [[noreturn, gnu::cold]] void trailing_bytes() const;
     std::span<const std::byte> bytes_;
     std::span<detail::UniqueFd> fds_;
     std::size_t pos_ = 0;

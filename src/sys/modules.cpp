@@ -176,7 +176,8 @@ bool LoadedModule::contains(std::uintptr_t addr) const noexcept {
     return false;
 }
 
-bool LoadedModule::contains_code(std::uintptr_t addr) const noexcept {
+// Hot: a fork child resolving its target runs it (see src/current_process.cpp).
+[[gnu::hot]] bool LoadedModule::contains_code(std::uintptr_t addr) const noexcept {
     for (auto [lo, hi] : code)
         if (addr >= lo && addr < hi) return true;
     return false;
