@@ -238,7 +238,9 @@ private:
     void loop();
     void start_worker(std::size_t index);
     void fill();
-    bool fill_one(Worker& w);
+    bool fill_one(Worker& w, std::size_t max_tasks);
+    std::size_t idle_share() const;
+    bool can_take(const Worker& w, std::size_t depth) const;
     std::size_t hint_for(Entry& e) const;
     void send_some(Worker& w);
     void read_some(Worker& w);
@@ -523,23 +525,48 @@ std::size_t EngineImpl::hint_for(Entry& e) const {
     return static_cast<std::size_t>(h);
 }
 
+bool EngineImpl::can_take(const Worker& w, std::size_t depth) const {
+    if (!w.proc || w.eof || w.exiting || w.batches.size() >= depth) return false;
+    return !opts_.max_tasks_per_child || w.tasks_sent < opts_.max_tasks_per_child;
+}
+
+// How many tasks an idle worker's batch may hold so that the tasks waiting now spread over every
+// idle worker (the batch estimate cannot tell a long task from a short one before it has run:
+// two submissions must not share one worker while another has nothing to do). Unbounded when a
+// source cannot say how much it holds.
+std::size_t EngineImpl::idle_share() const {
+    std::size_t idle = 0;
+    for (const auto& w : workers_) idle += can_take(w, 1) ? 1 : 0;
+    std::size_t waiting = retry_.size();
+    for (const auto& e : entries_) {
+        const auto rem = e->src->remaining();
+        if (!rem) return kMaxBatchTasks;
+        waiting += *rem;
+    }
+    return idle == 0 ? kMaxBatchTasks : std::max<std::size_t>(1, (waiting + idle - 1) / idle);
+}
+
 void EngineImpl::fill() {
-    bool progress = true;
-    while (progress) {
-        progress = false;
-        for (std::size_t k = 0; k < workers_.size(); ++k) {
-            auto& w = workers_[(rr_ + k) % workers_.size()];
-            if (!w.proc || w.eof || w.exiting || w.batches.size() >= kBatchesPerWorker) continue;
-            if (opts_.max_tasks_per_child && w.tasks_sent >= opts_.max_tasks_per_child) continue;
-            if (fill_one(w)) progress = true;
-            else return;  // nothing to send to anyone
+    // Idle workers first, each with its share of what waits; then one prefetched batch for each
+    // busy worker: no task waits behind another while some worker has nothing to do.
+    for (std::size_t depth = 1; depth <= kBatchesPerWorker; ++depth) {
+        const std::size_t max_tasks = depth == 1 ? idle_share() : kMaxBatchTasks;
+        bool progress = true;
+        while (progress) {
+            progress = false;
+            for (std::size_t k = 0; k < workers_.size(); ++k) {
+                auto& w = workers_[(rr_ + k) % workers_.size()];
+                if (!can_take(w, depth)) continue;
+                if (fill_one(w, max_tasks)) progress = true;
+                else return;  // nothing to send to anyone
+            }
+            ++rr_;
         }
-        ++rr_;
     }
 }
 
-bool EngineImpl::fill_one(Worker& w) {
-    std::size_t quota = kMaxBatchTasks;
+bool EngineImpl::fill_one(Worker& w, std::size_t max_tasks) {
+    std::size_t quota = std::min(kMaxBatchTasks, max_tasks);
     if (opts_.max_tasks_per_child)
         quota = std::min(quota, opts_.max_tasks_per_child - w.tasks_sent);
     std::vector<std::uint64_t> ids;

@@ -252,6 +252,11 @@ void ExecutorSource::close() {
     engine_.wake();
 }
 
+std::optional<std::size_t> ExecutorSource::remaining() const {
+    std::lock_guard lk(m_);
+    return queue_.size();
+}
+
 bool ExecutorSource::pull(std::size_t, TaskSlot& slot) {
     std::lock_guard lk(m_);
     while (!queue_.empty()) {

@@ -19,6 +19,7 @@
 
 #include "helpers/start_method_test.hpp"
 #include "multiproc/process.hpp"
+#include "multiproc/synchronize.hpp"
 
 namespace {
 
@@ -34,6 +35,7 @@ int sleep_ms(int ms) {
     return ms;
 }
 void nothing() {}
+bool wait_for_gate(mp::Event gate) { return gate.wait(60s); }
 int my_pid() { return static_cast<int>(::getpid()); }
 int throw_invalid(int x) {
     if (x == 3) throw std::invalid_argument("bad value 3");
@@ -82,6 +84,24 @@ TEST_P(FuturesTest, SubmitReturnsResults) {
     v.result();
     EXPECT_TRUE(v.done());
     EXPECT_NE(ex.submit(my_pid).result(), static_cast<int>(::getpid()));
+}
+
+// A task never waits behind another while a worker is idle: the second submission goes to the
+// free worker, not into the busy one's prefetch slot (as_completed order depends on it).
+TEST_P(FuturesTest, AnIdleWorkerTakesTheNextTask) {
+    mp::ProcessPoolExecutor ex(2, opts());
+    for (int round = 0; round < 4; ++round) {
+        mp::Event gate;
+        auto blocked = ex.submit(wait_for_gate, gate);
+        auto quick = ex.submit(square, round);
+        try {
+            EXPECT_EQ(quick.result(30s), round * round);
+        } catch (const mp::TimeoutError&) {
+            ADD_FAILURE() << "round " << round << ": the quick task waited behind the blocked one";
+        }
+        gate.set();
+        EXPECT_TRUE(blocked.result(60s));
+    }
 }
 
 TEST_P(FuturesTest, ExceptionsComeBack) {

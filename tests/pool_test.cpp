@@ -28,6 +28,7 @@
 #include "helpers/start_method_test.hpp"
 #include "multiproc/connection.hpp"
 #include "multiproc/process.hpp"
+#include "multiproc/synchronize.hpp"
 #include "sys/pidfd.hpp"
 #include "sys/io.hpp"
 
@@ -46,6 +47,7 @@ int sleep_ms(int ms) {
     return ms;
 }
 int my_pid(int) { return static_cast<int>(::getpid()); }
+bool wait_for_gate(mp::Event gate) { return gate.wait(std::chrono::seconds(60)); }
 void nothing(int) {}
 
 int throw_invalid(int x) {
@@ -144,6 +146,23 @@ TEST_P(PoolTest, SeedExample) {
     auto a = pool.apply_async(square, 10);
     EXPECT_EQ(a.get(), 100);
     EXPECT_EQ(pool.apply(add, 2, 3), 5);
+}
+
+// apply_async while a worker is idle: the call runs at once, never behind a running one.
+TEST_P(PoolTest, AnIdleWorkerTakesTheNextCall) {
+    mp::Pool pool(2, opts());
+    for (int round = 0; round < 4; ++round) {
+        mp::Event gate;
+        auto blocked = pool.apply_async(wait_for_gate, gate);
+        auto quick = pool.apply_async(square, round);
+        try {
+            EXPECT_EQ(quick.get(30s), round * round);
+        } catch (const mp::TimeoutError&) {
+            ADD_FAILURE() << "round " << round << ": the quick call waited behind the blocked one";
+        }
+        gate.set();
+        EXPECT_TRUE(blocked.get(60s));
+    }
 }
 
 TEST_P(PoolTest, StarmapOverTuples) {

@@ -404,6 +404,7 @@ public:
 
     bool pull(std::size_t hint, TaskSlot& slot) override;
     bool exhausted() const override;
+    std::optional<std::size_t> remaining() const override;
     void complete(std::uint64_t tag, std::span<const std::byte> bytes, std::span<UniqueFd> fds) override;
     void fail(std::uint64_t tag, std::exception_ptr error) override;
     void abandon(std::exception_ptr error) override;

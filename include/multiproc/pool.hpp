@@ -221,6 +221,7 @@ public:
         return true;
     }
     bool exhausted() const override { return pulled_; }
+    std::optional<std::size_t> remaining() const override { return pulled_ ? 0 : 1; }
     void complete(std::uint64_t, std::span<const std::byte> bytes, std::span<UniqueFd> fds) override {
         try {
             if constexpr (std::is_void_v<R>) {
