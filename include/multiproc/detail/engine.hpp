@@ -31,9 +31,11 @@
 //
 // GUARANTEES
 //   - Long-lived workers; tasks and results travel in batches; each worker holds at most two
-//     batches (one running, one prefetched), so it never idles on a round trip; a free worker
-//     gets the next batch; `hint` grows for short tasks and shrinks for long ones (measured per
-//     source; target about 2 ms of work a task, at most a quarter of what remains per worker).
+//     batches (one running, one prefetched), so it never idles on a round trip; idle workers
+//     are served first, each with at most its share of the tasks waiting (so no task waits
+//     behind a running one while a worker is idle), then the busy ones' prefetch; `hint`
+//     grows for short tasks and shrinks for long ones (measured per source; target about 2 ms
+//     of work a task, at most a quarter of what remains per worker).
 //   - A worker that dies fails exactly the task it was running (lost()/fail() with
 //     mp::BrokenProcessPool naming its pid and its signal or exit code), unless retries > 0:
 //     then that task runs again on another worker, up to `retries` times, and fails with the
