@@ -170,6 +170,46 @@ int parent_pidfd(const CurrentProcess::Info& info) noexcept {
     return opened;
 }
 
+namespace {
+
+// The parent of a daemon started off the parent's main thread (arm_daemon_death).
+pid_t g_daemon_parent = 0;
+
+// A thread of the parent ended, or the whole parent. The kernel sends a child's death signal
+// when the thread that started it ends and hands the child to another thread of the same
+// process: getppid() (a process id) is unchanged then. Only once the last thread has gone is
+// the child handed to another process. Async-signal-safe.
+void parent_thread_ended(int) noexcept {
+    if (::getppid() != g_daemon_parent) ::kill(::getpid(), SIGKILL);
+}
+
+// No daemonic child may outlive its parent, even one killed by SIGKILL: the kernel's death
+// signal does it. Started by the parent's main thread, the signal is SIGKILL itself; started by
+// another thread, whose end alone would kill the child, it is a signal caught by
+// parent_thread_ended (daemon_death_signal(), reserved in daemonic children started that way).
+// The parent may have died before prctl: then getppid() already names another process.
+[[gnu::hot]] void arm_daemon_death(const CurrentProcess::Info& info) noexcept {
+    const pid_t parent = info.os_parent ? info.os_parent : info.parent_pid;
+    int sig = SIGKILL;
+    if (info.off_main_thread) {
+        sig = daemon_death_signal();
+        g_daemon_parent = parent;
+        struct sigaction sa {};
+        sa.sa_handler = parent_thread_ended;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        bound(&::sigaction)(sig, &sa, nullptr);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, sig);
+        bound(&::pthread_sigmask)(SIG_UNBLOCK, &set, nullptr);
+    }
+    bound(&::prctl)(PR_SET_PDEATHSIG, sig);
+    if (bound(&::getppid)() != parent) ::raise(SIGKILL);
+}
+
+}  // namespace
+
 void prepare_child_path() {
     static_cast<void>(current_holder());
     static_cast<void>(has_registered_children());
@@ -192,13 +232,7 @@ void prepare_child_path() {
     g_child_pid.store(bound(&::getpid)(), std::memory_order_relaxed);
     if (!g_child_path_prepared) reset_children_after_fork();
 
-    if (info->daemon) {
-        // No daemonic child may outlive its parent, even one killed by SIGKILL. The parent
-        // may have died before prctl: then getppid() already names another process.
-        bound(&::prctl)(PR_SET_PDEATHSIG, SIGKILL);
-        const pid_t parent = info->os_parent ? info->os_parent : info->parent_pid;
-        if (bound(&::getppid)() != parent) ::raise(SIGKILL);
-    }
+    if (info->daemon) arm_daemon_death(*info);
     if (!g_child_path_prepared) bound(&::on_exit)(child_exit_handler, nullptr);
 
     int code = 0;

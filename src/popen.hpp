@@ -42,6 +42,10 @@ struct CurrentProcess::Info {
     // The process the kernel sees as the parent (getppid(), whose death a daemon's death signal
     // follows), when it is not parent_pid: the forkserver, for the children it forks.
     pid_t os_parent = 0;
+    // Started by a thread other than the parent's main thread. A daemon's death signal follows
+    // the thread that started it (Linux), so such a daemon catches the signal and dies only if
+    // the parent process has gone (arm_daemon_death, src/current_process.cpp).
+    bool off_main_thread = false;
     std::string parent_name;
     // A pidfd of the parent, owned by the child for its whole life. kParentPidfdUnopened until
     // parent_process() first needs it (opening it costs the child a system call and a check
@@ -132,6 +136,10 @@ std::unique_ptr<Popen> launch_fork(const LaunchSpec& spec);
 void warn_if_multithreaded_fork();
 /// Forgets that the warning was logged (tests only).
 void reset_fork_warning_for_testing() noexcept;
+
+/// The death signal of a daemonic child started by a thread other than its parent's main
+/// thread: caught, so that the end of that thread alone does not kill it (docs/process.md).
+inline int daemon_death_signal() noexcept { return SIGRTMAX; }
 
 /// `f` itself, opaque to the optimizer: calls through it go to the address the dynamic linker
 /// bound at load, not through the PLT. Through the PLT, a function's first call is bound lazily,

@@ -284,6 +284,7 @@ void Process::start() {
         child->identity = s.identity;
         child->daemon = s.daemon;
         child->parent_pid = ::getpid();
+        child->off_main_thread = ::gettid() != child->parent_pid;
         child->parent_name = me->name;
         s.starting = true;
     }

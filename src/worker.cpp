@@ -1,7 +1,6 @@
 // The worker process of the task engine: runs batches of shipped calls until told to exit.
 // Protocol: src/engine_protocol.hpp.
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/uio.h>
 
 #include <chrono>
@@ -209,7 +208,8 @@ void worker_main(Connection conn, WorkerBoot boot) {
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGINT, SIG_IGN);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // The worker's death signal was armed as for any daemonic child (run_child): it follows
+    // the parent process, whichever of its threads started the worker.
     record_throw_traces(true);
     if (boot.threads > 0) {
         const std::string n = std::to_string(boot.threads);

@@ -14,6 +14,7 @@
 #include <forward_list>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <ranges>
 #include <regex>
 #include <set>
@@ -26,6 +27,7 @@
 
 #include "helpers/sanitizer.hpp"
 #include "helpers/start_method_test.hpp"
+#include "helpers/thread_gone.hpp"
 #include "multiproc/connection.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/synchronize.hpp"
@@ -163,6 +165,31 @@ TEST_P(PoolTest, AnIdleWorkerTakesTheNextCall) {
         gate.set();
         EXPECT_TRUE(blocked.get(60s));
     }
+}
+
+// A Pool made by a thread that then ends keeps its workers (a child's death signal follows the
+// thread that started it, unless it is caught: docs/process.md).
+TEST_P(PoolTest, PoolMadeByAThreadOutlivesTheThread) {
+    std::optional<mp::Pool> pool;
+    std::vector<pid_t> pids;
+    pid_t maker = 0;
+    std::thread([&] {
+        maker = static_cast<pid_t>(::gettid());
+        pool.emplace(2, opts());
+        // Both workers running a call: each has armed its death signal.
+        mp::Event gate;
+        auto a = pool->apply_async(wait_for_gate, gate);
+        auto b = pool->apply_async(wait_for_gate, gate);
+        gate.set();
+        EXPECT_TRUE(a.get(60s));
+        EXPECT_TRUE(b.get(60s));
+        pids = pool->worker_pids();
+    }).join();
+    mp::test::wait_thread_gone(maker);
+    EXPECT_EQ(pool->map(square, std::vector<int>{1, 2, 3}), (std::vector<int>{1, 4, 9}));
+    EXPECT_EQ(pool->worker_pids(), pids) << "a worker died with the thread that made the pool";
+    pool->close();
+    pool->join();
 }
 
 TEST_P(PoolTest, StarmapOverTuples) {

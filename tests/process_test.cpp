@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "helpers/thread_gone.hpp"
 #include "multiproc/errors.hpp"
 #include "popen.hpp"
 #include "sys/io.hpp"
@@ -601,6 +602,63 @@ TEST_P(ProcessTest, DaemonicChildDiesWithKilledParent) {
     }, PassFd{w.get()}, GetParam());
     child.start();
     pid_t grandchild = std::stoi(read_str(r.get()));
+    EXPECT_FALSE(process_gone(grandchild));
+    child.kill();
+    child.join();
+    EXPECT_EQ(child.exitcode(), -SIGKILL);
+    mp::detail::Deadline deadline(30s);
+    while (!process_gone(grandchild) && !deadline.expired()) std::this_thread::sleep_for(5ms);
+    EXPECT_TRUE(process_gone(grandchild)) << "daemonic grandchild " << grandchild << " survived";
+    if (!process_gone(grandchild)) ::kill(grandchild, SIGKILL);
+}
+
+// Linux sends a child's death signal when the *thread* that started it ends. A daemonic child
+// lives as long as its parent process, whichever thread started it (as in Python).
+TEST_P(ProcessTest, DaemonStartedByAThreadOutlivesTheThread) {
+    auto [to_child_r, to_child_w] = mp::sys::make_pipe();
+    auto [from_child_r, from_child_w] = mp::sys::make_pipe();
+    auto p = ctx().Process([](PassFd in, PassFd out) {
+        mp::sys::write_all(out.fd, "r", 1);  // the target runs once the death signal is armed
+        for (char c; mp::sys::read_full(in.fd, &c, 1) == 1;) mp::sys::write_all(out.fd, &c, 1);
+    }, PassFd{to_child_r.get()}, PassFd{from_child_w.get()});
+    p.set_daemon(true);
+    pid_t starter = 0;
+    std::thread t([&] {
+        starter = static_cast<pid_t>(::gettid());
+        p.start();
+        // The thread ends only after the child armed its death signal (else nothing is tested).
+        char ready = 0;
+        EXPECT_EQ(mp::sys::read_full(from_child_r.get(), &ready, 1), 1u);
+    });
+    t.join();
+    mp::test::wait_thread_gone(starter);
+    // A round trip after the signal was sent: the child handles a signal before it runs on.
+    char c = 'x';
+    mp::sys::write_all(to_child_w.get(), &c, 1);
+    c = 0;
+    ASSERT_TRUE(readable(from_child_r.get(), 30s)) << "the daemon died with the thread that started it";
+    EXPECT_EQ(::read(from_child_r.get(), &c, 1), 1);
+    EXPECT_EQ(c, 'x');
+    EXPECT_TRUE(p.is_alive());
+    p.terminate();
+    p.join(60s);
+    EXPECT_EQ(p.exitcode(), -SIGTERM);
+}
+
+// ... and still dies with its parent process, even one killed by SIGKILL.
+TEST_P(ProcessTest, DaemonStartedByAThreadDiesWithKilledParent) {
+    auto [r, w] = mp::sys::make_pipe();
+    auto child = ctx().Process([](PassFd f, std::string method) {
+        auto gc = mp::get_context(method).Process([](PassFd g) {
+            write_str(g.fd, std::to_string(::getpid()));
+            block_forever();
+        }, f);
+        gc.set_daemon(true);
+        std::thread([&] { gc.start(); }).join();
+        block_forever();
+    }, PassFd{w.get()}, GetParam());
+    child.start();
+    pid_t grandchild = std::stoi(read_str(r.get()));  // armed: its target runs
     EXPECT_FALSE(process_gone(grandchild));
     child.kill();
     child.join();
