@@ -589,19 +589,22 @@ TEST_P(ProcessTest, CpuCounts) {
     EXPECT_EQ(p.exitcode(), 0);
 }
 
-TEST_P(ProcessTest, DaemonicChildDiesWithKilledParent) {
+// A child that starts a daemonic grandchild (from its main thread, or from another thread) and
+// is then SIGKILLed: the grandchild must die too.
+void check_daemon_dies_with_killed_parent(const std::string& method, bool from_a_thread) {
     auto [r, w] = mp::sys::make_pipe();
-    auto child = ctx().Process([](PassFd f, std::string method) {
-        auto gc = mp::get_context(method).Process([](PassFd g) {
+    auto child = mp::get_context(method).Process([](PassFd f, std::string m, bool threaded) {
+        auto gc = mp::get_context(m).Process([](PassFd g) {
             write_str(g.fd, std::to_string(::getpid()));
             block_forever();
         }, f);
         gc.set_daemon(true);
-        gc.start();
+        if (threaded) std::thread([&] { gc.start(); }).join();
+        else gc.start();
         block_forever();
-    }, PassFd{w.get()}, GetParam());
+    }, PassFd{w.get()}, method, from_a_thread);
     child.start();
-    pid_t grandchild = std::stoi(read_str(r.get()));
+    pid_t grandchild = std::stoi(read_str(r.get()));  // armed: its target runs
     EXPECT_FALSE(process_gone(grandchild));
     child.kill();
     child.join();
@@ -610,6 +613,10 @@ TEST_P(ProcessTest, DaemonicChildDiesWithKilledParent) {
     while (!process_gone(grandchild) && !deadline.expired()) std::this_thread::sleep_for(5ms);
     EXPECT_TRUE(process_gone(grandchild)) << "daemonic grandchild " << grandchild << " survived";
     if (!process_gone(grandchild)) ::kill(grandchild, SIGKILL);
+}
+
+TEST_P(ProcessTest, DaemonicChildDiesWithKilledParent) {
+    check_daemon_dies_with_killed_parent(GetParam(), false);
 }
 
 // Linux sends a child's death signal when the *thread* that started it ends. A daemonic child
@@ -647,26 +654,7 @@ TEST_P(ProcessTest, DaemonStartedByAThreadOutlivesTheThread) {
 
 // ... and still dies with its parent process, even one killed by SIGKILL.
 TEST_P(ProcessTest, DaemonStartedByAThreadDiesWithKilledParent) {
-    auto [r, w] = mp::sys::make_pipe();
-    auto child = ctx().Process([](PassFd f, std::string method) {
-        auto gc = mp::get_context(method).Process([](PassFd g) {
-            write_str(g.fd, std::to_string(::getpid()));
-            block_forever();
-        }, f);
-        gc.set_daemon(true);
-        std::thread([&] { gc.start(); }).join();
-        block_forever();
-    }, PassFd{w.get()}, GetParam());
-    child.start();
-    pid_t grandchild = std::stoi(read_str(r.get()));  // armed: its target runs
-    EXPECT_FALSE(process_gone(grandchild));
-    child.kill();
-    child.join();
-    EXPECT_EQ(child.exitcode(), -SIGKILL);
-    mp::detail::Deadline deadline(30s);
-    while (!process_gone(grandchild) && !deadline.expired()) std::this_thread::sleep_for(5ms);
-    EXPECT_TRUE(process_gone(grandchild)) << "daemonic grandchild " << grandchild << " survived";
-    if (!process_gone(grandchild)) ::kill(grandchild, SIGKILL);
+    check_daemon_dies_with_killed_parent(GetParam(), true);
 }
 
 TEST_P(ProcessTest, NonDaemonicChildrenAreJoinedAtExit) {
