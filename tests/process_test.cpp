@@ -623,7 +623,9 @@ TEST_P(ProcessTest, DaemonicChildDiesWithKilledParent) {
 // lives as long as its parent process, whichever thread started it (as in Python).
 TEST_P(ProcessTest, DaemonStartedByAThreadOutlivesTheThread) {
     auto [to_child_r, to_child_w] = mp::sys::make_pipe();
-    auto [from_child_r, from_child_w] = mp::sys::make_pipe();
+    mp::sys::PipeFds from_child = mp::sys::make_pipe();  // not a structured binding: captured below
+    UniqueFd& from_child_r = from_child.read;
+    UniqueFd& from_child_w = from_child.write;
     auto p = ctx().Process([](PassFd in, PassFd out) {
         mp::sys::write_all(out.fd, "r", 1);  // the target runs once the death signal is armed
         for (char c; mp::sys::read_full(in.fd, &c, 1) == 1;) mp::sys::write_all(out.fd, &c, 1);
