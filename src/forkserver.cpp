@@ -173,8 +173,8 @@ sigset_t g_child_mask;
     st.last.forget_call_fds();  // closed right after its fork
     st.last = PreparedChild();
     PreparedChild child = prepare_child(std::move(b), std::move(fds), true, g_program_pidfd >= 0 ? 3 + n : -1);
-    const std::vector<int> call_fds = child.call_fds();
-    std::vector<int> child_fds = call_fds;  // where become_child moves them from
+    // Where become_child moves them from: the call's descriptors, then the program's pidfd.
+    std::vector<int> child_fds = child.call_fds();
     child_fds.push_back(g_program_pidfd);
     st.children.reserve(st.children.size() + 1);
     // _Fork, not fork: the pthread_atfork handlers exist to release locks that other threads
@@ -189,7 +189,7 @@ sigset_t g_child_mask;
     }
     // The call's descriptors are the child's now. Closed by number: their owners are left
     // untouched until the next request (see ServerState).
-    for (int fd : call_fds) ::close(fd);
+    for (std::size_t i = 0; i + 1 < child_fds.size(); ++i) ::close(child_fds[i]);
     st.last = std::move(child);
     if (pid < 0) {
         send_i32(reply.get(), -errno);
