@@ -2,7 +2,7 @@
 #include "multiproc/context.hpp"
 
 #include <array>
-#include <mutex>
+#include <atomic>
 #include <string>
 
 #include "multiproc/errors.hpp"
@@ -53,8 +53,18 @@ StartMethod parse(std::string_view name) {
                      "' (available start methods: " + all + ")");
 }
 
-std::mutex g_mutex;
-std::optional<StartMethod> g_actual;  // Python's DefaultContext._actual_context
+// Python's DefaultContext._actual_context: kUnset or a StartMethod. Atomic rather than under a
+// mutex, because a fork child sets it (force_start_method) and a mutex held by another thread
+// at fork time would stay held forever in the child.
+constexpr int kUnset = -1;
+std::atomic<int> g_actual{kUnset};
+
+// The global default, fixed to kDefault if it was not set yet.
+StartMethod fix_default() noexcept {
+    int expected = kUnset;
+    g_actual.compare_exchange_strong(expected, static_cast<int>(kDefault));
+    return static_cast<StartMethod>(g_actual.load());
+}
 
 }  // namespace
 
@@ -84,22 +94,22 @@ Context get_context(std::string_view method) {
 }
 
 void set_start_method(std::string_view method, bool force) {
-    std::optional<StartMethod> m;
-    if (!method.empty()) m = parse(method);
-    std::lock_guard lk(g_mutex);
-    if (g_actual && !force) throw UsageError("multiproc: context has already been set");
     // Python: set_start_method(None, force=True) forgets the choice; without force, None means
     // the default.
-    g_actual = m ? m : (force ? std::nullopt : std::optional<StartMethod>(kDefault));
+    const int want = !method.empty() ? static_cast<int>(parse(method))
+                                     : (force ? kUnset : static_cast<int>(kDefault));
+    if (force) {
+        g_actual.store(want);
+        return;
+    }
+    int expected = kUnset;
+    if (!g_actual.compare_exchange_strong(expected, want))
+        throw UsageError("multiproc: context has already been set");
 }
 
 std::optional<std::string> get_start_method(bool allow_none) {
-    std::lock_guard lk(g_mutex);
-    if (!g_actual) {
-        if (allow_none) return std::nullopt;
-        g_actual = kDefault;
-    }
-    return std::string(to_string(*g_actual));
+    if (allow_none && g_actual.load() == kUnset) return std::nullopt;
+    return std::string(to_string(fix_default()));
 }
 
 std::vector<std::string> get_all_start_methods() {
@@ -121,9 +131,11 @@ LaunchFn launch_function(StartMethod m) {
 }
 
 StartMethod default_start_method() {
-    std::lock_guard lk(g_mutex);
-    if (!g_actual) g_actual = kDefault;
-    return *g_actual;
+    return fix_default();
+}
+
+void force_start_method(StartMethod m) noexcept {
+    g_actual.store(static_cast<int>(m), std::memory_order_relaxed);
 }
 
 }  // namespace detail

@@ -232,6 +232,7 @@ void prepare_child_path() {
     g_child_pid.store(bound(&::getpid)(), std::memory_order_relaxed);
     if (!g_child_path_prepared) reset_children_after_fork();
 
+    force_start_method(info->start_method);
     if (info->daemon) arm_daemon_death(*info);
     if (!g_child_path_prepared) bound(&::on_exit)(child_exit_handler, nullptr);
 

@@ -46,6 +46,9 @@ struct CurrentProcess::Info {
     // the thread that started it (Linux), so such a daemon catches the signal and dies only if
     // the parent process has gone (arm_daemon_death, src/current_process.cpp).
     bool off_main_thread = false;
+    // The method that started this process; a child makes it its own global default (Python's
+    // _bootstrap forces it), so its own children are made the same way (run_child).
+    StartMethod start_method = StartMethod::fork;
     std::string parent_name;
     // A pidfd of the parent, owned by the child for its whole life. kParentPidfdUnopened until
     // parent_process() first needs it (opening it costs the child a system call and a check
@@ -128,6 +131,9 @@ using LaunchFn = std::unique_ptr<Popen> (*)(const LaunchSpec&);
 LaunchFn launch_function(StartMethod m);
 /// The start method a Process without a context uses (fixes the global default).
 StartMethod default_start_method();
+/// In a new child, before its target runs: the method that started it becomes its global
+/// default, as if set with force (lock-free: a fork child must not take a lock).
+void force_start_method(StartMethod m) noexcept;
 
 /// `fork`: the child is a copy of this process and runs spec.target->invoke().
 std::unique_ptr<Popen> launch_fork(const LaunchSpec& spec);

@@ -291,8 +291,9 @@ void Process::start() {
     std::unique_ptr<detail::Popen> popen;
     try {
         detail::cleanup();
-        auto launch =
-            detail::launch_function(s.method ? *s.method : detail::default_start_method());
+        const StartMethod method = s.method ? *s.method : detail::default_start_method();
+        child->start_method = method;
+        auto launch = detail::launch_function(method);
         // Registered before the child exists: under fork, every page this process writes
         // between the fork and the child's exit is a page copied, and a join usually follows.
         detail::register_child(st_);

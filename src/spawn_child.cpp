@@ -23,7 +23,7 @@ namespace mp::detail {
 namespace {
 
 constexpr std::uint32_t kMagic = 0x6d707370;  // "mpsp"
-constexpr std::uint32_t kVersion = 2;
+constexpr std::uint32_t kVersion = 3;
 
 enum class Role { program, spawned_child, forkserver };
 
@@ -156,7 +156,9 @@ std::vector<std::byte> encode_bootstrap(const CurrentProcess::Info& child,
     e.bytes().reserve(64 + child.name.size() + child.parent_name.size() + call.size());
     const auto parent = static_cast<std::int32_t>(child.parent_pid);
     const auto n = static_cast<std::uint32_t>(nfds);
-    e(kMagic, kVersion, child.name, child.identity, child.daemon, child.off_main_thread, parent, child.parent_name);
+    const auto method = static_cast<std::uint8_t>(child.start_method);
+    e(kMagic, kVersion, child.name, child.identity, child.daemon, child.off_main_thread, method, parent,
+      child.parent_name);
     e.write_size(call.size());
     e.write_bytes(call.data(), call.size());
     e(n);
@@ -171,7 +173,11 @@ ChildBootstrap decode_bootstrap(std::span<const std::byte> bytes) {
         throw DecodeError("multiproc: not a bootstrap record of this multiproc version");
     ChildBootstrap b;
     std::int32_t parent = 0;
-    d(b.name, b.identity, b.daemon, b.off_main_thread, parent, b.parent_name);
+    std::uint8_t method = 0;
+    d(b.name, b.identity, b.daemon, b.off_main_thread, method, parent, b.parent_name);
+    if (method > static_cast<std::uint8_t>(StartMethod::forkserver))
+        throw DecodeError("multiproc: corrupt bootstrap record: unknown start method");
+    b.start_method = static_cast<StartMethod>(method);
     b.parent_pid = parent;
     auto call = d.take(d.read_count(1));
     b.call.assign(call.begin(), call.end());
@@ -203,6 +209,7 @@ PreparedChild prepare_child(ChildBootstrap b, std::vector<UniqueFd> fds, bool fo
     info.name = std::move(b.name);
     info.identity = std::move(b.identity);
     info.daemon = b.daemon;
+    info.start_method = b.start_method;
     // A forkserver child's real parent is the server's one thread.
     info.off_main_thread = b.off_main_thread && !forked_by_server;
     info.parent_name = std::move(b.parent_name);

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "helpers/start_method_test.hpp"
+#include "multiproc/connection.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/process.hpp"
 
@@ -111,5 +113,68 @@ TEST_F(ContextTest, ProcessWithoutContextResolvesTheDefaultAtStart) {
     p.join();
     EXPECT_EQ(p.exitcode(), 0);
 }
+
+// A child inherits the start method that made it (Python's BaseProcess._bootstrap forces it):
+// its own children are made the same way, whatever the parent's global default was.
+int g_written_by_child = 0;
+
+void report_method(mp::Connection out) {
+    out.send(mp::get_start_method(true).value_or("none"));
+    out.send(g_written_by_child);
+}
+
+void start_grandchild(mp::Connection out) {
+    report_method(out);
+    g_written_by_child = 42;  // a forked grandchild is a copy and sees it; others do not
+    mp::Process g(report_method, out);
+    g.start();
+    g.join();
+    std::exit(g.exitcode() == 0 ? 0 : 3);
+}
+
+// The method of the child and the grandchild, and whether the grandchild saw the child's write.
+struct Lineage {
+    std::string child, grandchild;
+    bool grandchild_saw_child_memory;
+};
+
+Lineage run_lineage(mp::Process p, mp::Connection& in) {
+    p.start();
+    Lineage l;
+    l.child = in.recv<std::string>();
+    EXPECT_EQ(in.recv<int>(), 0);
+    l.grandchild = in.recv<std::string>();
+    l.grandchild_saw_child_memory = in.recv<int>() == 42;
+    p.join(std::chrono::seconds(60));
+    EXPECT_EQ(p.exitcode(), std::optional<int>(0));
+    return l;
+}
+
+class ChildStartMethod : public mp::test::StartMethodTest {
+  protected:
+    void TearDown() override { mp::set_start_method("", true); }
+};
+
+TEST_P(ChildStartMethod, ChildOfANamedContextUsesItsMethodNotTheParentsDefault) {
+    // The parent's global default differs from the context the child is made with.
+    mp::set_start_method(GetParam() == "fork" ? "spawn" : "fork", true);
+    auto [in, out] = mp::Pipe(false);
+    Lineage l = run_lineage(ctx().Process(start_grandchild, out), in);
+    EXPECT_EQ(l.child, GetParam());
+    EXPECT_EQ(l.grandchild, GetParam());
+    EXPECT_EQ(l.grandchild_saw_child_memory, GetParam() == "fork");
+}
+
+TEST_P(ChildStartMethod, ChildOfTheDefaultContextUsesTheGlobalDefault) {
+    mp::set_start_method(GetParam(), true);
+    auto [in, out] = mp::Pipe(false);
+    Lineage l = run_lineage(mp::Process(start_grandchild, out), in);
+    EXPECT_EQ(l.child, GetParam());
+    EXPECT_EQ(l.grandchild, GetParam());
+    EXPECT_EQ(l.grandchild_saw_child_memory, GetParam() == "fork");
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, ChildStartMethod,
+                         ::testing::ValuesIn(mp::get_all_start_methods()));
 
 }  // namespace
