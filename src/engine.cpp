@@ -128,6 +128,27 @@ bool Notifier::Registration::block(Deadline deadline) {
     return true;
 }
 
+// --- the wake-up channel ------------------------------------------------------------------------
+
+// The engine's loop sleeps in poll on `fd`; wake() writes it only when the loop said it sleeps,
+// and `pending` covers a wake between the loop's last look and its poll.
+struct WakeChannel {
+    UniqueFd fd = sys::make_eventfd();
+    std::atomic<bool> sleeping{false};
+    std::atomic<bool> pending{false};
+
+    void wake() noexcept {
+        pending.store(true, std::memory_order_seq_cst);
+        if (sleeping.exchange(false, std::memory_order_seq_cst)) sys::signal_eventfd(fd.get());
+    }
+};
+
+EngineLink::EngineLink(std::shared_ptr<WakeChannel> channel) noexcept : channel_(std::move(channel)) {}
+
+void EngineLink::wake() const noexcept {
+    channel_->wake();
+}
+
 // --- the engine ---------------------------------------------------------------------------------
 
 namespace {
@@ -185,6 +206,7 @@ public:
 
     void submit(std::shared_ptr<TaskSource> src);
     void wake() noexcept;
+    [[nodiscard]] std::shared_ptr<WakeChannel> wake_channel() const { return wake_; }
     void close() noexcept;
     void join();
     void terminate() noexcept;
@@ -268,9 +290,9 @@ private:
     std::exception_ptr broken_;
     std::vector<pid_t> pids_;
 
-    UniqueFd wake_fd_;
-    std::atomic<bool> sleeping_{false};
-    std::atomic<bool> wake_pending_{false};
+    // Shared with every source (EngineLink), so that a source outliving the engine wakes an
+    // eventfd nobody polls instead of a freed engine.
+    std::shared_ptr<WakeChannel> wake_ = std::make_shared<WakeChannel>();
     std::atomic<bool> finished_{false};
     Notifier done_;
     std::thread thread_;
@@ -290,7 +312,6 @@ EngineImpl::EngineImpl(EngineOptions opts) : opts_(std::move(opts)) {
     nproc_ = opts_.processes > 0 ? opts_.processes : cpu_count();
     threads_per_worker_ = std::max(1, process_cpu_count() / nproc_);
     owner_ = opts_.owner;
-    wake_fd_ = sys::make_eventfd();
     workers_.resize(static_cast<std::size_t>(nproc_));
     try {
         for (std::size_t i = 0; i < workers_.size(); ++i) start_worker(i);
@@ -381,8 +402,7 @@ void EngineImpl::submit(std::shared_ptr<TaskSource> src) {
 }
 
 void EngineImpl::wake() noexcept {
-    wake_pending_.store(true, std::memory_order_seq_cst);
-    if (sleeping_.exchange(false, std::memory_order_seq_cst)) sys::signal_eventfd(wake_fd_.get());
+    wake_->wake();
 }
 
 void EngineImpl::close() noexcept {
@@ -471,7 +491,7 @@ void EngineImpl::loop() {
 
         pfds.clear();
         what.clear();
-        pfds.push_back({wake_fd_.get(), POLLIN, 0});
+        pfds.push_back({wake_->fd.get(), POLLIN, 0});
         what.emplace_back(static_cast<std::size_t>(-1), 0);
         for (std::size_t i = 0; i < workers_.size(); ++i) {
             auto& w = workers_[i];
@@ -485,19 +505,19 @@ void EngineImpl::loop() {
             pfds.push_back({w.sentinel, POLLIN, 0});
             what.emplace_back(i, 1);
         }
-        sleeping_.store(true, std::memory_order_seq_cst);
-        const bool skip = wake_pending_.exchange(false, std::memory_order_seq_cst);
+        wake_->sleeping.store(true, std::memory_order_seq_cst);
+        const bool skip = wake_->pending.exchange(false, std::memory_order_seq_cst);
         int r = 0;
         if (!skip) r = sys::poll_until(pfds.data(), pfds.size(), Deadline::never());
-        sleeping_.store(false, std::memory_order_seq_cst);
+        wake_->sleeping.store(false, std::memory_order_seq_cst);
         if (r <= 0) continue;
         std::vector<std::size_t> dead;
         for (std::size_t k = 0; k < pfds.size(); ++k) {
             if (!pfds[k].revents) continue;
             auto [i, kind] = what[k];
             if (i == static_cast<std::size_t>(-1)) {
-                sys::drain_eventfd(wake_fd_.get());
-                wake_pending_.store(false);
+                sys::drain_eventfd(wake_->fd.get());
+                wake_->pending.store(false);
                 continue;
             }
             auto& w = workers_[i];
@@ -928,6 +948,7 @@ Engine::Engine(EngineOptions options) : impl_(std::make_unique<EngineImpl>(std::
 Engine::~Engine() = default;
 void Engine::submit(std::shared_ptr<TaskSource> src) { impl_->submit(std::move(src)); }
 void Engine::wake() noexcept { impl_->wake(); }
+EngineLink Engine::link() const { return EngineLink(impl_->wake_channel()); }
 void Engine::close() noexcept { impl_->close(); }
 void Engine::join() { impl_->join(); }
 void Engine::terminate() noexcept { impl_->terminate(); }

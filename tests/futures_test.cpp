@@ -265,6 +265,28 @@ TEST_P(FuturesTest, MapInOrder) {
     EXPECT_EQ(labels, (std::vector<std::string>{"item-1", "item-2"}));
 }
 
+TEST_P(FuturesTest, MapAfterItsExecutorIsDestroyed) {
+    std::optional<decltype(std::declval<mp::ProcessPoolExecutor&>().map(sleep_ms, std::vector<int>{}))> it;
+    {
+        mp::ProcessPoolExecutor ex(1, opts());
+        it.emplace(ex.map(sleep_ms, std::vector<int>(50, 20), mp::forever, 1));
+        EXPECT_EQ(it->next(), 20);
+        ex.shutdown(false, true);  // the items not started yet are cancelled
+    }
+    // Items already computed still come; then the cancelled rest fails, and nothing touches
+    // the destroyed executor.
+    int delivered = 0;
+    try {
+        while (auto v = it->next()) {
+            EXPECT_EQ(*v, 20);
+            ++delivered;
+        }
+        ADD_FAILURE() << "cancelled items were not reported";
+    } catch (const mp::CancelledError&) {
+    }
+    EXPECT_LT(delivered, 49);
+}
+
 TEST_P(FuturesTest, MapRaisesAtTheFailingItem) {
     mp::ProcessPoolExecutor ex(2, opts());
     auto it = ex.map(throw_invalid, std::vector<int>{0, 1, 2, 3, 4}, mp::forever, 1);

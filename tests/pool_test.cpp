@@ -224,6 +224,47 @@ TEST_P(PoolTest, ImapInOrderAndUnordered) {
     EXPECT_EQ(it.next(), std::nullopt);
 }
 
+// An iterator read after its Pool is gone: the Pool's destructor terminated the work, so the
+// iterator reports mp::BrokenProcessPool (after at most the results already delivered), never a
+// crash. `make` builds the iterator from the pool (imap or imap_unordered).
+template <class Make>
+void expect_broken_after_pool(const mp::test::StartMethodTest& t, mp::PoolOptions o, Make make) {
+    static_cast<void>(t);
+    using It = decltype(make(std::declval<mp::Pool&>()));
+    std::optional<It> it;
+    {
+        mp::Pool pool(2, o);
+        it.emplace(make(pool));
+        EXPECT_EQ(it->next(), 9);
+    }
+    int delivered = 0;
+    try {
+        while (it->next(5s)) ++delivered;
+        ADD_FAILURE() << "the iterator ended normally after its pool was destroyed";
+    } catch (const mp::BrokenProcessPool&) {
+    }
+    EXPECT_LT(delivered, 99);  // a window of one item: at most a few were ahead
+}
+
+TEST_P(PoolTest, ImapAfterItsPoolIsDestroyedIsBroken) {
+    expect_broken_after_pool(*this, opts(), [](mp::Pool& p) {
+        return p.imap(square, std::vector<int>(100, 3), 1, 1);
+    });
+    expect_broken_after_pool(*this, opts(), [](mp::Pool& p) {
+        return p.imap_unordered(square, std::vector<int>(100, 3), 1, 1);
+    });
+    // The same for results of map_async and apply_async still running when the pool went.
+    std::optional<decltype(std::declval<mp::Pool&>().map_async(sleep_ms, std::vector<int>{}))> m;
+    std::optional<decltype(std::declval<mp::Pool&>().apply_async(sleep_ms, 0))> a;
+    {
+        mp::Pool pool(1, opts());
+        m.emplace(pool.map_async(sleep_ms, std::vector<int>(20, 100), 1));
+        a.emplace(pool.apply_async(sleep_ms, 100));
+    }
+    EXPECT_THROW(m->get(5s), mp::BrokenProcessPool);
+    EXPECT_THROW(a->get(5s), mp::BrokenProcessPool);
+}
+
 // An endless input range (0, 1, 2, ...) that counts how many items were read from it. (Not
 // std::views::iota: clang 14 cannot compile libstdc++ 12's views.)
 struct Endless {

@@ -394,7 +394,7 @@ namespace detail {
 /// The executor's single task source: a queue of submitted calls, one future each.
 class ExecutorSource final : public TaskSource {
 public:
-    explicit ExecutorSource(Engine& engine) : engine_(engine) {}
+    explicit ExecutorSource(Engine& engine) : engine_(engine.link()) {}
     /// Queues a call for st; throws (UsageError after shutdown, the engine's error once broken).
     void push(std::shared_ptr<FutureStateBase> st, OwnedCall call);
     /// Cancels every future still queued.
@@ -416,7 +416,7 @@ private:
     };
     std::shared_ptr<FutureStateBase> take(std::uint64_t tag);
 
-    Engine& engine_;
+    EngineLink engine_;
     mutable std::mutex m_;
     std::deque<Queued> queue_;
     std::vector<std::shared_ptr<FutureStateBase>> inflight_;  // indexed by tag

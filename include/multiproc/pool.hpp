@@ -277,7 +277,7 @@ public:
 
     IMapSource(const F& f, View view, std::size_t chunksize, std::size_t window, Engine& engine)
         : f_(f), view_(std::move(view)), it_(std::ranges::begin(view_.get())), chunksize_(chunksize),
-          window_(std::max<std::size_t>(window, 1)), engine_(engine) {}
+          window_(std::max<std::size_t>(window, 1)), engine_(engine.link()) {}
 
     bool pull(std::size_t hint, TaskSlot& slot) override {
         std::lock_guard lk(m_);
@@ -478,7 +478,7 @@ private:
     std::ranges::iterator_t<typename View::R> it_;
     std::size_t chunksize_;
     std::size_t window_;
-    Engine& engine_;
+    EngineLink engine_;
     std::size_t read_ = 0;
     std::size_t consumed_ = 0;
     std::size_t since_wake_ = 0;

@@ -123,6 +123,21 @@ struct EngineOptions {
 };
 
 class EngineImpl;
+struct WakeChannel;
+
+/// A source's hold on its engine: enough to wake it, and safe to use after the engine is gone
+/// (an imap iterator or a future read after its Pool or Executor was destroyed: the wake then
+/// reaches nobody, and the source itself reports mp::BrokenProcessPool, since the engine
+/// abandoned it on its way out).
+class EngineLink {
+public:
+    explicit EngineLink(std::shared_ptr<WakeChannel> channel) noexcept;
+    /// Asks the engine, if it still runs, to pull again (Engine::wake).
+    void wake() const noexcept;
+
+private:
+    std::shared_ptr<WakeChannel> channel_;
+};
 
 /// The engine: workers, a supervisor thread, the task protocol. Non-copyable, non-movable.
 class Engine {
@@ -138,6 +153,8 @@ public:
     void submit(std::shared_ptr<TaskSource> src);
     /// Asks the engine to pull again (a source that said "nothing now" may have tasks).
     void wake() noexcept;
+    /// What a source keeps instead of a reference to the engine (see EngineLink).
+    [[nodiscard]] EngineLink link() const;
     /// No more submissions are expected; join() may follow. Idempotent.
     void close() noexcept;
     /// After close(): waits until every source is done, then stops the workers and the thread.

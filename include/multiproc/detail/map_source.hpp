@@ -124,7 +124,7 @@ public:
     /// deadline: the limit of every next() (Executor::map counts its timeout from the call).
     OrderedMapSource(const F& f, std::vector<V> items, std::size_t chunksize, Engine& engine,
                      bool stop_on_error, Deadline deadline = Deadline::never())
-        : f_(f), items_(std::move(items)), chunksize_(chunksize), engine_(engine),
+        : f_(f), items_(std::move(items)), chunksize_(chunksize), engine_(engine.link()),
           stop_on_error_(stop_on_error), deadline_(deadline), state_(items_.size(), kPending) {
         results_.resize(items_.size());
     }
@@ -367,7 +367,7 @@ private:
     F f_;
     std::vector<V> items_;
     std::size_t chunksize_;
-    Engine& engine_;
+    EngineLink engine_;
     bool stop_on_error_;
     Deadline deadline_;
     std::vector<std::uint8_t> state_;
