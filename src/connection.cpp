@@ -19,6 +19,10 @@ struct ConnectionState {
     UniqueFd fd;
     bool readable;
     bool writable;
+    // A peer reached through a Listener or Client: it may not name code; over TCP no
+    // descriptor can travel.
+    bool peer = false;
+    bool tcp = false;
     // Recycled between messages so that a steady stream of sends and receives does not
     // allocate: the encoder's byte buffer, and a receive buffer that is never zero-filled.
     std::vector<std::byte> send_buf;
@@ -177,6 +181,9 @@ Encoder Connection::begin_send_() const {
 
 void Connection::finish_send_(Encoder& e) const {
     ConnectionState& s = writable_state(s_);  // encoding user types may have closed it
+    if (s.tcp && !e.fds().empty())
+        throw ProcessError("multiproc: send: a value carrying file descriptors (a Connection, "
+                           "Queue, Lock, Value, ...) cannot cross a TCP connection");
     send_frame(s, e.bytes().data(), e.bytes().size(), e.fds());
     if (e.bytes().capacity() <= kKeepBuffer) s.send_buf.swap(e.bytes());
 }
@@ -279,6 +286,13 @@ void Connection::load(Decoder& d) {
     if (flags == 0 || flags > 3)
         throw DecodeError("multiproc: corrupt message: bad Connection direction flags");
     s_ = std::make_shared<ConnectionState>(std::move(fd), (flags & 1) != 0, (flags & 2) != 0);
+}
+
+Connection detail::make_peer_connection(UniqueFd fd, bool tcp) {
+    Connection c(std::move(fd));
+    c.s_->peer = true;
+    c.s_->tcp = tcp;
+    return c;
 }
 
 std::pair<Connection, Connection> Pipe(bool duplex) {

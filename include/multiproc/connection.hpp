@@ -71,6 +71,13 @@ struct ReceivedFrame {
 };
 }  // namespace detail
 
+class Connection;
+namespace detail {
+/// A Connection over a socket reached through a Listener or Client: a peer that is not
+/// trusted to name code, and (over TCP) cannot receive descriptors.
+Connection make_peer_connection(UniqueFd fd, bool tcp);
+}  // namespace detail
+
 /// One end of a Pipe (Python's multiprocessing.connection.Connection). A cheap, shared handle.
 class Connection {
 public:
@@ -148,6 +155,7 @@ public:
     friend bool operator==(const Connection& a, const Connection& b) noexcept { return a.s_ == b.s_; }
 
 private:
+    friend Connection detail::make_peer_connection(detail::UniqueFd fd, bool tcp);
     Encoder begin_send_() const;
     void finish_send_(Encoder& e) const;
     detail::ReceivedFrame recv_frame_() const;
@@ -164,11 +172,15 @@ template <class T>
 concept has_sentinel = requires(T& t) {
     { t.sentinel() } -> std::convertible_to<int>;
 };
+template <class T>
+concept has_fileno = requires(T& t) {
+    { t.fileno() } -> std::convertible_to<int>;
+};
 }  // namespace detail
 
 /// Something mp::wait can wait for: a Connection (ready when a message or end of file is there),
-/// an object with a sentinel() descriptor (a Process: ready when it ended), or a raw descriptor
-/// (ready when readable or hung up).
+/// an object with a sentinel() descriptor (a Process: ready when it ended), a Listener (ready
+/// when a client waits), or a raw descriptor (ready when readable or hung up).
 class Waitable {
 public:
     /// A connection (a shared handle to it is kept).
@@ -178,6 +190,14 @@ public:
         requires detail::has_sentinel<T> && (!std::same_as<std::remove_cvref_t<T>, Waitable>)
     Waitable(T&& object)  // NOLINT: implicit on purpose
         : fd_(static_cast<int>(object.sentinel())) {}
+    /// Any other object with a fileno() member, such as mp::Listener (ready when a client
+    /// waits to be accepted).
+    template <class T>
+        requires detail::has_fileno<T> && (!detail::has_sentinel<T>) &&
+                 (!std::same_as<std::remove_cvref_t<T>, Waitable>) &&
+                 (!std::same_as<std::remove_cvref_t<T>, Connection>)
+    Waitable(T&& object)  // NOLINT: implicit on purpose
+        : fd_(static_cast<int>(object.fileno())) {}
     /// A raw descriptor (not owned).
     Waitable(int fd) noexcept : fd_(fd) {}  // NOLINT: implicit on purpose
 

@@ -22,6 +22,7 @@
 #include "multiproc/context.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/futures.hpp"
+#include "multiproc/listener.hpp"
 #include "multiproc/parallel.hpp"
 #include "multiproc/pool.hpp"
 #include "multiproc/process.hpp"

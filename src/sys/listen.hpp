@@ -1,0 +1,59 @@
+// Listening and connecting stream sockets for Listener/Client: Unix paths (bound 0600),
+// Linux abstract names, and TCP over IPv4 and IPv6; plus the random bytes of challenges and
+// keys. Every descriptor is close-on-exec; EINTR is retried (an interrupted connect is
+// finished, not restarted).
+#pragma once
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "multiproc/detail/fd.hpp"
+#include "multiproc/timeout.hpp"
+
+namespace mp::sys {
+
+/// A socket address the kernel understands.
+struct SockAddr {
+    sockaddr_storage storage{};
+    socklen_t len = 0;
+    [[nodiscard]] int family() const noexcept { return storage.ss_family; }
+    [[nodiscard]] const sockaddr* get() const noexcept {
+        return reinterpret_cast<const sockaddr*>(&storage);
+    }
+};
+
+/// The address of a Unix socket at `path`, or of the abstract name `name` (no leading NUL)
+/// when abstract; std::system_error(ENAMETOOLONG) when it does not fit sun_path.
+SockAddr unix_address(const std::string& path_or_name, bool abstract);
+/// The addresses of host:port (numeric or by name; IPv6 and IPv4), for a listener when
+/// passive (an empty host is every interface); std::system_error naming the host when none.
+std::vector<SockAddr> tcp_addresses(const std::string& host, std::uint16_t port, bool passive);
+/// The numeric host and port of an IPv4/IPv6 address.
+void numeric_host_port(const SockAddr& a, std::string& host, std::uint16_t& port);
+
+/// A listening socket bound to `a` with `backlog`. A Unix path is created with mode 0600
+/// (bound in a private directory, then moved into place, so it is never reachable with wider
+/// permissions) and an existing path is std::system_error(EADDRINUSE), as bind would say.
+detail::UniqueFd listen_on(const SockAddr& a, int backlog, const std::string& unix_path);
+/// accept4 (close-on-exec), EINTR retried; `peer` receives the peer's address.
+detail::UniqueFd accept_on(int listener, SockAddr& peer);
+/// A stream socket connected to `a` (TCP_NODELAY on TCP), or std::system_error.
+detail::UniqueFd connect_to(const SockAddr& a);
+/// The address a socket is bound to (getsockname).
+SockAddr local_address(int fd);
+/// Sets SO_RCVTIMEO and SO_SNDTIMEO (zero: none) so a stalled peer cannot hold a call forever.
+void set_io_timeout(int fd, std::chrono::milliseconds timeout);
+/// Makes a thread blocked in accept() on `listener` return (shutdown; it then fails EINVAL).
+void wake_accept(int listener) noexcept;
+/// Removes a file, ignoring a missing one.
+void unlink_path(const std::string& path) noexcept;
+
+/// Fills buf with n cryptographically random bytes (getrandom).
+void random_bytes(void* buf, std::size_t n);
+
+}  // namespace mp::sys
