@@ -13,7 +13,6 @@
 // on a head that was popped and pushed back meanwhile (ABA).
 #include "multiproc/detail/arena.hpp"
 
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -26,6 +25,7 @@
 
 #include "sys/mapping.hpp"
 #include "sys/memfd.hpp"
+#include "sys/random.hpp"
 #include "sys/syscall.hpp"
 
 namespace mp::detail {
@@ -69,13 +69,7 @@ std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) & ~(a - 
 ArenaId random_id() {
     ArenaId id;
     std::uint64_t buf[2];
-    std::size_t got = 0;
-    while (got < sizeof buf) {
-        ssize_t r = sys::retry_eintr(
-            [&] { return ::getrandom(reinterpret_cast<char*>(buf) + got, sizeof buf - got, 0); });
-        if (r < 0) throw_os_error("getrandom");
-        got += static_cast<std::size_t>(r);
-    }
+    sys::random_bytes(buf, sizeof buf);
     id.a = buf[0];
     id.b = buf[1];
     return id;

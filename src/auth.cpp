@@ -7,7 +7,7 @@
 #include <array>
 
 #include "multiproc/errors.hpp"
-#include "sys/listen.hpp"
+#include "sys/random.hpp"
 
 namespace mp::detail {
 namespace {

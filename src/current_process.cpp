@@ -18,11 +18,14 @@
 #include "popen.hpp"
 #include "sys/io.hpp"
 #include "sys/pidfd.hpp"
+#include "sys/random.hpp"
 #include "sys/syscall.hpp"
 
 namespace mp {
 namespace detail {
 namespace {
+
+constexpr std::size_t kAuthkeyBytes = 32;  // Python: os.urandom(32)
 
 using InfoPtr = std::shared_ptr<CurrentProcess::Info>;
 
@@ -35,6 +38,8 @@ alignas(InfoPtr) unsigned char g_current_storage[sizeof(InfoPtr)];
     static InfoPtr* p = [] {
         auto main = std::make_shared<CurrentProcess::Info>();
         main->name = "MainProcess";
+        main->authkey.resize(kAuthkeyBytes);
+        sys::random_bytes(main->authkey.data(), main->authkey.size());
         return new (g_current_storage) InfoPtr(std::move(main));
     }();
     return *p;
@@ -254,6 +259,9 @@ const std::string& CurrentProcess::name() const noexcept {
 }
 pid_t CurrentProcess::pid() const noexcept {
     return ::getpid();
+}
+const std::string& CurrentProcess::authkey() const noexcept {
+    return info_->authkey;
 }
 bool CurrentProcess::daemon() const noexcept {
     return info_->daemon;

@@ -49,6 +49,10 @@ struct CurrentProcess::Info {
     // The method that started this process; a child makes it its own global default (Python's
     // _bootstrap forces it), so its own children are made the same way (run_child).
     StartMethod start_method = StartMethod::fork;
+    // Python's authkey: 32 random bytes made once in the main process, inherited by every child
+    // (or set per Process before start); the default key of Listeners and Managers made for
+    // the program's own processes.
+    std::string authkey;
     std::string parent_name;
     // A pidfd of the parent, owned by the child for its whole life. kParentPidfdUnopened until
     // parent_process() first needs it (opening it costs the child a system call and a check

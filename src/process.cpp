@@ -22,6 +22,7 @@ struct ProcessState {
     std::string name;
     std::vector<int> identity;
     bool daemon = false;
+    std::string authkey;                 // the child's current_process().authkey()
     std::optional<StartMethod> method;   // empty: the default, resolved at start()
     std::unique_ptr<TargetCall> target;  // dropped once the child has its copy
     std::unique_ptr<Popen> popen;        // set once by start(); stable afterwards
@@ -193,6 +194,12 @@ std::optional<pid_t> ProcessView::pid() const {
     return s.popen->pid();
 }
 
+std::string ProcessView::authkey() const {
+    auto& s = state();
+    std::lock_guard lk(s.m);
+    return s.authkey;
+}
+
 bool ProcessView::daemon() const {
     auto& s = state();
     std::lock_guard lk(s.m);
@@ -256,6 +263,7 @@ Process::Process(detail::MakeTag, std::optional<StartMethod> method,
     s.identity = detail::next_identity();
     s.name = detail::default_name(s.identity);
     s.daemon = detail::current_info()->daemon;  // Python copies the creator's config
+    s.authkey = detail::current_info()->authkey;
     s.method = method;
     s.target = std::move(target);
 }
@@ -283,6 +291,7 @@ void Process::start() {
         child->name = s.name;
         child->identity = s.identity;
         child->daemon = s.daemon;
+        child->authkey = s.authkey;
         child->parent_pid = ::getpid();
         child->off_main_thread = ::gettid() != child->parent_pid;
         child->parent_name = me->name;
@@ -315,6 +324,14 @@ void Process::set_name(std::string name) {
     auto& s = state();
     std::lock_guard lk(s.m);
     s.name = std::move(name);
+}
+
+void Process::set_authkey(std::string key) {
+    auto& s = state();
+    std::lock_guard lk(s.m);
+    if (s.closed) throw UsageError(detail::kClosed);
+    if (s.popen || s.starting) throw UsageError("multiproc: process has already started");
+    s.authkey = std::move(key);
 }
 
 void Process::set_daemon(bool daemonic) {

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,6 +10,7 @@
 #include "resource_tracker.hpp"
 #include "sys/mapping.hpp"
 #include "sys/memfd.hpp"
+#include "sys/random.hpp"
 #include "sys/syscall.hpp"
 
 namespace mp {
@@ -35,8 +35,7 @@ std::string normalize(std::string_view name) {
 
 std::string generated_name() {
     unsigned char r[6];
-    if (sys::retry_eintr([&] { return ::getrandom(r, sizeof r, 0); }) != static_cast<ssize_t>(sizeof r))
-        throw_os_error("getrandom");
+    sys::random_bytes(r, sizeof r);
     char buf[64];
     std::snprintf(buf, sizeof buf, "mp_%d_%02x%02x%02x%02x%02x%02x", static_cast<int>(::getpid()), r[0],
                   r[1], r[2], r[3], r[4], r[5]);

@@ -13,10 +13,10 @@
 // and its control socket at descriptor 3 (see forkserver.hpp).
 //
 // The bootstrap record (mp::Encoder, host byte order):
-//   +-------+---------+------+----------+--------+-----------------+--------------+------------+-------------+-------+------+
-//   | magic | version | name | identity | daemon | off main thread | start method | parent pid | parent name | call  | nfds |
-//   | u32   | u32     | str  | vec<int> | bool   | bool            | u8           | i32        | str         | bytes | u32  |
-//   +-------+---------+------+----------+--------+-----------------+--------------+------------+-------------+-------+------+
+//   +-------+---------+------+----------+--------+-----------------+--------------+------------+-------------+---------+-------+------+
+//   | magic | version | name | identity | daemon | off main thread | start method | parent pid | parent name | authkey | call  | nfds |
+//   | u32   | u32     | str  | vec<int> | bool   | bool            | u8           | i32        | str         | str     | bytes | u32  |
+//   +-------+---------+------+----------+--------+-----------------+--------------+------------+-------------+---------+-------+------+
 #pragma once
 
 #include <sys/types.h>
@@ -56,6 +56,7 @@ struct ChildBootstrap {
     StartMethod start_method = StartMethod::spawn;  // the method that started the child
     pid_t parent_pid = 0;
     std::string parent_name;
+    std::string authkey;          // CurrentProcess::Info::authkey
     std::vector<std::byte> call;  // ShippedCall::bytes
     std::uint32_t nfds = 0;       // how many descriptors travel with the call
 };

@@ -158,7 +158,7 @@ std::vector<std::byte> encode_bootstrap(const CurrentProcess::Info& child,
     const auto n = static_cast<std::uint32_t>(nfds);
     const auto method = static_cast<std::uint8_t>(child.start_method);
     e(kMagic, kVersion, child.name, child.identity, child.daemon, child.off_main_thread, method, parent,
-      child.parent_name);
+      child.parent_name, child.authkey);
     e.write_size(call.size());
     e.write_bytes(call.data(), call.size());
     e(n);
@@ -174,7 +174,7 @@ ChildBootstrap decode_bootstrap(std::span<const std::byte> bytes) {
     ChildBootstrap b;
     std::int32_t parent = 0;
     std::uint8_t method = 0;
-    d(b.name, b.identity, b.daemon, b.off_main_thread, method, parent, b.parent_name);
+    d(b.name, b.identity, b.daemon, b.off_main_thread, method, parent, b.parent_name, b.authkey);
     if (method > static_cast<std::uint8_t>(StartMethod::forkserver))
         throw DecodeError("multiproc: corrupt bootstrap record: unknown start method");
     b.start_method = static_cast<StartMethod>(method);
@@ -210,6 +210,7 @@ PreparedChild prepare_child(ChildBootstrap b, std::vector<UniqueFd> fds, bool fo
     info.identity = std::move(b.identity);
     info.daemon = b.daemon;
     info.start_method = b.start_method;
+    info.authkey = std::move(b.authkey);
     // A forkserver child's real parent is the server's one thread.
     info.off_main_thread = b.off_main_thread && !forked_by_server;
     info.parent_name = std::move(b.parent_name);

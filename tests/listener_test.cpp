@@ -262,6 +262,44 @@ TEST_P(ListenerP, ChildWithTheWrongKeyFailsOnBothSides) {
     join_ok(good);
 }
 
+// current_process().authkey(): 32 random bytes, the same in every child (and grandchild)
+// under every start method, unless a Process was given its own.
+void report_authkey(mp::Connection out) {
+    out.send(mp::current_process().authkey());
+    mp::Process grandchild([](mp::Connection o) { o.send(mp::current_process().authkey()); }, out);
+    grandchild.start();
+    grandchild.join();
+}
+
+TEST_P(ListenerP, ChildrenInheritTheAuthkey) {
+    const std::string key = mp::current_process().authkey();
+    EXPECT_EQ(key.size(), 32u);
+    auto [in, out] = mp::Pipe(false);
+    auto p = start(report_authkey, out);
+    EXPECT_EQ(in.recv<std::string>(), key);
+    EXPECT_EQ(in.recv<std::string>(), key);
+    join_ok(p);
+    EXPECT_EQ(p.authkey(), key);
+
+    auto own = ctx().Process(report_authkey, out);
+    own.set_authkey("per-process key");
+    own.start();
+    EXPECT_THROW(own.set_authkey("too late"), mp::UsageError);
+    EXPECT_EQ(in.recv<std::string>(), "per-process key");
+    EXPECT_EQ(in.recv<std::string>(), "per-process key");
+    join_ok(own);
+}
+
+TEST_P(ListenerP, ChildAuthenticatesWithTheInheritedKey) {
+    mp::Listener l(mp::Address::tcp("127.0.0.1", 0), 4, mp::current_process().authkey());
+    auto p = start([](std::string address) {
+        mp::Connection c = mp::Client(address, mp::current_process().authkey());
+        c.send(std::string("same key"));
+    }, l.address().to_string());
+    EXPECT_EQ(l.accept().recv<std::string>(), "same key");
+    join_ok(p);
+}
+
 INSTANTIATE_TEST_SUITE_P(StartMethods, ListenerP, ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 

@@ -106,6 +106,8 @@ class ProcessView {
     [[nodiscard]] std::optional<pid_t> ident() const { return pid(); }
     /// The daemon flag.
     [[nodiscard]] bool daemon() const;
+    /// The key the child has as current_process().authkey() (the creator's, unless set).
+    [[nodiscard]] std::string authkey() const;
     /// True from start() until the child has ended (reaps it when it has).
     [[nodiscard]] bool is_alive() const;
     /// Empty while running or before start; 0 normal return, N exit(N), -S killed by signal S.
@@ -163,6 +165,8 @@ class Process : public detail::ProcessView {
     void set_name(std::string name);
     /// Sets the daemon flag; only before start (else UsageError).
     void set_daemon(bool daemonic);
+    /// Sets the child's authentication key; only before start (else UsageError).
+    void set_authkey(std::string key);
     /// Releases the pidfd and the target. UsageError while the child is still running.
     void close();
 
@@ -189,6 +193,11 @@ class CurrentProcess {
     [[nodiscard]] pid_t ident() const noexcept { return pid(); }
     /// True in a daemonic child.
     [[nodiscard]] bool daemon() const noexcept;
+    /// This process's authentication key (Python's current_process().authkey): 32 random
+    /// bytes made once by the main process and inherited by every child under every start
+    /// method, unless the Process was given another with set_authkey. The key to give a
+    /// Listener or Manager that the program's own children connect to.
+    [[nodiscard]] const std::string& authkey() const noexcept;
     /// Python's _identity: {} in the main process, {1} in Process-1, {1, 2} in Process-1:2.
     [[nodiscard]] const std::vector<int>& identity() const noexcept;
 

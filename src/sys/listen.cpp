@@ -6,7 +6,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -174,16 +173,6 @@ void wake_accept(int listener) noexcept {
 
 void unlink_path(const std::string& path) noexcept {
     ::unlink(path.c_str());
-}
-
-void random_bytes(void* buf, std::size_t n) {
-    auto* p = static_cast<unsigned char*>(buf);
-    while (n) {
-        const ssize_t r = retry_eintr([&] { return ::getrandom(p, n, 0); });
-        if (r < 0) throw_os_error("getrandom");
-        p += r;
-        n -= static_cast<std::size_t>(r);
-    }
 }
 
 }  // namespace mp::sys

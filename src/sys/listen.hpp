@@ -1,6 +1,5 @@
 // Listening and connecting stream sockets for Listener/Client: Unix paths (bound 0600),
-// Linux abstract names, and TCP over IPv4 and IPv6; plus the random bytes of challenges and
-// keys. Every descriptor is close-on-exec; EINTR is retried (an interrupted connect is
+// Linux abstract names, and TCP over IPv4 and IPv6. Every descriptor is close-on-exec; EINTR is retried (an interrupted connect is
 // finished, not restarted).
 #pragma once
 
@@ -52,8 +51,5 @@ void set_io_timeout(int fd, std::chrono::milliseconds timeout);
 void wake_accept(int listener) noexcept;
 /// Removes a file, ignoring a missing one.
 void unlink_path(const std::string& path) noexcept;
-
-/// Fills buf with n cryptographically random bytes (getrandom).
-void random_bytes(void* buf, std::size_t n);
 
 }  // namespace mp::sys
