@@ -66,7 +66,8 @@ protected:
     std::vector<std::pair<std::uint64_t, Range>> live_;  // tag -> range, small
     std::uint64_t next_tag_ = 1;
     std::atomic<bool> cancelled_{false};
-    std::mutex m_;
+    // mutable: exhausted() and remaining() (const, engine thread) read what cancel() changes.
+    mutable std::mutex m_;
 
     std::uint64_t remember(Range r) {
         const std::uint64_t tag = next_tag_++;
@@ -163,8 +164,14 @@ public:
         slot.tag = remember(r);
         return true;
     }
-    bool exhausted() const override { return cancelled_ || (next_ >= items_.size() && redo_.empty()); }
-    std::optional<std::size_t> remaining() const override { return items_.size() - next_; }
+    bool exhausted() const override {
+        std::lock_guard lk(m_);
+        return cancelled_ || (next_ >= items_.size() && redo_.empty());
+    }
+    std::optional<std::size_t> remaining() const override {
+        std::lock_guard lk(m_);
+        return items_.size() - next_;
+    }
 
     void complete(std::uint64_t tag, std::span<const std::byte> bytes, std::span<UniqueFd> fds) override {
         Range r;
