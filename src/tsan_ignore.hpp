@@ -23,12 +23,17 @@ namespace mp::detail {
 /// While alive, this thread's memory reads are not checked for races by ThreadSanitizer.
 class TsanIgnoreReads {
 public:
+    // User-provided even when empty, so that a scope variable is not "unused".
+    TsanIgnoreReads() noexcept {
 #ifdef MP_TSAN
-    TsanIgnoreReads() noexcept { AnnotateIgnoreReadsBegin(__FILE__, __LINE__); }
-    ~TsanIgnoreReads() { AnnotateIgnoreReadsEnd(__FILE__, __LINE__); }
-#else
-    TsanIgnoreReads() noexcept = default;
+        AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
 #endif
+    }
+    ~TsanIgnoreReads() {
+#ifdef MP_TSAN
+        AnnotateIgnoreReadsEnd(__FILE__, __LINE__);
+#endif
+    }
     TsanIgnoreReads(const TsanIgnoreReads&) = delete;
     TsanIgnoreReads& operator=(const TsanIgnoreReads&) = delete;
 };
