@@ -9,12 +9,15 @@
 #ifdef MP_TEST_TSAN
 // ThreadSanitizer's options for every test binary and every child it spawns (TSAN_OPTIONS, as
 // set by the tsan test preset, adds to these):
-//   die_after_fork=0  a fork child of a multi-threaded process (the test's engine supervisor,
-//                     its helper threads) goes on running instead of dying. TSan cannot
-//                     promise anything there (another thread may have held a lock of the
-//                     runtime or of libc at fork), which is why a test that forks while many
-//                     threads run may still be excluded; see MULTIPROC_TSAN_EXCLUDE in
-//                     tests/CMakeLists.txt. Spawn and forkserver children are fresh processes.
+//   die_after_fork=0  a fork child of a multi-threaded process (the tests' fork variants
+//                     start workers while an engine supervisor or helper threads run) goes on
+//                     running instead of being killed when it starts a thread. TSan promises
+//                     nothing in such a child (another thread may have held a lock of the
+//                     runtime or of libc at fork, and the child may deadlock on it); a test
+//                     that hangs there for that reason is filtered out for TSan with the
+//                     reason next to it. None does so far. Spawn children are fresh TSan
+//                     processes (an exec of this binary), and the forkserver forks from its
+//                     single thread.
 //   handle_segv=0     a worker killed by SIGSEGV dies of the signal, as the tests expect,
 //                     instead of TSan reporting it and exiting with code 66.
 extern "C" const char* __tsan_default_options() { return "die_after_fork=0 handle_segv=0"; }
