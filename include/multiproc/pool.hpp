@@ -322,7 +322,6 @@ public:
         return true;
     }
     bool exhausted() const override {
-        std::lock_guard lk(m_);
         return cancelled_ || abandoned_ || (input_done_ && redo_.empty());
     }
 

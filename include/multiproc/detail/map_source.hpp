@@ -66,7 +66,7 @@ protected:
     std::vector<std::pair<std::uint64_t, Range>> live_;  // tag -> range, small
     std::uint64_t next_tag_ = 1;
     std::atomic<bool> cancelled_{false};
-    // mutable: exhausted() and remaining() (const, engine thread) read what cancel() changes.
+    // mutable: exhausted() (const, on the engine thread) reads what a consumer's cancel changes.
     mutable std::mutex m_;
 
     std::uint64_t remember(Range r) {
@@ -165,13 +165,11 @@ public:
         return true;
     }
     bool exhausted() const override {
+        // Under m_: a consumer going away clears redo_ (cancel_unsent_locked) meanwhile.
         std::lock_guard lk(m_);
         return cancelled_ || (next_ >= items_.size() && redo_.empty());
     }
-    std::optional<std::size_t> remaining() const override {
-        std::lock_guard lk(m_);
-        return items_.size() - next_;
-    }
+    std::optional<std::size_t> remaining() const override { return items_.size() - next_; }
 
     void complete(std::uint64_t tag, std::span<const std::byte> bytes, std::span<UniqueFd> fds) override {
         Range r;
