@@ -73,6 +73,7 @@
 #include "sys/mapping.hpp"
 #include "sys/memfd.hpp"
 #include "sys/syscall.hpp"
+#include "tsan_ignore.hpp"
 
 namespace mp::detail {
 namespace {
@@ -550,9 +551,15 @@ RingGet QueueCore::ring_get(QueueRead read, void* ctx, std::uint64_t& p, std::ui
         w = sl.state.load(std::memory_order_acquire);
         const std::uint64_t ready = slot_word(p, idx, 0, kReady);
         if (w == ready) {
-            const std::size_t len = sl.len;
+            std::size_t len;
             alignas(16) std::byte buf[kSlotPayload];
-            std::memcpy(buf, sl.payload, std::min(len, kSlotPayload));
+            {
+                // A producer may be refilling this slot for the next lap meanwhile; the copy
+                // counts only if the state word below is still `ready`.
+                const TsanIgnoreReads optimistic;
+                len = sl.len;
+                std::memcpy(buf, sl.payload, std::min(len, kSlotPayload));
+            }
             std::atomic_thread_fence(std::memory_order_acquire);
             if (sl.state.load(std::memory_order_relaxed) != ready) continue;
             if (len > kSlotPayload) throw ProcessError("multiproc: corrupt queue: slot length");

@@ -66,7 +66,8 @@ protected:
     std::vector<std::pair<std::uint64_t, Range>> live_;  // tag -> range, small
     std::uint64_t next_tag_ = 1;
     std::atomic<bool> cancelled_{false};
-    std::mutex m_;
+    // mutable: exhausted() (const, on the engine thread) reads what a consumer's cancel changes.
+    mutable std::mutex m_;
 
     std::uint64_t remember(Range r) {
         const std::uint64_t tag = next_tag_++;
@@ -163,7 +164,11 @@ public:
         slot.tag = remember(r);
         return true;
     }
-    bool exhausted() const override { return cancelled_ || (next_ >= items_.size() && redo_.empty()); }
+    bool exhausted() const override {
+        // Under m_: a consumer going away clears redo_ (cancel_unsent_locked) meanwhile.
+        std::lock_guard lk(m_);
+        return cancelled_ || (next_ >= items_.size() && redo_.empty());
+    }
     std::optional<std::size_t> remaining() const override { return items_.size() - next_; }
 
     void complete(std::uint64_t tag, std::span<const std::byte> bytes, std::span<UniqueFd> fds) override {
