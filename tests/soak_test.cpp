@@ -10,8 +10,8 @@
 // default method (fork) for Pool.map and spawn for the executor; the queue soak runs its 16
 // processes under forkserver.
 //
-// Not here yet: the Listener soak of issue 10 (100 concurrent clients), since mp::Listener
-// does not exist yet.
+// The Listener soak: 100 client processes (forkserver) connect at once to one authenticated
+// TCP Listener and make 200 round trips each, while 20 more clients present a wrong key.
 #include <gtest/gtest.h>
 #include <dirent.h>
 #include <unistd.h>
@@ -25,6 +25,7 @@
 
 #include "multiproc/context.hpp"
 #include "multiproc/futures.hpp"
+#include "multiproc/listener.hpp"
 #include "multiproc/pool.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/queues.hpp"
@@ -246,6 +247,90 @@ TEST(Soak, EightProducersEightConsumersOneQueueForAMinute) {
                 "(%.0f items/s), every item exactly once\n",
                 kProducers, kConsumers, static_cast<unsigned long long>(items), s,
                 static_cast<double>(items) / s);
+}
+
+// A client: `rounds` round trips of a growing string; exits 0 when every echo was right.
+void soak_client(std::string address, std::string key, int id, int rounds) {
+    mp::Connection c = mp::Client(address, key);
+    for (int i = 0; i < rounds; ++i) {
+        const std::string m = std::to_string(id) + ":" + std::to_string(i) + std::string(static_cast<std::size_t>(i), 'x');
+        c.send(m);
+        if (c.recv<std::string>() != m) std::exit(3);
+    }
+}
+
+// A client with the wrong key: exits 0 when it was refused.
+void refused_client(std::string address) {
+    try {
+        static_cast<void>(mp::Client(address, "not the key"));
+    } catch (const mp::AuthenticationError&) {
+        std::exit(0);
+    }
+    std::exit(4);
+}
+
+TEST(Soak, HundredConcurrentClientsOnOneListener) {
+    constexpr int kClients = 100, kRefused = 20, kRounds = 200;
+    const std::string key = "soak key";
+    auto ctx = mp::get_context("forkserver");
+    {
+        auto warm = ctx.Process(nothing);  // the forkserver's control socket is not a leak
+        warm.start();
+        warm.join();
+    }
+    const int fds0 = open_fds();
+    const auto t0 = Clock::now();
+    {
+        mp::Listener l(mp::Address::tcp("127.0.0.1", 0), 256, key);
+        std::vector<mp::Process> procs;
+        for (int i = 0; i < kClients + kRefused; ++i) {
+            procs.push_back(i % 6 == 5 && i / 6 < kRefused
+                                ? ctx.Process(refused_client, l.address().to_string())
+                                : ctx.Process(soak_client, l.address().to_string(), key, i, kRounds));
+            procs.back().start();
+        }
+        std::vector<mp::Connection> conns;
+        int accepted = 0, refused = 0;
+        std::uint64_t echoed = 0;
+        while (accepted + refused < kClients + kRefused || !conns.empty()) {
+            std::vector<mp::Waitable> ws;
+            if (accepted + refused < kClients + kRefused) ws.emplace_back(l.fileno());
+            for (auto& c : conns) ws.emplace_back(c);
+            const auto ready = mp::wait(std::span<const mp::Waitable>(ws), std::chrono::seconds(60));
+            ASSERT_FALSE(ready.empty()) << "nothing happened for 60 s";
+            const std::size_t first_conn = accepted + refused < kClients + kRefused ? 1 : 0;
+            std::vector<std::size_t> gone;
+            for (std::size_t r : ready) {
+                if (r < first_conn) {
+                    try {
+                        conns.push_back(l.accept());
+                        ++accepted;
+                    } catch (const mp::AuthenticationError&) {
+                        ++refused;
+                    }
+                    continue;
+                }
+                mp::Connection& c = conns[r - first_conn];
+                try {
+                    c.send(c.recv<std::string>());
+                    ++echoed;
+                } catch (const mp::EOFError&) {
+                    gone.push_back(r - first_conn);
+                }
+            }
+            for (auto it = gone.rbegin(); it != gone.rend(); ++it) conns.erase(conns.begin() + static_cast<std::ptrdiff_t>(*it));
+        }
+        for (auto& p : procs) {
+            p.join(std::chrono::seconds(60));
+            EXPECT_EQ(p.exitcode(), std::optional<int>(0));
+        }
+        EXPECT_EQ(accepted, kClients);
+        EXPECT_EQ(refused, kRefused);
+        EXPECT_EQ(echoed, std::uint64_t{kClients} * kRounds);
+        std::printf("Listener: %d clients x %d round trips and %d refused clients in %.2f s (%.0f round trips/s)\n",
+                    kClients, kRounds, kRefused, seconds_since(t0), static_cast<double>(echoed) / seconds_since(t0));
+    }
+    EXPECT_EQ(open_fds(), fds0);
 }
 
 }  // namespace
