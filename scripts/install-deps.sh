@@ -4,8 +4,9 @@
 set -euo pipefail
 pkgs=(
   build-essential cmake ninja-build g++ clang
+  libclang-rt-14-dev                            # libFuzzer, ASan, UBSan and TSan runtimes (clang 14)
   libgtest-dev libgmock-dev libbenchmark-dev   # tests, micro-benchmarks
-  libssl-dev                                    # HMAC-SHA256 for authkey challenges
+  libssl-dev                                    # HMAC (MD5, SHA-256) of the authkey handshake
   libboost-dev                                  # Boost.Interprocess, benchmark comparison only
   python3                                       # side-by-side benchmarks, wire-compatibility tests
   python3-joblib                                # parallel_map benchmark baseline (joblib)
