@@ -464,6 +464,41 @@ def pool_imap_unordered(iters, warmup):
     return seconds
 
 
+# ---- Listener/Client connect + authenticate (bench/rows/listener.cpp) ----
+
+
+def _connect_loop(address, key, n):
+    from multiprocessing.connection import Client
+    for _ in range(n):
+        with Client(address, authkey=key) as c:
+            c.send_bytes(b"h")
+
+
+@row("listener_connect_auth")
+def listener_connect_auth(iters, warmup):
+    from multiprocessing.connection import Listener
+    key = b"k" * 32
+    with Listener(("127.0.0.1", 0), backlog=64, authkey=key) as listener:
+        p = FORK.Process(target=_connect_loop, args=(listener.address, key, warmup + iters))
+        p.start()
+
+        def one():
+            with listener.accept() as c:
+                if len(c.recv_bytes()) != 1:
+                    raise RuntimeError("wrong hello")
+
+        for _ in range(warmup):
+            one()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            one()
+        seconds = time.perf_counter() - t0
+        p.join()
+        if p.exitcode != 0:
+            raise RuntimeError(f"client exit code {p.exitcode}")
+    return seconds
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--list", action="store_true")
