@@ -174,7 +174,7 @@ TEST_P(ChildStartMethod, ChildOfTheDefaultContextUsesTheGlobalDefault) {
     EXPECT_EQ(l.grandchild_saw_child_memory, GetParam() == "fork");
 }
 
-INSTANTIATE_TEST_SUITE_P(Methods, ChildStartMethod,
-                         ::testing::ValuesIn(mp::get_all_start_methods()));
+INSTANTIATE_TEST_SUITE_P(StartMethods, ChildStartMethod, ::testing::ValuesIn(mp::get_all_start_methods()),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
