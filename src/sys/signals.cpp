@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <mutex>
 #include <new>
+#include <thread>
 
 #include "multiproc/errors.hpp"
 #include "sys/syscall.hpp"
@@ -18,11 +19,13 @@ namespace {
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
               "the SIGINT handler only touches lock-free atomics");
 
-// Process-wide: what the handler reads and writes. The eventfd lives from the first guard to
-// the end of the process (a handler may still run after the last guard has gone: closing it
-// then could hand its number to an unrelated descriptor the handler would write to).
+// Process-wide: what the handler reads and writes. The eventfd lives while a guard does;
+// g_in_handler counts handlers between their first and last touch of g_fd, so that the last
+// guard closes it only once no handler can still write to its number (which the next open
+// would reuse for an unrelated descriptor).
 std::atomic<bool> g_pending{false};
 std::atomic<int> g_fd{-1};
+std::atomic<int> g_in_handler{0};
 
 // Guards of the process (under g_m) and the disposition the first one replaced.
 std::mutex g_m;
@@ -35,10 +38,12 @@ thread_local int t_guards = 0;
 
 void on_sigint(int) noexcept {
     const int saved = errno;
+    g_in_handler.fetch_add(1, std::memory_order_seq_cst);
     g_pending.store(true, std::memory_order_seq_cst);
-    const int fd = g_fd.load(std::memory_order_relaxed);
+    const int fd = g_fd.load(std::memory_order_seq_cst);
     const std::uint64_t one = 1;
     if (fd >= 0) static_cast<void>(::write(fd, &one, sizeof one));
+    g_in_handler.fetch_sub(1, std::memory_order_seq_cst);
     errno = saved;
 }
 
@@ -47,8 +52,7 @@ void on_sigint(int) noexcept {
 void sigint_enter() {
     std::lock_guard lk(g_m);
     if (g_guards == 0) {
-        if (g_fd.load(std::memory_order_relaxed) < 0)
-            g_fd.store(check(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"), std::memory_order_relaxed);
+        g_fd.store(check(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"), std::memory_order_seq_cst);
         g_pending.store(false, std::memory_order_seq_cst);
         struct sigaction sa {};
         sa.sa_handler = on_sigint;
@@ -56,7 +60,11 @@ void sigint_enter() {
         // the flag and the eventfd instead of relying on EINTR.
         sa.sa_flags = SA_RESTART;
         sigemptyset(&sa.sa_mask);
-        check(::sigaction(SIGINT, &sa, &g_previous), "sigaction(SIGINT)");
+        if (::sigaction(SIGINT, &sa, &g_previous) != 0) {
+            const int err = errno;
+            ::close(g_fd.exchange(-1));
+            throw_os_error("sigaction(SIGINT)", err);
+        }
     }
     ++g_guards;
     ++t_guards;
@@ -68,7 +76,11 @@ void sigint_leave() noexcept {
     if (--g_guards > 0) return;
     static_cast<void>(::sigaction(SIGINT, &g_previous, nullptr));
     g_pending.store(false, std::memory_order_seq_cst);
-    sigint_fd_settle();
+    // A handler that loaded the descriptor before the exchange is counted in g_in_handler
+    // (it counts itself first); one that starts later reads -1.
+    const int fd = g_fd.exchange(-1, std::memory_order_seq_cst);
+    while (g_in_handler.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+    ::close(fd);
 }
 
 void sigint_forget_after_fork() noexcept {
