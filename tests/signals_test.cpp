@@ -197,6 +197,21 @@ protected:
         o.context = ctx();
         return o;
     }
+    // ctrl_c_program started in its own process group, its worker pids read, its map begun.
+    struct GroupProgram {
+        mp::Process p;
+        mp::Connection report;
+        std::vector<pid_t> pids;
+    };
+    GroupProgram start_program(bool guard) const {
+        auto [mine, theirs] = mp::Pipe();
+        auto p = start(ctrl_c_program, theirs, GetParam(), guard);
+        theirs.close();
+        auto pids = mine.recv<std::vector<pid_t>>();
+        EXPECT_EQ(pids.size(), 2u);
+        std::this_thread::sleep_for(300ms);  // well inside the 3 s map
+        return {std::move(p), std::move(mine), std::move(pids)};
+    }
     // At least ~10 signals landed during the test (a wait of 0.3 s or more at 100 Hz).
     static void expect_signals_landed() { EXPECT_GE(Alarm100Hz::count(), 10); }
 };
@@ -381,14 +396,10 @@ TEST_P(SignalsTest, AlarmDuringConnections) {
 // ---- Ctrl-C ------------------------------------------------------------------------------------
 
 TEST_P(SignalsTest, CtrlCToTheGroupDuringMapWithGuard) {
-    auto [mine, theirs] = mp::Pipe();
-    auto p = start(ctrl_c_program, theirs, GetParam(), true);
-    theirs.close();
-    const auto pids = mine.recv<std::vector<pid_t>>();
-    ASSERT_EQ(pids.size(), 2u);
-    std::this_thread::sleep_for(300ms);  // well inside the 3 s map
+    GroupProgram g = start_program(true);
     const auto t0 = Clock::now();
-    ASSERT_EQ(::kill(-*p.pid(), SIGINT), 0);
+    ASSERT_EQ(::kill(-*g.p.pid(), SIGINT), 0);
+    auto& [p, mine, pids] = g;
     EXPECT_EQ(mine.recv<std::string>(), "interrupted");
     const auto latency = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
     std::printf("map interrupted %lld ms after the SIGINT\n", static_cast<long long>(latency.count()));
@@ -399,13 +410,9 @@ TEST_P(SignalsTest, CtrlCToTheGroupDuringMapWithGuard) {
 }
 
 TEST_P(SignalsTest, CtrlCToTheGroupWithoutGuardKillsTheProgramAndItsWorkers) {
-    auto [mine, theirs] = mp::Pipe();
-    auto p = start(ctrl_c_program, theirs, GetParam(), false);
-    theirs.close();
-    const auto pids = mine.recv<std::vector<pid_t>>();
-    ASSERT_EQ(pids.size(), 2u);
-    std::this_thread::sleep_for(300ms);
-    ASSERT_EQ(::kill(-*p.pid(), SIGINT), 0);
+    GroupProgram g = start_program(false);
+    ASSERT_EQ(::kill(-*g.p.pid(), SIGINT), 0);
+    auto& [p, mine, pids] = g;
     p.join(60s);
     EXPECT_EQ(p.exitcode(), std::optional<int>(-SIGINT));  // the default disposition
     EXPECT_THROW(static_cast<void>(mine.recv<std::string>()), mp::EOFError);
