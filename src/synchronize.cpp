@@ -30,12 +30,8 @@
 // shared memory, so a waiter that dies leaves no state behind for others to trip on.
 #include "multiproc/synchronize.hpp"
 
-#include <time.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <climits>
 #include <new>
 
@@ -53,21 +49,12 @@ constexpr std::uint32_t kTidMask = 0x7fffffffU;
 constexpr auto kFirstSlice = std::chrono::milliseconds(1);
 constexpr auto kMaxSlice = std::chrono::milliseconds(128);
 
-timespec to_timespec(Deadline::clock::time_point at) {
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
-    timespec ts{};
-    ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
-    ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
-    return ts;
-}
-
-// Sleeps until the deadline (never returns for a deadline of forever).
+// Sleeps until the deadline (never returns for a deadline of forever): a futex wait on a word
+// nobody wakes, so that it goes through the one wait loop (signals retried, Ctrl-C under
+// mp::SigintGuard interrupts: a Lock's holder acquiring it again with a timeout).
 void sleep_until(Deadline deadline) {
-    if (deadline.is_forever()) {
-        for (;;) ::pause();
-    }
-    const timespec ts = to_timespec(*deadline.at());
-    while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+    std::atomic<std::uint32_t> nobody_wakes{0};
+    while (sys::futex_wait(nobody_wakes, 0, deadline, sys::Interruptible::yes)) {
     }
 }
 

@@ -465,6 +465,9 @@ TEST_P(SignalsTest, CtrlCInterruptsEveryBlockingCallAndLeavesNothingHalfDone) {
         EXPECT_TRUE(l.acquire(30s));  // not held by us before: acquiring now works
         l.release();
         join_ok(p);
+        l.acquire();
+        expect_interrupted("Lock::acquire by its holder, with a timeout", [&] { l.acquire(30s); });
+        l.release();
         mp::Semaphore s(0);
         expect_interrupted("Semaphore::acquire", [&] { s.acquire(); });
         s.release();
