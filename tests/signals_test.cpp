@@ -500,7 +500,9 @@ TEST_P(SignalsTest, CtrlCInterruptsEveryBlockingCallAndLeavesNothingHalfDone) {
         expect_interrupted("SimpleQueue::get", [&] { sq.get(); });
     }
     {
-        auto [a, b] = mp::Pipe();
+        auto pipe = mp::Pipe();
+        mp::Connection& a = pipe.first;
+        mp::Connection& b = pipe.second;
         expect_interrupted("Connection::recv", [&] { a.recv<int>(); });
         expect_interrupted("Connection::recv_bytes", [&] { a.recv_bytes(); });
         expect_interrupted("Connection::poll", [&] { static_cast<void>(a.poll(mp::forever)); });
