@@ -109,6 +109,10 @@ void send_frame(ConnectionState& s, const void* data, std::size_t n, std::span<c
 }
 
 std::uint64_t recv_header(ConnectionState& s, std::vector<UniqueFd>& fds) {
+    // Under mp::SigintGuard, Ctrl-C may end the wait for a message's first byte (then nothing
+    // was read); once a message has begun it is read whole, so the stream stays framed.
+    if (sys::sigint_armed())
+        static_cast<void>(sys::wait_readable(s.fd.get(), detail::Deadline::never(), sys::Interruptible::yes));
     unsigned char h[8];
     std::size_t got = 0;
     while (got < 4) {
@@ -256,7 +260,7 @@ std::size_t Connection::recv_bytes_into(std::span<std::byte> buf, std::size_t of
 
 bool Connection::poll(Timeout timeout) {
     ConnectionState& s = readable_state(s_);
-    return sys::wait_readable(s.fd.get(), detail::Deadline(timeout));
+    return sys::wait_readable(s.fd.get(), detail::Deadline(timeout), sys::Interruptible::yes);
 }
 
 void Connection::close() noexcept {
@@ -310,7 +314,8 @@ std::vector<std::size_t> wait(std::span<const Waitable> objects, Timeout timeout
     std::vector<pollfd> fds(objects.size());
     for (std::size_t i = 0; i < objects.size(); ++i) fds[i] = pollfd{objects[i].fileno(), POLLIN, 0};
     std::vector<std::size_t> ready;
-    if (sys::poll_until(fds.data(), fds.size(), detail::Deadline(timeout)) <= 0) return ready;
+    if (sys::poll_until(fds.data(), fds.size(), detail::Deadline(timeout), sys::Interruptible::yes) <= 0)
+        return ready;
     for (std::size_t i = 0; i < fds.size(); ++i) {
         if (fds[i].revents & POLLNVAL)
             throw_os_error("multiproc: wait: not an open descriptor", EBADF);

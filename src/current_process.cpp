@@ -19,6 +19,7 @@
 #include "sys/io.hpp"
 #include "sys/pidfd.hpp"
 #include "sys/random.hpp"
+#include "sys/signals.hpp"
 #include "sys/syscall.hpp"
 
 namespace mp {
@@ -236,6 +237,7 @@ void prepare_child_path() {
     g_counter.store(1, std::memory_order_relaxed);
     g_child_pid.store(bound(&::getpid)(), std::memory_order_relaxed);
     if (!g_child_path_prepared) reset_children_after_fork();
+    sys::sigint_forget_after_fork();  // the parent's mp::SigintGuard is not the child's
 
     force_start_method(info->start_method);
     if (info->daemon) arm_daemon_death(*info);

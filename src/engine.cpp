@@ -121,9 +121,7 @@ Notifier::Registration::~Registration() {
 
 bool Notifier::Registration::block(Deadline deadline) {
     pollfd p{fd_.get(), POLLIN, 0};
-    const int r = sys::poll_interruptible(&p, 1, deadline);
-    if (r < 0) throw_os_error("multiproc: a blocking wait was interrupted by a signal", EINTR);
-    if (r == 0) return false;
+    if (sys::poll_until(&p, 1, deadline, sys::Interruptible::yes) == 0) return false;
     sys::drain_eventfd(fd_.get());
     return true;
 }

@@ -333,7 +333,7 @@ ProcessPoolExecutor::~ProcessPoolExecutor() {
     try {
         shutdown(true);
     } catch (...) {
-        // Interrupted (EINTR) while waiting: nothing may wait forever in a destructor.
+        // Ctrl-C under mp::SigintGuard (KeyboardInterrupt) while waiting: stop the workers now.
         engine_->terminate();
     }
 }

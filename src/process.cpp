@@ -13,6 +13,7 @@
 #include "multiproc/errors.hpp"
 #include "popen.hpp"
 #include "spawn.hpp"
+#include "sys/io.hpp"
 
 namespace mp {
 namespace detail {
@@ -233,7 +234,14 @@ void ProcessView::join() const {
 void ProcessView::join(Timeout timeout) const {
     auto& s = state();
     Popen* p = started_popen(s, "join");
-    if (p->wait(Deadline(timeout))) unregister_child(&s);
+    const Deadline deadline(timeout);
+    // Under mp::SigintGuard, Ctrl-C ends the wait for the child to end (the child is left as
+    // it is); the start methods' own waits only retry.
+    if (sys::sigint_armed()) {
+        const int fd = p->sentinel();
+        if (fd >= 0 && !sys::wait_readable(fd, deadline, sys::Interruptible::yes)) return;
+    }
+    if (p->wait(deadline)) unregister_child(&s);
 }
 
 void ProcessView::terminate() const {

@@ -489,7 +489,8 @@ bool QueueCore::wait_until(WaitWord& w, Changed changed, Deadline deadline, bool
             const auto slice_end = clock::now() + kSlice;
             if (deadline.is_forever() || slice_end < *deadline.at()) until = Deadline(slice_end);
         }
-        const bool woken = sys::futex_wait(w.seq, s, until);
+        // Interruptible: get and put wait here before claiming anything (nothing to undo).
+        const bool woken = sys::futex_wait(w.seq, s, until, sys::Interruptible::yes);
         if (changed()) return true;
         if (!woken) return sliced && !(deadline.is_forever() ? false : deadline.expired());
     }
@@ -906,7 +907,7 @@ void QueueHandle::join() {
         const std::uint32_t seq = s.joined.seq.load(std::memory_order_acquire);
         s.joined.sleepers.store(1, std::memory_order_seq_cst);
         if (s.tasks_done.load(std::memory_order_seq_cst) >= total_puts(s)) return;
-        (void)sys::futex_wait(s.joined.seq, seq, Deadline::never());
+        (void)sys::futex_wait(s.joined.seq, seq, Deadline::never(), sys::Interruptible::yes);
     }
 }
 

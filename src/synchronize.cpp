@@ -30,12 +30,8 @@
 // shared memory, so a waiter that dies leaves no state behind for others to trip on.
 #include "multiproc/synchronize.hpp"
 
-#include <time.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <climits>
 #include <new>
 
@@ -53,21 +49,12 @@ constexpr std::uint32_t kTidMask = 0x7fffffffU;
 constexpr auto kFirstSlice = std::chrono::milliseconds(1);
 constexpr auto kMaxSlice = std::chrono::milliseconds(128);
 
-timespec to_timespec(Deadline::clock::time_point at) {
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
-    timespec ts{};
-    ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
-    ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
-    return ts;
-}
-
-// Sleeps until the deadline (never returns for a deadline of forever).
+// Sleeps until the deadline (never returns for a deadline of forever): a futex wait on a word
+// nobody wakes, so that it goes through the one wait loop (signals retried, Ctrl-C under
+// mp::SigintGuard interrupts: a Lock's holder acquiring it again with a timeout).
 void sleep_until(Deadline deadline) {
-    if (deadline.is_forever()) {
-        for (;;) ::pause();
-    }
-    const timespec ts = to_timespec(*deadline.at());
-    while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+    std::atomic<std::uint32_t> nobody_wakes{0};
+    while (sys::futex_wait(nobody_wakes, 0, deadline, sys::Interruptible::yes)) {
     }
 }
 
@@ -96,8 +83,9 @@ bool take_over_if_dead(MutexState* st, std::uint32_t seen, std::uint32_t me) {
 
 // The contended path. 0: acquired; 1: not acquired (busy or timed out); 2: acquired after the
 // owner died.
+// sys::Interruptible::yes only for a caller's acquire: nothing is held yet when it throws.
 [[gnu::noinline]] int mutex_lock_slow(MutexState* st, std::uint32_t me, Deadline deadline,
-                                      bool try_only) {
+                                      bool try_only, sys::Interruptible intr = sys::Interruptible::no) {
     // No spin before sleeping: on the 2-core development machine a spin made no measurable
     // difference to counter_2proc and, in Event's wait, tripled the ping-pong round trip (the
     // spinner holds the CPU the holder needs). A busy lock is slept on at once, as glibc does.
@@ -122,7 +110,7 @@ bool take_over_if_dead(MutexState* st, std::uint32_t seen, std::uint32_t me) {
         }
         const Deadline slice_end{Timeout(slice)};
         const bool sliced = deadline.is_forever() || *deadline.at() > *slice_end.at();
-        if (sys::futex_wait(st->word, v, sliced ? slice_end : deadline)) continue;
+        if (sys::futex_wait(st->word, v, sliced ? slice_end : deadline, intr)) continue;
         // Timed out: the slice (or the caller's deadline) ended. Is the owner still there?
         v = st->word.load(std::memory_order_relaxed);
         if ((v & kTidMask) != 0 && take_over_if_dead(st, v, me)) return 2;
@@ -216,7 +204,7 @@ bool LockBase::acquire_until(Deadline deadline) {
         sleep_until(deadline);
         return false;
     }
-    return finish_acquire(st_, mutex_lock_slow(st_, me, deadline, false));
+    return finish_acquire(st_, mutex_lock_slow(st_, me, deadline, false, sys::Interruptible::yes));
 }
 
 void LockBase::release_slow() {
@@ -280,7 +268,12 @@ bool Semaphore::acquire_until(detail::Deadline deadline) {
         st_->waiters.fetch_add(1, std::memory_order_seq_cst);
         v = st_->value.load(std::memory_order_seq_cst);
         bool in_time = true;
-        if (v == 0) in_time = sys::futex_wait(st_->value, 0, deadline);
+        try {
+            if (v == 0) in_time = sys::futex_wait(st_->value, 0, deadline, sys::Interruptible::yes);
+        } catch (...) {
+            st_->waiters.fetch_sub(1, std::memory_order_relaxed);
+            throw;
+        }
         st_->waiters.fetch_sub(1, std::memory_order_relaxed);
         v = st_->value.load(std::memory_order_relaxed);
         if (!in_time && v == 0) return false;
@@ -353,8 +346,13 @@ bool Event::wait(Timeout timeout) {
     }
     const detail::Deadline deadline(timeout);
     st_->waiters.fetch_add(1, std::memory_order_seq_cst);
-    while (st_->flag.load(std::memory_order_seq_cst) == 0) {
-        if (!sys::futex_wait(st_->flag, 0, deadline)) break;
+    try {
+        while (st_->flag.load(std::memory_order_seq_cst) == 0) {
+            if (!sys::futex_wait(st_->flag, 0, deadline, sys::Interruptible::yes)) break;
+        }
+    } catch (...) {
+        st_->waiters.fetch_sub(1, std::memory_order_relaxed);
+        throw;
     }
     st_->waiters.fetch_sub(1, std::memory_order_relaxed);
     return is_set();
@@ -397,8 +395,9 @@ bool Condition::wait_until(detail::Deadline deadline) {
     const unsigned depth = lock_.release_all();
     bool in_time = true;
     try {
-        in_time = sys::futex_wait(st_->seq, seq, deadline);
+        in_time = sys::futex_wait(st_->seq, seq, deadline, sys::Interruptible::yes);
     } catch (...) {
+        // KeyboardInterrupt included: the caller leaves holding the lock, as Python's wait.
         st_->waiters.fetch_sub(1, std::memory_order_relaxed);
         lock_.reacquire(depth);
         throw;
@@ -539,7 +538,16 @@ unsigned Barrier::wait_impl(detail::Deadline deadline) {
         // mutex) can keep the others waiting: each slice probes the mutex for EOWNERDEAD.
         const auto slice = detail::Deadline(Timeout(kDeathPoll));
         const bool use_slice = deadline.is_forever() || *deadline.at() > *slice.at();
-        const bool woke = sys::futex_wait(st_->gen, g, use_slice ? slice : deadline);
+        bool woke;
+        try {
+            woke = sys::futex_wait(st_->gen, g, use_slice ? slice : deadline, sys::Interruptible::yes);
+        } catch (const KeyboardInterrupt&) {
+            // Python's Barrier.wait breaks the barrier on any exception: the others must not
+            // wait for a party that has left.
+            BarrierGuard lk(&st_->m);
+            if (st_->gen.load(std::memory_order_relaxed) == g) break_locked(st_);
+            throw;
+        }
         if (st_->gen.load(std::memory_order_acquire) != g) {
             BarrierGuard lk(&st_->m);
             if (st_->broke_bits & gen_bit(g))

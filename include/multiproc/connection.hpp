@@ -36,8 +36,10 @@
 //
 // Blocking: send* blocks until the whole frame is handed to the kernel (the peer may have to
 // read first); recv* block until a whole message has arrived or the peer is gone; poll and
-// wait block at most for their timeout. A signal does not interrupt any of them (EINTR is
-// retried).
+// wait block at most for their timeout. A signal handler does not end any of them (PEP 475:
+// they go on against the same deadline). Ctrl-C under an mp::SigintGuard makes recv* (while no
+// byte of the next message has arrived), poll and wait throw mp::KeyboardInterrupt; a message
+// that has begun is received whole, and send* always completes, so the stream stays framed.
 #pragma once
 
 #include <concepts>

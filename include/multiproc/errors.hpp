@@ -12,6 +12,9 @@
 //       mp::CancelledError             a future that was cancelled
 //       mp::DecodeError                bytes that do not decode (truncated, oversized, corrupt)
 //
+//   std::exception
+//     mp::KeyboardInterrupt            Ctrl-C under mp::SigintGuard (include/multiproc/signals.hpp)
+//
 // OS failures are std::system_error carrying the errno and the name of the failed call.
 // Misuse (start twice, use after close) is std::logic_error (mp::UsageError).
 #pragma once
@@ -105,6 +108,17 @@ public:
 class DecodeError : public ProcessError {
 public:
     using ProcessError::ProcessError;
+};
+
+/// SIGINT (Ctrl-C) ended a blocking call while the program held an mp::SigintGuard. Like
+/// Python's KeyboardInterrupt, which is not an Exception, it is not an mp::ProcessError nor a
+/// std::runtime_error: handlers for the library's failures (catch (const mp::ProcessError&),
+/// catch (const std::runtime_error&)) let it through to the code that asked for it. It is a
+/// std::exception, so what() and std::terminate's message still name it.
+class KeyboardInterrupt : public std::exception {
+public:
+    /// "KeyboardInterrupt".
+    const char* what() const noexcept override { return "KeyboardInterrupt"; }
 };
 
 /// Misuse of the API (start twice, use after close, wrong direction): a programming error.

@@ -33,8 +33,9 @@
 // done. Keep them short and do not wait in them for other futures of the same executor.
 //
 // Blocking: result(), exception(), as_completed iteration, wait(), map iteration, shutdown(true)
-// and the destructor block. A signal handler that runs meanwhile (a program that installed one
-// for SIGINT) makes the waits throw std::system_error(EINTR). Workers ignore SIGINT and die with
+// and the destructor block. Signal handlers never make them fail (PEP 475, docs/signals.md);
+// Ctrl-C under an mp::SigintGuard makes the waits throw mp::KeyboardInterrupt (the futures are
+// untouched; the destructor then stops the workers at once). Workers ignore SIGINT and die with
 // the parent.
 #pragma once
 
@@ -100,7 +101,7 @@ public:
     void set_error(std::exception_ptr e);
     /// Finishes from a task's result bytes (the value, or the transported exception).
     virtual void set_result_bytes(std::span<const std::byte> bytes, std::span<UniqueFd> fds) = 0;
-    /// Blocks until done (true) or the deadline (false); EINTR as Notifier::wait.
+    /// Blocks until done (true) or the deadline (false); Ctrl-C as Notifier::wait.
     bool wait(Deadline d) { return notifier_.wait([this] { return done(); }, d); }
     /// The exception it finished with (null for a value or while not done).
     [[nodiscard]] std::exception_ptr error() const noexcept;

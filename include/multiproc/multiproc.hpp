@@ -12,6 +12,7 @@
 //   pool           Pool, AsyncResult
 //   futures        ProcessPoolExecutor, Future, as_completed, wait
 //   parallel       parallel_map, parallel_for, Parallel
+//   signals        SigintGuard: Ctrl-C as mp::KeyboardInterrupt (other signals never fail a call)
 //   callable       what can be shipped to another process
 //   reduction      the codec: values <-> bytes
 #pragma once
@@ -30,5 +31,6 @@
 #include "multiproc/reduction.hpp"
 #include "multiproc/shared_memory.hpp"
 #include "multiproc/sharedctypes.hpp"
+#include "multiproc/signals.hpp"
 #include "multiproc/synchronize.hpp"
 #include "multiproc/timeout.hpp"

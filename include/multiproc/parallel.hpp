@@ -32,9 +32,9 @@
 // the Parallel was made).
 //
 // Thread safety: parallel_map/parallel_for may run in several threads at once; one
-// mp::Parallel may serve several threads at once. Blocking: every call blocks until done; a
-// signal handler that runs meanwhile (SIGINT under a program's own handler) makes it throw
-// std::system_error(EINTR) after stopping its workers. Inside a worker of multiproc's pools
+// mp::Parallel may serve several threads at once. Blocking: every call blocks until done;
+// signal handlers never make it fail (docs/signals.md); Ctrl-C under an mp::SigintGuard makes
+// it throw mp::KeyboardInterrupt after stopping its workers. Inside a worker of multiproc's pools
 // (nested parallelism) the calls run in that worker, as joblib's nested Parallel does.
 #pragma once
 

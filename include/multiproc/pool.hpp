@@ -26,11 +26,14 @@
 // run in the parent, on the pool's supervisor thread, one at a time: keep them short, and do
 // not wait in them for results of the same pool.
 //
-// Blocking and Ctrl-C: apply, map, starmap, AsyncResult::get/wait, imap iteration and join
-// block. A signal handler that runs meanwhile (a program that installed one for SIGINT) makes
-// them throw std::system_error with errc::interrupted (EINTR); the destructor of the pool then
-// terminates the workers as the exception unwinds. Under the default SIGINT disposition the
-// program dies of the signal and its workers die with it (they are daemonic, with
+// Blocking and signals (docs/signals.md): apply, map, starmap, AsyncResult::get/wait, imap
+// iteration and join block. A signal handler that runs meanwhile (SIGALRM, SIGCHLD, ...) never
+// makes them fail: they go on waiting against their original deadline (PEP 475). Ctrl-C under
+// an mp::SigintGuard makes them throw mp::KeyboardInterrupt: an interrupted map cancels its
+// items not sent yet (running ones finish, their results dropped); an interrupted get, wait or
+// imap step loses nothing (call it again). The pool stays usable, with the same workers; its
+// destructor terminates it, as Python's `with Pool() as p:` does. Without a guard, SIGINT's
+// default disposition kills the program and its workers die with it (they are daemonic, with
 // PR_SET_PDEATHSIG). Workers ignore SIGINT themselves, so a Ctrl-C never kills one mid-task.
 #pragma once
 
@@ -502,7 +505,7 @@ public:
     using value_type = std::conditional_t<std::is_void_v<R>, void, R>;
 
     /// Waits for the result and returns a copy of it (an rvalue AsyncResult moves it out), or
-    /// rethrows the task's exception. Throws std::system_error(EINTR) when a signal handler ran.
+    /// rethrows the task's exception. mp::KeyboardInterrupt on Ctrl-C under mp::SigintGuard.
     R get() const& { return get(forever); }
     /// The same, waiting at most `timeout` (then mp::TimeoutError).
     R get(Timeout timeout) const& {
@@ -552,7 +555,8 @@ public:
     }
 
     /// The next result (nullopt after the last); rethrows an item's exception; at most `timeout`
-    /// (then mp::TimeoutError). Throws std::system_error(EINTR) when a signal handler ran.
+    /// (then mp::TimeoutError). mp::KeyboardInterrupt on Ctrl-C under mp::SigintGuard (the
+    /// result is kept: the next call returns it).
     std::optional<Stored> next(Timeout timeout = forever) { return next_(detail::Deadline(timeout)); }
 
     /// Input iterator over the results (each ++ may block; it rethrows an item's exception).

@@ -29,6 +29,9 @@
 //
 // Blocking: join() waits for the child's exit (join(timeout) at most that long, then returns
 // with the child still running). Nothing else blocks, except exit-time joins described above.
+// Signal handlers never end a join early (PEP 475); Ctrl-C under an mp::SigintGuard makes it
+// throw mp::KeyboardInterrupt, the child left running (docs/signals.md). Children start
+// without the parent's guard, with SIGINT's default disposition, under every start method.
 #pragma once
 
 #include <sys/types.h>

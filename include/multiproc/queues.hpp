@@ -37,6 +37,8 @@
 // (a few tens of microseconds, adapting to how often spinning succeeds) and then sleep on a
 // futex, so an idle queue burns no CPU. Timeouts are mp::Timeout (any chrono duration),
 // measured against one CLOCK_MONOTONIC deadline; signals neither shorten nor lengthen them.
+// Ctrl-C under an mp::SigintGuard makes a waiting get, put or join throw mp::KeyboardInterrupt
+// before anything is taken or added (docs/signals.md).
 // No system call and no lock on the fast path of small items (a lock-free ring of slots); a
 // futex wake only when a waiter is asleep.
 //

@@ -17,7 +17,10 @@
 //
 // Blocking: lock()/acquire()/wait() block without limit unless given a timeout; timed forms
 // take an mp::Timeout or a chrono time point and wait on CLOCK_MONOTONIC against one
-// absolute deadline, so signals (EINTR) neither cut them short nor lengthen them.
+// absolute deadline, so signals (EINTR) neither cut them short nor lengthen them. Ctrl-C under
+// an mp::SigintGuard makes the waits throw mp::KeyboardInterrupt (docs/signals.md): an acquire
+// leaves the lock unheld, Condition::wait holds its lock again, Barrier::wait breaks the
+// barrier (as Python's), Semaphore and Event are left as they were.
 //
 // Owner death, primitive by primitive:
 //   Lock, RLock (and the lock of a Value/Array): next acquirer gets mp::OwnerDied, holding it.

@@ -9,6 +9,7 @@
 #include <climits>
 
 #include "multiproc/errors.hpp"
+#include "sys/signals.hpp"
 
 namespace mp::sys {
 namespace {
@@ -24,29 +25,27 @@ long futex(std::atomic<std::uint32_t>& word, int op, std::uint32_t val, const ti
 
 }  // namespace
 
-bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
-                detail::Deadline deadline) {
-    timespec ts{};
-    const timespec* tsp = nullptr;
-    if (auto at = deadline.at()) {
-        // steady_clock is CLOCK_MONOTONIC, the clock FUTEX_WAIT_BITSET uses for absolute times.
-        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at->time_since_epoch());
-        ts.tv_sec = static_cast<time_t>(ns.count() / 1'000'000'000);
-        ts.tv_nsec = static_cast<long>(ns.count() % 1'000'000'000);
-        tsp = &ts;
-    }
-    for (;;) {
-        if (word.load(std::memory_order_acquire) != expected) return true;
-        // Not FUTEX_PRIVATE_FLAG: the word lives in memory shared with other processes.
-        long r = futex(word, FUTEX_WAIT_BITSET, expected, tsp, FUTEX_BITSET_MATCH_ANY);
-        if (r == 0) return true;
-        switch (errno) {
-            case EAGAIN: return true;
-            case EINTR: continue;  // same absolute deadline: the retry neither lengthens nor cuts
-            case ETIMEDOUT: return false;
-            default: throw_os_error("futex(FUTEX_WAIT_BITSET)");
+bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, detail::Deadline deadline,
+                Interruptible i) {
+    const int r = wait_until(deadline, i, false, [&](detail::Deadline until) -> int {
+        if (word.load(std::memory_order_acquire) != expected) return 1;
+        timespec ts{};
+        const timespec* tsp = nullptr;
+        if (auto at = until.at()) {
+            // steady_clock is CLOCK_MONOTONIC, the clock FUTEX_WAIT_BITSET uses for absolute times.
+            const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at->time_since_epoch());
+            ts.tv_sec = static_cast<time_t>(ns.count() / 1'000'000'000);
+            ts.tv_nsec = static_cast<long>(ns.count() % 1'000'000'000);
+            tsp = &ts;
         }
-    }
+        // Not FUTEX_PRIVATE_FLAG: the word lives in memory shared with other processes.
+        if (futex(word, FUTEX_WAIT_BITSET, expected, tsp, FUTEX_BITSET_MATCH_ANY) == 0) return 1;
+        if (errno == EAGAIN) return 1;
+        if (errno == ETIMEDOUT) return 0;
+        return -1;
+    });
+    if (r < 0) throw_os_error("futex(FUTEX_WAIT_BITSET)");
+    return r > 0;
 }
 
 int futex_wake(std::atomic<std::uint32_t>& word, int n) noexcept {

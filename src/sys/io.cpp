@@ -5,7 +5,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "multiproc/errors.hpp"
+#include "sys/signals.hpp"
 #include "sys/syscall.hpp"
 
 namespace mp::sys {
@@ -58,22 +62,37 @@ void advance_iov(iovec*& iov, int& iovcnt, std::size_t done) noexcept {
     }
 }
 
-int poll_until(pollfd* fds, std::size_t n, detail::Deadline deadline) {
-    for (;;) {
-        int r = ::poll(fds, n, deadline.poll_ms());
-        if (r >= 0) {
-            // poll's millisecond rounding can wake a hair early; only a passed deadline ends it.
-            if (r == 0 && !deadline.is_forever() && !deadline.expired()) continue;
-            return r;
-        }
-        if (errno != EINTR) throw_os_error("poll");
-        if (deadline.expired()) return 0;
+int poll_until(pollfd* fds, std::size_t n, detail::Deadline deadline, Interruptible i) {
+    const int sig = sigint_fd(i);
+    // Armed: the SIGINT eventfd rides along as one more entry, so the wait ends in whichever
+    // thread the kernel chose for the signal.
+    std::vector<pollfd> with_sig;
+    if (sig >= 0) {
+        with_sig.assign(fds, fds + n);
+        with_sig.push_back({sig, POLLIN, 0});
     }
+    pollfd* set = sig >= 0 ? with_sig.data() : fds;
+    const std::size_t count = sig >= 0 ? n + 1 : n;
+    const int r = wait_until(deadline, i, sig >= 0, [&](detail::Deadline until) -> int {
+        int ready = ::poll(set, count, until.poll_ms());
+        if (ready > 0 && sig >= 0 && set[n].revents) {
+            --ready;
+            if (ready == 0) {
+                sigint_fd_settle();
+                errno = EINTR;  // only SIGINT's entry: wait_until consumes it and throws
+                return -1;
+            }
+        }
+        return ready;
+    });
+    if (r < 0) throw_os_error("poll");
+    if (sig >= 0) std::copy_n(with_sig.begin(), n, fds);
+    return r;
 }
 
-bool wait_readable(int fd, detail::Deadline deadline) {
+bool wait_readable(int fd, detail::Deadline deadline, Interruptible i) {
     pollfd p{fd, POLLIN, 0};
-    return poll_until(&p, 1, deadline) > 0;
+    return poll_until(&p, 1, deadline, i) > 0;
 }
 
 PipeFds make_pipe() {

@@ -25,7 +25,7 @@
 //      A source is dropped (no further calls) once exhausted() and none of its tasks is in
 //      flight. Call wake() when a source that returned false from pull may have tasks now.
 //   3. Results travel back to whoever waits through the source (a Notifier gives blocking waits
-//      that a SIGINT handler interrupts: see Notifier::wait).
+//      that signals do not fail, and Ctrl-C under mp::SigintGuard interrupts: see Notifier).
 //   4. close() then join() drains and stops the workers; terminate() kills them and abandons
 //      every source. The destructor terminates.
 //
@@ -43,7 +43,7 @@
 //     (prefetched, or finished with their results lost) run again elsewhere. The worker is
 //     replaced. An initializer that throws or kills its worker breaks the engine: every task
 //     fails with BrokenProcessPool carrying the initializer's error (never a respawn loop).
-//   - Workers ignore SIGINT, have every signal unblocked, get OMP_NUM_THREADS & co. (unless the
+//   - Workers ignore SIGINT (the parent decides what a Ctrl-C does), have every signal unblocked, get OMP_NUM_THREADS & co. (unless the
 //     user set them) so that workers x threads <= cores, and die with their parent (daemonic,
 //     PR_SET_PDEATHSIG).
 //
@@ -158,7 +158,7 @@ public:
     /// No more submissions are expected; join() may follow. Idempotent.
     void close() noexcept;
     /// After close(): waits until every source is done, then stops the workers and the thread.
-    /// A signal handler running meanwhile makes it throw std::system_error(EINTR).
+    /// Signal handlers do not end it; Ctrl-C under mp::SigintGuard throws mp::KeyboardInterrupt.
     void join();
     /// Kills the workers, abandons every source with BrokenProcessPool, stops the thread.
     /// Idempotent; never blocks for long (workers are SIGKILLed).
@@ -175,16 +175,16 @@ private:
     std::unique_ptr<EngineImpl> impl_;
 };
 
-/// A condition that waiting threads block on interruptibly: wait() polls a private eventfd,
-/// so a signal handler that runs meanwhile (SIGINT under a program's own handler) ends the
-/// wait with std::system_error(EINTR) instead of being swallowed. notify_all() is cheap when
-/// nobody waits (one uncontended lock, no system call).
+/// A condition that waiting threads block on: wait() polls a private eventfd (with the SIGINT
+/// eventfd of src/sys/signals.hpp while the thread holds an mp::SigintGuard). Other signals'
+/// handlers never end the wait (PEP 475); Ctrl-C under a guard throws mp::KeyboardInterrupt.
+/// notify_all() is cheap when nobody waits (one uncontended lock, no system call).
 class Notifier {
 public:
     /// Wakes every thread blocked in wait (they re-check their predicate).
     void notify_all() noexcept;
     /// Blocks until ready() is true (returns true) or the deadline passes (returns ready()).
-    /// Throws std::system_error(EINTR) when a signal handler ran during the wait.
+    /// Throws mp::KeyboardInterrupt on Ctrl-C under mp::SigintGuard (ready() may be true later).
     template <class Pred>
     bool wait(Pred ready, Deadline deadline) {
         if (ready()) return true;
@@ -202,7 +202,7 @@ private:
         Registration(const Registration&) = delete;
         Registration& operator=(const Registration&) = delete;
         ~Registration();
-        bool block(Deadline deadline);  // false on timeout; throws on EINTR
+        bool block(Deadline deadline);  // false on timeout; KeyboardInterrupt on Ctrl-C
 
     private:
         Notifier& n_;
