@@ -8,7 +8,9 @@
 #include <system_error>
 
 #include "auth.hpp"
+#include "sys/io.hpp"
 #include "sys/listen.hpp"
+#include "sys/signals.hpp"
 
 namespace mp {
 
@@ -218,6 +220,9 @@ Connection Listener::accept() {
     sys::SockAddr peer;
     UniqueFd fd;
     try {
+        // Wait in poll, not in accept: under an mp::SigintGuard, Ctrl-C ends the wait with
+        // mp::KeyboardInterrupt (accept4 itself would be restarted by the SA_RESTART handler).
+        static_cast<void>(sys::wait_readable(s_->fd.get(), detail::Deadline::never(), sys::Interruptible::yes));
         fd = sys::accept_on(s_->fd.get(), peer);
     } catch (const std::system_error&) {
         if (closed() || errno == EINVAL) throw ProcessError("multiproc: accept: the listener was closed");

@@ -4,6 +4,7 @@
 #include "multiproc/listener.hpp"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "helpers/start_method_test.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/process.hpp"
+#include "multiproc/signals.hpp"
 #include "sys/io.hpp"
 
 extern char** environ;
@@ -203,6 +205,23 @@ TEST(Listener, CloseFromAnotherThreadEndsABlockedAccept) {
     t.join();
     EXPECT_TRUE(l.closed());
     EXPECT_THROW(static_cast<void>(l.accept()), mp::ProcessError);
+}
+
+TEST(Listener, CtrlCUnderAGuardEndsAWaitForAClient) {
+    mp::Listener l(mp::Address::tcp("127.0.0.1", 0), 4, "k");
+    {
+        mp::SigintGuard guard;
+        std::thread ctrl_c([] {
+            std::this_thread::sleep_for(100ms);
+            ::kill(::getpid(), SIGINT);
+        });
+        EXPECT_THROW(static_cast<void>(l.accept()), mp::KeyboardInterrupt);
+        ctrl_c.join();
+    }
+    // The listener is untouched: the next client is accepted as usual.
+    std::thread t([&] { mp::Client(l.address(), "k").send_bytes("next"); });
+    EXPECT_EQ(text(l.accept().recv_bytes()), "next");
+    t.join();
 }
 
 TEST(Listener, NobodyListeningIsASystemError) {
