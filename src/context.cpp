@@ -88,6 +88,10 @@ std::string Context::get_start_method() const {
     return std::string(to_string(method_));
 }
 
+Context Context::get_context(std::string_view method) const {
+    return method.empty() ? *this : Context(parse(method));
+}
+
 Context get_context(std::string_view method) {
     if (method.empty()) return Context(detail::default_start_method());
     return Context(parse(method));

@@ -81,6 +81,8 @@ class Popen {
     void terminate() { send_signal(SIGTERM); }
     /// SIGKILL.
     void kill() { send_signal(SIGKILL); }
+    /// SIGINT.
+    void interrupt() { send_signal(SIGINT); }
     /// Releases the sentinel (the exit code, if known, stays readable through poll()).
     virtual void close() noexcept = 0;
 };

@@ -252,6 +252,10 @@ void ProcessView::kill() const {
     started_popen(state(), "kill")->kill();
 }
 
+void ProcessView::interrupt() const {
+    started_popen(state(), "interrupt")->interrupt();
+}
+
 int ProcessView::sentinel() const {
     auto& s = state();
     std::lock_guard lk(s.m);

@@ -90,6 +90,14 @@ TEST_F(ContextTest, GetContext) {
     EXPECT_EQ(mp::to_string(mp::StartMethod::forkserver), "forkserver");
 }
 
+TEST_F(ContextTest, ContextGetContext) {
+    auto spawn = mp::get_context("spawn");
+    EXPECT_EQ(spawn.get_context(), spawn);  // Python's ctx.get_context(): itself
+    EXPECT_EQ(spawn.get_context("fork").method(), mp::StartMethod::fork);
+    EXPECT_THROW(static_cast<void>(spawn.get_context("vfork")), mp::UsageError);
+    EXPECT_EQ(mp::get_start_method(true), std::nullopt);  // fixes nothing
+}
+
 TEST_F(ContextTest, AllStartMethodsListsTheDefaultFirst) {
     auto all = mp::get_all_start_methods();
     ASSERT_FALSE(all.empty());

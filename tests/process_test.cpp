@@ -25,7 +25,9 @@
 #include <vector>
 
 #include "helpers/thread_gone.hpp"
+#include "multiproc/connection.hpp"
 #include "multiproc/errors.hpp"
+#include "multiproc/signals.hpp"
 #include "popen.hpp"
 #include "sys/io.hpp"
 
@@ -199,6 +201,44 @@ TEST_P(ProcessTest, TerminateAndKill) {
     EXPECT_EQ(k.exitcode(), -SIGKILL);
     t.terminate();  // after the child was reaped: nothing happens
     k.kill();
+}
+
+// A child that holds a SigintGuard and waits on a Pipe: interrupt() reaches it as
+// mp::KeyboardInterrupt, which it reports before exiting 0.
+void wait_for_ctrl_c(mp::Connection ready, mp::Connection never) {
+    mp::SigintGuard guard;
+    ready.send(std::string("guarded"));
+    try {
+        static_cast<void>(never.recv_bytes());
+    } catch (const mp::KeyboardInterrupt&) {
+        ready.send(std::string("interrupted"));
+        std::exit(0);
+    }
+    std::exit(5);
+}
+
+TEST_P(ProcessTest, InterruptSendsSigint) {
+    auto plain = ctx().Process(block_forever);
+    plain.start();
+    plain.interrupt();
+    plain.join();
+    EXPECT_EQ(plain.exitcode(), -SIGINT);  // the default disposition: Ctrl-C ends it
+    plain.interrupt();                     // after the child was reaped: nothing happens
+
+    auto [in, out] = mp::Pipe();
+    auto [never_r, never_w] = mp::Pipe();
+    auto guarded = ctx().Process(wait_for_ctrl_c, out, never_r);
+    guarded.start();
+    EXPECT_EQ(in.recv<std::string>(), "guarded");
+    guarded.interrupt();
+    EXPECT_EQ(in.recv<std::string>(), "interrupted");
+    guarded.join(std::chrono::seconds(60));
+    EXPECT_EQ(guarded.exitcode(), std::optional<int>(0));
+}
+
+TEST(CurrentProcess, IsAliveAndHasNoExitcode) {
+    EXPECT_TRUE(mp::current_process().is_alive());
+    EXPECT_EQ(mp::current_process().exitcode(), std::nullopt);
 }
 
 TEST_P(ProcessTest, ThrowingTargetReportsAndExitsWithOne) {

@@ -42,6 +42,8 @@ class Context {
     [[nodiscard]] StartMethod method() const noexcept { return method_; }
     /// The method's name (Python's ctx.get_start_method()).
     [[nodiscard]] std::string get_start_method() const;
+    /// The context for `method`, or this context when empty (Python's ctx.get_context()).
+    [[nodiscard]] Context get_context(std::string_view method = {}) const;
     /// A Process that runs target(args...) with this context's method (Python's ctx.Process).
     template <class F, class... Args>
     [[nodiscard]] mp::Process Process(F&& target, Args&&... args) const;

@@ -123,6 +123,9 @@ class ProcessView {
     void terminate() const;
     /// Sends SIGKILL (nothing once the child has been reaped).
     void kill() const;
+    /// Sends SIGINT, Ctrl-C for this child alone (Python 3.14's interrupt; nothing once the
+    /// child has been reaped). A child under mp::SigintGuard gets mp::KeyboardInterrupt.
+    void interrupt() const;
     /// A descriptor that becomes readable when the child ends, owned by the object: a pidfd
     /// (opened on first use), or, first asked for after the child was reaped, one always readable.
     [[nodiscard]] int sentinel() const;
@@ -194,6 +197,10 @@ class CurrentProcess {
     [[nodiscard]] pid_t pid() const noexcept;
     /// Same as pid().
     [[nodiscard]] pid_t ident() const noexcept { return pid(); }
+    /// True: the process asking is running (Python's current_process().is_alive()).
+    [[nodiscard]] bool is_alive() const noexcept { return true; }
+    /// std::nullopt: the process asking has not ended (Python's current_process().exitcode).
+    [[nodiscard]] std::optional<int> exitcode() const noexcept { return std::nullopt; }
     /// True in a daemonic child.
     [[nodiscard]] bool daemon() const noexcept;
     /// This process's authentication key (Python's current_process().authkey): 32 random
