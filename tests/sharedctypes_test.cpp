@@ -172,6 +172,33 @@ TEST_P(SharedCtypesP, CounterUnderLockIsExact) {
     EXPECT_EQ(v.get(), 40'000);
 }
 
+// Value and Array guarded by a plain mp::Lock (Python's Value('l', 0, lock=Lock())).
+void add_under_plain_lock(mp::Value<long, mp::Lock> v, mp::Array<int, mp::Lock> a, int n) {
+    for (int i = 0; i < n; ++i) {
+        std::scoped_lock lk(v.get_lock());
+        v.value() += 1;
+        a[0] += 1;
+    }
+}
+
+TEST_P(SharedCtypesP, ValueAndArrayWithAPlainLock) {
+    mp::Lock lock;
+    mp::Value v(0L, lock);  // deduced: mp::Value<long, mp::Lock>
+    static_assert(std::is_same_v<decltype(v), mp::Value<long, mp::Lock>>);
+    mp::Array<int, mp::Lock> a(1, lock);  // the same lock guards both
+    std::vector<mp::Process> ps;
+    for (int i = 0; i < 4; ++i) ps.push_back(start(add_under_plain_lock, v, a, 5'000));
+    for (auto& p : ps) join_ok(p);
+    EXPECT_EQ(v.get(), 20'000);
+    EXPECT_EQ(a[0], 20'000);
+    // A plain Lock is not reentrant: held once, a second acquire without blocking fails.
+    std::scoped_lock lk(v.get_lock());
+    EXPECT_FALSE(a.get_lock().acquire(false));
+    // get_obj(): the shared memory itself, without the lock.
+    EXPECT_EQ(v.get_obj().value(), 20'000);
+    EXPECT_EQ(a.get_obj().data(), a.data());
+}
+
 TEST_P(SharedCtypesP, RawValueIsSharedMemory) {
     mp::RawValue<long> v(0);
     std::vector<mp::Process> ps;

@@ -98,20 +98,24 @@ private:
     T* p_ = nullptr;
 };
 
-/// Python's Value: one T in shared memory with a lock (a new RLock unless told otherwise).
-template <class T>
+/// Python's Value: one T in shared memory with a lock (a new RLock unless told otherwise; an
+/// mp::Lock with `mp::Value<T, mp::Lock>`, or deduced: `mp::Value v(0, mp::Lock())`).
+template <class T, class L = RLock>
 class Value {
+    static_assert(std::is_same_v<L, RLock> || std::is_same_v<L, Lock>,
+                  "multiproc: a Value's lock is an mp::RLock (the default) or an mp::Lock");
+
 public:
     /// A zero-initialised T with a new lock.
     Value() : Value(T{}) {}
     /// `initial`, with a new lock.
-    explicit Value(const T& initial) : raw_(initial), lock_(RLock()) {}
+    explicit Value(const T& initial) : raw_(initial), lock_(L()) {}
     /// `initial`, with a new lock or (mp::lock = false) none.
     Value(const T& initial, detail::LockOption opt) : raw_(initial) {
         if (opt.enabled) lock_.emplace();
     }
     /// `initial`, guarded by an existing lock.
-    Value(const T& initial, RLock lock) : raw_(initial), lock_(std::move(lock)) {}
+    Value(const T& initial, L lock) : raw_(initial), lock_(std::move(lock)) {}
 
     /// The shared object itself (Python's .value); takes no lock: hold get_lock() around
     /// read-modify-write sequences.
@@ -132,10 +136,12 @@ public:
         value() = x;
     }
     /// The lock (mp::UsageError if made with mp::lock = false).
-    [[nodiscard]] RLock& get_lock() const {
+    [[nodiscard]] L& get_lock() const {
         if (!lock_) throw UsageError("multiproc: this Value was made without a lock (mp::lock = false)");
         return *lock_;
     }
+    /// The shared memory without its lock (Python's get_obj()): a RawValue/RawArray handle.
+    [[nodiscard]] const RawValue<T>& get_obj() const noexcept { return raw_; }
     /// Acquires the lock (Python's v.acquire()).
     bool acquire(bool blocking = true) const { return get_lock().acquire(blocking); }
     /// Releases the lock (Python's v.release()).
@@ -148,7 +154,7 @@ public:
 
 private:
     RawValue<T> raw_;
-    mutable std::optional<RLock> lock_;
+    mutable std::optional<L> lock_;
 };
 
 /// Python's RawArray: a fixed number of T in shared memory, without a lock.
@@ -234,9 +240,13 @@ private:
     std::size_t n_ = 0;
 };
 
-/// Python's Array: a fixed number of T in shared memory with a lock (a new RLock by default).
-template <class T>
+/// Python's Array: a fixed number of T in shared memory with a lock (a new RLock by default; an
+/// mp::Lock with `mp::Array<T, mp::Lock>`).
+template <class T, class L = RLock>
 class Array {
+    static_assert(std::is_same_v<L, RLock> || std::is_same_v<L, Lock>,
+                  "multiproc: a Array's lock is an mp::RLock (the default) or an mp::Lock");
+
 public:
     using value_type = T;
     using iterator = T*;
@@ -245,15 +255,15 @@ public:
     /// An empty array with a lock.
     Array() : Array(std::size_t{0}) {}
     /// n zero-filled elements, with a new lock (`Array<int>{5}` is one element 5).
-    explicit Array(std::size_t n) : raw_(n), lock_(RLock()) {}
+    explicit Array(std::size_t n) : raw_(n), lock_(L()) {}
     /// n zero-filled elements, with a new lock or (mp::lock = false) none.
     Array(std::size_t n, detail::LockOption opt) : raw_(n) {
         if (opt.enabled) lock_.emplace();
     }
     /// n zero-filled elements guarded by an existing lock.
-    Array(std::size_t n, RLock lock) : raw_(n), lock_(std::move(lock)) {}
+    Array(std::size_t n, L lock) : raw_(n), lock_(std::move(lock)) {}
     /// The given elements, with a new lock.
-    Array(std::initializer_list<T> init) : raw_(init), lock_(RLock()) {}
+    Array(std::initializer_list<T> init) : raw_(init), lock_(L()) {}
     /// The given elements, with a new lock or none.
     Array(std::initializer_list<T> init, detail::LockOption opt) : raw_(init) {
         if (opt.enabled) lock_.emplace();
@@ -262,7 +272,7 @@ public:
     template <std::ranges::input_range R>
         requires(!std::is_same_v<std::remove_cvref_t<R>, Array> &&
                  std::is_convertible_v<std::ranges::range_reference_t<R>, T>)
-    explicit Array(R&& r) : raw_(std::forward<R>(r)), lock_(RLock()) {}
+    explicit Array(R&& r) : raw_(std::forward<R>(r)), lock_(L()) {}
     /// The elements of a range, with a new lock or none.
     template <std::ranges::input_range R>
         requires(std::is_convertible_v<std::ranges::range_reference_t<R>, T>)
@@ -284,10 +294,12 @@ public:
     /// The elements as a span (no locking).
     [[nodiscard]] std::span<T> span() const noexcept { return raw_.span(); }
     /// The lock (mp::UsageError if made with mp::lock = false).
-    [[nodiscard]] RLock& get_lock() const {
+    [[nodiscard]] L& get_lock() const {
         if (!lock_) throw UsageError("multiproc: this Array was made without a lock (mp::lock = false)");
         return *lock_;
     }
+    /// The shared memory without its lock (Python's get_obj()): a RawValue/RawArray handle.
+    [[nodiscard]] const RawArray<T>& get_obj() const noexcept { return raw_; }
     /// Acquires the lock.
     bool acquire(bool blocking = true) const { return get_lock().acquire(blocking); }
     /// Releases the lock.
@@ -300,7 +312,7 @@ public:
 
 private:
     RawArray<T> raw_;
-    mutable std::optional<RLock> lock_;
+    mutable std::optional<L> lock_;
 };
 
 }  // namespace mp
