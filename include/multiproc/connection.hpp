@@ -87,6 +87,10 @@ public:
     Connection() noexcept = default;
     /// Takes ownership of a connected AF_UNIX stream socket; readable/writable as given.
     explicit Connection(detail::UniqueFd fd, bool readable = true, bool writable = true);
+    /// Takes ownership of an existing connected stream socket `fd` (Python's
+    /// Connection(handle)), for example one end of a socketpair made by other code.
+    explicit Connection(int fd, bool readable = true, bool writable = true)
+        : Connection(detail::UniqueFd(fd), readable, writable) {}
 
     /// Sends one value through the codec; descriptors of handles inside travel with it.
     /// Throws mp::UsageError on a closed or read-only end, mp::EOFError when the peer is gone.

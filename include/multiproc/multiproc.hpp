@@ -22,6 +22,7 @@
 #include "multiproc/connection.hpp"
 #include "multiproc/context.hpp"
 #include "multiproc/errors.hpp"
+#include "multiproc/file_descriptor.hpp"
 #include "multiproc/futures.hpp"
 #include "multiproc/listener.hpp"
 #include "multiproc/parallel.hpp"

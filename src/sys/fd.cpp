@@ -13,8 +13,8 @@ void UniqueFd::reset(int fd) noexcept {
     fd_ = fd;
 }
 
-UniqueFd UniqueFd::dup() const {
-    return UniqueFd(sys::check(::fcntl(fd_, F_DUPFD_CLOEXEC, 0), "fcntl(F_DUPFD_CLOEXEC)"));
+UniqueFd UniqueFd::dup_of(int fd) {
+    return UniqueFd(sys::check(::fcntl(fd, F_DUPFD_CLOEXEC, 0), "fcntl(F_DUPFD_CLOEXEC)"));
 }
 
 }  // namespace mp::detail

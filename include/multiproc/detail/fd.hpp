@@ -29,7 +29,9 @@ public:
     /// Closes the owned descriptor (EINTR is not retried: Linux has closed it already).
     void reset(int fd = -1) noexcept;
     /// A close-on-exec duplicate (throws std::system_error).
-    [[nodiscard]] UniqueFd dup() const;
+    [[nodiscard]] UniqueFd dup() const { return dup_of(fd_); }
+    /// A close-on-exec duplicate of a descriptor that stays its owner's (std::system_error).
+    [[nodiscard]] static UniqueFd dup_of(int fd);
 
 private:
     int fd_ = -1;
