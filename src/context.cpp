@@ -3,6 +3,7 @@
 
 #include <array>
 #include <atomic>
+#include <mutex>
 #include <string>
 
 #include "multiproc/errors.hpp"
@@ -114,6 +115,21 @@ void set_start_method(std::string_view method, bool force) {
 std::optional<std::string> get_start_method(bool allow_none) {
     if (allow_none && g_actual.load() == kUnset) return std::nullopt;
     return std::string(to_string(fix_default()));
+}
+
+namespace {
+std::mutex g_executable_mutex;
+std::string g_executable;  // empty: this program's own binary
+}  // namespace
+
+void set_executable(std::string path) {
+    std::lock_guard lk(g_executable_mutex);
+    g_executable = std::move(path);
+}
+
+std::string get_executable() {
+    std::lock_guard lk(g_executable_mutex);
+    return g_executable.empty() ? std::string("/proc/self/exe") : g_executable;
 }
 
 std::vector<std::string> get_all_start_methods() {

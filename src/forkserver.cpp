@@ -357,7 +357,8 @@ void start_locked(Client& c) {
     char* argv[] = {const_cast<char*>(program_argv0()), const_cast<char*>(kForkServerFlag),
                     added ? const_cast<char*>(kAddedBindNow) : nullptr, nullptr};
     const int fds[] = {pair.write.get()};
-    pid_t pid = sys::spawn_with_fds("/proc/self/exe", argv, fds, env.data());
+    const std::string program = get_executable();
+    pid_t pid = sys::spawn_with_fds(program.c_str(), argv, fds, env.data());
     // Only this program reaps the server, so the pid cannot be reused before the pidfd exists.
     int pidfd = sys::pidfd_open_raw(pid);
     if (pidfd < 0) {

@@ -70,7 +70,8 @@ std::unique_ptr<Popen> spawn_shipped(const CurrentProcess::Info& child, const Sh
     fds.insert(fds.end(), call.fds.begin(), call.fds.end());
     char* argv[] = {const_cast<char*>(program_argv0()), const_cast<char*>(kSpawnFlag), nullptr};
     // Nothing to flush first: exec does not carry this process's stdio buffers along.
-    pid_t pid = sys::spawn_with_fds("/proc/self/exe", argv, fds);
+    const std::string program = get_executable();
+    pid_t pid = sys::spawn_with_fds(program.c_str(), argv, fds);
     // Only this process reaps the child, so its pid cannot be reused before the pidfd exists.
     int pidfd = sys::pidfd_open_raw(pid);
     if (pidfd < 0) {

@@ -8,8 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -169,6 +171,47 @@ TEST_P(ShippedStartMethods, DescriptorsNotGivenAreNotInherited) {
     ASSERT_GE(fd, 700);
     EXPECT_EQ(run(ctx(), ctx().Process(&check_not_inherited, fd)), 0);
     ::close(fd);
+}
+
+// set_executable: spawn (and a forkserver started afterwards) executes the given program. A
+// copy of this binary is the same build: the child runs the target there. Another program's
+// build refuses the shipped call (exit code 1), and its main() never runs the target.
+void report_executable(mp::Connection c) {
+    c.send(std::filesystem::read_symlink("/proc/self/exe").string());
+}
+
+struct ExecutableGuard {
+    ~ExecutableGuard() {
+        mp::set_executable("");
+        mp::detail::stop_forkserver();  // the next forkserver runs this binary again
+    }
+};
+
+TEST_P(ShippedStartMethods, SetExecutableRunsACopyAndRefusesAnotherBuild) {
+    ExecutableGuard restore;
+    const std::string copy = (std::filesystem::temp_directory_path() /
+                              ("mp-exe-copy-" + std::to_string(::getpid()))).string();
+    std::filesystem::copy_file("/proc/self/exe", copy, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::permissions(copy, std::filesystem::perms::owner_all);
+    mp::detail::stop_forkserver();
+    mp::set_executable(copy);
+    EXPECT_EQ(mp::get_executable(), copy);
+    {
+        auto [in, out] = mp::Pipe(false);
+        EXPECT_EQ(run(ctx(), ctx().Process(report_executable, out)), 0);
+        EXPECT_EQ(in.recv<std::string>(), copy);
+    }
+    mp::detail::stop_forkserver();
+    mp::set_executable(MP_OTHER_BUILD_HELPER);
+    {
+        auto [in, out] = mp::Pipe(false);
+        EXPECT_EQ(run(ctx(), ctx().Process(report_executable, out)), 1);
+        out.close();
+        EXPECT_THROW(static_cast<void>(in.recv_bytes()), mp::EOFError);  // the target never ran
+    }
+    std::filesystem::remove(copy);
+    mp::set_executable("");
+    EXPECT_EQ(mp::get_executable(), "/proc/self/exe");
 }
 
 INSTANTIATE_TEST_SUITE_P(FreshChild, ShippedStartMethods, ::testing::Values("spawn", "forkserver"),

@@ -74,6 +74,14 @@ namespace detail {
 void stop_forkserver() noexcept;
 }  // namespace detail
 
+/// The program that spawn (and a forkserver started from now on) executes, instead of this
+/// program's own binary (Python's set_executable). It must be a build of the same program:
+/// a copy of this binary elsewhere is accepted; a child of another build refuses the call it
+/// is given (the identity check) and exits with code 1. An empty path restores the default.
+void set_executable(std::string path);
+/// The program spawn executes: "/proc/self/exe" (this binary) unless set_executable chose one.
+std::string get_executable();
+
 /// The start methods available here, the default first: {"fork", "spawn", "forkserver"}.
 std::vector<std::string> get_all_start_methods();
 

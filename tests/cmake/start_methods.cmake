@@ -8,12 +8,16 @@ target_include_directories(mp_start_methods_testlib PUBLIC ${MP_START_METHODS_DI
 
 add_executable(mp_noinit_helper ${MP_START_METHODS_DIR}/noinit_main.cpp)
 target_link_libraries(mp_noinit_helper PRIVATE multiproc::multiproc multiproc_warnings)
+# Another program's build, calling mp::init: set_executable to it must be refused.
+add_executable(mp_other_build_helper ${MP_START_METHODS_DIR}/other_build_main.cpp)
+target_link_libraries(mp_other_build_helper PRIVATE multiproc::multiproc multiproc_warnings)
 
 foreach(t spawn_test forkserver_test)
   if(TARGET ${t})
     target_link_libraries(${t} PRIVATE mp_start_methods_testlib)
-    add_dependencies(${t} mp_noinit_helper)
-    target_compile_definitions(${t} PRIVATE MP_NOINIT_HELPER="$<TARGET_FILE:mp_noinit_helper>")
+    add_dependencies(${t} mp_noinit_helper mp_other_build_helper)
+    target_compile_definitions(${t} PRIVATE MP_NOINIT_HELPER="$<TARGET_FILE:mp_noinit_helper>"
+                               MP_OTHER_BUILD_HELPER="$<TARGET_FILE:mp_other_build_helper>")
   endif()
 endforeach()
 
