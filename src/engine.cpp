@@ -673,15 +673,9 @@ void EngineImpl::read_some(Worker& w) {
             if (h.length > wire::max_frame)
                 throw DecodeError(owner_ + ": corrupt frame from a worker");
             const std::size_t need = sizeof h + static_cast<std::size_t>(h.length);
-            if (w.in_len - pos < need) {
-                if (w.in.size() < need) {
-                    std::memmove(w.in.data(), w.in.data() + pos, w.in_len - pos);
-                    w.in_len -= pos;
-                    pos = 0;
-                    w.in.resize(need + kReadChunk);
-                }
-                break;
-            }
+            // Not all here yet: the buffer grows as its bytes arrive (at the top of the loop),
+            // never to a length announced ahead of them.
+            if (w.in_len - pos < need) break;
             handle_frame(w, h, w.in.data() + pos + sizeof h);
             pos += need;
         }

@@ -53,4 +53,7 @@ struct WorkerBoot {
 /// The worker process's target: runs tasks from `conn` until told to exit.
 void worker_main(Connection conn, WorkerBoot boot);
 
+/// Testing hook: in a worker process, its socket to the supervisor (-1 elsewhere).
+int worker_socket() noexcept;
+
 }  // namespace mp::detail::wire
