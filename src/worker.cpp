@@ -95,13 +95,6 @@ private:
 };
 
 template <class T>
-T take(Decoder& d) {
-    T v;
-    d.read_bytes(&v, sizeof v);
-    return v;
-}
-
-template <class T>
 void patch(std::vector<std::byte>& b, std::size_t at, T v) {
     std::memcpy(b.data() + at, &v, sizeof v);
 }
@@ -180,19 +173,13 @@ private:
 };
 
 void run_batch(int sock, Reader& rd, WorkerSlot* slot, ResultBatch& results) {
-    Decoder d(rd.payload());
-    const auto count = take<std::uint32_t>(d);
     auto fds = rd.fds();
-    std::size_t fd_at = 0;
+    FrameRecords records(Kind::tasks, rd.payload(), fds.size());
     auto last_flush = std::chrono::steady_clock::now();
-    for (std::uint32_t k = 0; k < count; ++k) {
-        const auto id = take<std::uint64_t>(d);
-        const auto nfds = take<std::uint32_t>(d);
-        const auto n = d.read_count(1);
-        auto call = d.take(n);
-        if (nfds > fds.size() - fd_at) throw DecodeError("multiproc: worker: descriptors missing");
-        auto task_fds = fds.subspan(fd_at, nfds);
-        fd_at += nfds;
+    for (FrameRecord rec; records.next(rec);) {
+        const std::uint64_t id = rec.id;
+        const auto call = rec.bytes;
+        auto task_fds = fds.subspan(rec.first_fd, rec.nfds);
         slot->element.store(0, std::memory_order_relaxed);
         slot->task.store(id, std::memory_order_release);
         const auto t0 = std::chrono::steady_clock::now();
