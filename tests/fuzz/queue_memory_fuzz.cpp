@@ -80,10 +80,7 @@ std::vector<mp::fuzz::Bytes> seeds() {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-    mp::fuzz::write_seeds_if_asked(seeds);
-    return 0;
-}
+MULTIPROC_FUZZ_SEEDS(seeds)
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size == 0) return 0;

@@ -37,3 +37,10 @@ void append(Bytes& b, const T& v) {
 }
 
 }  // namespace mp::fuzz
+
+/// Defines the harness's LLVMFuzzerInitialize: write_seeds_if_asked(make).
+#define MULTIPROC_FUZZ_SEEDS(make)                                \
+    extern "C" int LLVMFuzzerInitialize(int*, char***) {          \
+        mp::fuzz::write_seeds_if_asked(make);                     \
+        return 0;                                                 \
+    }
