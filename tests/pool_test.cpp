@@ -662,7 +662,7 @@ void worker_under_limit(mp::Connection c) {
 }
 
 TEST_P(PoolTest, WorkerGivenAHugeFrameHeaderAllocatesOnlyWhatArrives) {
-    if (mp::test::asan) GTEST_SKIP() << "ASan's shadow memory needs more address space than RLIMIT_AS leaves";
+    if (mp::test::asan || mp::test::tsan) GTEST_SKIP() << "the sanitizer's shadow memory needs more address space than RLIMIT_AS leaves";
     for (const auto& [length, code] : {std::pair{kAnnounced, 0}, std::pair{wire::max_frame + 1, 2}}) {
         auto [sup, worker_end] = mp::Pipe();
         auto p = start(worker_under_limit, worker_end);
@@ -709,7 +709,7 @@ void supervisor_under_limit(std::string method) {
 }
 
 TEST_P(PoolTest, SupervisorGivenAHugeFrameHeaderAllocatesOnlyWhatArrives) {
-    if (mp::test::asan) GTEST_SKIP() << "ASan's shadow memory needs more address space than RLIMIT_AS leaves";
+    if (mp::test::asan || mp::test::tsan) GTEST_SKIP() << "the sanitizer's shadow memory needs more address space than RLIMIT_AS leaves";
     auto p = start(supervisor_under_limit, GetParam());
     join_ok(p);
 }

@@ -596,9 +596,9 @@ TEST_P(QueuesP, CorruptHeaderGivesProcessError) {
         expect_corrupt([&] { q.put_nowait("y"); }, c.name);
         expect_corrupt([&] { (void)q.qsize(); }, c.name);
         // Attaching anew (decoding the handle) checks the header.
-        auto [a, b] = mp::Pipe();
-        a.send(q);
-        expect_corrupt([&] { (void)b.recv<mp::Queue<std::string>>(); }, c.name);
+        auto pipe = mp::Pipe();
+        pipe.first.send(q);
+        expect_corrupt([&] { (void)pipe.second.recv<mp::Queue<std::string>>(); }, c.name);
     }
 }
 
