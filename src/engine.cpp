@@ -691,15 +691,9 @@ void EngineImpl::read_some(Worker& w) {
             if (h.length > wire::max_frame)
                 throw DecodeError(owner_ + ": corrupt frame from a worker");
             const std::size_t need = sizeof h + static_cast<std::size_t>(h.length);
-            if (w.in_len - pos < need) {
-                if (w.in.size() < need) {
-                    std::memmove(w.in.data(), w.in.data() + pos, w.in_len - pos);
-                    w.in_len -= pos;
-                    pos = 0;
-                    w.in.resize(need + kReadChunk);
-                }
-                break;
-            }
+            // Not all here yet: the buffer grows as its bytes arrive (at the top of the loop),
+            // never to a length announced ahead of them.
+            if (w.in_len - pos < need) break;
             handle_frame(w, h, w.in.data() + pos + sizeof h);
             pos += need;
         }
@@ -739,21 +733,11 @@ void EngineImpl::handle_results(Worker& w, const std::byte* p, std::size_t n, st
         fds.push_back(std::move(w.in_fds.front()));
         w.in_fds.pop_front();
     }
-    Decoder d(std::span<const std::byte>(p, n));
-    std::uint32_t count = 0;
-    d.read_bytes(&count, sizeof count);
-    std::size_t fd_at = 0;
-    for (std::uint32_t k = 0; k < count; ++k) {
-        std::uint64_t id = 0, ns = 0;
-        std::uint32_t rfds = 0;
-        d.read_bytes(&id, sizeof id);
-        d.read_bytes(&ns, sizeof ns);
-        d.read_bytes(&rfds, sizeof rfds);
-        const auto len = d.read_count(1);
-        auto bytes = d.take(len);
-        if (rfds > fds.size() - fd_at) throw DecodeError(owner_ + ": corrupt results from a worker");
-        std::span<UniqueFd> task_fds(fds.data() + fd_at, rfds);
-        fd_at += rfds;
+    wire::FrameRecords records(wire::Kind::results, std::span<const std::byte>(p, n), fds.size());
+    for (wire::FrameRecord rec; records.next(rec);) {
+        const std::uint64_t id = rec.id, ns = rec.ns;
+        const auto bytes = rec.bytes;
+        std::span<UniqueFd> task_fds(fds.data() + rec.first_fd, rec.nfds);
 
         // The worker answers in the order it was sent; anything else is a protocol error.
         if (w.held.empty() || w.held.front() != id) throw DecodeError(owner_ + ": results out of order");

@@ -19,9 +19,13 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "multiproc/connection.hpp"
+#include "multiproc/errors.hpp"
+#include "multiproc/reduction.hpp"
 
 namespace mp::detail::wire {
 
@@ -36,6 +40,51 @@ static_assert(sizeof(FrameHeader) == 16);
 
 /// Frames larger than this are a protocol error (a corrupt length), not an allocation.
 inline constexpr std::uint64_t max_frame = std::uint64_t{1} << 40;
+
+/// One record of a tasks frame (ns is 0 there) or of a results frame: its descriptors are the
+/// frame's [first_fd, first_fd + nfds).
+struct FrameRecord {
+    std::uint64_t id = 0;
+    std::uint64_t ns = 0;
+    std::uint32_t nfds = 0;
+    std::size_t first_fd = 0;
+    std::span<const std::byte> bytes;
+};
+
+/// Reads the records of a tasks or results frame (its payload, which came with `nfds`
+/// descriptors) one at a time, checking each against the bytes and descriptors left:
+/// mp::DecodeError for anything that does not fit. Reads only; allocates nothing.
+class FrameRecords {
+public:
+    FrameRecords(Kind kind, std::span<const std::byte> payload, std::size_t nfds)
+        : d_(payload), results_(kind == Kind::results), nfds_(nfds) {
+        d_.read_bytes(&count_, sizeof count_);
+    }
+    /// The next record into r; false after the last (mp::DecodeError on trailing bytes).
+    bool next(FrameRecord& r) {
+        if (done_ == count_) {
+            d_.finish();
+            return false;
+        }
+        ++done_;
+        d_.read_bytes(&r.id, sizeof r.id);
+        r.ns = 0;
+        if (results_) d_.read_bytes(&r.ns, sizeof r.ns);
+        d_.read_bytes(&r.nfds, sizeof r.nfds);
+        r.bytes = d_.take(d_.read_count(1));
+        if (r.nfds > nfds_ - fd_at_) throw DecodeError("multiproc: engine: descriptors missing from a frame");
+        r.first_fd = fd_at_;
+        fd_at_ += r.nfds;
+        return true;
+    }
+
+private:
+    Decoder d_;
+    bool results_;
+    std::size_t nfds_;
+    std::uint32_t count_ = 0, done_ = 0;
+    std::size_t fd_at_ = 0;
+};
 
 /// The shared page of one worker. task: id of the task running (0: none); element: the chunk
 /// item in progress.
@@ -52,5 +101,8 @@ struct WorkerBoot {
 
 /// The worker process's target: runs tasks from `conn` until told to exit.
 void worker_main(Connection conn, WorkerBoot boot);
+
+/// Testing hook: in a worker process, its socket to the supervisor (-1 elsewhere).
+int worker_socket() noexcept;
 
 }  // namespace mp::detail::wire

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +29,7 @@
 #include "spawn.hpp"
 #include "sys/exec.hpp"
 #include "sys/io.hpp"
+#include "sys/memfd.hpp"
 #include "sys/pidfd.hpp"
 #include "sys/socket.hpp"
 #include "sys/syscall.hpp"
@@ -40,7 +42,6 @@ namespace {
 constexpr int kControlFd = 3;
 // argv[2] of a server whose LD_BIND_NOW was added by start_locked (and is to be removed).
 constexpr const char* kAddedBindNow = "--bind-now-added";
-constexpr std::uint64_t kMaxRequest = std::uint64_t{1} << 31;
 
 // ---------------------------------------------------------------------------------------------
 // The server side.
@@ -139,34 +140,64 @@ sigset_t g_child_mask;
     run_prepared_child(child);
 }
 
-// One request: read it, fork, answer with the pid and a pidfd.
-[[gnu::hot, gnu::noinline]] bool serve_request(ServerState& st) {
+// True when the program closed its end of the control socket (a zero-length read is also what
+// an empty message gives).
+bool control_hung_up() {
+    pollfd p{kControlFd, POLLIN, 0};
+    return sys::poll_until(&p, 1, Deadline(Timeout(std::chrono::seconds(0)))) == 1 && (p.revents & POLLHUP);
+}
+
+// The record of the request message of `got` bytes in st.buf (-2: its descriptors were
+// truncated), with `fds` reduced to the reply socket and the call's; an exception when malformed.
+ChildBootstrap read_request(ServerState& st, ssize_t got, std::vector<UniqueFd>& fds,
+                            std::vector<std::byte>& stored) {
     auto& buf = st.buf;
+    if (got < 0) throw DecodeError("multiproc: forkserver: too many descriptors");
+    if (static_cast<std::size_t>(got) > buf.size())
+        throw DecodeError("multiproc: forkserver: oversized request message");
+    const ForkRequest r = parse_fork_request(std::span<const std::byte>(buf.data(), static_cast<std::size_t>(got)),
+                                             fds.size());
+    std::span<const std::byte> record = r.record;
+    if (r.in_memfd) {
+        if (sys::file_size(fds[1].get()) != r.length)
+            throw DecodeError("multiproc: forkserver: request record of the wrong length");
+        stored = read_bootstrap_file(fds[1].get(), r.length);
+        record = stored;
+    }
+    ChildBootstrap b = decode_fork_record(record, r);
+    fds.erase(fds.begin() + 1, fds.begin() + (r.in_memfd ? 2 : 1));
+    return b;
+}
+
+// One request: read it, fork, answer with the pid and a pidfd. A malformed request is answered
+// with -EBADMSG (when it brought something to answer on) and the server serves on.
+[[gnu::hot, gnu::noinline]] bool serve_request(ServerState& st) {
     std::vector<UniqueFd> fds;
-    // A request is one sendmsg whose first bytes carry the descriptors, and the kernel ends a
-    // read after bytes that brought descriptors: one read takes all of a small request (one
-    // system call), never a byte of the next one. The rest of a big one is read exactly.
-    std::size_t got = sys::recv_some(kControlFd, buf.data(), buf.size(), fds);
-    if (got == 0) return false;
-    std::uint64_t len = 0;
-    if (got < sizeof len && !recv_exact(kControlFd, buf.data() + got, sizeof len - got, fds))
-        throw EOFError("multiproc: forkserver: truncated request");
-    got = std::max(got, sizeof len);
-    std::memcpy(&len, buf.data(), sizeof len);
-    if (len > kMaxRequest) throw DecodeError("multiproc: forkserver: oversized request");
-    const std::size_t total = sizeof len + static_cast<std::size_t>(len);
-    if (got > total) throw DecodeError("multiproc: forkserver: malformed request");
-    if (buf.size() < total) buf.resize(total);
-    if (got < total && !recv_exact(kControlFd, buf.data() + got, total - got, fds))
-        throw EOFError("multiproc: forkserver: truncated request");
-    if (fds.empty()) throw DecodeError("multiproc: forkserver: request without a reply socket");
-    UniqueFd reply = std::move(fds.front());
-    fds.erase(fds.begin());
-    ChildBootstrap b = decode_bootstrap(std::span<const std::byte>(buf.data() + sizeof len, len));
-    if (fds.size() != b.nfds) {
-        send_i32(reply.get(), -EBADF);
+    // One message per request: one system call takes all of it. MSG_TRUNC: the length of the
+    // message, even when it is longer than the buffer (it is then malformed, and gone).
+    ssize_t got;
+    try {
+        got = sys::recv_once(kControlFd, st.buf.data(), st.buf.size(), fds, MSG_TRUNC);
+    } catch (const ProcessError&) {
+        got = -2;  // more descriptors than a message may carry
+    }
+    if (got == -1) throw_os_error("recvmsg", errno);
+    if (got == 0 && fds.empty() && control_hung_up()) return false;
+    std::vector<std::byte> stored;
+    ChildBootstrap b;
+    try {
+        b = read_request(st, got, fds, stored);
+    } catch (const std::exception&) {
+        if (!fds.empty()) {
+            // Without waiting: a hostile client's socket may never be read.
+            std::int32_t v = -EBADMSG;
+            iovec iov{&v, sizeof v};
+            static_cast<void>(sys::send_once(fds.front().get(), &iov, 1, {}, MSG_DONTWAIT));
+        }
         return true;
     }
+    UniqueFd reply = std::move(fds.front());
+    fds.erase(fds.begin());
     const bool daemon = b.daemon;
     const int n = static_cast<int>(fds.size());
     // Everything the fork would otherwise make either side allocate, before it.
@@ -230,6 +261,33 @@ void reap(Children& children) {
 }
 
 }  // namespace
+
+ForkRequest parse_fork_request(std::span<const std::byte> msg, std::size_t nfds) {
+    ForkRequestHead h;
+    if (msg.size() < sizeof h) throw DecodeError("multiproc: forkserver: request too short");
+    std::memcpy(&h, msg.data(), sizeof h);
+    ForkRequest r;
+    r.length = h.length;
+    r.in_memfd = h.kind == kMemfdRequest;
+    if ((h.kind != kInlineRequest && !r.in_memfd) || h.reserved != 0)
+        throw DecodeError("multiproc: forkserver: not a request");
+    if (h.length > kMaxBootstrap) throw DecodeError("multiproc: forkserver: oversized request");
+    const std::size_t body = msg.size() - sizeof h;
+    if (r.in_memfd ? body != 0 : body != h.length)
+        throw DecodeError("multiproc: forkserver: request length does not match the message");
+    const std::size_t fixed = r.in_memfd ? 2 : 1;  // the reply socket (and the memfd)
+    if (nfds < fixed) throw DecodeError("multiproc: forkserver: request without its descriptors");
+    r.record = msg.subspan(sizeof h);
+    r.call_fds = nfds - fixed;
+    return r;
+}
+
+ChildBootstrap decode_fork_record(std::span<const std::byte> record, const ForkRequest& r) {
+    ChildBootstrap b = decode_bootstrap(record);
+    if (b.nfds != r.call_fds)
+        throw DecodeError("multiproc: forkserver: the call's descriptors do not match its record");
+    return b;
+}
 
 void forkserver_main(int argc, char** argv) noexcept {
     ServerState st;
@@ -342,7 +400,7 @@ int reap_if_dead(Client& c) {
 }
 
 void start_locked(Client& c) {
-    auto pair = sys::make_socketpair();
+    auto pair = sys::make_socketpair(SOCK_SEQPACKET);
     // The server binds every symbol at load (see forkserver.hpp): its environment is ours plus
     // LD_BIND_NOW=1, unless we have one already.
     static char bind_now[] = "LD_BIND_NOW=1";
@@ -390,8 +448,16 @@ void start_locked(Client& c) {
 ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<const int> fds) {
     auto reply = sys::make_socketpair();
     std::vector<int> all{reply.write.get()};
+    ForkRequestHead head{kInlineRequest, 0, bootstrap.size()};
+    UniqueFd memfd;
+    if (bootstrap.size() > kInlineRecord) {
+        head.kind = kMemfdRequest;
+        memfd = sys::make_memfd("multiproc-forkserver-request", 0);
+        sys::write_all(memfd.get(), bootstrap.data(), bootstrap.size());
+        all.push_back(memfd.get());
+        bootstrap = {};
+    }
     all.insert(all.end(), fds.begin(), fds.end());
-    std::uint64_t len = bootstrap.size();
     Client& c = client();
     pid_t server = 0;
     {
@@ -401,7 +467,7 @@ ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<cons
         // other process holds its end), which restarts it: no poll of its pidfd first.
         for (int attempt = 0;; ++attempt) {
             if (c.pid == 0) start_locked(c);
-            iovec iov[2] = {{&len, sizeof len}, {const_cast<std::byte*>(bootstrap.data()), bootstrap.size()}};
+            iovec iov[2] = {{&head, sizeof head}, {const_cast<std::byte*>(bootstrap.data()), bootstrap.size()}};
             try {
                 sys::send_all(c.control.get(), iov, 2, all);
                 break;
@@ -434,6 +500,7 @@ ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<cons
         }
         throw ProcessError("multiproc: the forkserver closed the connection before starting the child");
     }
+    if (pid == -EBADMSG) throw ProcessError("multiproc: the forkserver refused a malformed request");
     if (pid < 0) throw_os_error("fork (in the forkserver)", -pid);
     if (got.empty()) throw ProcessError("multiproc: the forkserver sent no pidfd for the child");
     return ServerChild{pid, std::move(got.front()), std::move(reply.read)};
@@ -443,6 +510,15 @@ int forkserver_pid() noexcept {
     Client& c = client();
     std::lock_guard lk(c.m);
     return c.owner == ::getpid() ? c.pid : 0;
+}
+
+void forkserver_send_raw(std::span<const std::byte> msg, std::span<const int> fds) {
+    Client& c = client();
+    std::lock_guard lk(c.m);
+    if (c.owner != ::getpid()) forget_locked(c);
+    if (c.pid == 0) start_locked(c);
+    iovec iov{const_cast<std::byte*>(msg.data()), msg.size()};
+    if (sys::send_once(c.control.get(), &iov, 1, fds, 0) < 0) throw_os_error("sendmsg", errno);
 }
 
 void stop_forkserver() noexcept {

@@ -63,11 +63,14 @@
 #include <bit>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <exception>
 #include <new>
+#include <string>
 #include <system_error>
 
 #include "owner_tid.hpp"
+#include "queue_layout.hpp"
 #include "sys/futex.hpp"
 #include "sys/hole.hpp"
 #include "sys/mapping.hpp"
@@ -76,112 +79,9 @@
 #include "tsan_ignore.hpp"
 
 namespace mp::detail {
+using namespace queue_layout;
 namespace {
 
-constexpr std::uint64_t kMagic = 0x3165756575717075ULL;  // "upqueue1"
-constexpr std::size_t kSpan = std::size_t{1} << 36;      // 64 GiB of address space
-constexpr std::size_t kChunk = std::size_t{1} << 16;     // 64 KiB
-constexpr std::size_t kChunkHeader = 64;
-constexpr std::size_t kInlineMax = kChunk / 4;
-constexpr std::size_t kRecHeader = 8;
-constexpr int kClasses = 24;                          // 64 KiB << 0 .. 64 KiB << 23 (512 GiB)
-constexpr std::size_t kKeepResident = std::size_t{32} << 20;  // freed storage kept for reuse
-constexpr std::size_t kPage = 4096;
-constexpr std::uint32_t kInline = 1, kExtent = 2, kSkip = 3;
-
-// The ring of small items (see the file comment).
-constexpr std::size_t kSlot = 128;
-constexpr std::size_t kSlotPayload = kSlot - 16;
-constexpr std::uint64_t kRingUnbounded = 8192;         // slots of an unbounded queue (1 MiB)
-constexpr std::uint64_t kRingMax = std::uint64_t{1} << 16;  // bounded: min(maxsize, this)
-constexpr std::uint64_t kFree = 0, kWriting = 1, kReady = 2;
-constexpr std::uint64_t kPosMask = (std::uint64_t{1} << 40) - 1;
-
-constexpr std::size_t align8(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
-
-struct ChunkHeader {
-    std::atomic<std::uint64_t> next;  // the next chunk of the record stream (0: none yet)
-    std::uint64_t free_next;          // link in a free list
-    std::uint32_t cls;
-    std::uint32_t punched;            // pages given back while on the free list
-    std::uint64_t used;               // bytes written since allocated (what is resident)
-};
-static_assert(sizeof(ChunkHeader) <= kChunkHeader);
-
-// A slot's state word: [position - slot index : 40][writer's TID : 22][state : 2]. Storing the
-// position relative to the slot's index makes zero-filled memory mean "free for its first
-// lap", so a new queue touches no slot page before it is used.
-struct Slot {
-    std::atomic<std::uint64_t> state;
-    std::uint32_t len;
-    std::uint32_t reserved;
-    std::byte payload[kSlotPayload];
-};
-static_assert(sizeof(Slot) == kSlot);
-
-struct Record {
-    std::uint32_t len;
-    std::uint32_t kind;
-};
-static_assert(sizeof(Record) == kRecHeader);
-
-// A waiter parks on `seq` after raising `sleepers`; the other side, after publishing, clears
-// `sleepers` and bumps `seq` only if it was raised. A waiter that dies leaves `sleepers`
-// raised: that costs one needless wake, after which it is clear again.
-struct WaitWord {
-    alignas(64) std::atomic<std::uint32_t> seq;
-    std::atomic<std::uint32_t> sleepers;
-};
-
-struct Shared {
-    // Read-only after creation.
-    std::uint64_t magic;
-    std::int64_t maxsize;
-    std::uint64_t span;
-
-    std::uint64_t ring_off;
-    std::uint64_t ring_cap;
-    std::uint64_t ring_mask;  // ring_cap - 1 when a power of two, else 0
-
-    // The ring's next free and next full positions: hints any process may advance once the
-    // slot at the position has been claimed (positions are claimed in order).
-    alignas(128) std::atomic<std::uint64_t> enq;
-    alignas(128) std::atomic<std::uint64_t> deq;
-    // Nonzero while the chunk stream may hold items: small items then go there too (FIFO).
-    alignas(128) std::atomic<std::uint32_t> locked;
-    std::atomic<std::uint64_t> skipped;  // ring positions of producers that died in put()
-
-    // Producer side (written under prod_mu).
-    alignas(128) pthread_mutex_t prod_mu;
-    std::atomic<std::uint64_t> tail;
-    std::atomic<std::uint64_t> puts;
-    std::uint64_t pend_tail;
-    std::uint64_t pend_puts;
-    std::atomic<std::uint32_t> pend_valid;
-
-    // Consumer side (written under cons_mu).
-    alignas(128) pthread_mutex_t cons_mu;
-    std::atomic<std::uint64_t> head;
-    std::atomic<std::uint64_t> gets;
-    std::uint64_t pend_head;
-    std::uint64_t pend_gets;
-    std::atomic<std::uint32_t> pend_valid_c;
-
-    // Storage (under alloc_mu).
-    alignas(128) pthread_mutex_t alloc_mu;
-    std::uint64_t bump;
-    std::uint64_t resident_free;
-    std::uint64_t free_head[kClasses];
-
-    // JoinableQueue.
-    alignas(128) std::atomic<std::uint64_t> tasks_done;
-
-    alignas(128) WaitWord items;  // consumers wait for the tail to move
-    alignas(128) WaitWord room;   // producers of a bounded queue wait for the gets to move
-    alignas(128) WaitWord joined; // join() waits for tasks_done to reach puts
-};
-static_assert(sizeof(Shared) <= kChunk);
-static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -277,6 +177,44 @@ inline void wake_after_rmw(WaitWord& w) noexcept {
     }
 }
 
+[[noreturn]] void corrupt(const char* what) {
+    throw ProcessError(std::string("multiproc: queue memory is corrupt (") + what + ")");
+}
+
+// One read of a field any process may rewrite at any time: what is checked is what is used.
+template <class T>
+T read_once(const T& v) noexcept {
+    return __atomic_load_n(&v, __ATOMIC_RELAXED);
+}
+
+// The read-only part of the header as it must be for a queue of `maxsize` (what the creator
+// wrote), or nullptr.
+const char* header_error(std::uint64_t magic, std::int64_t maxsize, std::uint64_t span,
+                         std::uint64_t ring_off, std::uint64_t ring_cap, std::uint64_t ring_mask) {
+    if (magic != kMagic || span != kSpan) return "header";
+    if (maxsize < 0) return "maxsize";
+    const std::uint64_t cap =
+        maxsize > 0 ? std::min(static_cast<std::uint64_t>(maxsize), kRingMax) : kRingUnbounded;
+    if (ring_cap != cap) return "ring capacity";
+    if (ring_off != kChunk) return "ring offset";
+    if (ring_mask != (std::has_single_bit(cap) ? cap - 1 : 0)) return "ring mask";
+    return nullptr;
+}
+
+// A slot word any producer or consumer could have written: a known state, a writer's TID
+// exactly while writing, and (for a ring of 2^k slots) a position that maps to its own slot.
+void check_slot_word(std::uint64_t w, std::uint64_t mask) {
+    const std::uint64_t st = slot_state(w);
+    if (st > kReady || (st == kWriting) != (slot_tid(w) != 0) || ((w >> 24) & mask) != 0)
+        corrupt("slot state");
+}
+
+// Positions a get or put may walk past in one call before the ring is called corrupt. The
+// hints lag the claimed positions by at most one (a process claims a position only at the
+// hint, after moving it there), so a walk longer than a lap of the ring plus what concurrent
+// calls can claim meanwhile means slot words that no process wrote.
+constexpr std::uint64_t kWalkSlack = 4096;
+
 enum class RingPut { done, full, locked };
 enum class RingGet { got, empty, writing };
 
@@ -284,17 +222,57 @@ enum class RingGet { got, empty, writing };
 
 class QueueCore {
 public:
+    // Checks the read-only part of the header (mp::ProcessError when corrupt) and keeps this
+    // copy of it: ring geometry and bound are never read from shared memory again.
     QueueCore(UniqueFd fd, sys::Mapping map) : fd_(std::move(fd)), map_(std::move(map)) {
         sh_ = reinterpret_cast<Shared*>(map_.data());
+        const Shared& s = *sh_;
+        maxsize_ = read_once(s.maxsize);
+        cap_ = read_once(s.ring_cap);
+        mask_ = read_once(s.ring_mask);
+        if (const char* e = header_error(read_once(s.magic), maxsize_, read_once(s.span),
+                                         read_once(s.ring_off), cap_, mask_))
+            corrupt(e);
+        ring_end_ = kChunk + ((cap_ * kSlot + kChunk - 1) & ~std::uint64_t{kChunk - 1});
     }
 
     Shared& sh() const noexcept { return *sh_; }
     int fd() const noexcept { return fd_.get(); }
+    std::int64_t maxsize() const noexcept { return maxsize_; }
+    std::uint64_t cap() const noexcept { return cap_; }
+    // Every operation first compares the shared header with the copy attached: a peer that
+    // rewrote it has corrupted the queue (the copy keeps this process safe; the error says so).
+    void recheck() const {
+        const Shared& s = *sh_;
+        if (read_once(s.magic) != kMagic || read_once(s.maxsize) != maxsize_ ||
+            read_once(s.span) != kSpan || read_once(s.ring_off) != kChunk ||
+            read_once(s.ring_cap) != cap_ || read_once(s.ring_mask) != mask_)
+            corrupt("header rewritten");
+    }
     std::byte* at(std::uint64_t off) const {
-        if (off >= kSpan) throw ProcessError("multiproc: corrupt queue: offset outside its storage");
+        if (off >= kSpan) corrupt("offset outside its storage");
         return map_.data() + off;
     }
-    ChunkHeader* chunk(std::uint64_t off) const { return reinterpret_cast<ChunkHeader*>(at(off)); }
+    // The storage at `off` of class `cls` (a chunk or an extent), after checking that all of it
+    // lies in the storage area (past the ring, inside the span, 64 KiB aligned).
+    ChunkHeader* chunk_checked(std::uint64_t off, std::uint32_t cls) const {
+        if (!chunk_ok(off, cls)) corrupt("storage offset");
+        return reinterpret_cast<ChunkHeader*>(map_.data() + off);
+    }
+    bool chunk_ok(std::uint64_t off, std::uint32_t cls) const noexcept {
+        return cls < static_cast<std::uint32_t>(kClasses) && off % kChunk == 0 && off >= ring_end_ &&
+               off <= kSpan && (std::uint64_t{kChunk} << cls) <= kSpan - off;
+    }
+    ChunkHeader* chunk(std::uint64_t off) const { return chunk_checked(off, 0); }
+    // A record position of the chunk stream: 8-byte aligned, past its chunk's header, with room
+    // for a record header before the chunk's end.
+    std::uint64_t record_checked(std::uint64_t pos) const {
+        const std::uint64_t in = pos & (kChunk - 1);
+        if (pos % 8 != 0 || in < kChunkHeader || in + kRecHeader > kChunk ||
+            !chunk_ok(pos - in, 0))
+            corrupt("record position");
+        return pos;
+    }
 
     std::uint64_t alloc(std::uint32_t cls);
     void release(std::uint64_t off) noexcept;
@@ -306,10 +284,10 @@ public:
     bool wait_until(WaitWord& w, Changed changed, Deadline deadline, bool sliced);
 
     Slot& slot(std::uint64_t pos, std::uint64_t& index) const noexcept {
-        const Shared& s = *sh_;
-        index = s.ring_mask ? (pos & s.ring_mask) : (pos % s.ring_cap);
-        return reinterpret_cast<Slot*>(map_.data() + s.ring_off)[index];
+        index = mask_ ? (pos & mask_) : (pos % cap_);
+        return reinterpret_cast<Slot*>(map_.data() + kChunk)[index];
     }
+    std::uint64_t mask() const noexcept { return mask_; }
     RingPut ring_put(std::size_t n, QueueFill fill, const void* ctx, std::uint64_t& pos,
                      std::uint64_t& word);
     RingGet ring_get(QueueRead read, void* ctx, std::uint64_t& pos, std::uint64_t& word);
@@ -326,6 +304,8 @@ private:
     UniqueFd fd_;
     sys::Mapping map_;
     Shared* sh_ = nullptr;
+    std::int64_t maxsize_ = 0;
+    std::uint64_t cap_ = 1, mask_ = 0, ring_end_ = 0;
     std::atomic<std::int64_t> spin_ns_{20'000};
 };
 
@@ -351,20 +331,21 @@ std::uint64_t QueueCore::alloc(std::uint32_t cls) {
     {
         (void)lock_mutex(&s.alloc_mu, Deadline::never());  // every step below is one store
         Unlock u{&s.alloc_mu};
-        if ((off = s.free_head[cls]) != 0) {
-            ChunkHeader* c = chunk(off);
+        if ((off = read_once(s.free_head[cls])) != 0) {
+            ChunkHeader* c = chunk_checked(off, cls);
             s.free_head[cls] = c->free_next;
             if (!c->punched) s.resident_free -= std::min<std::uint64_t>(s.resident_free, c->used);
         } else {
-            if (s.bump + size > kSpan)
+            off = read_once(s.bump);
+            if (off % kChunk != 0 || off < ring_end_ || off > kSpan) corrupt("allocation mark");
+            if (size > kSpan - off)
                 throw std::system_error(ENOMEM, std::generic_category(),
                                         "multiproc: Queue: 64 GiB of items waiting in one queue");
-            off = s.bump;
-            s.bump += size;
-            chunk(off)->used = kPage;
+            s.bump = off + size;
+            chunk_checked(off, cls)->used = kPage;
         }
     }
-    ChunkHeader* c = chunk(off);
+    ChunkHeader* c = chunk_checked(off, cls);
     c->next.store(0, std::memory_order_relaxed);
     c->free_next = 0;
     c->cls = cls;
@@ -374,8 +355,11 @@ std::uint64_t QueueCore::alloc(std::uint32_t cls) {
 
 void QueueCore::release(std::uint64_t off) noexcept {
     Shared& s = sh();
-    ChunkHeader* c = chunk(off);
-    const std::uint64_t size = std::uint64_t{kChunk} << c->cls;
+    auto* c = reinterpret_cast<ChunkHeader*>(map_.data() + off);  // off: checked by the caller
+    const std::uint32_t cls = read_once(c->cls);
+    // Storage whose class a peer rewrote is left out of the free lists (lost, not reused).
+    if (!chunk_ok(off, cls)) return;
+    const std::uint64_t size = std::uint64_t{kChunk} << cls;
     const std::uint64_t used = std::min(size, (c->used + kPage - 1) & ~std::uint64_t{kPage - 1});
     // Freed storage stays resident up to kKeepResident (reused without page faults); beyond
     // that its pages go back to the kernel now, before it becomes reachable from a free list.
@@ -391,9 +375,9 @@ void QueueCore::release(std::uint64_t off) noexcept {
     c->used = punch ? kPage : used;
     (void)lock_mutex(&s.alloc_mu, Deadline::never());
     Unlock u{&s.alloc_mu};
-    c->free_next = s.free_head[c->cls];
+    c->free_next = s.free_head[cls];
     if (!punch) s.resident_free += used;
-    s.free_head[c->cls] = off;
+    s.free_head[cls] = off;
 }
 
 void QueueCore::repair_producer() noexcept {
@@ -419,7 +403,7 @@ void QueueCore::repair_consumer() noexcept {
 void QueueCore::append(std::uint32_t kind, std::size_t len, QueueFill fill, const void* ctx,
                        std::uint64_t ext_off, std::uint64_t ext_len) {
     Shared& s = sh();
-    std::uint64_t pos = s.tail.load(std::memory_order_relaxed);
+    std::uint64_t pos = record_checked(s.tail.load(std::memory_order_relaxed));
     const std::uint64_t base = pos & ~std::uint64_t{kChunk - 1};
     const std::size_t rec = kRecHeader + align8(len);
     if (pos + rec + kRecHeader > base + kChunk) {
@@ -430,6 +414,8 @@ void QueueCore::append(std::uint32_t kind, std::size_t len, QueueFill fill, cons
             next = alloc(0);
             chunk(next)->used = kChunk;
             c->next.store(next, std::memory_order_relaxed);
+        } else if (!chunk_ok(next, 0)) {
+            corrupt("chunk link");
         }
         auto* skip = reinterpret_cast<Record*>(at(pos));
         skip->len = 0;
@@ -505,7 +491,8 @@ RingPut QueueCore::ring_put(std::size_t n, QueueFill fill, const void* ctx, std:
                             std::uint64_t& w) {
     Shared& s = sh();
     p = s.enq.load(std::memory_order_acquire);
-    for (;;) {
+    for (std::uint64_t walked = 0;; ++walked) {
+        if (walked > cap_ + kWalkSlack) corrupt("ring positions");
         std::uint64_t idx;
         Slot& sl = slot(p, idx);
         std::uint64_t cur = slot_word(p, idx, 0, kFree);
@@ -519,7 +506,13 @@ RingPut QueueCore::ring_put(std::size_t n, QueueFill fill, const void* ctx, std:
             wake_after_rmw(s.items);
             return RingPut::done;
         }
-        if (pos_diff(slot_pos(cur, idx), p) >= 0) {
+        check_slot_word(cur, mask_);
+        const std::int64_t d = pos_diff(slot_pos(cur, idx), p);
+        // The slot of a position the hint has reached was claimed for that position, or is
+        // the previous lap's, not consumed yet (full); never older, never free for an old lap.
+        if (d < -static_cast<std::int64_t>(cap_) || (d < 0 && slot_state(cur) == kFree))
+            corrupt("slot position");
+        if (d >= 0) {
             // Position p is claimed already (perhaps consumed too): move the hint on.
             std::uint64_t e = p;
             p = s.enq.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst,
@@ -546,10 +539,12 @@ RingPut QueueCore::ring_put(std::size_t n, QueueFill fill, const void* ctx, std:
 RingGet QueueCore::ring_get(QueueRead read, void* ctx, std::uint64_t& p, std::uint64_t& w) {
     Shared& s = sh();
     p = s.deq.load(std::memory_order_acquire);
-    for (;;) {
+    for (std::uint64_t walked = 0;; ++walked) {
+        if (walked > cap_ + kWalkSlack) corrupt("ring positions");
         std::uint64_t idx;
         Slot& sl = slot(p, idx);
         w = sl.state.load(std::memory_order_acquire);
+        check_slot_word(w, mask_);
         const std::uint64_t ready = slot_word(p, idx, 0, kReady);
         if (w == ready) {
             std::size_t len;
@@ -563,7 +558,7 @@ RingGet QueueCore::ring_get(QueueRead read, void* ctx, std::uint64_t& p, std::ui
             }
             std::atomic_thread_fence(std::memory_order_acquire);
             if (sl.state.load(std::memory_order_relaxed) != ready) continue;
-            if (len > kSlotPayload) throw ProcessError("multiproc: corrupt queue: slot length");
+            if (len > kSlotPayload) corrupt("slot length");
             std::exception_ptr err;
             try {
                 read(ctx, buf, len);
@@ -571,11 +566,11 @@ RingGet QueueCore::ring_get(QueueRead read, void* ctx, std::uint64_t& p, std::ui
                 err = std::current_exception();  // the item is consumed all the same (Python)
             }
             std::uint64_t cur = ready;
-            if (sl.state.compare_exchange_strong(cur, slot_word(p + s.ring_cap, idx, 0, kFree),
+            if (sl.state.compare_exchange_strong(cur, slot_word(p + cap_, idx, 0, kFree),
                                                  std::memory_order_seq_cst, std::memory_order_acquire)) {
                 std::uint64_t e = p;
                 s.deq.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst, std::memory_order_relaxed);
-                if (s.maxsize > 0) wake_after_rmw(s.room);
+                if (maxsize_ > 0) wake_after_rmw(s.room);
                 if (err) std::rethrow_exception(err);
                 return RingGet::got;
             }
@@ -592,8 +587,10 @@ RingGet QueueCore::ring_get(QueueRead read, void* ctx, std::uint64_t& p, std::ui
                     : e;
             continue;
         }
+        // Slot positions only grow, and they were at or past p when the hint was read at p: an
+        // older position at an unchanged hint is no process's writing.
         const std::uint64_t now = s.deq.load(std::memory_order_acquire);
-        if (now == p) return RingGet::empty;
+        if (now == p) corrupt("slot position");
         p = now;
     }
 }
@@ -621,13 +618,13 @@ void QueueCore::skip_if_dead(std::uint64_t p, std::uint64_t w) noexcept {
     Shared& s = sh();
     std::uint64_t idx;
     Slot& sl = slot(p, idx);
-    if (!sl.state.compare_exchange_strong(w, slot_word(p + s.ring_cap, idx, 0, kFree),
+    if (!sl.state.compare_exchange_strong(w, slot_word(p + cap_, idx, 0, kFree),
                                           std::memory_order_seq_cst, std::memory_order_relaxed))
         return;
     s.skipped.fetch_add(1, std::memory_order_seq_cst);
     std::uint64_t e = p;
     s.deq.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst, std::memory_order_relaxed);
-    if (s.maxsize > 0) wake_after_rmw(s.room);
+    if (maxsize_ > 0) wake_after_rmw(s.room);
 }
 
 // The chunk stream: items too big for a slot, and small items while it holds any (or when an
@@ -640,8 +637,8 @@ int QueueCore::chunk_put(std::uint32_t kind, std::size_t n, QueueFill fill, cons
     if (l == Locked::timed_out) return 0;
     Unlock u{&s.prod_mu};
     if (l == Locked::owner_died) repair_producer();
-    if (s.maxsize > 0) {
-        const auto max = static_cast<std::uint64_t>(s.maxsize);
+    if (maxsize_ > 0) {
+        const auto max = static_cast<std::uint64_t>(maxsize_);
         auto used = [&] {
             return ring_items() + s.puts.load(std::memory_order_seq_cst) -
                    s.gets.load(std::memory_order_seq_cst);
@@ -675,7 +672,10 @@ int QueueCore::chunk_get(QueueRead read, void* ctx, Deadline deadline) {
     if (l == Locked::timed_out) return -1;
     Unlock u{&s.cons_mu};
     if (l == Locked::owner_died) repair_consumer();
-    for (;;) {
+    // A chunk begins with a record, never with a skip (see append): two skips in a row are no
+    // producer's writing, and a cycle of chunks would otherwise be walked forever.
+    for (int skips = 0;; ++skips) {
+        if (skips > 1) corrupt("chunk links");
         const std::uint64_t pos = s.head.load(std::memory_order_relaxed);
         if (pos == s.tail.load(std::memory_order_acquire)) {
             const int r = ::pthread_mutex_trylock(&s.prod_mu);
@@ -688,11 +688,12 @@ int QueueCore::chunk_get(QueueRead read, void* ctx, Deadline deadline) {
             ::pthread_mutex_unlock(&s.prod_mu);
             return 2;
         }
-        const Record r = *reinterpret_cast<const Record*>(at(pos));
+        Record r;
+        std::memcpy(&r, at(record_checked(pos)), sizeof r);  // read once
+        const std::uint64_t base = pos & ~std::uint64_t{kChunk - 1};
         if (r.kind == kSkip) {
-            const std::uint64_t base = pos & ~std::uint64_t{kChunk - 1};
             const std::uint64_t next = chunk(base)->next.load(std::memory_order_relaxed);
-            if (next == 0) throw ProcessError("multiproc: corrupt queue: chunk without a successor");
+            if (next == 0 || !chunk_ok(next, 0)) corrupt("chunk link");
             s.head.store(next + kChunkHeader, std::memory_order_release);
             release(base);
             continue;
@@ -701,19 +702,23 @@ int QueueCore::chunk_get(QueueRead read, void* ctx, Deadline deadline) {
         std::uint64_t ext = 0;
         const std::byte* src;
         std::size_t n;
+        if (pos + kRecHeader + align8(r.len) > base + kChunk) corrupt("record length");
         if (r.kind == kInline) {
             src = at(pos + kRecHeader);
             n = r.len;
         } else if (r.kind == kExtent) {
             std::uint64_t len;
+            if (r.len != 16) corrupt("record length");
             std::memcpy(&ext, at(pos + kRecHeader), sizeof ext);
             std::memcpy(&len, at(pos + kRecHeader + 8), sizeof len);
-            if (ext + kChunkHeader + len > kSpan)
-                throw ProcessError("multiproc: corrupt queue: item outside its storage");
+            // The extent's class, read once: the item must lie inside the extent.
+            const std::uint32_t cls = read_once(chunk(ext)->cls);
+            if (!chunk_ok(ext, cls) || len > (std::uint64_t{kChunk} << cls) - kChunkHeader)
+                corrupt("item outside its storage");
             src = at(ext + kChunkHeader);
             n = static_cast<std::size_t>(len);
         } else {
-            throw ProcessError("multiproc: corrupt queue: unknown record kind");
+            corrupt("record kind");
         }
         std::exception_ptr err;
         try {
@@ -732,7 +737,7 @@ int QueueCore::chunk_get(QueueRead read, void* ctx, Deadline deadline) {
         u.m = nullptr;
         ::pthread_mutex_unlock(&s.cons_mu);
         if (ext) release(ext);
-        if (s.maxsize > 0) wake(s.room);
+        if (maxsize_ > 0) wake(s.room);
         if (err) std::rethrow_exception(err);
         return 1;
     }
@@ -764,9 +769,19 @@ QueueHandle::QueueHandle(std::int64_t maxsize) {
     s->head.store(first + kChunkHeader, std::memory_order_release);
 }
 
+namespace {
+
+QueueCore& attached(const std::shared_ptr<QueueCore>& core) {
+    if (!core) throw UsageError("multiproc: use of an empty (moved-from or unloaded) queue");
+    return *core;
+}
+
+}  // namespace
+
 QueueCore& QueueHandle::core() const {
-    if (!core_) throw UsageError("multiproc: use of an empty (moved-from or unloaded) queue");
-    return *core_;
+    QueueCore& q = attached(core_);
+    q.recheck();
+    return q;
 }
 
 bool QueueHandle::put(std::size_t n, QueueFill fill, const void* ctx, Deadline deadline) {
@@ -775,7 +790,7 @@ bool QueueHandle::put(std::size_t n, QueueFill fill, const void* ctx, Deadline d
         throw UsageError("multiproc: put() on a closed queue");
     Shared& s = q.sh();
     const bool small = n <= kSlotPayload;
-    const bool ring_is_bound = s.maxsize > 0 && s.ring_cap >= static_cast<std::uint64_t>(s.maxsize);
+    const bool ring_is_bound = q.maxsize() > 0 && q.cap() >= static_cast<std::uint64_t>(q.maxsize());
 
     // A big item goes to an extent of its own, filled before taking the producers' mutex.
     std::uint64_t ext = 0;
@@ -865,7 +880,7 @@ std::size_t QueueHandle::qsize() const {
     return static_cast<std::size_t>(q.ring_items() + (puts > gets ? puts - gets : 0));
 }
 
-std::int64_t QueueHandle::maxsize() const { return core().sh().maxsize; }
+std::int64_t QueueHandle::maxsize() const { return core().maxsize(); }
 
 void QueueHandle::close() noexcept {
     if (core_) core_->closed.store(true, std::memory_order_relaxed);
@@ -912,8 +927,8 @@ void QueueHandle::join() {
 }
 
 void QueueHandle::save(Encoder& e) const {
-    QueueCore& q = core();
-    e.add_fd(q.fd());
+    // Passing the handle on reads nothing of the queue's memory (the receiver checks it).
+    e.add_fd(attached(core_).fd());
     e.write_size(kMagic);
 }
 

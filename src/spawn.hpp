@@ -67,6 +67,12 @@ std::vector<std::byte> encode_bootstrap(const CurrentProcess::Info& child,
                                         std::span<const std::byte> call, std::size_t nfds);
 /// Decodes a bootstrap record (mp::DecodeError when it is not one).
 ChildBootstrap decode_bootstrap(std::span<const std::byte> bytes);
+/// Records longer than this are refused before anything is allocated for them.
+inline constexpr std::uint64_t kMaxBootstrap = std::uint64_t{1} << 31;
+/// Reads the `size`-byte bootstrap record that the file `fd` (a memfd) holds from offset 0:
+/// mp::DecodeError when size exceeds kMaxBootstrap or the file holds fewer bytes. The buffer
+/// grows with the bytes read, never ahead of them.
+std::vector<std::byte> read_bootstrap_file(int fd, std::uint64_t size);
 
 class ShippedTarget;  // spawn_child.cpp
 

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -119,16 +120,7 @@ namespace {
         UniqueFd payload(kSpawnPayloadFd);
         // The status pipe is only for the missing-init report, which cannot happen any more.
         ::close(kSpawnStatusFd);
-        std::vector<std::byte> bytes(sys::file_size(payload.get()));
-        std::size_t got = 0;
-        while (got < bytes.size()) {
-            ssize_t r = sys::retry_eintr([&] {
-                return ::pread(payload.get(), bytes.data() + got, bytes.size() - got, static_cast<off_t>(got));
-            });
-            if (r < 0) throw_os_error("pread");
-            if (r == 0) throw DecodeError("multiproc: truncated bootstrap record");
-            got += static_cast<std::size_t>(r);
-        }
+        std::vector<std::byte> bytes = read_bootstrap_file(payload.get(), sys::file_size(payload.get()));
         b = decode_bootstrap(bytes);
         for (std::uint32_t i = 0; i < b.nfds; ++i) {
             int fd = kSpawnFirstCallFd + static_cast<int>(i);
@@ -163,6 +155,25 @@ std::vector<std::byte> encode_bootstrap(const CurrentProcess::Info& child,
     e.write_bytes(call.data(), call.size());
     e(n);
     return std::move(e.bytes());
+}
+
+std::vector<std::byte> read_bootstrap_file(int fd, std::uint64_t size) {
+    if (size > kMaxBootstrap) throw DecodeError("multiproc: oversized bootstrap record");
+    constexpr std::size_t kFirstStep = std::size_t{64} << 10;
+    std::vector<std::byte> bytes;
+    std::size_t got = 0;
+    while (got < size) {
+        // Doubling as the bytes come: a file shorter than announced costs what it holds.
+        if (got == bytes.size())
+            bytes.resize(static_cast<std::size_t>(std::min<std::uint64_t>(size, std::max(kFirstStep, got * 2))));
+        ssize_t r = sys::retry_eintr([&] {
+            return ::pread(fd, bytes.data() + got, bytes.size() - got, static_cast<off_t>(got));
+        });
+        if (r < 0) throw_os_error("pread");
+        if (r == 0) throw DecodeError("multiproc: truncated bootstrap record");
+        got += static_cast<std::size_t>(r);
+    }
+    return bytes;
 }
 
 ChildBootstrap decode_bootstrap(std::span<const std::byte> bytes) {

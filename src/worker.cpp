@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -15,6 +16,7 @@
 #include "multiproc/callable.hpp"
 #include "multiproc/detail/task.hpp"
 #include "sys/mapping.hpp"
+#include "sys/memfd.hpp"
 #include "sys/socket.hpp"
 
 namespace mp::detail {
@@ -26,6 +28,12 @@ std::atomic<std::uint64_t>* g_progress = nullptr;
 std::atomic<std::uint64_t>* worker_progress_slot() noexcept {
     return g_progress;
 }
+
+namespace {
+int g_socket = -1;
+}  // namespace
+
+int wire::worker_socket() noexcept { return g_socket; }
 
 namespace wire {
 namespace {
@@ -39,6 +47,8 @@ constexpr const char* kThreadVars[] = {
 // Results of tasks that take this long are sent at once rather than with the rest of their
 // batch: a crash later in the batch then loses little finished work.
 constexpr auto kFlushAfter = std::chrono::milliseconds(1);
+// A frame's payload buffer starts at this size and doubles as its bytes arrive.
+constexpr std::size_t kFirstStep = std::size_t{64} << 10;
 
 class Reader {
 public:
@@ -50,8 +60,16 @@ public:
         taken_ = 0;
         if (!read_exact(&h, sizeof h)) return false;
         if (h.length > max_frame) throw DecodeError("multiproc: worker: corrupt frame length");
-        buf_.resize(static_cast<std::size_t>(h.length));
-        if (!read_exact(buf_.data(), buf_.size())) return false;
+        // The buffer grows with the bytes that arrive (doubling), never to a length announced
+        // ahead of them: a corrupt header costs what was sent, not what it claims.
+        const auto n = static_cast<std::size_t>(h.length);
+        std::size_t got = 0;
+        buf_.clear();
+        while (got < n) {
+            buf_.resize(std::min(n, std::max({kFirstStep, got * 2, buf_.capacity()})));
+            if (!read_exact(buf_.data() + got, buf_.size() - got)) return false;
+            got = buf_.size();
+        }
         if (fds_.size() < h.nfds) throw DecodeError("multiproc: worker: descriptors missing");
         taken_ = h.nfds;
         return true;
@@ -75,13 +93,6 @@ private:
     std::vector<UniqueFd> fds_;
     std::size_t taken_ = 0;
 };
-
-template <class T>
-T take(Decoder& d) {
-    T v;
-    d.read_bytes(&v, sizeof v);
-    return v;
-}
 
 template <class T>
 void patch(std::vector<std::byte>& b, std::size_t at, T v) {
@@ -162,19 +173,13 @@ private:
 };
 
 void run_batch(int sock, Reader& rd, WorkerSlot* slot, ResultBatch& results) {
-    Decoder d(rd.payload());
-    const auto count = take<std::uint32_t>(d);
     auto fds = rd.fds();
-    std::size_t fd_at = 0;
+    FrameRecords records(Kind::tasks, rd.payload(), fds.size());
     auto last_flush = std::chrono::steady_clock::now();
-    for (std::uint32_t k = 0; k < count; ++k) {
-        const auto id = take<std::uint64_t>(d);
-        const auto nfds = take<std::uint32_t>(d);
-        const auto n = d.read_count(1);
-        auto call = d.take(n);
-        if (nfds > fds.size() - fd_at) throw DecodeError("multiproc: worker: descriptors missing");
-        auto task_fds = fds.subspan(fd_at, nfds);
-        fd_at += nfds;
+    for (FrameRecord rec; records.next(rec);) {
+        const std::uint64_t id = rec.id;
+        const auto call = rec.bytes;
+        auto task_fds = fds.subspan(rec.first_fd, rec.nfds);
         slot->element.store(0, std::memory_order_relaxed);
         slot->task.store(id, std::memory_order_release);
         const auto t0 = std::chrono::steady_clock::now();
@@ -218,11 +223,14 @@ void worker_main(Connection conn, WorkerBoot boot) {
     }
 
     const int sock = conn.fileno();
+    g_socket = sock;
     Reader rd(sock);
     FrameHeader h{};
     try {
         if (!rd.next(h) || h.kind != static_cast<std::uint32_t>(Kind::init) || rd.fds().empty())
             return;
+        if (sys::file_size(rd.fds()[0].get()) < sizeof(WorkerSlot))
+            throw DecodeError("multiproc: worker: progress slot too small");
         sys::Mapping slot_map = sys::Mapping::map_shared(rd.fds()[0].get(), sizeof(WorkerSlot));
         auto* slot = reinterpret_cast<WorkerSlot*>(slot_map.data());
         g_progress = &slot->element;

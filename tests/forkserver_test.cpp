@@ -7,13 +7,21 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "forkserver.hpp"
+#include "spawn.hpp"
+#include "sys/io.hpp"
+#include "sys/memfd.hpp"
+#include "sys/socket.hpp"
 #include "multiproc/connection.hpp"
 #include "multiproc/context.hpp"
 #include "multiproc/process.hpp"
@@ -27,6 +35,7 @@ void wait_for_go(mp::Connection c) {
     c.send(1);
     static_cast<void>(c.recv<int>());
 }
+void send_back(std::string s, mp::Connection c) { c.send(s); }
 void block_forever(mp::Connection c) {
     c.send(1);
     for (;;) ::pause();
@@ -151,6 +160,93 @@ TEST_F(ForkServer, MultiThreadedParentStartsChildren) {
     }
     for (auto& th : threads) th.join();
     EXPECT_EQ(ok.load(), kThreads * kEach);
+}
+
+// ---- hostile requests ----------------------------------------------------------------------
+// Whatever arrives on the control socket, the server refuses what is malformed (answering
+// -EBADMSG where it can), allocates nothing for lengths it has not received, and serves on.
+
+std::vector<std::byte> request(std::uint32_t kind, std::uint64_t length, std::span<const std::byte> body) {
+    mp::detail::ForkRequestHead h{kind, 0, length};
+    std::vector<std::byte> m(sizeof h + body.size());
+    std::memcpy(m.data(), &h, sizeof h);
+    if (!body.empty()) std::memcpy(m.data() + sizeof h, body.data(), body.size());
+    return m;
+}
+
+std::vector<std::byte> garbage(std::size_t n) {
+    std::vector<std::byte> g(n);
+    for (std::size_t i = 0; i < n; ++i) g[i] = static_cast<std::byte>((i * 167 + 13) & 0xff);
+    return g;
+}
+
+// Sends msg with a fresh reply socket (then `extra` descriptors) and returns the server's
+// answer (nullopt when it closed the reply socket without one).
+std::optional<std::int32_t> hostile(const std::vector<std::byte>& msg, std::vector<int> extra = {}) {
+    auto reply = mp::sys::make_socketpair();
+    extra.insert(extra.begin(), reply.write.get());
+    mp::detail::forkserver_send_raw(msg, extra);
+    reply.write.reset();
+    if (!mp::sys::wait_readable(reply.read.get(), mp::detail::Deadline(mp::Timeout(std::chrono::seconds(30)))))
+        return std::nullopt;
+    std::int32_t v = 0;
+    std::vector<mp::detail::UniqueFd> fds;
+    if (mp::sys::recv_some(reply.read.get(), &v, sizeof v, fds) != sizeof v) return std::nullopt;
+    return v;
+}
+
+TEST_F(ForkServer, MalformedRequestsAreRefusedAndTheServerServesOn) {
+    auto p = ctx.Process(&exit_with, 3);
+    p.start();
+    p.join();
+    const pid_t server = mp::detail::forkserver_pid();
+    ASSERT_GT(server, 0);
+
+    const auto junk = garbage(1000);
+    mp::CurrentProcess::Info who;
+    who.name = "hostile";
+    const auto three_fds = mp::detail::encode_bootstrap(who, {}, 3);  // announces 3, brings none
+    auto empty_memfd = mp::sys::make_memfd("hostile", 0);
+    struct Case {
+        const char* name;
+        std::vector<std::byte> msg;
+        std::vector<int> extra;
+    };
+    const std::uint64_t huge = std::uint64_t{1} << 40;
+    const Case cases[] = {
+        {"an old-style 8-byte length", std::vector<std::byte>(garbage(8)), {}},
+        {"inline, length 2^40", request(mp::detail::kInlineRequest, huge, {}), {}},
+        {"inline, length 2 GiB - 1, 1000 bytes", request(mp::detail::kInlineRequest, (std::uint64_t{1} << 31) - 1, junk), {}},
+        {"inline, garbage record", request(mp::detail::kInlineRequest, junk.size(), junk), {}},
+        {"memfd, length 2^40", request(mp::detail::kMemfdRequest, huge, {}), {empty_memfd.get()}},
+        {"memfd, empty file announced as 1 GiB", request(mp::detail::kMemfdRequest, std::uint64_t{1} << 30, {}), {empty_memfd.get()}},
+        {"memfd kind without the memfd", request(mp::detail::kMemfdRequest, 100, {}), {}},
+        {"unknown kind", request(7, junk.size(), junk), {}},
+        {"descriptors missing", request(mp::detail::kInlineRequest, three_fds.size(), three_fds), {}},
+        {"longer than any request message", garbage(100'000), {}},
+        {"empty message", {}, {}},
+    };
+    for (const auto& c : cases) {
+        EXPECT_EQ(hostile(c.msg, c.extra), std::optional<std::int32_t>(-EBADMSG)) << c.name;
+        EXPECT_EQ(mp::detail::forkserver_pid(), server) << c.name;
+    }
+    // Garbage without a reply socket: nothing to answer on, nothing to die of.
+    mp::detail::forkserver_send_raw(junk, {});
+    mp::detail::forkserver_send_raw(request(mp::detail::kInlineRequest, huge, {}), {});
+
+    // Normal starts, served by the same server, small and big (its record in a memfd).
+    auto q = ctx.Process(&exit_with, 4);
+    q.start();
+    q.join();
+    EXPECT_EQ(q.exitcode(), 4);
+    auto [a, b] = mp::Pipe();
+    const std::string big(200'000, 'x');
+    auto r = ctx.Process(&send_back, big, b);
+    r.start();
+    EXPECT_EQ(a.recv<std::string>(), big);
+    r.join();
+    EXPECT_EQ(r.exitcode(), 0);
+    EXPECT_EQ(mp::detail::forkserver_pid(), server);
 }
 
 TEST_F(ForkServer, StopWithoutServerIsHarmless) {

@@ -3,13 +3,17 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <forward_list>
 #include <fstream>
@@ -32,7 +36,11 @@
 #include "multiproc/process.hpp"
 #include "multiproc/signals.hpp"
 #include "multiproc/synchronize.hpp"
+#include "engine_protocol.hpp"
+#include "sys/io.hpp"
+#include "sys/memfd.hpp"
 #include "sys/pidfd.hpp"
+#include "sys/socket.hpp"
 #include "sys/io.hpp"
 
 namespace {
@@ -664,6 +672,99 @@ TEST_P(PoolTest, SigintInterruptsABlockingMapOnlyUnderTheGuardAndLeavesNoWorker)
         for (auto& w : watch)
             EXPECT_TRUE(mp::sys::wait_readable(w.get(), mp::detail::Deadline(10s))) << "a worker survived";
     }
+}
+
+// --- lengths from a peer ------------------------------------------------------------------------
+// A frame header announcing gigabytes costs what really arrives. Each side runs in a child whose
+// address space is limited to what it maps plus kHeadroom: a buffer sized by the header alone
+// (4 GiB) cannot be allocated there, so the child would fail with std::bad_alloc.
+
+namespace wire = mp::detail::wire;
+
+constexpr std::uint64_t kHeadroom = std::uint64_t{768} << 20;
+constexpr std::uint64_t kAnnounced = std::uint64_t{4} << 30;
+
+// In a child: no more address space than is mapped now plus kHeadroom.
+void limit_address_space() {
+    std::ifstream statm("/proc/self/statm");
+    std::uint64_t pages = 0;
+    statm >> pages;
+    const rlimit r{pages * 4096 + kHeadroom, pages * 4096 + kHeadroom};
+    if (::setrlimit(RLIMIT_AS, &r) != 0) std::_Exit(20);
+}
+
+void send_raw_frame(int sock, wire::Kind kind, std::uint64_t length, std::span<const std::byte> body,
+                    std::span<const int> fds = {}) {
+    const wire::FrameHeader h{static_cast<std::uint32_t>(kind), static_cast<std::uint32_t>(fds.size()), length};
+    std::vector<std::byte> b(sizeof h + body.size());
+    std::memcpy(b.data(), &h, sizeof h);
+    if (!body.empty()) std::memcpy(b.data() + sizeof h, body.data(), body.size());
+    iovec iov{b.data(), b.size()};
+    mp::sys::send_all(sock, &iov, 1, fds);
+}
+
+// The worker's end: 0 when the parent went away mid-frame, 2 for a corrupt frame (DecodeError).
+void worker_under_limit(mp::Connection c) {
+    limit_address_space();
+    try {
+        wire::worker_main(c, wire::WorkerBoot{1, 0});
+    } catch (const mp::DecodeError&) {
+        std::_Exit(2);
+    }
+    std::_Exit(0);
+}
+
+TEST_P(PoolTest, WorkerGivenAHugeFrameHeaderAllocatesOnlyWhatArrives) {
+    if (mp::test::asan || mp::test::tsan) GTEST_SKIP() << "the sanitizer's shadow memory needs more address space than RLIMIT_AS leaves";
+    for (const auto& [length, code] : {std::pair{kAnnounced, 0}, std::pair{wire::max_frame + 1, 2}}) {
+        auto [sup, worker_end] = mp::Pipe();
+        auto p = start(worker_under_limit, worker_end);
+        worker_end.close();
+        auto slot = mp::sys::make_memfd("slot", 4096);
+        const std::uint64_t no_initializer = 0;
+        const int slot_fd = slot.get();
+        send_raw_frame(sup.fileno(), wire::Kind::init, sizeof no_initializer,
+                       std::as_bytes(std::span(&no_initializer, 1)), std::span(&slot_fd, 1));
+        const std::vector<std::byte> some(64, std::byte{1});
+        send_raw_frame(sup.fileno(), wire::Kind::tasks, length, some);
+        // The rest never comes: end of file for the worker, though a fork child still holds a
+        // copy of this end.
+        ASSERT_EQ(::shutdown(sup.fileno(), SHUT_WR), 0);
+        p.join(60s);
+        if (!p.exitcode()) p.kill();
+        p.join();
+        EXPECT_EQ(p.exitcode(), std::optional<int>(code)) << "announced " << length << " bytes";
+    }
+}
+
+// A task that answers for its worker with a results header announcing 4 GiB, sends 64 bytes
+// of it, and dies.
+int announce_huge_results(int) {
+    const std::vector<std::byte> some(64, std::byte{1});
+    send_raw_frame(wire::worker_socket(), wire::Kind::results, kAnnounced, some);
+    std::_Exit(9);
+}
+
+// The supervisor's end: 0 when the pool reports the worker's death (and no allocation failed).
+void supervisor_under_limit(std::string method) {
+    limit_address_space();
+    mp::PoolOptions o;
+    o.context = mp::get_context(method);
+    mp::Pool pool(1, o);
+    try {
+        (void)pool.apply(announce_huge_results, 1);
+    } catch (const mp::BrokenProcessPool& e) {
+        std::_Exit(std::string(e.what()).find("exited with code 9") != std::string::npos ? 0 : 3);
+    } catch (const std::bad_alloc&) {
+        std::_Exit(4);
+    }
+    std::_Exit(5);
+}
+
+TEST_P(PoolTest, SupervisorGivenAHugeFrameHeaderAllocatesOnlyWhatArrives) {
+    if (mp::test::asan || mp::test::tsan) GTEST_SKIP() << "the sanitizer's shadow memory needs more address space than RLIMIT_AS leaves";
+    auto p = start(supervisor_under_limit, GetParam());
+    join_ok(p);
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, PoolTest, ::testing::ValuesIn(mp::get_all_start_methods()),

@@ -9,7 +9,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -21,7 +24,10 @@
 #include "helpers/start_method_test.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/queues.hpp"
+#include "multiproc/connection.hpp"
 #include "multiproc/synchronize.hpp"
+#include "queue_layout.hpp"
+#include "sys/mapping.hpp"
 
 namespace {
 
@@ -540,6 +546,87 @@ TEST_P(QueuesP, MixedSizesAcrossProcessesInOrder) {
             ASSERT_EQ(q.get(), pattern(sizes[i], static_cast<unsigned>(i * 10 + r)));
     join_ok(a);
     EXPECT_TRUE(q.empty());
+}
+
+
+// ---- corrupt shared memory -----------------------------------------------------------------
+// Any process holding a queue can write any byte of its memory. What another process then sees
+// is mp::ProcessError ("queue memory is corrupt"): never a crash, never a hang.
+
+namespace ql = mp::detail::queue_layout;
+
+// In a child: writes the `width` low bytes of `value` at `offset` of the queue's memory.
+void scribble(mp::Queue<std::string> q, std::uint64_t offset, std::uint64_t value, int width) {
+    mp::Encoder e;
+    e(q);
+    auto map = mp::sys::Mapping::map_shared(e.fds().at(0), offset + 8);
+    std::memcpy(map.data() + offset, &value, static_cast<std::size_t>(width));
+}
+
+void expect_corrupt(const std::function<void()>& f, const char* what) {
+    try {
+        f();
+        ADD_FAILURE() << what << ": no error";
+    } catch (const mp::ProcessError& e) {
+        EXPECT_NE(std::string(e.what()).find("corrupt"), std::string::npos) << what << ": " << e.what();
+    }
+}
+
+struct HeaderCase {
+    const char* name;
+    std::uint64_t offset;
+    std::uint64_t value;
+};
+
+TEST_P(QueuesP, CorruptHeaderGivesProcessError) {
+    const HeaderCase cases[] = {
+        {"ring_cap = 0", offsetof(ql::Shared, ring_cap), 0},
+        {"ring_cap huge", offsetof(ql::Shared, ring_cap), std::uint64_t{1} << 50},
+        {"ring_off beyond the span", offsetof(ql::Shared, ring_off), std::uint64_t{1} << 45},
+        {"ring_mask", offsetof(ql::Shared, ring_mask), 3},
+        {"maxsize negative", offsetof(ql::Shared, maxsize), ~std::uint64_t{0}},
+        {"magic", offsetof(ql::Shared, magic), 0},
+    };
+    for (const auto& c : cases) {
+        mp::Queue<std::string> q;
+        q.put("x");
+        auto p = start(scribble, q, c.offset, c.value, 8);
+        join_ok(p);
+        // This process attached before: its copy of the header keeps it safe; the change is seen.
+        expect_corrupt([&] { (void)q.get_nowait(); }, c.name);
+        expect_corrupt([&] { q.put_nowait("y"); }, c.name);
+        expect_corrupt([&] { (void)q.qsize(); }, c.name);
+        // Attaching anew (decoding the handle) checks the header.
+        auto pipe = mp::Pipe();
+        pipe.first.send(q);
+        expect_corrupt([&] { (void)pipe.second.recv<mp::Queue<std::string>>(); }, c.name);
+    }
+}
+
+struct SlotCase {
+    const char* name;
+    bool big_first;       // a big item first: the chunk stream holds items (small ones follow)
+    std::uint64_t offset;  // within slot 0's state word
+    std::uint64_t value;   // one byte
+};
+
+TEST_P(QueuesP, CorruptSlotStateGivesProcessError) {
+    const SlotCase cases[] = {
+        {"state 3, chunk stream in use", true, 0, 3},
+        {"state 3", false, 0, 3},
+        {"writer TID without writing", false, 1, 0x40},
+        {"position of another slot", false, 3, 0x01},
+        {"position of another slot, chunk stream in use", true, 3, 0x01},
+    };
+    for (const auto& c : cases) {
+        mp::Queue<std::string> q;
+        if (c.big_first) q.put(std::string(40'000, 'b'));
+        auto p = start(scribble, q, ql::slot_offset(0) + c.offset, c.value, 1);
+        join_ok(p);
+        expect_corrupt([&] { (void)q.get_nowait(); }, c.name);
+        // While the chunk stream holds items, small items go there too: put does not look.
+        if (!c.big_first) expect_corrupt([&] { q.put_nowait("y"); }, c.name);
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, QueuesP, ::testing::ValuesIn(mp::get_all_start_methods()),

@@ -101,9 +101,9 @@ PipeFds make_pipe() {
     return {UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
-PipeFds make_socketpair() {
+PipeFds make_socketpair(int type) {
     int fds[2];
-    check(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), "socketpair");
+    check(::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, fds), "socketpair");
     return {UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 

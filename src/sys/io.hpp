@@ -3,6 +3,7 @@
 #pragma once
 
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -39,8 +40,8 @@ struct PipeFds {
 };
 /// pipe2(O_CLOEXEC).
 PipeFds make_pipe();
-/// socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC).
-PipeFds make_socketpair();
+/// socketpair(AF_UNIX, type | SOCK_CLOEXEC): SOCK_STREAM, or SOCK_SEQPACKET (message boundaries).
+PipeFds make_socketpair(int type = SOCK_STREAM);
 /// Sets or clears O_NONBLOCK.
 void set_nonblocking(int fd, bool on);
 
