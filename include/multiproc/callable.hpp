@@ -180,10 +180,16 @@ inline constexpr std::uint32_t call_magic = 0x3143504dU;  // "MPC1" in memory on
 std::vector<std::byte> code_identity(std::uintptr_t addr);
 /// Appends the identity of a code address (same errors as code_identity).
 void encode_code_address(Encoder& e, std::uintptr_t addr);
+/// What a decoded identity must be the start of.
+enum class EntryKind {
+    thunk,     ///< a thunk of this library (thunk, pool_thunk, chunk_thunk): the call's entry
+    function,  ///< any function of the module's symbol table: a target, a Barrier's action
+};
 /// Decodes an identity and returns that code's address in this process, loading its shared
-/// library if needed. mp::DecodeError on corrupt bytes, mp::ProcessError on a binary mismatch
-/// or a module that cannot be loaded.
-std::uintptr_t resolve_code_address(Decoder& d);
+/// library if needed (only once the file's build id matched). mp::DecodeError on corrupt bytes,
+/// mp::ProcessError on a binary mismatch, a module that cannot be loaded, or an address that is
+/// not the start of an entry point of that kind.
+std::uintptr_t resolve_code_address(Decoder& d, EntryKind kind);
 /// Builds now the module tables that identifying and resolving code use (the forkserver does
 /// this once, so that none of its children builds them after the fork).
 void warm_code_identities();
@@ -248,7 +254,7 @@ template <class F>
 F decode_target(Decoder& in) {
     constexpr TargetKind k = target_kind<F>();
     if constexpr (k == TargetKind::function_pointer) {
-        return reinterpret_cast<F>(resolve_code_address(in));
+        return reinterpret_cast<F>(resolve_code_address(in, EntryKind::function));
     } else if constexpr (k == TargetKind::empty_object) {
         return std::bit_cast<F>(std::array<std::byte, sizeof(F)>{});
     } else {
