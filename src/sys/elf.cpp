@@ -123,12 +123,15 @@ std::string ElfFile::build_id() const {
 ElfFunctions ElfFile::functions(std::span<const std::string_view> prefixes) const {
     ElfFunctions out;
     const auto shdrs = read_array<Shdr>(shoff_, shnum_);
+    // .symtab holds every symbol .dynsym holds (the linker writes both from one table), so the
+    // second is read only when strip removed the first: half the bytes on the spawn child's path.
+    out.has_symtab = std::any_of(shdrs.begin(), shdrs.end(), [](const Shdr& sh) { return sh.sh_type == SHT_SYMTAB; });
+    const unsigned wanted = out.has_symtab ? SHT_SYMTAB : SHT_DYNSYM;
     for (const Shdr& sh : shdrs) {
-        if (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) continue;
+        if (sh.sh_type != wanted) continue;
         if (sh.sh_entsize != sizeof(Sym) || sh.sh_link >= shdrs.size() ||
             shdrs[sh.sh_link].sh_type != SHT_STRTAB)
             bad_file(path_, "malformed symbol table");
-        out.has_symtab |= sh.sh_type == SHT_SYMTAB;
         const auto syms = read_array<Sym>(sh.sh_offset, sh.sh_size / sizeof(Sym));
         const Shdr& strh = shdrs[sh.sh_link];
         const auto names = read_array<char>(strh.sh_offset, strh.sh_size);

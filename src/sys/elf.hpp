@@ -1,7 +1,7 @@
 // ELF files read from disk, every offset and size checked against the file: a received function
 // identity names the file, so the file is input too (DESIGN.md 11). Two questions are answered,
 // each without loading the file: its GNU build id (from the PT_NOTE program headers), and where
-// its functions start (from the symbol tables, .symtab when present and .dynsym).
+// its functions start (from .symtab, or from .dynsym when the file was stripped).
 #pragma once
 
 #include <cstddef>
