@@ -6,7 +6,7 @@
 // mp::DecodeError and mp::ProcessError are the right answers to bad bytes.
 //
 // Inputs come in two forms. Raw bytes are decoded as they are. An input that starts with the tag
-// "MPF1" is relative to a real call packaged by this very binary at start-up:
+// "MPF1" is relative to a real call (or identity) made by this very binary at start-up:
 //
 //   "MPF1" | u8 k | u8 cut | mask       decoded: template k XOR mask (the template's own bytes
 //                                        past the mask, the mask's past the template), less
@@ -15,6 +15,8 @@
 // so the committed seeds (an empty mask: the real call itself) stay valid encodings whatever
 // build id and offsets the next build gives the harness. tests/fuzz/corpus/identity/ holds them:
 // one "MPF1" k 0 per template, and "MPF1" k 8 (the last offset cut off).
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -39,6 +41,8 @@ std::vector<std::vector<std::byte>> make_templates() {
     t.push_back(package_task([k](int x) { return k * x; }, 2).bytes);   // closure bytes
     t.push_back(package_pool_task(square, 4).bytes);                    // a Pool's thunk
     t.push_back(code_identity(code_address(&action)));                  // a bare identity
+    // In a shared library (so with its path), stripped on Debian (so read from .dynsym).
+    t.push_back(code_identity(reinterpret_cast<std::uintptr_t>(&::getpid)));
     return t;
 }
 
