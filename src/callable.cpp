@@ -270,7 +270,11 @@ void encode_code_address(Encoder& e, std::uintptr_t addr) { append_code_identity
 void warm_code_identities() {
     static_cast<void>(sys::loaded_modules());
     static_cast<void>(main_exe());
-    static_cast<void>(main_entries());
+    try {
+        static_cast<void>(main_entries());
+    } catch (const ProcessError&) {
+        // An unreadable executable file: each child will report it for the call it resolves.
+    }
 }
 
 std::optional<ModuleInfo> module_of(std::uintptr_t addr) {

@@ -15,7 +15,11 @@
 // shared library by path when it is not loaded yet) and adds the offset to its own base, so a
 // call resolves in a forked child, in a spawned child (a fresh exec of the same binary, loaded
 // at another address by ASLR) and in an MPI rank on another host running the same binaries. A
-// module whose build id differs from the sender's is an mp::ProcessError ("binary mismatch").
+// module whose build id differs from the sender's is an mp::ProcessError ("binary mismatch"); a
+// library is dlopen'ed only once its file's build id matched. A decoded address must be an entry
+// point, else mp::ProcessError naming module and offset: the call's first identity the start of
+// a thunk, a target the start of a function of the module's symbol table (docs/callable.md:
+// what a stripped binary can ship).
 //
 // What can be shipped (mp::ShippableCall / mp::is_shippable_callable_v):
 //   - function pointers (a function's name decays to one),
@@ -438,7 +442,8 @@ ShippedCall package_task(const F& f, const Args&... args) {
 }
 
 /// Runs a received call in this process; the result is discarded. Throws what the target
-/// throws, mp::DecodeError on corrupt bytes, mp::ProcessError on a binary mismatch.
+/// throws, mp::DecodeError on corrupt bytes, mp::ProcessError on a binary mismatch or an
+/// identity that is not an entry point.
 void run_shipped_call(std::span<const std::byte> bytes, std::span<UniqueFd> fds);
 
 /// Runs a received task and appends to `out` either (ok, result) or (error, exception) when the

@@ -259,6 +259,8 @@ std::shared_ptr<const ElfFunctions> entry_points(const LoadedModule& m,
                            describe(m.id) + " in memory): its entry points cannot be read");
     auto table = std::make_shared<const ElfFunctions>(file.functions(thunk_prefixes));
     std::lock_guard lk(c.mu);
+    for (const auto& [id, other] : c.entries)
+        if (id == m.id) return other;  // another thread read it meanwhile
     c.entries.emplace_back(m.id, table);
     return table;
 }
