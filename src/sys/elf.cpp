@@ -135,6 +135,7 @@ ElfFunctions ElfFile::functions(std::span<const std::string_view> prefixes) cons
         const auto syms = read_array<Sym>(sh.sh_offset, sh.sh_size / sizeof(Sym));
         const Shdr& strh = shdrs[sh.sh_link];
         const auto names = read_array<char>(strh.sh_offset, strh.sh_size);
+        out.all.reserve(out.all.size() + syms.size());
         for (const Sym& s : syms) {
             if (sym_type(s) != STT_FUNC || s.st_shndx == SHN_UNDEF || s.st_value == 0 ||
                 s.st_name >= names.size())
@@ -145,7 +146,7 @@ ElfFunctions ElfFile::functions(std::span<const std::string_view> prefixes) cons
             if (n.find('.') != std::string_view::npos) continue;
             out.all.push_back(s.st_value);
             for (std::string_view p : prefixes)
-                if (n.starts_with(p)) {
+                if (n.size() >= p.size() && n[0] == p[0] && n.compare(0, p.size(), p) == 0) {
                     out.prefixed.push_back(s.st_value);
                     break;
                 }
