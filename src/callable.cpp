@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <link.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -115,8 +116,21 @@ const sys::LoadedModule* load_module(const WireIdentity& w,
     if (w.path.empty())
         throw ProcessError("multiproc: cannot resolve a shipped function: its module (" +
                            sys::describe(theirs) + ") is not loaded here and has no path");
+    // Senders write the absolute path of the file they loaded; anything else would make dlopen
+    // search its library path for another file than the one checked below.
+    if (w.path.front() != '/' || w.path.find('\0') != std::string_view::npos)
+        throw DecodeError("multiproc: corrupt call: a module path that is not absolute");
     if (const auto* m = sys::find_module_by_path(*list, w.path)) mismatch(*m, w);
     const std::string path(w.path);
+    // The file's build id first: loading it would run its constructors, which must not happen
+    // for a file that is not the sender's (DESIGN.md 11). A file swapped between this check and
+    // dlopen is still caught by the check of the loaded module below, though after its
+    // constructors ran; whoever can swap it can also edit what this program loads anyway.
+    const sys::ModuleId on_disk = sys::file_module_id(path);
+    if (on_disk != theirs)
+        throw ProcessError("multiproc: binary mismatch: module " + path + " has " +
+                           sys::describe(on_disk) + " here, " + sys::describe(theirs) +
+                           " in the sender; both processes must run the same binaries (not loaded)");
     // Loaded for good, as Python's import: the handle is never closed, so addresses resolved in
     // it stay valid for the life of the process.
     void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -182,11 +196,53 @@ void append_code_identity(std::vector<std::byte>& out, std::uintptr_t addr) {
     append_identity(out, module_for_code(*list, addr), addr);
 }
 
-[[gnu::hot]] std::uintptr_t code_in(const sys::LoadedModule& m, std::uint64_t offset) {
+// Thunks are known by their symbol names. A linker section gathering them (a table between
+// __start_/__stop_ symbols) would need no names, but g++ 12 ignores section attributes on every
+// template instantiation, and thunks are nothing else. Renaming a thunk means updating this.
+constexpr std::string_view kThunkPrefixes[] = {
+    "_ZN2mp6detail5thunkI",        // thunk<F, R, Args...>         (callable.hpp)
+    "_ZN2mp6detail10pool_thunkI",  // pool_thunk<F, R, W...>       (detail/task.hpp)
+    "_ZN2mp6detail11chunk_thunkI", // chunk_thunk<F, R, A, Star>   (detail/task.hpp)
+};
+
+// The executable's table, read once (most calls resolve there).
+[[gnu::hot]] const sys::ElfFunctions& main_entries() {
+    static const std::shared_ptr<const sys::ElfFunctions> e = sys::entry_points(main_exe(), kThunkPrefixes);
+    return *e;
+}
+
+[[noreturn]] void not_an_entry(const sys::LoadedModule& m, std::uint64_t offset, EntryKind kind,
+                               bool has_symtab) {
+    std::string what = "multiproc: refused a shipped call: offset " + hex(static_cast<std::uintptr_t>(offset)) +
+                       " in module " + m.path + (m.is_main ? " (the main executable)" : "") +
+                       " is not the start of " +
+                       (kind == EntryKind::thunk ? "a multiproc thunk" : "a function") +
+                       " this build can ship";
+    if (!has_symtab)
+        what += " (the module has no symbol table: it was stripped, so only the functions of its "
+                "dynamic symbol table can be verified; ship from binaries stripped with "
+                "--strip-debug at most, or give the function external linkage)";
+    throw ProcessError(what);
+}
+
+// The address of an entry point: inside the module's code (else the bytes are corrupt) and the
+// start of a function of the kind asked for (else it is refused: a call into the middle of a
+// function, or to a function of another signature than a thunk's, must never happen).
+[[gnu::hot]] std::uintptr_t entry_in(const sys::LoadedModule& m, std::uint64_t offset, EntryKind kind) {
     const std::uintptr_t addr = m.base + static_cast<std::uintptr_t>(offset);
     if (offset > UINTPTR_MAX - m.base || !m.contains_code(addr))
         throw DecodeError("multiproc: corrupt call: offset " + hex(static_cast<std::uintptr_t>(offset)) +
                           " is outside the code of module " + m.path);
+    std::shared_ptr<const sys::ElfFunctions> keep;
+    const sys::ElfFunctions* e = nullptr;
+    if (m.is_main) {
+        e = &main_entries();
+    } else {
+        keep = sys::entry_points(m, kThunkPrefixes);
+        e = keep.get();
+    }
+    const auto& table = kind == EntryKind::thunk ? e->prefixed : e->all;
+    if (!std::binary_search(table.begin(), table.end(), offset)) not_an_entry(m, offset, kind, e->has_symtab);
     return addr;
 }
 
@@ -200,20 +256,25 @@ std::vector<std::byte> code_identity(std::uintptr_t addr) {
 
 void encode_code_address(Encoder& e, std::uintptr_t addr) { append_code_identity(e.bytes(), addr); }
 
-[[gnu::hot]] std::uintptr_t resolve_code_address(Decoder& d) {
+[[gnu::hot]] std::uintptr_t resolve_code_address(Decoder& d, EntryKind kind) {
     const WireIdentity w = read_identity(d);
     const sys::LoadedModule& main = main_exe();
     if ((w.flags & flag_main) && w.kind == main.id.kind && same_bytes(w.id, main.id.bytes))
-        return code_in(main, w.offset);
+        return entry_in(main, w.offset, kind);
     auto list = sys::loaded_modules();
     const sys::LoadedModule* m = sys::find_module_by_id(*list, w.kind, w.id);
     if (!m) m = load_module(w, list);
-    return code_in(*m, w.offset);
+    return entry_in(*m, w.offset, kind);
 }
 
 void warm_code_identities() {
     static_cast<void>(sys::loaded_modules());
     static_cast<void>(main_exe());
+    try {
+        static_cast<void>(main_entries());
+    } catch (const ProcessError&) {
+        // An unreadable executable file: each child will report it for the call it resolves.
+    }
 }
 
 std::optional<ModuleInfo> module_of(std::uintptr_t addr) {
@@ -280,7 +341,7 @@ void begin_package(Encoder& e, const std::vector<std::byte>& thunk_identity) {
     d.read_bytes(&magic, sizeof magic);
     if (magic != call_magic)
         throw DecodeError("multiproc: corrupt call: these bytes are not a shipped call (bad magic)");
-    return reinterpret_cast<ThunkFn>(resolve_code_address(d));
+    return reinterpret_cast<ThunkFn>(resolve_code_address(d, EntryKind::thunk));
 }
 
 void encode_task_error(Encoder& out, const std::exception_ptr& error) {

@@ -467,7 +467,7 @@ void Barrier::load(Decoder& d) {
     action_ = Action{};
     bool has_fn = false;
     d(has_fn);
-    if (has_fn) action_.fn = reinterpret_cast<void (*)()>(detail::resolve_code_address(d));
+    if (has_fn) action_.fn = reinterpret_cast<void (*)()>(detail::resolve_code_address(d, detail::EntryKind::function));
 }
 
 void Barrier::save(Encoder& e) const {

@@ -15,7 +15,11 @@
 // shared library by path when it is not loaded yet) and adds the offset to its own base, so a
 // call resolves in a forked child, in a spawned child (a fresh exec of the same binary, loaded
 // at another address by ASLR) and in an MPI rank on another host running the same binaries. A
-// module whose build id differs from the sender's is an mp::ProcessError ("binary mismatch").
+// module whose build id differs from the sender's is an mp::ProcessError ("binary mismatch"); a
+// library is dlopen'ed only once its file's build id matched. A decoded address must be an entry
+// point, else mp::ProcessError naming module and offset: the call's first identity the start of
+// a thunk, a target the start of a function of the module's symbol table (docs/callable.md:
+// what a stripped binary can ship).
 //
 // What can be shipped (mp::ShippableCall / mp::is_shippable_callable_v):
 //   - function pointers (a function's name decays to one),
@@ -180,10 +184,16 @@ inline constexpr std::uint32_t call_magic = 0x3143504dU;  // "MPC1" in memory on
 std::vector<std::byte> code_identity(std::uintptr_t addr);
 /// Appends the identity of a code address (same errors as code_identity).
 void encode_code_address(Encoder& e, std::uintptr_t addr);
+/// What a decoded identity must be the start of.
+enum class EntryKind {
+    thunk,     ///< a thunk of this library (thunk, pool_thunk, chunk_thunk): the call's entry
+    function,  ///< any function of the module's symbol table: a target, a Barrier's action
+};
 /// Decodes an identity and returns that code's address in this process, loading its shared
-/// library if needed. mp::DecodeError on corrupt bytes, mp::ProcessError on a binary mismatch
-/// or a module that cannot be loaded.
-std::uintptr_t resolve_code_address(Decoder& d);
+/// library if needed (only once the file's build id matched). mp::DecodeError on corrupt bytes,
+/// mp::ProcessError on a binary mismatch, a module that cannot be loaded, or an address that is
+/// not the start of an entry point of that kind.
+std::uintptr_t resolve_code_address(Decoder& d, EntryKind kind);
 /// Builds now the module tables that identifying and resolving code use (the forkserver does
 /// this once, so that none of its children builds them after the fork).
 void warm_code_identities();
@@ -248,7 +258,7 @@ template <class F>
 F decode_target(Decoder& in) {
     constexpr TargetKind k = target_kind<F>();
     if constexpr (k == TargetKind::function_pointer) {
-        return reinterpret_cast<F>(resolve_code_address(in));
+        return reinterpret_cast<F>(resolve_code_address(in, EntryKind::function));
     } else if constexpr (k == TargetKind::empty_object) {
         return std::bit_cast<F>(std::array<std::byte, sizeof(F)>{});
     } else {
@@ -432,7 +442,8 @@ ShippedCall package_task(const F& f, const Args&... args) {
 }
 
 /// Runs a received call in this process; the result is discarded. Throws what the target
-/// throws, mp::DecodeError on corrupt bytes, mp::ProcessError on a binary mismatch.
+/// throws, mp::DecodeError on corrupt bytes, mp::ProcessError on a binary mismatch or an
+/// identity that is not an entry point.
 void run_shipped_call(std::span<const std::byte> bytes, std::span<UniqueFd> fds);
 
 /// Runs a received task and appends to `out` either (ok, result) or (error, exception) when the

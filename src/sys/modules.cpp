@@ -12,6 +12,9 @@
 #include <cstring>
 #include <mutex>
 
+#include "multiproc/errors.hpp"
+#include "sys/elf.hpp"
+
 namespace mp::sys {
 
 namespace {
@@ -30,8 +33,6 @@ struct Scan {
     std::vector<RawModule> modules;
 };
 
-constexpr std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
-
 // Reads NT_GNU_BUILD_ID from the module's PT_NOTE segments, in memory. A note segment is read
 // only when it lies inside a mapped PT_LOAD segment (it always does with GNU ld, gold, lld and
 // mold, but a hand-made ELF could say otherwise).
@@ -47,23 +48,9 @@ std::string read_build_id(const dl_phdr_info& info) {
                 mapped = true;
         }
         if (!mapped) continue;
-        const std::size_t align = ph.p_align == 8 ? 8 : 4;
         const auto* p = reinterpret_cast<const unsigned char*>(info.dlpi_addr + ph.p_vaddr);
-        std::size_t left = ph.p_filesz;
-        while (left >= sizeof(ElfW(Nhdr))) {
-            ElfW(Nhdr) nh;
-            std::memcpy(&nh, p, sizeof nh);
-            const std::size_t name_off = sizeof nh;
-            const std::size_t desc_off = name_off + align_up(nh.n_namesz, align);
-            const std::size_t next = desc_off + align_up(nh.n_descsz, align);
-            if (desc_off > left || nh.n_descsz > left - desc_off) break;
-            if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-                std::memcmp(p + name_off, "GNU", 4) == 0 && nh.n_descsz > 0 && nh.n_descsz <= 255)
-                return std::string(reinterpret_cast<const char*>(p + desc_off), nh.n_descsz);
-            if (next >= left) break;
-            p += next;
-            left -= next;
-        }
+        std::string id = build_id_in_notes({p, ph.p_filesz}, ph.p_align == 8 ? 8 : 4);
+        if (!id.empty()) return id;
     }
     return {};
 }
@@ -132,6 +119,12 @@ std::string file_hash(const std::string& path) {
     return std::string(reinterpret_cast<const char*>(h), sizeof h);
 }
 
+ModuleId id_of_file(const ElfFile& f, const std::string& path) {
+    std::string id = f.build_id();
+    if (!id.empty()) return {ModuleIdKind::gnu_build_id, std::move(id)};
+    return {ModuleIdKind::file_hash, file_hash(path)};
+}
+
 std::shared_ptr<const ModuleList> build(Scan& scan) {
     auto list = std::make_shared<ModuleList>();
     list->reserve(scan.modules.size());
@@ -154,6 +147,9 @@ struct Cache {
     std::mutex mu;
     std::shared_ptr<const ModuleList> list;
     unsigned long long adds = ~0ULL, subs = ~0ULL;
+    // Entry tables by module id: they outlive snapshots (a library loaded later does not make
+    // the executable's table stale), and two files with one build id have one table.
+    std::vector<std::pair<ModuleId, std::shared_ptr<const ElfFunctions>>> entries;
 };
 
 Cache& cache() {
@@ -242,6 +238,31 @@ std::string describe(const ModuleId& id) {
     }
     if (id.kind == ModuleIdKind::gnu_build_id) return "build id " + h;
     return "file hash " + h + " (no build id: path, size and mtime)";
+}
+
+ModuleId file_module_id(const std::string& path) { return id_of_file(ElfFile(path), path); }
+
+std::shared_ptr<const ElfFunctions> entry_points(const LoadedModule& m,
+                                                 std::span<const std::string_view> thunk_prefixes) {
+    Cache& c = cache();
+    {
+        std::lock_guard lk(c.mu);
+        for (const auto& [id, table] : c.entries)
+            if (id == m.id) return table;
+    }
+    // The executable through /proc/self/exe: the very file that is running, even if its path
+    // now names another. A library by its path, so its id is checked again: the file read must
+    // be the one loaded, else its symbols would describe other code.
+    const ElfFile file(m.is_main ? std::string("/proc/self/exe") : m.path);
+    if (id_of_file(file, m.path) != m.id)
+        throw ProcessError("multiproc: module " + m.path + " changed on disk since it was loaded (" +
+                           describe(m.id) + " in memory): its entry points cannot be read");
+    auto table = std::make_shared<const ElfFunctions>(file.functions(thunk_prefixes));
+    std::lock_guard lk(c.mu);
+    for (const auto& [id, other] : c.entries)
+        if (id == m.id) return other;  // another thread read it meanwhile
+    c.entries.emplace_back(m.id, table);
+    return table;
 }
 
 }  // namespace mp::sys

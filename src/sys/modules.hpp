@@ -5,15 +5,19 @@
 //
 // The list is a snapshot, rebuilt when the dynamic loader's load/unload counters
 // (dl_phdr_info::dlpi_adds / dlpi_subs) changed since it was taken; snapshots are immutable and
-// shared, so any thread may read one while another thread loads a library.
+// shared, so any thread may read one while another thread loads a library. The entry points of a
+// module (where its functions start) come from its file, read once per module (sys/elf.hpp).
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "sys/elf.hpp"
 
 namespace mp::sys {
 
@@ -63,6 +67,17 @@ using ModuleList = std::vector<LoadedModule>;
 
 /// Human-readable identity: "build id 1a2b..." or "file hash 1a2b... (no build id)".
 [[nodiscard]] std::string describe(const ModuleId& id);
+
+/// The identity of the module file at `path`, read from the file without loading it: its build
+/// id note, else the path/size/mtime hash (mp::ProcessError when it is not a readable ELF file).
+[[nodiscard]] ModuleId file_module_id(const std::string& path);
+
+/// The entry points of a loaded module, as offsets from its base: every function, and the thunks
+/// (functions named with one of `thunk_prefixes`). Read once from the module's file, after
+/// checking that the file still has the module's id, then cached by id (mp::ProcessError when
+/// the file cannot be read or changed).
+[[nodiscard]] std::shared_ptr<const ElfFunctions> entry_points(
+    const LoadedModule& m, std::span<const std::string_view> thunk_prefixes);
 
 /// The module whose load bias is `base` (a link_map's l_addr), or nullptr.
 [[nodiscard]] const LoadedModule* find_module_by_base(const ModuleList& list, std::uintptr_t base);

@@ -1,5 +1,6 @@
 # callable_test's helpers: targets in shared libraries (one linked, one without a build id, one
-# only dlopen'ed at run time), and the compile-failure checks of package_task.
+# only dlopen'ed at run time, one stripped, one that must never be loaded), and the
+# compile-failure checks of package_task.
 
 set(MP_CALLABLE_LIB_DIR ${CMAKE_CURRENT_SOURCE_DIR}/callable_lib)
 
@@ -17,11 +18,23 @@ target_link_options(mp_callable_nobid PRIVATE -Wl,--build-id=none)
 add_library(mp_callable_plugin MODULE ${MP_CALLABLE_LIB_DIR}/callable_plugin.cpp)
 target_link_libraries(mp_callable_plugin PRIVATE multiproc::multiproc multiproc_warnings)
 
+# Never loaded: its constructor creates a file, the proof that a forged identity naming it with
+# another build id did not make this process load it.
+add_library(mp_callable_trace MODULE ${MP_CALLABLE_LIB_DIR}/callable_trace.cpp)
+target_link_libraries(mp_callable_trace PRIVATE multiproc_warnings)
+
+# dlopen()ed by the test, linked with -s (no .symtab): what a stripped module can ship.
+add_library(mp_callable_stripped MODULE ${MP_CALLABLE_LIB_DIR}/callable_stripped.cpp)
+target_link_libraries(mp_callable_stripped PRIVATE multiproc_warnings)
+target_link_options(mp_callable_stripped PRIVATE -s)
+
 if(TARGET callable_test)
   target_link_libraries(callable_test PRIVATE mp_callable_testlib mp_callable_nobid)
-  add_dependencies(callable_test mp_callable_plugin)
+  add_dependencies(callable_test mp_callable_plugin mp_callable_trace mp_callable_stripped)
   target_compile_definitions(callable_test PRIVATE
-    MP_CALLABLE_PLUGIN_PATH="$<TARGET_FILE:mp_callable_plugin>")
+    MP_CALLABLE_PLUGIN_PATH="$<TARGET_FILE:mp_callable_plugin>"
+    MP_CALLABLE_TRACE_PATH="$<TARGET_FILE:mp_callable_trace>"
+    MP_CALLABLE_STRIPPED_PATH="$<TARGET_FILE:mp_callable_stripped>")
 endif()
 
 # package_task must reject what cannot ship at compile time, with the reason in the message.
