@@ -64,6 +64,9 @@ struct WireException {
     }
 };
 
+static_assert(min_encoded_size<std::tuple<ExKind, std::string, std::string, std::string, int, std::string>>() ==
+              exception_min_bytes);
+
 template <class E>
 WireException wire(ExKind k, const E& e) {
     return {k, current_exception_type_name(), e.what(), last_throw_trace(), 0, {}};

@@ -167,6 +167,9 @@ namespace detail {
 void encode_exception(Encoder& e, const std::exception_ptr& ex);
 std::exception_ptr decode_exception(Decoder& d);
 
+/// The bytes of the smallest encoded exception (checked against its layout in src/reduction.cpp).
+inline constexpr std::size_t exception_min_bytes = 37;
+
 template <class>
 inline constexpr bool always_false = false;
 
@@ -418,7 +421,8 @@ constexpr std::size_t min_encoded_size() {
     constexpr Kind k = kind_of<T>();
     if constexpr (k == Kind::raw) return sizeof(T);
     else if constexpr (k == Kind::masked) return value_bytes<T>;
-    else if constexpr (k == Kind::boolean || k == Kind::optional || k == Kind::exception) return 1;
+    else if constexpr (k == Kind::boolean || k == Kind::optional) return 1;
+    else if constexpr (k == Kind::exception) return exception_min_bytes;
     else if constexpr (k == Kind::long_double) return long_double_bytes;
     else if constexpr (k == Kind::string || k == Kind::contiguous_raw || k == Kind::sequence ||
                        k == Kind::associative)
