@@ -1,23 +1,36 @@
 // The codec (Python's multiprocessing.reduction, without pickle): values <-> bytes, plus the
-// file descriptors that handles carry beside the bytes.
+// file descriptors that handles carry beside the bytes. docs/reduction.md is the user's page.
 //
-//   trivially copyable T .................. sizeof(T) raw bytes (no per-element work)
-//   std::string, vector<trivial T> ........ u64 length, then the raw block
-//   vector, list, deque, set, map, ... .... u64 count, then each element
-//   pair, tuple, std::array ............... each element in order
-//   optional ............................. u8 engaged flag, then the value
-//   variant .............................. u32 index, then the alternative
-//   std::exception_ptr ................... the exception transport (same standard type, or
-//                                          mp::RemoteError with type name, what, stack)
-//   user types ........................... cereal's convention: `template <class Ar> void
-//                                          serialize(Ar& ar) { ar(a, b); }` (member or free
-//                                          function), or `save(Ar&) const` + `load(Ar&)`
-//   handles (Connection, Lock, ...) ...... save/load that call Encoder::add_fd / Decoder::take_fd
+//   arithmetic (not bool), enum, complex ... sizeof(T) raw bytes (no per-element work)
+//   plain struct / closure, no padding ..... sizeof(T) raw bytes, if it holds only the above
+//   plain struct / closure with padding .... its value bytes only; its bools checked on arrival
+//     or bools                              (a byte map found at compile time: see ByteRole)
+//   bool ................................... u8, checked 0/1
+//   long double ............................ its value bytes (10 on x87), not its padding
+//   empty types ............................ nothing
+//   std::string, vector<raw T> ............. u64 length, then the raw block
+//   vector, list, deque, set, map, ... ..... u64 count, then each element
+//   pair, tuple, std::array ................ each element in order
+//   optional ............................... u8 engaged flag (checked), then the value
+//   variant ................................ u32 index (checked), then the alternative
+//   std::exception_ptr ..................... the exception transport (same standard type, or
+//                                            mp::RemoteError with type name, what, stack)
+//   user types ............................. cereal's convention: `template <class Ar> void
+//                                            serialize(Ar& ar) { ar(a, b); }` (member or free
+//                                            function), or `save(Ar&) const` + `load(Ar&)`
+//   handles (Connection, Lock, ...) ........ save/load that call Encoder::add_fd / take_fd
+//
+// A trivially copyable type holding a pointer, a reference or a union (optional, variant) that
+// has no serialize() does not cross: the codec cannot check it, and says so at compile time.
+// Enums take any value of their underlying type.
 //
 // Integers travel in host byte order: both ends are processes of one program on hosts of one
-// architecture. Decoding checks every length against the bytes actually present before it
-// allocates, so truncated or hostile input is an mp::DecodeError, never undefined behaviour.
-// A type that cannot cross is a compile-time error that says why.
+// architecture. Decoding is safe against hostile input: every tag is checked; every count is
+// checked against the bytes actually present (with a compile-time lower bound of each element's
+// encoded size) before anything is allocated; and the objects a message builds are charged to
+// a budget of 64 bytes per byte received plus 1 MiB (Decoder::budget_for), so no decode
+// allocates more than a constant times what it received. Bad bytes are an mp::DecodeError,
+// never undefined behaviour. A type that cannot cross is a compile-time error that says why.
 #pragma once
 
 #include <algorithm>
