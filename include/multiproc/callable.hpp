@@ -409,7 +409,8 @@ ShippedCall package_task(const F& f, const Args&... args) {
                   "function pointers, captureless lambdas and lambdas or function objects whose "
                   "captures are all trivially copyable can (not std::function, not a lambda "
                   "capturing a std::string, a container or another non-trivially-copyable "
-                  "value). Pass the data as an argument of the task instead.");
+                  "value, nor a pointer, a reference, a std::optional or a std::variant). Pass "
+                  "the data as an argument of the task instead.");
     if constexpr (T::target_ok) {
         static_assert(check_task_args<Args...>(std::index_sequence_for<Args...>{}));
         if constexpr (T::args_ok) {
