@@ -200,6 +200,8 @@ template <class T> struct is_view : std::false_type {};
 template <class C, class Tr> struct is_view<std::basic_string_view<C, Tr>> : std::true_type {};
 template <class T, std::size_t N> struct is_view<std::span<T, N>> : std::true_type {};
 
+template <class T> struct is_std_array : std::false_type {};
+template <class T, std::size_t N> struct is_std_array<std::array<T, N>> : std::true_type {};
 template <class T> struct is_complex : std::false_type {};
 template <class T> struct is_complex<std::complex<T>> : std::true_type {};
 
@@ -332,14 +334,25 @@ inline constexpr std::size_t long_double_bytes =
 template <class T>
 constexpr Kind kind_of();
 
-template <class Tuple, std::size_t... I>
-constexpr bool all_bit_safe(std::index_sequence<I...>) {
-    return ((kind_of<std::remove_cv_t<std::tuple_element_t<I, Tuple>>>() == Kind::raw) && ...);
+// Folds f over the element types of a tuple-like T. A std::array's elements are one type, asked
+// once: clang caps a fold expression at 256 operands.
+template <class T, class F>
+constexpr auto over_elements(F f) {
+    if constexpr (is_std_array<T>::value)
+        return f.template operator()<std::remove_cv_t<typename T::value_type>>(std::tuple_size_v<T>);
+    else
+        return [&]<std::size_t... I>(std::index_sequence<I...>) {
+            return (std::size_t{0} + ... + f.template operator()<std::remove_cv_t<std::tuple_element_t<I, T>>>(1));
+        }(std::make_index_sequence<std::tuple_size_v<T>>{});
 }
 
-template <class Tuple, std::size_t... I>
-constexpr std::size_t elements_size(std::index_sequence<I...>) {
-    return (std::size_t{0} + ... + sizeof(std::tuple_element_t<I, Tuple>));
+template <class T>
+constexpr bool all_bit_safe() {
+    return over_elements<T>([]<class E>(std::size_t) { return std::size_t{kind_of<E>() != Kind::raw}; }) == 0;
+}
+template <class T>
+constexpr std::size_t elements_size() {
+    return over_elements<T>([]<class E>(std::size_t n) { return n * sizeof(E); });
 }
 
 // How a trivially copyable T that is not one of the standard types travels.
@@ -374,8 +387,7 @@ constexpr Kind kind_of() {
     else if constexpr (tuple_like<T>) {
         // std::array of bit-safe elements (pair and tuple are not trivially copyable).
         if constexpr (std::is_trivially_copyable_v<T> &&
-                      all_bit_safe<T>(std::make_index_sequence<std::tuple_size_v<T>>{}) &&
-                      sizeof(T) == elements_size<T>(std::make_index_sequence<std::tuple_size_v<T>>{}))
+                      all_bit_safe<T>() && sizeof(T) == elements_size<T>())
             return Kind::raw;
         else return Kind::tuple;
     } else if constexpr (std::is_trivially_copyable_v<T> && !std::is_array_v<T> &&
@@ -389,10 +401,6 @@ constexpr Kind kind_of() {
 template <class T>
 constexpr bool encodable();
 
-template <class Tuple, std::size_t... I>
-constexpr bool all_encodable(std::index_sequence<I...>) {
-    return (encodable<std::remove_cv_t<std::tuple_element_t<I, Tuple>>>() && ...);
-}
 template <class... T>
 constexpr bool variant_encodable(std::variant<T...>*) {
     return (encodable<T>() && ...);
@@ -408,7 +416,7 @@ constexpr bool encodable() {
     else if constexpr (k == Kind::optional) return encodable<typename T::value_type>();
     else if constexpr (k == Kind::variant) return variant_encodable(static_cast<T*>(nullptr));
     else if constexpr (k == Kind::tuple)
-        return all_encodable<T>(std::make_index_sequence<std::tuple_size_v<T>>{});
+        return over_elements<T>([]<class E>(std::size_t) { return std::size_t{!encodable<E>()}; }) == 0;
     else if constexpr (k == Kind::associative) {
         if constexpr (requires { typename T::mapped_type; })
             return encodable<typename T::key_type>() && encodable<typename T::mapped_type>();
@@ -418,10 +426,6 @@ constexpr bool encodable() {
 
 template <class T>
 constexpr std::size_t min_encoded_size();
-template <class Tuple, std::size_t... I>
-constexpr std::size_t min_tuple_size(std::index_sequence<I...>) {
-    return (std::size_t{0} + ... + min_encoded_size<std::remove_cv_t<std::tuple_element_t<I, Tuple>>>());
-}
 template <class... T>
 constexpr std::size_t min_variant_size(std::variant<T...>*) {
     return sizeof(std::uint32_t) + std::min({min_encoded_size<T>()...});
@@ -440,7 +444,8 @@ constexpr std::size_t min_encoded_size() {
     else if constexpr (k == Kind::string || k == Kind::contiguous_raw || k == Kind::sequence ||
                        k == Kind::associative)
         return sizeof(std::uint64_t);
-    else if constexpr (k == Kind::tuple) return min_tuple_size<T>(std::make_index_sequence<std::tuple_size_v<T>>{});
+    else if constexpr (k == Kind::tuple)
+        return over_elements<T>([]<class E>(std::size_t n) { return n * min_encoded_size<E>(); });
     else if constexpr (k == Kind::variant) return min_variant_size(static_cast<T*>(nullptr));
     else return 0;
 }
@@ -520,6 +525,8 @@ void encode_value(Encoder& e, const T& v) {
         e.write_bytes(v.data(), v.size() * sizeof(typename T::value_type));
     } else if constexpr (k == Kind::sequence || k == Kind::associative) {
         e.write_size(static_cast<std::uint64_t>(std::distance(v.begin(), v.end())));
+        for (const auto& x : v) encode_value(e, x);
+    } else if constexpr (k == Kind::tuple && is_std_array<T>::value) {
         for (const auto& x : v) encode_value(e, x);
     } else if constexpr (k == Kind::tuple) {
         std::apply([&](const auto&... xs) { (encode_value(e, xs), ...); }, v);
@@ -630,6 +637,8 @@ void decode_into(Decoder& d, T& v) {
                 v.emplace(std::move(key));
             }
         }
+    } else if constexpr (k == Kind::tuple && is_std_array<T>::value) {
+        for (auto& x : v) decode_into(d, x);
     } else if constexpr (k == Kind::tuple) {
         std::apply([&](auto&... xs) { (decode_into(d, xs), ...); }, v);
     } else if constexpr (k == Kind::optional) {
