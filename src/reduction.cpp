@@ -25,7 +25,8 @@ void Decoder::count_too_large(std::uint64_t n) const {
 }
 
 void Decoder::over_budget(std::uint64_t n, std::size_t each) const {
-    throw DecodeError("multiproc: corrupt message: " + std::to_string(n) + " elements of " + std::to_string(each) +
+    throw DecodeError("multiproc: corrupt message: " + std::to_string(n) + " elements of " +
+                      std::to_string(each) +
                       " bytes exceed what a message of " + std::to_string(bytes_.size()) +
                       " bytes may allocate (" + std::to_string(budget_) + " bytes left)");
 }
@@ -64,8 +65,8 @@ struct WireException {
     }
 };
 
-static_assert(min_encoded_size<std::tuple<ExKind, std::string, std::string, std::string, int, std::string>>() ==
-              exception_min_bytes);
+static_assert(min_encoded_size<std::tuple<ExKind, std::string, std::string, std::string, int,
+                                          std::string>>() == exception_min_bytes);
 
 template <class E>
 WireException wire(ExKind k, const E& e) {

@@ -404,7 +404,8 @@ TEST(Reduction, ElementsThatEncodeToNothingAreCountedAgainstABudget) {
     }
     EXPECT_THROW((void)mp::loads<std::vector<std::vector<Nothing>>>(b), mp::DecodeError);
     EXPECT_THROW((void)mp::loads<std::list<std::tuple<>>>(count_then(~std::uint64_t{0}, 0)), mp::DecodeError);
-    EXPECT_THROW((void)mp::loads<std::vector<Hollow>>(count_then(std::uint64_t{1} << 20, 0)), mp::DecodeError);
+    EXPECT_THROW((void)mp::loads<std::vector<Hollow>>(count_then(std::uint64_t{1} << 20, 0)),
+                 mp::DecodeError);
     // Legitimate values of such types still decode.
     expect_round_trip(std::vector<Nothing>(1000));
     expect_round_trip(std::vector<std::vector<Nothing>>(10, std::vector<Nothing>(10)));

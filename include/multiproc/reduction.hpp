@@ -295,7 +295,8 @@ constexpr bool keeps() {
     return true;
 }
 template <class T, std::size_t Lo, std::size_t Hi, unsigned char Fill>
-concept kept = requires { typename std::bool_constant<keeps<T, Lo, Hi, Fill>()>; } && keeps<T, Lo, Hi, Fill>();
+concept kept =
+    requires { typename std::bool_constant<keeps<T, Lo, Hi, Fill>()>; } && keeps<T, Lo, Hi, Fill>();
 
 // Bisects down to the bytes that are not free values: O(k log n) probes for k such bytes.
 template <class T, std::size_t Lo, std::size_t Hi>
@@ -342,7 +343,8 @@ constexpr auto over_elements(F f) {
         return f.template operator()<std::remove_cv_t<typename T::value_type>>(std::tuple_size_v<T>);
     else
         return [&]<std::size_t... I>(std::index_sequence<I...>) {
-            return (std::size_t{0} + ... + f.template operator()<std::remove_cv_t<std::tuple_element_t<I, T>>>(1));
+            return (std::size_t{0} + ... +
+                    f.template operator()<std::remove_cv_t<std::tuple_element_t<I, T>>>(1));
         }(std::make_index_sequence<std::tuple_size_v<T>>{});
 }
 
