@@ -311,10 +311,12 @@ std::string target_reason(TargetKind kind, const std::type_info& target) {
         default:
             // Closure types demangle as "...::{lambda(int)#1}" (g++) or "...::$_6" (clang).
             what = name.find("{lambda(") != std::string::npos || name.find("$_") != std::string::npos
-                       ? "a lambda capturing a value that is not trivially copyable, such as a "
-                         "std::string or a container"
-                       : "a function object with members that are not trivially copyable and "
-                         "no serialize(Ar&)";
+                       ? "a lambda capturing a value that is not trivially copyable (such as a "
+                         "std::string or a container), or a pointer, a reference, a std::optional "
+                         "or a std::variant, which cannot travel as bytes"
+                       : "a function object with members that cannot travel as bytes (not "
+                         "trivially copyable, or a pointer, reference or union) and no "
+                         "serialize(Ar&)";
     }
     return "the target (type " + name + ", " + what + ")" + kShippable;
 }

@@ -24,6 +24,13 @@ void Decoder::count_too_large(std::uint64_t n) const {
                       std::to_string(remaining()) + " bytes left");
 }
 
+void Decoder::over_budget(std::uint64_t n, std::size_t each) const {
+    throw DecodeError("multiproc: corrupt message: " + std::to_string(n) + " elements of " +
+                      std::to_string(each) +
+                      " bytes exceed what a message of " + std::to_string(bytes_.size()) +
+                      " bytes may allocate (" + std::to_string(budget_) + " bytes left)");
+}
+
 void Decoder::fd_missing(std::uint64_t i) const {
     throw DecodeError("multiproc: corrupt message: descriptor #" + std::to_string(i) + " did not arrive");
 }
@@ -57,6 +64,9 @@ struct WireException {
         ar(kind, type_name, what, traceback, code, category);
     }
 };
+
+static_assert(min_encoded_size<std::tuple<ExKind, std::string, std::string, std::string, int,
+                                          std::string>>() == exception_min_bytes);
 
 template <class E>
 WireException wire(ExKind k, const E& e) {

@@ -2,7 +2,9 @@
 // corrupt, oversized, random) that must end in mp::DecodeError and nothing worse.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
+#include <cstring>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -11,12 +13,14 @@
 #include <list>
 #include <map>
 #include <new>
+#include <optional>
 #include <random>
 #include <set>
 #include <string_view>
 #include <typeinfo>
 #include <unordered_map>
 #include <unordered_set>
+#include <variant>
 
 #include "multiproc/reduction.hpp"
 
@@ -339,6 +343,209 @@ TEST(Reduction, RandomInputAsAnExceptionOnlyEverThrowsDecodeError) {
         } catch (const mp::DecodeError&) {
         }
     }
+}
+
+// ---- allocation bounded by the bytes received (issue 10, item 6) ----------------------------
+
+// A type of 128 KiB whose encoding is small: counts of it cannot be checked against the bytes.
+struct Big {
+    std::array<std::string, 4096> words;
+    template <class Ar>
+    void serialize(Ar& ar) { ar(words); }
+};
+struct Hollow {  // 128 KiB in memory, nothing on the wire
+    std::array<char, 128 << 10> scratch{};
+    template <class Ar>
+    void serialize(Ar&) {}
+};
+
+std::vector<std::byte> count_then(std::uint64_t count, std::size_t body) {
+    std::vector<std::byte> b(sizeof count + body, std::byte{0});
+    std::memcpy(b.data(), &count, sizeof count);
+    return b;
+}
+
+template <class T>
+std::size_t largest_allocation_decoding(std::span<const std::byte> bytes) {
+    g_largest = 0;
+    g_track = true;
+    try {
+        (void)mp::loads<T>(bytes);
+    } catch (const mp::DecodeError&) {
+    }
+    g_track = false;
+    return g_largest.load();
+}
+
+TEST(Reduction, ACountOfLargeElementsDoesNotAllocateWhatItAnnounces) {
+    // 1 MiB claiming 2^20 elements: before, reserve(2^20 * sizeof) (128 GiB: std::bad_alloc, or
+    // 32 MiB of strings for a 1 MiB message).
+    const auto hostile = count_then(std::uint64_t{1} << 20, std::size_t{1} << 20);
+    EXPECT_LE(largest_allocation_decoding<std::vector<Big>>(hostile), std::size_t{4} << 20);
+    EXPECT_LE(largest_allocation_decoding<std::vector<Hollow>>(hostile), std::size_t{4} << 20);
+    EXPECT_LE(largest_allocation_decoding<std::vector<std::string>>(hostile), std::size_t{4} << 20);
+    EXPECT_LE(largest_allocation_decoding<std::deque<Hollow>>(hostile), std::size_t{4} << 20);
+    using Sparse = std::vector<std::optional<std::array<double, 64>>>;
+    EXPECT_LE(largest_allocation_decoding<Sparse>(hostile), std::size_t{4} << 20);
+    EXPECT_THROW((void)mp::loads<std::vector<Hollow>>(hostile), mp::DecodeError);
+    EXPECT_THROW((void)mp::loads<std::vector<Big>>(hostile), mp::DecodeError);
+}
+
+TEST(Reduction, ElementsThatEncodeToNothingAreCountedAgainstABudget) {
+    // Each inner vector of empty values costs 8 bytes of input but announces 2^40 elements: the
+    // outer vector must not make 2^40 elements per 8 bytes (nor loop forever).
+    struct Nothing {
+        bool operator==(const Nothing&) const = default;
+    };
+    std::vector<std::byte> b = count_then(1024, 1024 * 8);
+    for (std::size_t i = 0; i < 1024; ++i) {
+        const std::uint64_t n = std::uint64_t{1} << 40;
+        std::memcpy(b.data() + 8 + i * 8, &n, 8);
+    }
+    EXPECT_THROW((void)mp::loads<std::vector<std::vector<Nothing>>>(b), mp::DecodeError);
+    EXPECT_THROW((void)mp::loads<std::list<std::tuple<>>>(count_then(~std::uint64_t{0}, 0)), mp::DecodeError);
+    EXPECT_THROW((void)mp::loads<std::vector<Hollow>>(count_then(std::uint64_t{1} << 20, 0)),
+                 mp::DecodeError);
+    // Legitimate values of such types still decode.
+    expect_round_trip(std::vector<Nothing>(1000));
+    expect_round_trip(std::vector<std::vector<Nothing>>(10, std::vector<Nothing>(10)));
+    EXPECT_EQ(mp::loads<std::vector<Hollow>>(mp::dumps(std::vector<Hollow>(3))).size(), 3u);
+}
+
+// The largest allocation decoding `bytes` as T makes is at most 4 times their size.
+template <class T>
+void expect_bounded(std::span<const std::byte> bytes) {
+    EXPECT_LE(largest_allocation_decoding<T>(bytes), 4 * bytes.size()) << typeid(T).name();
+}
+
+TEST(Reduction, NestedAndNodeContainersOfHostileCountsStayBounded) {
+    const auto hostile = count_then(std::uint64_t{1} << 20, std::size_t{1} << 20);
+    expect_bounded<std::map<std::string, Big>>(hostile);
+    expect_bounded<std::set<std::wstring>>(hostile);
+    expect_bounded<std::list<std::u32string>>(hostile);
+    expect_bounded<std::vector<std::vector<std::wstring>>>(hostile);
+    expect_bounded<std::unordered_map<int, std::array<std::string, 64>>>(hostile);
+    expect_bounded<std::vector<std::exception_ptr>>(hostile);
+    expect_bounded<std::vector<std::variant<std::monostate, std::array<std::string, 512>>>>(hostile);
+    expect_bounded<std::deque<std::string>>(hostile);
+}
+
+// ---- plain structs: checked members, no padding on the wire (items 7 and 8) -----------------
+
+struct WithVariant {
+    int id;
+    std::variant<int, float> v;
+};
+struct WithOptional {
+    int id;
+    std::optional<double> o;
+};
+struct WithPointer {
+    int* p;
+};
+struct Flags {
+    std::int32_t n;
+    bool on;
+    bool off;
+    char tag[2];
+    bool operator==(const Flags&) const = default;
+};
+struct Padded {  // 3 bytes of padding after c, 4 after i
+    char c;
+    std::int32_t i;
+    std::int64_t l;
+    std::int32_t tail;
+    bool operator==(const Padded&) const = default;
+};
+struct Empty {
+    bool operator==(const Empty&) const = default;
+};
+struct Dense {
+    std::int32_t a, b;
+    float f;
+    Color c[4];
+    bool operator==(const Dense&) const = default;
+};
+
+// Before: plain structs holding a variant or an optional were copied as raw bytes, so a corrupt
+// index reached std::visit.
+static_assert(!mp::is_shippable_v<WithVariant>);
+static_assert(!mp::is_shippable_v<WithOptional>);
+static_assert(!mp::is_shippable_v<WithPointer>);
+static_assert(!mp::is_shippable_v<std::vector<WithVariant>>);
+static_assert(mp::is_shippable_v<Flags> && mp::is_shippable_v<Padded> && mp::is_shippable_v<Empty>);
+
+TEST(Reduction, ABoolInsideAPlainStructIsChecked) {
+    const Flags f{7, true, false, {'x', 'y'}};
+    expect_round_trip(f);
+    expect_round_trip(std::vector<Flags>{f, Flags{-1, false, true, {}}});
+    const auto b = mp::dumps(f);
+    ASSERT_EQ(b.size(), 8u);
+    const auto vb = mp::dumps(std::vector<Flags>{f});
+    for (std::size_t i : {4u, 5u}) {  // on, off
+        auto bad = b;
+        bad[i] = std::byte{2};
+        EXPECT_THROW((void)mp::loads<Flags>(bad), mp::DecodeError) << "byte " << i;
+        auto vbad = vb;
+        vbad[8 + i] = std::byte{200};
+        EXPECT_THROW((void)mp::loads<std::vector<Flags>>(vbad), mp::DecodeError) << "byte " << i;
+    }
+}
+
+TEST(Reduction, ALambdaCapturingABoolIsChecked) {
+    bool flag = true;
+    int k = 3;
+    auto f = [flag, k](int x) { return flag ? x * k : x; };
+    auto b = mp::dumps(f);
+    ASSERT_EQ(b.size(), 5u);  // 1 + 4 value bytes, not the 3 bytes of padding
+    EXPECT_EQ(mp::loads<decltype(f)>(b)(2), 6);
+    for (auto& x : b)
+        if (x == std::byte{1}) x = std::byte{200};
+    EXPECT_THROW((void)mp::loads<decltype(f)>(b), mp::DecodeError);
+}
+
+// Fills the storage with 0xAA before constructing T in it: padding keeps the fill.
+template <class T, class... A>
+std::vector<std::byte> dumps_over_fill(A&&... a) {
+    alignas(T) std::array<unsigned char, sizeof(T)> storage;
+    std::memset(storage.data(), 0xAA, storage.size());
+    T* p = ::new (storage.data()) T{std::forward<A>(a)...};
+    return mp::dumps(*p);
+}
+
+TEST(Reduction, PaddingAndEmptyTypesPutNoBytesOnTheWire) {
+    // Before: the padded struct was sent with its 7 padding bytes as they were (0xAA here), and
+    // an empty type as one uninitialised byte.
+    const auto b = dumps_over_fill<Padded>(char{1}, 2, std::int64_t{3}, 4);
+    EXPECT_EQ(b.size(), 1u + 4 + 8 + 4);
+    EXPECT_EQ(std::count(b.begin(), b.end(), std::byte{0xAA}), 0);
+    EXPECT_EQ(b, dumps_over_fill<Padded>(char{1}, 2, std::int64_t{3}, 4));
+    EXPECT_EQ(mp::loads<Padded>(b), (Padded{1, 2, 3, 4}));
+    EXPECT_TRUE(dumps_over_fill<Empty>().empty());
+    EXPECT_TRUE(mp::dumps(std::tuple<Empty, std::tuple<>>{}).empty());
+    EXPECT_EQ(mp::dumps(std::vector<Empty>(5)).size(), 8u);
+    expect_round_trip(Empty{});
+    int k = 1;
+    double d = 2;
+    auto lambda = [k, d] { return k + d; };  // 4 bytes of padding between k and d
+    EXPECT_EQ(mp::dumps(lambda).size(), 12u);
+    EXPECT_EQ(mp::loads<decltype(lambda)>(mp::dumps(lambda))(), 3.0);
+    const long double ld = 1.25L;
+    EXPECT_EQ(mp::dumps(ld).size(), mp::detail::long_double_bytes);
+    expect_round_trip(ld);
+}
+
+TEST(Reduction, StructsWithoutPaddingStayOneMemcpy) {
+    static_assert(mp::detail::kind_of<Dense>() == mp::detail::Kind::raw);
+    static_assert(mp::detail::kind_of<std::vector<Dense>>() == mp::detail::Kind::contiguous_raw);
+    static_assert(mp::detail::kind_of<std::vector<double>>() == mp::detail::Kind::contiguous_raw);
+    static_assert(mp::detail::kind_of<std::vector<std::array<std::int32_t, 3>>>() ==
+                  mp::detail::Kind::contiguous_raw);
+    // Enums: any value of the underlying type decodes.
+    auto b = mp::dumps(Color::red);
+    b[0] = std::byte{77};
+    EXPECT_EQ(static_cast<int>(mp::loads<Color>(b)), 77);
+    expect_round_trip(std::vector<Dense>{{1, 2, 0.5f, {Color::green, Color::red, Color::blue, Color::red}}});
 }
 
 }  // namespace

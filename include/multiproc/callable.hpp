@@ -25,13 +25,14 @@
 //   - function pointers (a function's name decays to one),
 //   - captureless lambdas and empty function objects (only their type travels: the thunk knows it),
 //   - lambdas and function objects that are trivially copyable (all captures trivially
-//     copyable): their bytes travel; or function objects with a cereal-style serialize,
+//     copyable) and hold no pointer, reference or union: their value bytes travel (padding is
+//     left out, captured bools are checked on arrival: see reduction.hpp); or function objects
+//     with a cereal-style serialize,
 //   - with arguments that satisfy mp::is_shippable_v (string literals travel as std::string);
 //     handles among them (Connection, ...) carry their descriptors beside the bytes.
 // Not shippable: std::function, closures capturing non-trivially-copyable values (std::string,
-// std::vector, ...), pointers to members. LIMIT: a lambda capturing a pointer or a reference is
-// trivially copyable and cannot be told apart; it ships, and the address it holds means nothing
-// in another process. Capture values, never references, in a shipped lambda.
+// std::vector, ...), closures capturing a pointer, a reference (the address means nothing in
+// another process), a std::optional or a std::variant (unchecked tags), pointers to members.
 //
 // In the child the target is called with the child's decoded copies of the arguments: moved in
 // when it accepts rvalues, else as lvalues (so a `T&` parameter binds to the child's own copy,
@@ -69,12 +70,13 @@ namespace detail {
 enum class TargetKind {
     function_pointer,   ///< by identity
     empty_object,       ///< by type only (captureless lambda, empty function object)
-    raw_object,         ///< trivially copyable closure / function object: its bytes
+    raw_object,         ///< trivially copyable closure / function object: its value bytes
     codec_object,       ///< function object with a cereal-style serialize: the codec
     member_pointer,     ///< not shippable
     std_function,       ///< not shippable (type-erased)
     not_callable,       ///< not shippable (not a function nor a class)
     not_trivially_copyable,  ///< not shippable: captures or members that cannot travel as bytes
+                             ///< (not trivially copyable, or a pointer, reference or union)
 };
 
 template <class T> struct is_std_function : std::false_type {};
@@ -93,7 +95,7 @@ constexpr TargetKind target_kind() {
         return TargetKind::codec_object;
     else if constexpr (std::is_trivially_copyable_v<Fn> && std::is_empty_v<Fn>)
         return TargetKind::empty_object;
-    else if constexpr (std::is_trivially_copyable_v<Fn>) return TargetKind::raw_object;
+    else if constexpr (std::is_trivially_copyable_v<Fn> && encodable<Fn>()) return TargetKind::raw_object;
     else return TargetKind::not_trivially_copyable;
 }
 
@@ -417,7 +419,8 @@ ShippedCall package_task(const F& f, const Args&... args) {
                   "function pointers, captureless lambdas and lambdas or function objects whose "
                   "captures are all trivially copyable can (not std::function, not a lambda "
                   "capturing a std::string, a container or another non-trivially-copyable "
-                  "value). Pass the data as an argument of the task instead.");
+                  "value, nor a pointer, a reference, a std::optional or a std::variant). Pass "
+                  "the data as an argument of the task instead.");
     if constexpr (T::target_ok) {
         static_assert(check_task_args<Args...>(std::index_sequence_for<Args...>{}));
         if constexpr (T::args_ok) {

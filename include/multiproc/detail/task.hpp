@@ -293,8 +293,11 @@ decltype(auto) apply_item(F& f, A& a) {
 template <class F, class R, class A, bool Star>
 void chunk_thunk(Decoder& in, Encoder* out) {
     F fn = decode_target<F>(in);
-    const std::size_t n = in.read_count(std::is_empty_v<A> ? 0 : 1);
     constexpr bool raw_in = !Star && kind_of<A>() == Kind::raw;
+    // Raw items are one block of the input; decoded items are charged to the decoder's budget
+    // before `items` reserves them (a count is input, not a size to allocate).
+    const std::size_t n =
+        raw_in ? in.read_count(sizeof(A)) : in.read_count(min_encoded_size<A>(), sizeof(A));
     std::span<const std::byte> block;
     std::vector<A> items;
     if constexpr (raw_in) {
