@@ -99,6 +99,12 @@ std::string sender_module(const WireIdentity& w) {
     return w.flags & flag_main ? std::string("the main executable") : "module " + std::string(w.path);
 }
 
+[[noreturn, gnu::cold]] void refuse_untrusted_code() {
+    throw DecodeError("multiproc: refused a value that names code (a shipped function) from a peer "
+                      "that is not trusted to: nothing was loaded or called (a Listener/Client "
+                      "connection; AuthOptions::trust_code allows it)");
+}
+
 [[noreturn]] void mismatch(const sys::LoadedModule& here, const WireIdentity& w) {
     const sys::ModuleId theirs{w.kind, std::string(w.id)};
     throw ProcessError("multiproc: binary mismatch: module " + here.path +
@@ -257,6 +263,7 @@ std::vector<std::byte> code_identity(std::uintptr_t addr) {
 void encode_code_address(Encoder& e, std::uintptr_t addr) { append_code_identity(e.bytes(), addr); }
 
 [[gnu::hot]] std::uintptr_t resolve_code_address(Decoder& d, EntryKind kind) {
+    if (d.code_refused()) refuse_untrusted_code();
     const WireIdentity w = read_identity(d);
     const sys::LoadedModule& main = main_exe();
     if ((w.flags & flag_main) && w.kind == main.id.kind && same_bytes(w.id, main.id.bytes))

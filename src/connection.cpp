@@ -21,7 +21,7 @@ struct ConnectionState {
     bool writable;
     // A peer reached through a Listener or Client: it may not name code; over TCP no
     // descriptor can travel.
-    bool peer = false;
+    bool refuse_code = false;
     bool tcp = false;
     // Recycled between messages so that a steady stream of sends and receives does not
     // allocate: the encoder's byte buffer, and a receive buffer that is never zero-filled.
@@ -210,6 +210,7 @@ detail::ReceivedFrame Connection::recv_frame_() const {
         return s.recv_buf.get();
     });
     f.bytes = std::span<const std::byte>(s.recv_buf.get(), static_cast<std::size_t>(size));
+    f.refuse_code = s.refuse_code;
     return f;
 }
 
@@ -292,9 +293,9 @@ void Connection::load(Decoder& d) {
     s_ = std::make_shared<ConnectionState>(std::move(fd), (flags & 1) != 0, (flags & 2) != 0);
 }
 
-Connection detail::make_peer_connection(UniqueFd fd, bool tcp) {
+Connection detail::make_peer_connection(UniqueFd fd, bool tcp, bool trust_code) {
     Connection c(std::move(fd));
-    c.s_->peer = true;
+    c.s_->refuse_code = !trust_code;
     c.s_->tcp = tcp;
     return c;
 }

@@ -229,7 +229,7 @@ Connection Listener::accept() {
         throw;
     }
     const bool tcp = peer.family() == AF_INET || peer.family() == AF_INET6;
-    Connection c = detail::make_peer_connection(std::move(fd), tcp);
+    Connection c = detail::make_peer_connection(std::move(fd), tcp, s_->auth.trust_code);
     {
         std::lock_guard lk(s_->m);
         s_->last_accepted = tcp ? address_of(peer, s_->address)
@@ -286,7 +286,7 @@ Connection Client(const Address& address, std::optional<std::string> authkey, Au
     } else {
         fd = sys::connect_to(unix_sock_address(address));
     }
-    Connection c = detail::make_peer_connection(std::move(fd), tcp);
+    Connection c = detail::make_peer_connection(std::move(fd), tcp, auth.trust_code);
     if (authkey) authenticate_client(c, *authkey, auth);
     return c;
 }

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -23,6 +24,7 @@
 #include "multiproc/errors.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/signals.hpp"
+#include "multiproc/synchronize.hpp"
 #include "sys/io.hpp"
 
 extern char** environ;
@@ -195,6 +197,44 @@ TEST(Listener, DescriptorsCannotCrossTcp) {
     EXPECT_THROW(c.send(a), mp::ProcessError);
     c.send(std::string("after"));  // the connection is still usable
     EXPECT_EQ(s.recv<std::string>(), "after");
+}
+
+std::atomic<int> g_actions{0};
+void count_action() { g_actions.fetch_add(1); }
+
+// A peer across a Listener/Client connection cannot make this process resolve code unless it
+// is trusted: a Barrier whose action is a function (its identity travels in the handle) is a
+// DecodeError from it, over a Unix socket where its descriptor could travel; with trust_code,
+// or over a Pipe between the program's own processes, it decodes and its action runs.
+TEST(Listener, UntrustedPeersCannotNameCode) {
+    for (bool trusted : {false, true}) {
+        mp::AuthOptions auth;
+        auth.trust_code = trusted;
+        // No key (both sides in this thread); trust is separate from authentication.
+        mp::Listener l(mp::Address::unix_socket(temp_path("mp-trust")), 4, std::nullopt, auth);
+        mp::Connection c = mp::Client(l.address());
+        mp::Connection s = l.accept();
+        c.send(mp::Barrier(1, count_action));
+        c.send(std::string("plain data still crosses"));
+        if (trusted) {
+            const int before = g_actions.load();
+            s.recv<mp::Barrier>().wait();
+            EXPECT_EQ(g_actions.load(), before + 1);
+        } else {
+            try {
+                static_cast<void>(s.recv<mp::Barrier>());
+                ADD_FAILURE() << "an untrusted peer named code";
+            } catch (const mp::DecodeError& e) {
+                EXPECT_NE(std::string(e.what()).find("not trusted"), std::string::npos) << e.what();
+            }
+        }
+        EXPECT_EQ(s.recv<std::string>(), "plain data still crosses");
+    }
+    auto [a, b] = mp::Pipe();
+    a.send(mp::Barrier(1, count_action));
+    const int before = g_actions.load();
+    b.recv<mp::Barrier>().wait();
+    EXPECT_EQ(g_actions.load(), before + 1);
 }
 
 TEST(Listener, CloseFromAnotherThreadEndsABlockedAccept) {

@@ -70,14 +70,15 @@ struct ConnectionState;
 struct ReceivedFrame {
     std::span<const std::byte> bytes;
     std::vector<UniqueFd> fds;
+    bool refuse_code = false;  // from a peer not trusted to name code (see make_peer_connection)
 };
 }  // namespace detail
 
 class Connection;
 namespace detail {
-/// A Connection over a socket reached through a Listener or Client: a peer that is not
-/// trusted to name code, and (over TCP) cannot receive descriptors.
-Connection make_peer_connection(UniqueFd fd, bool tcp);
+/// A Connection over a socket reached through a Listener or Client: unless trust_code, a
+/// value from the peer that names code is refused; over TCP no descriptor can travel.
+Connection make_peer_connection(UniqueFd fd, bool tcp, bool trust_code);
 }  // namespace detail
 
 /// One end of a Pipe (Python's multiprocessing.connection.Connection). A cheap, shared handle.
@@ -106,7 +107,11 @@ public:
     template <class T>
     T recv() {
         detail::ReceivedFrame f = recv_frame_();
-        return loads<T>(f.bytes, f.fds);
+        Decoder d(f.bytes, f.fds);
+        if (f.refuse_code) d.refuse_code();
+        T v = detail::decode_value<T>(d);
+        d.finish();
+        return v;
     }
 
     /// Sends buf[offset, offset + size) as one message (size defaults to the rest of buf).
@@ -161,7 +166,7 @@ public:
     friend bool operator==(const Connection& a, const Connection& b) noexcept { return a.s_ == b.s_; }
 
 private:
-    friend Connection detail::make_peer_connection(detail::UniqueFd fd, bool tcp);
+    friend Connection detail::make_peer_connection(detail::UniqueFd fd, bool tcp, bool trust_code);
     Encoder begin_send_() const;
     void finish_send_(Encoder& e) const;
     detail::ReceivedFrame recv_frame_() const;

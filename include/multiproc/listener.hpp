@@ -24,9 +24,10 @@
 // timeout closes that connection with mp::AuthenticationError, and nothing else is read from
 // that peer. A wrong key is mp::AuthenticationError on both sides.
 //
-// Trust: connections from a Listener or Client are not trusted to name code. A value whose
-// decoding would resolve a function identity (shipped callables) is refused on them; plain
-// data and handles without descriptors cross as usual. Descriptors cannot cross TCP.
+// Trust: connections from a Listener or Client are not trusted to name code unless
+// AuthOptions::trust_code says so. A value whose decoding would resolve a function identity
+// (a shipped callable, a Barrier's action) is mp::DecodeError on them, before any library is
+// loaded or any address looked at; plain data crosses as usual. Descriptors cannot cross TCP.
 //
 // Thread safety: a Listener may be used from several threads (accept is serialised by the
 // kernel); each Connection follows Connection's rules. close() from another thread makes a
@@ -92,6 +93,10 @@ enum class AuthDigest {
 struct AuthOptions {
     AuthDigest digest = AuthDigest::sha256;                          ///< the challenge we send
     std::chrono::milliseconds handshake_timeout = std::chrono::seconds(30);  ///< 0: none
+    /// The peer may send values that name code (shipped callables, a Barrier's action): only
+    /// for a peer trusted as much as this program, since decoding them loads its libraries and
+    /// calls its functions. Off: such a value is mp::DecodeError and nothing is resolved.
+    bool trust_code = false;
 };
 
 namespace detail {

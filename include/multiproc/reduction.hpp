@@ -156,6 +156,12 @@ public:
         if (i >= fds_.size() || !fds_[i]) fd_missing(i);
         return std::move(fds_[i]);
     }
+    /// From now on, a value that names code (a shipped callable's function identity) is a
+    /// DecodeError: set for bytes from a peer that is not trusted to make this process load a
+    /// library or call an address (a Listener/Client connection, DESIGN.md 11).
+    void refuse_code() noexcept { code_refused_ = true; }
+    /// True after refuse_code().
+    [[nodiscard]] bool code_refused() const noexcept { return code_refused_; }
     /// Throws DecodeError unless every byte was consumed.
     void finish() const {
         if (remaining()) trailing_bytes();
@@ -173,6 +179,7 @@ private:
     std::span<detail::UniqueFd> fds_;
     std::size_t pos_ = 0;
     std::size_t budget_;
+    bool code_refused_ = false;
 };
 
 namespace detail {
