@@ -33,6 +33,16 @@ def row(name):
     return register
 
 
+def _timed(once, iters, warmup):
+    """Runs once() warmup times untimed, then iters times; returns the seconds of the latter."""
+    for _ in range(warmup):
+        once()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        once()
+    return time.perf_counter() - t0
+
+
 # The fork start method everywhere for now (the C++ side has only fork yet); later rows for
 # spawn/forkserver take their own context.
 FORK = multiprocessing.get_context("fork")
@@ -142,12 +152,7 @@ def fork_start_join(iters, warmup):
         if p.exitcode != 0:
             raise RuntimeError(f"child exit code {p.exitcode}")
 
-    for _ in range(warmup):
-        once()
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        once()
-    return time.perf_counter() - t0
+    return _timed(once, iters, warmup)
 
 
 # ---- Process start+join, spawn and forkserver start methods (bench/rows/process.cpp) ----
@@ -248,12 +253,7 @@ def event_pingpong(iters, warmup):
         pong.wait()
         pong.clear()
 
-    for _ in range(warmup):
-        once()
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        once()
-    seconds = time.perf_counter() - t0
+    seconds = _timed(once, iters, warmup)
     p.join()
     if p.exitcode != 0:
         raise RuntimeError(f"ping-pong child exit code {p.exitcode}")
@@ -487,12 +487,7 @@ def listener_connect_auth(iters, warmup):
                 if len(c.recv_bytes()) != 1:
                     raise RuntimeError("wrong hello")
 
-        for _ in range(warmup):
-            one()
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            one()
-        seconds = time.perf_counter() - t0
+        seconds = _timed(one, iters, warmup)
         p.join()
         if p.exitcode != 0:
             raise RuntimeError(f"client exit code {p.exitcode}")
