@@ -56,9 +56,6 @@
 // the head for the next one.
 #include "multiproc/queues.hpp"
 
-#include <pthread.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <bit>
 #include <cerrno>
@@ -71,75 +68,20 @@
 
 #include "owner_tid.hpp"
 #include "queue_layout.hpp"
+#include "sys/cpu_relax.hpp"
 #include "sys/futex.hpp"
 #include "sys/hole.hpp"
 #include "sys/mapping.hpp"
 #include "sys/memfd.hpp"
+#include "sys/robust_mutex.hpp"
 #include "sys/syscall.hpp"
 #include "tsan_ignore.hpp"
 
 namespace mp::detail {
 using namespace queue_layout;
+using sys::Locked;
 namespace {
 
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield" ::: "memory");
-#endif
-}
-
-void init_mutex(pthread_mutex_t* m) {
-    pthread_mutexattr_t a;
-    ::pthread_mutexattr_init(&a);
-    ::pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    ::pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    const int r = ::pthread_mutex_init(m, &a);
-    ::pthread_mutexattr_destroy(&a);
-    if (r) throw_os_error("pthread_mutex_init", r);
-}
-
-enum class Locked { yes, timed_out, owner_died };
-
-// A short spin on trylock first: the sections are a few hundred nanoseconds, far shorter than
-// a futex sleep and wake.
-Locked lock_mutex(pthread_mutex_t* m, Deadline deadline) {
-    int r = EBUSY;
-    for (int i = 0; i < 200 && r == EBUSY; ++i) {
-        r = ::pthread_mutex_trylock(m);
-        if (r == EBUSY) cpu_relax();
-    }
-    if (r == EBUSY) {
-        if (deadline.is_forever()) {
-            r = ::pthread_mutex_lock(m);
-        } else if (deadline.expired()) {
-            return Locked::timed_out;
-        } else {
-            const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                deadline.at()->time_since_epoch())
-                                .count();
-            timespec ts{static_cast<time_t>(ns / 1'000'000'000),
-                        static_cast<long>(ns % 1'000'000'000)};
-            r = ::pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
-        }
-    }
-    switch (r) {
-        case 0: return Locked::yes;
-        case EBUSY:
-        case ETIMEDOUT: return Locked::timed_out;
-        case EOWNERDEAD: ::pthread_mutex_consistent(m); return Locked::owner_died;
-        default: throw_os_error("pthread_mutex_lock", r);
-    }
-}
-
-struct Unlock {
-    pthread_mutex_t* m;
-    ~Unlock() {
-        if (m) ::pthread_mutex_unlock(m);
-    }
-};
 
 void wake(WaitWord& w) noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -329,8 +271,8 @@ std::uint64_t QueueCore::alloc(std::uint32_t cls) {
     Shared& s = sh();
     std::uint64_t off = 0;
     {
-        (void)lock_mutex(&s.alloc_mu, Deadline::never());  // every step below is one store
-        Unlock u{&s.alloc_mu};
+        (void)sys::robust_mutex_lock(&s.alloc_mu, Deadline::never());  // every step below is one store
+        sys::RobustUnlock u(&s.alloc_mu);
         if ((off = read_once(s.free_head[cls])) != 0) {
             ChunkHeader* c = chunk_checked(off, cls);
             s.free_head[cls] = c->free_next;
@@ -373,8 +315,8 @@ void QueueCore::release(std::uint64_t off) noexcept {
     }
     c->punched = punch ? 1 : 0;
     c->used = punch ? kPage : used;
-    (void)lock_mutex(&s.alloc_mu, Deadline::never());
-    Unlock u{&s.alloc_mu};
+    (void)sys::robust_mutex_lock(&s.alloc_mu, Deadline::never());
+    sys::RobustUnlock u(&s.alloc_mu);
     c->free_next = s.free_head[cls];
     if (!punch) s.resident_free += used;
     s.free_head[cls] = off;
@@ -458,7 +400,7 @@ bool QueueCore::wait_until(WaitWord& w, Changed changed, Deadline deadline, bool
             spin_ns_.store(std::min(kSpinMaxNs, budget * 2), std::memory_order_relaxed);
             return true;
         }
-        cpu_relax();
+        sys::cpu_relax();
         if ((i & 63) == 0) {
             const auto now = clock::now();
             if (now >= spin_end) break;
@@ -633,9 +575,9 @@ void QueueCore::skip_if_dead(std::uint64_t p, std::uint64_t w) noexcept {
 int QueueCore::chunk_put(std::uint32_t kind, std::size_t n, QueueFill fill, const void* ctx,
                          std::uint64_t& ext, Deadline deadline) {
     Shared& s = sh();
-    const Locked l = lock_mutex(&s.prod_mu, deadline);
+    const Locked l = sys::robust_mutex_lock(&s.prod_mu, deadline);
     if (l == Locked::timed_out) return 0;
-    Unlock u{&s.prod_mu};
+    sys::RobustUnlock u(&s.prod_mu);
     if (l == Locked::owner_died) repair_producer();
     if (maxsize_ > 0) {
         const auto max = static_cast<std::uint64_t>(maxsize_);
@@ -644,8 +586,7 @@ int QueueCore::chunk_put(std::uint32_t kind, std::size_t n, QueueFill fill, cons
                    s.gets.load(std::memory_order_seq_cst);
         };
         if (used() >= max) {
-            u.m = nullptr;
-            ::pthread_mutex_unlock(&s.prod_mu);
+            u.unlock();
             return wait_until(s.room, [&] { return used() < max; }, deadline, false) ? 2 : 0;
         }
     }
@@ -656,8 +597,7 @@ int QueueCore::chunk_put(std::uint32_t kind, std::size_t n, QueueFill fill, cons
         append(kExtent, 16, nullptr, nullptr, ext, n);
         ext = 0;  // the queue owns it now
     }
-    u.m = nullptr;
-    ::pthread_mutex_unlock(&s.prod_mu);
+    u.unlock();
     wake(s.items);
     return 1;
 }
@@ -668,9 +608,9 @@ int QueueCore::chunk_put(std::uint32_t kind, std::size_t n, QueueFill fill, cons
 // appending, small items go back to the ring.
 int QueueCore::chunk_get(QueueRead read, void* ctx, Deadline deadline) {
     Shared& s = sh();
-    const Locked l = lock_mutex(&s.cons_mu, deadline);
+    const Locked l = sys::robust_mutex_lock(&s.cons_mu, deadline);
     if (l == Locked::timed_out) return -1;
-    Unlock u{&s.cons_mu};
+    sys::RobustUnlock u(&s.cons_mu);
     if (l == Locked::owner_died) repair_consumer();
     // A chunk begins with a record, never with a skip (see append): two skips in a row are no
     // producer's writing, and a cycle of chunks would otherwise be walked forever.
@@ -678,14 +618,11 @@ int QueueCore::chunk_get(QueueRead read, void* ctx, Deadline deadline) {
         if (skips > 1) corrupt("chunk links");
         const std::uint64_t pos = s.head.load(std::memory_order_relaxed);
         if (pos == s.tail.load(std::memory_order_acquire)) {
-            const int r = ::pthread_mutex_trylock(&s.prod_mu);
-            if (r != 0 && r != EOWNERDEAD) return 0;
-            if (r == EOWNERDEAD) {
-                ::pthread_mutex_consistent(&s.prod_mu);
-                repair_producer();
-            }
+            const Locked p = sys::robust_mutex_try_lock(&s.prod_mu);
+            if (p == Locked::timed_out) return 0;
+            sys::RobustUnlock pu(&s.prod_mu);
+            if (p == Locked::owner_died) repair_producer();
             if (s.tail.load(std::memory_order_acquire) == pos) s.locked.store(0, std::memory_order_seq_cst);
-            ::pthread_mutex_unlock(&s.prod_mu);
             return 2;
         }
         Record r;
@@ -734,8 +671,7 @@ int QueueCore::chunk_get(QueueRead read, void* ctx, Deadline deadline) {
         s.gets.store(gets, std::memory_order_release);
         s.head.store(new_head, std::memory_order_release);
         s.pend_valid_c.store(0, std::memory_order_relaxed);
-        u.m = nullptr;
-        ::pthread_mutex_unlock(&s.cons_mu);
+        u.unlock();
         if (ext) release(ext);
         if (maxsize_ > 0) wake(s.room);
         if (err) std::rethrow_exception(err);
@@ -758,9 +694,9 @@ QueueHandle::QueueHandle(std::int64_t maxsize) {
     s->ring_off = kChunk;
     s->ring_cap = cap;
     s->ring_mask = std::has_single_bit(cap) ? cap - 1 : 0;
-    init_mutex(&s->prod_mu);
-    init_mutex(&s->cons_mu);
-    init_mutex(&s->alloc_mu);
+    sys::robust_mutex_init(&s->prod_mu);
+    sys::robust_mutex_init(&s->cons_mu);
+    sys::robust_mutex_init(&s->alloc_mu);
     s->bump = kChunk + ring_bytes;
     core_ = std::make_shared<QueueCore>(std::move(fd), std::move(map));
     const std::uint64_t first = core_->alloc(0);

@@ -37,6 +37,7 @@
 
 #include "multiproc/callable.hpp"
 #include "owner_tid.hpp"
+#include "sys/cpu_relax.hpp"
 #include "sys/futex.hpp"
 #include "sys/syscall.hpp"
 
@@ -325,16 +326,6 @@ void Event::clear() noexcept { st_->flag.store(0, std::memory_order_seq_cst); }
 
 bool Event::is_set() const noexcept { return st_->flag.load(std::memory_order_acquire) != 0; }
 
-namespace {
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-}
-}  // namespace
-
 bool Event::wait(Timeout timeout) {
     // A short spin before sleeping: a peer running on another core usually answers within a
     // microsecond or two, and sleeping costs a futex wait plus a wake-up (event_pingpong: about
@@ -342,7 +333,7 @@ bool Event::wait(Timeout timeout) {
     // bounded to a few microseconds, so a waiter whose peer needs this very CPU loses little.
     for (int i = 0; i < 64; ++i) {
         if (is_set()) return true;
-        cpu_relax();
+        sys::cpu_relax();
     }
     const detail::Deadline deadline(timeout);
     st_->waiters.fetch_add(1, std::memory_order_seq_cst);

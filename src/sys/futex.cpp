@@ -10,6 +10,7 @@
 
 #include "multiproc/errors.hpp"
 #include "sys/signals.hpp"
+#include "sys/timespec.hpp"
 
 namespace mp::sys {
 namespace {
@@ -32,10 +33,7 @@ bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, detail
         timespec ts{};
         const timespec* tsp = nullptr;
         if (auto at = until.at()) {
-            // steady_clock is CLOCK_MONOTONIC, the clock FUTEX_WAIT_BITSET uses for absolute times.
-            const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at->time_since_epoch());
-            ts.tv_sec = static_cast<time_t>(ns.count() / 1'000'000'000);
-            ts.tv_nsec = static_cast<long>(ns.count() % 1'000'000'000);
+            ts = monotonic_timespec(*at);  // FUTEX_WAIT_BITSET: absolute, CLOCK_MONOTONIC
             tsp = &ts;
         }
         // Not FUTEX_PRIVATE_FLAG: the word lives in memory shared with other processes.
