@@ -1,6 +1,6 @@
-// The layout of a queue's shared memory (see the file comment of queues.cpp for how the parts
-// are used). Private to queues.cpp, except that the tests and the fuzz harness that corrupt a
-// queue's memory on purpose need to know where its fields are.
+// The layout of a queue's shared memory (see the file comment of queue_core.hpp for how the
+// parts are used). Private to the src/queue_*.cpp files, except that the tests and the fuzz
+// harness that corrupt a queue's memory on purpose need to know where its fields are.
 //
 // Every process that maps a queue can write any byte of it: nothing read from this memory is
 // trusted. The read-only part of the header is checked when a handle is attached and compared

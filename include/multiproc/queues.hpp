@@ -63,7 +63,7 @@ namespace mp {
 
 namespace detail {
 
-class QueueCore;  // this process's view of one shared queue (queues.cpp)
+class QueueCore;  // this process's view of one shared queue (src/queue_core.hpp)
 
 /// Writes exactly n bytes of an item's encoding to dst (shared memory).
 using QueueFill = void (*)(const void* ctx, std::byte* dst, std::size_t n);
