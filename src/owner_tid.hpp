@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "multiproc/synchronize.hpp"  // detail::t_tid, the cache the inline lock paths read
+#include "multiproc/detail/thread_id.hpp"  // t_tid, the cache the inline lock paths read
 
 namespace mp::detail {
 

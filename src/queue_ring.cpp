@@ -24,6 +24,16 @@ void check_slot_word(std::uint64_t w, std::uint64_t mask) {
 // calls can claim meanwhile means slot words that no process wrote.
 constexpr std::uint64_t kWalkSlack = 4096;
 
+// Moves a ring hint from p to p + 1 unless another process moved it first; returns where the
+// hint is now.
+std::uint64_t advance_hint(std::atomic<std::uint64_t>& hint, std::uint64_t p) noexcept {
+    std::uint64_t e = p;
+    return hint.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst,
+                                        std::memory_order_acquire)
+               ? p + 1
+               : e;
+}
+
 }  // namespace
 
 // Claims the slot of the next position (CAS free -> writing, with our TID), fills it and
@@ -58,11 +68,7 @@ RingPut QueueCore::ring_put(std::size_t n, QueueFill fill, const void* ctx, std:
             corrupt("slot position");
         if (d >= 0) {
             // Position p is claimed already (perhaps consumed too): move the hint on.
-            std::uint64_t e = p;
-            p = s.enq.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst,
-                                              std::memory_order_acquire)
-                    ? p + 1
-                    : e;
+            p = advance_hint(s.enq, p);
             continue;
         }
         const std::uint64_t now = s.enq.load(std::memory_order_acquire);
@@ -124,11 +130,7 @@ RingGet QueueCore::ring_get(QueueRead read, void* ctx, std::uint64_t& p, std::ui
         if (d == 0) return slot_state(w) == kWriting ? RingGet::writing : RingGet::empty;
         if (d > 0) {
             // Position p was taken already: move the hint on.
-            std::uint64_t e = p;
-            p = s.deq.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst,
-                                              std::memory_order_acquire)
-                    ? p + 1
-                    : e;
+            p = advance_hint(s.deq, p);
             continue;
         }
         // Slot positions only grow, and they were at or past p when the hint was read at p: an

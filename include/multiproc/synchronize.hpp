@@ -44,6 +44,7 @@
 #include <type_traits>
 
 #include "multiproc/detail/arena.hpp"
+#include "multiproc/detail/thread_id.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/reduction.hpp"
 #include "multiproc/timeout.hpp"
@@ -70,9 +71,6 @@ struct MutexState {
     std::uint32_t depth;              // written only by the holder
     std::uint32_t recursive;
 };
-
-/// The calling thread's kernel thread id, cached (0 until first needed; reset in a fork child).
-__attribute__((tls_model("initial-exec"))) inline thread_local std::uint32_t t_tid = 0;
 
 /// A time point of any clock as a CLOCK_MONOTONIC deadline.
 template <class Clock, class Duration>
