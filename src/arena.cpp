@@ -13,18 +13,16 @@
 // on a head that was popped and pushed back meanwhile (ABA).
 #include "multiproc/detail/arena.hpp"
 
-#include <unistd.h>
-
 #include <atomic>
 #include <bit>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
-#include <pthread.h>
 #include <vector>
 
 #include "sys/mapping.hpp"
 #include "sys/memfd.hpp"
+#include "sys/process.hpp"
 #include "sys/random.hpp"
 #include "sys/syscall.hpp"
 
@@ -156,7 +154,7 @@ void atfork_child();
 Registry& registry() {
     static Registry* r = [] {
         auto* reg = new Registry;
-        ::pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+        sys::on_fork(atfork_prepare, atfork_parent, atfork_child);
         return reg;
     }();
     return *r;
@@ -168,7 +166,7 @@ void atfork_parent() { registry().mu.unlock(); }
 // unit of the shared count, owned by the child.
 void atfork_child() {
     Registry& reg = registry();
-    const pid_t me = ::getpid();
+    const pid_t me = sys::current_pid();
     for (BlockRef* r = reg.head.next; r != &reg.head; r = r->next) {
         if (r->pid == 0) continue;
         r->arena->block(r->off)->refs.fetch_add(1, std::memory_order_relaxed);
@@ -201,7 +199,7 @@ void remember(Registry& reg, const std::shared_ptr<ArenaMap>& a) {
 
 BlockRef::BlockRef(std::shared_ptr<ArenaMap> a, std::uint32_t o) : arena(std::move(a)), off(o) {
     if (!arena) return;  // the registry's list head
-    pid = ::getpid();
+    pid = sys::current_pid();
     Registry& reg = registry();
     std::lock_guard lk(reg.mu);
     prev = &reg.head;
@@ -220,7 +218,7 @@ BlockRef::~BlockRef() {
     }
     // A child made by a raw clone() (no pthread_atfork handlers) never took a unit of its
     // own; giving one back would free the block under the parent's feet.
-    if (pid != ::getpid()) return;
+    if (pid != sys::current_pid()) return;
     BlockHeader* b = arena->block(off);
     if (b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1 && b->cls != kDedicated)
         arena->push_free(off);

@@ -2,16 +2,6 @@
 // forkserver.hpp.
 #include "forkserver.hpp"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -27,12 +17,16 @@
 #include "owner_tid.hpp"
 #include "popen.hpp"
 #include "spawn.hpp"
+#include "sys/child_fds.hpp"
 #include "sys/exec.hpp"
 #include "sys/io.hpp"
+#include "sys/mapping.hpp"
 #include "sys/memfd.hpp"
 #include "sys/pidfd.hpp"
+#include "sys/process.hpp"
+#include "sys/sigmask.hpp"
 #include "sys/socket.hpp"
-#include "sys/syscall.hpp"
+#include "sys/wait.hpp"
 
 extern char** environ;
 
@@ -87,12 +81,11 @@ struct UnforkedAllocator {
     template <class U>
     UnforkedAllocator(const UnforkedAllocator<U>&) noexcept {}
     T* allocate(std::size_t n) {
-        void* p = ::mmap(nullptr, bytes(n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) throw std::bad_alloc();
-        static_cast<void>(::madvise(p, bytes(n), MADV_DONTFORK));  // only a cost if refused
+        void* p = sys::map_unforked_pages(bytes(n));
+        if (!p) throw std::bad_alloc();
         return static_cast<T*>(p);
     }
-    void deallocate(T* p, std::size_t n) noexcept { ::munmap(p, bytes(n)); }
+    void deallocate(T* p, std::size_t n) noexcept { sys::unmap_pages(p, bytes(n)); }
     friend bool operator==(const UnforkedAllocator&, const UnforkedAllocator&) noexcept { return true; }
 
 private:
@@ -125,17 +118,9 @@ sigset_t g_child_mask;
     // server can hold is the thread id cache.
     if (t_tid != 0) t_tid = 0;
     // SIGINT and SIGCHLD unblocked (see g_child_mask).
-    bound(&::pthread_sigmask)(SIG_SETMASK, &g_child_mask, nullptr);  // sigprocmask calls it
-    const int n = static_cast<int>(fds.size());  // the call's, then the program's pidfd
-    const int first_free = 3 + n;
-    // Two steps so that no source is overwritten before it is moved: sources inside the target
-    // range go above it first; then each goes down into place, close-on-exec (dup3).
-    for (int& fd : fds)
-        if (fd >= 3 && fd < first_free) fd = bound(&::fcntl)(fd, F_DUPFD_CLOEXEC, first_free);
-    for (int i = 0; i < n; ++i)
-        if (fds[i] >= 0) bound(&::dup3)(fds[i], 3 + i, O_CLOEXEC);
-    if (fds.back() < 0) bound(&::close)(first_free - 1);  // no program pidfd: whatever sits there is the server's
-    bound(&::close_range)(static_cast<unsigned>(first_free), ~0U, 0);
+    sys::set_signal_mask(g_child_mask);
+    // The call's, then the program's pidfd (-1 when there is none: its number is closed).
+    sys::place_child_fds(fds);
     child.renumber_call_fds(3);
     run_prepared_child(child);
 }
@@ -212,7 +197,7 @@ ChildBootstrap read_request(ServerState& st, ssize_t got, std::vector<UniqueFd>&
     // held, and this process has one thread and holds none between requests. fork() would
     // take and release every lock of the C library around the call (malloc, stdio, the dynamic
     // linker), writes that cost each side a copied page.
-    pid_t pid = ::_Fork();
+    const pid_t pid = sys::fork_without_handlers();
     if (pid == 0) {
         // The child must not keep the server's channels: close_range in become_child closes
         // the control socket, the signalfd and every reply socket.
@@ -220,10 +205,10 @@ ChildBootstrap read_request(ServerState& st, ssize_t got, std::vector<UniqueFd>&
     }
     // The call's descriptors are the child's now. Closed by number: their owners are left
     // untouched until the next request (see ServerState).
-    for (std::size_t i = 0; i + 1 < child_fds.size(); ++i) ::close(child_fds[i]);
+    for (std::size_t i = 0; i + 1 < child_fds.size(); ++i) UniqueFd(child_fds[i]).reset();
     st.last = std::move(child);
     if (pid < 0) {
-        send_i32(reply.get(), -errno);
+        send_i32(reply.get(), pid);  // -errno
         return true;
     }
     // Nobody else reaps our children, so the pid is still ours until we waitpid it.
@@ -234,7 +219,7 @@ ChildBootstrap read_request(ServerState& st, ssize_t got, std::vector<UniqueFd>&
     } catch (const EOFError&) {
         // The client gave up on this child; it still runs, and is reaped below.
     }
-    if (pidfd >= 0) ::close(pidfd);
+    UniqueFd(pidfd).reset();  // closes it (nothing for -errno)
     st.children.push_back(ServedChild{pid, std::move(reply), daemon});  // capacity reserved
     return true;
 }
@@ -245,7 +230,7 @@ template <class Children>
 void reap(Children& children) {
     while (!children.empty()) {
         int status = 0;
-        pid_t pid = sys::retry_eintr([&] { return ::waitpid(-1, &status, WNOHANG); });
+        const pid_t pid = sys::reap_any_nohang(status);
         if (pid <= 0) return;
         auto it = std::find_if(children.begin(), children.end(),
                                [pid](const ServedChild& c) { return c.pid == pid; });
@@ -299,43 +284,33 @@ void forkserver_main(int argc, char** argv) noexcept {
         // Every child resolves its target through the module tables: build them once, here.
         warm_code_identities();
         prepare_child_path();
-        const pid_t program = ::getppid();
+        const pid_t program = sys::parent_pid();
         g_program_pidfd = sys::pidfd_open_raw(program);
-        if (g_program_pidfd >= 0 && ::getppid() != program) {
-            ::close(g_program_pidfd);  // the program died first: nothing to serve
-            ::_exit(0);
-        }
-        sigset_t blocked;
-        sigemptyset(&blocked);
-        sigaddset(&blocked, SIGCHLD);
-        sigaddset(&blocked, SIGINT);
-        ::sigprocmask(SIG_BLOCK, &blocked, &g_child_mask);
-        sigset_t chld;
-        sigemptyset(&chld);
-        sigaddset(&chld, SIGCHLD);
-        UniqueFd sfd(sys::check(::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd"));
-        ::fcntl(kControlFd, F_SETFD, FD_CLOEXEC);
+        if (g_program_pidfd >= 0 && sys::parent_pid() != program)
+            sys::exit_now(0);  // the program died first: nothing to serve
+        g_child_mask = sys::block_signals({SIGCHLD, SIGINT});
+        UniqueFd sfd = sys::make_signalfd(SIGCHLD);
+        static_cast<void>(sys::set_cloexec(kControlFd, true));
         for (;;) {
             pollfd p[2] = {{kControlFd, POLLIN, 0}, {sfd.get(), POLLIN, 0}};
             sys::poll_until(p, 2, Deadline::never());
             if (p[1].revents) {
                 // SIGCHLD is a standard signal: one pending instance at most, so one read
                 // empties the signalfd; a child ending after it makes it readable again.
-                signalfd_siginfo si;
-                static_cast<void>(::read(sfd.get(), &si, sizeof si));
+                sys::drain_signalfd(sfd.get());
                 reap(st.children);
             }
             if (p[0].revents && !serve_request(st)) break;
         }
     } catch (const std::exception& e) {
         std::string msg = std::string("multiproc: forkserver: ") + e.what() + "\n";
-        static_cast<void>(::write(2, msg.data(), msg.size()));
+        sys::write_stderr(msg);
         code = 1;
     }
     // The program is gone (or stopped us): no daemonic child may outlive it.
     for (auto& c : st.children)
-        if (c.daemon) ::kill(c.pid, SIGKILL);
-    ::_exit(code);
+        if (c.daemon) static_cast<void>(sys::send_signal(c.pid, SIGKILL));
+    sys::exit_now(code);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -365,7 +340,7 @@ void forget_locked(Client& c) noexcept {
     c.control.reset();
     c.pidfd.reset();
     c.pid = 0;
-    c.owner = ::getpid();
+    c.owner = sys::current_pid();
 }
 
 void forget_after_fork() noexcept {
@@ -378,11 +353,11 @@ void stop_at_exit() noexcept { stop_forkserver(); }
 
 // Under c.m: closes our end and reaps the server (SIGKILL if it does not leave promptly).
 void stop_locked(Client& c) noexcept {
-    if (c.owner != ::getpid() || c.pid == 0) return;
+    if (c.owner != sys::current_pid() || c.pid == 0) return;
     c.control.reset();
     if (c.pidfd && !sys::wait_readable(c.pidfd.get(), Deadline(Timeout(std::chrono::seconds(5)))))
-        ::kill(c.pid, SIGKILL);
-    static_cast<void>(sys::retry_eintr([&] { return ::waitpid(c.pid, nullptr, 0); }));
+        static_cast<void>(sys::send_signal(c.pid, SIGKILL));
+    static_cast<void>(sys::wait_pid(c.pid));
     c.pidfd.reset();
     c.pid = 0;
 }
@@ -391,8 +366,7 @@ void stop_locked(Client& c) noexcept {
 int reap_if_dead(Client& c) {
     if (c.pid == 0) return -1;
     if (!sys::wait_readable(c.pidfd.get(), Deadline(Timeout(std::chrono::seconds(0))))) return -1;
-    int status = 0;
-    static_cast<void>(sys::retry_eintr([&] { return ::waitpid(c.pid, &status, 0); }));
+    const int status = std::max(0, sys::wait_pid(c.pid));  // 0 when the wait failed
     c.control.reset();
     c.pidfd.reset();
     c.pid = 0;
@@ -418,27 +392,21 @@ void start_locked(Client& c) {
     const std::string program = get_executable();
     pid_t pid = sys::spawn_with_fds(program.c_str(), argv, fds, env.data());
     // Only this program reaps the server, so the pid cannot be reused before the pidfd exists.
-    int pidfd = sys::pidfd_open_raw(pid);
-    if (pidfd < 0) {
-        ::kill(pid, SIGKILL);
-        static_cast<void>(sys::retry_eintr([&] { return ::waitpid(pid, nullptr, 0); }));
-        throw_os_error("pidfd_open", -pidfd);
-    }
+    c.pidfd = sys::pidfd_of_new_child(pid);
     c.pid = pid;
-    c.pidfd = UniqueFd(pidfd);
     c.control = std::move(pair.read);
     if (!c.atexit_registered) {
         c.atexit_registered = true;
         std::atexit(stop_at_exit);
-        ::pthread_atfork(nullptr, nullptr, forget_after_fork);
+        sys::on_fork_child(forget_after_fork);
     }
 }
 
 [[noreturn]] void server_failed(int status, pid_t pid) {
-    if (WIFEXITED(status) && WEXITSTATUS(status) == kMissingInitExitCode)
-        throw ProcessError(missing_init_message("forkserver process", pid));
-    std::string how = WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
-                                          : "exited with code " + std::to_string(WEXITSTATUS(status));
+    const int code = sys::exit_code_of(status);
+    if (code == kMissingInitExitCode) throw ProcessError(missing_init_message("forkserver process", pid));
+    std::string how = code < 0 ? "was killed by signal " + std::to_string(-code)
+                               : "exited with code " + std::to_string(code);
     throw ProcessError("multiproc: the forkserver (pid " + std::to_string(pid) + ") " + how +
                        " before it could start the child");
 }
@@ -462,7 +430,7 @@ ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<cons
     pid_t server = 0;
     {
         std::lock_guard lk(c.m);
-        if (c.owner != ::getpid()) forget_locked(c);  // first use, or a fork child (belt and braces)
+        if (c.owner != sys::current_pid()) forget_locked(c);  // first use, or a fork child (belt and braces)
         // A server that died since the last request is noticed by the send below (EPIPE: no
         // other process holds its end), which restarts it: no poll of its pidfd first.
         for (int attempt = 0;; ++attempt) {
@@ -476,12 +444,11 @@ ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<cons
                 // cannot have seen any of this request). A server that ended because the
                 // program lacks mp::init would only end again: that is the error to report.
                 const pid_t dead = c.pid;
-                int status = 0;
-                static_cast<void>(sys::retry_eintr([&] { return ::waitpid(dead, &status, 0); }));
+                const int status = std::max(0, sys::wait_pid(dead));  // 0 when the wait failed
                 c.control.reset();
                 c.pidfd.reset();
                 c.pid = 0;
-                if (attempt > 0 || (WIFEXITED(status) && WEXITSTATUS(status) == kMissingInitExitCode))
+                if (attempt > 0 || sys::exit_code_of(status) == kMissingInitExitCode)
                     server_failed(status, dead);
             }
         }
@@ -509,13 +476,13 @@ ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<cons
 int forkserver_pid() noexcept {
     Client& c = client();
     std::lock_guard lk(c.m);
-    return c.owner == ::getpid() ? c.pid : 0;
+    return c.owner == sys::current_pid() ? c.pid : 0;
 }
 
 void forkserver_send_raw(std::span<const std::byte> msg, std::span<const int> fds) {
     Client& c = client();
     std::lock_guard lk(c.m);
-    if (c.owner != ::getpid()) forget_locked(c);
+    if (c.owner != sys::current_pid()) forget_locked(c);
     if (c.pid == 0) start_locked(c);
     iovec iov{const_cast<std::byte*>(msg.data()), msg.size()};
     if (sys::send_once(c.control.get(), &iov, 1, fds, 0) < 0) throw_os_error("sendmsg", errno);

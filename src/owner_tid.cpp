@@ -1,14 +1,10 @@
 #include "owner_tid.hpp"
 
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <unistd.h>
 
 #include <cerrno>
 
 #include "sys/pidfd.hpp"
-#include "sys/syscall.hpp"
+#include "sys/process.hpp"
 
 namespace mp::detail {
 
@@ -24,11 +20,11 @@ void reset_tid_after_fork() noexcept {
 
 [[gnu::noinline]] std::uint32_t fetch_tid() {
     static const bool registered = [] {
-        ::pthread_atfork(nullptr, nullptr, reset_tid_after_fork);
+        sys::on_fork_child(reset_tid_after_fork);
         return true;
     }();
     static_cast<void>(registered);
-    t_tid = static_cast<std::uint32_t>(::gettid());
+    t_tid = static_cast<std::uint32_t>(sys::current_tid());
     return t_tid;
 }
 
@@ -36,17 +32,15 @@ bool thread_alive(std::uint32_t tid) {
     const pid_t id = static_cast<pid_t>(tid);
     const int fd = sys::pidfd_open_raw(id);
     if (fd >= 0) {
-        pollfd p{fd, POLLIN, 0};
-        const int r = sys::retry_eintr([&] { return ::poll(&p, 1, 0); });
-        ::close(fd);
-        // Readable: the process has exited (every thread of it), only its zombie remains.
-        return !(r > 0 && (p.revents & POLLIN));
+        // Exited: every thread of the process has, only its zombie remains.
+        const detail::UniqueFd pidfd(fd);
+        return !sys::pidfd_exited(pidfd.get());
     }
     if (fd == -ESRCH) return false;
     // EINVAL: the id exists but names a thread that leads no process: a live thread (threads
     // other than the leader are reaped as they exit). EMFILE, ENOSYS...: ask kill(2).
     if (fd == -EINVAL) return true;
-    return !(::kill(id, 0) == -1 && errno == ESRCH);
+    return sys::send_signal(id, 0) != -ESRCH;
 }
 
 }  // namespace mp::detail

@@ -29,6 +29,7 @@
 #include "multiproc/detail/fd.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/timeout.hpp"
+#include "sys/bound.hpp"
 
 namespace mp {
 
@@ -153,18 +154,8 @@ void reset_fork_warning_for_testing() noexcept;
 /// thread: caught, so that the end of that thread alone does not kill it (docs/process.md).
 inline int daemon_death_signal() noexcept { return SIGRTMAX; }
 
-/// `f` itself, opaque to the optimizer: calls through it go to the address the dynamic linker
-/// bound at load, not through the PLT. Through the PLT, a function's first call is bound lazily,
-/// by the dynamic linker, in whichever process makes it; a fork child binding it walks the
-/// symbol tables of every loaded library, pages it has not mapped yet (fork does not copy the
-/// page tables of file-backed mappings), which costs more page faults than the whole rest of a
-/// no-op child. Even a PLT stub the parent has bound costs the child a fault on the page of
-/// stubs. For the calls a fork child makes.
-template <class F>
-F* bound(F* f) noexcept {
-    asm("" : "+r"(f));
-    return f;
-}
+/// `f` itself, opaque to the optimizer: the calls a fork child makes (see sys/bound.hpp).
+using sys::bound;
 
 /// The child side of every start method, after the process exists: adopts the identity `child`
 /// (moved in: no allocation, no lock, no reference count touched), arms the daemon's death

@@ -1,13 +1,6 @@
 // The `fork` start method (CPython's popen_fork.py) and DirectChild, the Popen of any child
-// this process made itself (fork now, spawn next).
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/eventfd.h>
-#include <sys/single_threaded.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
+// this process made itself.
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -15,27 +8,26 @@
 
 #include "multiproc/errors.hpp"
 #include "popen.hpp"
+#include "sys/eventfd.hpp"
 #include "sys/io.hpp"
 #include "sys/pidfd.hpp"
-#include "sys/syscall.hpp"
+#include "sys/process.hpp"
+#include "sys/sigmask.hpp"
+#include "sys/wait.hpp"
 
 namespace mp::detail {
 
 std::optional<int> DirectChild::reap_locked() {
     if (code_) return code_;
-    siginfo_t si;
-    std::memset(&si, 0, sizeof si);
-    if (sys::retry_eintr([&] {
-            return ::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOHANG);
-        }) == -1) {
-        if (errno == ECHILD)
-            throw ProcessError("multiproc: child " + std::to_string(pid_) +
-                               " was reaped by someone else (SIGCHLD ignored, or a waitpid(-1) "
-                               "elsewhere); its exit code is lost");
-        throw_os_error("waitid");
-    }
-    if (si.si_pid == 0) return std::nullopt;  // still running
-    code_ = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
+    int code = 0;
+    const int r = sys::reap_child_nohang(pid_, code);
+    if (r == -ECHILD)
+        throw ProcessError("multiproc: child " + std::to_string(pid_) +
+                           " was reaped by someone else (SIGCHLD ignored, or a waitpid(-1) "
+                           "elsewhere); its exit code is lost");
+    if (r < 0) throw_os_error("waitid", -r);
+    if (r == 0) return std::nullopt;  // still running
+    code_ = code;
     return code_;
 }
 
@@ -44,7 +36,7 @@ int DirectChild::sentinel_locked() const noexcept {
     if (code_ || gone_) {
         // Reaped: the pid may belong to another process by now. An eventfd holding 1 is
         // readable for good, which is all a sentinel of an ended child has to be.
-        pidfd_ = UniqueFd(::eventfd(1, EFD_CLOEXEC));
+        pidfd_ = sys::make_ready_eventfd();
         return pidfd_.get();
     }
     // Not reaped (only this object reaps, under m_, which we hold): the pid is still the child's.
@@ -72,13 +64,7 @@ std::optional<int> DirectChild::wait(Deadline deadline) {
         // Wait without reaping (WNOWAIT) and without the lock, so that other threads can still
         // poll, signal or time out; then reap under the lock, which keeps the pid the child's
         // for as long as anyone holds the lock. ECHILD: a concurrent poll reaped it first.
-        siginfo_t si;
-        std::memset(&si, 0, sizeof si);
-        if (sys::retry_eintr([&] {
-                return ::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOWAIT);
-            }) == -1 &&
-            errno != ECHILD)
-            throw_os_error("waitid");
+        if (const int r = sys::wait_child_ended(pid_); r < 0 && r != -ECHILD) throw_os_error("waitid", -r);
         std::lock_guard lk(m_);
         return reap_locked();
     }
@@ -104,7 +90,7 @@ void DirectChild::send_signal(int sig) {
         return;
     }
     // Not reaped, and nobody reaps but us under this lock: the pid is still the child's.
-    if (::kill(pid_, sig) == -1 && errno != ESRCH) throw_os_error("kill");
+    if (const int r = sys::send_signal(pid_, sig); r < 0 && r != -ESRCH) throw_os_error("kill", -r);
 }
 
 void DirectChild::close() noexcept {
@@ -117,31 +103,19 @@ namespace {
 
 std::atomic<bool> g_warned{false};
 
-// Threads of this process; 1 when unknown. glibc's __libc_single_threaded stays true until a
-// first thread is created, which makes the common case free; after that one stat(2): the kernel
-// reports a task directory's link count as 2 + its threads.
-int thread_count() noexcept {
-    if (__libc_single_threaded) return 1;
-    struct stat st;
-    if (::stat("/proc/self/task", &st) != 0 || st.st_nlink < 3) return 1;
-    return static_cast<int>(st.st_nlink - 2);
-}
-
 }  // namespace
 
 void warn_if_multithreaded_fork() {
     if (g_warned.load(std::memory_order_relaxed)) return;
-    int threads = thread_count();
+    const int threads = sys::thread_count();
     if (threads <= 1 || g_warned.exchange(true)) return;
     // Python 3.12's DeprecationWarning, once per process, written in one write(2).
     char msg[256];
     int n = std::snprintf(msg, sizeof msg,
                           "multiproc: warning: this process (pid=%d) is multi-threaded (%d "
                           "threads); use of fork() may lead to deadlocks in the child.\n",
-                          static_cast<int>(::getpid()), threads);
-    if (n > 0)
-        static_cast<void>(
-            sys::retry_eintr([&] { return ::write(2, msg, static_cast<size_t>(n)); }));
+                          static_cast<int>(sys::current_pid()), threads);
+    if (n > 0) sys::write_stderr(std::string_view(msg, std::min(static_cast<std::size_t>(n), sizeof msg - 1)));
 }
 
 void reset_fork_warning_for_testing() noexcept {
@@ -159,11 +133,10 @@ void reset_fork_warning_for_testing() noexcept {
     // Signals are not blocked across fork (CPython does not either): the first thing the child
     // does is adopt its identity, so a handler running in it sees at worst the parent's name
     // for the few instructions before.
-    pid_t pid = ::fork();
+    const pid_t pid = sys::fork_process();
     // The child moves the caller's pointer to its identity into place (its own copy of the
     // caller's stack): no reference count is written, in the child or here.
     if (pid == 0) run_child(std::move(spec.child), *spec.target);
-    if (pid < 0) throw_os_error("fork");
 
     // DirectChild opens the pidfd on first use (sentinel, timed join): a pidfd is a file the
     // kernel allocates and frees at every start. Unless the kernel reaps our children itself
@@ -171,16 +144,14 @@ void reset_fork_warning_for_testing() noexcept {
     // pidfd is opened now; ESRCH means the child has already ended and been reaped.
     UniqueFd pidfd;
     bool gone = false;
-    struct sigaction chld;
-    if (::sigaction(SIGCHLD, nullptr, &chld) == 0 &&
-        (chld.sa_handler == SIG_IGN || (chld.sa_flags & SA_NOCLDWAIT))) {
+    if (sys::kernel_reaps_children()) {
         int fd = sys::pidfd_open_raw(pid);
         if (fd >= 0) {
             pidfd = UniqueFd(fd);
         } else if (fd == -ESRCH) {
             gone = true;
         } else {
-            ::kill(pid, SIGKILL);
+            static_cast<void>(sys::send_signal(pid, SIGKILL));
             throw_os_error("pidfd_open", -fd);
         }
     }

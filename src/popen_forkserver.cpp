@@ -1,8 +1,6 @@
 // The `forkserver` start method (CPython's popen_forkserver.py): the child belongs to the
 // forkserver; this process holds its pidfd (signals, sentinel) and a socket on which the server
 // sends the exit status once it has reaped the child.
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <mutex>
@@ -13,6 +11,7 @@
 #include "sys/io.hpp"
 #include "sys/pidfd.hpp"
 #include "sys/syscall.hpp"
+#include "sys/wait.hpp"
 
 namespace mp::detail {
 namespace {
@@ -76,7 +75,7 @@ private:
             std::size_t n = sys::read_full(status_.get(), &st, sizeof st);
             status_done_ = true;
             if (n == sizeof st) {
-                code_ = WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
+                code_ = sys::exit_code_of(st);
                 return code_;
             }
             // EOF without a status: the server died. The child may still be running.

@@ -1,8 +1,5 @@
 // The `spawn` start method (CPython's popen_spawn_posix.py): a fresh exec of this program that
 // enters through mp::init. The child layout and the bootstrap record are in spawn.hpp.
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "multiproc/errors.hpp"
 #include "spawn.hpp"
@@ -40,7 +37,7 @@ private:
         std::unique_lock lk(m_);
         if (!status_) return code;
         char byte = 0;
-        ssize_t r = sys::retry_eintr([&] { return ::read(status_.get(), &byte, 1); });
+        const ssize_t r = sys::read_once(status_.get(), &byte, 1);
         status_.reset();
         lk.unlock();
         if (r == 1 && byte == kMissingInitStatus)
@@ -73,13 +70,8 @@ std::unique_ptr<Popen> spawn_shipped(const CurrentProcess::Info& child, const Sh
     const std::string program = get_executable();
     pid_t pid = sys::spawn_with_fds(program.c_str(), argv, fds);
     // Only this process reaps the child, so its pid cannot be reused before the pidfd exists.
-    int pidfd = sys::pidfd_open_raw(pid);
-    if (pidfd < 0) {
-        ::kill(pid, SIGKILL);
-        static_cast<void>(sys::retry_eintr([&] { return ::waitpid(pid, nullptr, 0); }));
-        throw_os_error("pidfd_open", -pidfd);
-    }
-    return std::make_unique<SpawnedChild>(pid, UniqueFd(pidfd), std::move(status.read));
+    UniqueFd pidfd = sys::pidfd_of_new_child(pid);
+    return std::make_unique<SpawnedChild>(pid, std::move(pidfd), std::move(status.read));
 }
 
 std::unique_ptr<Popen> launch_spawn(const LaunchSpec& spec) {

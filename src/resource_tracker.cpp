@@ -1,14 +1,5 @@
 #include "resource_tracker.hpp"
 
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -18,7 +9,17 @@
 #include <string>
 #include <vector>
 
-#include "sys/syscall.hpp"
+#include "multiproc/errors.hpp"
+#include "sys/child_fds.hpp"
+#include "sys/exec.hpp"
+#include "sys/io.hpp"
+#include "sys/process.hpp"
+#include "sys/shm.hpp"
+#include "sys/sigmask.hpp"
+#include "sys/socket.hpp"
+#include "sys/wait.hpp"
+
+extern char** environ;
 
 namespace mp::detail::resource_tracker {
 namespace {
@@ -31,39 +32,32 @@ pid_t g_pid = 0;
 
 // A fork while another thread held g_mu would leave it locked forever in the child.
 [[maybe_unused]] const bool g_atfork = [] {
-    ::pthread_atfork(nullptr, nullptr, [] { new (&g_mu) std::mutex; });
+    sys::on_fork_child([] { new (&g_mu) std::mutex; });
     return true;
 }();
 
 // Runs in the tracker process: never returns.
 [[noreturn]] void tracker_main(int rd, int startup) {
-    ::signal(SIGINT, SIG_IGN);
-    ::signal(SIGTERM, SIG_IGN);
-    ::signal(SIGHUP, SIG_IGN);
-    ::signal(SIGPIPE, SIG_IGN);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) sys::ignore_signal(sig);
+    sys::unblock_all_signals();
     // Keep nothing of the program open but stderr: a pipe end held here would keep some other
     // reader of the program from ever seeing end-of-file.
-    const int lo = std::min(rd, startup), hi = std::max(rd, startup);
-    if (lo > 3) ::close_range(3, static_cast<unsigned>(lo - 1), 0);
-    if (hi > lo + 1) ::close_range(static_cast<unsigned>(lo + 1), static_cast<unsigned>(hi - 1), 0);
-    ::close_range(static_cast<unsigned>(hi + 1), ~0U, 0);
-    if (int null = ::open("/dev/null", O_RDWR | O_CLOEXEC); null >= 0) {
-        ::dup2(null, 0);
-        ::dup2(null, 1);
-        if (null > 2) ::close(null);
+    sys::close_fds_except(rd, startup);
+    sys::leave_program_files();
+    const pid_t me = sys::current_pid();
+    {
+        UniqueFd report(startup);
+        try {
+            sys::write_all(report.get(), &me, sizeof me);
+        } catch (const std::exception&) {
+            // The starter gave up waiting: it reports the failure; serve all the same.
+        }
     }
-    (void)::chdir("/");
-    const pid_t me = ::getpid();
-    (void)sys::retry_eintr([&] { return ::write(startup, &me, sizeof me); });
-    ::close(startup);
 
     std::vector<std::string> names;
     char buf[kMaxRecord];
     for (;;) {
-        const ssize_t n = sys::retry_eintr([&] { return ::recv(rd, buf, sizeof buf, 0); });
+        const ssize_t n = sys::recv_record(rd, buf, sizeof buf);
         if (n <= 0) break;  // end of file: every process of the program is gone
         std::string name(buf + 1, static_cast<std::size_t>(n - 1));
         if (buf[0] == 'R') {
@@ -73,22 +67,17 @@ pid_t g_pid = 0;
                 names.erase(it);
         }
     }
-    for (const auto& name : names) ::shm_unlink(("/" + name).c_str());
-    ::_exit(0);
+    for (const auto& name : names) static_cast<void>(sys::shm_unlink_name(name));
+    sys::exit_now(0);
 }
 
 constexpr const char* kEnv = "MULTIPROC_RESOURCE_TRACKER";
 
-// fork() without the pthread_atfork handlers; the child may only make system calls.
-pid_t raw_fork() noexcept { return static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0)); }
-
 void start_locked() {
-    int sv[2];
-    sys::check(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), "socketpair");
-    UniqueFd ours(sv[1]), theirs(sv[0]);
-    int p[2];
-    sys::check(::pipe2(p, O_CLOEXEC), "pipe2");
-    UniqueFd startup_rd(p[0]), startup_wr(p[1]);
+    auto pair = sys::make_socketpair(SOCK_SEQPACKET);
+    UniqueFd ours = std::move(pair.write), theirs = std::move(pair.read);
+    auto startup = sys::make_pipe();
+    UniqueFd startup_rd = std::move(startup.read), startup_wr = std::move(startup.write);
 
     // Everything the children need is prepared here: between clone and exec they only make
     // system calls (no allocation, no locks), so any thread of a threaded program may start it.
@@ -104,25 +93,25 @@ void start_locked() {
     char* argv[] = {arg0, nullptr};
     const int rd = theirs.get(), wr = startup_wr.get();
 
-    const pid_t mid = raw_fork();
-    if (mid < 0) throw_os_error("clone (resource tracker)");
+    // Raw clones (sys::clone_bare): the children run no pthread_atfork handler and may only
+    // make system calls until the exec.
+    const pid_t mid = sys::clone_bare();
+    if (mid < 0) throw_os_error("clone (resource tracker)", -mid);
     if (mid == 0) {
-        const pid_t t = raw_fork();
+        const pid_t t = sys::clone_bare();
         if (t == 0) {
-            ::fcntl(rd, F_SETFD, 0);
-            ::fcntl(wr, F_SETFD, 0);
-            ::execve("/proc/self/exe", argv, envp.data());
-            ::_exit(127);
+            static_cast<void>(sys::set_cloexec(rd, false));
+            static_cast<void>(sys::set_cloexec(wr, false));
+            sys::exec_self(argv, envp.data());
+            sys::exit_now(127);
         }
-        ::_exit(t < 0 ? 1 : 0);
+        sys::exit_now(t < 0 ? 1 : 0);
     }
     theirs.reset();
     startup_wr.reset();
-    int status = 0;
-    sys::check_retry([&] { return ::waitpid(mid, &status, 0); }, "waitpid (resource tracker)");
+    if (const int r = sys::wait_pid(mid); r < 0) throw_os_error("waitpid (resource tracker)", -r);
     pid_t tracker = 0;
-    if (sys::retry_eintr([&] { return ::read(startup_rd.get(), &tracker, sizeof tracker); }) !=
-        static_cast<ssize_t>(sizeof tracker))
+    if (sys::read_full(startup_rd.get(), &tracker, sizeof tracker) != sizeof tracker)
         throw ProcessError("multiproc: the resource tracker process failed to start");
     g_pid = tracker;
     g_fd = ours.release();
@@ -143,7 +132,7 @@ void send_record(char kind, std::string_view name) {
     char buf[kMaxRecord];
     buf[0] = kind;
     name.copy(buf + 1, name.size());
-    (void)sys::retry_eintr([&] { return ::send(g_fd, buf, name.size() + 1, MSG_NOSIGNAL); });
+    (void)sys::send_record(g_fd, buf, name.size() + 1);
 }
 
 }  // namespace
@@ -181,7 +170,7 @@ pid_t pid() noexcept {
 
 void detach() noexcept {
     std::lock_guard lk(g_mu);
-    if (g_fd >= 0) ::close(g_fd);
+    UniqueFd(g_fd).reset();
     g_fd = -1;
     g_pid = 0;
 }

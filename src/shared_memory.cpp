@@ -1,16 +1,14 @@
 #include "multiproc/shared_memory.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <stdexcept>
 
 #include "resource_tracker.hpp"
 #include "sys/mapping.hpp"
 #include "sys/memfd.hpp"
+#include "sys/process.hpp"
 #include "sys/random.hpp"
+#include "sys/shm.hpp"
 #include "sys/syscall.hpp"
 
 namespace mp {
@@ -37,7 +35,7 @@ std::string generated_name() {
     unsigned char r[6];
     sys::random_bytes(r, sizeof r);
     char buf[64];
-    std::snprintf(buf, sizeof buf, "mp_%d_%02x%02x%02x%02x%02x%02x", static_cast<int>(::getpid()), r[0],
+    std::snprintf(buf, sizeof buf, "mp_%d_%02x%02x%02x%02x%02x%02x", static_cast<int>(sys::current_pid()), r[0],
                   r[1], r[2], r[3], r[4], r[5]);
     return buf;
 }
@@ -57,32 +55,31 @@ SharedMemory::SharedMemory(std::string_view name, bool create, std::size_t size,
         const bool generate = name.empty();
         for (int attempt = 0;; ++attempt) {
             im.name = generate ? generated_name() : normalize(name);
-            const int fd = ::shm_open(("/" + im.name).c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+            const int fd = sys::shm_open_fd(im.name, true);
             if (fd >= 0) {
                 im.fd.reset(fd);
                 break;
             }
-            if (errno == EEXIST && generate && attempt < 100) continue;
-            fail("shm_open", im.name, errno);
+            if (fd == -EEXIST && generate && attempt < 100) continue;
+            fail("shm_open", im.name, -fd);
         }
         // Registered before anything else can fail or be interrupted, so that from here on a
         // SIGKILL leaves nothing behind.
         if (track) detail::resource_tracker::register_name(im.name);
         try {
-            sys::check_retry([&] { return ::ftruncate(im.fd.get(), static_cast<off_t>(size)); },
-                             "ftruncate");
+            sys::resize_file(im.fd.get(), size);
             im.map = sys::Mapping::map_shared(im.fd.get(), size);
         } catch (...) {
-            ::shm_unlink(("/" + im.name).c_str());
+            static_cast<void>(sys::shm_unlink_name(im.name));
             if (track) detail::resource_tracker::unregister_name(im.name);
             throw;
         }
         im.size = size;
     } else {
         im.name = normalize(name);
-        const int fd = ::shm_open(("/" + im.name).c_str(), O_RDWR | O_CLOEXEC, 0);
+        const int fd = sys::shm_open_fd(im.name, false);
         if (fd < 0) {
-            const int err = errno;
+            const int err = -fd;
             if (err == ENOENT)
                 throw std::system_error(err, std::generic_category(),
                                         "multiproc: SharedMemory: no segment named '" + im.name + "'");
@@ -116,7 +113,7 @@ void SharedMemory::close() noexcept {
 
 void SharedMemory::unlink() {
     if (!impl_) throw UsageError("multiproc: SharedMemory::unlink on an empty handle");
-    if (::shm_unlink(("/" + impl_->name).c_str()) != 0) fail("shm_unlink", impl_->name, errno);
+    if (const int r = sys::shm_unlink_name(impl_->name); r != 0) fail("shm_unlink", impl_->name, -r);
     detail::resource_tracker::unregister_name(impl_->name);
 }
 

@@ -1,9 +1,5 @@
 // The child side of spawn and forkserver: mp::init's recognition of the markers, the bootstrap
 // record, and the recursive-spawn guard.
-#include <fcntl.h>
-#include <signal.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -15,9 +11,11 @@
 #include "multiproc/errors.hpp"
 #include "multiproc/reduction.hpp"
 #include "spawn.hpp"
+#include "sys/child_fds.hpp"
 #include "sys/io.hpp"
 #include "sys/memfd.hpp"
 #include "sys/pidfd.hpp"
+#include "sys/process.hpp"
 #include "sys/syscall.hpp"
 
 namespace mp::detail {
@@ -46,12 +44,12 @@ std::atomic<bool> g_init_ran{false};
         "            ...\n"
         "        }\n";
     flush_std_streams();
-    static_cast<void>(sys::retry_eintr([] { return ::write(2, msg, sizeof msg - 1); }));
+    sys::write_stderr(std::string_view(msg, sizeof msg - 1));
     if (g_role == Role::spawned_child) {
         // Tell the parent why, so that its join() raises a clear error rather than a bare code.
-        static_cast<void>(sys::retry_eintr([] { return ::write(kSpawnStatusFd, &kMissingInitStatus, 1); }));
+        static_cast<void>(sys::write_once(kSpawnStatusFd, &kMissingInitStatus, 1));
     }
-    ::_exit(kMissingInitExitCode);
+    sys::exit_now(kMissingInitExitCode);
 }
 
 // main() returned (or exit() was called) in a child whose mp::init never ran.
@@ -109,8 +107,8 @@ namespace {
 
 [[noreturn]] void bootstrap_failed(const char* where, const char* what) noexcept {
     std::string msg = std::string("multiproc: ") + where + ": " + what + "\n";
-    static_cast<void>(sys::retry_eintr([&] { return ::write(2, msg.data(), msg.size()); }));
-    ::_exit(1);
+    sys::write_stderr(msg);
+    sys::exit_now(1);
 }
 
 [[noreturn]] void spawned_child_main() noexcept {
@@ -119,13 +117,13 @@ namespace {
     try {
         UniqueFd payload(kSpawnPayloadFd);
         // The status pipe is only for the missing-init report, which cannot happen any more.
-        ::close(kSpawnStatusFd);
+        UniqueFd(kSpawnStatusFd).reset();
         std::vector<std::byte> bytes = read_bootstrap_file(payload.get(), sys::file_size(payload.get()));
         b = decode_bootstrap(bytes);
         for (std::uint32_t i = 0; i < b.nfds; ++i) {
             int fd = kSpawnFirstCallFd + static_cast<int>(i);
             // Arrived inheritable (dup2 in posix_spawn): make it close-on-exec like every other.
-            sys::check(::fcntl(fd, F_SETFD, FD_CLOEXEC), "fcntl(F_SETFD)");
+            if (const int r = sys::set_cloexec(fd, true); r < 0) throw_os_error("fcntl(F_SETFD)", -r);
             fds.emplace_back(fd);
         }
     } catch (const std::exception& e) {
@@ -166,12 +164,9 @@ std::vector<std::byte> read_bootstrap_file(int fd, std::uint64_t size) {
         // Doubling as the bytes come: a file shorter than announced costs what it holds.
         if (got == bytes.size())
             bytes.resize(static_cast<std::size_t>(std::min<std::uint64_t>(size, std::max(kFirstStep, got * 2))));
-        ssize_t r = sys::retry_eintr([&] {
-            return ::pread(fd, bytes.data() + got, bytes.size() - got, static_cast<off_t>(got));
-        });
-        if (r < 0) throw_os_error("pread");
+        const std::size_t r = sys::pread_some(fd, bytes.data() + got, bytes.size() - got, got);
         if (r == 0) throw DecodeError("multiproc: truncated bootstrap record");
-        got += static_cast<std::size_t>(r);
+        got += r;
     }
     return bytes;
 }
@@ -230,7 +225,7 @@ PreparedChild prepare_child(ChildBootstrap b, std::vector<UniqueFd> fds, bool fo
         // The child's real parent is the server (what its daemon's death signal follows); the
         // parent the user knows is the program, whose pidfd the server passes down (-1 if it
         // has none: a lazily opened one would be checked against getppid(), the server).
-        info.os_parent = ::getpid();
+        info.os_parent = sys::current_pid();
         info.parent_pidfd.store(program_pidfd >= 0 ? program_pidfd : -1, std::memory_order_relaxed);
     }
     c.target = std::make_unique<ShippedTarget>(std::move(b.call), std::move(fds));

@@ -13,6 +13,10 @@ detail::UniqueFd make_eventfd() {
     return detail::UniqueFd(check(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
 }
 
+detail::UniqueFd make_ready_eventfd() noexcept {
+    return detail::UniqueFd(::eventfd(1, EFD_CLOEXEC));
+}
+
 void signal_eventfd(int fd) noexcept {
     const std::uint64_t one = 1;
     static_cast<void>(retry_eintr([&] { return ::write(fd, &one, sizeof one); }));

@@ -77,4 +77,8 @@ pid_t spawn_with_fds(const char* path, char* const argv[], std::span<const int> 
     return pid;
 }
 
+void exec_self(char* const argv[], char* const envp[]) noexcept {
+    ::execve("/proc/self/exe", argv, envp);
+}
+
 }  // namespace mp::sys

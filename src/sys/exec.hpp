@@ -19,4 +19,8 @@ namespace mp::sys {
 pid_t spawn_with_fds(const char* path, char* const argv[], std::span<const int> fds,
                      char* const envp[] = nullptr);
 
+/// execve of this very program (/proc/self/exe) with `argv` and `envp`, descriptors as they
+/// are; returns only when the exec failed (errno set). Async-signal-safe.
+void exec_self(char* const argv[], char* const envp[]) noexcept;
+
 }  // namespace mp::sys

@@ -113,4 +113,21 @@ void set_nonblocking(int fd, bool on) {
     check(::fcntl(fd, F_SETFL, fl), "fcntl(F_SETFL)");
 }
 
+void write_stderr(std::string_view msg) noexcept {
+    static_cast<void>(write_once(2, msg.data(), msg.size()));
+}
+
+ssize_t read_once(int fd, void* buf, std::size_t n) noexcept {
+    return retry_eintr([&] { return ::read(fd, buf, n); });
+}
+
+ssize_t write_once(int fd, const void* buf, std::size_t n) noexcept {
+    return retry_eintr([&] { return ::write(fd, buf, n); });
+}
+
+std::size_t pread_some(int fd, void* buf, std::size_t n, std::uint64_t offset) {
+    return static_cast<std::size_t>(
+        check_retry([&] { return ::pread(fd, buf, n, static_cast<off_t>(offset)); }, "pread"));
+}
+
 }  // namespace mp::sys

@@ -8,7 +8,9 @@
 #include <sys/uio.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
+#include <string_view>
 
 #include "multiproc/detail/fd.hpp"
 #include "multiproc/timeout.hpp"
@@ -44,5 +46,19 @@ PipeFds make_pipe();
 PipeFds make_socketpair(int type = SOCK_STREAM);
 /// Sets or clears O_NONBLOCK.
 void set_nonblocking(int fd, bool on);
+
+/// One write of `msg` to stderr (EINTR retried, failure ignored): a diagnostic of last resort,
+/// usable where nothing may throw or allocate.
+void write_stderr(std::string_view msg) noexcept;
+
+/// One read(2) of at most n bytes, EINTR retried: read's result (-1 with errno set). Never throws.
+ssize_t read_once(int fd, void* buf, std::size_t n) noexcept;
+
+/// One write(2) of at most n bytes, EINTR retried: write's result (-1 with errno set). Never
+/// throws, never allocates (usable just before _exit).
+ssize_t write_once(int fd, const void* buf, std::size_t n) noexcept;
+/// One pread(2) of at most n bytes at `offset`, EINTR retried: the byte count (0 at end of
+/// file); throws std::system_error.
+std::size_t pread_some(int fd, void* buf, std::size_t n, std::uint64_t offset);
 
 }  // namespace mp::sys

@@ -21,4 +21,13 @@ void Mapping::reset() noexcept {
     size_ = 0;
 }
 
+void* map_unforked_pages(std::size_t bytes) noexcept {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return nullptr;
+    static_cast<void>(::madvise(p, bytes, MADV_DONTFORK));  // only a cost if refused
+    return p;
+}
+
+void unmap_pages(void* p, std::size_t bytes) noexcept { ::munmap(p, bytes); }
+
 }  // namespace mp::sys

@@ -43,4 +43,11 @@ private:
     std::size_t size_ = 0;
 };
 
+/// Anonymous private read-write pages that fork leaves out of the child (MADV_DONTFORK, when
+/// the kernel grants it): bookkeeping a child never reads costs no copy-on-write fault on
+/// either side. nullptr when the mapping fails.
+[[nodiscard]] void* map_unforked_pages(std::size_t bytes) noexcept;
+/// Unmaps pages of map_unforked_pages.
+void unmap_pages(void* p, std::size_t bytes) noexcept;
+
 }  // namespace mp::sys

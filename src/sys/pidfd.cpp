@@ -1,11 +1,16 @@
 #include "sys/pidfd.hpp"
 
+#include <poll.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 
+#include "multiproc/errors.hpp"
+#include "sys/process.hpp"
 #include "sys/syscall.hpp"
+#include "sys/wait.hpp"
 
 namespace mp::sys {
 
@@ -25,6 +30,22 @@ detail::UniqueFd pidfd_open(pid_t pid) {
 int pidfd_send_signal(int pidfd, int sig) noexcept {
     long r = retry_eintr([&] { return ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0U); });
     return r < 0 ? -errno : 0;
+}
+
+detail::UniqueFd pidfd_of_new_child(pid_t pid) {
+    const int fd = pidfd_open_raw(pid);
+    if (fd < 0) {
+        static_cast<void>(send_signal(pid, SIGKILL));
+        static_cast<void>(wait_pid(pid));
+        throw_os_error("pidfd_open", -fd);
+    }
+    return detail::UniqueFd(fd);
+}
+
+bool pidfd_exited(int pidfd) noexcept {
+    pollfd p{pidfd, POLLIN, 0};
+    const int r = retry_eintr([&] { return ::poll(&p, 1, 0); });
+    return r > 0 && (p.revents & POLLIN);
 }
 
 }  // namespace mp::sys

@@ -16,4 +16,12 @@ detail::UniqueFd pidfd_open(pid_t pid);
 /// pidfd_send_signal(pidfd, sig); returns 0 or -errno (ESRCH: the process has exited).
 int pidfd_send_signal(int pidfd, int sig) noexcept;
 
+/// The pidfd of `pid`, a child this process just started and alone reaps (so its pid cannot
+/// have been reused). When pidfd_open fails, the child is killed and reaped, then the error is
+/// thrown (std::system_error): a child nobody can watch is not left running.
+detail::UniqueFd pidfd_of_new_child(pid_t pid);
+
+/// Whether the process of `pidfd` has exited (the pidfd is readable: at most a zombie is left).
+[[nodiscard]] bool pidfd_exited(int pidfd) noexcept;
+
 }  // namespace mp::sys

@@ -78,4 +78,12 @@ std::size_t recv_some(int sock, void* buf, std::size_t n, std::vector<detail::Un
     return static_cast<std::size_t>(r);
 }
 
+ssize_t send_record(int sock, const void* buf, std::size_t n) noexcept {
+    return retry_eintr([&] { return ::send(sock, buf, n, MSG_NOSIGNAL); });
+}
+
+ssize_t recv_record(int sock, void* buf, std::size_t n) noexcept {
+    return retry_eintr([&] { return ::recv(sock, buf, n, 0); });
+}
+
 }  // namespace mp::sys

@@ -29,4 +29,11 @@ ssize_t send_once(int sock, const iovec* iov, int iovcnt, std::span<const int> f
 /// kernel truncated the descriptors (those that arrived are in `fds` all the same).
 ssize_t recv_once(int sock, void* buf, std::size_t n, std::vector<detail::UniqueFd>& fds, int flags);
 
+/// One send(MSG_NOSIGNAL) of n bytes (one record on a SOCK_SEQPACKET socket), EINTR retried:
+/// send's result (-1 with errno set). Never throws.
+ssize_t send_record(int sock, const void* buf, std::size_t n) noexcept;
+/// One recv of at most n bytes (one record on a SOCK_SEQPACKET socket), EINTR retried: recv's
+/// result (0 at end of file, -1 with errno set). Never throws.
+ssize_t recv_record(int sock, void* buf, std::size_t n) noexcept;
+
 }  // namespace mp::sys

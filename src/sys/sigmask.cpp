@@ -1,0 +1,49 @@
+#include "sys/sigmask.hpp"
+
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "sys/bound.hpp"
+#include "sys/syscall.hpp"
+
+namespace mp::sys {
+
+sigset_t block_signals(std::initializer_list<int> sigs) noexcept {
+    sigset_t set, old;
+    sigemptyset(&set);
+    for (int s : sigs) sigaddset(&set, s);
+    ::sigprocmask(SIG_BLOCK, &set, &old);
+    return old;
+}
+
+void set_signal_mask(const sigset_t& mask) noexcept {
+    bound(&::pthread_sigmask)(SIG_SETMASK, &mask, nullptr);  // sigprocmask calls it
+}
+
+void unblock_all_signals() noexcept {
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+void ignore_signal(int sig) noexcept { ::signal(sig, SIG_IGN); }
+
+bool kernel_reaps_children() noexcept {
+    struct sigaction chld;
+    return ::sigaction(SIGCHLD, nullptr, &chld) == 0 &&
+           (chld.sa_handler == SIG_IGN || (chld.sa_flags & SA_NOCLDWAIT));
+}
+
+detail::UniqueFd make_signalfd(int sig) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    return detail::UniqueFd(check(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd"));
+}
+
+void drain_signalfd(int fd) noexcept {
+    signalfd_siginfo si;
+    static_cast<void>(::read(fd, &si, sizeof si));
+}
+
+}  // namespace mp::sys

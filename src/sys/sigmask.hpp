@@ -1,0 +1,29 @@
+// Signal masks and dispositions of a process that serves others (the forkserver, the resource
+// tracker), and SIGCHLD read as a descriptor. SIGINT under mp::SigintGuard: sys/signals.hpp.
+#pragma once
+
+#include <signal.h>
+
+#include <initializer_list>
+
+#include "multiproc/detail/fd.hpp"
+
+namespace mp::sys {
+
+/// Adds `sigs` to the calling thread's mask (sigprocmask); returns the mask before.
+sigset_t block_signals(std::initializer_list<int> sigs) noexcept;
+/// Sets the calling thread's mask to `mask`; fork-child safe (bound at load, see bound.hpp).
+void set_signal_mask(const sigset_t& mask) noexcept;
+/// Blocks no signal.
+void unblock_all_signals() noexcept;
+/// Sets the disposition of `sig` to SIG_IGN.
+void ignore_signal(int sig) noexcept;
+/// Whether the kernel reaps this process's children itself (SIGCHLD ignored, or SA_NOCLDWAIT):
+/// a child's pid may then be reused as soon as it ends.
+[[nodiscard]] bool kernel_reaps_children() noexcept;
+/// A signalfd (close-on-exec, non-blocking) readable while `sig` is pending; block `sig` first.
+detail::UniqueFd make_signalfd(int sig);
+/// Reads one pending signal off a signalfd (nothing when none is pending).
+void drain_signalfd(int fd) noexcept;
+
+}  // namespace mp::sys
