@@ -2,8 +2,6 @@
 // _cleanup, active_children; util.py: _exit_function).
 #include "multiproc/process.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -14,6 +12,7 @@
 #include "popen.hpp"
 #include "spawn.hpp"
 #include "sys/io.hpp"
+#include "sys/process.hpp"
 
 namespace mp {
 namespace detail {
@@ -30,7 +29,7 @@ struct ProcessState {
     // The child's identity record, kept as long as this object: freeing it in start() would
     // write the heap while a fork child still shares the page (a page copied).
     std::shared_ptr<CurrentProcess::Info> child_info;
-    pid_t creator = ::getpid();          // Python's _parent_pid
+    pid_t creator = sys::current_pid();          // Python's _parent_pid
     bool starting = false;
     bool closed = false;
 };
@@ -126,7 +125,7 @@ void join_children_at_exit() noexcept {
     } catch (...) {
         return;
     }
-    const pid_t me = ::getpid();
+    const pid_t me = sys::current_pid();
     // Python's util._exit_function: terminate the daemonic children, then join every child.
     for (auto& st : kids) {
         if (st->creator != me) continue;
@@ -163,7 +162,7 @@ namespace {
 Popen* started_popen(const ProcessState& s, const char* op) {
     std::lock_guard lk(s.m);
     if (s.closed) throw UsageError(kClosed);
-    if (s.creator != ::getpid())
+    if (s.creator != sys::current_pid())
         throw UsageError(std::string("multiproc: can only ") + op + " a child process");
     if (!s.popen) throw UsageError(std::string("multiproc: can only ") + op + " a started process");
     return s.popen.get();
@@ -293,7 +292,7 @@ void Process::start() {
         std::lock_guard lk(s.m);
         if (s.closed) throw UsageError(detail::kClosed);
         if (s.popen || s.starting) throw UsageError("multiproc: cannot start a process twice");
-        if (s.creator != ::getpid())
+        if (s.creator != sys::current_pid())
             throw UsageError(
                 "multiproc: can only start a process object created by the "
                 "current process");
@@ -304,8 +303,8 @@ void Process::start() {
         child->identity = s.identity;
         child->daemon = s.daemon;
         child->authkey = s.authkey;
-        child->parent_pid = ::getpid();
-        child->off_main_thread = ::gettid() != child->parent_pid;
+        child->parent_pid = sys::current_pid();
+        child->off_main_thread = sys::current_tid() != child->parent_pid;
         child->parent_name = me->name;
         s.starting = true;
     }
@@ -360,7 +359,7 @@ void Process::close() {
         std::lock_guard lk(s.m);
         if (s.closed) return;
         if (s.popen) {
-            if (s.creator != ::getpid())
+            if (s.creator != sys::current_pid())
                 throw UsageError("multiproc: can only close a child process");
             if (!s.popen->poll())
                 throw UsageError(
