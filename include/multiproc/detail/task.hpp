@@ -31,6 +31,7 @@
 #include <cstring>
 #include <exception>
 #include <iterator>
+#include <memory>
 #include <span>
 #include <tuple>
 #include <type_traits>
@@ -48,7 +49,8 @@ namespace mp::detail {
 inline constexpr std::size_t bulk_threshold = std::size_t{1} << 20;
 
 /// Anonymous shared memory holding one large argument: created (and written) by the sender,
-/// mapped read-only by the worker. Move-only.
+/// mapped read-only by the worker. Move-only. The mapping's owner (src/sys's) is held
+/// type-erased, since the OS layer is private to the library.
 class BulkBuffer {
 public:
     BulkBuffer() noexcept = default;
@@ -56,21 +58,20 @@ public:
     static BulkBuffer create(const void* data, std::size_t bytes);
     /// Maps a received memfd of `bytes` bytes (DecodeError when it is shorter).
     static BulkBuffer map(UniqueFd fd, std::size_t bytes);
-    BulkBuffer(BulkBuffer&& o) noexcept;
-    BulkBuffer& operator=(BulkBuffer&& o) noexcept;
+    BulkBuffer(BulkBuffer&&) noexcept = default;
+    BulkBuffer& operator=(BulkBuffer&&) noexcept = default;
     BulkBuffer(const BulkBuffer&) = delete;
     BulkBuffer& operator=(const BulkBuffer&) = delete;
-    ~BulkBuffer();
+    ~BulkBuffer() = default;
 
     /// The mapped bytes (null before map()).
-    [[nodiscard]] const void* data() const noexcept { return map_; }
+    [[nodiscard]] const void* data() const noexcept { return map_.get(); }
     /// The memfd.
     [[nodiscard]] UniqueFd& fd() noexcept { return fd_; }
 
 private:
     UniqueFd fd_;
-    void* map_ = nullptr;
-    std::size_t size_ = 0;
+    std::shared_ptr<const std::byte> map_;  // points into the mapping it owns
 };
 
 /// In a worker: the shared word where the chunk thunk publishes the item in progress (null
