@@ -66,11 +66,14 @@ public:
     }
 
 private:
+    class Holding;
     void run() noexcept;
     void loop();
     bool turn();
-    void wait_for_events();
-    void read_frames(Worker& w);
+    bool dispatch_here();
+    void prepare_poll();
+    void handle_events();
+    void read_frames(Worker& w, bool until_empty);
     void handle_frame(Worker& w, wire::Frame& f);
     void on_death(std::size_t index);
     void break_engine(std::exception_ptr err);
@@ -97,7 +100,9 @@ private:
     Notifier done_;
     std::thread thread_;
 
-    // Loop-only state.
+    // The loop's state, under loop_m_: held by the loop thread except while it sleeps in poll,
+    // and by a submitting thread that dispatches its task itself (dispatch_here).
+    std::mutex loop_m_;
     std::vector<Worker> workers_;
     Scheduler scheduler_;
     std::size_t next_worker_name_ = 1;
@@ -143,6 +148,28 @@ std::exception_ptr EngineImpl::terminated_error() const {
                          opts_.owner + ": the pool has been terminated; the task cannot run"));
 }
 
+// loop_m_ held by this thread, which is marked as holding it: source callbacks run under it,
+// and a submission from one of them (a callback, an input iterator) must not take it again.
+class EngineImpl::Holding {
+public:
+    explicit Holding(EngineImpl& e) : lk_(e.loop_m_), prev_(std::exchange(t_holding, &e)) {}
+    Holding(EngineImpl& e, std::try_to_lock_t) : lk_(e.loop_m_, std::try_to_lock), prev_(t_holding) {
+        if (lk_.owns_lock()) t_holding = &e;
+    }
+    Holding(const Holding&) = delete;
+    Holding& operator=(const Holding&) = delete;
+    ~Holding() { t_holding = prev_; }
+    [[nodiscard]] bool owns() const noexcept { return lk_.owns_lock(); }
+    static bool holds(const EngineImpl& e) noexcept { return t_holding == &e; }
+
+private:
+    static thread_local const EngineImpl* t_holding;
+    std::unique_lock<std::mutex> lk_;
+    const EngineImpl* prev_;
+};
+
+thread_local const EngineImpl* EngineImpl::Holding::t_holding = nullptr;
+
 void EngineImpl::submit(std::shared_ptr<TaskSource> src) {
     std::exception_ptr dead;
     {
@@ -154,7 +181,37 @@ void EngineImpl::submit(std::shared_ptr<TaskSource> src) {
         src->abandon(dead);
         return;
     }
+    // The submitting thread sends the task itself when the loop is asleep in poll: one thread
+    // hop (and two system calls) fewer between a call and its worker. The loop's poll already
+    // watches every worker's link, so the result wakes it as usual.
+    if (!Holding::holds(*this)) {
+        try {
+            Holding h(*this, std::try_to_lock);
+            if (h.owns() && dispatch_here()) return;
+        } catch (...) {
+            break_engine(std::current_exception());  // as in the loop: the loop fails every task
+        }
+    }
     wake();
+}
+
+// Under loop_m_, on a submitting thread: takes the new sources and sends what can go. False when
+// the loop must take a turn itself (stopping, or output a worker did not accept at once).
+bool EngineImpl::dispatch_here() {
+    {
+        std::lock_guard lk(m_);
+        if (closing_ || terminating_ || broken_) return false;
+        for (auto& s : incoming_) scheduler_.add(std::move(s));
+        incoming_.clear();
+    }
+    scheduler_.fill(workers_);
+    bool all_sent = true;
+    for (auto& w : workers_) {
+        if (!w.connected() || !w.link->out().pending()) continue;
+        w.link->send_some();
+        all_sent = all_sent && !w.link->out().pending();
+    }
+    return all_sent;
 }
 
 void EngineImpl::close() noexcept {
@@ -186,6 +243,7 @@ void EngineImpl::run() noexcept {
         // An engine failure of its own (out of memory, a broken socket layer): every task fails
         // with it rather than waiting forever.
         break_engine(std::current_exception());
+        Holding h(*this);
         kill_workers(workers_);
         abandon_all(broken());
     }
@@ -205,7 +263,21 @@ void EngineImpl::run() noexcept {
 }
 
 void EngineImpl::loop() {
-    while (turn()) wait_for_events();
+    for (;;) {
+        {
+            Holding h(*this);
+            if (!turn()) return;
+            prepare_poll();
+        }
+        wake_->sleeping.store(true, std::memory_order_seq_cst);
+        const bool skip = wake_->pending.exchange(false, std::memory_order_seq_cst);
+        int r = 0;
+        if (!skip) r = sys::poll_until(pfds_.data(), pfds_.size(), Deadline::never());
+        wake_->sleeping.store(false, std::memory_order_seq_cst);
+        if (r <= 0) continue;
+        Holding h(*this);
+        handle_events();
+    }
 }
 
 // One turn of the loop: takes new sources, stops when asked to or broken, sends what can go.
@@ -241,8 +313,8 @@ bool EngineImpl::turn() {
     return true;
 }
 
-// Sleeps until a worker's link or sentinel, or the wake channel, has something; handles it.
-void EngineImpl::wait_for_events() {
+// What the loop sleeps on: the wake channel, every worker's link and sentinel.
+void EngineImpl::prepare_poll() {
     pfds_.clear();
     polled_.clear();
     pfds_.push_back({wake_->fd.get(), POLLIN, 0});
@@ -257,12 +329,10 @@ void EngineImpl::wait_for_events() {
         pfds_.push_back({w.sentinel, POLLIN, 0});
         polled_.emplace_back(i, true);
     }
-    wake_->sleeping.store(true, std::memory_order_seq_cst);
-    const bool skip = wake_->pending.exchange(false, std::memory_order_seq_cst);
-    int r = 0;
-    if (!skip) r = sys::poll_until(pfds_.data(), pfds_.size(), Deadline::never());
-    wake_->sleeping.store(false, std::memory_order_seq_cst);
-    if (r <= 0) return;
+}
+
+// What poll found: wake-ups, frames, room to send, deaths.
+void EngineImpl::handle_events() {
     std::vector<std::size_t> dead;
     for (std::size_t k = 0; k < pfds_.size(); ++k) {
         if (!pfds_[k].revents) continue;
@@ -277,16 +347,23 @@ void EngineImpl::wait_for_events() {
             dead.push_back(i);
             continue;
         }
-        if (pfds_[k].revents & (POLLIN | POLLHUP | POLLERR)) read_frames(w);
+        if (pfds_[k].revents & (POLLIN | POLLHUP | POLLERR)) read_frames(w, false);
         if (!w.link->closed() && (pfds_[k].revents & POLLOUT)) w.link->send_some();
     }
     for (std::size_t i : dead) on_death(i);
 }
 
-void EngineImpl::read_frames(Worker& w) {
+// Takes the frames that arrived. A read that did not fill the buffer most likely took all there
+// was: the loop's next poll (level-triggered) reports anything left, so no read is spent on
+// learning that nothing is there, unless `until_empty` (a dead worker: no poll will follow).
+void EngineImpl::read_frames(Worker& w, bool until_empty) {
+    using Received = wire::Transport::Received;
     wire::Frame f;
-    while (w.link->receive_some())
+    for (;;) {
+        const Received got = w.link->receive_some();
         while (w.link->in().next(f, opts_.owner.c_str())) handle_frame(w, f);
+        if (got == Received::nothing || (got == Received::some && !until_empty)) return;
+    }
 }
 
 void EngineImpl::handle_frame(Worker& w, wire::Frame& f) {
@@ -315,7 +392,7 @@ void EngineImpl::on_death(std::size_t index) {
     Worker& w = workers_[index];
     if (!w.proc) return;
     // Results the worker sent before it died are valid: take them first.
-    if (!w.link->closed()) read_frames(w);
+    if (!w.link->closed()) read_frames(w, true);
     WorkerDeath death = reap_worker(w);
     if (!death.was_ready && !death.planned) {
         // It died before the initializer finished: the initializer (or the start) kills workers,

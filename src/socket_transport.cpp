@@ -29,16 +29,16 @@ public:
         out_.sent = 0;
     }
 
-    bool receive_some() override {
+    Received receive_some() override {
         const auto room = in_.space();
         const ssize_t r = sys::recv_nonblocking(sock_.get(), room.data(), room.size(), in_.arriving_fds());
-        if (r < 0) return false;  // nothing more now
+        if (r < 0) return Received::nothing;  // nothing more now
         if (r == 0) {
             closed_ = true;
-            return false;
+            return Received::nothing;
         }
         in_.commit(static_cast<std::size_t>(r));
-        return true;
+        return static_cast<std::size_t>(r) == room.size() ? Received::filled : Received::some;
     }
 
     pollfd poll_entry() const override {

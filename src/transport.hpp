@@ -41,9 +41,14 @@ public:
 
     /// Sends what the peer accepts now, without blocking.
     virtual void send_some() = 0;
-    /// One read of what has arrived, without blocking, into in(): false when nothing was there
-    /// (or the peer is gone: closed()).
-    virtual bool receive_some() = 0;
+    /// What one receive_some found.
+    enum class Received {
+        nothing,  ///< nothing was there (or the peer is gone: closed())
+        some,     ///< bytes, fewer than there was room for: most likely all there was
+        filled,   ///< as many bytes as there was room for: more may be waiting
+    };
+    /// One read of what has arrived, without blocking, into in().
+    virtual Received receive_some() = 0;
     /// The descriptor and events a supervisor's poll waits on for this link (POLLOUT while
     /// output is pending).
     [[nodiscard]] virtual pollfd poll_entry() const = 0;
