@@ -88,7 +88,10 @@ bool FrameRecords::next(FrameRecord& r) {
 }
 
 std::span<std::byte> FrameInbox::space() {
-    if (pos_) {
+    if (pos_ == len_) pos_ = len_ = 0;  // everything taken: start over, nothing to move
+    if (buf_.size() - len_ < kReadChunk / 4 && pos_) {
+        // Short of room: the bytes not taken yet (the start of a frame) move to the front, once,
+        // rather than after every frame.
         std::memmove(buf_.data(), buf_.data() + pos_, len_ - pos_);
         len_ -= pos_;
         pos_ = 0;

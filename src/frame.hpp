@@ -106,7 +106,8 @@ struct Frame {
 /// corrupt header costs what was sent, not what it claims.
 class FrameInbox {
 public:
-    /// Room for the next read (at least a quarter of a read chunk); moves unread bytes to the front.
+    /// Room for the next read (at least a quarter of a read chunk); when short of room, the bytes
+    /// not taken yet move to the front first.
     std::span<std::byte> space();
     /// `n` bytes were read into space().
     void commit(std::size_t n) noexcept { len_ += n; }
