@@ -206,8 +206,7 @@ void append_code_identity(std::vector<std::byte>& out, std::uintptr_t addr) {
 // __start_/__stop_ symbols) would need no names, but g++ 12 ignores section attributes on every
 // template instantiation, and thunks are nothing else. Renaming a thunk means updating this.
 constexpr std::string_view kThunkPrefixes[] = {
-    "_ZN2mp6detail5thunkI",        // thunk<F, R, Args...>         (callable.hpp)
-    "_ZN2mp6detail10pool_thunkI",  // pool_thunk<F, R, W...>       (detail/task.hpp)
+    "_ZN2mp6detail5thunkI",        // thunk<F, Finish, W...>       (callable.hpp)
     "_ZN2mp6detail11chunk_thunkI", // chunk_thunk<F, R, A, Star>   (detail/task.hpp)
 };
 
@@ -353,32 +352,9 @@ void begin_package(Encoder& e, const std::vector<std::byte>& thunk_identity) {
     return reinterpret_cast<ThunkFn>(resolve_code_address(d, EntryKind::thunk));
 }
 
-void encode_task_error(Encoder& out, const std::exception_ptr& error) {
-    const auto s = static_cast<std::uint8_t>(TaskStatus::error);
-    out.write_bytes(&s, 1);
-    out(error);
-}
-
-void read_task_status(Decoder& d) {
-    std::uint8_t s = 0;
-    d.read_bytes(&s, 1);
-    if (s == static_cast<std::uint8_t>(TaskStatus::ok)) return;
-    if (s != static_cast<std::uint8_t>(TaskStatus::error))
-        throw DecodeError("multiproc: corrupt task result: unknown status byte");
-    std::exception_ptr ex = decode_exception(d);
-    d.finish();
-    if (!ex) throw DecodeError("multiproc: corrupt task result: an error without an exception");
-    std::rethrow_exception(ex);
-}
-
 [[gnu::hot]] void run_shipped_call(std::span<const std::byte> bytes, std::span<UniqueFd> fds) {
     Decoder d(bytes, fds);
     open_package(d)(d, nullptr);
-}
-
-[[gnu::hot]] void run_shipped_task(std::span<const std::byte> bytes, std::span<UniqueFd> fds, Encoder& out) {
-    Decoder d(bytes, fds);
-    open_package(d)(d, &out);
 }
 
 }  // namespace mp::detail

@@ -34,6 +34,7 @@
 #include "helpers/raw_child.hpp"
 #include "helpers/start_method_test.hpp"
 #include "multiproc/callable.hpp"
+#include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/connection.hpp"
 #include "multiproc/synchronize.hpp"
 #include "sys/io.hpp"

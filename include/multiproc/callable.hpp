@@ -4,7 +4,7 @@
 //
 //   +-------+----------------------+----------------------+---------------------+
 //   | magic | identity of a typed  | the target: identity | the arguments,      |
-//   | u32   | thunk<F, R, Args...> | / closure bytes / -  | encoded in order    |
+//   | u32   | thunk<F, Fin, W...>  | / closure bytes / -  | encoded in order    |
 //   +-------+----------------------+----------------------+---------------------+
 //   identity = u8 flags (1: the main executable) | u8 id kind | u8 n | n id bytes
 //            | u64 path length | path (empty for the main executable) | u64 offset
@@ -170,12 +170,9 @@ struct CallPackage {
 };
 
 /// The fixed, type-erased signature every thunk has: decode target and arguments from `in`,
-/// call, and when `out` is non-null encode (status, result or exception) into it.
+/// call, and when `out` is non-null encode what the call's Finish policy writes (the task
+/// engine's: status, result or exception; detail/task_protocol.hpp).
 using ThunkFn = void (*)(Decoder& in, Encoder* out);
-
-/// The result of a task, as written by run_shipped_task: a status byte, then the value or the
-/// exception.
-enum class TaskStatus : std::uint8_t { ok = 0, error = 1 };
 
 inline constexpr std::uint32_t call_magic = 0x3143504dU;  // "MPC1" in memory on little endian
 
@@ -188,7 +185,7 @@ std::vector<std::byte> code_identity(std::uintptr_t addr);
 void encode_code_address(Encoder& e, std::uintptr_t addr);
 /// What a decoded identity must be the start of.
 enum class EntryKind {
-    thunk,     ///< a thunk of this library (thunk, pool_thunk, chunk_thunk): the call's entry
+    thunk,     ///< a thunk of this library (thunk, chunk_thunk): the call's entry
     function,  ///< any function of the module's symbol table: a target, a Barrier's action
 };
 /// Decodes an identity and returns that code's address in this process, loading its shared
@@ -231,11 +228,6 @@ std::string not_invocable_reason(const std::type_info& target, std::vector<std::
 void begin_package(Encoder& e, const std::vector<std::byte>& thunk_identity);
 /// Checks the magic and resolves the thunk of a received package.
 ThunkFn open_package(Decoder& d);
-/// Writes (error, exception) into a task result: for the task engine, also when
-/// run_shipped_task itself threw (corrupt bytes, binary mismatch).
-void encode_task_error(Encoder& out, const std::exception_ptr& error);
-/// Reads a task result's status; on error rethrows the transported exception.
-void read_task_status(Decoder& d);
 
 // --- the typed halves ---------------------------------------------------------------------
 
@@ -291,62 +283,80 @@ void encode_arg(Encoder& e, const A& a) {
     }
 }
 
-template <class F, class... Args, std::size_t... I>
-decltype(auto) invoke_stored(F& f, std::tuple<Args...>& args, std::index_sequence<I...>) {
-    if constexpr (std::is_invocable_v<F&, Args&&...>) return std::invoke(f, std::move(std::get<I>(args))...);
-    else return std::invoke(f, std::get<I>(args)...);
+/// How a thunk decodes an argument stored as W and hands it to the target: decoded by the codec,
+/// moved in when the target accepts rvalues, else passed as an lvalue. A specialization may
+/// offer a third form the target is tried with first (has_span_form): the task engine's large
+/// vector arguments, read in place from shared memory (detail/task.hpp's BulkArg).
+template <class W>
+struct arg_wire {
+    static constexpr bool has_span_form = false;
+    static W decode(Decoder& in) { return decode_value<W>(in); }
+    static W&& span_form(W& w) noexcept { return std::move(w); }
+    static W&& rvalue_form(W& w) noexcept { return std::move(w); }
+    static W& lvalue_form(W& w) noexcept { return w; }
+};
+template <class W> using span_form_t = decltype(arg_wire<W>::span_form(std::declval<W&>()));
+template <class W> using rvalue_form_t = decltype(arg_wire<W>::rvalue_form(std::declval<W&>()));
+template <class W> using lvalue_form_t = decltype(arg_wire<W>::lvalue_form(std::declval<W&>()));
+
+/// Calls f with the decoded arguments in the first form it accepts (span, rvalue, lvalue).
+template <class F, class... W, std::size_t... I>
+decltype(auto) invoke_stored(F& f, std::tuple<W...>& args, std::index_sequence<I...>) {
+    if constexpr ((arg_wire<W>::has_span_form || ...) && std::is_invocable_v<F&, span_form_t<W>...>)
+        return std::invoke(f, arg_wire<W>::span_form(std::get<I>(args))...);
+    else if constexpr (std::is_invocable_v<F&, rvalue_form_t<W>...>)
+        return std::invoke(f, arg_wire<W>::rvalue_form(std::get<I>(args))...);
+    else
+        return std::invoke(f, arg_wire<W>::lvalue_form(std::get<I>(args))...);
 }
 
-/// The typed half of a shipped call: F is the target type (function pointer or class), R what
-/// is encoded into `out` (void: nothing but the status), Args the stored argument types.
+/// A thunk's Finish policy for a call whose result nobody reads (a Process's target): `out`
+/// stays untouched.
+struct DiscardResult {
+    template <class Call>
+    static void finish(Call&& call, Encoder*) {
+        static_cast<void>(call());
+    }
+};
+
+/// The one typed half of a shipped call: F is the target type (function pointer or class), W
+/// the stored argument types (each decoded and handed over as arg_wire<W> says), Finish what
+/// becomes of the call and its result: Finish::finish(call, out) runs call() (the target on
+/// the decoded arguments) and may encode into out (null when the caller wants nothing back).
 // Hot: the first code of the program a child runs (grouped with the rest of the child's path in
 // .text.hot; see src/current_process.cpp).
-template <class F, class R, class... Args>
+template <class F, class Finish, class... W>
 [[gnu::hot]] void thunk(Decoder& in, Encoder* out) {
     F fn = decode_target<F>(in);
     // Braced initialization evaluates left to right: arguments decode in the order they were
     // encoded.
-    std::tuple<Args...> args{decode_value<Args>(in)...};
+    std::tuple<W...> args{arg_wire<W>::decode(in)...};
     in.finish();
-    constexpr auto seq = std::index_sequence_for<Args...>{};
-    if (!out) {
-        static_cast<void>(invoke_stored(fn, args, seq));
-        return;
-    }
-    const std::size_t mark = out->bytes().size();
-    try {
-        if constexpr (std::is_void_v<R>) {
-            static_cast<void>(invoke_stored(fn, args, seq));
-            const auto s = static_cast<std::uint8_t>(TaskStatus::ok);
-            out->write_bytes(&s, 1);
-        } else {
-            R r = invoke_stored(fn, args, seq);
-            const auto s = static_cast<std::uint8_t>(TaskStatus::ok);
-            out->write_bytes(&s, 1);
-            (*out)(r);
-        }
-    } catch (...) {
-        out->bytes().resize(mark);
-        encode_task_error(*out, std::current_exception());
-    }
+    Finish::finish([&]() -> decltype(auto) { return invoke_stored(fn, args, std::index_sequence_for<W...>{}); },
+                   out);
 }
 
-/// The identity of one thunk instantiation, computed once.
-template <class F, class R, class... Args>
+/// The identity of one thunk instantiation (any ThunkFn of this library), computed once.
+template <ThunkFn Fn>
 const std::vector<std::byte>& thunk_identity() {
-    static const std::vector<std::byte> id =
-        code_identity(reinterpret_cast<std::uintptr_t>(&thunk<F, R, Args...>));
+    static const std::vector<std::byte> id = code_identity(reinterpret_cast<std::uintptr_t>(Fn));
     return id;
 }
 
-template <class R, class F, class... Args>
-ShippedCall encode_call(const F& f, const Args&... args) {
-    using Fn = std::decay_t<F>;
-    Encoder e;
-    const auto& id = thunk_identity<Fn, R, stored_arg_t<Args>...>();
+/// Starts a package for thunk Fn: magic, the thunk's identity, then the target.
+template <ThunkFn Fn, class F>
+void begin_call(Encoder& e, const F& f) {
+    const auto& id = thunk_identity<Fn>();
     e.bytes().reserve(128 + id.size());
     begin_package(e, id);
-    encode_target<Fn>(e, f);
+    encode_target<std::decay_t<F>>(e, f);
+}
+
+/// Packages f(args...) for thunk<F, Finish, stored args...>.
+template <class Finish, class F, class... Args>
+ShippedCall encode_call(const F& f, const Args&... args) {
+    Encoder e;
+    begin_call<&thunk<std::decay_t<F>, Finish, stored_arg_t<Args>...>>(e, f);
     (encode_arg(e, args), ...);
     return ShippedCall{std::move(e.bytes()), e.fds()};
 }
@@ -385,89 +395,14 @@ CallPackage package_call(const F& f, const Args&... args) {
                 return {std::nullopt, e.what()};
             }
         }
-        return {encode_call<void>(f, args...), {}};
+        return {encode_call<DiscardResult>(f, args...), {}};
     }
-}
-
-template <std::size_t I, class A>
-constexpr bool check_task_arg() {
-    static_assert(arg_ok<A>(),
-                  "multiproc: a task argument cannot be shipped to the worker process: its type "
-                  "is not encodable by the codec (mp::is_shippable_v is false: a raw pointer, a "
-                  "view, a type that is neither trivially copyable, a supported standard type, "
-                  "nor has serialize(Ar&)). The argument's position (from 1) and type are the "
-                  "template arguments of check_task_arg in this diagnostic.");
-    return true;
-}
-
-template <class... Args, std::size_t... I>
-constexpr bool check_task_args(std::index_sequence<I...>) {
-    return (check_task_arg<I + 1, stored_arg_t<Args>>() && ...);
-}
-
-/// The result type a task's thunk encodes, and decode_task_result must be asked for.
-template <class F, class... Args>
-using task_result_t = typename call_traits<F, Args...>::result;
-
-/// Packages a task for a Pool/Executor worker. What cannot ship is a compile-time error whose
-/// message states the reason.
-template <class F, class... Args>
-ShippedCall package_task(const F& f, const Args&... args) {
-    using T = call_traits<F, Args...>;
-    static_assert(T::target_ok,
-                  "multiproc: this task's target cannot be shipped to a worker process: only "
-                  "function pointers, captureless lambdas and lambdas or function objects whose "
-                  "captures are all trivially copyable can (not std::function, not a lambda "
-                  "capturing a std::string, a container or another non-trivially-copyable "
-                  "value, nor a pointer, a reference, a std::optional or a std::variant). Pass "
-                  "the data as an argument of the task instead.");
-    if constexpr (T::target_ok) {
-        static_assert(check_task_args<Args...>(std::index_sequence_for<Args...>{}));
-        if constexpr (T::args_ok) {
-            static_assert(T::invocable,
-                          "multiproc: the task's target cannot be called with these arguments "
-                          "(the worker calls it with its decoded copies of the arguments)");
-            if constexpr (T::invocable) {
-                static_assert(T::result_ok,
-                              "multiproc: the task's result type cannot be shipped back from the "
-                              "worker (mp::is_shippable_v of the result is false)");
-                if constexpr (T::result_ok) {
-                    if constexpr (std::is_pointer_v<F>) {
-                        if (f == nullptr)
-                            throw UsageError("multiproc: a task's target is a null function pointer");
-                    }
-                    return encode_call<typename T::result>(f, args...);
-                }
-            }
-        }
-    }
-    return {};
 }
 
 /// Runs a received call in this process; the result is discarded. Throws what the target
 /// throws, mp::DecodeError on corrupt bytes, mp::ProcessError on a binary mismatch or an
 /// identity that is not an entry point.
 void run_shipped_call(std::span<const std::byte> bytes, std::span<UniqueFd> fds);
-
-/// Runs a received task and appends to `out` either (ok, result) or (error, exception) when the
-/// target threw. Corrupt bytes (mp::DecodeError) and a binary mismatch (mp::ProcessError) are
-/// thrown instead, with `out` untouched; encode_task_error turns them into a task failure.
-void run_shipped_task(std::span<const std::byte> bytes, std::span<UniqueFd> fds, Encoder& out);
-
-/// Decodes what run_shipped_task wrote: returns the result, or rethrows the transported
-/// exception (the same standard type, else mp::RemoteError).
-template <class R>
-R decode_task_result(std::span<const std::byte> bytes, std::span<UniqueFd> fds = {}) {
-    Decoder d(bytes, fds);
-    read_task_status(d);
-    if constexpr (std::is_void_v<R>) {
-        d.finish();
-    } else {
-        R r = decode_value<R>(d);
-        d.finish();
-        return r;
-    }
-}
 
 }  // namespace detail
 }  // namespace mp

@@ -13,6 +13,8 @@ public:
     Mapping() noexcept = default;
     /// Maps `size` bytes of fd at offset 0, read-write, MAP_SHARED (throws std::system_error).
     static Mapping map_shared(int fd, std::size_t size);
+    /// Maps `size` bytes of fd at offset 0, read-only, MAP_SHARED (throws std::system_error).
+    static Mapping map_read_only(int fd, std::size_t size);
     Mapping(Mapping&& o) noexcept
         : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
     Mapping& operator=(Mapping&& o) noexcept {
@@ -39,6 +41,7 @@ public:
     void reset() noexcept;
 
 private:
+    static Mapping map_fd(int fd, std::size_t size, int prot);
     std::byte* data_ = nullptr;
     std::size_t size_ = 0;
 };

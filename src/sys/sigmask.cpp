@@ -1,5 +1,6 @@
 #include "sys/sigmask.hpp"
 
+#include <pthread.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -19,6 +20,14 @@ sigset_t block_signals(std::initializer_list<int> sigs) noexcept {
 void set_signal_mask(const sigset_t& mask) noexcept {
     bound(&::pthread_sigmask)(SIG_SETMASK, &mask, nullptr);  // sigprocmask calls it
 }
+
+AllSignalsBlocked::AllSignalsBlocked() noexcept {
+    sigset_t all;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_BLOCK, &all, &old_);
+}
+
+AllSignalsBlocked::~AllSignalsBlocked() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
 
 void unblock_all_signals() noexcept {
     sigset_t none;

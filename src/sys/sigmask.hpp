@@ -1,5 +1,8 @@
-// Signal masks and dispositions of a process that serves others (the forkserver, the resource
-// tracker), and SIGCHLD read as a descriptor. SIGINT under mp::SigintGuard: sys/signals.hpp.
+// Signal masks and dispositions: of a process that serves others (the forkserver, the resource
+// tracker), of the task engine (its supervisor thread is created with every signal blocked, so
+// process-directed signals reach the user's threads; a worker starts with every signal unblocked
+// and SIGINT ignored), and SIGCHLD read as a descriptor. SIGINT under mp::SigintGuard:
+// sys/signals.hpp.
 #pragma once
 
 #include <signal.h>
@@ -14,7 +17,20 @@ namespace mp::sys {
 sigset_t block_signals(std::initializer_list<int> sigs) noexcept;
 /// Sets the calling thread's mask to `mask`; fork-child safe (bound at load, see bound.hpp).
 void set_signal_mask(const sigset_t& mask) noexcept;
-/// Blocks no signal.
+/// Blocks every signal in the calling thread while alive (a thread created meanwhile inherits
+/// the full mask); the destructor restores the previous mask.
+class AllSignalsBlocked {
+public:
+    AllSignalsBlocked() noexcept;
+    AllSignalsBlocked(const AllSignalsBlocked&) = delete;
+    AllSignalsBlocked& operator=(const AllSignalsBlocked&) = delete;
+    ~AllSignalsBlocked();
+
+private:
+    sigset_t old_;
+};
+
+/// Blocks no signal in the calling thread.
 void unblock_all_signals() noexcept;
 /// Sets the disposition of `sig` to SIG_IGN.
 void ignore_signal(int sig) noexcept;

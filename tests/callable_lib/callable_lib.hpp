@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "multiproc/callable.hpp"
+#include "multiproc/detail/task_protocol.hpp"
 
 namespace callable_lib {
 

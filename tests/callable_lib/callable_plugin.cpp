@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "multiproc/callable.hpp"
+#include "multiproc/detail/task_protocol.hpp"
 
 extern "C" {
 

@@ -2,6 +2,7 @@
 #include <cstdint>
 
 #include "multiproc/callable.hpp"
+#include "multiproc/detail/task_protocol.hpp"
 
 struct Dense { std::int32_t a, b; float f; };
 struct Padded { char c; double d; bool on; };

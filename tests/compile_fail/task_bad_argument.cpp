@@ -1,5 +1,6 @@
 // Must NOT compile: a raw pointer argument means nothing in the worker's address space.
 #include "multiproc/callable.hpp"
+#include "multiproc/detail/task_protocol.hpp"
 
 int deref(const int* p) { return *p; }
 

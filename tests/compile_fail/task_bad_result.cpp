@@ -1,5 +1,6 @@
 // Must NOT compile: the result (a raw pointer) cannot travel back from the worker.
 #include "multiproc/callable.hpp"
+#include "multiproc/detail/task_protocol.hpp"
 
 const char* name(int) { return "static storage"; }
 

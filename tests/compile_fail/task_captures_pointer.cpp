@@ -1,6 +1,7 @@
 // Must NOT compile: a task whose lambda captures a pointer (the address means nothing in the
 // worker; before, it was shipped as bytes).
 #include "multiproc/callable.hpp"
+#include "multiproc/detail/task_protocol.hpp"
 
 int main() {
     int base = 4;

@@ -2,6 +2,7 @@
 #include <string>
 
 #include "multiproc/callable.hpp"
+#include "multiproc/detail/task_protocol.hpp"
 
 int square(int x) { return x * x; }
 

@@ -2,6 +2,7 @@
 #include <functional>
 
 #include "multiproc/callable.hpp"
+#include "multiproc/detail/task_protocol.hpp"
 
 int main() {
     std::function<int(int)> f = [](int x) { return x + 1; };

@@ -1,7 +1,7 @@
 // Packaging work for the task engine (detail/engine.hpp): the typed thunks that workers run.
 //
 // Two kinds of task, both ordinary shipped calls (callable.hpp's magic + thunk identity +
-// target + arguments), so a worker runs either with run_shipped_task:
+// target + arguments), so a worker runs either with run_shipped_task (task_protocol.hpp):
 //
 //   package_pool_task(f, args...)  one call, f(args...). A std::vector of a trivially copyable
 //       type of at least bulk_threshold bytes travels through a memfd instead of the socket
@@ -31,6 +31,7 @@
 #include <cstring>
 #include <exception>
 #include <iterator>
+#include <memory>
 #include <span>
 #include <tuple>
 #include <type_traits>
@@ -40,6 +41,7 @@
 #include "multiproc/callable.hpp"
 #include "multiproc/detail/engine.hpp"
 #include "multiproc/detail/fd.hpp"
+#include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/reduction.hpp"
 
 namespace mp::detail {
@@ -48,7 +50,8 @@ namespace mp::detail {
 inline constexpr std::size_t bulk_threshold = std::size_t{1} << 20;
 
 /// Anonymous shared memory holding one large argument: created (and written) by the sender,
-/// mapped read-only by the worker. Move-only.
+/// mapped read-only by the worker. Move-only. The mapping's owner (src/sys's) is held
+/// type-erased, since the OS layer is private to the library.
 class BulkBuffer {
 public:
     BulkBuffer() noexcept = default;
@@ -56,21 +59,20 @@ public:
     static BulkBuffer create(const void* data, std::size_t bytes);
     /// Maps a received memfd of `bytes` bytes (DecodeError when it is shorter).
     static BulkBuffer map(UniqueFd fd, std::size_t bytes);
-    BulkBuffer(BulkBuffer&& o) noexcept;
-    BulkBuffer& operator=(BulkBuffer&& o) noexcept;
+    BulkBuffer(BulkBuffer&&) noexcept = default;
+    BulkBuffer& operator=(BulkBuffer&&) noexcept = default;
     BulkBuffer(const BulkBuffer&) = delete;
     BulkBuffer& operator=(const BulkBuffer&) = delete;
-    ~BulkBuffer();
+    ~BulkBuffer() = default;
 
     /// The mapped bytes (null before map()).
-    [[nodiscard]] const void* data() const noexcept { return map_; }
+    [[nodiscard]] const void* data() const noexcept { return map_.get(); }
     /// The memfd.
     [[nodiscard]] UniqueFd& fd() noexcept { return fd_; }
 
 private:
     UniqueFd fd_;
-    void* map_ = nullptr;
-    std::size_t size_ = 0;
+    std::shared_ptr<const std::byte> map_;  // points into the mapping it owns
 };
 
 /// In a worker: the shared word where the chunk thunk publishes the item in progress (null
@@ -112,14 +114,14 @@ template <class A>
 struct wire_arg<A> { using type = BulkArg<typename stored_arg_t<A>::value_type>; };
 template <class A> using wire_arg_t = typename wire_arg<A>::type;
 
-template <class W> struct is_bulk_arg : std::false_type {};
-template <class T> struct is_bulk_arg<BulkArg<T>> : std::true_type {};
-
-template <class W>
-W decode_wire(Decoder& in) {
-    if constexpr (is_bulk_arg<W>::value) {
-        using T = std::remove_cvref_t<decltype(std::declval<W&>().vec[0])>;
-        W w;
+/// A bulk argument's hand-over (callable.hpp's arg_wire): decoded inline or mapped, given to f
+/// as a span over the mapping (zero copy) when f accepts one, else as the vector (copied out of
+/// the mapping when it was mapped).
+template <class T>
+struct arg_wire<BulkArg<T>> {
+    static constexpr bool has_span_form = true;
+    static BulkArg<T> decode(Decoder& in) {
+        BulkArg<T> w;
         std::uint8_t mode = 0;
         in.read_bytes(&mode, 1);
         if (mode == 0) {
@@ -134,80 +136,11 @@ W decode_wire(Decoder& in) {
             throw DecodeError("multiproc: corrupt task: unknown argument mode");
         }
         return w;
-    } else {
-        return decode_value<W>(in);
     }
-}
-
-// The two ways a bulk argument is handed to f: a span over the mapping (zero copy) when f
-// accepts one, else the vector (copied out of the mapping when it was mapped).
-template <class W>
-decltype(auto) span_form(W& w) {
-    if constexpr (is_bulk_arg<W>::value) return w.span();
-    else return std::move(w);
-}
-template <class W>
-decltype(auto) vector_form(W& w) {
-    if constexpr (is_bulk_arg<W>::value) return std::move(w.vector());
-    else return std::move(w);
-}
-template <class W>
-decltype(auto) vector_lvalue(W& w) {
-    if constexpr (is_bulk_arg<W>::value) return (w.vector());
-    else return (w);
-}
-template <class W>
-using span_form_t = decltype(span_form(std::declval<W&>()));
-template <class W>
-using vector_form_t = decltype(vector_form(std::declval<W&>()));
-template <class W>
-using vector_lvalue_t = decltype(vector_lvalue(std::declval<W&>()));
-
-template <class R, class F, class... W, std::size_t... I>
-R invoke_wire(F& f, std::tuple<W...>& args, std::index_sequence<I...>) {
-    constexpr bool any_bulk = (is_bulk_arg<W>::value || ...);
-    if constexpr (any_bulk && std::is_invocable_v<F&, span_form_t<W>...>)
-        return static_cast<R>(std::invoke(f, span_form(std::get<I>(args))...));
-    else if constexpr (std::is_invocable_v<F&, vector_form_t<W>...>)
-        return static_cast<R>(std::invoke(f, vector_form(std::get<I>(args))...));
-    else
-        return static_cast<R>(std::invoke(f, vector_lvalue(std::get<I>(args))...));
-}
-
-/// The worker half of package_pool_task.
-template <class F, class R, class... W>
-void pool_thunk(Decoder& in, Encoder* out) {
-    F fn = decode_target<F>(in);
-    std::tuple<W...> args{decode_wire<W>(in)...};
-    in.finish();
-    constexpr auto seq = std::index_sequence_for<W...>{};
-    if (!out) {
-        invoke_wire<void>(fn, args, seq);
-        return;
-    }
-    const std::size_t mark = out->bytes().size();
-    try {
-        const auto s = static_cast<std::uint8_t>(TaskStatus::ok);
-        if constexpr (std::is_void_v<R>) {
-            invoke_wire<void>(fn, args, seq);
-            out->write_bytes(&s, 1);
-        } else {
-            R r = invoke_wire<R>(fn, args, seq);
-            out->write_bytes(&s, 1);
-            (*out)(r);
-        }
-    } catch (...) {
-        out->bytes().resize(mark);
-        encode_task_error(*out, std::current_exception());
-    }
-}
-
-template <class F, class R, class... W>
-const std::vector<std::byte>& pool_thunk_identity() {
-    static const std::vector<std::byte> id =
-        code_identity(reinterpret_cast<std::uintptr_t>(&pool_thunk<F, R, W...>));
-    return id;
-}
+    static std::span<const T> span_form(BulkArg<T>& w) noexcept { return w.span(); }
+    static std::vector<T>&& rvalue_form(BulkArg<T>& w) { return std::move(w.vector()); }
+    static std::vector<T>& lvalue_form(BulkArg<T>& w) { return w.vector(); }
+};
 
 /// Builds an OwnedCall from an encoder: borrowed descriptors are duplicated, those in `own`
 /// (memfds made here, as (number, owner) pairs) are moved.
@@ -227,10 +160,7 @@ OwnedCall package_pool_task(const F& f, const Args&... args) {
             if (fp == nullptr) throw UsageError("multiproc: a task's target is a null function pointer");
         }
         Encoder e;
-        const auto& id = pool_thunk_identity<Fn, typename T::result, wire_arg_t<Args>...>();
-        e.bytes().reserve(96 + id.size());
-        begin_package(e, id);
-        encode_target<Fn>(e, f);
+        begin_call<&thunk<Fn, TaskResult<typename T::result>, wire_arg_t<Args>...>>(e, f);
         std::vector<UniqueFd> own;
         auto one = [&](const auto& a) {
             using A = std::remove_cvref_t<decltype(a)>;
@@ -367,13 +297,6 @@ void chunk_thunk(Decoder& in, Encoder* out) {
     }
 }
 
-template <class F, class R, class A, bool Star>
-const std::vector<std::byte>& chunk_thunk_identity() {
-    static const std::vector<std::byte> id =
-        code_identity(reinterpret_cast<std::uintptr_t>(&chunk_thunk<F, R, A, Star>));
-    return id;
-}
-
 /// The item type a chunk stores for an input of type V.
 template <class V> using chunk_item_t = stored_arg_t<V>;
 
@@ -391,9 +314,7 @@ void begin_chunk(Encoder& e, const F& f, std::size_t n) {
     using Fn = std::decay_t<F>;
     using A = chunk_item_t<V>;
     using R = chunk_result_t<Star, F, V>;
-    const auto& id = chunk_thunk_identity<Fn, R, A, Star>();
-    begin_package(e, id);
-    encode_target<Fn>(e, f);
+    begin_call<&chunk_thunk<Fn, R, A, Star>>(e, f);
     e.write_size(n);
 }
 

@@ -1,0 +1,253 @@
+#include "scheduler.hpp"
+
+#include <algorithm>
+
+#include "multiproc/errors.hpp"
+
+namespace mp::detail {
+
+namespace {
+
+constexpr double kTargetTaskNs = 2e6;  // about 2 ms of work a task
+constexpr std::size_t kMaxHint = std::size_t{1} << 20;
+constexpr std::size_t kMaxBatchTasks = 1024;
+constexpr std::size_t kMaxBatchBytes = std::size_t{4} << 20;
+constexpr std::size_t kBatchesPerWorker = 2;  // one running, one prefetched
+
+}  // namespace
+
+struct Scheduler::Batch {
+    std::size_t quota = 0;
+    std::vector<std::uint64_t> ids;
+    std::size_t bytes = 0;
+    double est = 0;
+
+    [[nodiscard]] bool full() const noexcept {
+        return ids.size() >= quota || bytes >= kMaxBatchBytes || est >= kTargetTaskNs;
+    }
+};
+
+void Scheduler::add(std::shared_ptr<TaskSource> src) {
+    entries_.push_back(std::make_shared<Entry>(Entry{std::move(src)}));
+}
+
+std::size_t Scheduler::hint_for(const Entry& e) const {
+    if (e.ns_per_elem < 0) return 1;
+    double h = kTargetTaskNs / std::max(e.ns_per_elem, 0.5);
+    if (auto rem = e.src->remaining()) {
+        // Guided scheduling: never more than a share of what is left, so the last tasks spread
+        // over every worker.
+        const double share = static_cast<double>(*rem) / (2.0 * nproc_);
+        h = std::min(h, std::max(1.0, share));
+    }
+    h = std::clamp(h, 1.0, static_cast<double>(kMaxHint));
+    return static_cast<std::size_t>(h);
+}
+
+bool Scheduler::can_take(const Worker& w, std::size_t depth) const {
+    if (!w.connected() || w.exiting || w.batches.size() >= depth) return false;
+    return !opts_.max_tasks_per_child || w.tasks_sent < opts_.max_tasks_per_child;
+}
+
+// How many tasks an idle worker's batch may hold so that the tasks waiting now spread over every
+// idle worker (the batch estimate cannot tell a long task from a short one before it has run:
+// two submissions must not share one worker while another has nothing to do). Unbounded when a
+// source cannot say how much it holds.
+std::size_t Scheduler::idle_share(const std::vector<Worker>& workers) const {
+    std::size_t idle = 0;
+    for (const auto& w : workers) idle += can_take(w, 1) ? 1 : 0;
+    std::size_t waiting = retry_.size();
+    for (const auto& e : entries_) {
+        const auto rem = e->src->remaining();
+        if (!rem) return kMaxBatchTasks;
+        waiting += *rem;
+    }
+    return idle == 0 ? kMaxBatchTasks : std::max<std::size_t>(1, (waiting + idle - 1) / idle);
+}
+
+void Scheduler::fill(std::vector<Worker>& workers) {
+    // Idle workers first, each with its share of what waits; then one prefetched batch for each
+    // busy worker: no task waits behind another while some worker has nothing to do.
+    for (std::size_t depth = 1; depth <= kBatchesPerWorker; ++depth) {
+        const std::size_t max_tasks = depth == 1 ? idle_share(workers) : kMaxBatchTasks;
+        bool progress = true;
+        while (progress) {
+            progress = false;
+            for (std::size_t k = 0; k < workers.size(); ++k) {
+                auto& w = workers[(rr_ + k) % workers.size()];
+                if (!can_take(w, depth)) continue;
+                if (fill_one(w, max_tasks)) progress = true;
+                else return;  // nothing to send to anyone
+            }
+            ++rr_;
+        }
+    }
+}
+
+bool Scheduler::fill_one(Worker& w, std::size_t max_tasks) {
+    Batch b;
+    b.quota = std::min(kMaxBatchTasks, max_tasks);
+    if (opts_.max_tasks_per_child) b.quota = std::min(b.quota, opts_.max_tasks_per_child - w.tasks_sent);
+    auto add = [&](std::uint64_t id) {
+        Task& t = tasks_.at(id);
+        b.ids.push_back(id);
+        b.bytes += t.call.bytes.size();
+        const double per = t.entry->ns_per_elem >= 0 ? t.entry->ns_per_elem * static_cast<double>(t.elements)
+                                                     : global_ns_per_task_;
+        b.est += per < 0 ? kTargetTaskNs : per;
+    };
+    while (!b.full() && !retry_.empty()) {
+        add(retry_.front());
+        retry_.pop_front();
+    }
+    for (std::size_t e = 0; e < entries_.size() && !b.full();) {
+        auto& entry = entries_[e];
+        if (entry->src->exhausted()) {
+            ++e;
+            continue;
+        }
+        TaskSlot slot;
+        bool got = false;
+        try {
+            got = entry->src->pull(hint_for(*entry), slot);
+        } catch (...) {
+            // A source must not throw; if it does, its consumer learns of it through abandon.
+            entry->src->abandon(std::current_exception());
+            entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(e));
+            continue;
+        }
+        if (!got) {
+            ++e;
+            continue;
+        }
+        const std::uint64_t id = next_id_++;
+        ++entry->inflight;
+        tasks_.emplace(id, Task{entry, slot.tag, std::max<std::size_t>(slot.elements, 1), std::move(slot.call), 0, {}});
+        add(id);
+    }
+    if (b.ids.empty()) return false;
+    write_batch(w, b.ids);
+    return true;
+}
+
+void Scheduler::write_batch(Worker& w, const std::vector<std::uint64_t>& ids) {
+    auto& out = w.link->out();
+    wire::RecordWriter frame(out.bytes, wire::Kind::tasks);
+    std::uint32_t nfds = 0;
+    for (auto id : ids) {
+        const Task& t = tasks_.at(id);
+        frame.begin(id);
+        out.bytes.insert(out.bytes.end(), t.call.bytes.begin(), t.call.bytes.end());
+        frame.end(static_cast<std::uint32_t>(t.call.fds.size()));
+        for (const auto& fd : t.call.fds) out.fds.push_back(fd.get());
+        nfds += static_cast<std::uint32_t>(t.call.fds.size());
+        w.held.push_back(id);
+    }
+    frame.finish(nfds);
+    w.batches.push_back(ids.size());
+    w.tasks_sent += ids.size();
+}
+
+void Scheduler::learn(Entry& e, std::size_t elements, std::uint64_t ns) {
+    const double per = static_cast<double>(ns) / static_cast<double>(elements);
+    e.ns_per_elem = e.ns_per_elem < 0 ? per : 0.7 * e.ns_per_elem + 0.3 * per;
+    const double pt = static_cast<double>(ns);
+    global_ns_per_task_ = global_ns_per_task_ < 0 ? pt : 0.9 * global_ns_per_task_ + 0.1 * pt;
+}
+
+void Scheduler::on_results(Worker& w, wire::Frame& f) {
+    auto& fds = f.fds;  // each record's descriptors go to its source
+    wire::FrameRecords records(wire::Kind::results, f.payload, fds.size());
+    for (wire::FrameRecord rec; records.next(rec);) {
+        // The worker answers in the order it was sent; anything else is a protocol error.
+        if (w.held.empty() || w.held.front() != rec.id)
+            throw DecodeError(opts_.owner + ": results out of order");
+        w.held.pop_front();
+        if (!w.batches.empty() && --w.batches.front() == 0) w.batches.pop_front();
+
+        auto it = tasks_.find(rec.id);
+        if (it == tasks_.end()) continue;
+        Task& t = it->second;
+        learn(*t.entry, t.elements, rec.ns);
+        std::span<UniqueFd> task_fds(fds.data() + rec.first_fd, rec.nfds);
+        try {
+            t.entry->src->complete(t.tag, rec.bytes, task_fds);
+        } catch (...) {
+            t.entry->src->fail(t.tag, std::current_exception());
+        }
+        finish_task(rec.id);
+    }
+}
+
+void Scheduler::finish_task(std::uint64_t id) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) return;
+    --it->second.entry->inflight;
+    tasks_.erase(it);
+}
+
+void Scheduler::requeue(const std::deque<std::uint64_t>& held) {
+    for (auto id : held) retry_.push_back(id);
+}
+
+void Scheduler::on_death(WorkerDeath& death) {
+    for (auto id : death.held) {
+        if (!tasks_.count(id)) continue;
+        if (id != death.culprit) {
+            retry_.push_back(id);  // never started, or its result was lost: run it elsewhere
+            continue;
+        }
+        quarantine_or_retry(id, death);
+    }
+}
+
+// The task that was running when its worker died: again (first in line) while its retry budget
+// lasts, else failed with the history of the workers it killed.
+void Scheduler::quarantine_or_retry(std::uint64_t id, const WorkerDeath& death) {
+    Task& t = tasks_.at(id);
+    ++t.deaths;
+    if (!t.history.empty()) t.history += "; ";
+    t.history += "attempt " + std::to_string(t.deaths) + ": " + death.how;
+    if (t.deaths <= opts_.retries) {
+        retry_.push_front(id);
+        return;
+    }
+    std::string msg = opts_.owner + ": the " + death.how + " while running this task";
+    if (opts_.retries > 0)
+        msg = opts_.owner + ": task quarantined after it killed " + std::to_string(t.deaths) +
+              " worker processes (" + t.history + ")";
+    auto err = std::make_exception_ptr(BrokenProcessPool(msg));
+    auto entry = t.entry;
+    const auto tag = t.tag;
+    finish_task(id);
+    try {
+        entry->src->lost(tag, death.element, err);
+    } catch (...) {
+    }
+}
+
+void Scheduler::abandon_all(const std::exception_ptr& err, std::deque<std::shared_ptr<TaskSource>> incoming) noexcept {
+    // Every task of a source fails through its abandon: the scheduler forgets them all.
+    tasks_.clear();
+    retry_.clear();
+    auto entries = std::move(entries_);
+    entries_.clear();
+    for (auto& e : entries) {
+        try {
+            e->src->abandon(err);
+        } catch (...) {
+        }
+    }
+    for (auto& s : incoming) {
+        try {
+            s->abandon(err);
+        } catch (...) {
+        }
+    }
+}
+
+void Scheduler::drop_finished() {
+    std::erase_if(entries_, [](const std::shared_ptr<Entry>& e) { return e->inflight == 0 && e->src->exhausted(); });
+}
+
+}  // namespace mp::detail

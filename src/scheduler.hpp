@@ -1,0 +1,84 @@
+// The engine's scheduler: which task goes to which worker, in what batch, and what becomes of
+// its outcome. It pulls tasks from the sources (chunk sizes from measured task times), packs
+// them into batches (each worker holds one running and one prefetched; idle workers first, each
+// with its share of what waits), hands results back to their sources, and decides the fate of
+// the tasks a dead worker held (run again elsewhere, retried, or quarantined with their
+// history). It runs on the supervisor's thread only; it does no I/O: batches are appended to a
+// worker's outbox, results come in as frames.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "frame.hpp"
+#include "multiproc/detail/engine.hpp"
+#include "worker_lifecycle.hpp"
+
+namespace mp::detail {
+
+class Scheduler {
+public:
+    /// Schedules for `nproc` workers with the retry and maxtasksperchild settings of opts.
+    Scheduler(const EngineOptions& opts, int nproc) : opts_(opts), nproc_(nproc) {}
+
+    /// A new source: its tasks are pulled from the next fill on.
+    void add(std::shared_ptr<TaskSource> src);
+    /// Queues a batch for every worker that can take one (idle workers first, then prefetch).
+    void fill(std::vector<Worker>& workers);
+    /// A results frame from w: each result goes to its source.
+    void on_results(Worker& w, wire::Frame& f);
+    /// The tasks a dead worker held: run again elsewhere, retried, or failed (quarantined).
+    void on_death(WorkerDeath& death);
+    /// Puts back the tasks a worker held that never ran (it died before its initializer ended).
+    void requeue(const std::deque<std::uint64_t>& held);
+    /// Forgets every task; every source (and `incoming`) is abandoned with err.
+    void abandon_all(const std::exception_ptr& err, std::deque<std::shared_ptr<TaskSource>> incoming) noexcept;
+    /// Drops the sources that are exhausted and have nothing in flight.
+    void drop_finished();
+    /// True when no source and no task is left.
+    [[nodiscard]] bool idle() const noexcept { return entries_.empty() && tasks_.empty(); }
+
+private:
+    struct Entry {
+        std::shared_ptr<TaskSource> src;
+        double ns_per_elem = -1;
+        std::size_t inflight = 0;
+    };
+    struct Task {
+        std::shared_ptr<Entry> entry;
+        std::uint64_t tag = 0;
+        std::size_t elements = 1;
+        OwnedCall call;
+        int deaths = 0;
+        std::string history;
+    };
+    /// Tasks chosen for one batch, with their size and estimated time.
+    struct Batch;
+
+    bool fill_one(Worker& w, std::size_t max_tasks);
+    bool pull_into(Batch& b);
+    void write_batch(Worker& w, const std::vector<std::uint64_t>& ids);
+    [[nodiscard]] std::size_t idle_share(const std::vector<Worker>& workers) const;
+    [[nodiscard]] bool can_take(const Worker& w, std::size_t depth) const;
+    [[nodiscard]] std::size_t hint_for(const Entry& e) const;
+    void learn(Entry& e, std::size_t elements, std::uint64_t ns);
+    void quarantine_or_retry(std::uint64_t id, const WorkerDeath& death);
+    void finish_task(std::uint64_t id);
+
+    const EngineOptions& opts_;
+    int nproc_;
+    std::deque<std::shared_ptr<Entry>> entries_;
+    std::unordered_map<std::uint64_t, Task> tasks_;
+    std::deque<std::uint64_t> retry_;
+    std::uint64_t next_id_ = 1;
+    std::size_t rr_ = 0;
+    double global_ns_per_task_ = -1;
+};
+
+}  // namespace mp::detail

@@ -1,0 +1,75 @@
+// The engine's workers as its supervisor keeps them: started (with their init frame queued),
+// watched (a sentinel to poll, a progress page naming the task and item running), retired after
+// maxtasksperchild, reaped when they die (what they held, how they died), stopped.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine_protocol.hpp"
+#include "multiproc/detail/engine.hpp"
+#include "multiproc/process.hpp"
+#include "sys/mapping.hpp"
+#include "transport.hpp"
+
+namespace mp::detail {
+
+/// One worker process as the supervisor sees it. Empty (no proc) between a death and its
+/// replacement, and after the engine stopped.
+struct Worker {
+    std::optional<Process> proc;
+    pid_t pid = 0;
+    int sentinel = -1;
+    std::unique_ptr<wire::Transport> link;
+    UniqueFd slot_fd;
+    sys::Mapping slot_map;
+    wire::WorkerSlot* slot = nullptr;
+    bool ready = false;    // its initializer succeeded
+    bool exiting = false;  // it was sent the exit frame
+    std::size_t tasks_sent = 0;
+    std::deque<std::uint64_t> held;   // task ids, in the order sent
+    std::deque<std::size_t> batches;  // tasks still owed, per batch sent
+
+    /// True while the process runs and its link is open.
+    [[nodiscard]] bool connected() const noexcept { return proc && !link->closed(); }
+};
+
+/// Starts a worker process (named PoolWorker-<number>) and queues its init frame.
+void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t number);
+
+/// Queues the exit frame (once): the worker finishes what it holds and exits 0.
+void retire_worker(Worker& w);
+
+/// What the supervisor learns from a dead worker.
+struct WorkerDeath {
+    pid_t pid = 0;
+    bool planned = false;        // it exited 0 after the exit frame
+    bool was_ready = false;      // its initializer had succeeded
+    std::uint64_t culprit = 0;   // the task it was running (0: none)
+    std::size_t element = 0;     // the item of that task it was running
+    std::deque<std::uint64_t> held;
+    std::string how;             // "worker process <pid> was killed by signal 9 (SIGKILL)"
+};
+
+/// Joins a worker whose sentinel fired, reads its progress page and empties w.
+WorkerDeath reap_worker(Worker& w);
+
+/// SIGKILLs every worker, then joins them (never blocks for long).
+void kill_workers(std::vector<Worker>& workers) noexcept;
+
+/// Sends every worker the exit frame and joins them; one that does not exit within a grace
+/// period is killed.
+void stop_workers(std::vector<Worker>& workers);
+
+/// "the initializer failed in worker process <pid>: <what>", for the engine's error.
+std::string describe_init_failure(pid_t pid, const std::exception_ptr& error);
+
+}  // namespace mp::detail
