@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "demangle.hpp"
 #include "multiproc/errors.hpp"
 #include "popen.hpp"
 #include "sys/io.hpp"
@@ -54,31 +55,13 @@ std::atomic<pid_t> g_child_pid{0};
 // and a registry that never held a child.
 bool g_child_path_prepared = false;
 
-std::string demangle(const char* name) {
-    int status = 0;
-    char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
-    std::string out = status == 0 && d ? d : name;
-    std::free(d);
-    return out;
-}
-
 // Python's "Process Process-1:\nTraceback ...\nValueError: boom" for the current exception.
 void report_exception(const std::string& name) noexcept {
     try {
-        std::string type = "unknown exception", what;
-        bool has_what = false;
-        try {
-            throw;
-        } catch (const std::exception& e) {
-            what = e.what();
-            has_what = true;
-        } catch (...) {
-        }
-        if (const std::type_info* t = abi::__cxa_current_exception_type())
-            type = demangle(t->name());
+        const HandledException ex = describe_current_exception();
         std::string msg = "Process " + name + ":\nTraceback (most recent call last):\n  in the " +
                           "target of " + name + " (pid " + std::to_string(::getpid()) +
-                          "): uncaught exception\n" + type + (has_what ? ": " + what : "") + "\n";
+                          "): uncaught exception\n" + ex.type + (ex.has_what ? ": " + ex.what : "") + "\n";
         flush_std_streams();
         sys::write_all(2, msg.data(), msg.size());
     } catch (...) {

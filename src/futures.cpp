@@ -1,142 +1,20 @@
-// The non-template half of concurrent.futures: future states, waiters, as_completed and wait,
-// the executor's task source and the executor itself.
+// The non-template half of concurrent.futures: as_completed and wait, the executor's task
+// source and the executor itself.
 #include "multiproc/futures.hpp"
-
 
 #include <algorithm>
 #include <string>
 #include <system_error>
 
+#include "multiproc/pool.hpp"
 #include "multiproc/process.hpp"
 
 namespace mp {
 namespace detail {
 
-namespace {
-
-void report_done_callback_error() noexcept {
-    // Python logs "exception calling callback for <Future ...>" and carries on.
-    report_current_exception("multiproc: exception calling a done callback of an mp::Future: ");
-}
-
-}  // namespace
-
-// --- FutureStateBase -------------------------------------------------------------------------
-
-FutureStateBase::~FutureStateBase() = default;
-
-bool FutureStateBase::set_running_or_notify_cancel() noexcept {
-    std::lock_guard lk(m_);
-    if (status_.load(std::memory_order_relaxed) != Status::pending) return false;
-    status_.store(Status::running, std::memory_order_release);
-    return true;
-}
-
-bool FutureStateBase::cancel() {
-    {
-        std::lock_guard lk(m_);
-        const Status s = status_.load(std::memory_order_relaxed);
-        if (s == Status::cancelled) return true;
-        if (s != Status::pending || claimed_) return false;
-        claimed_ = true;
-    }
-    publish(Status::cancelled, nullptr);
-    return true;
-}
-
-bool FutureStateBase::claim() {
-    std::lock_guard lk(m_);
-    if (claimed_) return false;
-    claimed_ = true;
-    return true;
-}
-
-void FutureStateBase::set_error(std::exception_ptr e) {
-    if (!claim()) return;
-    publish(Status::finished, std::move(e));
-}
-
-std::exception_ptr FutureStateBase::error() const noexcept {
-    if (!done()) return nullptr;
-    return error_;  // written before the status was published, never after
-}
-
-void FutureStateBase::publish(Status final, std::exception_ptr error) {
-    std::vector<std::function<void(FutureStateBase&)>> callbacks;
-    {
-        std::lock_guard lk(m_);
-        error_ = std::move(error);
-        status_.store(final, std::memory_order_release);
-        // Waiters are told under the lock, so that remove_waiter (also under it) guarantees a
-        // waiter that returned is never called again, even while it is being destroyed.
-        for (auto* w : waiters_) w->on_done(this);
-        waiters_.clear();
-        callbacks.swap(callbacks_);
-    }
-    notifier_.notify_all();
-    for (auto& cb : callbacks) {
-        try {
-            cb(*this);
-        } catch (...) {
-            report_done_callback_error();
-        }
-    }
-}
-
-void FutureStateBase::add_done_callback(std::function<void(FutureStateBase&)> cb) {
-    {
-        std::lock_guard lk(m_);
-        if (!done()) {
-            callbacks_.push_back(std::move(cb));
-            return;
-        }
-    }
-    try {
-        cb(*this);
-    } catch (...) {
-        report_done_callback_error();
-    }
-}
-
-bool FutureStateBase::add_waiter(FutureWaiter* w) {
-    std::lock_guard lk(m_);
-    if (done()) return false;
-    waiters_.push_back(w);
-    return true;
-}
-
-void FutureStateBase::remove_waiter(FutureWaiter* w) noexcept {
-    std::lock_guard lk(m_);
-    std::erase(waiters_, w);
-}
-
-// --- FutureWaiter ------------------------------------------------------------------------------
-
-void FutureWaiter::on_done(FutureStateBase* s) {
-    {
-        std::lock_guard lk(m_);
-        done_.push_back(s);
-    }
-    notifier_.notify_all();
-}
-
-std::vector<FutureStateBase*> FutureWaiter::take() {
-    std::lock_guard lk(m_);
-    return std::exchange(done_, {});
-}
-
-bool FutureWaiter::wait(Deadline d) {
-    return notifier_.wait(
-        [this] {
-            std::lock_guard lk(m_);
-            return !done_.empty();
-        },
-        d);
-}
-
 // --- as_completed ------------------------------------------------------------------------------
 
-CompletionOrder::CompletionOrder(std::vector<FutureStateBase*> states, Timeout timeout)
+CompletionOrder::CompletionOrder(std::vector<ResultStateBase*> states, Timeout timeout)
     : states_(std::move(states)), deadline_(timeout) {
     by_state_.reserve(states_.size());
     for (std::size_t i = 0; i < states_.size(); ++i) by_state_.emplace_back(states_[i], i);
@@ -180,11 +58,11 @@ std::optional<std::size_t> CompletionOrder::next() {
 
 // --- wait --------------------------------------------------------------------------------------
 
-DoneAndNotDoneFutures wait_futures(std::span<FutureStateBase* const> states, Timeout timeout,
+DoneAndNotDoneFutures wait_futures(std::span<ResultStateBase* const> states, Timeout timeout,
                                    ReturnWhen when) {
     const Deadline deadline(timeout);
-    auto failed = [](FutureStateBase* s) {
-        return s->status() == FutureStateBase::Status::finished && s->error() != nullptr;
+    auto failed = [](ResultStateBase* s) {
+        return s->status() == ResultStateBase::Status::finished && s->error() != nullptr;
     };
     auto satisfied = [&] {
         std::size_t done = 0;
@@ -200,11 +78,11 @@ DoneAndNotDoneFutures wait_futures(std::span<FutureStateBase* const> states, Tim
         }
     };
     if (!satisfied()) {
-        FutureWaiter waiter;
-        std::vector<FutureStateBase*> registered;
+        ResultWaiter waiter;
+        std::vector<ResultStateBase*> registered;
         struct Unregister {
-            std::vector<FutureStateBase*>& r;
-            FutureWaiter& w;
+            std::vector<ResultStateBase*>& r;
+            ResultWaiter& w;
             ~Unregister() {
                 for (auto* s : r) s->remove_waiter(&w);
             }
@@ -224,7 +102,7 @@ DoneAndNotDoneFutures wait_futures(std::span<FutureStateBase* const> states, Tim
 
 // --- ExecutorSource ----------------------------------------------------------------------------
 
-void ExecutorSource::push(std::shared_ptr<FutureStateBase> st, OwnedCall call) {
+void ExecutorSource::push(std::shared_ptr<ResultStateBase> st, OwnedCall call) {
     {
         std::lock_guard lk(m_);
         if (abandoned_) std::rethrow_exception(abandoned_);
@@ -285,7 +163,7 @@ bool ExecutorSource::exhausted() const {
     return (closed_ && queue_.empty()) || abandoned_;
 }
 
-std::shared_ptr<FutureStateBase> ExecutorSource::take(std::uint64_t tag) {
+std::shared_ptr<ResultStateBase> ExecutorSource::take(std::uint64_t tag) {
     std::lock_guard lk(m_);
     if (tag >= inflight_.size() || !inflight_[tag]) return nullptr;
     free_.push_back(tag);
@@ -302,7 +180,7 @@ void ExecutorSource::fail(std::uint64_t tag, std::exception_ptr error) {
 
 void ExecutorSource::abandon(std::exception_ptr error) {
     std::deque<Queued> q;
-    std::vector<std::shared_ptr<FutureStateBase>> inflight;
+    std::vector<std::shared_ptr<ResultStateBase>> inflight;
     {
         std::lock_guard lk(m_);
         abandoned_ = error;

@@ -1,10 +1,7 @@
 // mp::Pool's non-template half: construction, shutdown, the engine options.
 #include "multiproc/pool.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cstdio>
 #include <string>
 
 #include "multiproc/process.hpp"
@@ -20,23 +17,6 @@ std::optional<detail::OwnedCall> Initializer::call() const {
 }
 
 namespace detail {
-
-void report_current_exception(const std::string& prefix) noexcept {
-    std::string msg = prefix;
-    try {
-        throw;
-    } catch (const std::exception& e) {
-        msg += e.what();
-    } catch (...) {
-        msg += "(unknown type)";
-    }
-    msg += "\n";
-    static_cast<void>(::write(2, msg.data(), msg.size()));
-}
-
-void report_callback_error(const char* which) noexcept {
-    report_current_exception(std::string("multiproc: an exception escaped a Pool ") + which + ": ");
-}
 
 EngineOptions pool_engine_options(const char* owner, int processes, const PoolOptions& options) {
     EngineOptions eo;

@@ -61,10 +61,12 @@
 #include "multiproc/callable.hpp"
 #include "multiproc/context.hpp"
 #include "multiproc/detail/engine.hpp"
+#include "multiproc/detail/imap.hpp"
+#include "multiproc/detail/initializer.hpp"
 #include "multiproc/detail/map_source.hpp"
+#include "multiproc/detail/result_state.hpp"
 #include "multiproc/detail/task.hpp"
 #include "multiproc/errors.hpp"
-#include "multiproc/pool.hpp"
 #include "multiproc/timeout.hpp"
 
 namespace mp {
@@ -74,108 +76,10 @@ class Future;
 
 namespace detail {
 
-class FutureWaiter;
-
-/// The state every Future shares, whatever its result type: status, exception, callbacks,
-/// waiters. Completion (a value, an exception, or cancellation) happens once.
-class FutureStateBase : public std::enable_shared_from_this<FutureStateBase> {
-public:
-    enum class Status : std::uint8_t { pending, running, cancelled, finished };
-
-    FutureStateBase() = default;
-    FutureStateBase(const FutureStateBase&) = delete;
-    FutureStateBase& operator=(const FutureStateBase&) = delete;
-    virtual ~FutureStateBase();
-
-    [[nodiscard]] Status status() const noexcept { return status_.load(std::memory_order_acquire); }
-    [[nodiscard]] bool done() const noexcept {
-        const Status s = status();
-        return s == Status::finished || s == Status::cancelled;
-    }
-    /// pending -> running (true); false when it was cancelled (Python's
-    /// set_running_or_notify_cancel).
-    bool set_running_or_notify_cancel() noexcept;
-    /// Cancels a pending future; true when it is (or already was) cancelled.
-    bool cancel();
-    /// Finishes with an exception (no-op once done).
-    void set_error(std::exception_ptr e);
-    /// Finishes from a task's result bytes (the value, or the transported exception).
-    virtual void set_result_bytes(std::span<const std::byte> bytes, std::span<UniqueFd> fds) = 0;
-    /// Blocks until done (true) or the deadline (false); Ctrl-C as Notifier::wait.
-    bool wait(Deadline d) { return notifier_.wait([this] { return done(); }, d); }
-    /// The exception it finished with (null for a value or while not done).
-    [[nodiscard]] std::exception_ptr error() const noexcept;
-    /// Runs cb(*this) once done (now, in this thread, when it already is).
-    void add_done_callback(std::function<void(FutureStateBase&)> cb);
-    /// Registers w to be told of completion; false (nothing registered) when already done.
-    bool add_waiter(FutureWaiter* w);
-    /// Unregisters w; after it returns w is never called for this state.
-    void remove_waiter(FutureWaiter* w) noexcept;
-
-protected:
-    /// Claims the right to finish (false when done or claimed already).
-    bool claim();
-    /// Publishes a finished (or cancelled) state: wakes waiters, runs callbacks.
-    void publish(Status final, std::exception_ptr error);
-
-private:
-    mutable std::mutex m_;
-    std::atomic<Status> status_{Status::pending};
-    bool claimed_ = false;
-    std::exception_ptr error_;
-    std::vector<std::function<void(FutureStateBase&)>> callbacks_;
-    std::vector<FutureWaiter*> waiters_;
-    Notifier notifier_;
-};
-
-template <class R>
-class FutureState final : public FutureStateBase {
-public:
-    using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
-
-    void set_value(Stored v) {
-        if (!claim()) return;
-        value_.emplace(std::move(v));
-        publish(Status::finished, nullptr);
-    }
-    void set_result_bytes(std::span<const std::byte> bytes, std::span<UniqueFd> fds) override {
-        try {
-            if constexpr (std::is_void_v<R>) {
-                decode_task_result<void>(bytes, fds);
-                set_value({});
-            } else {
-                set_value(decode_task_result<R>(bytes, fds));
-            }
-        } catch (...) {
-            set_error(std::current_exception());
-        }
-    }
-    Stored& value() noexcept { return *value_; }
-
-private:
-    std::optional<Stored> value_;
-};
-
-/// Told by FutureStateBase when a watched future completes (as_completed, wait).
-class FutureWaiter {
-public:
-    /// Called with the state's lock held.
-    void on_done(FutureStateBase* s);
-    /// Completed states not taken yet, in completion order.
-    std::vector<FutureStateBase*> take();
-    /// Blocks until there is something to take (true) or the deadline passes (false).
-    bool wait(Deadline d);
-
-private:
-    std::mutex m_;
-    std::vector<FutureStateBase*> done_;
-    Notifier notifier_;
-};
-
 /// Access to a Future's state for the free functions (as_completed, wait).
 struct FutureAccess {
     template <class R>
-    static FutureStateBase* state(const Future<R>& f) noexcept {
+    static ResultStateBase* state(const Future<R>& f) noexcept {
         return f.st_.get();
     }
 };
@@ -186,7 +90,7 @@ template <class R> struct is_future<Future<R>> : std::true_type {};
 /// Yields the indices of futures in completion order (as_completed's non-template core).
 class CompletionOrder {
 public:
-    CompletionOrder(std::vector<FutureStateBase*> states, Timeout timeout);
+    CompletionOrder(std::vector<ResultStateBase*> states, Timeout timeout);
     CompletionOrder(const CompletionOrder&) = delete;
     CompletionOrder& operator=(const CompletionOrder&) = delete;
     ~CompletionOrder();
@@ -195,14 +99,14 @@ public:
     std::optional<std::size_t> next();
 
 private:
-    std::vector<FutureStateBase*> states_;
+    std::vector<ResultStateBase*> states_;
     std::vector<std::size_t> order_;  // distinct states, first index of each
-    std::vector<std::pair<FutureStateBase*, std::size_t>> by_state_;  // sorted, for lookup
+    std::vector<std::pair<ResultStateBase*, std::size_t>> by_state_;  // sorted, for lookup
     std::vector<std::size_t> ready_;  // indices ready to yield
     std::size_t ready_pos_ = 0;
     std::size_t yielded_ = 0;
-    std::vector<FutureStateBase*> registered_;
-    FutureWaiter waiter_;
+    std::vector<ResultStateBase*> registered_;
+    ResultWaiter waiter_;
     Deadline deadline_;
 };
 
@@ -226,7 +130,7 @@ struct DoneAndNotDoneFutures {
 };
 
 namespace detail {
-DoneAndNotDoneFutures wait_futures(std::span<FutureStateBase* const> states, Timeout timeout,
+DoneAndNotDoneFutures wait_futures(std::span<ResultStateBase* const> states, Timeout timeout,
                                    ReturnWhen when);
 }  // namespace detail
 
@@ -238,7 +142,7 @@ public:
     using value_type = R;
 
     Future() = default;
-    explicit Future(std::shared_ptr<detail::FutureState<R>> st) noexcept : st_(std::move(st)) {}
+    explicit Future(std::shared_ptr<detail::ResultState<R>> st) noexcept : st_(std::move(st)) {}
 
     /// Waits for the result and returns a copy of it (an rvalue Future moves it out), or
     /// rethrows the task's exception; mp::CancelledError when cancelled.
@@ -255,7 +159,7 @@ public:
     /// mp::CancelledError when cancelled, mp::TimeoutError after `timeout`.
     [[nodiscard]] std::exception_ptr exception(Timeout timeout = forever) const {
         wait_done(timeout, "exception");
-        if (st_->status() == detail::FutureStateBase::Status::cancelled)
+        if (st_->status() == detail::ResultStateBase::Status::cancelled)
             throw CancelledError("mp::Future::exception: the future was cancelled");
         return st_->error();
     }
@@ -263,11 +167,11 @@ public:
     [[nodiscard]] bool done() const noexcept { return st_->done(); }
     /// True while a worker holds the task (running, or next in its batch).
     [[nodiscard]] bool running() const noexcept {
-        return st_->status() == detail::FutureStateBase::Status::running;
+        return st_->status() == detail::ResultStateBase::Status::running;
     }
     /// True when cancel() succeeded (or shutdown cancelled it).
     [[nodiscard]] bool cancelled() const noexcept {
-        return st_->status() == detail::FutureStateBase::Status::cancelled;
+        return st_->status() == detail::ResultStateBase::Status::cancelled;
     }
     /// Cancels the task if no worker has it yet: true then (or when already cancelled), false
     /// when it is running or done.
@@ -277,8 +181,8 @@ public:
     template <class Fn>
         requires std::invocable<Fn&, Future<R>&>
     void add_done_callback(Fn fn) {
-        st_->add_done_callback([fn = std::move(fn)](detail::FutureStateBase& s) mutable {
-            Future<R> f(std::static_pointer_cast<detail::FutureState<R>>(s.shared_from_this()));
+        st_->add_done_callback([fn = std::move(fn)](detail::ResultStateBase& s) mutable {
+            Future<R> f(std::static_pointer_cast<detail::ResultState<R>>(s.shared_from_this()));
             fn(f);
         });
     }
@@ -296,11 +200,11 @@ private:
     }
     void settle(Timeout timeout, const char* what) const {
         wait_done(timeout, what);
-        if (st_->status() == detail::FutureStateBase::Status::cancelled)
+        if (st_->status() == detail::ResultStateBase::Status::cancelled)
             throw CancelledError("mp::Future::result: the future was cancelled");
         if (auto e = st_->error()) std::rethrow_exception(e);
     }
-    std::shared_ptr<detail::FutureState<R>> st_;
+    std::shared_ptr<detail::ResultState<R>> st_;
 };
 
 /// The futures of a range in completion order (Python's as_completed): a single-pass input
@@ -341,8 +245,8 @@ public:
         : futures_(std::move(futures)), order_(std::make_unique<detail::CompletionOrder>(states(futures_), timeout)) {}
 
 private:
-    static std::vector<detail::FutureStateBase*> states(const std::vector<Fut*>& fs) {
-        std::vector<detail::FutureStateBase*> s;
+    static std::vector<detail::ResultStateBase*> states(const std::vector<Fut*>& fs) {
+        std::vector<detail::ResultStateBase*> s;
         s.reserve(fs.size());
         for (auto* f : fs) s.push_back(detail::FutureAccess::state(*f));
         return s;
@@ -373,7 +277,7 @@ template <std::ranges::range Range>
     requires detail::is_future<std::remove_cvref_t<std::ranges::range_value_t<Range>>>::value
 DoneAndNotDoneFutures wait(const Range& futures, Timeout timeout = forever,
                            ReturnWhen return_when = ALL_COMPLETED) {
-    std::vector<detail::FutureStateBase*> states;
+    std::vector<detail::ResultStateBase*> states;
     for (const auto& f : futures) {
         if (!f.valid()) throw UsageError("mp::wait: a future has no state");
         states.push_back(detail::FutureAccess::state(f));
@@ -397,7 +301,7 @@ class ExecutorSource final : public TaskSource {
 public:
     explicit ExecutorSource(Engine& engine) : engine_(engine.link()) {}
     /// Queues a call for st; throws (UsageError after shutdown, the engine's error once broken).
-    void push(std::shared_ptr<FutureStateBase> st, OwnedCall call);
+    void push(std::shared_ptr<ResultStateBase> st, OwnedCall call);
     /// Cancels every future still queued.
     void cancel_pending();
     /// No more pushes: the source ends once its queue is empty.
@@ -412,15 +316,15 @@ public:
 
 private:
     struct Queued {
-        std::shared_ptr<FutureStateBase> st;
+        std::shared_ptr<ResultStateBase> st;
         OwnedCall call;
     };
-    std::shared_ptr<FutureStateBase> take(std::uint64_t tag);
+    std::shared_ptr<ResultStateBase> take(std::uint64_t tag);
 
     EngineLink engine_;
     mutable std::mutex m_;
     std::deque<Queued> queue_;
-    std::vector<std::shared_ptr<FutureStateBase>> inflight_;  // indexed by tag
+    std::vector<std::shared_ptr<ResultStateBase>> inflight_;  // indexed by tag
     std::vector<std::uint64_t> free_;                         // free slots of inflight_
     bool closed_ = false;
     std::exception_ptr abandoned_;
@@ -445,7 +349,7 @@ public:
     auto submit(const F& f, const Args&... args) {
         using R = detail::task_result_t<F, Args...>;
         detail::OwnedCall call = detail::package_pool_task(f, args...);
-        auto st = std::make_shared<detail::FutureState<R>>();
+        auto st = std::make_shared<detail::ResultState<R>>();
         source_->push(st, std::move(call));
         return Future<R>(std::move(st));
     }

@@ -46,7 +46,7 @@
 #include <vector>
 
 #include "multiproc/callable.hpp"
-#include "multiproc/context.hpp"
+#include "multiproc/detail/context.hpp"
 #include "multiproc/timeout.hpp"
 
 namespace mp {
