@@ -43,8 +43,8 @@ def _timed(once, iters, warmup):
     return time.perf_counter() - t0
 
 
-# The fork start method everywhere for now (the C++ side has only fork yet); later rows for
-# spawn/forkserver take their own context.
+# The fork start method for every row but the start-method rows (which take their own context),
+# as the C++ rows do: both sides pay the same start cost.
 FORK = multiprocessing.get_context("fork")
 
 

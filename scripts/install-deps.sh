@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(
   build-essential cmake ninja-build g++ clang
+  clang-format-14                               # scripts/check_format.sh (.clang-format is for 14)
   libclang-rt-14-dev                            # libFuzzer, ASan, UBSan and TSan runtimes (clang 14)
   libgtest-dev libgmock-dev libbenchmark-dev   # tests, micro-benchmarks
   libssl-dev                                    # HMAC (MD5, SHA-256) of the authkey handshake

@@ -10,8 +10,8 @@
 // the server, implements Popen itself (exit status over its socket, sentinel = a pipe or pidfd).
 //
 // The two forms of a target: LaunchSpec::target->invoke() runs it in a forked child (fork,
-// and the forkserver's fork after decoding); issue 3 adds TargetCall::package() (see
-// process.hpp) returning the shipped form (mp::detail::CallPackage: bytes + descriptors, or
+// and the forkserver's fork after decoding); TargetCall::package() (see process.hpp) returns
+// the shipped form (mp::detail::CallPackage: bytes + descriptors, or
 // why_not) that spawn/forkserver encode into the child's bootstrap.
 #pragma once
 

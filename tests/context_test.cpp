@@ -1,4 +1,4 @@
-// Start methods and contexts: the global default, get_context, and the methods not yet built.
+// Start methods and contexts: the global default, set_start_method, get_context.
 #include "multiproc/context.hpp"
 
 #include <gtest/gtest.h>
@@ -20,11 +20,6 @@ class ContextTest : public ::testing::Test {
     void SetUp() override { mp::set_start_method("", true); }
     void TearDown() override { mp::set_start_method("", true); }
 };
-
-bool available(const std::string& m) {
-    auto all = mp::get_all_start_methods();
-    return std::find(all.begin(), all.end(), m) != all.end();
-}
 
 TEST_F(ContextTest, DefaultIsForkAndGetStartMethodFixesIt) {
     EXPECT_EQ(mp::get_start_method(true), std::nullopt);
@@ -56,27 +51,6 @@ TEST_F(ContextTest, UnknownMethodIsAClearUsageError) {
     }
     EXPECT_THROW(mp::get_context("Fork"), mp::UsageError);
     EXPECT_EQ(mp::get_start_method(true), std::nullopt);  // a failed call sets nothing
-}
-
-TEST_F(ContextTest, MethodsNotImplementedYetSayTheirName) {
-    for (std::string m : {"spawn", "forkserver"}) {
-        if (available(m)) {
-            EXPECT_EQ(mp::get_context(m).get_start_method(), m);
-            continue;
-        }
-        try {
-            static_cast<void>(mp::get_context(m));
-            ADD_FAILURE() << m << " silently accepted";
-        } catch (const mp::ProcessError& e) {
-            EXPECT_EQ(std::string(e.what()),
-                      "multiproc: start method '" + m + "' is not implemented yet");
-        }
-        EXPECT_THROW(mp::set_start_method(m, true), mp::ProcessError);
-        EXPECT_THROW(
-            mp::Context(m == "spawn" ? mp::StartMethod::spawn : mp::StartMethod::forkserver),
-            mp::ProcessError);
-    }
-    EXPECT_EQ(mp::get_start_method(true), std::nullopt);
 }
 
 TEST_F(ContextTest, GetContext) {

@@ -345,7 +345,7 @@ TEST(Reduction, RandomInputAsAnExceptionOnlyEverThrowsDecodeError) {
     }
 }
 
-// ---- allocation bounded by the bytes received (issue 10, item 6) ----------------------------
+// ---- allocation bounded by the bytes received (DESIGN.md 11) --------------------------------
 
 // A type of 128 KiB whose encoding is small: counts of it cannot be checked against the bytes.
 struct Big {

@@ -1,4 +1,4 @@
-// Rows: locks, a counter shared by two processes, Event ping-pong (issue 4).
+// Rows: locks, a counter shared by two processes, Event ping-pong.
 //
 //   lock_uncontended   one acquire + release of a lock nobody else touches.
 //                      multiproc: mp::Lock lock()/unlock(); raw: a process-shared (not robust)

@@ -38,26 +38,13 @@ if(TARGET callable_test)
 endif()
 
 # package_task must reject what cannot ship at compile time, with the reason in the message.
-# Each check runs the compiler on one source; a control that must compile guards against a
-# check passing for a wrong reason (a bad include path, a missing header).
-set(MP_COMPILE_FAIL_DIR ${CMAKE_CURRENT_SOURCE_DIR}/compile_fail)
-function(mp_callable_compile_check name src expect regex)
-  add_test(NAME callable_compile.${name}
-    COMMAND ${CMAKE_COMMAND}
-      -DCXX=${CMAKE_CXX_COMPILER}
-      -DSRC=${MP_COMPILE_FAIL_DIR}/${src}
-      -DINCLUDE=${PROJECT_SOURCE_DIR}/include
-      -DEXPECT=${expect}
-      -DREGEX=${regex}
-      -P ${MP_COMPILE_FAIL_DIR}/expect_compile.cmake)
-  set_tests_properties(callable_compile.${name} PROPERTIES TIMEOUT 90)
-endfunction()
-mp_callable_compile_check(control_shippable_task_compiles task_ok.cpp ok "")
-mp_callable_compile_check(lambda_capturing_string task_captures_string.cpp fail
+# Each check runs the compiler on one source (tests/compile_fail/compile_check.cmake).
+mp_compile_check(callable_compile.control_shippable_task_compiles task_ok.cpp ok "")
+mp_compile_check(callable_compile.lambda_capturing_string task_captures_string.cpp fail
   "task's target cannot be shipped to a worker process")
-mp_callable_compile_check(std_function_target task_std_function.cpp fail
+mp_compile_check(callable_compile.std_function_target task_std_function.cpp fail
   "task's target cannot be shipped to a worker process")
-mp_callable_compile_check(unencodable_argument task_bad_argument.cpp fail
+mp_compile_check(callable_compile.unencodable_argument task_bad_argument.cpp fail
   "task argument cannot be shipped to the worker process")
-mp_callable_compile_check(unencodable_result task_bad_result.cpp fail
+mp_compile_check(callable_compile.unencodable_result task_bad_result.cpp fail
   "result type cannot be shipped back")
