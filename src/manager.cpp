@@ -134,6 +134,12 @@ std::size_t Manager::object_count() const {
     return s_->client->call(e).get<std::uint64_t>();
 }
 
+detail::ProxyCore Manager::create_sized(std::string_view type, int n) {
+    Encoder e;
+    e(static_cast<std::int32_t>(n));
+    return create(type, e);
+}
+
 detail::ProxyCore Manager::create(std::string_view type, const Encoder& args) {
     if (!s_) throw UsageError("multiproc: the manager was moved from");
     if (s_->shut) throw UsageError("multiproc: the manager was shut down");

@@ -7,6 +7,7 @@
 
 #include "manager_client.hpp"
 #include "multiproc/process.hpp"
+#include "multiproc/synchronize.hpp"
 #include "sys/random.hpp"
 
 namespace mp::detail {
@@ -155,6 +156,14 @@ ManagerReply ProxyCore::call(const Encoder& request) const {
     return ref_->here().call(request);
 }
 
+std::uint64_t ProxyCore::owner() const {
+    // This process's session and a number for the calling thread.
+    static std::atomic<std::uint64_t> threads{0};
+    thread_local const std::uint64_t thread = ++threads;
+    if (!ref_) throw UsageError("multiproc: an empty manager proxy (default-constructed or moved from)");
+    return ref_->here().session ^ (thread << 32);
+}
+
 std::uint64_t ProxyCore::id() const noexcept { return ref_ ? ref_->id : 0; }
 
 void ProxyCore::save(Encoder& e) const {
@@ -179,3 +188,33 @@ void ProxyCore::load(Decoder& d) {
 }
 
 }  // namespace mp::detail
+
+namespace mp {
+
+bool BaseProxy::wait_call(std::string_view method, bool block, Timeout timeout) const {
+    Encoder e = core_.request(method);
+    e(core_.owner(), block, detail::timeout_ns(timeout));
+    return core_.call(e).get<bool>();
+}
+
+void BaseProxy::owner_call(std::string_view method) const {
+    Encoder e = core_.request(method);
+    e(core_.owner());
+    core_.call(e).get<void>();
+}
+
+std::size_t BarrierProxy::wait(Timeout timeout) {
+    Encoder e = core_.request("wait");
+    e(core_.owner(), true, detail::timeout_ns(timeout));
+    try {
+        return core_.call(e).get<std::uint64_t>();
+    } catch (const EOFError&) {
+        throw;
+    } catch (const ProcessError& x) {
+        // The server's BrokenBarrierError travels as an mp::ProcessError naming it.
+        if (std::string_view(x.what()).starts_with("multiproc: BrokenBarrierError")) throw BrokenBarrierError(x.what());
+        throw;
+    }
+}
+
+}  // namespace mp

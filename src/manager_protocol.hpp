@@ -18,9 +18,12 @@
 // u64 id; incref(id); decref(id); count() -> u64; shutdown().
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -70,6 +73,45 @@ std::unique_ptr<ServerObject> make_list(Decoder& args);
 std::unique_ptr<ServerObject> make_array(Decoder& args);
 std::unique_ptr<ServerObject> make_namespace(Decoder& args);
 std::unique_ptr<ServerObject> make_value(Decoder& args);
+
+std::unique_ptr<ServerObject> make_queue(Decoder& args);
+std::unique_ptr<ServerObject> make_joinable_queue(Decoder& args);
+std::unique_ptr<ServerObject> make_lock(Decoder& args);
+std::unique_ptr<ServerObject> make_rlock(Decoder& args);
+std::unique_ptr<ServerObject> make_condition(Decoder& args);
+std::unique_ptr<ServerObject> make_semaphore(Decoder& args);
+std::unique_ptr<ServerObject> make_bounded_semaphore(Decoder& args);
+std::unique_ptr<ServerObject> make_event(Decoder& args);
+std::unique_ptr<ServerObject> make_barrier(Decoder& args);
+
+/// Waits on cv until pred() holds: not at all unless block, at most ns nanoseconds unless
+/// ns < 0. Returns pred()'s last value.
+template <class P>
+bool wait_until_true(std::condition_variable& cv, std::unique_lock<std::mutex>& lk, bool block,
+                     std::int64_t ns, P pred) {
+    if (!block) return pred();
+    if (ns < 0) {
+        cv.wait(lk, pred);
+        return true;
+    }
+    return cv.wait_for(lk, std::chrono::nanoseconds(ns), pred);
+}
+
+/// Reads (block, timeout ns).
+inline std::pair<bool, std::int64_t> read_wait(Decoder& d) {
+    bool block;
+    std::int64_t ns;
+    d(block, ns);
+    return {block, ns};
+}
+
+/// Reads an i32 size argument (a Queue's maxsize, a Semaphore's value, a Barrier's parties).
+inline std::int32_t read_int(Decoder& d) {
+    std::int32_t n;
+    d(n);
+    d.finish();
+    return n;
+}
 
 /// Throws the mp::ProcessError of an unknown method.
 [[noreturn]] void unknown_method(std::string_view type, std::string_view method);

@@ -22,6 +22,15 @@ ServerFactory builtin_factory(std::string_view type) {
     if (type == "Array") return make_array;
     if (type == "Namespace") return make_namespace;
     if (type == "Value") return make_value;
+    if (type == "Queue") return make_queue;
+    if (type == "JoinableQueue") return make_joinable_queue;
+    if (type == "Lock") return make_lock;
+    if (type == "RLock") return make_rlock;
+    if (type == "Condition") return make_condition;
+    if (type == "Semaphore") return make_semaphore;
+    if (type == "BoundedSemaphore") return make_bounded_semaphore;
+    if (type == "Event") return make_event;
+    if (type == "Barrier") return make_barrier;
     return nullptr;
 }
 

@@ -40,7 +40,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <optional>
@@ -49,155 +48,12 @@
 #include <utility>
 #include <vector>
 
-#include "multiproc/callable.hpp"
-#include "multiproc/errors.hpp"
-#include "multiproc/listener.hpp"
-#include "multiproc/reduction.hpp"
+#include "multiproc/detail/manager_proxy.hpp"
+#include "multiproc/detail/manager_sync.hpp"
 
 namespace mp {
 
 class Context;
-
-/// How a manager server treats its clients.
-struct ManagerOptions {
-    /// Authentication options of the server's Listener (and of a client's connections).
-    AuthOptions auth{};
-    /// Clients may ship functions the server runs (update_with): only for clients trusted as
-    /// much as this program. A Manager started by the program sets it; ManagerServer does not.
-    bool trust_code = false;
-};
-
-namespace detail {
-
-struct ProxyRef;
-
-/// A reply from the server: the encoded result, after its status byte was checked.
-struct ManagerReply {
-    std::vector<std::byte> bytes;
-    std::size_t offset = 0;
-    /// Decodes the result as an R (void: checks that nothing came).
-    template <class R>
-    R get() const {
-        Decoder d(std::span<const std::byte>(bytes).subspan(offset));
-        d.refuse_code();
-        if constexpr (std::is_void_v<R>) {
-            d.finish();
-        } else {
-            R r = decode_value<R>(d);
-            d.finish();
-            return r;
-        }
-    }
-};
-
-/// The type-erased core of every proxy: one reference to one object on a manager server.
-class ProxyCore {
-public:
-    ProxyCore() = default;
-    /// Adopts a reference.
-    explicit ProxyCore(std::shared_ptr<ProxyRef> ref) noexcept : ref_(std::move(ref)) {}
-
-    /// A request for `method` of this object; the caller appends the arguments.
-    [[nodiscard]] Encoder request(std::string_view method) const;
-    /// Sends a request and waits for its reply; rethrows the server's exception, mp::EOFError
-    /// when the server is gone.
-    [[nodiscard]] ManagerReply call(const Encoder& request) const;
-    /// The object's id on its server (0 for an empty proxy).
-    [[nodiscard]] std::uint64_t id() const noexcept;
-
-    /// Codec hook: address, key and id; the receiver takes its own reference.
-    void save(Encoder& e) const;
-    /// Codec hook: connects to the server (once per process) and takes a reference.
-    void load(Decoder& d);
-
-    friend bool operator==(const ProxyCore& a, const ProxyCore& b) noexcept { return a.ref_ == b.ref_; }
-
-private:
-    std::shared_ptr<ProxyRef> ref_;
-};
-
-/// Appends v's encoding preceded by its length (how values travel: the server stores them
-/// without knowing their type).
-template <class T>
-void put_blob(Encoder& e, const T& v) {
-    auto& b = e.bytes();
-    const std::size_t at = b.size();
-    e.write_size(0);
-    const std::size_t fds = e.fds().size();
-    e(v);
-    if (e.fds().size() != fds)
-        throw UsageError("multiproc: a value that carries a file descriptor cannot be stored in a manager");
-    const std::uint64_t n = b.size() - at - sizeof(std::uint64_t);
-    std::memcpy(b.data() + at, &n, sizeof n);
-}
-
-/// Appends a range's elements as a count and blobs.
-template <class R>
-void put_blobs(Encoder& e, const R& range) {
-    std::uint64_t n = 0;
-    for (const auto& x : range) { static_cast<void>(x); ++n; }
-    e.write_size(n);
-    for (const auto& x : range) put_blob(e, x);
-}
-
-/// The package update_with ships: thunk<F, V, V> with f as target; the server appends the
-/// current value's encoding as the argument, runs it, and stores what it returns.
-template <class V, class F>
-std::vector<std::byte> update_package(const F& f) {
-    using T = call_traits<F, V>;
-    static_assert(T::target_ok && T::invocable,
-                  "multiproc: update_with needs a shippable function (a function pointer, a "
-                  "captureless lambda, or a lambda whose captures are trivially copyable) callable "
-                  "with the value");
-    static_assert(std::is_convertible_v<typename T::result, V>,
-                  "multiproc: update_with's function must return the new value");
-    Encoder e;
-    begin_package(e, thunk_identity<std::decay_t<F>, V, V>());
-    encode_target<std::decay_t<F>>(e, f);
-    return std::move(e.bytes());
-}
-
-/// Writes a package as a blob.
-void put_package(Encoder& e, const std::vector<std::byte>& package);
-
-}  // namespace detail
-
-/// A proxy's common part: a handle to one object on a manager server.
-class BaseProxy {
-public:
-    /// The object's id on its server.
-    [[nodiscard]] std::uint64_t id() const noexcept { return core_.id(); }
-    /// Codec hook (a proxy crosses processes as address, key and id).
-    void save(Encoder& e) const { core_.save(e); }
-    /// Codec hook.
-    void load(Decoder& d) { core_.load(d); }
-    /// Two proxies are equal when they share one reference (copies of one another).
-    friend bool operator==(const BaseProxy& a, const BaseProxy& b) noexcept { return a.core_ == b.core_; }
-
-protected:
-    BaseProxy() = default;
-    explicit BaseProxy(detail::ProxyCore core) : core_(std::move(core)) {}
-    template <class R, class... A>
-    R invoke(std::string_view method, const A&... blobs) const {
-        Encoder e = core_.request(method);
-        (detail::put_blob(e, blobs), ...);
-        return core_.call(e).template get<R>();
-    }
-    template <class R>
-    R invoke_at(std::string_view method, std::int64_t index) const {
-        Encoder e = core_.request(method);
-        e(index);
-        return core_.call(e).template get<R>();
-    }
-    template <class R, class T>
-    R invoke_at(std::string_view method, std::int64_t index, const T& value) const {
-        Encoder e = core_.request(method);
-        e(index);
-        detail::put_blob(e, value);
-        return core_.call(e).template get<R>();
-    }
-    detail::ProxyCore core_;
-};
 
 /// A dict on the server (Python's DictProxy), keys K and values V as the codec encodes them.
 /// Iteration order is insertion order, as Python's dict.
@@ -411,11 +267,35 @@ public:
     template <class T>
     ArrayProxy<T> Array(std::size_t n) { return Array<T>(std::vector<T>(n)); }
 
+    /// A new queue holding at most maxsize items (<= 0: unbounded).
+    template <class T>
+    QueueProxy<T> Queue(int maxsize = 0) { return QueueProxy<T>(create_sized("Queue", maxsize)); }
+    /// A new joinable queue holding at most maxsize items (<= 0: unbounded).
+    template <class T>
+    JoinableQueueProxy<T> JoinableQueue(int maxsize = 0) {
+        return JoinableQueueProxy<T>(create_sized("JoinableQueue", maxsize));
+    }
+    /// A new lock.
+    LockProxy Lock() { return LockProxy(create("Lock", Encoder{})); }
+    /// A new recursive lock.
+    RLockProxy RLock() { return RLockProxy(create("RLock", Encoder{})); }
+    /// A new semaphore with value n.
+    SemaphoreProxy Semaphore(int n = 1) { return SemaphoreProxy(create_sized("Semaphore", n)); }
+    /// A new bounded semaphore with value (and bound) n.
+    SemaphoreProxy BoundedSemaphore(int n = 1) { return SemaphoreProxy(create_sized("BoundedSemaphore", n)); }
+    /// A new condition variable (with its own recursive lock).
+    ConditionProxy Condition() { return ConditionProxy(create("Condition", Encoder{})); }
+    /// A new event, not set.
+    EventProxy Event() { return EventProxy(create("Event", Encoder{})); }
+    /// A new barrier for n parties.
+    BarrierProxy Barrier(int parties) { return BarrierProxy(create_sized("Barrier", parties)); }
+
     /// Creates an object of a server type from its encoded constructor arguments.
     detail::ProxyCore create(std::string_view type, const Encoder& args);
 
 private:
     Manager(std::shared_ptr<detail::ManagerState> s) noexcept;
+    detail::ProxyCore create_sized(std::string_view type, int n);
     std::shared_ptr<detail::ManagerState> s_;
 };
 
