@@ -10,11 +10,11 @@
 namespace mp::detail {
 
 // The server process's target: listens, reports readiness (or why not) on `ready`, serves.
-void manager_process_main(std::string address, std::string authkey, Connection ready) {
+void manager_process_main(std::string address, std::string authkey, TypeRegistry types, Connection ready) {
     std::optional<ManagerServer> server;
     try {
         // The program's own children hold its key: they are trusted with code (update_with).
-        server.emplace(Address::parse(address), std::move(authkey), ManagerOptions{{}, true});
+        server.emplace(Address::parse(address), std::move(authkey), ManagerOptions{{}, true}, std::move(types));
     } catch (const std::exception& e) {
         ready.send_bytes(std::string("multiproc: the manager server could not listen: ") + e.what());
         return;
@@ -40,11 +40,11 @@ std::string fresh_abstract_name() {
     return "@multiproc-manager-" + std::to_string(current_process().pid()) + "-" + hex;
 }
 
-void start(ManagerState& s, const Context& ctx) {
+void start(ManagerState& s, const Context& ctx, const TypeRegistry& types) {
     const std::string key = current_process().authkey();
     const std::string name = fresh_abstract_name();
     auto [reader, writer] = Pipe(false);
-    s.process.emplace(ctx.Process(&manager_process_main, name, key, writer));
+    s.process.emplace(ctx.Process(&manager_process_main, name, key, types, writer));
     s.process->set_daemon(true);  // never outlives the program
     s.process->start();
     writer.close();  // the child's copy stays: its end of file means the child is gone
@@ -72,7 +72,7 @@ namespace mp {
 
 Manager::Manager() : Manager(get_context()) {}
 
-Manager::Manager(const Context& ctx) : s_(std::make_shared<detail::ManagerState>()) { detail::start(*s_, ctx); }
+Manager::Manager(const Context& ctx) : s_(std::make_shared<detail::ManagerState>()) { detail::start(*s_, ctx, {}); }
 
 Manager::Manager(std::shared_ptr<detail::ManagerState> s) noexcept : s_(std::move(s)) {}
 Manager::Manager(Manager&&) noexcept = default;
@@ -134,13 +134,40 @@ std::size_t Manager::object_count() const {
     return s_->client->call(e).get<std::uint64_t>();
 }
 
+void Manager::bind(const std::string& name, const BaseProxy& proxy) {
+    if (!s_) throw UsageError("multiproc: the manager was moved from");
+    Encoder e;
+    e(std::uint64_t{0}, std::string("bind"), name, proxy.id());
+    s_->client->call(e).get<void>();
+}
+
+detail::ProxyCore Manager::lookup_raw(const std::string& name) {
+    if (!s_) throw UsageError("multiproc: the manager was moved from");
+    Encoder e;
+    e(std::uint64_t{0}, std::string("lookup"), name);
+    const std::uint64_t id = s_->client->call(e).get<std::uint64_t>();
+    return detail::ProxyCore(std::make_shared<detail::ProxyRef>(s_->client, id));
+}
+
+Manager BaseManager::start() const { return start(get_context()); }
+
+Manager BaseManager::start(const Context& ctx) const {
+    auto s = std::make_shared<detail::ManagerState>();
+    detail::start(*s, ctx, types_);
+    return Manager(std::move(s));
+}
+
+ManagerServer BaseManager::server(const Address& address, std::string authkey, ManagerOptions options) const {
+    return ManagerServer(address, std::move(authkey), options, types_);
+}
+
 detail::ProxyCore Manager::create_sized(std::string_view type, int n) {
     Encoder e;
     e(static_cast<std::int32_t>(n));
-    return create(type, e);
+    return create_raw(type, e);
 }
 
-detail::ProxyCore Manager::create(std::string_view type, const Encoder& args) {
+detail::ProxyCore Manager::create_raw(std::string_view type, const Encoder& args) {
     if (!s_) throw UsageError("multiproc: the manager was moved from");
     if (s_->shut) throw UsageError("multiproc: the manager was shut down");
     Encoder e;

@@ -28,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "multiproc/detail/manager_types.hpp"
 #include "multiproc/reduction.hpp"
 
 namespace mp::detail {
@@ -112,6 +113,9 @@ inline std::int32_t read_int(Decoder& d) {
     d.finish();
     return n;
 }
+
+/// An object of a registered user type, made from its constructor arguments.
+std::unique_ptr<ServerObject> make_user_object(const TypeEntry& type, Decoder& args);
 
 /// Throws the mp::ProcessError of an unknown method.
 [[noreturn]] void unknown_method(std::string_view type, std::string_view method);

@@ -51,10 +51,11 @@ Blob run_update(const Blob& package, const Blob& old, const CallContext& ctx) {
 }
 
 struct ServerState {
-    ServerState(const Address& a, std::string key, ManagerOptions o)
+    ServerState(const Address& a, std::string key, ManagerOptions o, TypeRegistry t)
         : listener(a, 128, std::nullopt, AuthOptions{o.auth.digest, o.auth.handshake_timeout, o.trust_code}),
           authkey(std::move(key)),
-          options(o) {}
+          options(o),
+          types(std::move(t)) {}
 
     struct Entry {
         std::shared_ptr<ServerObject> object;
@@ -68,6 +69,7 @@ struct ServerState {
     Listener listener;
     std::string authkey;
     ManagerOptions options;
+    const TypeRegistry types;
     std::atomic<bool> stopping{false};
 
     std::mutex m;  // guards everything below
@@ -79,8 +81,17 @@ struct ServerState {
         std::uint64_t session, id;
     };
     std::unordered_map<std::uint64_t, Loan> loans;
+    std::unordered_map<std::string, std::uint64_t> names;  // bound objects, one reference each
     std::uint64_t next_id = 1;
     std::uint64_t next_loan = 1;
+
+    std::unique_ptr<ServerObject> make(const std::string& type, Decoder& d) const {
+        for (const TypeEntry& t : types)
+            if (t.name == type) return make_user_object(t, d);
+        const ServerFactory make = builtin_factory(type);
+        if (!make) throw ProcessError("multiproc: the manager has no type '" + type + "'");
+        return make(d);
+    }
 
     std::shared_ptr<ServerObject> find(std::uint64_t id) {
         std::lock_guard lk(m);
@@ -129,9 +140,7 @@ struct ServerState {
         if (method == "create") {
             std::string type;
             d(type);
-            const ServerFactory make = builtin_factory(type);
-            if (!make) throw ProcessError("multiproc: the manager has no type '" + type + "'");
-            std::shared_ptr<ServerObject> obj = make(d);
+            std::shared_ptr<ServerObject> obj = make(type, d);
             std::lock_guard lk(m);
             const std::uint64_t id = next_id++;
             objects[id] = Entry{std::move(obj), 1};
@@ -185,6 +194,32 @@ struct ServerState {
                 ++it->second.refs;  // decoded twice, or the lender is gone: a reference of our own
             }
             ++sessions[session].refs[id];
+        } else if (method == "bind") {
+            std::string name;
+            std::uint64_t id;
+            d(name, id);
+            d.finish();
+            std::shared_ptr<ServerObject> dead;
+            std::lock_guard lk(m);
+            auto it = objects.find(id);
+            if (it == objects.end())
+                throw ProcessError("multiproc: the manager has no object with id " + std::to_string(id));
+            ++it->second.refs;
+            auto [slot, fresh] = names.try_emplace(name, id);
+            if (!fresh) {
+                dead = drop_locked(slot->second, 1);
+                slot->second = id;
+            }
+        } else if (method == "lookup") {
+            std::string name;
+            d(name);
+            d.finish();
+            std::lock_guard lk(m);
+            auto slot = names.find(name);
+            if (slot == names.end()) throw std::out_of_range("multiproc: no manager object is bound to '" + name + "'");
+            ++objects.at(slot->second).refs;
+            ++sessions[session].refs[slot->second];
+            out(slot->second);
         } else if (method == "count") {
             d.finish();
             std::lock_guard lk(m);
@@ -249,8 +284,9 @@ struct ServerState {
 
 namespace mp {
 
-ManagerServer::ManagerServer(const Address& address, std::string authkey, ManagerOptions options)
-    : s_(std::make_shared<detail::ServerState>(address, std::move(authkey), options)) {}
+ManagerServer::ManagerServer(const Address& address, std::string authkey, ManagerOptions options,
+                             detail::TypeRegistry types)
+    : s_(std::make_shared<detail::ServerState>(address, std::move(authkey), options, std::move(types))) {}
 ManagerServer::ManagerServer(ManagerServer&&) noexcept = default;
 ManagerServer& ManagerServer::operator=(ManagerServer&&) noexcept = default;
 ManagerServer::~ManagerServer() = default;

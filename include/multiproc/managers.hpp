@@ -50,6 +50,7 @@
 
 #include "multiproc/detail/manager_proxy.hpp"
 #include "multiproc/detail/manager_sync.hpp"
+#include "multiproc/detail/manager_types.hpp"
 
 namespace mp {
 
@@ -239,29 +240,29 @@ public:
 
     /// A new empty dict.
     template <class K, class V>
-    DictProxy<K, V> dict() { return DictProxy<K, V>(create("dict", Encoder{})); }
+    DictProxy<K, V> dict() { return DictProxy<K, V>(create_raw("dict", Encoder{})); }
     /// A new list holding `initial`.
     template <class T>
     ListProxy<T> list(const std::vector<T>& initial = {}) {
         Encoder e;
         detail::put_blobs(e, initial);
-        return ListProxy<T>(create("list", e));
+        return ListProxy<T>(create_raw("list", e));
     }
     /// A new empty namespace.
-    NamespaceProxy Namespace() { return NamespaceProxy(create("Namespace", Encoder{})); }
+    NamespaceProxy Namespace() { return NamespaceProxy(create_raw("Namespace", Encoder{})); }
     /// A new value holding `initial`.
     template <class T>
     ValueProxy<T> Value(const T& initial = T{}) {
         Encoder e;
         detail::put_blob(e, initial);
-        return ValueProxy<T>(create("Value", e));
+        return ValueProxy<T>(create_raw("Value", e));
     }
     /// A new array holding `initial` (its size is fixed).
     template <class T>
     ArrayProxy<T> Array(const std::vector<T>& initial) {
         Encoder e;
         detail::put_blobs(e, initial);
-        return ArrayProxy<T>(create("Array", e));
+        return ArrayProxy<T>(create_raw("Array", e));
     }
     /// A new array of n value-initialised elements.
     template <class T>
@@ -276,24 +277,42 @@ public:
         return JoinableQueueProxy<T>(create_sized("JoinableQueue", maxsize));
     }
     /// A new lock.
-    LockProxy Lock() { return LockProxy(create("Lock", Encoder{})); }
+    LockProxy Lock() { return LockProxy(create_raw("Lock", Encoder{})); }
     /// A new recursive lock.
-    RLockProxy RLock() { return RLockProxy(create("RLock", Encoder{})); }
+    RLockProxy RLock() { return RLockProxy(create_raw("RLock", Encoder{})); }
     /// A new semaphore with value n.
     SemaphoreProxy Semaphore(int n = 1) { return SemaphoreProxy(create_sized("Semaphore", n)); }
     /// A new bounded semaphore with value (and bound) n.
     SemaphoreProxy BoundedSemaphore(int n = 1) { return SemaphoreProxy(create_sized("BoundedSemaphore", n)); }
     /// A new condition variable (with its own recursive lock).
-    ConditionProxy Condition() { return ConditionProxy(create("Condition", Encoder{})); }
+    ConditionProxy Condition() { return ConditionProxy(create_raw("Condition", Encoder{})); }
     /// A new event, not set.
-    EventProxy Event() { return EventProxy(create("Event", Encoder{})); }
+    EventProxy Event() { return EventProxy(create_raw("Event", Encoder{})); }
     /// A new barrier for n parties.
     BarrierProxy Barrier(int parties) { return BarrierProxy(create_sized("Barrier", parties)); }
 
+    /// A new object of a type registered with BaseManager::register_type, made on the server
+    /// from args (which must have the types registered for its constructor).
+    template <class T = void, class... A>
+    Proxy<T> create(std::string_view type, const A&... args) {
+        Encoder e;
+        e(std::tuple<detail::stored_arg_t<A>...>(args...));
+        return Proxy<T>(create_raw(type, e));
+    }
+    /// Gives an object a name on the server, which keeps it alive until the name is rebound
+    /// (Python's registered shared objects, for clients of other programs).
+    void bind(const std::string& name, const BaseProxy& proxy);
+    /// A proxy to the object bound to `name`; std::out_of_range when nothing is.
+    template <class P>
+    P lookup(const std::string& name) { return P(lookup_raw(name)); }
+
     /// Creates an object of a server type from its encoded constructor arguments.
-    detail::ProxyCore create(std::string_view type, const Encoder& args);
+    detail::ProxyCore create_raw(std::string_view type, const Encoder& args);
+    /// The object bound to `name`.
+    detail::ProxyCore lookup_raw(const std::string& name);
 
 private:
+    friend class BaseManager;
     Manager(std::shared_ptr<detail::ManagerState> s) noexcept;
     detail::ProxyCore create_sized(std::string_view type, int n);
     std::shared_ptr<detail::ManagerState> s_;
@@ -304,7 +323,8 @@ private:
 class ManagerServer {
 public:
     /// Listens at `address` (TCP port 0 picks one: see address()); clients must hold `authkey`.
-    ManagerServer(const Address& address, std::string authkey, ManagerOptions options = {});
+    ManagerServer(const Address& address, std::string authkey, ManagerOptions options = {},
+                  detail::TypeRegistry types = {});
     ManagerServer(ManagerServer&&) noexcept;
     ManagerServer& operator=(ManagerServer&&) noexcept;
     ~ManagerServer();
@@ -315,6 +335,37 @@ public:
 
 private:
     std::shared_ptr<detail::ServerState> s_;
+};
+
+/// A manager for user types (Python's BaseManager): register the types and the methods its
+/// clients may call, then start() a server process (or serve() them in this process).
+///
+///   mp::BaseManager b;
+///   b.register_type<Counter, int>("Counter").method<&Counter::inc>("inc");
+///   mp::Manager m = b.start();
+///   auto c = m.create<Counter>("Counter", 10);
+///   int v = c.call<&Counter::inc>("inc", 1);
+class BaseManager {
+public:
+    /// Registers T under `name`, made from constructor arguments of types A...; returns the
+    /// registration to add methods to.
+    template <class T, class... A>
+    TypeRegistration<T> register_type(std::string name) {
+        types_.push_back(detail::TypeEntry{std::move(name), detail::code_ref(&detail::construct_object<T, A...>),
+                                           detail::code_ref(&detail::destroy_object<T>), {}});
+        return TypeRegistration<T>(types_.back());
+    }
+    /// Starts a server process (with the built-in types and the registered ones) with the
+    /// default start method.
+    [[nodiscard]] Manager start() const;
+    /// As start(), with ctx's start method.
+    [[nodiscard]] Manager start(const Context& ctx) const;
+    /// A server in this process at `address` with the registered types (serve_forever() it).
+    [[nodiscard]] ManagerServer server(const Address& address, std::string authkey,
+                                       ManagerOptions options = {}) const;
+
+private:
+    detail::TypeRegistry types_;
 };
 
 }  // namespace mp
