@@ -6,6 +6,10 @@
 #include <unordered_map>
 
 #include "manager_client.hpp"
+
+#include <chrono>
+
+#include "manager_store.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/synchronize.hpp"
 #include "sys/random.hpp"
@@ -91,6 +95,49 @@ void ManagerClient::release(Connection c) {
     idle_.push_back(std::move(c));
 }
 
+ManagerReply ManagerClient::call_local(ServerObject& object, const Encoder& request) {
+    const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+    if (now - alive_checked_.load(std::memory_order_relaxed) > 1'000'000) {
+        // The server never writes unprompted: an idle connection that is readable has ended.
+        std::lock_guard lk(m_);
+        if (!idle_.empty() && idle_.back().poll()) server_gone(address, "its connection closed");
+        alive_checked_.store(now, std::memory_order_relaxed);
+    }
+    Decoder d(request.bytes());
+    std::uint64_t id;
+    std::string method;
+    d(id, method);
+    ManagerReply r;
+    Encoder out;
+    const auto ok = static_cast<std::uint8_t>(TaskStatus::ok);
+    out.write_bytes(&ok, 1);
+    object.call(method, d, out, CallContext{true, session});  // what it throws is the caller's
+    r.bytes = std::move(out.bytes());
+    r.offset = 1;
+    return r;
+}
+
+std::shared_ptr<ServerObject> ManagerClient::attach(std::uint64_t id) {
+    if (address.family() == Address::Family::tcp) return nullptr;  // descriptors cannot cross
+    Connection c = acquire();
+    Encoder e;
+    e(id, std::string("attach"));
+    std::optional<DictStore> store;
+    try {
+        c.send_bytes(std::span<const std::byte>(e.bytes()));
+        store = c.recv<std::optional<DictStore>>();
+    } catch (const DecodeError&) {
+        release(std::move(c));  // an error reply: no shared memory for this object
+        return nullptr;
+    } catch (const EOFError&) {
+        server_gone(address, "its connection closed");
+    } catch (const std::system_error& x) {
+        server_gone(address, x.what());
+    }
+    release(std::move(c));
+    return store ? attach_dict(std::make_shared<DictStore>(std::move(*store))) : nullptr;
+}
+
 void ManagerClient::server_call(std::string_view method, std::uint64_t id) {
     Encoder e;
     e(std::uint64_t{0}, std::string(method), id);
@@ -138,6 +185,17 @@ ManagerClient& ProxyRef::here() {
     return *client;
 }
 
+ServerObject* ProxyRef::local(ManagerClient& c) {
+    if (!attach_tried.load(std::memory_order_acquire)) {
+        std::lock_guard lk(m);
+        if (!attach_tried.load(std::memory_order_relaxed)) {
+            local_ = c.attach(id);
+            attach_tried.store(true, std::memory_order_release);
+        }
+    }
+    return local_.get();
+}
+
 void put_package(Encoder& e, const std::vector<std::byte>& package) {
     e.write_size(package.size());
     e.write_bytes(package.data(), package.size());
@@ -153,7 +211,9 @@ Encoder ProxyCore::request(std::string_view method) const {
 
 ManagerReply ProxyCore::call(const Encoder& request) const {
     if (!ref_) throw UsageError("multiproc: an empty manager proxy (default-constructed or moved from)");
-    return ref_->here().call(request);
+    ManagerClient& c = ref_->here();
+    if (ServerObject* object = ref_->local(c)) return c.call_local(*object, request);
+    return c.call(request);
 }
 
 std::uint64_t ProxyCore::owner() const {

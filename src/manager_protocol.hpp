@@ -56,9 +56,13 @@ struct CallContext {
 /// `args` (and must consume them all), writes its result's encoding to `out`, and throws for an
 /// error reply (an unknown method is mp::ProcessError). Objects lock themselves: calls come from
 /// one server thread per client connection.
+class DictStore;
+
 class ServerObject {
 public:
     virtual ~ServerObject() = default;
+    /// The shared memory a client on this machine may operate on in place (null: none).
+    virtual std::shared_ptr<DictStore> shared_store() { return nullptr; }
     virtual void call(std::string_view method, Decoder& args, Encoder& out, const CallContext& ctx) = 0;
 };
 
@@ -71,6 +75,8 @@ ServerFactory builtin_factory(std::string_view type);
 /// The built-in types of each file (src/manager_*.cpp).
 std::unique_ptr<ServerObject> make_dict(Decoder& args);
 std::unique_ptr<ServerObject> make_list(Decoder& args);
+/// A client's view of a dict whose store it attached (src/manager_dict.cpp).
+std::shared_ptr<ServerObject> attach_dict(std::shared_ptr<DictStore> store);
 std::unique_ptr<ServerObject> make_array(Decoder& args);
 std::unique_ptr<ServerObject> make_namespace(Decoder& args);
 std::unique_ptr<ServerObject> make_value(Decoder& args);

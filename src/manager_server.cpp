@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "manager_protocol.hpp"
+#include "manager_store.hpp"
 #include "multiproc/managers.hpp"
 
 namespace mp::detail {
@@ -255,6 +256,27 @@ struct ServerState {
         return std::move(out.bytes());
     }
 
+    // Answers an attach request (a client on this machine asks for a dict's shared memory) with
+    // the store's handle, its descriptors beside the bytes; false for any other request, and
+    // for a bad one (which handle() then answers with the error).
+    bool answer_attach(Connection& c, std::span<const std::byte> frame, std::uint64_t session) {
+        std::shared_ptr<DictStore> store;
+        try {
+            Decoder d(frame);
+            d.refuse_code();
+            std::uint64_t id;
+            std::string method;
+            d(id, method);
+            if (method != "attach" || id == 0 || session == 0) return false;
+            d.finish();
+            store = find(id)->shared_store();
+        } catch (...) {
+            return false;
+        }
+        c.send(store ? std::optional<DictStore>(*store) : std::nullopt);
+        return true;
+    }
+
     // One client connection, on its own thread, until it closes, sends something that breaks
     // the framing, or the server stops.
     void serve(Connection c) {
@@ -267,7 +289,7 @@ struct ServerState {
         for (;;) {
             try {
                 const std::vector<std::byte> frame = c.recv_bytes();
-                c.send_bytes(handle(frame, session));
+                if (!answer_attach(c, frame, session)) c.send_bytes(handle(frame, session));
             } catch (...) {
                 break;  // the client is gone (or sent a frame that cannot be read)
             }

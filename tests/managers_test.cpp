@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -42,6 +43,16 @@ void count_up(Dict d, mp::ValueProxy<int> v, int n) {
         d.update_with("n", add_one);
         v.update_with(add_one);
     }
+}
+
+int die(int) {
+    std::raise(SIGKILL);
+    return 0;
+}
+
+void die_holding_the_dict(Dict d) {
+    d.set("before", 1);
+    d.update_with("k", die);  // runs here, under the dict's lock
 }
 
 void hammer(Dict d) {
@@ -138,6 +149,22 @@ TEST_P(ManagerP, ProxiesTravelInPoolTasks) {
     EXPECT_EQ(d.get("9"), 81);
 }
 
+TEST_P(ManagerP, AChildKilledHoldingTheDictLeavesItUsable) {
+    mp::Manager m(ctx());
+    Dict d = m.dict<std::string, int>();
+    for (int i = 0; i < 2000; ++i) d.set("key" + std::to_string(i), i);  // grows the table
+    auto p = start(die_holding_the_dict, d);
+    p.join(60s);
+    EXPECT_EQ(p.exitcode(), std::optional<int>(-SIGKILL));
+    EXPECT_EQ(d.get("before"), 1);  // the next locker repairs the table and goes on
+    EXPECT_FALSE(d.contains("k"));
+    EXPECT_EQ(d.size(), 2001U);
+    EXPECT_EQ(d.get("key1999"), 1999);
+    d.set("after", 2);
+    EXPECT_EQ(d.keys().front(), "key0");
+    EXPECT_EQ(d.keys().back(), "after");
+}
+
 INSTANTIATE_TEST_SUITE_P(StartMethods, ManagerP, ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 
@@ -230,12 +257,25 @@ TEST(Manager, ObjectsAreFreedWithTheirLastProxy) {
 TEST(Manager, ADeadServerFailsEveryCallAtOnce) {
     mp::Manager m;
     Dict d = m.dict<std::string, int>();
+    auto l = m.list<int>();
     d.set("a", 1);
     ASSERT_TRUE(m.pid());
     ASSERT_EQ(::kill(*m.pid(), SIGKILL), 0);
-    // The first call may find its pooled connection closed or the socket refused: both are
-    // mp::EOFError, and so is every call after it.
+    // Until the kernel has ended the server, a call may still succeed; from then on, every call
+    // fails with mp::EOFError (its pooled connection closed, or the socket refused), never hangs.
+    const auto until = std::chrono::steady_clock::now() + 60s;
+    bool failed = false;
+    while (!failed && std::chrono::steady_clock::now() < until) {
+        try {
+            d.set("a", 2);
+            std::this_thread::sleep_for(1ms);
+        } catch (const mp::EOFError&) {
+            failed = true;
+        }
+    }
+    EXPECT_TRUE(failed);
     for (int i = 0; i < 3; ++i) EXPECT_THROW(d.set("a", 2), mp::EOFError);
+    EXPECT_THROW(l.append(1), mp::EOFError);
     EXPECT_THROW(static_cast<void>(m.dict<std::string, int>()), mp::EOFError);
 }
 
@@ -299,7 +339,8 @@ TEST(Manager, ServesAHundredConcurrentClients) {
 }
 
 TEST(Manager, AnUntrustingServerRefusesShippedFunctions) {
-    mp::ManagerServer server("@multiproc-manager-test-untrusting-" + std::to_string(getpid()), "key");
+    // Over TCP, where every call goes through the server (no shared memory).
+    mp::ManagerServer server("127.0.0.1:0", "key");
     std::thread serving([&] { server.serve_forever(); });
     {
         mp::Manager c = mp::Manager::connect(server.address(), std::string("key"));
@@ -307,6 +348,8 @@ TEST(Manager, AnUntrustingServerRefusesShippedFunctions) {
         d.set("a", 1);
         EXPECT_THROW(d.update_with("a", add_one), mp::DecodeError);
         EXPECT_EQ(d.get("a"), 1);
+        d.update(std::map<std::string, int>{{"b", 2}});
+        EXPECT_EQ(d.items(), (std::vector<std::pair<std::string, int>>{{"a", 1}, {"b", 2}}));
         c.shutdown();
     }
     serving.join();
