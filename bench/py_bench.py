@@ -494,6 +494,39 @@ def listener_connect_auth(iters, warmup):
     return seconds
 
 
+# ---- Manager dict set + get from a child (bench/rows/managers.cpp) ----
+
+
+def _dict_loop(d, report, warmup, iters):
+    total = 0
+    for i in range(warmup):
+        d[i & 1023] = i
+        total += d[i & 1023]
+    report.send_bytes(b"w")
+    for i in range(iters):
+        d[i & 1023] = i
+        total += d[i & 1023]
+    report.send_bytes(b"d" if total >= 0 else b"x")
+
+
+@row("manager_dict_setget")
+def manager_dict_setget(iters, warmup):
+    with FORK.Manager() as m:
+        d = m.dict()
+        reader, writer = FORK.Pipe(False)
+        p = FORK.Process(target=_dict_loop, args=(d, writer, warmup, iters))
+        p.start()
+        writer.close()
+        reader.recv_bytes()
+        t0 = time.perf_counter()
+        done = reader.recv_bytes()
+        seconds = time.perf_counter() - t0
+        p.join()
+        if p.exitcode != 0 or done != b"d":
+            raise RuntimeError(f"child exit code {p.exitcode}")
+    return seconds
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--list", action="store_true")

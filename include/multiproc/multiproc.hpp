@@ -25,6 +25,7 @@
 #include "multiproc/file_descriptor.hpp"
 #include "multiproc/futures.hpp"
 #include "multiproc/listener.hpp"
+#include "multiproc/managers.hpp"
 #include "multiproc/parallel.hpp"
 #include "multiproc/pool.hpp"
 #include "multiproc/process.hpp"
