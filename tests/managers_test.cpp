@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <chrono>
@@ -55,8 +56,11 @@ void die_holding_the_dict(Dict d) {
     d.update_with("k", die);  // runs here, under the dict's lock
 }
 
-void hammer(Dict d) {
-    for (int i = 0;; ++i) d.set("k" + std::to_string(i % 100), i);
+void hammer(Dict d, mp::ValueProxy<int> v) {
+    for (int i = 0;; ++i) {
+        d.set("k" + std::to_string(i % 100), i);  // in place, under the dict's lock
+        v.set(i);                                 // through the server
+    }
 }
 
 // --- across processes ---------------------------------------------------------------------------
@@ -119,14 +123,17 @@ TEST_P(ManagerP, AProxyInTransitKeepsItsObject) {
 TEST_P(ManagerP, AChildKilledMidCallDisturbsNobody) {
     mp::Manager m(ctx());
     Dict d = m.dict<std::string, int>();
-    auto p = start(hammer, d);
-    while (d.size() < 100) std::this_thread::sleep_for(1ms);
+    auto v = m.Value<int>(-1);
+    auto p = start(hammer, d, v);
+    while (d.size() < 100 || v.get() < 100) std::this_thread::sleep_for(1ms);
     p.kill();
     p.join();
     d.set("after", 1);
+    v.set(7);
     EXPECT_EQ(d.get("after"), 1);
     EXPECT_EQ(d.size(), 101U);
-    EXPECT_EQ(m.object_count(), 1U);
+    EXPECT_EQ(v.get(), 7);
+    EXPECT_EQ(m.object_count(), 2U);
 }
 
 int record(Dict d, int x) {
@@ -318,24 +325,32 @@ TEST(Manager, WrongKeyGarbageAndUnknownCallsDoNotDisturbTheServer) {
         reply_fails(truncated);
     }
     EXPECT_EQ(d.get("a"), 1);
-    EXPECT_EQ(m.object_count(), 1U);
+    auto l = m.list<int>({5});
+    EXPECT_EQ(l.get(0), 5);  // the server still serves
+    EXPECT_EQ(m.object_count(), 2U);
 }
 
 TEST(Manager, ServesAHundredConcurrentClients) {
+    // A Value and a list are served by the server (a dict attached in place is not): 100
+    // threads calling at once hold 100 connections, each served by its own server thread.
     mp::Manager m;
-    Dict d = m.dict<std::string, int>();
+    auto v = m.Value<int>(0);
+    auto l = m.list<int>();
     std::atomic<int> ready{0};
     std::vector<std::thread> ts;
     for (int t = 0; t < 100; ++t)
         ts.emplace_back([&, t] {
             ready.fetch_add(1);
             while (ready.load() < 100) std::this_thread::yield();
-            for (int i = 0; i < 20; ++i) d.update_with("total", add_one);
-            d.set("t" + std::to_string(t), t);
+            for (int i = 0; i < 20; ++i) v.update_with(add_one);
+            l.append(t);
         });
     for (auto& t : ts) t.join();
-    EXPECT_EQ(d.get("total"), 2000);
-    EXPECT_EQ(d.size(), 101U);
+    EXPECT_EQ(v.get(), 2000);
+    auto got = l.copy();
+    std::sort(got.begin(), got.end());
+    ASSERT_EQ(got.size(), 100U);
+    for (int t = 0; t < 100; ++t) EXPECT_EQ(got[static_cast<std::size_t>(t)], t);
 }
 
 TEST(Manager, AnUntrustingServerRefusesShippedFunctions) {
