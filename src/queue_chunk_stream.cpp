@@ -10,23 +10,46 @@ namespace mp::detail {
 
 using sys::Locked;
 
-void QueueCore::repair_producer() noexcept {
-    Shared& s = sh();
-    if (s.pend_valid.load(std::memory_order_relaxed)) {
-        s.puts.store(s.pend_puts, std::memory_order_relaxed);
-        s.tail.store(s.pend_tail, std::memory_order_release);
-        s.pend_valid.store(0, std::memory_order_relaxed);
+namespace {
+
+// What one side (producers: tail and puts; consumers: head and gets) publishes under its
+// mutex, with its intent record.
+struct Side {
+    std::uint64_t& pend_pos;
+    std::uint64_t& pend_count;
+    std::atomic<std::uint32_t>& pend_valid;
+    std::atomic<std::uint64_t>& count;
+    std::atomic<std::uint64_t>& pos;
+};
+
+Side producers(Shared& s) noexcept { return {s.pend_tail, s.pend_puts, s.pend_valid, s.puts, s.tail}; }
+Side consumers(Shared& s) noexcept { return {s.pend_head, s.pend_gets, s.pend_valid_c, s.gets, s.head}; }
+
+// The intent record first, then the two stores, then the record cleared: a holder killed
+// anywhere in between leaves either nothing or a record its successor redoes (see redo).
+void publish(const Side& d, std::uint64_t pos, std::uint64_t count) noexcept {
+    d.pend_pos = pos;
+    d.pend_count = count;
+    d.pend_valid.store(1, std::memory_order_release);
+    d.count.store(count, std::memory_order_release);
+    d.pos.store(pos, std::memory_order_release);
+    d.pend_valid.store(0, std::memory_order_relaxed);
+}
+
+// Storing values (not adding) makes redoing a publication that completed harmless.
+void redo(const Side& d) noexcept {
+    if (d.pend_valid.load(std::memory_order_relaxed)) {
+        d.count.store(d.pend_count, std::memory_order_relaxed);
+        d.pos.store(d.pend_pos, std::memory_order_release);
+        d.pend_valid.store(0, std::memory_order_relaxed);
     }
 }
 
-void QueueCore::repair_consumer() noexcept {
-    Shared& s = sh();
-    if (s.pend_valid_c.load(std::memory_order_relaxed)) {
-        s.gets.store(s.pend_gets, std::memory_order_relaxed);
-        s.head.store(s.pend_head, std::memory_order_release);
-        s.pend_valid_c.store(0, std::memory_order_relaxed);
-    }
-}
+}  // namespace
+
+void QueueCore::repair_producer() noexcept { redo(producers(sh())); }
+
+void QueueCore::repair_consumer() noexcept { redo(consumers(sh())); }
 
 // Under prod_mu. Writes one record at the tail (moving to the next chunk when it does not fit,
 // keeping room for the skip record) and publishes it.
@@ -62,14 +85,7 @@ void QueueCore::append(std::uint32_t kind, std::size_t len, QueueFill fill, cons
         std::memcpy(payload, &ext_off, sizeof ext_off);
         std::memcpy(payload + 8, &ext_len, sizeof ext_len);
     }
-    const std::uint64_t new_tail = pos + rec;
-    const std::uint64_t puts = s.puts.load(std::memory_order_relaxed) + 1;
-    s.pend_tail = new_tail;
-    s.pend_puts = puts;
-    s.pend_valid.store(1, std::memory_order_release);
-    s.puts.store(puts, std::memory_order_relaxed);
-    s.tail.store(new_tail, std::memory_order_release);
-    s.pend_valid.store(0, std::memory_order_relaxed);
+    publish(producers(s), pos + rec, s.puts.load(std::memory_order_relaxed) + 1);
 }
 
 // The chunk stream: items too big for a slot, and small items while it holds any (or when an
@@ -166,14 +182,7 @@ int QueueCore::chunk_get(QueueRead read, void* ctx, Deadline deadline) {
         } catch (...) {
             err = std::current_exception();  // the item is consumed all the same (Python)
         }
-        const std::uint64_t new_head = pos + kRecHeader + align8(r.len);
-        const std::uint64_t gets = s.gets.load(std::memory_order_relaxed) + 1;
-        s.pend_head = new_head;
-        s.pend_gets = gets;
-        s.pend_valid_c.store(1, std::memory_order_release);
-        s.gets.store(gets, std::memory_order_release);
-        s.head.store(new_head, std::memory_order_release);
-        s.pend_valid_c.store(0, std::memory_order_relaxed);
+        publish(consumers(s), pos + kRecHeader + align8(r.len), s.gets.load(std::memory_order_relaxed) + 1);
         u.unlock();
         if (ext) release(ext);
         if (maxsize_ > 0) wake(s.room);
