@@ -48,7 +48,6 @@
 #include <initializer_list>
 #include <memory>
 #include <optional>
-#include <ranges>
 #include <span>
 #include <string_view>
 #include <type_traits>
@@ -56,6 +55,7 @@
 #include <vector>
 
 #include "multiproc/detail/fd.hpp"
+#include "multiproc/detail/std_parts.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/reduction.hpp"
 #include "multiproc/timeout.hpp"

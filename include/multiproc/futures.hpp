@@ -50,12 +50,10 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <ranges>
 #include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "multiproc/callable.hpp"
@@ -65,6 +63,7 @@
 #include "multiproc/detail/initializer.hpp"
 #include "multiproc/detail/map_source.hpp"
 #include "multiproc/detail/result_state.hpp"
+#include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/timeout.hpp"

@@ -34,7 +34,6 @@
 // blocked accept() fail with mp::ProcessError.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -42,6 +41,7 @@
 #include <string_view>
 
 #include "multiproc/connection.hpp"
+#include "multiproc/detail/std_parts.hpp"
 
 namespace mp {
 

@@ -38,15 +38,12 @@
 // (nested parallelism) the calls run in that worker, as joblib's nested Parallel does.
 #pragma once
 
-#include <chrono>
 #include <cstddef>
-#include <cstdio>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <ranges>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -54,6 +51,7 @@
 #include "multiproc/context.hpp"
 #include "multiproc/detail/engine.hpp"
 #include "multiproc/detail/map_source.hpp"
+#include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/timeout.hpp"

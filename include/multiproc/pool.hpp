@@ -42,7 +42,6 @@
 #include <exception>
 #include <memory>
 #include <optional>
-#include <ranges>
 #include <span>
 #include <type_traits>
 #include <utility>
@@ -54,6 +53,7 @@
 #include "multiproc/detail/initializer.hpp"
 #include "multiproc/detail/map_source.hpp"
 #include "multiproc/detail/result_state.hpp"
+#include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/timeout.hpp"

@@ -20,11 +20,9 @@
 #include <cstddef>
 #include <cstring>
 #include <initializer_list>
-#include <iterator>
 #include <mutex>
 #include <new>
 #include <optional>
-#include <ranges>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -32,6 +30,7 @@
 #include <vector>
 
 #include "multiproc/detail/arena.hpp"
+#include "multiproc/detail/std_parts.hpp"
 #include "multiproc/reduction.hpp"
 #include "multiproc/synchronize.hpp"
 

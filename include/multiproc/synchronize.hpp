@@ -37,13 +37,13 @@
 #pragma once
 
 #include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <cstddef>
 #include <functional>
 #include <type_traits>
 
 #include "multiproc/detail/arena.hpp"
+#include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/thread_id.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/reduction.hpp"

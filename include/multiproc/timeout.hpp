@@ -4,9 +4,10 @@
 // retries after EINTR neither lengthen nor shorten the wait.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <optional>
+
+#include "multiproc/detail/std_parts.hpp"
 
 namespace mp {
 

@@ -4,7 +4,6 @@
 // mp::IMapIterator is what the user iterates.
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -14,7 +13,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <ranges>
 #include <span>
 #include <type_traits>
 #include <utility>
@@ -23,6 +21,7 @@
 
 #include "multiproc/detail/engine.hpp"
 #include "multiproc/detail/map_source.hpp"
+#include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/timeout.hpp"
@@ -64,7 +63,7 @@ public:
 
     IMapSource(const F& f, View view, std::size_t chunksize, std::size_t window, Engine& engine)
         : f_(f), view_(std::move(view)), it_(std::ranges::begin(view_.get())), chunksize_(chunksize),
-          window_(std::max<std::size_t>(window, 1)), engine_(engine.link()) {}
+          window_(window ? window : 1), engine_(engine.link()) {}
 
     bool pull(std::size_t hint, TaskSlot& slot) override {
         std::lock_guard lk(m_);
@@ -80,11 +79,11 @@ public:
         if (in_window >= window_) return false;
         std::size_t k = chunksize_ ? chunksize_ : hint;
         // Wait for a fair share of the window rather than sending slivers of it.
-        if (window_ - in_window < std::min(k, std::max<std::size_t>(1, window_ / 8))) return false;
-        k = std::min(k, window_ - in_window);
+        if (window_ - in_window < (k < share() ? k : share())) return false;
+        if (k > window_ - in_window) k = window_ - in_window;
         // Items are kept until their chunk completes, so a crash can resend the survivors.
         std::vector<V> items;
-        items.reserve(std::min<std::size_t>(k, 1 << 16));
+        items.reserve(k < (std::size_t{1} << 16) ? k : std::size_t{1} << 16);
         try {
             while (items.size() < k && it_ != std::ranges::end(view_.get())) {
                 items.push_back(*it_);
@@ -175,7 +174,7 @@ public:
         if (!ok) throw TimeoutError("mp::IMapIterator::next: timed out");
         // The window moved; ask for more input once a fair share of it is free again (not after
         // every item, which would make chunks of one).
-        if (++since_wake_ >= std::max<std::size_t>(1, window_ / 8)) {
+        if (++since_wake_ >= share()) {
             since_wake_ = 0;
             engine_.wake();
         }
@@ -185,6 +184,8 @@ public:
     }
 
 private:
+    // A fair share of the window: an eighth of it, at least one item.
+    std::size_t share() const noexcept { return window_ / 8 ? window_ / 8 : 1; }
     // Under m_: true when `out` holds the next outcome or the stream has ended (out empty).
     bool take(std::optional<Outcome<R>>& out) {
         std::lock_guard lk(m_);

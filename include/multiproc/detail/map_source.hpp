@@ -21,18 +21,15 @@
 // runs once, on the thread that settles the last item.
 #pragma once
 
-#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <exception>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <ranges>
 #include <span>
 #include <type_traits>
 #include <utility>
@@ -40,6 +37,7 @@
 #include <vector>
 
 #include "multiproc/detail/engine.hpp"
+#include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/timeout.hpp"
@@ -114,36 +112,91 @@ public:
     virtual void cancel_remaining() = 0;
 };
 
+/// The half of an ordered map source that does not depend on its types (src/map_source.cpp):
+/// the state of each item, the errors, the done count and hook, cancellation, a worker's death,
+/// abandon, and the waits. OrderedMapSource adds the function, the items and the results.
+class OrderedMapCore : public MapSourceBase {
+public:
+    bool exhausted() const override;
+    std::optional<std::size_t> remaining() const override;
+    void fail(std::uint64_t tag, std::exception_ptr e) override;
+    void lost(std::uint64_t tag, std::size_t element, std::exception_ptr e) override;
+    void abandon(std::exception_ptr e) override;
+    void cancel_remaining() override;
+    /// Called when an IMapIterator over this source goes away: nothing more will be read.
+    void cancel() { cancel_remaining(); }
+
+    /// Runs `hook` once, on the thread that settles the last item, or now when there are no
+    /// items (Pool::map_async hands the results over there). Call it before submitting.
+    void when_done(std::function<void()> hook);
+    /// Items settled so far (any state but pending).
+    [[nodiscard]] std::size_t done_count() const noexcept { return done_.load(std::memory_order_acquire); }
+    /// The number of items.
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    /// Blocks until every item is settled (true) or the deadline passes (false).
+    bool wait_all(Deadline d);
+
+protected:
+    /// stop_on_error: the first failing item cancels every item not sent yet (parallel_map);
+    /// deadline: the limit of every next() (Executor::map counts its timeout from the call).
+    OrderedMapCore(std::size_t size, std::size_t chunksize, bool per_item, Engine& engine, bool stop_on_error,
+                   Deadline deadline);
+
+    using Errors = std::vector<std::pair<std::size_t, std::exception_ptr>>;
+    /// Under m_: the next range of items to send (a resend first), false when there is none.
+    bool next_range(std::size_t hint, Range& r);
+    /// The range of a finished task (takes m_).
+    Range take_range(std::uint64_t tag);
+    /// Marks the items of r settled: those in errs failed, the others succeeded.
+    void settle(Range r, Errors& errs);
+    /// Under m_, after wait_all: throws the lowest failing item's error, or CancelledError or the
+    /// abandon error when an item was cancelled or abandoned.
+    void throw_if_failed_locked() const;
+    /// Waits for the next item in input order: its index once it succeeded, nullopt after the
+    /// last; throws its error, CancelledError, or TimeoutError (IMapIterator's protocol).
+    std::optional<std::size_t> next_index(Deadline d);
+
+private:
+    enum : std::uint8_t { kPending, kOk, kError, kCancelled, kAbandoned };
+
+    std::size_t cancel_unsent_locked();
+    void add_done(std::size_t n);
+
+    std::size_t size_;
+    std::size_t chunksize_;
+    bool per_item_;
+    EngineLink engine_;
+    bool stop_on_error_;
+    Deadline deadline_;
+    std::vector<std::uint8_t> state_;
+    std::vector<std::exception_ptr> errors_;  // by item, sized at the first error
+    std::exception_ptr abandon_error_;
+    std::size_t next_ = 0;
+    std::size_t consumed_ = 0;
+    std::atomic<std::size_t> done_{0};
+    std::function<void()> on_done_;
+    Notifier notifier_;
+};
+
 template <class F, class V, class R, bool Star = false, bool PerItem = per_item_v<V>>
-class OrderedMapSource final : public MapSourceBase {
+class OrderedMapSource final : public OrderedMapCore {
 public:
     using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
     static constexpr bool per_item = PerItem;
     static_assert(!(Star && PerItem), "starmap items go in chunks");
 
-    /// stop_on_error: the first failing item cancels every item not sent yet (parallel_map);
-    /// deadline: the limit of every next() (Executor::map counts its timeout from the call).
+    /// See OrderedMapCore's constructor.
     OrderedMapSource(const F& f, std::vector<V> items, std::size_t chunksize, Engine& engine,
                      bool stop_on_error, Deadline deadline = Deadline::never())
-        : f_(f), items_(std::move(items)), chunksize_(chunksize), engine_(engine.link()),
-          stop_on_error_(stop_on_error), deadline_(deadline), state_(items_.size(), kPending) {
+        : OrderedMapCore(items.size(), chunksize, per_item, engine, stop_on_error, deadline), f_(f),
+          items_(std::move(items)) {
         results_.resize(items_.size());
     }
 
     bool pull(std::size_t hint, TaskSlot& slot) override {
         std::lock_guard lk(m_);
-        if (cancelled_) return false;
         Range r;
-        if (!redo_.empty()) {
-            r = redo_.front();
-            redo_.pop_front();
-        } else {
-            if (next_ >= items_.size()) return false;
-            std::size_t k = per_item ? 1 : (chunksize_ ? chunksize_ : hint);
-            k = std::clamp<std::size_t>(k, 1, items_.size() - next_);
-            r = {next_, k};
-            next_ += k;
-        }
+        if (!next_range(hint, r)) return false;
         if constexpr (per_item) {
             slot.call = package_pool_task(f_, items_[r.start]);
         } else {
@@ -164,20 +217,10 @@ public:
         slot.tag = remember(r);
         return true;
     }
-    bool exhausted() const override {
-        // Under m_: a consumer going away clears redo_ (cancel_unsent_locked) meanwhile.
-        std::lock_guard lk(m_);
-        return cancelled_ || (next_ >= items_.size() && redo_.empty());
-    }
-    std::optional<std::size_t> remaining() const override { return items_.size() - next_; }
 
     void complete(std::uint64_t tag, std::span<const std::byte> bytes, std::span<UniqueFd> fds) override {
-        Range r;
-        {
-            std::lock_guard lk(m_);
-            r = forget(tag);
-        }
-        std::vector<std::pair<std::size_t, std::exception_ptr>> errs;
+        const Range r = take_range(tag);
+        Errors errs;
         if constexpr (per_item) {
             try {
                 if constexpr (std::is_void_v<R>) decode_task_result<void>(bytes, fds);
@@ -203,82 +246,11 @@ public:
         }
         settle(r, errs);
     }
-    void fail(std::uint64_t tag, std::exception_ptr e) override {
-        Range r;
-        {
-            std::lock_guard lk(m_);
-            r = forget(tag);
-        }
-        std::vector<std::pair<std::size_t, std::exception_ptr>> errs;
-        for (std::size_t i = 0; i < r.count; ++i) errs.emplace_back(r.start + i, e);
-        settle(r, errs);
-    }
-    void lost(std::uint64_t tag, std::size_t element, std::exception_ptr e) override {
-        Range r;
-        {
-            std::lock_guard lk(m_);
-            r = forget(tag);
-            if (element >= r.count) element = 0;
-            // Only the item that was running fails; the others of its chunk run again.
-            if (element > 0) redo_.push_back({r.start, element});
-            if (element + 1 < r.count) redo_.push_back({r.start + element + 1, r.count - element - 1});
-        }
-        std::vector<std::pair<std::size_t, std::exception_ptr>> errs{{r.start + element, std::move(e)}};
-        settle({r.start + element, 1}, errs);
-        if (r.count > 1) engine_.wake();
-    }
-    void abandon(std::exception_ptr e) override {
-        std::size_t n = 0;
-        {
-            std::lock_guard lk(m_);
-            cancelled_.store(true, std::memory_order_relaxed);
-            abandon_error_ = std::move(e);
-            for (auto& s : state_)
-                if (s == kPending) {
-                    s = kAbandoned;
-                    ++n;
-                }
-        }
-        add_done(n);
-    }
 
-    void cancel_remaining() override {
-        std::size_t n = 0;
-        {
-            std::lock_guard lk(m_);
-            n = cancel_unsent_locked();
-        }
-        add_done(n);
-    }
-    /// Called when an IMapIterator over this source goes away: nothing more will be read.
-    void cancel() { cancel_remaining(); }
-
-    /// Runs `hook` once, on the thread that settles the last item, or now when there are no
-    /// items (Pool::map_async hands the results over there). Call it before submitting.
-    void when_done(std::function<void()> hook) {
-        if (items_.empty()) hook();
-        else on_done_ = std::move(hook);
-    }
-
-    /// Items settled so far (any state but pending).
-    [[nodiscard]] std::size_t done_count() const noexcept { return done_.load(std::memory_order_acquire); }
-    /// The number of items.
-    [[nodiscard]] std::size_t size() const noexcept { return items_.size(); }
-
-    /// Blocks until every item is settled (true) or the deadline passes (false).
-    bool wait_all(Deadline d) {
-        return notifier_.wait([this] { return done_count() == items_.size(); }, d);
-    }
     /// After wait_all: every result in order, or the error of the lowest failing item.
     std::vector<Stored> take_results() {
         std::lock_guard lk(m_);
-        if (!errors_.empty()) std::rethrow_exception(errors_.begin()->second);
-        // Only a cancel or an abandon leaves items cancelled or abandoned; skip the scan else.
-        if (cancelled_.load(std::memory_order_relaxed))
-            for (auto s : state_) {
-                if (s == kAbandoned) std::rethrow_exception(abandon_error_);
-                if (s == kCancelled) throw CancelledError("multiproc: the map was cancelled");
-            }
+        throw_if_failed_locked();
         return std::move(results_);
     }
 
@@ -286,104 +258,17 @@ public:
     /// rethrows the item's exception; mp::CancelledError for a cancelled item; mp::TimeoutError
     /// once the earlier of `d` and the source's deadline passes.
     std::optional<Stored> next(Deadline d) {
-        if (consumed_ >= items_.size()) return std::nullopt;
-        const std::size_t i = consumed_;
-        const Deadline limit = earlier(d, deadline_);
-        const bool ok = notifier_.wait(
-            [&] {
-                std::lock_guard lk(m_);
-                return state_[i] != kPending;
-            },
-            limit);
-        if (!ok) throw TimeoutError("mp::ProcessPoolExecutor::map: timed out waiting for a result");
-        ++consumed_;
-        std::lock_guard lk(m_);
-        switch (state_[i]) {
-            case kOk: return std::move(results_[i]);
-            case kError: {
-                auto it = errors_.find(i);
-                auto ex = it->second;
-                errors_.erase(it);
-                std::rethrow_exception(ex);
-            }
-            case kCancelled: throw CancelledError("multiproc: this map item was cancelled before it ran");
-            default: std::rethrow_exception(abandon_error_);
-        }
+        // The item settled before next_index saw it under the lock, and only this consumer
+        // reads it afterwards.
+        const std::optional<std::size_t> i = next_index(d);
+        if (!i) return std::nullopt;
+        return std::move(results_[*i]);
     }
 
 private:
-    enum : std::uint8_t { kPending, kOk, kError, kCancelled, kAbandoned };
-
-    static Deadline earlier(Deadline a, Deadline b) {
-        if (a.is_forever()) return b;
-        if (b.is_forever()) return a;
-        return a.remaining() < b.remaining() ? a : b;
-    }
-    // Under m_: every item not sent yet (and every item waiting to be sent again) is cancelled.
-    std::size_t cancel_unsent_locked() {
-        cancelled_.store(true, std::memory_order_relaxed);
-        std::size_t n = 0;
-        auto mark = [&](std::size_t i) {
-            if (state_[i] == kPending) {
-                state_[i] = kCancelled;
-                ++n;
-            }
-        };
-        for (std::size_t i = next_; i < items_.size(); ++i) mark(i);
-        for (auto& r : redo_)
-            for (std::size_t i = r.start; i < r.start + r.count; ++i) mark(i);
-        redo_.clear();
-        return n;
-    }
-    void settle(Range r, std::vector<std::pair<std::size_t, std::exception_ptr>>& errs) {
-        std::size_t n = 0;
-        {
-            std::lock_guard lk(m_);
-            for (auto& [i, e] : errs) {
-                if (state_[i] != kPending) continue;
-                state_[i] = kError;
-                errors_.emplace(i, std::move(e));
-                ++n;
-            }
-            const auto first = state_.begin() + static_cast<std::ptrdiff_t>(r.start);
-            if (errs.empty() && !cancelled_.load(std::memory_order_relaxed)) {
-                // Every item of a range in flight is pending until it settles here, unless an
-                // abandon came first (which sets cancelled_): fill, at memory speed.
-                std::fill_n(first, r.count, std::uint8_t{kOk});
-                n = r.count;
-            } else {
-                for (auto it = first; it != first + static_cast<std::ptrdiff_t>(r.count); ++it) {
-                    if (*it != kPending) continue;
-                    *it = kOk;
-                    ++n;
-                }
-            }
-            if (stop_on_error_ && !errs.empty()) n += cancel_unsent_locked();
-        }
-        add_done(n);
-    }
-    void add_done(std::size_t n) {
-        const std::size_t before = done_.fetch_add(n, std::memory_order_acq_rel);
-        // Exactly one call moves the count onto the size; that one runs the hook.
-        if (n > 0 && before + n == items_.size() && on_done_) on_done_();
-        notifier_.notify_all();
-    }
-
     F f_;
     std::vector<V> items_;
-    std::size_t chunksize_;
-    EngineLink engine_;
-    bool stop_on_error_;
-    Deadline deadline_;
-    std::vector<std::uint8_t> state_;
     std::vector<Stored> results_;
-    std::map<std::size_t, std::exception_ptr> errors_;
-    std::exception_ptr abandon_error_;
-    std::size_t next_ = 0;
-    std::size_t consumed_ = 0;
-    std::atomic<std::size_t> done_{0};
-    std::function<void()> on_done_;
-    Notifier notifier_;
 };
 
 /// Copies an input range into a vector of its values (the map sources own their input).
