@@ -48,8 +48,12 @@
 //     PR_SET_PDEATHSIG).
 //
 // THREAD SAFETY: submit, wake, close, join, terminate and the queries may be called from any
-// thread. Source callbacks run on the engine's thread (so does every user callback a front end
-// calls from them): they must not block on results of the same engine.
+// thread. Source callbacks run one at a time, never concurrently, under the engine's loop lock:
+// on the engine's thread, except that pull (and abandon, for a source whose pull threw) may run
+// on a thread inside submit(), which sends new tasks itself while the engine's thread sleeps
+// (one thread hop fewer per task). complete, fail and lost always run on the engine's thread
+// (so does every user callback a front end calls from them). Callbacks must not block on
+// results of the same engine.
 #pragma once
 
 #include <sys/types.h>
