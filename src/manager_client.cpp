@@ -10,6 +10,7 @@
 #include <chrono>
 
 #include "manager_store.hpp"
+#include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/synchronize.hpp"
 #include "sys/random.hpp"

@@ -8,6 +8,7 @@
 
 #include "manager_protocol.hpp"
 #include "manager_store.hpp"
+#include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/managers.hpp"
 
 namespace mp::detail {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "multiproc/callable.hpp"
+#include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/listener.hpp"
 #include "multiproc/reduction.hpp"
@@ -103,7 +104,7 @@ void put_blobs(Encoder& e, const R& range) {
     for (const auto& x : range) put_blob(e, x);
 }
 
-/// The package update_with ships: thunk<F, V, V> with f as target; the server appends the
+/// The package update_with ships: thunk<F, TaskResult<V>, V> with f as target; the server appends the
 /// current value's encoding as the argument, runs it, and stores what it returns.
 template <class V, class F>
 std::vector<std::byte> update_package(const F& f) {
@@ -115,8 +116,7 @@ std::vector<std::byte> update_package(const F& f) {
     static_assert(std::is_convertible_v<typename T::result, V>,
                   "multiproc: update_with's function must return the new value");
     Encoder e;
-    begin_package(e, thunk_identity<std::decay_t<F>, V, V>());
-    encode_target<std::decay_t<F>>(e, f);
+    begin_call<&thunk<std::decay_t<F>, TaskResult<V>, V>>(e, f);
     return std::move(e.bytes());
 }
 
