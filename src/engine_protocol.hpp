@@ -1,6 +1,7 @@
 // The engine's private protocol between the supervisor (src/engine.cpp) and a worker
-// (src/worker.cpp), over one transport link per worker (transport.hpp; an AF_UNIX stream
-// socket today). Frames and their records are laid out as frame.hpp says; their meaning:
+// (src/worker.cpp), over one transport link per worker (transport.hpp: an AF_UNIX stream
+// socket, or any other transport). Frames and their records are laid out as frame.hpp says;
+// their meaning:
 //
 //   init        parent -> worker  u64 n | n bytes of the initializer call (n = 0: none);
 //                                 fds: [progress slot memfd, initializer's fds...]
