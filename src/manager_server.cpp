@@ -40,7 +40,7 @@ Blob run_update(const Blob& package, const Blob& old, const CallContext& ctx) {
     if (!ctx.trust_code)
         throw DecodeError("multiproc: this manager server does not run functions its clients ship "
                           "(update_with): it does not trust them with code (ManagerOptions::trust_code)");
-    // The package is thunk<F, V, V> and its target; the current value is its argument.
+    // The package is thunk<F, TaskResult<V>, V> and its target; the current value is its argument.
     std::vector<std::byte> call(package.size() + old.size());
     std::memcpy(call.data(), package.data(), package.size());
     std::memcpy(call.data() + package.size(), old.data(), old.size());
