@@ -16,7 +16,7 @@ namespace {
 struct MethodEntry {
     StartMethod method;
     std::string_view name;
-    detail::LaunchFn launch;  // nullptr: not implemented yet
+    detail::LaunchFn launch;
 };
 
 // Default first.
@@ -38,16 +38,11 @@ const MethodEntry& entry(StartMethod m) {
     throw UsageError("multiproc: invalid StartMethod value");
 }
 
-// Unknown names are a usage error (Python's ValueError); known but unimplemented ones are a
-// ProcessError that says so, never a silent fallback to another method.
+// Unknown names are a usage error (Python's ValueError), never a silent fallback to another
+// method.
 StartMethod parse(std::string_view name) {
-    for (const auto& e : kMethods) {
-        if (e.name != name) continue;
-        if (!e.launch)
-            throw ProcessError("multiproc: start method '" + std::string(name) +
-                               "' is not implemented yet");
-        return e.method;
-    }
+    for (const auto& e : kMethods)
+        if (e.name == name) return e.method;
     std::string all;
     for (const auto& m : get_all_start_methods()) all += (all.empty() ? "" : ", ") + m;
     throw UsageError("multiproc: cannot find context for '" + std::string(name) +
@@ -136,19 +131,13 @@ std::vector<std::string> get_all_start_methods() {
     std::vector<std::string> out;
     out.emplace_back(to_string(kDefault));
     for (const auto& e : kMethods)
-        if (e.launch && e.method != kDefault) out.emplace_back(e.name);
+        if (e.method != kDefault) out.emplace_back(e.name);
     return out;
 }
 
 namespace detail {
 
-LaunchFn launch_function(StartMethod m) {
-    const auto& e = entry(m);
-    if (!e.launch)
-        throw ProcessError("multiproc: start method '" + std::string(e.name) +
-                           "' is not implemented yet");
-    return e.launch;
-}
+LaunchFn launch_function(StartMethod m) { return entry(m).launch; }
 
 StartMethod default_start_method() {
     return fix_default();

@@ -6,8 +6,6 @@
 // guarantees: multiproc/detail/engine.hpp.
 #include "multiproc/detail/engine.hpp"
 
-#include <poll.h>
-
 #include <algorithm>
 #include <deque>
 #include <thread>

@@ -6,7 +6,6 @@
 #include <string>
 #include <system_error>
 
-#include "multiproc/pool.hpp"
 #include "multiproc/process.hpp"
 
 namespace mp {
@@ -200,9 +199,9 @@ void ExecutorSource::abandon(std::exception_ptr error) {
 ProcessPoolExecutor::ProcessPoolExecutor(std::optional<int> max_workers, ExecutorOptions options) {
     if (max_workers && *max_workers < 1)
         throw UsageError("mp::ProcessPoolExecutor: max_workers must be at least 1");
-    const PoolOptions same{options.initializer, options.max_tasks_per_child, options.context, options.retries};
-    engine_ = std::make_unique<detail::Engine>(detail::pool_engine_options(
-        "mp::ProcessPoolExecutor", max_workers.value_or(process_cpu_count()), same));
+    engine_ = std::make_unique<detail::Engine>(detail::front_end_engine_options(
+        "mp::ProcessPoolExecutor", max_workers.value_or(process_cpu_count()), options.initializer,
+        options.max_tasks_per_child, options.context, options.retries));
     source_ = std::make_shared<detail::ExecutorSource>(*engine_);
     engine_->submit(source_);
 }

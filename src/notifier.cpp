@@ -1,6 +1,4 @@
 // Notifier (detail/engine.hpp): blocking waits on a private eventfd, woken by notify_all.
-#include <poll.h>
-
 #include "multiproc/detail/engine.hpp"
 #include "sys/eventfd.hpp"
 #include "sys/io.hpp"

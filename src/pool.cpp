@@ -1,4 +1,4 @@
-// mp::Pool's non-template half: construction, shutdown, the engine options.
+// mp::Pool's non-template half: construction, shutdown.
 #include "multiproc/pool.hpp"
 
 #include <algorithm>
@@ -8,34 +8,12 @@
 
 namespace mp {
 
-std::optional<detail::OwnedCall> Initializer::call() const {
-    if (!call_) return std::nullopt;
-    detail::OwnedCall c;
-    c.bytes = call_->bytes;
-    for (const auto& fd : call_->fds) c.fds.push_back(fd.dup());
-    return c;
-}
-
-namespace detail {
-
-EngineOptions pool_engine_options(const char* owner, int processes, const PoolOptions& options) {
-    EngineOptions eo;
-    eo.processes = processes;
-    eo.context = options.context;
-    eo.initializer = options.initializer.call();
-    eo.max_tasks_per_child = options.maxtasksperchild;
-    eo.retries = std::max(options.retries, 0);
-    eo.owner = owner;
-    return eo;
-}
-
-}  // namespace detail
-
 Pool::Pool(std::optional<int> processes, PoolOptions options) {
     if (processes && *processes < 1)
         throw UsageError("mp::Pool: the number of processes must be at least 1");
     engine_ = std::make_unique<detail::Engine>(
-        detail::pool_engine_options("mp::Pool", processes.value_or(cpu_count()), options));
+        detail::front_end_engine_options("mp::Pool", processes.value_or(cpu_count()), options.initializer,
+                                         options.maxtasksperchild, options.context, options.retries));
 }
 
 Pool::~Pool() {

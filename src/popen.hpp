@@ -15,7 +15,6 @@
 // why_not) that spawn/forkserver encode into the child's bootstrap.
 #pragma once
 
-#include <signal.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -30,6 +29,7 @@
 #include "multiproc/process.hpp"
 #include "multiproc/timeout.hpp"
 #include "sys/bound.hpp"
+#include "sys/sigmask.hpp"  // SIGTERM, SIGKILL, SIGINT, SIGRTMAX
 
 namespace mp {
 
@@ -134,7 +134,7 @@ struct LaunchSpec {
 
 using LaunchFn = std::unique_ptr<Popen> (*)(const LaunchSpec&);
 
-/// The launch function of m; throws mp::ProcessError when m is not implemented yet.
+/// The launch function of m.
 LaunchFn launch_function(StartMethod m);
 /// The start method a Process without a context uses (fixes the global default).
 StartMethod default_start_method();

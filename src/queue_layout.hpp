@@ -9,11 +9,11 @@
 // corrupt" otherwise).
 #pragma once
 
-#include <pthread.h>
-
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+
+#include "sys/robust_mutex.hpp"  // pthread_mutex_t, part of the shared layout
 
 namespace mp::detail::queue_layout {
 

@@ -1,6 +1,4 @@
 // The engine's transport over an AF_UNIX stream socket (transport.hpp).
-#include <sys/uio.h>
-
 #include "sys/nbsocket.hpp"
 #include "sys/socket.hpp"
 #include "transport.hpp"

@@ -5,14 +5,13 @@
 // same calls.
 #pragma once
 
-#include <poll.h>
-
 #include <cstddef>
 #include <memory>
 #include <vector>
 
 #include "frame.hpp"
 #include "multiproc/detail/fd.hpp"
+#include "sys/io.hpp"  // pollfd
 
 namespace mp::detail::wire {
 

@@ -1,6 +1,5 @@
 #include "worker_lifecycle.hpp"
 
-#include <signal.h>
 #include <string.h>
 
 #include <chrono>
@@ -9,6 +8,7 @@
 #include "multiproc/connection.hpp"
 #include "sys/io.hpp"
 #include "sys/memfd.hpp"
+#include "sys/sigmask.hpp"
 
 namespace mp::detail {
 

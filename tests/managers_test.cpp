@@ -103,6 +103,11 @@ TEST_P(ManagerP, ReferencesOfAChildAreDroppedWhenItEnds) {
         EXPECT_EQ(d.get("n"), 1);
         EXPECT_EQ(m.object_count(), 2U);
     }
+    // The server drops an ended child's references when it reads the end of the child's
+    // connection, which may come just after join() returns: wait for it, boundedly.
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (m.object_count() != 0U && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
     EXPECT_EQ(m.object_count(), 0U);
 }
 

@@ -70,10 +70,6 @@ struct PoolOptions {
 
 namespace detail {
 struct NoCallback {};
-
-/// The engine options of a pool front end (Pool, ProcessPoolExecutor): `processes` workers
-/// with the settings of `options`, named `owner` in error messages.
-EngineOptions pool_engine_options(const char* owner, int processes, const PoolOptions& options);
 }  // namespace detail
 
 /// A result callback and an error callback for apply_async / map_async / starmap_async, run in

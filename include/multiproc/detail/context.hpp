@@ -22,7 +22,7 @@ std::string_view to_string(StartMethod m) noexcept;
 /// A start method, fixed: the objects it makes all use that method.
 class Context {
   public:
-    /// A context for method m (throws mp::ProcessError when m is not implemented yet).
+    /// A context for method m.
     explicit Context(StartMethod m);
     /// The start method of this context.
     [[nodiscard]] StartMethod method() const noexcept { return method_; }
@@ -41,7 +41,7 @@ class Context {
 };
 
 /// The context for `method`, or the default context when empty (which fixes the default).
-/// An unknown name is mp::UsageError; a method not implemented yet is mp::ProcessError.
+/// An unknown name is mp::UsageError.
 Context get_context(std::string_view method = {});
 
 /// Sets the global default start method once. A second call throws mp::UsageError unless

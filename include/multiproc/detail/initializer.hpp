@@ -1,8 +1,10 @@
 // mp::Initializer: a function and its arguments run once in every worker of a Pool or a
 // ProcessPoolExecutor before its first task, packaged at construction (checked at compile time
-// like a task) and copied into each engine that uses it.
+// like a task) and copied into each engine that uses it; and the engine options both front ends
+// build from their worker settings.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <optional>
 
@@ -29,5 +31,17 @@ public:
 private:
     std::shared_ptr<const detail::OwnedCall> call_;
 };
+
+namespace detail {
+
+/// The engine options of a pool front end (Pool, ProcessPoolExecutor): `processes` workers
+/// started with `context`, each running `initializer` first and replaced after
+/// `max_tasks_per_child` tasks (0: never), `retries` re-runs of a lost task, named `owner` in
+/// error messages.
+EngineOptions front_end_engine_options(const char* owner, int processes, const Initializer& initializer,
+                                       std::size_t max_tasks_per_child,
+                                       const std::optional<Context>& context, int retries);
+
+}  // namespace detail
 
 }  // namespace mp
