@@ -74,6 +74,8 @@ Manager::Manager() : Manager(get_context()) {}
 
 Manager::Manager(const Context& ctx) : s_(std::make_shared<detail::ManagerState>()) { detail::start(*s_, ctx, {}); }
 
+Manager Context::Manager() const { return mp::Manager(*this); }
+
 Manager::Manager(std::shared_ptr<detail::ManagerState> s) noexcept : s_(std::move(s)) {}
 Manager::Manager(Manager&&) noexcept = default;
 Manager& Manager::operator=(Manager&& o) noexcept {

@@ -82,6 +82,16 @@ TEST_P(ManagerP, ChildChangesSharedObjects) {
     EXPECT_EQ(a.copy(), (std::vector<int>{0, 0, 42}));
 }
 
+TEST_P(ManagerP, ContextMakesAManager) {
+    mp::Manager m = ctx().Manager();  // Python's ctx.Manager()
+    Dict d = m.dict<std::string, int>();
+    auto v = m.Value<int>(0);
+    auto p = start(count_up, d, v, 3);
+    join_ok(p);
+    EXPECT_EQ(d.get("n"), 3);
+    EXPECT_EQ(v.get(), 3);
+}
+
 TEST_P(ManagerP, UpdateWithIsAtomicAcrossProcesses) {
     mp::Manager m(ctx());
     Dict d = m.dict<std::string, int>();

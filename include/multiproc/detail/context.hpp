@@ -12,6 +12,7 @@
 namespace mp {
 
 class Process;
+class Manager;
 
 /// How child processes are made.
 enum class StartMethod { fork, spawn, forkserver };
@@ -33,6 +34,9 @@ class Context {
     /// A Process that runs target(args...) with this context's method (Python's ctx.Process).
     template <class F, class... Args>
     [[nodiscard]] mp::Process Process(F&& target, Args&&... args) const;
+    /// A Manager whose server process starts with this context's method (Python's
+    /// ctx.Manager()); defined with mp::Manager in <multiproc/managers.hpp>.
+    [[nodiscard]] mp::Manager Manager() const;
 
     friend bool operator==(const Context&, const Context&) = default;
 
