@@ -1,9 +1,6 @@
 // Function identities (module id + path + offset) and the type-erased half of shipped calls.
 #include "multiproc/callable.hpp"
 
-#include <dlfcn.h>
-#include <link.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -139,25 +136,22 @@ const sys::LoadedModule* load_module(const WireIdentity& w,
                            " in the sender; both processes must run the same binaries (not loaded)");
     // Loaded for good, as Python's import: the handle is never closed, so addresses resolved in
     // it stay valid for the life of the process.
-    void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        const char* err = ::dlerror();
+    std::string err;
+    void* h = sys::open_library(path, err);
+    if (!h)
         throw ProcessError("multiproc: cannot load " + sender_module(w) + " (" +
                            sys::describe(theirs) + "), which holds a function shipped from "
-                           "another process: " + (err ? err : "dlopen failed"));
-    }
+                           "another process: " + err);
     list = sys::loaded_modules();
     if (const auto* m = sys::find_module_by_id(*list, w.kind, w.id)) return m;
-    link_map* lm = nullptr;
     const sys::LoadedModule* other = nullptr;
-    if (::dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm)
-        other = sys::find_module_by_base(*list, lm->l_addr);
+    if (const auto base = sys::library_base(h)) other = sys::find_module_by_base(*list, *base);
     if (other) {
         const sys::LoadedModule copy = *other;
-        ::dlclose(h);
+        sys::close_library(h);
         mismatch(copy, w);
     }
-    ::dlclose(h);
+    sys::close_library(h);
     throw ProcessError("multiproc: binary mismatch: " + sender_module(w) +
                        " loaded here does not have the sender's " + sys::describe(theirs));
 }

@@ -1,7 +1,5 @@
 #include "multiproc/connection.hpp"
 
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -306,8 +304,8 @@ std::pair<Connection, Connection> Pipe(bool duplex) {
     // One-way, as Python's Pipe(duplex=False): the first end receives, the second sends. A
     // socket pair with the unused directions shut down (rather than pipe(2)) keeps MSG_NOSIGNAL
     // and descriptor passing available to both kinds.
-    sys::shutdown_socket(p.read.get(), SHUT_WR);
-    sys::shutdown_socket(p.write.get(), SHUT_RD);
+    sys::shutdown_socket(p.read.get(), sys::Shutdown::writes);
+    sys::shutdown_socket(p.write.get(), sys::Shutdown::reads);
     return {Connection(std::move(p.read), true, false), Connection(std::move(p.write), false, true)};
 }
 

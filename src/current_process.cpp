@@ -1,10 +1,6 @@
 // Who this process is (current_process, parent_process), the child side shared by every start
 // method (run_child), and the CPU counts.
 #include <cxxabi.h>
-#include <sched.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -17,11 +13,13 @@
 #include "demangle.hpp"
 #include "multiproc/errors.hpp"
 #include "popen.hpp"
+#include "sys/cpus.hpp"
 #include "sys/io.hpp"
 #include "sys/pidfd.hpp"
+#include "sys/process.hpp"
 #include "sys/random.hpp"
+#include "sys/sigmask.hpp"
 #include "sys/signals.hpp"
-#include "sys/syscall.hpp"
 
 namespace mp {
 namespace detail {
@@ -60,13 +58,12 @@ void report_exception(const std::string& name) noexcept {
     try {
         const HandledException ex = describe_current_exception();
         std::string msg = "Process " + name + ":\nTraceback (most recent call last):\n  in the " +
-                          "target of " + name + " (pid " + std::to_string(::getpid()) +
+                          "target of " + name + " (pid " + std::to_string(sys::current_pid()) +
                           "): uncaught exception\n" + ex.type + (ex.has_what ? ": " + ex.what : "") + "\n";
         flush_std_streams();
         sys::write_all(2, msg.data(), msg.size());
     } catch (...) {
-        static const char fallback[] = "multiproc: the target threw; the report failed\n";
-        static_cast<void>(::write(2, fallback, sizeof fallback - 1));
+        sys::write_stderr("multiproc: the target threw; the report failed\n");
     }
 }
 
@@ -75,15 +72,14 @@ void report_exception(const std::string& name) noexcept {
 [[noreturn, gnu::hot]] void finish(int code) noexcept {
     if (has_registered_children()) join_children_at_exit();
     flush_std_streams();
-    bound(&::_exit)(code);
-    __builtin_unreachable();  // _exit does not return (the pointer's type cannot say so)
+    sys::exit_now(code);
 }
 
 // Registered with on_exit in the child, after fork: it is the newest exit handler, so
 // std::exit(N) in the target runs it first, and _exit(N) keeps the parent's atexit handlers
 // and static destructors (inherited in memory) from running a second time.
 void child_exit_handler(int status, void*) {
-    if (::getpid() != g_child_pid.load(std::memory_order_relaxed)) return;
+    if (sys::current_pid() != g_child_pid.load(std::memory_order_relaxed)) return;
     finish(status);
 }
 
@@ -146,14 +142,14 @@ int parent_pidfd(const CurrentProcess::Info& info) noexcept {
     // Opened, then checked against getppid(): a parent that died first (its pid perhaps
     // reused) has made us somebody else's child, so it is not mistaken for a live one.
     int opened = sys::pidfd_open_raw(info.parent_pid);
-    if (opened >= 0 && ::getppid() != info.parent_pid) {
-        ::close(opened);
+    if (opened >= 0 && sys::parent_pid() != info.parent_pid) {
+        UniqueFd(opened).reset();
         opened = -1;
     }
     if (opened < 0) opened = -1;
     int expected = CurrentProcess::Info::kParentPidfdUnopened;
     if (!info.parent_pidfd.compare_exchange_strong(expected, opened, std::memory_order_acq_rel)) {
-        if (opened >= 0) ::close(opened);  // another thread opened it first
+        if (opened >= 0) UniqueFd(opened).reset();  // another thread opened it first
         return expected;
     }
     return opened;
@@ -169,7 +165,7 @@ pid_t g_daemon_parent = 0;
 // process: getppid() (a process id) is unchanged then. Only once the last thread has gone is
 // the child handed to another process. Async-signal-safe.
 void parent_thread_ended(int) noexcept {
-    if (::getppid() != g_daemon_parent) ::kill(::getpid(), SIGKILL);
+    if (sys::parent_pid() != g_daemon_parent) sys::send_signal(sys::current_pid(), SIGKILL);
 }
 
 // No daemonic child may outlive its parent, even one killed by SIGKILL: the kernel's death
@@ -183,18 +179,11 @@ void parent_thread_ended(int) noexcept {
     if (info.off_main_thread) {
         sig = daemon_death_signal();
         g_daemon_parent = parent;
-        struct sigaction sa {};
-        sa.sa_handler = parent_thread_ended;
-        sa.sa_flags = SA_RESTART;
-        sigemptyset(&sa.sa_mask);
-        bound(&::sigaction)(sig, &sa, nullptr);
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, sig);
-        bound(&::pthread_sigmask)(SIG_UNBLOCK, &set, nullptr);
+        sys::catch_signal(sig, parent_thread_ended);
+        sys::unblock_signal(sig);
     }
-    bound(&::prctl)(PR_SET_PDEATHSIG, sig);
-    if (bound(&::getppid)() != parent) ::raise(SIGKILL);
+    sys::set_parent_death_signal(sig);
+    if (sys::parent_pid() != parent) sys::raise_signal(SIGKILL);
 }
 
 }  // namespace
@@ -204,7 +193,7 @@ void prepare_child_path() {
     static_cast<void>(has_registered_children());
     // The newest exit handler, as run_child would install it: nothing is registered after it
     // in this process, and a child's target registers its own handlers after it.
-    if (::on_exit(child_exit_handler, nullptr) != 0) throw ProcessError("multiproc: on_exit failed");
+    if (!sys::add_exit_handler(child_exit_handler)) throw ProcessError("multiproc: on_exit failed");
     g_child_path_prepared = true;
 }
 
@@ -216,15 +205,15 @@ void prepare_child_path() {
     InfoPtr& old = current_holder();
     const int grandparent_fd = old->parent_pidfd.load(std::memory_order_relaxed);
     new (&old) InfoPtr(std::move(child));
-    if (grandparent_fd >= 0) ::close(grandparent_fd);  // our parent's own parent pidfd
+    if (grandparent_fd >= 0) UniqueFd(grandparent_fd).reset();  // our parent's own parent pidfd
     g_counter.store(1, std::memory_order_relaxed);
-    g_child_pid.store(bound(&::getpid)(), std::memory_order_relaxed);
+    g_child_pid.store(sys::current_pid(), std::memory_order_relaxed);
     if (!g_child_path_prepared) reset_children_after_fork();
     sys::sigint_forget_after_fork();  // the parent's mp::SigintGuard is not the child's
 
     force_start_method(info->start_method);
     if (info->daemon) arm_daemon_death(*info);
-    if (!g_child_path_prepared) bound(&::on_exit)(child_exit_handler, nullptr);
+    if (!g_child_path_prepared) static_cast<void>(sys::add_exit_handler(child_exit_handler));
 
     int code = 0;
     try {
@@ -243,7 +232,7 @@ const std::string& CurrentProcess::name() const noexcept {
     return info_->name;
 }
 pid_t CurrentProcess::pid() const noexcept {
-    return ::getpid();
+    return sys::current_pid();
 }
 const std::string& CurrentProcess::authkey() const noexcept {
     return info_->authkey;
@@ -267,7 +256,7 @@ int ParentProcess::sentinel() const noexcept {
 
 bool ParentProcess::is_alive() const {
     const int fd = detail::parent_pidfd(*child_);
-    if (fd < 0) return ::getppid() == child_->parent_pid;
+    if (fd < 0) return sys::parent_pid() == child_->parent_pid;
     return !sys::wait_readable(fd, detail::Deadline(Timeout(std::chrono::seconds(0))));
 }
 
@@ -279,7 +268,7 @@ void ParentProcess::join(Timeout timeout) const {
         return;
     }
     // Without a pidfd (the parent had already ended, or pidfd_open failed): poll getppid().
-    while (::getppid() == child_->parent_pid && !deadline.expired())
+    while (sys::parent_pid() == child_->parent_pid && !deadline.expired())
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
@@ -294,24 +283,11 @@ std::optional<ParentProcess> parent_process() {
 }
 
 int cpu_count() {
-    long n = ::sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? static_cast<int>(n) : 1;
+    return sys::online_cpu_count();
 }
 
 int process_cpu_count() {
-    // The mask may be larger than cpu_set_t's 1024 bits on big machines: grow until it fits.
-    for (int ncpus = 1024;; ncpus *= 2) {
-        cpu_set_t* set = CPU_ALLOC(ncpus);
-        if (!set) throw std::bad_alloc();
-        std::size_t size = CPU_ALLOC_SIZE(ncpus);
-        CPU_ZERO_S(size, set);
-        int r = ::sched_getaffinity(0, size, set);
-        int count = r == 0 ? CPU_COUNT_S(size, set) : 0;
-        int err = errno;
-        CPU_FREE(set);
-        if (r == 0) return count > 0 ? count : 1;
-        if (err != EINVAL || ncpus >= (1 << 22)) throw_os_error("sched_getaffinity", err);
-    }
+    return sys::allowed_cpu_count();
 }
 
 }  // namespace mp

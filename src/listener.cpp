@@ -1,8 +1,5 @@
 #include "multiproc/listener.hpp"
 
-#include <sys/socket.h>
-#include <sys/un.h>
-
 #include <charconv>
 #include <mutex>
 #include <system_error>
@@ -69,7 +66,7 @@ sys::SockAddr unix_sock_address(const Address& a) {
 }
 
 Address address_of(const sys::SockAddr& s, const Address& fallback) {
-    if (s.family() == AF_INET || s.family() == AF_INET6) {
+    if (s.is_ip()) {
         std::string host;
         std::uint16_t port = 0;
         sys::numeric_host_port(s, host, port);
@@ -228,7 +225,7 @@ Connection Listener::accept() {
         if (closed() || errno == EINVAL) throw ProcessError("multiproc: accept: the listener was closed");
         throw;
     }
-    const bool tcp = peer.family() == AF_INET || peer.family() == AF_INET6;
+    const bool tcp = peer.is_ip();
     Connection c = detail::make_peer_connection(std::move(fd), tcp, s_->auth.trust_code);
     {
         std::lock_guard lk(s_->m);

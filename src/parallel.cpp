@@ -2,14 +2,13 @@
 // the progress bar.
 #include "multiproc/parallel.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <string>
 
 #include "multiproc/process.hpp"
+#include "sys/io.hpp"
 
 namespace mp {
 namespace detail {
@@ -66,7 +65,7 @@ std::string rate_text(double per_second) {
 }  // namespace
 
 ProgressBar::ProgressBar(std::size_t total)
-    : total_(total), tty_(::isatty(2) == 1), start_(Clock::now()), last_draw_(start_) {
+    : total_(total), tty_(sys::is_terminal(2)), start_(Clock::now()), last_draw_(start_) {
     if (tty_) draw(0, false);
 }
 
@@ -119,7 +118,7 @@ void ProgressBar::draw(std::size_t done, bool last) {
     line += ", " + rate_text(rate) + "]";
     // One write a line: the bar never interleaves with itself, and a redraw clears leftovers.
     std::string out = tty_ ? "\r" + line + "\x1b[K" + (last ? "\n" : "") : "parallel_map: " + line + "\n";
-    static_cast<void>(::write(2, out.data(), out.size()));
+    sys::write_stderr(out);
 }
 
 }  // namespace detail

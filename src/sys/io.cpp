@@ -113,6 +113,8 @@ void set_nonblocking(int fd, bool on) {
     check(::fcntl(fd, F_SETFL, fl), "fcntl(F_SETFL)");
 }
 
+bool is_terminal(int fd) noexcept { return ::isatty(fd) == 1; }
+
 void write_stderr(std::string_view msg) noexcept {
     static_cast<void>(write_once(2, msg.data(), msg.size()));
 }

@@ -47,6 +47,9 @@ PipeFds make_socketpair(int type = SOCK_STREAM);
 /// Sets or clears O_NONBLOCK.
 void set_nonblocking(int fd, bool on);
 
+/// isatty(fd): whether fd is a terminal.
+[[nodiscard]] bool is_terminal(int fd) noexcept;
+
 /// One write of `msg` to stderr (EINTR retried, failure ignored): a diagnostic of last resort,
 /// usable where nothing may throw or allocate.
 void write_stderr(std::string_view msg) noexcept;

@@ -124,7 +124,7 @@ UniqueFd accept_on(int listener, SockAddr& peer) {
         [&] { return ::accept4(listener, reinterpret_cast<sockaddr*>(&peer.storage), &peer.len, SOCK_CLOEXEC); },
         "accept4");
     UniqueFd conn(fd);
-    if (peer.family() == AF_INET || peer.family() == AF_INET6) {
+    if (peer.is_ip()) {
         const int one = 1;
         check(::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), "setsockopt(TCP_NODELAY)");
     }

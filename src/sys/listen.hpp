@@ -21,6 +21,8 @@ struct SockAddr {
     sockaddr_storage storage{};
     socklen_t len = 0;
     [[nodiscard]] int family() const noexcept { return storage.ss_family; }
+    /// True for an IPv4 or IPv6 address (TCP), false for a Unix one.
+    [[nodiscard]] bool is_ip() const noexcept { return family() == AF_INET || family() == AF_INET6; }
     [[nodiscard]] const sockaddr* get() const noexcept {
         return reinterpret_cast<const sockaddr*>(&storage);
     }

@@ -1,5 +1,6 @@
 #include "sys/modules.hpp"
 
+#include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
 #include <pthread.h>
@@ -264,5 +265,22 @@ std::shared_ptr<const ElfFunctions> entry_points(const LoadedModule& m,
     c.entries.emplace_back(m.id, table);
     return table;
 }
+
+void* open_library(const std::string& path, std::string& error) {
+    void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char* err = ::dlerror();
+        error = err ? err : "dlopen failed";
+    }
+    return h;
+}
+
+std::optional<std::uintptr_t> library_base(void* handle) noexcept {
+    link_map* lm = nullptr;
+    if (::dlinfo(handle, RTLD_DI_LINKMAP, &lm) == 0 && lm) return lm->l_addr;
+    return std::nullopt;
+}
+
+void close_library(void* handle) noexcept { ::dlclose(handle); }
 
 }  // namespace mp::sys

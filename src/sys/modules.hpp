@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -81,5 +82,13 @@ using ModuleList = std::vector<LoadedModule>;
 
 /// The module whose load bias is `base` (a link_map's l_addr), or nullptr.
 [[nodiscard]] const LoadedModule* find_module_by_base(const ModuleList& list, std::uintptr_t base);
+
+/// dlopen(path, RTLD_NOW | RTLD_LOCAL): the library's handle, or nullptr with the loader's
+/// reason in `error`.
+[[nodiscard]] void* open_library(const std::string& path, std::string& error);
+/// The load bias of a library open_library loaded (its link_map's l_addr), or nothing.
+[[nodiscard]] std::optional<std::uintptr_t> library_base(void* handle) noexcept;
+/// dlclose(handle): unloads the library unless something else holds it.
+void close_library(void* handle) noexcept;
 
 }  // namespace mp::sys

@@ -2,22 +2,26 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/single_threaded.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 
+#include "sys/bound.hpp"
 #include "sys/syscall.hpp"
 
 namespace mp::sys {
 
-pid_t current_pid() noexcept { return ::getpid(); }
+// Hot, as everything a fork child runs before its target (.text.hot; src/current_process.cpp).
+[[gnu::hot]] pid_t current_pid() noexcept { return bound(&::getpid)(); }
 
 pid_t current_tid() noexcept { return ::gettid(); }
 
-pid_t parent_pid() noexcept { return ::getppid(); }
+[[gnu::hot]] pid_t parent_pid() noexcept { return bound(&::getppid)(); }
 
 pid_t fork_process() { return check(::fork(), "fork"); }
 
@@ -37,7 +41,18 @@ void on_fork(void (*prepare)(), void (*parent)(), void (*child)()) noexcept {
     ::pthread_atfork(prepare, parent, child);
 }
 
-void exit_now(int code) noexcept { ::_exit(code); }
+void raise_signal(int sig) noexcept { ::raise(sig); }
+
+[[gnu::hot]] void set_parent_death_signal(int sig) noexcept { bound(&::prctl)(PR_SET_PDEATHSIG, sig); }
+
+[[gnu::hot]] void exit_now(int code) noexcept {
+    bound(&::_exit)(code);
+    __builtin_unreachable();  // _exit does not return (the pointer's type cannot say so)
+}
+
+[[gnu::hot]] bool add_exit_handler(void (*handler)(int status, void*)) noexcept {
+    return bound(&::on_exit)(handler, nullptr) == 0;
+}
 
 // glibc's __libc_single_threaded stays true until a first thread is created, which makes the
 // common case free; after that one stat(2): the kernel reports a task directory's link count

@@ -6,11 +6,12 @@
 
 namespace mp::sys {
 
-/// getpid().
+/// getpid(); fork-child safe (bound at load, see bound.hpp).
 [[nodiscard]] pid_t current_pid() noexcept;
 /// gettid(): the calling thread's kernel thread id.
 [[nodiscard]] pid_t current_tid() noexcept;
-/// getppid(): the process the kernel sees as the parent (1, or a subreaper, once it died).
+/// getppid(): the process the kernel sees as the parent (1, or a subreaper, once it died);
+/// fork-child safe.
 [[nodiscard]] pid_t parent_pid() noexcept;
 /// fork() with the pthread_atfork handlers; 0 in the child (throws std::system_error).
 [[nodiscard]] pid_t fork_process();
@@ -22,8 +23,16 @@ namespace mp::sys {
 [[nodiscard]] pid_t clone_bare() noexcept;
 /// kill(pid, sig); 0 or -errno (ESRCH: no such process).
 int send_signal(pid_t pid, int sig) noexcept;
-/// _exit(code): leaves now, running no exit handler and flushing nothing.
+/// raise(sig): sends `sig` to the calling thread.
+void raise_signal(int sig) noexcept;
+/// prctl(PR_SET_PDEATHSIG): the kernel sends `sig` to this process when the thread that
+/// started it ends; fork-child safe.
+void set_parent_death_signal(int sig) noexcept;
+/// _exit(code): leaves now, running no exit handler and flushing nothing; fork-child safe.
 [[noreturn]] void exit_now(int code) noexcept;
+/// on_exit(handler): `handler(status)` runs at exit(status), before the handlers registered
+/// earlier; false when it could not be registered. Fork-child safe.
+[[nodiscard]] bool add_exit_handler(void (*handler)(int status, void*)) noexcept;
 /// Registers fork handlers (pthread_atfork): `prepare` before every fork(), `parent` and
 /// `child` after it in each process; nullptr for none. fork_without_handlers runs none.
 void on_fork(void (*prepare)(), void (*parent)(), void (*child)()) noexcept;

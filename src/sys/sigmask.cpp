@@ -22,6 +22,21 @@ sigset_t block_signals(std::initializer_list<int> sigs) noexcept {
     bound(&::pthread_sigmask)(SIG_SETMASK, &mask, nullptr);  // sigprocmask calls it
 }
 
+[[gnu::hot]] void unblock_signal(int sig) noexcept {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    bound(&::pthread_sigmask)(SIG_UNBLOCK, &set, nullptr);
+}
+
+[[gnu::hot]] void catch_signal(int sig, void (*handler)(int)) noexcept {
+    struct sigaction sa {};
+    sa.sa_handler = handler;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    bound(&::sigaction)(sig, &sa, nullptr);
+}
+
 AllSignalsBlocked::AllSignalsBlocked() noexcept {
     sigset_t all;
     sigfillset(&all);

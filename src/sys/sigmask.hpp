@@ -30,6 +30,10 @@ private:
     sigset_t old_;
 };
 
+/// Unblocks `sig` in the calling thread; fork-child safe.
+void unblock_signal(int sig) noexcept;
+/// Installs `handler` for `sig` (SA_RESTART, nothing more blocked while it runs); fork-child safe.
+void catch_signal(int sig, void (*handler)(int)) noexcept;
 /// Blocks no signal in the calling thread.
 void unblock_all_signals() noexcept;
 /// Sets the disposition of `sig` to SIG_IGN.

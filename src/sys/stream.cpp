@@ -24,6 +24,9 @@ std::size_t recv_all(int sock, void* buf, std::size_t n) {
     return got;
 }
 
-void shutdown_socket(int sock, int how) { check(::shutdown(sock, how), "shutdown"); }
+void shutdown_socket(int sock, Shutdown how) {
+    const int h = how == Shutdown::reads ? SHUT_RD : how == Shutdown::writes ? SHUT_WR : SHUT_RDWR;
+    check(::shutdown(sock, h), "shutdown");
+}
 
 }  // namespace mp::sys

@@ -9,7 +9,9 @@ namespace mp::sys {
 /// Receives exactly n bytes unless the peer closes first; returns the count received (< n only
 /// at end of file). A connection reset by the peer counts as end of file.
 std::size_t recv_all(int sock, void* buf, std::size_t n);
+/// The directions of a socket shutdown_socket ends.
+enum class Shutdown { reads, writes, both };
 /// shutdown(2) of the reading (SHUT_RD), writing (SHUT_WR) or both directions.
-void shutdown_socket(int sock, int how);
+void shutdown_socket(int sock, Shutdown how);
 
 }  // namespace mp::sys
