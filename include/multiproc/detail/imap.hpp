@@ -4,11 +4,11 @@
 // mp::IMapIterator is what the user iterates.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <exception>
-#include <functional>
 #include <iterator>
 #include <memory>
 #include <mutex>
@@ -53,9 +53,33 @@ private:
     std::conditional_t<std::is_lvalue_reference_v<Range>, R*, R> r_;
 };
 
+/// What an mp::IMapIterator reads: the results of one lazy map, one at a time.
+template <class Stored>
+class ResultStream {
+public:
+    virtual ~ResultStream() = default;
+    /// The next result: nullopt at the end; throws the item's exception or TimeoutError.
+    virtual std::optional<Stored> next(Deadline d) = 0;
+    /// The consumer is gone: read nothing more.
+    virtual void cancel() = 0;
+};
+
+/// A ResultStream over a source with next and cancel of its own (the executor's map).
+template <class Src, class Stored>
+class StreamOf final : public ResultStream<Stored> {
+public:
+    explicit StreamOf(std::shared_ptr<Src> src) : src_(std::move(src)) {}
+    std::optional<Stored> next(Deadline d) override { return src_->next(d); }
+    void cancel() override { src_->cancel(); }
+
+private:
+    std::shared_ptr<Src> src_;
+};
+
 /// imap / imap_unordered: reads the input lazily through a bounded window.
 template <bool Star, bool Ordered, class F, class In, class R>
-class IMapSource final : public ChunkedSourceBase {
+class IMapSource final : public ChunkedSourceBase,
+                         public ResultStream<std::conditional_t<std::is_void_v<R>, std::monostate, R>> {
 public:
     using View = HeldRange<In>;
     using V = std::remove_cvref_t<std::ranges::range_value_t<typename View::R>>;
@@ -63,7 +87,7 @@ public:
 
     IMapSource(const F& f, View view, std::size_t chunksize, std::size_t window, Engine& engine)
         : f_(f), view_(std::move(view)), it_(std::ranges::begin(view_.get())), chunksize_(chunksize),
-          window_(window ? window : 1), engine_(engine.link()) {}
+          window_(window ? window : 1), share_(window_ / 8 ? window_ / 8 : 1), engine_(engine.link()) {}
 
     bool pull(std::size_t hint, TaskSlot& slot) override {
         std::lock_guard lk(m_);
@@ -75,11 +99,11 @@ public:
             return encode_redo(r, slot);
         }
         if (input_done_) return false;
-        const std::size_t in_window = read_ - consumed_;
+        const std::size_t in_window = read_ - consumed_.load(std::memory_order_acquire);
         if (in_window >= window_) return false;
         std::size_t k = chunksize_ ? chunksize_ : hint;
         // Wait for a fair share of the window rather than sending slivers of it.
-        if (window_ - in_window < (k < share() ? k : share())) return false;
+        if (window_ - in_window < (k < share_ ? k : share_)) return false;
         if (k > window_ - in_window) k = window_ - in_window;
         // Items are kept until their chunk completes, so a crash can resend the survivors.
         std::vector<V> items;
@@ -116,25 +140,32 @@ public:
         Range r = forget(tag);
         drop_kept(r);
         lk.unlock();
-        std::vector<std::pair<std::size_t, Outcome<R>>> got;
+        // Decoded without the lock, then handed over under one lock for the whole chunk.
+        std::vector<Delivery> got;
         got.reserve(r.count);
         try {
             decode_chunk_result<R>(
                 bytes, fds, r.count, static_cast<Stored*>(nullptr),
                 [&](std::size_t i, auto&&... v) {
-                    if constexpr (std::is_void_v<R>) got.emplace_back(r.start + i, Outcome<R>(std::in_place_index<0>));
-                    else got.emplace_back(r.start + i, Outcome<R>(std::in_place_index<0>, std::move(v...)));
+                    if constexpr (std::is_void_v<R>) got.push_back(delivery(r.start + i, std::in_place_index<0>));
+                    else got.push_back(delivery(r.start + i, std::in_place_index<0>, std::move(v...)));
                 },
                 [&](std::size_t i, std::exception_ptr ex) {
-                    got.emplace_back(r.start + i, Outcome<R>(std::in_place_index<1>, std::move(ex)));
+                    got.push_back(delivery(r.start + i, std::in_place_index<1>, std::move(ex)));
                 });
         } catch (...) {
             got.clear();
             for (std::size_t i = 0; i < r.count; ++i)
-                got.emplace_back(r.start + i, Outcome<R>(std::in_place_index<1>, std::current_exception()));
+                got.push_back(delivery(r.start + i, std::in_place_index<1>, std::current_exception()));
         }
         lk.lock();
-        for (auto& [i, o] : got) deliver(i, std::move(o));
+        if constexpr (Ordered) {
+            for (auto& [i, o] : got) deliver(i, std::move(o));
+        } else if (done_.empty()) {
+            done_.swap(got);
+        } else {
+            done_.insert(done_.end(), std::make_move_iterator(got.begin()), std::make_move_iterator(got.end()));
+        }
         lk.unlock();
         notifier_.notify_all();
     }
@@ -168,58 +199,78 @@ public:
 
     /// The next result (in input order when Ordered): nullopt at the end; throws the item's
     /// exception, TimeoutError, or the error that stopped the pool.
-    std::optional<Stored> next(Deadline d) {
-        std::optional<Outcome<R>> out;
-        const bool ok = notifier_.wait([&] { return take(out); }, d);
-        if (!ok) throw TimeoutError("mp::IMapIterator::next: timed out");
+    std::optional<Stored> next(Deadline d) override {
+        if (at_ == mine_.size()) {
+            // Every result that arrived moves to the consumer's buffer under one lock; the
+            // following calls read that buffer without locking.
+            mine_.clear();
+            at_ = 0;
+            std::optional<Outcome<R>> last;
+            bool end = false;
+            const bool ok = notifier_.wait([&] { return refill(last, end); }, d);
+            if (!ok) throw TimeoutError("mp::IMapIterator::next: timed out");
+            if (end) return std::nullopt;
+            if (last) return unpack(std::move(*last));
+        }
+        Outcome<R>& o = mine_[at_++];
+        consumed_.store(consumed_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
         // The window moved; ask for more input once a fair share of it is free again (not after
         // every item, which would make chunks of one).
-        if (++since_wake_ >= share()) {
+        if (++since_wake_ >= share_) {
             since_wake_ = 0;
             engine_.wake();
         }
-        if (!out) return std::nullopt;
-        if (out->index() == 1) std::rethrow_exception(std::get<1>(*out));
-        return std::move(std::get<0>(*out));
+        return unpack(std::move(o));
     }
+    void cancel() override { ChunkedSourceBase::cancel(); }
 
 private:
-    // A fair share of the window: an eighth of it, at least one item.
-    std::size_t share() const noexcept { return window_ / 8 ? window_ / 8 : 1; }
-    // Under m_: true when `out` holds the next outcome or the stream has ended (out empty).
-    bool take(std::optional<Outcome<R>>& out) {
+    // An unordered source hands its outcomes over in completion order; an ordered one keeps
+    // each outcome's input position until it is placed.
+    using Delivery = std::conditional_t<Ordered, std::pair<std::size_t, Outcome<R>>, Outcome<R>>;
+    template <std::size_t I, class... A>
+    static Delivery delivery(std::size_t index, std::in_place_index_t<I> which, A&&... a) {
+        if constexpr (Ordered) {
+            return Delivery(index, Outcome<R>(which, std::forward<A>(a)...));
+        } else {
+            static_cast<void>(index);
+            return Delivery(which, std::forward<A>(a)...);
+        }
+    }
+    static std::optional<Stored> unpack(Outcome<R>&& o) {
+        if (o.index() == 1) std::rethrow_exception(std::get<1>(o));
+        return std::move(std::get<0>(o));
+    }
+    // Under m_: true when mine_ holds the next outcomes, or `last` the outcome that ends the
+    // stream (the input's or the pool's error), or `end` is set.
+    bool refill(std::optional<Outcome<R>>& last, bool& end) {
         std::lock_guard lk(m_);
         if constexpr (Ordered) {
-            if (!ready_.empty() && ready_.front()) {
-                out = std::move(*ready_.front());
+            while (!ready_.empty() && ready_.front()) {
+                mine_.push_back(std::move(*ready_.front()));
                 ready_.pop_front();
-                ++consumed_;
-                return true;
             }
         } else {
-            if (!done_.empty()) {
-                out = std::move(done_.front());
-                done_.pop_front();
-                ++consumed_;
-                return true;
-            }
+            mine_.swap(done_);
         }
-        if (input_done_ && total_ && consumed_ >= *total_) {
-            if (input_error_) {
-                out = Outcome<R>(std::in_place_index<1>, std::exchange(input_error_, nullptr));
-                return true;
-            }
-            return true;  // the end
+        if (!mine_.empty()) {
+            taken_ += mine_.size();
+            return true;
+        }
+        if (input_done_ && total_ && taken_ >= *total_) {
+            if (input_error_) last = Outcome<R>(std::in_place_index<1>, std::exchange(input_error_, nullptr));
+            else end = true;
+            return true;
         }
         if (abandoned_) {
-            out = Outcome<R>(std::in_place_index<1>, abandon_error_);
+            last = Outcome<R>(std::in_place_index<1>, abandon_error_);
             return true;
         }
         return false;
     }
     void deliver(std::size_t index, Outcome<R> o) {
         if constexpr (Ordered) {
-            const std::size_t at = index - consumed_;
+            const std::size_t at = index - taken_;
             if (ready_.size() <= at) ready_.resize(at + 1);
             ready_[at].emplace(std::move(o));
         } else {
@@ -266,19 +317,24 @@ private:
     std::ranges::iterator_t<typename View::R> it_;
     std::size_t chunksize_;
     std::size_t window_;
+    std::size_t share_;  // a fair share of the window: an eighth of it, at least one item
     EngineLink engine_;
     std::size_t read_ = 0;
-    std::size_t consumed_ = 0;
-    std::size_t since_wake_ = 0;
+    std::size_t taken_ = 0;                  // results moved to mine_
+    std::atomic<std::size_t> consumed_ = 0;  // results returned by next: the window's end
     std::optional<std::size_t> total_;
     bool input_done_ = false;
     bool abandoned_ = false;
     std::exception_ptr input_error_;
     std::exception_ptr abandon_error_;
     std::deque<std::pair<std::size_t, std::vector<V>>> kept_;
-    std::deque<std::optional<Outcome<R>>> ready_;  // Ordered: from consumed_ on
-    std::deque<Outcome<R>> done_;                  // unordered
+    std::deque<std::optional<Outcome<R>>> ready_;  // Ordered: from taken_ on
+    std::vector<Outcome<R>> done_;                 // unordered, in completion order
     Notifier notifier_;
+    // The consumer's thread only: the results taken over, the next one at at_.
+    std::vector<Outcome<R>> mine_;
+    std::size_t at_ = 0;
+    std::size_t since_wake_ = 0;
 };
 
 }  // namespace detail
@@ -294,13 +350,13 @@ public:
     IMapIterator(IMapIterator&&) noexcept = default;
     IMapIterator& operator=(IMapIterator&&) noexcept = default;
     ~IMapIterator() {
-        if (cancel_) cancel_();
+        if (src_) src_->cancel();
     }
 
     /// The next result (nullopt after the last); rethrows an item's exception; at most `timeout`
     /// (then mp::TimeoutError). mp::KeyboardInterrupt on Ctrl-C under mp::SigintGuard (the
     /// result is kept: the next call returns it).
-    std::optional<Stored> next(Timeout timeout = forever) { return next_(detail::Deadline(timeout)); }
+    std::optional<Stored> next(Timeout timeout = forever) { return src_->next(detail::Deadline(timeout)); }
 
     /// Input iterator over the results (each ++ may block; it rethrows an item's exception).
     class iterator {
@@ -329,12 +385,16 @@ public:
     std::default_sentinel_t end() const noexcept { return {}; }
 
     template <class Src>
-    explicit IMapIterator(std::shared_ptr<Src> src)
-        : next_([src](detail::Deadline d) { return src->next(d); }), cancel_([src] { src->cancel(); }) {}
+    explicit IMapIterator(std::shared_ptr<Src> src) : src_(stream(std::move(src))) {}
 
 private:
-    std::function<std::optional<Stored>(detail::Deadline)> next_;
-    std::function<void()> cancel_;
+    template <class Src>
+    static std::shared_ptr<detail::ResultStream<Stored>> stream(std::shared_ptr<Src> src) {
+        if constexpr (std::is_base_of_v<detail::ResultStream<Stored>, Src>) return src;
+        else return std::make_shared<detail::StreamOf<Src, Stored>>(std::move(src));
+    }
+
+    std::shared_ptr<detail::ResultStream<Stored>> src_;
 };
 
 }  // namespace mp
