@@ -307,7 +307,7 @@ private:
     OwnedCall encode(std::span<const V> items) {
         Encoder e;
         begin_chunk<Star, F, V>(e, f_, items.size());
-        for (const auto& v : items) encode_chunk_item<Star>(e, v);
+        encode_chunk_items<Star>(e, items);
         std::vector<UniqueFd> none;
         return finish_owned_call(e, none);
     }
