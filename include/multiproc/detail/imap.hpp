@@ -4,7 +4,6 @@
 // mp::IMapIterator is what the user iterates.
 #pragma once
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -53,23 +52,35 @@ private:
     std::conditional_t<std::is_lvalue_reference_v<Range>, R*, R> r_;
 };
 
-/// What an mp::IMapIterator reads: the results of one lazy map, one at a time.
-template <class Stored>
+/// What an mp::IMapIterator reads: the results of one lazy map, handed over a batch at a time
+/// (the iterator serves them from its own buffer, without a lock or a call per item).
+template <class R>
 class ResultStream {
 public:
     virtual ~ResultStream() = default;
-    /// The next result: nullopt at the end; throws the item's exception or TimeoutError.
-    virtual std::optional<Stored> next(Deadline d) = 0;
+    /// Moves the next results into `into` (empty; every result handed over before was
+    /// consumed): false at the end. Throws TimeoutError once d passes (nothing lost).
+    virtual bool refill(std::vector<Outcome<R>>& into, Deadline d) = 0;
     /// The consumer is gone: read nothing more.
     virtual void cancel() = 0;
 };
 
-/// A ResultStream over a source with next and cancel of its own (the executor's map).
-template <class Src, class Stored>
-class StreamOf final : public ResultStream<Stored> {
+/// A ResultStream over a source that hands out one result at a time (the executor's map):
+/// an item's exception becomes the outcome that rethrows it at the same step.
+template <class Src, class R>
+class StreamOf final : public ResultStream<R> {
 public:
     explicit StreamOf(std::shared_ptr<Src> src) : src_(std::move(src)) {}
-    std::optional<Stored> next(Deadline d) override { return src_->next(d); }
+    bool refill(std::vector<Outcome<R>>& into, Deadline d) override {
+        try {
+            auto v = src_->next(d);
+            if (!v) return false;
+            into.emplace_back(std::in_place_index<0>, std::move(*v));
+        } catch (...) {
+            into.emplace_back(std::in_place_index<1>, std::current_exception());
+        }
+        return true;
+    }
     void cancel() override { src_->cancel(); }
 
 private:
@@ -78,8 +89,7 @@ private:
 
 /// imap / imap_unordered: reads the input lazily through a bounded window.
 template <bool Star, bool Ordered, class F, class In, class R>
-class IMapSource final : public ChunkedSourceBase,
-                         public ResultStream<std::conditional_t<std::is_void_v<R>, std::monostate, R>> {
+class IMapSource final : public ChunkedSourceBase, public ResultStream<R> {
 public:
     using View = HeldRange<In>;
     using V = std::remove_cvref_t<std::ranges::range_value_t<typename View::R>>;
@@ -99,7 +109,7 @@ public:
             return encode_redo(r, slot);
         }
         if (input_done_) return false;
-        const std::size_t in_window = read_ - consumed_.load(std::memory_order_acquire);
+        const std::size_t in_window = read_ - consumed_;
         if (in_window >= window_) return false;
         std::size_t k = chunksize_ ? chunksize_ : hint;
         // Wait for a fair share of the window rather than sending slivers of it.
@@ -164,6 +174,9 @@ public:
         } else if (done_.empty()) {
             done_.swap(got);
         } else {
+            // What the consumer took goes first (a move of what waits, at most the window).
+            done_.erase(done_.begin(), done_.begin() + static_cast<std::ptrdiff_t>(done_at_));
+            done_at_ = 0;
             done_.insert(done_.end(), std::make_move_iterator(got.begin()), std::make_move_iterator(got.end()));
         }
         lk.unlock();
@@ -197,30 +210,25 @@ public:
         notifier_.notify_all();
     }
 
-    /// The next result (in input order when Ordered): nullopt at the end; throws the item's
-    /// exception, TimeoutError, or the error that stopped the pool.
-    std::optional<Stored> next(Deadline d) override {
-        if (at_ == mine_.size()) {
-            // Every result that arrived moves to the consumer's buffer under one lock; the
-            // following calls read that buffer without locking.
-            mine_.clear();
-            at_ = 0;
-            std::optional<Outcome<R>> last;
-            bool end = false;
-            const bool ok = notifier_.wait([&] { return refill(last, end); }, d);
-            if (!ok) throw TimeoutError("mp::IMapIterator::next: timed out");
-            if (end) return std::nullopt;
-            if (last) return unpack(std::move(*last));
+    /// The next results (in input order when Ordered), at most a fair share of the window:
+    /// false at the end; the error that ends the stream (the input's, the pool's) comes as an
+    /// outcome. Throws TimeoutError once d passes.
+    bool refill(std::vector<Outcome<R>>& into, Deadline d) override {
+        bool wake = false;
+        {
+            std::lock_guard lk(m_);
+            // What was handed over before is consumed: the window moves. Ask for more input
+            // once a fair share of it is free again (not after every item: chunks of one).
+            since_wake_ += taken_ - consumed_;
+            consumed_ = taken_;
+            wake = since_wake_ >= share_;
+            if (wake) since_wake_ = 0;
         }
-        Outcome<R>& o = mine_[at_++];
-        consumed_.store(consumed_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-        // The window moved; ask for more input once a fair share of it is free again (not after
-        // every item, which would make chunks of one).
-        if (++since_wake_ >= share_) {
-            since_wake_ = 0;
-            engine_.wake();
-        }
-        return unpack(std::move(o));
+        if (wake) engine_.wake();
+        bool more = true;
+        if (!notifier_.wait([&] { return take(into, more); }, d))
+            throw TimeoutError("mp::IMapIterator::next: timed out");
+        return more;
     }
     void cancel() override { ChunkedSourceBase::cancel(); }
 
@@ -237,33 +245,40 @@ private:
             return Delivery(which, std::forward<A>(a)...);
         }
     }
-    static std::optional<Stored> unpack(Outcome<R>&& o) {
-        if (o.index() == 1) std::rethrow_exception(std::get<1>(o));
-        return std::move(std::get<0>(o));
-    }
-    // Under m_: true when mine_ holds the next outcomes, or `last` the outcome that ends the
-    // stream (the input's or the pool's error), or `end` is set.
-    bool refill(std::optional<Outcome<R>>& last, bool& end) {
+    // Under m_: true when `into` holds the next outcomes (or the error that ends the stream),
+    // or the stream has ended (more = false).
+    bool take(std::vector<Outcome<R>>& into, bool& more) {
         std::lock_guard lk(m_);
         if constexpr (Ordered) {
-            while (!ready_.empty() && ready_.front()) {
-                mine_.push_back(std::move(*ready_.front()));
+            while (into.size() < share_ && !ready_.empty() && ready_.front()) {
+                into.push_back(std::move(*ready_.front()));
                 ready_.pop_front();
             }
+        } else if (done_at_ == 0 && done_.size() <= share_) {
+            into.swap(done_);  // done_ keeps into's room for the next results
         } else {
-            mine_.swap(done_);
+            const std::size_t left = done_.size() - done_at_;
+            const std::size_t n = left < share_ ? left : share_;
+            const auto from = done_.begin() + static_cast<std::ptrdiff_t>(done_at_);
+            into.insert(into.end(), std::make_move_iterator(from),
+                        std::make_move_iterator(from + static_cast<std::ptrdiff_t>(n)));
+            done_at_ += n;
+            if (done_at_ == done_.size()) {
+                done_.clear();
+                done_at_ = 0;
+            }
         }
-        if (!mine_.empty()) {
-            taken_ += mine_.size();
+        if (!into.empty()) {
+            taken_ += into.size();
             return true;
         }
         if (input_done_ && total_ && taken_ >= *total_) {
-            if (input_error_) last = Outcome<R>(std::in_place_index<1>, std::exchange(input_error_, nullptr));
-            else end = true;
+            if (input_error_) into.emplace_back(std::in_place_index<1>, std::exchange(input_error_, nullptr));
+            else more = false;
             return true;
         }
         if (abandoned_) {
-            last = Outcome<R>(std::in_place_index<1>, abandon_error_);
+            into.emplace_back(std::in_place_index<1>, abandon_error_);
             return true;
         }
         return false;
@@ -320,8 +335,9 @@ private:
     std::size_t share_;  // a fair share of the window: an eighth of it, at least one item
     EngineLink engine_;
     std::size_t read_ = 0;
-    std::size_t taken_ = 0;                  // results moved to mine_
-    std::atomic<std::size_t> consumed_ = 0;  // results returned by next: the window's end
+    std::size_t taken_ = 0;       // results handed to the consumer
+    std::size_t consumed_ = 0;    // results the consumer is done with: the window's end
+    std::size_t since_wake_ = 0;  // consumed since the supervisor was last asked for input
     std::optional<std::size_t> total_;
     bool input_done_ = false;
     bool abandoned_ = false;
@@ -329,12 +345,9 @@ private:
     std::exception_ptr abandon_error_;
     std::deque<std::pair<std::size_t, std::vector<V>>> kept_;
     std::deque<std::optional<Outcome<R>>> ready_;  // Ordered: from taken_ on
-    std::vector<Outcome<R>> done_;                 // unordered, in completion order
+    std::vector<Outcome<R>> done_;                 // unordered, in completion order, from done_at_
+    std::size_t done_at_ = 0;
     Notifier notifier_;
-    // The consumer's thread only: the results taken over, the next one at at_.
-    std::vector<Outcome<R>> mine_;
-    std::size_t at_ = 0;
-    std::size_t since_wake_ = 0;
 };
 
 }  // namespace detail
@@ -356,7 +369,11 @@ public:
     /// The next result (nullopt after the last); rethrows an item's exception; at most `timeout`
     /// (then mp::TimeoutError). mp::KeyboardInterrupt on Ctrl-C under mp::SigintGuard (the
     /// result is kept: the next call returns it).
-    std::optional<Stored> next(Timeout timeout = forever) { return src_->next(detail::Deadline(timeout)); }
+    std::optional<Stored> next(Timeout timeout = forever) {
+        Stored* r = step(timeout);
+        if (!r) return std::nullopt;
+        return std::move(*r);
+    }
 
     /// Input iterator over the results (each ++ may block; it rethrows an item's exception).
     class iterator {
@@ -366,7 +383,7 @@ public:
         iterator() = default;
         explicit iterator(IMapIterator* owner) : owner_(owner) { advance(); }
         Stored& operator*() const { return *cur_; }
-        Stored* operator->() const { return &*cur_; }
+        Stored* operator->() const { return cur_; }
         iterator& operator++() {
             advance();
             return *this;
@@ -375,9 +392,9 @@ public:
         friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return !it.cur_; }
 
     private:
-        void advance() { cur_ = owner_->next(); }
+        void advance() { cur_ = owner_->step(forever); }
         IMapIterator* owner_ = nullptr;
-        mutable std::optional<Stored> cur_;
+        Stored* cur_ = nullptr;  // in the owner's buffer until the next step
     };
     /// Starts the iteration (fetches the first result).
     iterator begin() { return iterator(this); }
@@ -389,12 +406,25 @@ public:
 
 private:
     template <class Src>
-    static std::shared_ptr<detail::ResultStream<Stored>> stream(std::shared_ptr<Src> src) {
-        if constexpr (std::is_base_of_v<detail::ResultStream<Stored>, Src>) return src;
-        else return std::make_shared<detail::StreamOf<Src, Stored>>(std::move(src));
+    static std::shared_ptr<detail::ResultStream<R>> stream(std::shared_ptr<Src> src) {
+        if constexpr (std::is_base_of_v<detail::ResultStream<R>, Src>) return src;
+        else return std::make_shared<detail::StreamOf<Src, R>>(std::move(src));
+    }
+    // The next result in the buffer (nullptr after the last); rethrows an item's exception.
+    Stored* step(Timeout timeout) {
+        if (at_ == buf_.size()) {
+            buf_.clear();
+            at_ = 0;
+            if (!src_->refill(buf_, detail::Deadline(timeout))) return nullptr;
+        }
+        auto& o = buf_[at_++];
+        if (o.index() == 1) std::rethrow_exception(std::get<1>(o));
+        return &std::get<0>(o);
     }
 
-    std::shared_ptr<detail::ResultStream<Stored>> src_;
+    std::shared_ptr<detail::ResultStream<R>> src_;
+    std::vector<detail::Outcome<R>> buf_;  // results handed over, served from at_
+    std::size_t at_ = 0;
 };
 
 }  // namespace mp
