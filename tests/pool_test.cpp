@@ -233,6 +233,37 @@ TEST_P(PoolTest, ImapInOrderAndUnordered) {
     EXPECT_EQ(it.next(), std::nullopt);
 }
 
+// Results come over to the iterator a share of the window at a time (buffersize 16: two at a
+// time) while chunks hold five: order, completion order and the failing item's place all hold.
+TEST_P(PoolTest, ImapWithChunksLargerThanItsHandOver) {
+    mp::Pool pool(2, opts());
+    std::vector<int> in(300);
+    std::iota(in.begin(), in.end(), 0);
+    auto ordered = pool.imap(throw_invalid, in, 5, 16);
+    for (int x : in) {
+        if (x == 3) EXPECT_THROW(ordered.next(), std::invalid_argument);
+        else EXPECT_EQ(ordered.next(), x);
+    }
+    EXPECT_EQ(ordered.next(), std::nullopt);
+
+    std::vector<int> got;
+    int failed = 0;
+    auto unordered = pool.imap_unordered(throw_invalid, in, 5, 16);
+    for (;;) {
+        try {
+            auto r = unordered.next();
+            if (!r) break;
+            got.push_back(*r);
+        } catch (const std::invalid_argument&) {
+            ++failed;
+        }
+    }
+    EXPECT_EQ(failed, 1);
+    std::sort(got.begin(), got.end());
+    in.erase(in.begin() + 3);
+    EXPECT_EQ(got, in);
+}
+
 // An iterator read after its Pool is gone: the Pool's destructor terminated the work, so the
 // iterator reports mp::BrokenProcessPool (after at most the results already delivered), never a
 // crash. `make` builds the iterator from the pool (imap or imap_unordered).

@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
-#include <functional>
 #include <iterator>
 #include <memory>
 #include <mutex>
@@ -53,9 +52,44 @@ private:
     std::conditional_t<std::is_lvalue_reference_v<Range>, R*, R> r_;
 };
 
+/// What an mp::IMapIterator reads: the results of one lazy map, handed over a batch at a time
+/// (the iterator serves them from its own buffer, without a lock or a call per item).
+template <class R>
+class ResultStream {
+public:
+    virtual ~ResultStream() = default;
+    /// Moves the next results into `into` (empty; every result handed over before was
+    /// consumed): false at the end. Throws TimeoutError once d passes (nothing lost).
+    virtual bool refill(std::vector<Outcome<R>>& into, Deadline d) = 0;
+    /// The consumer is gone: read nothing more.
+    virtual void cancel() = 0;
+};
+
+/// A ResultStream over a source that hands out one result at a time (the executor's map):
+/// an item's exception becomes the outcome that rethrows it at the same step.
+template <class Src, class R>
+class StreamOf final : public ResultStream<R> {
+public:
+    explicit StreamOf(std::shared_ptr<Src> src) : src_(std::move(src)) {}
+    bool refill(std::vector<Outcome<R>>& into, Deadline d) override {
+        try {
+            auto v = src_->next(d);
+            if (!v) return false;
+            into.emplace_back(std::in_place_index<0>, std::move(*v));
+        } catch (...) {
+            into.emplace_back(std::in_place_index<1>, std::current_exception());
+        }
+        return true;
+    }
+    void cancel() override { src_->cancel(); }
+
+private:
+    std::shared_ptr<Src> src_;
+};
+
 /// imap / imap_unordered: reads the input lazily through a bounded window.
 template <bool Star, bool Ordered, class F, class In, class R>
-class IMapSource final : public ChunkedSourceBase {
+class IMapSource final : public ChunkedSourceBase, public ResultStream<R> {
 public:
     using View = HeldRange<In>;
     using V = std::remove_cvref_t<std::ranges::range_value_t<typename View::R>>;
@@ -63,7 +97,7 @@ public:
 
     IMapSource(const F& f, View view, std::size_t chunksize, std::size_t window, Engine& engine)
         : f_(f), view_(std::move(view)), it_(std::ranges::begin(view_.get())), chunksize_(chunksize),
-          window_(window ? window : 1), engine_(engine.link()) {}
+          window_(window ? window : 1), share_(window_ / 8 ? window_ / 8 : 1), engine_(engine.link()) {}
 
     bool pull(std::size_t hint, TaskSlot& slot) override {
         std::lock_guard lk(m_);
@@ -79,7 +113,7 @@ public:
         if (in_window >= window_) return false;
         std::size_t k = chunksize_ ? chunksize_ : hint;
         // Wait for a fair share of the window rather than sending slivers of it.
-        if (window_ - in_window < (k < share() ? k : share())) return false;
+        if (window_ - in_window < (k < share_ ? k : share_)) return false;
         if (k > window_ - in_window) k = window_ - in_window;
         // Items are kept until their chunk completes, so a crash can resend the survivors.
         std::vector<V> items;
@@ -116,25 +150,35 @@ public:
         Range r = forget(tag);
         drop_kept(r);
         lk.unlock();
-        std::vector<std::pair<std::size_t, Outcome<R>>> got;
+        // Decoded without the lock, then handed over under one lock for the whole chunk.
+        std::vector<Delivery> got;
         got.reserve(r.count);
         try {
             decode_chunk_result<R>(
                 bytes, fds, r.count, static_cast<Stored*>(nullptr),
                 [&](std::size_t i, auto&&... v) {
-                    if constexpr (std::is_void_v<R>) got.emplace_back(r.start + i, Outcome<R>(std::in_place_index<0>));
-                    else got.emplace_back(r.start + i, Outcome<R>(std::in_place_index<0>, std::move(v...)));
+                    if constexpr (std::is_void_v<R>) got.push_back(delivery(r.start + i, std::in_place_index<0>));
+                    else got.push_back(delivery(r.start + i, std::in_place_index<0>, std::move(v...)));
                 },
                 [&](std::size_t i, std::exception_ptr ex) {
-                    got.emplace_back(r.start + i, Outcome<R>(std::in_place_index<1>, std::move(ex)));
+                    got.push_back(delivery(r.start + i, std::in_place_index<1>, std::move(ex)));
                 });
         } catch (...) {
             got.clear();
             for (std::size_t i = 0; i < r.count; ++i)
-                got.emplace_back(r.start + i, Outcome<R>(std::in_place_index<1>, std::current_exception()));
+                got.push_back(delivery(r.start + i, std::in_place_index<1>, std::current_exception()));
         }
         lk.lock();
-        for (auto& [i, o] : got) deliver(i, std::move(o));
+        if constexpr (Ordered) {
+            for (auto& [i, o] : got) deliver(i, std::move(o));
+        } else if (done_.empty()) {
+            done_.swap(got);
+        } else {
+            // What the consumer took goes first (a move of what waits, at most the window).
+            done_.erase(done_.begin(), done_.begin() + static_cast<std::ptrdiff_t>(done_at_));
+            done_at_ = 0;
+            done_.insert(done_.end(), std::make_move_iterator(got.begin()), std::make_move_iterator(got.end()));
+        }
         lk.unlock();
         notifier_.notify_all();
     }
@@ -166,60 +210,82 @@ public:
         notifier_.notify_all();
     }
 
-    /// The next result (in input order when Ordered): nullopt at the end; throws the item's
-    /// exception, TimeoutError, or the error that stopped the pool.
-    std::optional<Stored> next(Deadline d) {
-        std::optional<Outcome<R>> out;
-        const bool ok = notifier_.wait([&] { return take(out); }, d);
-        if (!ok) throw TimeoutError("mp::IMapIterator::next: timed out");
-        // The window moved; ask for more input once a fair share of it is free again (not after
-        // every item, which would make chunks of one).
-        if (++since_wake_ >= share()) {
-            since_wake_ = 0;
-            engine_.wake();
+    /// The next results (in input order when Ordered), at most a fair share of the window:
+    /// false at the end; the error that ends the stream (the input's, the pool's) comes as an
+    /// outcome. Throws TimeoutError once d passes.
+    bool refill(std::vector<Outcome<R>>& into, Deadline d) override {
+        bool wake = false;
+        {
+            std::lock_guard lk(m_);
+            // What was handed over before is consumed: the window moves. Ask for more input
+            // once a fair share of it is free again (not after every item: chunks of one).
+            since_wake_ += taken_ - consumed_;
+            consumed_ = taken_;
+            wake = since_wake_ >= share_;
+            if (wake) since_wake_ = 0;
         }
-        if (!out) return std::nullopt;
-        if (out->index() == 1) std::rethrow_exception(std::get<1>(*out));
-        return std::move(std::get<0>(*out));
+        if (wake) engine_.wake();
+        bool more = true;
+        if (!notifier_.wait([&] { return take(into, more); }, d))
+            throw TimeoutError("mp::IMapIterator::next: timed out");
+        return more;
     }
+    void cancel() override { ChunkedSourceBase::cancel(); }
 
 private:
-    // A fair share of the window: an eighth of it, at least one item.
-    std::size_t share() const noexcept { return window_ / 8 ? window_ / 8 : 1; }
-    // Under m_: true when `out` holds the next outcome or the stream has ended (out empty).
-    bool take(std::optional<Outcome<R>>& out) {
+    // An unordered source hands its outcomes over in completion order; an ordered one keeps
+    // each outcome's input position until it is placed.
+    using Delivery = std::conditional_t<Ordered, std::pair<std::size_t, Outcome<R>>, Outcome<R>>;
+    template <std::size_t I, class... A>
+    static Delivery delivery(std::size_t index, std::in_place_index_t<I> which, A&&... a) {
+        if constexpr (Ordered) {
+            return Delivery(index, Outcome<R>(which, std::forward<A>(a)...));
+        } else {
+            static_cast<void>(index);
+            return Delivery(which, std::forward<A>(a)...);
+        }
+    }
+    // Under m_: true when `into` holds the next outcomes (or the error that ends the stream),
+    // or the stream has ended (more = false).
+    bool take(std::vector<Outcome<R>>& into, bool& more) {
         std::lock_guard lk(m_);
         if constexpr (Ordered) {
-            if (!ready_.empty() && ready_.front()) {
-                out = std::move(*ready_.front());
+            while (into.size() < share_ && !ready_.empty() && ready_.front()) {
+                into.push_back(std::move(*ready_.front()));
                 ready_.pop_front();
-                ++consumed_;
-                return true;
             }
+        } else if (done_at_ == 0 && done_.size() <= share_) {
+            into.swap(done_);  // done_ keeps into's room for the next results
         } else {
-            if (!done_.empty()) {
-                out = std::move(done_.front());
-                done_.pop_front();
-                ++consumed_;
-                return true;
+            const std::size_t left = done_.size() - done_at_;
+            const std::size_t n = left < share_ ? left : share_;
+            const auto from = done_.begin() + static_cast<std::ptrdiff_t>(done_at_);
+            into.insert(into.end(), std::make_move_iterator(from),
+                        std::make_move_iterator(from + static_cast<std::ptrdiff_t>(n)));
+            done_at_ += n;
+            if (done_at_ == done_.size()) {
+                done_.clear();
+                done_at_ = 0;
             }
         }
-        if (input_done_ && total_ && consumed_ >= *total_) {
-            if (input_error_) {
-                out = Outcome<R>(std::in_place_index<1>, std::exchange(input_error_, nullptr));
-                return true;
-            }
-            return true;  // the end
+        if (!into.empty()) {
+            taken_ += into.size();
+            return true;
+        }
+        if (input_done_ && total_ && taken_ >= *total_) {
+            if (input_error_) into.emplace_back(std::in_place_index<1>, std::exchange(input_error_, nullptr));
+            else more = false;
+            return true;
         }
         if (abandoned_) {
-            out = Outcome<R>(std::in_place_index<1>, abandon_error_);
+            into.emplace_back(std::in_place_index<1>, abandon_error_);
             return true;
         }
         return false;
     }
     void deliver(std::size_t index, Outcome<R> o) {
         if constexpr (Ordered) {
-            const std::size_t at = index - consumed_;
+            const std::size_t at = index - taken_;
             if (ready_.size() <= at) ready_.resize(at + 1);
             ready_[at].emplace(std::move(o));
         } else {
@@ -256,7 +322,7 @@ private:
     OwnedCall encode(std::span<const V> items) {
         Encoder e;
         begin_chunk<Star, F, V>(e, f_, items.size());
-        for (const auto& v : items) encode_chunk_item<Star>(e, v);
+        encode_chunk_items<Star>(e, items);
         std::vector<UniqueFd> none;
         return finish_owned_call(e, none);
     }
@@ -266,18 +332,21 @@ private:
     std::ranges::iterator_t<typename View::R> it_;
     std::size_t chunksize_;
     std::size_t window_;
+    std::size_t share_;  // a fair share of the window: an eighth of it, at least one item
     EngineLink engine_;
     std::size_t read_ = 0;
-    std::size_t consumed_ = 0;
-    std::size_t since_wake_ = 0;
+    std::size_t taken_ = 0;       // results handed to the consumer
+    std::size_t consumed_ = 0;    // results the consumer is done with: the window's end
+    std::size_t since_wake_ = 0;  // consumed since the supervisor was last asked for input
     std::optional<std::size_t> total_;
     bool input_done_ = false;
     bool abandoned_ = false;
     std::exception_ptr input_error_;
     std::exception_ptr abandon_error_;
     std::deque<std::pair<std::size_t, std::vector<V>>> kept_;
-    std::deque<std::optional<Outcome<R>>> ready_;  // Ordered: from consumed_ on
-    std::deque<Outcome<R>> done_;                  // unordered
+    std::deque<std::optional<Outcome<R>>> ready_;  // Ordered: from taken_ on
+    std::vector<Outcome<R>> done_;                 // unordered, in completion order, from done_at_
+    std::size_t done_at_ = 0;
     Notifier notifier_;
 };
 
@@ -294,13 +363,17 @@ public:
     IMapIterator(IMapIterator&&) noexcept = default;
     IMapIterator& operator=(IMapIterator&&) noexcept = default;
     ~IMapIterator() {
-        if (cancel_) cancel_();
+        if (src_) src_->cancel();
     }
 
     /// The next result (nullopt after the last); rethrows an item's exception; at most `timeout`
     /// (then mp::TimeoutError). mp::KeyboardInterrupt on Ctrl-C under mp::SigintGuard (the
     /// result is kept: the next call returns it).
-    std::optional<Stored> next(Timeout timeout = forever) { return next_(detail::Deadline(timeout)); }
+    std::optional<Stored> next(Timeout timeout = forever) {
+        Stored* r = step(timeout);
+        if (!r) return std::nullopt;
+        return std::move(*r);
+    }
 
     /// Input iterator over the results (each ++ may block; it rethrows an item's exception).
     class iterator {
@@ -310,7 +383,7 @@ public:
         iterator() = default;
         explicit iterator(IMapIterator* owner) : owner_(owner) { advance(); }
         Stored& operator*() const { return *cur_; }
-        Stored* operator->() const { return &*cur_; }
+        Stored* operator->() const { return cur_; }
         iterator& operator++() {
             advance();
             return *this;
@@ -319,9 +392,9 @@ public:
         friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return !it.cur_; }
 
     private:
-        void advance() { cur_ = owner_->next(); }
+        void advance() { cur_ = owner_->step(forever); }
         IMapIterator* owner_ = nullptr;
-        mutable std::optional<Stored> cur_;
+        Stored* cur_ = nullptr;  // in the owner's buffer until the next step
     };
     /// Starts the iteration (fetches the first result).
     iterator begin() { return iterator(this); }
@@ -329,12 +402,29 @@ public:
     std::default_sentinel_t end() const noexcept { return {}; }
 
     template <class Src>
-    explicit IMapIterator(std::shared_ptr<Src> src)
-        : next_([src](detail::Deadline d) { return src->next(d); }), cancel_([src] { src->cancel(); }) {}
+    explicit IMapIterator(std::shared_ptr<Src> src) : src_(stream(std::move(src))) {}
 
 private:
-    std::function<std::optional<Stored>(detail::Deadline)> next_;
-    std::function<void()> cancel_;
+    template <class Src>
+    static std::shared_ptr<detail::ResultStream<R>> stream(std::shared_ptr<Src> src) {
+        if constexpr (std::is_base_of_v<detail::ResultStream<R>, Src>) return src;
+        else return std::make_shared<detail::StreamOf<Src, R>>(std::move(src));
+    }
+    // The next result in the buffer (nullptr after the last); rethrows an item's exception.
+    Stored* step(Timeout timeout) {
+        if (at_ == buf_.size()) {
+            buf_.clear();
+            at_ = 0;
+            if (!src_->refill(buf_, detail::Deadline(timeout))) return nullptr;
+        }
+        auto& o = buf_[at_++];
+        if (o.index() == 1) std::rethrow_exception(std::get<1>(o));
+        return &std::get<0>(o);
+    }
+
+    std::shared_ptr<detail::ResultStream<R>> src_;
+    std::vector<detail::Outcome<R>> buf_;  // results handed over, served from at_
+    std::size_t at_ = 0;
 };
 
 }  // namespace mp

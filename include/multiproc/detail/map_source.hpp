@@ -201,15 +201,8 @@ public:
             slot.call = package_pool_task(f_, items_[r.start]);
         } else {
             Encoder e;
-            using A = chunk_item_t<V>;
-            if constexpr (!Star && kind_of<A>() == Kind::raw && std::is_same_v<V, A>) {
-                e.bytes().reserve(128 + r.count * sizeof(V));
-                begin_chunk<Star, F, V>(e, f_, r.count);
-                e.write_bytes(items_.data() + r.start, r.count * sizeof(V));
-            } else {
-                begin_chunk<Star, F, V>(e, f_, r.count);
-                for (std::size_t i = 0; i < r.count; ++i) encode_chunk_item<Star>(e, items_[r.start + i]);
-            }
+            begin_chunk<Star, F, V>(e, f_, r.count);
+            encode_chunk_items<Star>(e, std::span<const V>(items_.data() + r.start, r.count));
             std::vector<UniqueFd> none;
             slot.call = finish_owned_call(e, none);
         }

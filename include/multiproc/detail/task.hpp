@@ -330,6 +330,18 @@ void encode_chunk_item(Encoder& e, const V& v) {
         encode_arg(e, static_cast<const A&>(v));
 }
 
+/// Appends a chunk's items: one block when they travel as their own bytes.
+template <bool Star, class V>
+void encode_chunk_items(Encoder& e, std::span<const V> items) {
+    using A = chunk_item_t<V>;
+    if constexpr (!Star && kind_of<A>() == Kind::raw && std::is_same_v<V, A>) {
+        e.bytes().reserve(e.bytes().size() + items.size() * sizeof(V));
+        e.write_bytes(items.data(), items.size() * sizeof(V));
+    } else {
+        for (const auto& v : items) encode_chunk_item<Star>(e, v);
+    }
+}
+
 /// Checks at compile time that f can be mapped over V (callable.hpp's messages otherwise).
 template <bool Star, class F, class V>
 constexpr bool check_chunk() {
