@@ -271,7 +271,7 @@ BENCH_REGISTER(add_row({.name = "pool_apply_rtt",
                         .unit = "us",
                         .scale = 1e6,
                         .probe_iters = 2000,
-                        .goal = {}}));
+                        .goal = {"raw", Goal::at_most, 1.30}}));
 
 double mp_apply(const Run& run) {
     mp::Pool pool = make_pool();
@@ -406,7 +406,7 @@ BENCH_REGISTER(add_row({.name = "pool_imap_unordered",
                         .kind = Kind::throughput,
                         .unit = "tasks/s",
                         .probe_iters = 200'000,
-                        .goal = {}}));
+                        .goal = {"raw", Goal::at_least, 0.80}}));
 
 double mp_imap(const Run& run) {
     mp::Pool pool = make_pool();
