@@ -1,18 +1,21 @@
 // Listening and connecting stream sockets for Listener/Client: Unix paths (bound 0600),
-// Linux abstract names, and TCP over IPv4 and IPv6. Every descriptor is close-on-exec; EINTR is retried (an interrupted connect is
-// finished, not restarted).
+// Linux abstract names, and TCP over IPv4 and IPv6; and the bounded transfers of their
+// authentication handshake. Every descriptor is close-on-exec; EINTR is retried (an
+// interrupted connect is finished, not restarted).
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "multiproc/detail/fd.hpp"
 #include "multiproc/timeout.hpp"
+#include "sys/signals.hpp"
 
 namespace mp::sys {
 
@@ -45,8 +48,14 @@ detail::UniqueFd accept_on(int listener, SockAddr& peer);
 detail::UniqueFd connect_to(const SockAddr& a);
 /// The address a socket is bound to (getsockname).
 SockAddr local_address(int fd);
-/// Sets SO_RCVTIMEO and SO_SNDTIMEO (zero: none) so a stalled peer cannot hold a call forever.
-void set_io_timeout(int fd, std::chrono::milliseconds timeout);
+/// Sends every byte of iov (MSG_NOSIGNAL), waiting for room in the socket no later than
+/// `deadline` (no socket option is set); false when the deadline passed first. A closed peer is
+/// mp::EOFError. Waits are interruptible as poll_until's.
+[[nodiscard]] bool send_before(int fd, iovec* iov, int iovcnt, detail::Deadline deadline, Interruptible i);
+/// Waits (poll) until fd is readable, no later than `deadline`, then makes one recv of at most
+/// n bytes: the byte count, 0 at end of file (or reset); nullopt when the deadline passed first.
+[[nodiscard]] std::optional<std::size_t> recv_before(int fd, void* buf, std::size_t n, detail::Deadline deadline,
+                                                     Interruptible i);
 /// Makes a thread blocked in accept() on `listener` return (shutdown; it then fails EINVAL).
 void wake_accept(int listener) noexcept;
 /// Removes a file, ignoring a missing one.
