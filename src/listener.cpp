@@ -145,12 +145,12 @@ public:
         }
     }
 
-    // Sends what is queued; the peer must not have sent more than the handshake.
+    // Sends what is queued, unless the peer sent more than the handshake: then it is refused.
     void finish() {
-        flush();
         if (end_ > begin_)
             throw AuthenticationError("multiproc: authentication failed: the peer sent data before the "
                                       "handshake ended");
+        flush();
     }
 
 private:

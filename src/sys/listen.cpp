@@ -113,6 +113,9 @@ UniqueFd listen_on(const SockAddr& a, int backlog, const std::string& unix_path)
         if (a.family() != AF_UNIX) {
             const int one = 1;
             check(::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), "setsockopt(SO_REUSEADDR)");
+            // Set once here: Linux copies it to every accepted socket, which saves a system
+            // call per connection (tested: Listener.AcceptedTcpConnectionsSendWithoutDelay).
+            check(::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), "setsockopt(TCP_NODELAY)");
         }
         check(::bind(fd.get(), a.get(), a.len), "bind");
     }
@@ -125,12 +128,7 @@ UniqueFd accept_on(int listener, SockAddr& peer) {
     const int fd = check_retry(
         [&] { return ::accept4(listener, reinterpret_cast<sockaddr*>(&peer.storage), &peer.len, SOCK_CLOEXEC); },
         "accept4");
-    UniqueFd conn(fd);
-    if (peer.family() == AF_INET || peer.family() == AF_INET6) {
-        const int one = 1;
-        check(::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), "setsockopt(TCP_NODELAY)");
-    }
-    return conn;
+    return UniqueFd(fd);
 }
 
 UniqueFd connect_to(const SockAddr& a) {

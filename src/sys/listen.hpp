@@ -38,11 +38,13 @@ std::vector<SockAddr> tcp_addresses(const std::string& host, std::uint16_t port,
 /// The numeric host and port of an IPv4/IPv6 address.
 void numeric_host_port(const SockAddr& a, std::string& host, std::uint16_t& port);
 
-/// A listening socket bound to `a` with `backlog`. A Unix path is created with mode 0600
+/// A listening socket bound to `a` with `backlog` (TCP: SO_REUSEADDR, and TCP_NODELAY, which
+/// the sockets it accepts inherit). A Unix path is created with mode 0600
 /// (bound in a private directory, then moved into place, so it is never reachable with wider
 /// permissions) and an existing path is std::system_error(EADDRINUSE), as bind would say.
 detail::UniqueFd listen_on(const SockAddr& a, int backlog, const std::string& unix_path);
-/// accept4 (close-on-exec), EINTR retried; `peer` receives the peer's address.
+/// accept4 (close-on-exec; TCP_NODELAY comes from the listener), EINTR retried; `peer`
+/// receives the peer's address.
 detail::UniqueFd accept_on(int listener, SockAddr& peer);
 /// A stream socket connected to `a` (TCP_NODELAY on TCP), or std::system_error.
 detail::UniqueFd connect_to(const SockAddr& a);
