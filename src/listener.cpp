@@ -192,8 +192,9 @@ void handshake(Connection& c, const AuthOptions& auth, F&& exchange) {
     ch.queue(detail::kFailure);
     try {
         ch.flush();
-    } catch (const std::exception&) {
+    } catch (const ProcessError&) {
         // The peer is gone or stalled: the verdict is ours to throw all the same.
+    } catch (const std::system_error&) {
     }
     throw error;
 }
