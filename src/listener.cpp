@@ -1,6 +1,9 @@
 #include "multiproc/listener.hpp"
 
+#include <algorithm>
+#include <array>
 #include <charconv>
+#include <cstring>
 #include <mutex>
 #include <system_error>
 
@@ -75,79 +78,167 @@ Address address_of(const sys::SockAddr& s, const Address& fallback) {
     return fallback;
 }
 
-// Runs `exchange` with the handshake timeout on c's socket, so a peer that stalls mid-handshake
-// cannot hold the caller; every failure is an AuthenticationError and closes c.
+// The handshake's messages, framed as a Connection frames them (a 4-byte big-endian length,
+// then the bytes) but moved on the socket directly, so that the exchange costs few system calls
+// and sets no socket option (each system call and each wake-up is a large share of the time a
+// connection takes to set up):
+// - queued messages leave together in one sendmsg, when the channel must wait for the peer
+//   (or at the end): the server's verdict and its answer, the client's answer and challenge;
+// - one recv takes whatever has arrived, up to two messages. Before it is authenticated a peer
+//   sends at most two messages before it waits for us (our client sends its answer and its own
+//   challenge together), so a read never reaches past the handshake;
+// - the server reads the client's verdict, the last message, exactly (4 + 9 bytes), since the
+//   client's first message may follow it at once.
+// One deadline, AuthOptions::handshake_timeout from the start, covers the whole exchange.
+class Channel {
+public:
+    Channel(int fd, std::chrono::milliseconds timeout)
+        : fd_(fd), deadline_(timeout.count() > 0 ? detail::Deadline(Timeout(timeout)) : detail::Deadline::never()) {}
+
+    // Queues one message.
+    void queue(std::string_view message) {
+        unsigned char h[4];
+        const auto n = static_cast<std::uint32_t>(message.size());
+        for (int i = 0; i < 4; ++i) h[i] = static_cast<unsigned char>(n >> (24 - 8 * i));
+        out_.append(reinterpret_cast<const char*>(h), 4).append(message);
+    }
+
+    // Sends what is queued.
+    void flush() {
+        if (out_.empty()) return;
+        iovec iov{out_.data(), out_.size()};
+        if (!sys::send_before(fd_, &iov, 1, deadline_, sys::Interruptible::yes)) timed_out();
+        out_.clear();
+    }
+
+    // The next message, of at most max_len bytes, read no further than `read_ahead` bytes from
+    // its start (valid until the next call). Flushes the queue before it waits.
+    std::string_view next(std::size_t max_len = detail::kMaxHandshakeMessage, std::size_t read_ahead = kBuffer) {
+        std::memmove(in_.data(), in_.data() + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+        for (;;) {
+            if (end_ >= 4) {
+                const auto* h = reinterpret_cast<const unsigned char*>(in_.data());
+                const std::uint32_t n = std::uint32_t{h[0]} << 24 | std::uint32_t{h[1]} << 16 |
+                                        std::uint32_t{h[2]} << 8 | h[3];
+                if (n > max_len)
+                    throw AuthenticationError("multiproc: authentication failed: the peer sent a message of " +
+                                              std::to_string(static_cast<std::int32_t>(n)) +
+                                              " bytes during the handshake (at most " + std::to_string(max_len) + ")");
+                if (end_ >= 4 + n) {
+                    begin_ = 4 + n;
+                    return {in_.data() + 4, n};
+                }
+            }
+            flush();
+            const auto got = sys::recv_before(fd_, in_.data() + end_, std::min(read_ahead, kBuffer) - end_,
+                                              deadline_, sys::Interruptible::yes);
+            if (!got) timed_out();
+            if (*got == 0)
+                throw AuthenticationError("multiproc: authentication failed: the peer closed the connection "
+                                          "during the handshake");
+            end_ += *got;
+        }
+    }
+
+    // Sends what is queued, unless the peer sent more than the handshake: then it is refused.
+    void finish() {
+        if (end_ > begin_)
+            throw AuthenticationError("multiproc: authentication failed: the peer sent data before the "
+                                      "handshake ended");
+        flush();
+    }
+
+private:
+    static constexpr std::size_t kBuffer = 2 * (4 + detail::kMaxHandshakeMessage);
+
+    [[noreturn]] static void timed_out() {
+        throw AuthenticationError("multiproc: authentication failed: the peer did not complete the handshake in time");
+    }
+
+    int fd_;
+    detail::Deadline deadline_;
+    std::string out_;
+    std::array<char, kBuffer> in_{};
+    std::size_t begin_ = 0, end_ = 0;
+};
+
+// Runs `exchange` over a Channel on c's socket; every failure is an AuthenticationError and
+// closes c, so nothing more is read from that peer.
 template <class F>
 void handshake(Connection& c, const AuthOptions& auth, F&& exchange) {
     const int fd = c.fileno();
     try {
-        sys::set_io_timeout(fd, auth.handshake_timeout);
-        exchange();
-        sys::set_io_timeout(fd, std::chrono::milliseconds(0));
+        if (!c.readable() || !c.writable())
+            throw UsageError("multiproc: authentication needs a connection that both reads and writes");
+        Channel ch(fd, auth.handshake_timeout);
+        exchange(ch);
+        ch.finish();
     } catch (const AuthenticationError&) {
         c.close();
         throw;
-    } catch (const std::system_error& e) {
-        c.close();
-        const bool timed_out = e.code().value() == EAGAIN || e.code().value() == EWOULDBLOCK;
-        throw AuthenticationError(std::string("multiproc: authentication failed: ") +
-                                  (timed_out ? "the peer did not complete the handshake in time"
-                                             : e.what()));
     } catch (const std::exception& e) {
         c.close();
         throw AuthenticationError(std::string("multiproc: authentication failed: ") + e.what());
     }
 }
 
-std::string recv_handshake_message(Connection& c) {
-    const auto b = c.recv_bytes(detail::kMaxHandshakeMessage);
-    return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+// Tells the peer it failed (if it still listens), then throws `error`.
+[[noreturn]] void refuse(Channel& ch, const AuthenticationError& error) {
+    ch.queue(detail::kFailure);
+    try {
+        ch.flush();
+    } catch (const ProcessError&) {
+        // The peer is gone or stalled: the verdict is ours to throw all the same.
+    } catch (const std::system_error&) {
+    }
+    throw error;
 }
 
 // Python's deliver_challenge, from after the challenge was sent.
-void check_response(Connection& c, std::string_view key, const std::string& message) {
-    const std::string response = recv_handshake_message(c);
+void check_response(Channel& ch, std::string_view key, const std::string& message) {
+    const std::string_view response = ch.next();
     bool ok = false;
     try {
         ok = detail::response_is_valid(key, message, response);
-    } catch (const AuthenticationError&) {
-        c.send_bytes(detail::kFailure);
-        throw;
+    } catch (const AuthenticationError& e) {
+        refuse(ch, e);
     }
-    if (!ok) {
-        c.send_bytes(detail::kFailure);
-        throw AuthenticationError("multiproc: authentication failed: the digest received was wrong");
-    }
-    c.send_bytes(detail::kWelcome);
+    if (!ok) refuse(ch, AuthenticationError("multiproc: authentication failed: the digest received was wrong"));
+    ch.queue(detail::kWelcome);
 }
 
-// Sends a fresh challenge; returns it for check_response.
-std::string send_challenge(Connection& c, AuthDigest digest) {
+// Queues a fresh challenge; returns it for check_response.
+std::string send_challenge(Channel& ch, AuthDigest digest) {
     std::string message = detail::make_challenge(digest);
-    c.send_bytes(std::string(detail::kChallenge) + message);
+    ch.queue(std::string(detail::kChallenge) + message);
     return message;
 }
 
 // Python's answer_challenge, up to (not including) reading the verdict.
-void answer(Connection& c, std::string_view key) {
-    const std::string message = recv_handshake_message(c);
-    if (message.compare(0, detail::kChallenge.size(), detail::kChallenge) != 0)
+void answer(Channel& ch, std::string_view key) {
+    const std::string_view message = ch.next();
+    if (message.substr(0, detail::kChallenge.size()) != detail::kChallenge)
         throw AuthenticationError("multiproc: authentication failed: protocol error, expected a challenge");
-    c.send_bytes(detail::respond_to_challenge(key, std::string_view(message).substr(detail::kChallenge.size())));
+    ch.queue(detail::respond_to_challenge(key, message.substr(detail::kChallenge.size())));
 }
 
-void expect_welcome(Connection& c) {
-    if (recv_handshake_message(c) != detail::kWelcome)
+// `last`: the verdict ends the peer's part of the handshake, and what follows it is not ours.
+void expect_welcome(Channel& ch, bool last) {
+    const std::string_view verdict =
+        last ? ch.next(detail::kWelcome.size(), 4 + detail::kWelcome.size()) : ch.next();
+    if (verdict != detail::kWelcome)
         throw AuthenticationError("multiproc: authentication failed: the digest sent was rejected");
 }
 
 }  // namespace
 
 void authenticate_server(Connection& c, std::string_view authkey, AuthOptions auth) {
-    handshake(c, auth, [&] {
-        check_response(c, authkey, send_challenge(c, auth.digest));
-        answer(c, authkey);
-        expect_welcome(c);
+    handshake(c, auth, [&](Channel& ch) {
+        check_response(ch, authkey, send_challenge(ch, auth.digest));
+        answer(ch, authkey);
+        expect_welcome(ch, true);
     });
 }
 
@@ -155,11 +246,11 @@ void authenticate_client(Connection& c, std::string_view authkey, AuthOptions au
     // Our challenge goes out right behind our answer, before the server's verdict: the server
     // reads it next anyway (Python's Listener too), and it saves two one-way trips, a third of
     // the handshake's wake-ups. A server that refuses our answer never reads it.
-    handshake(c, auth, [&] {
-        answer(c, authkey);
-        const std::string ours = send_challenge(c, auth.digest);
-        expect_welcome(c);
-        check_response(c, authkey, ours);
+    handshake(c, auth, [&](Channel& ch) {
+        answer(ch, authkey);
+        const std::string ours = send_challenge(ch, auth.digest);
+        expect_welcome(ch, false);
+        check_response(ch, authkey, ours);
     });
 }
 

@@ -4,8 +4,11 @@
 #include "multiproc/listener.hpp"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "auth.hpp"
 #include "helpers/raw_child.hpp"
 #include "helpers/start_method_test.hpp"
 #include "multiproc/errors.hpp"
@@ -189,6 +193,55 @@ TEST(Listener, AStalledHandshakeTimesOut) {
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s);  // not forever
 }
 
+// A client that sends its verdict on the server's answer before that answer came, with its
+// first message behind it, has not checked the server: refused, and its message never read
+// as if it came from an authenticated peer.
+TEST(Listener, APeerThatSendsBeforeTheHandshakeEndsIsRefused) {
+    mp::Listener l(mp::Address::tcp("127.0.0.1", 0), 4, "key");
+    std::thread t([&] {
+        mp::Connection raw = mp::Client(l.address());  // no key: plays the handshake by hand
+        const std::string challenge = text(raw.recv_bytes());
+        const std::string answer =
+            mp::detail::respond_to_challenge("key", std::string_view(challenge).substr(mp::detail::kChallenge.size()));
+        std::string stream;
+        for (const std::string& m : {answer, std::string(mp::detail::kChallenge) + mp::detail::make_challenge({}),
+                                     std::string(mp::detail::kWelcome), std::string("early data")}) {
+            const auto n = static_cast<std::uint32_t>(m.size());
+            stream += {static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8), static_cast<char>(n)};
+            stream += m;
+        }
+        ASSERT_EQ(::write(raw.fileno(), stream.data(), stream.size()), static_cast<ssize_t>(stream.size()));
+        EXPECT_THROW(static_cast<void>(raw.recv_bytes()), mp::EOFError);  // closed, no verdict
+    });
+    try {
+        static_cast<void>(l.accept());
+        ADD_FAILURE() << "a client that did not wait for the server's answer was accepted";
+    } catch (const mp::AuthenticationError& e) {
+        EXPECT_NE(std::string(e.what()).find("before the handshake ended"), std::string::npos) << e.what();
+    }
+    t.join();
+}
+
+// The Listener sets TCP_NODELAY once and its connections inherit it (a small message is sent
+// at once, not held back for an acknowledgement); the Client's side sets its own.
+TEST(Listener, AcceptedTcpConnectionsSendWithoutDelay) {
+    auto nodelay = [](const mp::Connection& c) {
+        int v = 0;
+        socklen_t len = sizeof v;
+        EXPECT_EQ(::getsockopt(c.fileno(), IPPROTO_TCP, TCP_NODELAY, &v, &len), 0);
+        return v != 0;
+    };
+    for (const char* host : {"127.0.0.1", "::1"}) {
+        mp::Listener l(mp::Address::tcp(host, 0), 4, "key");
+        mp::Connection client;
+        std::thread t([&] { client = mp::Client(l.address(), "key"); });
+        mp::Connection server = l.accept();
+        t.join();
+        EXPECT_TRUE(nodelay(server)) << host;
+        EXPECT_TRUE(nodelay(client)) << host;
+    }
+}
+
 TEST(Listener, DescriptorsCannotCrossTcp) {
     mp::Listener l(mp::Address::tcp("127.0.0.1", 0));
     mp::Connection c = mp::Client(l.address());
@@ -347,6 +400,23 @@ TEST_P(ListenerP, ChildrenInheritTheAuthkey) {
     EXPECT_EQ(in.recv<std::string>(), "per-process key");
     EXPECT_EQ(in.recv<std::string>(), "per-process key");
     join_ok(own);
+}
+
+// Challenges come from a per-process buffer of random bytes: a child must not hand out the
+// bytes its parent had buffered (a forked child gets a wiped buffer), under every start method.
+void report_challenge(mp::Connection out) { out.send(mp::detail::make_challenge(mp::AuthDigest::sha256)); }
+
+TEST_P(ListenerP, ChildrenMakeTheirOwnChallenges) {
+    const std::string before = mp::detail::make_challenge(mp::AuthDigest::sha256);  // fills the buffer
+    auto [in, out] = mp::Pipe(false);
+    auto p = start(report_challenge, out);
+    const std::string child = in.recv<std::string>();
+    join_ok(p);
+    const std::string after = mp::detail::make_challenge(mp::AuthDigest::sha256);
+    EXPECT_EQ(child.size(), before.size());
+    EXPECT_NE(child, after);
+    EXPECT_NE(child, before);
+    EXPECT_NE(before, after);
 }
 
 TEST_P(ListenerP, ChildAuthenticatesWithTheInheritedKey) {

@@ -1,18 +1,21 @@
 // Listening and connecting stream sockets for Listener/Client: Unix paths (bound 0600),
-// Linux abstract names, and TCP over IPv4 and IPv6. Every descriptor is close-on-exec; EINTR is retried (an interrupted connect is
-// finished, not restarted).
+// Linux abstract names, and TCP over IPv4 and IPv6; and the bounded transfers of their
+// authentication handshake. Every descriptor is close-on-exec; EINTR is retried (an
+// interrupted connect is finished, not restarted).
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "multiproc/detail/fd.hpp"
 #include "multiproc/timeout.hpp"
+#include "sys/signals.hpp"
 
 namespace mp::sys {
 
@@ -37,18 +40,26 @@ std::vector<SockAddr> tcp_addresses(const std::string& host, std::uint16_t port,
 /// The numeric host and port of an IPv4/IPv6 address.
 void numeric_host_port(const SockAddr& a, std::string& host, std::uint16_t& port);
 
-/// A listening socket bound to `a` with `backlog`. A Unix path is created with mode 0600
+/// A listening socket bound to `a` with `backlog` (TCP: SO_REUSEADDR, and TCP_NODELAY, which
+/// the sockets it accepts inherit). A Unix path is created with mode 0600
 /// (bound in a private directory, then moved into place, so it is never reachable with wider
 /// permissions) and an existing path is std::system_error(EADDRINUSE), as bind would say.
 detail::UniqueFd listen_on(const SockAddr& a, int backlog, const std::string& unix_path);
-/// accept4 (close-on-exec), EINTR retried; `peer` receives the peer's address.
+/// accept4 (close-on-exec; TCP_NODELAY comes from the listener), EINTR retried; `peer`
+/// receives the peer's address.
 detail::UniqueFd accept_on(int listener, SockAddr& peer);
 /// A stream socket connected to `a` (TCP_NODELAY on TCP), or std::system_error.
 detail::UniqueFd connect_to(const SockAddr& a);
 /// The address a socket is bound to (getsockname).
 SockAddr local_address(int fd);
-/// Sets SO_RCVTIMEO and SO_SNDTIMEO (zero: none) so a stalled peer cannot hold a call forever.
-void set_io_timeout(int fd, std::chrono::milliseconds timeout);
+/// Sends every byte of iov (MSG_NOSIGNAL), waiting for room in the socket no later than
+/// `deadline` (no socket option is set); false when the deadline passed first. A closed peer is
+/// mp::EOFError. Waits are interruptible as poll_until's.
+[[nodiscard]] bool send_before(int fd, iovec* iov, int iovcnt, detail::Deadline deadline, Interruptible i);
+/// Waits (poll) until fd is readable, no later than `deadline`, then makes one recv of at most
+/// n bytes: the byte count, 0 at end of file (or reset); nullopt when the deadline passed first.
+[[nodiscard]] std::optional<std::size_t> recv_before(int fd, void* buf, std::size_t n, detail::Deadline deadline,
+                                                     Interruptible i);
 /// Makes a thread blocked in accept() on `listener` return (shutdown; it then fails EINVAL).
 void wake_accept(int listener) noexcept;
 /// Removes a file, ignoring a missing one.
