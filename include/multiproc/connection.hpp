@@ -109,9 +109,7 @@ public:
         detail::ReceivedFrame f = recv_frame_();
         Decoder d(f.bytes, f.fds);
         if (f.refuse_code) d.refuse_code();
-        T v = detail::decode_value<T>(d);
-        d.finish();
-        return v;
+        return detail::decode_rest<T>(d);
     }
 
     /// Sends buf[offset, offset + size) as one message (size defaults to the rest of buf).

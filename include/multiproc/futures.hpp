@@ -62,6 +62,7 @@
 #include "multiproc/detail/imap.hpp"
 #include "multiproc/detail/initializer.hpp"
 #include "multiproc/detail/map_source.hpp"
+#include "multiproc/detail/pull_iterator.hpp"
 #include "multiproc/detail/result_state.hpp"
 #include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task.hpp"
@@ -214,26 +215,7 @@ template <class Fut>
 class AsCompleted {
 public:
     /// Input iterator over the futures (each ++ may block, or throw mp::TimeoutError).
-    class iterator {
-    public:
-        using value_type = Fut;
-        using difference_type = std::ptrdiff_t;
-        iterator() = default;
-        explicit iterator(AsCompleted* owner) : owner_(owner) { advance(); }
-        Fut& operator*() const { return *owner_->futures_[*cur_]; }
-        Fut* operator->() const { return owner_->futures_[*cur_]; }
-        iterator& operator++() {
-            advance();
-            return *this;
-        }
-        void operator++(int) { advance(); }
-        friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return !it.cur_; }
-
-    private:
-        void advance() { cur_ = owner_->order_->next(); }
-        AsCompleted* owner_ = nullptr;
-        std::optional<std::size_t> cur_;
-    };
+    using iterator = detail::PullIterator<AsCompleted, Fut>;
 
     /// Starts the iteration (waits for the first completed future).
     iterator begin() { return iterator(this); }
@@ -244,6 +226,11 @@ public:
         : futures_(std::move(futures)), order_(std::make_unique<detail::CompletionOrder>(states(futures_), timeout)) {}
 
 private:
+    friend iterator;
+    Fut* pull() {
+        const auto i = order_->next();
+        return i ? futures_[*i] : nullptr;
+    }
     static std::vector<detail::ResultStateBase*> states(const std::vector<Fut*>& fs) {
         std::vector<detail::ResultStateBase*> s;
         s.reserve(fs.size());

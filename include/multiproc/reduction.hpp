@@ -77,9 +77,7 @@ std::vector<std::byte> dumps(const T& value) {
 template <class T>
 T loads(std::span<const std::byte> bytes, std::span<detail::UniqueFd> fds = {}) {
     Decoder d(bytes, fds);
-    T v = detail::decode_value<T>(d);
-    d.finish();
-    return v;
+    return detail::decode_rest<T>(d);
 }
 
 }  // namespace mp

@@ -220,4 +220,17 @@ void decode_into(Decoder& d, T& v) {
 }
 
 
+/// Decodes the rest of d as one R (void: nothing), every byte belonging to it (else
+/// mp::DecodeError): a whole message, a reply, a task result.
+template <class R>
+R decode_rest(Decoder& d) {
+    if constexpr (std::is_void_v<R>) {
+        d.finish();
+    } else {
+        R r = decode_value<R>(d);
+        d.finish();
+        return r;
+    }
+}
+
 }  // namespace mp::detail

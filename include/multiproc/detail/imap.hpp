@@ -20,6 +20,7 @@
 
 #include "multiproc/detail/engine.hpp"
 #include "multiproc/detail/map_source.hpp"
+#include "multiproc/detail/pull_iterator.hpp"
 #include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task.hpp"
 #include "multiproc/errors.hpp"
@@ -376,26 +377,7 @@ public:
     }
 
     /// Input iterator over the results (each ++ may block; it rethrows an item's exception).
-    class iterator {
-    public:
-        using value_type = Stored;
-        using difference_type = std::ptrdiff_t;
-        iterator() = default;
-        explicit iterator(IMapIterator* owner) : owner_(owner) { advance(); }
-        Stored& operator*() const { return *cur_; }
-        Stored* operator->() const { return cur_; }
-        iterator& operator++() {
-            advance();
-            return *this;
-        }
-        void operator++(int) { advance(); }
-        friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return !it.cur_; }
-
-    private:
-        void advance() { cur_ = owner_->step(forever); }
-        IMapIterator* owner_ = nullptr;
-        Stored* cur_ = nullptr;  // in the owner's buffer until the next step
-    };
+    using iterator = detail::PullIterator<IMapIterator, Stored>;
     /// Starts the iteration (fetches the first result).
     iterator begin() { return iterator(this); }
     /// The end.
@@ -405,6 +387,8 @@ public:
     explicit IMapIterator(std::shared_ptr<Src> src) : src_(stream(std::move(src))) {}
 
 private:
+    friend iterator;
+    Stored* pull() { return step(forever); }  // in this iterator's buffer until the next step
     template <class Src>
     static std::shared_ptr<detail::ResultStream<R>> stream(std::shared_ptr<Src> src) {
         if constexpr (std::is_base_of_v<detail::ResultStream<R>, Src>) return src;

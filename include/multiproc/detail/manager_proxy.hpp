@@ -42,13 +42,7 @@ struct ManagerReply {
     R get() const {
         Decoder d(std::span<const std::byte>(bytes).subspan(offset));
         d.refuse_code();
-        if constexpr (std::is_void_v<R>) {
-            d.finish();
-        } else {
-            R r = decode_value<R>(d);
-            d.finish();
-            return r;
-        }
+        return decode_rest<R>(d);
     }
 };
 

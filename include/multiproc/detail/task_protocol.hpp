@@ -128,13 +128,7 @@ template <class R>
 R decode_task_result(std::span<const std::byte> bytes, std::span<UniqueFd> fds = {}) {
     Decoder d(bytes, fds);
     read_task_status(d);
-    if constexpr (std::is_void_v<R>) {
-        d.finish();
-    } else {
-        R r = decode_value<R>(d);
-        d.finish();
-        return r;
-    }
+    return decode_rest<R>(d);
 }
 
 }  // namespace mp::detail
