@@ -8,8 +8,6 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
-#include <functional>
-#include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>

@@ -30,7 +30,6 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
-#include <iterator>
 #include <memory>
 #include <span>
 #include <tuple>
@@ -41,6 +40,7 @@
 #include "multiproc/callable.hpp"
 #include "multiproc/detail/engine.hpp"
 #include "multiproc/detail/fd.hpp"
+#include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/reduction.hpp"
 
@@ -209,13 +209,13 @@ decltype(auto) apply_item(F& f, A& a) {
     if constexpr (Star) {
         return std::apply([&](auto&... xs) -> decltype(auto) {
             if constexpr (std::is_invocable_v<F&, decltype(std::move(xs))...>)
-                return std::invoke(f, std::move(xs)...);
+                return detail::invoke(f, std::move(xs)...);
             else
-                return std::invoke(f, xs...);
+                return detail::invoke(f, xs...);
         }, a);
     } else {
-        if constexpr (std::is_invocable_v<F&, A&&>) return std::invoke(f, std::move(a));
-        else return std::invoke(f, a);
+        if constexpr (std::is_invocable_v<F&, A&&>) return detail::invoke(f, std::move(a));
+        else return detail::invoke(f, a);
     }
 }
 
