@@ -2,7 +2,7 @@
 """Measures what including multiproc costs a user's compile.
 
     python3 bench/compile_time.py [--runs 7] [--compiler c++] [--build-dir build/default]
-                                  [--include-dir include] [--per-header]
+                                  [--include-dir include] [--per-header] [--before DIR]
 
 Compiles small programs against the source tree's include/ directory with the flags the
 library itself is built with (read from the build directory's compile_commands.json when there
@@ -17,7 +17,9 @@ Runs are interleaved (baseline, umbrella, pool_map, baseline, ...) so that load 
 processes falls on all of them alike. Both the wall time and the CPU time (user + system) of
 the compiler are given: on a machine busy with other work the CPU time is the steadier figure. --per-header adds one row per public header (a program
 including only it), to see which header costs what. --include-dir measures another tree's
-headers (a checkout of an older commit, for a before/after in one sitting).
+headers (a checkout of an older commit, for a before/after in one sitting). --before DIR adds
+a `before` row of each program compiled against DIR's headers, interleaved with the others: the
+fairest before/after on a machine whose load changes from one minute to the next.
 """
 
 import argparse
@@ -82,11 +84,11 @@ def library_flags(build_dir):
 INCLUDE = os.path.join(ROOT, "include")
 
 
-def compile_once(cxx, flags, src, out):
+def compile_once(cxx, flags, src, out, include):
     """Wall time and CPU time (user + system, of the compiler and its children) of one compile."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([cxx, *flags, "-I", INCLUDE, "-c", src, "-o", out],
+    subprocess.run([cxx, *flags, "-I", include, "-c", src, "-o", out],
                    check=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -94,8 +96,8 @@ def compile_once(cxx, flags, src, out):
     return wall, cpu
 
 
-def preprocessed_lines(cxx, flags, src):
-    out = subprocess.run([cxx, *flags, "-I", INCLUDE, "-E", src],
+def preprocessed_lines(cxx, flags, src, include):
+    out = subprocess.run([cxx, *flags, "-I", include, "-E", src],
                          check=True, capture_output=True, text=True).stdout
     return out.count("\n")
 
@@ -107,6 +109,7 @@ def main():
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build", "default"))
     ap.add_argument("--include-dir", default=os.path.join(ROOT, "include"))
     ap.add_argument("--per-header", action="store_true")
+    ap.add_argument("--before", help="another include directory: adds a 'before' row of each program")
     args = ap.parse_args()
     global INCLUDE
     INCLUDE = os.path.abspath(args.include_dir)
@@ -119,10 +122,15 @@ def main():
             if h.endswith(".hpp"):
                 programs[h] = "#include <multiproc/%s>\nint main() { return 0; }\n" % h
 
+    includes = {name: INCLUDE for name in programs}
+    if args.before:
+        for name in list(PROGRAMS)[1:]:
+            programs[name + " before"] = PROGRAMS[name]
+            includes[name + " before"] = os.path.abspath(args.before)
     with tempfile.TemporaryDirectory() as tmp:
         srcs = {}
         for name, text in programs.items():
-            srcs[name] = os.path.join(tmp, name.replace(".", "_") + ".cpp")
+            srcs[name] = os.path.join(tmp, name.replace(".", "_").replace(" ", "_") + ".cpp")
             with open(srcs[name], "w") as f:
                 f.write(text)
         obj = os.path.join(tmp, "out.o")
@@ -130,10 +138,10 @@ def main():
         cpu = {name: [] for name in programs}
         for _ in range(args.runs):
             for name in programs:
-                w, c = compile_once(args.compiler, flags, srcs[name], obj)
+                w, c = compile_once(args.compiler, flags, srcs[name], obj, includes[name])
                 wall[name].append(w)
                 cpu[name].append(c)
-        lines = {name: preprocessed_lines(args.compiler, flags, srcs[name]) for name in programs}
+        lines = {name: preprocessed_lines(args.compiler, flags, srcs[name], includes[name]) for name in programs}
 
     print("compiler: %s %s -I %s" % (args.compiler, " ".join(flags), INCLUDE))
     print("medians of %d runs, in seconds (load average %.1f)" % (args.runs, os.getloadavg()[0]))

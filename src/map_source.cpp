@@ -1,6 +1,7 @@
 // The type-independent half of the ordered map sources (Pool::map, ProcessPoolExecutor::map,
 // parallel_map): item states, errors, deaths, cancellation and the waits, compiled once here
-// rather than in every program for every function and item type.
+// rather than in every program for every function and item type; also ChunkedSourceBase's chunk
+// bookkeeping (remember, forget), shared with the imap sources.
 #include "multiproc/detail/map_source.hpp"
 
 #include <cstring>
@@ -18,6 +19,33 @@ Deadline earlier(Deadline a, Deadline b) {
 }
 
 }  // namespace
+
+std::uint64_t ChunkedSourceBase::remember(Range r) {
+    const std::uint64_t tag = next_tag_++;
+    live_.emplace_back(tag, r);
+    return tag;
+}
+
+ChunkedSourceBase::Range ChunkedSourceBase::forget(std::uint64_t tag) {
+    for (auto it = live_.begin(); it != live_.end(); ++it) {
+        if (it->first == tag) {
+            Range r = it->second;
+            *it = live_.back();
+            live_.pop_back();
+            return r;
+        }
+    }
+    return {0, 0};
+}
+
+void OrderedMapCore::add_error(Errors& errs, std::size_t i, std::exception_ptr e) {
+    errs.emplace_back(i, std::move(e));
+}
+
+void OrderedMapCore::fail_all(Errors& errs, Range r, const std::exception_ptr& e) {
+    errs.clear();
+    for (std::size_t i = 0; i < r.count; ++i) errs.emplace_back(r.start + i, e);
+}
 
 OrderedMapCore::OrderedMapCore(std::size_t size, std::size_t chunksize, bool per_item, Engine& engine,
                                bool stop_on_error, Deadline deadline)
@@ -58,7 +86,7 @@ ChunkedSourceBase::Range OrderedMapCore::take_range(std::uint64_t tag) {
 void OrderedMapCore::fail(std::uint64_t tag, std::exception_ptr e) {
     const Range r = take_range(tag);
     Errors errs;
-    for (std::size_t i = 0; i < r.count; ++i) errs.emplace_back(r.start + i, e);
+    fail_all(errs, r, e);
     settle(r, errs);
 }
 

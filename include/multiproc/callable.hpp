@@ -48,7 +48,6 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -60,6 +59,7 @@
 #include <vector>
 
 #include "multiproc/detail/fd.hpp"
+#include "multiproc/detail/std_parts.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/reduction.hpp"
 
@@ -303,11 +303,11 @@ template <class W> using lvalue_form_t = decltype(arg_wire<W>::lvalue_form(std::
 template <class F, class... W, std::size_t... I>
 decltype(auto) invoke_stored(F& f, std::tuple<W...>& args, std::index_sequence<I...>) {
     if constexpr ((arg_wire<W>::has_span_form || ...) && std::is_invocable_v<F&, span_form_t<W>...>)
-        return std::invoke(f, arg_wire<W>::span_form(std::get<I>(args))...);
+        return detail::invoke(f, arg_wire<W>::span_form(std::get<I>(args))...);
     else if constexpr (std::is_invocable_v<F&, rvalue_form_t<W>...>)
-        return std::invoke(f, arg_wire<W>::rvalue_form(std::get<I>(args))...);
+        return detail::invoke(f, arg_wire<W>::rvalue_form(std::get<I>(args))...);
     else
-        return std::invoke(f, arg_wire<W>::lvalue_form(std::get<I>(args))...);
+        return detail::invoke(f, arg_wire<W>::lvalue_form(std::get<I>(args))...);
 }
 
 /// A thunk's Finish policy for a call whose result nobody reads (a Process's target): `out`

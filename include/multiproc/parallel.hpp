@@ -40,7 +40,6 @@
 
 #include <cstddef>
 #include <exception>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -122,10 +121,10 @@ auto run_in_place(const F& f, std::vector<V>& items, bool progress) {
     if (progress) bar.emplace(items.size());
     for (std::size_t i = 0; i < items.size(); ++i) {
         if constexpr (std::is_void_v<R>) {
-            std::invoke(f, items[i]);
+            detail::invoke(f, items[i]);
             out.emplace_back();
         } else {
-            out.push_back(static_cast<R>(std::invoke(f, items[i])));
+            out.push_back(static_cast<R>(detail::invoke(f, items[i])));
         }
         if (bar) bar->update(i + 1);
     }

@@ -36,7 +36,6 @@
 
 #include <sys/types.h>
 
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +46,7 @@
 
 #include "multiproc/callable.hpp"
 #include "multiproc/detail/context.hpp"
+#include "multiproc/detail/std_parts.hpp"
 #include "multiproc/timeout.hpp"
 
 namespace mp {
@@ -73,7 +73,7 @@ class TargetCallImpl final : public TargetCall {
     template <class G, class T>
     TargetCallImpl(G&& f, T&& args) : f_(std::forward<G>(f)), args_(std::forward<T>(args)) {}
     void invoke() override {
-        std::apply([this](auto&... a) { static_cast<void>(std::invoke(f_, a...)); }, args_);
+        std::apply([this](auto&... a) { static_cast<void>(detail::invoke(f_, a...)); }, args_);
     }
     CallPackage package() const override {
         return std::apply([this](const auto&... a) { return package_call(f_, a...); }, args_);

@@ -39,7 +39,6 @@
 #include <atomic>
 #include <cstdint>
 #include <cstddef>
-#include <functional>
 #include <type_traits>
 
 #include "multiproc/detail/arena.hpp"

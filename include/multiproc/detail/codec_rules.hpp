@@ -8,7 +8,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <iterator>
 #include <memory>
 #include <tuple>
 #include <type_traits>
@@ -17,6 +16,7 @@
 
 #include "multiproc/detail/archive.hpp"
 #include "multiproc/detail/codec_traits.hpp"
+#include "multiproc/detail/std_parts.hpp"
 #include "multiproc/errors.hpp"
 
 namespace mp::detail {

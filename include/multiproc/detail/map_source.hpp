@@ -26,7 +26,6 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -67,22 +66,11 @@ protected:
     // mutable: exhausted() (const, on the engine thread) reads what a consumer's cancel changes.
     mutable std::mutex m_;
 
-    std::uint64_t remember(Range r) {
-        const std::uint64_t tag = next_tag_++;
-        live_.emplace_back(tag, r);
-        return tag;
-    }
-    Range forget(std::uint64_t tag) {
-        for (auto it = live_.begin(); it != live_.end(); ++it) {
-            if (it->first == tag) {
-                Range r = it->second;
-                *it = live_.back();
-                live_.pop_back();
-                return r;
-            }
-        }
-        return {0, 0};
-    }
+    // Out of line (src/map_source.cpp): a source does not instantiate live_'s growth.
+    /// A new tag for a chunk of range r in flight.
+    std::uint64_t remember(Range r);
+    /// The range of a finished chunk, no longer in flight ({0, 0} for an unknown tag).
+    Range forget(std::uint64_t tag);
 };
 
 /// True when items of type V go one per task (so that large ones can use shared memory).
@@ -143,6 +131,10 @@ protected:
                    Deadline deadline);
 
     using Errors = std::vector<std::pair<std::size_t, std::exception_ptr>>;
+    /// Item i failed with e (out of line: a map does not instantiate the vector's growth).
+    static void add_error(Errors& errs, std::size_t i, std::exception_ptr e);
+    /// Every item of r failed with e (replaces what errs held).
+    static void fail_all(Errors& errs, Range r, const std::exception_ptr& e);
     /// Under m_: the next range of items to send (a resend first), false when there is none.
     bool next_range(std::size_t hint, Range& r);
     /// The range of a finished task (takes m_).
@@ -219,7 +211,7 @@ public:
                 if constexpr (std::is_void_v<R>) decode_task_result<void>(bytes, fds);
                 else results_[r.start] = decode_task_result<R>(bytes, fds);
             } catch (...) {
-                errs.emplace_back(r.start, std::current_exception());
+                add_error(errs, r.start, std::current_exception());
             }
         } else {
             Stored* dest = nullptr;
@@ -231,10 +223,9 @@ public:
                         if constexpr (!std::is_void_v<R>) results_[r.start + i] = std::move(v...);
                         else static_cast<void>(i);
                     },
-                    [&](std::size_t i, std::exception_ptr ex) { errs.emplace_back(r.start + i, std::move(ex)); });
+                    [&](std::size_t i, std::exception_ptr ex) { add_error(errs, r.start + i, std::move(ex)); });
             } catch (...) {
-                errs.clear();
-                for (std::size_t i = 0; i < r.count; ++i) errs.emplace_back(r.start + i, std::current_exception());
+                fail_all(errs, r, std::current_exception());
             }
         }
         settle(r, errs);

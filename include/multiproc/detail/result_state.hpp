@@ -16,7 +16,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -27,6 +26,7 @@
 
 #include "multiproc/detail/engine.hpp"
 #include "multiproc/detail/fd.hpp"
+#include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task.hpp"
 #include "multiproc/timeout.hpp"
 

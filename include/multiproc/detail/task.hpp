@@ -30,7 +30,6 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
-#include <iterator>
 #include <memory>
 #include <span>
 #include <tuple>
@@ -41,6 +40,7 @@
 #include "multiproc/callable.hpp"
 #include "multiproc/detail/engine.hpp"
 #include "multiproc/detail/fd.hpp"
+#include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/reduction.hpp"
 
@@ -190,6 +190,31 @@ OwnedCall package_pool_task(const F& f, const Args&... args) {
 
 // --- chunks of map / starmap -----------------------------------------------------------------
 
+/// The failed items of a chunk whose result is raw or void (package_chunk's error list): the
+/// worker adds them while the items run and writes the list after the values; the parent reads
+/// it back. Out of line (src/task_chunk_failures.cpp), so that a map does not instantiate it.
+class ChunkFailures {
+public:
+    /// Item i (of the chunk) failed with e.
+    void add(std::size_t i, std::exception_ptr e);
+    /// Appends the list: u64 nerr | nerr x (u64 index, exception).
+    void write(Encoder& out) const;
+    /// Reads the list of a chunk of n items and finishes `in` (DecodeError for an index out of
+    /// range); with by_item, failed(i) answers for every i < n.
+    void read(Decoder& in, std::size_t n, bool by_item);
+    /// After read(in, n, true): whether item i failed.
+    [[nodiscard]] bool failed(std::size_t i) const { return failed_[i]; }
+    /// Hands every failure to on_error(i, exception_ptr), in the order they were added.
+    template <class OnError>
+    void each(OnError& on_error) {
+        for (auto& [i, e] : list_) on_error(i, std::move(e));
+    }
+
+private:
+    std::vector<std::pair<std::size_t, std::exception_ptr>> list_;
+    std::vector<bool> failed_;
+};
+
 template <bool Star, class F, class A>
 struct chunk_traits;
 template <class F, class A>
@@ -209,13 +234,13 @@ decltype(auto) apply_item(F& f, A& a) {
     if constexpr (Star) {
         return std::apply([&](auto&... xs) -> decltype(auto) {
             if constexpr (std::is_invocable_v<F&, decltype(std::move(xs))...>)
-                return std::invoke(f, std::move(xs)...);
+                return detail::invoke(f, std::move(xs)...);
             else
-                return std::invoke(f, xs...);
+                return detail::invoke(f, xs...);
         }, a);
     } else {
-        if constexpr (std::is_invocable_v<F&, A&&>) return std::invoke(f, std::move(a));
-        else return std::invoke(f, a);
+        if constexpr (std::is_invocable_v<F&, A&&>) return detail::invoke(f, std::move(a));
+        else return detail::invoke(f, a);
     }
 }
 
@@ -254,7 +279,7 @@ void chunk_thunk(Decoder& in, Encoder* out) {
         }
     };
     if constexpr (std::is_void_v<R> || raw_result_v<R>) {
-        std::vector<std::pair<std::uint64_t, std::exception_ptr>> errors;
+        ChunkFailures failures;
         std::size_t base = 0;
         if constexpr (!std::is_void_v<R>) {
             base = out->bytes().size();
@@ -271,14 +296,10 @@ void chunk_thunk(Decoder& in, Encoder* out) {
                     std::memcpy(out->bytes().data() + base + i * sizeof(R), &r, sizeof(R));
                 }
             } catch (...) {
-                errors.emplace_back(i, std::current_exception());
+                failures.add(i, std::current_exception());
             }
         }
-        out->write_size(errors.size());
-        for (auto& [i, ex] : errors) {
-            out->write_size(i);
-            (*out)(ex);
-        }
+        failures.write(*out);
     } else {
         for (std::size_t i = 0; i < n; ++i) {
             if (progress) progress->store(i, std::memory_order_relaxed);
@@ -375,45 +396,27 @@ void decode_chunk_result(std::span<const std::byte> bytes, std::span<UniqueFd> f
     }
     if (d.read_size() != n) throw DecodeError("multiproc: corrupt chunk result: wrong item count");
     if constexpr (std::is_void_v<R> || raw_result_v<R>) {
-        std::vector<bool> failed;
+        ChunkFailures failures;
+        std::span<const std::byte> block;
         if constexpr (!std::is_void_v<R>) {
-            auto block = d.take(n * sizeof(R));
+            block = d.take(n * sizeof(R));
             if (dest && n) std::memcpy(static_cast<void*>(dest), block.data(), n * sizeof(R));
-            const std::size_t nerr = d.read_count(sizeof(std::uint64_t));
-            if (!dest) failed.assign(n, false);
-            std::vector<std::pair<std::size_t, std::exception_ptr>> errs;
-            errs.reserve(nerr);
-            for (std::size_t k = 0; k < nerr; ++k) {
-                const auto i = static_cast<std::size_t>(d.read_size());
-                if (i >= n) throw DecodeError("multiproc: corrupt chunk result: bad index");
-                errs.emplace_back(i, decode_exception(d));
-                if (!dest) failed[i] = true;
-            }
-            d.finish();
-            if (!dest) {
-                for (std::size_t i = 0; i < n; ++i) {
-                    if (failed[i]) continue;
+        }
+        const bool by_item = std::is_void_v<R> || !dest;
+        failures.read(d, n, by_item);
+        if (by_item) {
+            for (std::size_t i = 0; i < n; ++i) {
+                if (failures.failed(i)) continue;
+                if constexpr (std::is_void_v<R>) {
+                    on_value(i);
+                } else {
                     std::array<std::byte, sizeof(R)> raw;
                     std::memcpy(raw.data(), block.data() + i * sizeof(R), sizeof(R));
                     on_value(i, std::bit_cast<R>(raw));
                 }
             }
-            for (auto& [i, ex] : errs) on_error(i, std::move(ex));
-        } else {
-            const std::size_t nerr = d.read_count(sizeof(std::uint64_t));
-            failed.assign(n, false);
-            std::vector<std::pair<std::size_t, std::exception_ptr>> errs;
-            for (std::size_t k = 0; k < nerr; ++k) {
-                const auto i = static_cast<std::size_t>(d.read_size());
-                if (i >= n) throw DecodeError("multiproc: corrupt chunk result: bad index");
-                errs.emplace_back(i, decode_exception(d));
-                failed[i] = true;
-            }
-            d.finish();
-            for (std::size_t i = 0; i < n; ++i)
-                if (!failed[i]) on_value(i);
-            for (auto& [i, ex] : errs) on_error(i, std::move(ex));
         }
+        failures.each(on_error);
     } else {
         for (std::size_t i = 0; i < n; ++i) {
             std::uint8_t s = 0;
