@@ -119,12 +119,11 @@ double headline(const RowSpec& s, double seconds, std::uint64_t iters) {
 }
 
 int usage() {
-    std::fputs(
-        "usage: mp_bench --list\n"
-        "       mp_bench --row NAME --impl IMPL [--iters N] [--warmup W]\n"
-        "       mp_bench NAME [IMPL]\n"
-        "Normally driven by bench/run.py, which runs every implementation side by side.\n",
-        stderr);
+    std::fputs("usage: mp_bench --list\n"
+               "       mp_bench --row NAME --impl IMPL [--iters N] [--warmup W]\n"
+               "       mp_bench NAME [IMPL]\n"
+               "Normally driven by bench/run.py, which runs every implementation side by side.\n",
+               stderr);
     return 2;
 }
 
@@ -140,13 +139,19 @@ int run_main(int argc, char** argv) {
             return argv[++i];
         };
         if (a == "--list") list = true;
-        else if (a == "--row") { row = value("--row"); json = true; }
-        else if (a == "--impl") impl = value("--impl");
+        else if (a == "--row") {
+            row = value("--row");
+            json = true;
+        } else if (a == "--impl") impl = value("--impl");
         else if (a == "--iters") iters = parse_count(value("--iters"), "--iters");
-        else if (a == "--warmup") { warmup = parse_count(value("--warmup"), "--warmup"); have_warmup = true; }
-        else if (a == "-h" || a == "--help") return usage();
-        else if (!a.empty() && a[0] == '-') { std::fprintf(stderr, "unknown option %s\n", argv[i]); return usage(); }
-        else positional.emplace_back(a);
+        else if (a == "--warmup") {
+            warmup = parse_count(value("--warmup"), "--warmup");
+            have_warmup = true;
+        } else if (a == "-h" || a == "--help") return usage();
+        else if (!a.empty() && a[0] == '-') {
+            std::fprintf(stderr, "unknown option %s\n", argv[i]);
+            return usage();
+        } else positional.emplace_back(a);
     }
     if (list) {
         print_list();
@@ -160,17 +165,19 @@ int run_main(int argc, char** argv) {
     const RowEntry* e = find_row(row);
     if (!e) fail("no such row: " + row + " (mp_bench --list)");
     if (json && impl.empty()) fail("--row needs --impl");
-    if (!impl.empty() && !find_impl(*e, impl)) fail("row " + row + " has no implementation " + impl);
+    if (!impl.empty() && !find_impl(*e, impl))
+        fail("row " + row + " has no implementation " + impl);
     if (iters == 0) iters = e->spec.probe_iters;
     if (!have_warmup) warmup = iters / 10 + 1;
     for (const auto& [name, w] : e->impls) {
         if (!impl.empty() && name != impl) continue;
         double seconds = w(Run{iters, warmup});
         if (json) {
-            std::printf("{\"row\": %s, \"impl\": %s, \"iters\": %llu, \"warmup\": %llu, \"seconds\": %.9f}\n",
-                        json_string(row).c_str(), json_string(name).c_str(),
-                        static_cast<unsigned long long>(iters),
-                        static_cast<unsigned long long>(warmup), seconds);
+            std::printf(
+                "{\"row\": %s, \"impl\": %s, \"iters\": %llu, \"warmup\": %llu, \"seconds\": %.9f}\n",
+                json_string(row).c_str(), json_string(name).c_str(),
+                static_cast<unsigned long long>(iters), static_cast<unsigned long long>(warmup),
+                seconds);
         } else {
             std::printf("%s %s %.4g %s\n", row.c_str(), name.c_str(),
                         headline(e->spec, seconds, iters), e->spec.unit.c_str());
@@ -216,9 +223,7 @@ std::vector<RowEntry>& registry() {
     return r.rows;
 }
 
-void fail_errno(const char* what) {
-    fail(std::string(what) + ": " + std::strerror(errno));
-}
+void fail_errno(const char* what) { fail(std::string(what) + ": " + std::strerror(errno)); }
 
 void fail(const std::string& message) { throw std::runtime_error(message); }
 

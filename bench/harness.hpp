@@ -38,18 +38,18 @@ struct Goal {
     enum Direction { none, at_most, at_least };
     std::string versus;  ///< the implementation compared against, e.g. "raw"
     Direction direction = none;
-    double bound = 0;    ///< e.g. 1.15 (at_most: multiproc/raw <= 1.15) or 0.70 (at_least)
+    double bound = 0;  ///< e.g. 1.15 (at_most: multiproc/raw <= 1.15) or 0.70 (at_least)
 };
 
 /// What a row measures and how to read its numbers.
 struct RowSpec {
-    std::string name;                 ///< stable identifier, shared with py_bench.py
-    std::string what;                 ///< one line for the table and the docs
+    std::string name;  ///< stable identifier, shared with py_bench.py
+    std::string what;  ///< one line for the table and the docs
     Kind kind = Kind::latency;
-    std::string unit;                 ///< latency: "us" or "ms"; throughput: "msg/s"
-    double scale = 1e6;               ///< latency only: seconds-per-iteration multiplier
-    std::uint64_t bytes_per_iter = 0; ///< throughput only: payload bytes per message, for MB/s
-    std::uint64_t probe_iters = 1000; ///< where calibration starts (a cheap first guess)
+    std::string unit;                  ///< latency: "us" or "ms"; throughput: "msg/s"
+    double scale = 1e6;                ///< latency only: seconds-per-iteration multiplier
+    std::uint64_t bytes_per_iter = 0;  ///< throughput only: payload bytes per message, for MB/s
+    std::uint64_t probe_iters = 1000;  ///< where calibration starts (a cheap first guess)
     Goal goal;
 };
 

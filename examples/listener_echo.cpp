@@ -25,8 +25,10 @@ int serve(const mp::Address& address, const std::string& key, bool once) {
         try {
             mp::Connection c = listener.accept();
             auto msg = c.recv_bytes();
-            std::printf("server got: %.*s\n", static_cast<int>(msg.size()), reinterpret_cast<const char*>(msg.data()));
-            c.send(std::string("welcome, ") + std::to_string(msg.size()) + "-byte message received");
+            std::printf("server got: %.*s\n", static_cast<int>(msg.size()),
+                        reinterpret_cast<const char*>(msg.data()));
+            c.send(std::string("welcome, ") + std::to_string(msg.size()) +
+                   "-byte message received");
         } catch (const mp::AuthenticationError& e) {
             std::printf("refused a client: %s\n", e.what());
         }
@@ -48,7 +50,8 @@ int main(int argc, char** argv) {
     p.start();
     mp::Connection c = listener.accept();
     auto msg = c.recv_bytes();
-    std::printf("server got: %.*s\n", static_cast<int>(msg.size()), reinterpret_cast<const char*>(msg.data()));
+    std::printf("server got: %.*s\n", static_cast<int>(msg.size()),
+                reinterpret_cast<const char*>(msg.data()));
     c.send(std::string("welcome"));
     p.join();
     return *p.exitcode();

@@ -1,9 +1,9 @@
 // joblib's Parallel in C++: a CPU-bound parallel_map with a progress bar, timed against one
 // process; parallel_for writing into a shared Array.
 // Usage: parallel_map [fork|spawn|forkserver]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <algorithm>
 #include <ranges>
 #include <vector>
 
@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
 
     // Odd numbers near 10^12: composites are quick, the primes among them take about 1 ms.
     std::vector<long long> candidates;
-    for (long long n = 1'000'000'000'001LL; candidates.size() < 3000; n += 2) candidates.push_back(n);
+    for (long long n = 1'000'000'000'001LL; candidates.size() < 3000; n += 2)
+        candidates.push_back(n);
 
     auto t0 = Clock::now();
     auto serial = mp::parallel_map(is_prime, candidates, {.jobs = 1});
@@ -51,7 +52,8 @@ int main(int argc, char** argv) {
     const double p = std::chrono::duration<double>(t2 - t1).count();
     const auto primes = std::count(parallel.begin(), parallel.end(), true);
     std::printf("%ld primes among %zu candidates; 1 process %.3f s, %d processes %.3f s: %.2fx\n",
-                static_cast<long>(primes), candidates.size(), s, mp::Parallel({.jobs = -1}).jobs(), p, s / p);
+                static_cast<long>(primes), candidates.size(), s, mp::Parallel({.jobs = -1}).jobs(),
+                p, s / p);
 
     mp::Array<double> out(1000);
     std::vector<Rows> slices;

@@ -46,10 +46,14 @@ std::uint64_t count_primes(std::uint64_t lo, std::uint64_t hi) {
 }
 
 // A child's work: count its range and send the answer back through its end of the pipe.
-void worker(mp::Connection out, std::uint64_t lo, std::uint64_t hi) { out.send(count_primes(lo, hi)); }
+void worker(mp::Connection out, std::uint64_t lo, std::uint64_t hi) {
+    out.send(count_primes(lo, hi));
+}
 
 // One parallel_map task: a segment [lo, hi).
-std::uint64_t count_segment(std::array<std::uint64_t, 2> range) { return count_primes(range[0], range[1]); }
+std::uint64_t count_segment(std::array<std::uint64_t, 2> range) {
+    return count_primes(range[0], range[1]);
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -61,7 +65,8 @@ int main(int argc, char** argv) {
     mp::init(argc, argv);
     const std::uint64_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 100'000'000ULL;
     if (argc > 2) mp::set_start_method(argv[2]);
-    const unsigned procs = static_cast<unsigned>(std::max(1, static_cast<int>(mp::process_cpu_count())));
+    const unsigned procs =
+        static_cast<unsigned>(std::max(1, static_cast<int>(mp::process_cpu_count())));
 
     auto t0 = std::chrono::steady_clock::now();
     const std::uint64_t serial = count_primes(0, n);
@@ -85,17 +90,19 @@ int main(int argc, char** argv) {
     t0 = std::chrono::steady_clock::now();
     constexpr std::uint64_t kTasks = 64;
     std::vector<std::array<std::uint64_t, 2>> segments;
-    for (std::uint64_t i = 0; i < kTasks; ++i) segments.push_back({n * i / kTasks, n * (i + 1) / kTasks});
+    for (std::uint64_t i = 0; i < kTasks; ++i)
+        segments.push_back({n * i / kTasks, n * (i + 1) / kTasks});
     std::uint64_t mapped = 0;
-    for (std::uint64_t c : mp::parallel_map(count_segment, segments, {.jobs = -1, .progress = true}))
+    for (std::uint64_t c :
+         mp::parallel_map(count_segment, segments, {.jobs = -1, .progress = true}))
         mapped += c;
     const double t_mapped = seconds_since(t0);
 
     std::printf("primes below %llu: %llu (1 process, %.3f s)\n", static_cast<unsigned long long>(n),
                 static_cast<unsigned long long>(serial), t_serial);
     std::printf("primes below %llu: %llu (%u processes, start method %s, %.3f s)\n",
-                static_cast<unsigned long long>(n), static_cast<unsigned long long>(parallel), procs,
-                mp::get_start_method().value_or("?").c_str(), t_parallel);
+                static_cast<unsigned long long>(n), static_cast<unsigned long long>(parallel),
+                procs, mp::get_start_method().value_or("?").c_str(), t_parallel);
     std::printf("primes below %llu: %llu (parallel_map, %llu tasks, %.3f s)\n",
                 static_cast<unsigned long long>(n), static_cast<unsigned long long>(mapped),
                 static_cast<unsigned long long>(kTasks), t_mapped);

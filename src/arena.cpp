@@ -141,8 +141,8 @@ namespace {
 struct Registry {
     std::mutex mu;
     std::vector<std::weak_ptr<ArenaMap>> arenas;  // every arena mapped here, by identity
-    std::weak_ptr<ArenaMap> current;               // where small blocks are allocated
-    BlockRef head;                                 // circular list of live references
+    std::weak_ptr<ArenaMap> current;              // where small blocks are allocated
+    BlockRef head;                                // circular list of live references
 
     Registry() : head(nullptr, 0) { head.prev = head.next = &head; }
 };
@@ -227,7 +227,8 @@ BlockRef::~BlockRef() {
 SharedBlock SharedBlock::allocate(std::size_t bytes, std::size_t align) {
     if (align < alignof(BlockHeader)) align = alignof(BlockHeader);
     if (!std::has_single_bit(align) || align > kPage)
-        throw std::invalid_argument("multiproc: shared memory alignment must be a power of two <= 4096");
+        throw std::invalid_argument(
+            "multiproc: shared memory alignment must be a power of two <= 4096");
     if (bytes == 0) bytes = 1;
     const std::size_t pad = align > sizeof(BlockHeader) ? align - sizeof(BlockHeader) : 0;
     if (bytes > (std::size_t{1} << 40)) throw std::bad_alloc();
@@ -238,8 +239,8 @@ SharedBlock SharedBlock::allocate(std::size_t bytes, std::size_t align) {
     std::uint32_t off = 0;
     std::uint32_t cls = kDedicated;
     if (need <= (kMinClass << (kClasses - 1))) {
-        cls = static_cast<std::uint32_t>(
-            std::countr_zero(std::bit_ceil(std::max(need, kMinClass)) / kMinClass));
+        cls = static_cast<std::uint32_t>(std::countr_zero(std::bit_ceil(std::max(need, kMinClass)) /
+                                                          kMinClass));
         std::lock_guard lk(reg.mu);
         arena = reg.current.lock();
         if (arena) off = arena->pop_or_bump(static_cast<int>(cls));
@@ -316,7 +317,8 @@ void SharedBlock::load(Decoder& d) {
         arena = std::move(a);
     }
     if (off < kHeaderBytes || data_off < off + sizeof(BlockHeader) || data_off > arena_size ||
-        size > arena_size - data_off || arena->block(static_cast<std::uint32_t>(off))->magic != kBlockMagic)
+        size > arena_size - data_off ||
+        arena->block(static_cast<std::uint32_t>(off))->magic != kBlockMagic)
         throw DecodeError("multiproc: corrupt message: block outside its shared arena");
     data_ = arena->map.data() + data_off;
     size_ = static_cast<std::size_t>(size);

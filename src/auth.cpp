@@ -20,9 +20,11 @@ constexpr std::size_t kMaxDigestName = 8;  // "sha3_384"
 
 // Python's _ALLOWED_DIGESTS, in the order of kDigestNames below.
 enum class Digest : std::size_t { md5, sha256, sha384, sha3_256, sha3_384 };
-constexpr std::array<std::string_view, 5> kPythonNames = {"md5", "sha256", "sha384", "sha3_256", "sha3_384"};
+constexpr std::array<std::string_view, 5> kPythonNames = {"md5", "sha256", "sha384", "sha3_256",
+                                                          "sha3_384"};
 // OpenSSL's names for them.
-constexpr std::array<const char*, 5> kDigestNames = {"MD5", "SHA2-256", "SHA2-384", "SHA3-256", "SHA3-384"};
+constexpr std::array<const char*, 5> kDigestNames = {"MD5", "SHA2-256", "SHA2-384", "SHA3-256",
+                                                     "SHA3-384"};
 
 bool digest_by_name(std::string_view name, Digest& out) {
     for (std::size_t i = 0; i < kPythonNames.size(); ++i)
@@ -47,13 +49,14 @@ EVP_MAC_CTX* mac_context(Digest d) {
     auto& ctx = contexts[static_cast<std::size_t>(d)];
     if (!ctx && mac) {
         std::unique_ptr<EVP_MAC_CTX, MacCtxFree> made(EVP_MAC_CTX_new(mac));
-        OSSL_PARAM params[] = {
-            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                             const_cast<char*>(kDigestNames[static_cast<std::size_t>(d)]), 0),
-            OSSL_PARAM_construct_end()};
+        OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(
+                                   OSSL_MAC_PARAM_DIGEST,
+                                   const_cast<char*>(kDigestNames[static_cast<std::size_t>(d)]), 0),
+                               OSSL_PARAM_construct_end()};
         if (made && EVP_MAC_CTX_set_params(made.get(), params) == 1) ctx = std::move(made);
     }
-    if (!ctx) throw AuthenticationError("multiproc: authentication: OpenSSL has no HMAC for this digest");
+    if (!ctx)
+        throw AuthenticationError("multiproc: authentication: OpenSSL has no HMAC for this digest");
     return ctx.get();
 }
 
@@ -66,7 +69,8 @@ std::string hmac(Digest d, std::string_view key, std::string_view message) {
     static const unsigned char kNoKey = 0;
     const auto* k = key.empty() ? &kNoKey : reinterpret_cast<const unsigned char*>(key.data());
     if (EVP_MAC_init(ctx, k, key.size(), nullptr) != 1 ||
-        EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(message.data()), message.size()) != 1 ||
+        EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(message.data()),
+                       message.size()) != 1 ||
         EVP_MAC_final(ctx, out.data(), &len, out.size()) != 1)
         throw AuthenticationError("multiproc: authentication: HMAC failed");
     return std::string(reinterpret_cast<const char*>(out.data()), len);
@@ -88,9 +92,10 @@ Parsed digest_and_payload(std::string_view m) {
             if (digest_by_name(name, d)) return {d, name, m.substr(close + 1)};
         }
     }
-    throw AuthenticationError("multiproc: authentication failed: unsupported message length, missing "
-                              "digest prefix, or unsupported digest (" + std::to_string(m.size()) +
-                              " bytes)");
+    throw AuthenticationError(
+        "multiproc: authentication failed: unsupported message length, missing "
+        "digest prefix, or unsupported digest (" +
+        std::to_string(m.size()) + " bytes)");
 }
 
 }  // namespace

@@ -21,7 +21,8 @@ BulkBuffer BulkBuffer::map(UniqueFd fd, std::size_t bytes) {
     BulkBuffer b;
     b.fd_ = std::move(fd);
     if (bytes) {
-        auto owner = std::make_shared<sys::Mapping>(sys::Mapping::map_read_only(b.fd_.get(), bytes));
+        auto owner =
+            std::make_shared<sys::Mapping>(sys::Mapping::map_read_only(b.fd_.get(), bytes));
         b.map_ = std::shared_ptr<const std::byte>(owner, owner->data());
     }
     return b;

@@ -93,7 +93,8 @@ struct WireIdentity {
 }
 
 std::string sender_module(const WireIdentity& w) {
-    return w.flags & flag_main ? std::string("the main executable") : "module " + std::string(w.path);
+    return w.flags & flag_main ? std::string("the main executable")
+                               : "module " + std::string(w.path);
 }
 
 [[noreturn, gnu::cold]] void refuse_untrusted_code() {
@@ -131,17 +132,20 @@ const sys::LoadedModule* load_module(const WireIdentity& w,
     // constructors ran; whoever can swap it can also edit what this program loads anyway.
     const sys::ModuleId on_disk = sys::file_module_id(path);
     if (on_disk != theirs)
-        throw ProcessError("multiproc: binary mismatch: module " + path + " has " +
-                           sys::describe(on_disk) + " here, " + sys::describe(theirs) +
-                           " in the sender; both processes must run the same binaries (not loaded)");
+        throw ProcessError(
+            "multiproc: binary mismatch: module " + path + " has " + sys::describe(on_disk) +
+            " here, " + sys::describe(theirs) +
+            " in the sender; both processes must run the same binaries (not loaded)");
     // Loaded for good, as Python's import: the handle is never closed, so addresses resolved in
     // it stay valid for the life of the process.
     std::string err;
     void* h = sys::open_library(path, err);
     if (!h)
         throw ProcessError("multiproc: cannot load " + sender_module(w) + " (" +
-                           sys::describe(theirs) + "), which holds a function shipped from "
-                           "another process: " + err);
+                           sys::describe(theirs) +
+                           "), which holds a function shipped from "
+                           "another process: " +
+                           err);
     list = sys::loaded_modules();
     if (const auto* m = sys::find_module_by_id(*list, w.kind, w.id)) return m;
     const sys::LoadedModule* other = nullptr;
@@ -200,21 +204,22 @@ void append_code_identity(std::vector<std::byte>& out, std::uintptr_t addr) {
 // __start_/__stop_ symbols) would need no names, but g++ 12 ignores section attributes on every
 // template instantiation, and thunks are nothing else. Renaming a thunk means updating this.
 constexpr std::string_view kThunkPrefixes[] = {
-    "_ZN2mp6detail5thunkI",        // thunk<F, Finish, W...>       (callable.hpp)
-    "_ZN2mp6detail11chunk_thunkI", // chunk_thunk<F, R, A, Star>   (detail/task.hpp)
+    "_ZN2mp6detail5thunkI",         // thunk<F, Finish, W...>       (callable.hpp)
+    "_ZN2mp6detail11chunk_thunkI",  // chunk_thunk<F, R, A, Star>   (detail/task.hpp)
 };
 
 // The executable's table, read once (most calls resolve there).
 [[gnu::hot]] const sys::ElfFunctions& main_entries() {
-    static const std::shared_ptr<const sys::ElfFunctions> e = sys::entry_points(main_exe(), kThunkPrefixes);
+    static const std::shared_ptr<const sys::ElfFunctions> e =
+        sys::entry_points(main_exe(), kThunkPrefixes);
     return *e;
 }
 
 [[noreturn]] void not_an_entry(const sys::LoadedModule& m, std::uint64_t offset, EntryKind kind,
                                bool has_symtab) {
-    std::string what = "multiproc: refused a shipped call: offset " + hex(static_cast<std::uintptr_t>(offset)) +
-                       " in module " + m.path + (m.is_main ? " (the main executable)" : "") +
-                       " is not the start of " +
+    std::string what = "multiproc: refused a shipped call: offset " +
+                       hex(static_cast<std::uintptr_t>(offset)) + " in module " + m.path +
+                       (m.is_main ? " (the main executable)" : "") + " is not the start of " +
                        (kind == EntryKind::thunk ? "a multiproc thunk" : "a function") +
                        " this build can ship";
     if (!has_symtab)
@@ -227,10 +232,12 @@ constexpr std::string_view kThunkPrefixes[] = {
 // The address of an entry point: inside the module's code (else the bytes are corrupt) and the
 // start of a function of the kind asked for (else it is refused: a call into the middle of a
 // function, or to a function of another signature than a thunk's, must never happen).
-[[gnu::hot]] std::uintptr_t entry_in(const sys::LoadedModule& m, std::uint64_t offset, EntryKind kind) {
+[[gnu::hot]] std::uintptr_t entry_in(const sys::LoadedModule& m, std::uint64_t offset,
+                                     EntryKind kind) {
     const std::uintptr_t addr = m.base + static_cast<std::uintptr_t>(offset);
     if (offset > UINTPTR_MAX - m.base || !m.contains_code(addr))
-        throw DecodeError("multiproc: corrupt call: offset " + hex(static_cast<std::uintptr_t>(offset)) +
+        throw DecodeError("multiproc: corrupt call: offset " +
+                          hex(static_cast<std::uintptr_t>(offset)) +
                           " is outside the code of module " + m.path);
     std::shared_ptr<const sys::ElfFunctions> keep;
     const sys::ElfFunctions* e = nullptr;
@@ -241,7 +248,8 @@ constexpr std::string_view kThunkPrefixes[] = {
         e = keep.get();
     }
     const auto& table = kind == EntryKind::thunk ? e->prefixed : e->all;
-    if (!std::binary_search(table.begin(), table.end(), offset)) not_an_entry(m, offset, kind, e->has_symtab);
+    if (!std::binary_search(table.begin(), table.end(), offset))
+        not_an_entry(m, offset, kind, e->has_symtab);
     return addr;
 }
 
@@ -295,8 +303,10 @@ std::optional<ModuleInfo> module_of(std::uintptr_t addr) {
 
 std::string readable_type_name(const std::type_info& t) {
     std::string n = demangle(t.name());
-    n = replace_all(std::move(n), "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >",
-                    "std::string");
+    n = replace_all(
+        std::move(n),
+        "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >",
+        "std::string");
     n = replace_all(std::move(n), "std::__cxx11::", "std::");
     return n;
 }
@@ -305,18 +315,21 @@ std::string target_reason(TargetKind kind, const std::type_info& target) {
     const std::string name = readable_type_name(target);
     std::string what;
     switch (kind) {
-        case TargetKind::std_function: what = "a std::function, which hides the type of what it holds"; break;
+        case TargetKind::std_function:
+            what = "a std::function, which hides the type of what it holds";
+            break;
         case TargetKind::member_pointer: what = "a pointer to member"; break;
         case TargetKind::not_callable: what = "neither a function nor a function object"; break;
         default:
             // Closure types demangle as "...::{lambda(int)#1}" (g++) or "...::$_6" (clang).
-            what = name.find("{lambda(") != std::string::npos || name.find("$_") != std::string::npos
-                       ? "a lambda capturing a value that is not trivially copyable (such as a "
-                         "std::string or a container), or a pointer, a reference, a std::optional "
-                         "or a std::variant, which cannot travel as bytes"
-                       : "a function object with members that cannot travel as bytes (not "
-                         "trivially copyable, or a pointer, reference or union) and no "
-                         "serialize(Ar&)";
+            what =
+                name.find("{lambda(") != std::string::npos || name.find("$_") != std::string::npos
+                    ? "a lambda capturing a value that is not trivially copyable (such as a "
+                      "std::string or a container), or a pointer, a reference, a std::optional "
+                      "or a std::variant, which cannot travel as bytes"
+                    : "a function object with members that cannot travel as bytes (not "
+                      "trivially copyable, or a pointer, reference or union) and no "
+                      "serialize(Ar&)";
     }
     return "the target (type " + name + ", " + what + ")" + kShippable;
 }
@@ -329,8 +342,8 @@ std::string arg_reason(std::size_t index, const std::type_info& type, const char
 std::string not_invocable_reason(const std::type_info& target, std::vector<std::string> args) {
     std::string list;
     for (auto& a : args) list += (list.empty() ? "" : ", ") + a;
-    return "the target (type " + readable_type_name(target) + ") cannot be called with arguments (" +
-           list + ")";
+    return "the target (type " + readable_type_name(target) +
+           ") cannot be called with arguments (" + list + ")";
 }
 
 void begin_package(Encoder& e, const std::vector<std::byte>& thunk_identity) {
@@ -342,7 +355,8 @@ void begin_package(Encoder& e, const std::vector<std::byte>& thunk_identity) {
     std::uint32_t magic = 0;
     d.read_bytes(&magic, sizeof magic);
     if (magic != call_magic)
-        throw DecodeError("multiproc: corrupt call: these bytes are not a shipped call (bad magic)");
+        throw DecodeError(
+            "multiproc: corrupt call: these bytes are not a shipped call (bad magic)");
     return reinterpret_cast<ThunkFn>(resolve_code_address(d, EntryKind::thunk));
 }
 

@@ -41,7 +41,7 @@ using detail::UniqueFd;
 
 constexpr std::size_t kInitialChunk = 64 * 1024;
 constexpr std::size_t kKeepBuffer = 4 * 1024 * 1024;  // recycled buffers above this are freed
-constexpr std::uint64_t kShortMax = 0x7fffffff;      // longer payloads use Python's long form
+constexpr std::uint64_t kShortMax = 0x7fffffff;       // longer payloads use Python's long form
 
 struct Header {
     unsigned char bytes[12];
@@ -110,7 +110,8 @@ std::uint64_t recv_header(ConnectionState& s, std::vector<UniqueFd>& fds) {
     // Under mp::SigintGuard, Ctrl-C may end the wait for a message's first byte (then nothing
     // was read); once a message has begun it is read whole, so the stream stays framed.
     if (sys::sigint_armed())
-        static_cast<void>(sys::wait_readable(s.fd.get(), detail::Deadline::never(), sys::Interruptible::yes));
+        static_cast<void>(sys::wait_readable(s.fd.get(), detail::Deadline::never(),
+                                             sys::Interruptible::yes));
     unsigned char h[8];
     std::size_t got = 0;
     while (got < 4) {
@@ -119,7 +120,8 @@ std::uint64_t recv_header(ConnectionState& s, std::vector<UniqueFd>& fds) {
         if (n == 0) {
             if (got == 0) throw EOFError("multiproc: recv: the other end closed the connection");
             throw EOFError("multiproc: recv: the other end closed the connection in the middle of "
-                           "a message header (" + std::to_string(got) + " of 4 bytes arrived)");
+                           "a message header (" +
+                           std::to_string(got) + " of 4 bytes arrived)");
         }
         got += n;
     }
@@ -129,7 +131,8 @@ std::uint64_t recv_header(ConnectionState& s, std::vector<UniqueFd>& fds) {
     std::size_t n = sys::recv_all(s.fd.get(), h, 8);
     if (n < 8)
         throw EOFError("multiproc: recv: the other end closed the connection in the middle of "
-                       "a message header (" + std::to_string(4 + n) + " of 12 bytes arrived)");
+                       "a message header (" +
+                       std::to_string(4 + n) + " of 12 bytes arrived)");
     return get_be64(h);
 }
 
@@ -141,15 +144,16 @@ template <class Grow>
 void recv_payload(ConnectionState& s, std::uint64_t size, Grow&& grow) {
     if (size == 0) return;
     std::size_t cap =
-        static_cast<std::size_t>(std::min<std::uint64_t>(size, std::max(kInitialChunk, s.high_water)));
+        static_cast<std::size_t>(std::min<std::uint64_t>(size,
+                                                         std::max(kInitialChunk, s.high_water)));
     std::byte* p = grow(cap, std::size_t{0});
     std::size_t got = 0;
     for (;;) {
         got += sys::recv_all(s.fd.get(), p + got, cap - got);
         if (got < cap)
             throw EOFError("multiproc: recv: the other end closed the connection in the middle of "
-                           "a message (" + std::to_string(got) + " of " + std::to_string(size) +
-                           " bytes arrived)");
+                           "a message (" +
+                           std::to_string(got) + " of " + std::to_string(size) + " bytes arrived)");
         if (got == size) break;
         cap = static_cast<std::size_t>(std::min<std::uint64_t>(size, std::uint64_t{cap} * 2));
         p = grow(cap, got);
@@ -217,7 +221,8 @@ void Connection::send_bytes(std::span<const std::byte> buf, std::size_t offset,
     ConnectionState& s = writable_state(s_);
     if (offset > buf.size())
         throw UsageError("multiproc: send_bytes: offset " + std::to_string(offset) +
-                         " is past the end of a buffer of " + std::to_string(buf.size()) + " bytes");
+                         " is past the end of a buffer of " + std::to_string(buf.size()) +
+                         " bytes");
     const std::size_t n = size.value_or(buf.size() - offset);
     if (n > buf.size() - offset)
         throw UsageError("multiproc: send_bytes: offset + size exceeds the buffer length");
@@ -240,7 +245,8 @@ std::size_t Connection::recv_bytes_into(std::span<std::byte> buf, std::size_t of
     ConnectionState& s = readable_state(s_);
     if (offset > buf.size())
         throw UsageError("multiproc: recv_bytes_into: offset " + std::to_string(offset) +
-                         " is past the end of a buffer of " + std::to_string(buf.size()) + " bytes");
+                         " is past the end of a buffer of " + std::to_string(buf.size()) +
+                         " bytes");
     std::vector<UniqueFd> fds;
     const std::uint64_t size = recv_header(s, fds);
     if (size > buf.size() - offset) {
@@ -252,8 +258,8 @@ std::size_t Connection::recv_bytes_into(std::span<std::byte> buf, std::size_t of
     const std::size_t got = sys::recv_all(s.fd.get(), buf.data() + offset, n);
     if (got < n)
         throw EOFError("multiproc: recv: the other end closed the connection in the middle of "
-                       "a message (" + std::to_string(got) + " of " + std::to_string(n) +
-                       " bytes arrived)");
+                       "a message (" +
+                       std::to_string(got) + " of " + std::to_string(n) + " bytes arrived)");
     return n;
 }
 
@@ -306,14 +312,17 @@ std::pair<Connection, Connection> Pipe(bool duplex) {
     // and descriptor passing available to both kinds.
     sys::shutdown_socket(p.read.get(), sys::Shutdown::writes);
     sys::shutdown_socket(p.write.get(), sys::Shutdown::reads);
-    return {Connection(std::move(p.read), true, false), Connection(std::move(p.write), false, true)};
+    return {Connection(std::move(p.read), true, false),
+            Connection(std::move(p.write), false, true)};
 }
 
 std::vector<std::size_t> wait(std::span<const Waitable> objects, Timeout timeout) {
     std::vector<pollfd> fds(objects.size());
-    for (std::size_t i = 0; i < objects.size(); ++i) fds[i] = pollfd{objects[i].fileno(), POLLIN, 0};
+    for (std::size_t i = 0; i < objects.size(); ++i)
+        fds[i] = pollfd{objects[i].fileno(), POLLIN, 0};
     std::vector<std::size_t> ready;
-    if (sys::poll_until(fds.data(), fds.size(), detail::Deadline(timeout), sys::Interruptible::yes) <= 0)
+    if (sys::poll_until(fds.data(), fds.size(), detail::Deadline(timeout),
+                        sys::Interruptible::yes) <= 0)
         return ready;
     for (std::size_t i = 0; i < fds.size(); ++i) {
         if (fds[i].revents & POLLNVAL)

@@ -66,23 +66,16 @@ StartMethod fix_default() noexcept {
 
 std::string_view to_string(StartMethod m) noexcept {
     switch (m) {
-        case StartMethod::fork:
-            return "fork";
-        case StartMethod::spawn:
-            return "spawn";
-        case StartMethod::forkserver:
-            return "forkserver";
+        case StartMethod::fork: return "fork";
+        case StartMethod::spawn: return "spawn";
+        case StartMethod::forkserver: return "forkserver";
     }
     return "?";
 }
 
-Context::Context(StartMethod m) : method_(m) {
-    static_cast<void>(detail::launch_function(m));
-}
+Context::Context(StartMethod m) : method_(m) { static_cast<void>(detail::launch_function(m)); }
 
-std::string Context::get_start_method() const {
-    return std::string(to_string(method_));
-}
+std::string Context::get_start_method() const { return std::string(to_string(method_)); }
 
 Context Context::get_context(std::string_view method) const {
     return method.empty() ? *this : Context(parse(method));
@@ -139,9 +132,7 @@ namespace detail {
 
 LaunchFn launch_function(StartMethod m) { return entry(m).launch; }
 
-StartMethod default_start_method() {
-    return fix_default();
-}
+StartMethod default_start_method() { return fix_default(); }
 
 void force_start_method(StartMethod m) noexcept {
     g_actual.store(static_cast<int>(m), std::memory_order_relaxed);

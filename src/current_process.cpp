@@ -59,7 +59,8 @@ void report_exception(const std::string& name) noexcept {
         const HandledException ex = describe_current_exception();
         std::string msg = "Process " + name + ":\nTraceback (most recent call last):\n  in the " +
                           "target of " + name + " (pid " + std::to_string(sys::current_pid()) +
-                          "): uncaught exception\n" + ex.type + (ex.has_what ? ": " + ex.what : "") + "\n";
+                          "): uncaught exception\n" + ex.type +
+                          (ex.has_what ? ": " + ex.what : "") + "\n";
         flush_std_streams();
         sys::write_all(2, msg.data(), msg.size());
     } catch (...) {
@@ -113,7 +114,7 @@ struct PendingOutput : std::streambuf {
 #if defined(__GLIBC__)
     if (f->_IO_write_ptr <= f->_IO_write_base) return;
 #endif
-    bound(&std::fflush)(f);
+    bound (&std::fflush)(f);
 }
 
 }  // namespace
@@ -126,9 +127,7 @@ struct PendingOutput : std::streambuf {
     flush_if_pending(stderr);
 }
 
-std::shared_ptr<const CurrentProcess::Info> current_info() noexcept {
-    return current_holder();
-}
+std::shared_ptr<const CurrentProcess::Info> current_info() noexcept { return current_holder(); }
 
 std::vector<int> next_identity() {
     std::vector<int> id = current_holder()->identity;
@@ -197,7 +196,8 @@ void prepare_child_path() {
     g_child_path_prepared = true;
 }
 
-[[gnu::hot]] void run_child(std::shared_ptr<CurrentProcess::Info>&& child, TargetCall& target) noexcept {
+[[gnu::hot]] void run_child(std::shared_ptr<CurrentProcess::Info>&& child,
+                            TargetCall& target) noexcept {
     CurrentProcess::Info* info = child.get();
     // Who we are, first: a signal handler or the target may ask. Moved in, so the parent's
     // control block (a page shared with the parent until written) is not touched; the parent's
@@ -228,31 +228,15 @@ void prepare_child_path() {
 }
 }  // namespace detail
 
-const std::string& CurrentProcess::name() const noexcept {
-    return info_->name;
-}
-pid_t CurrentProcess::pid() const noexcept {
-    return sys::current_pid();
-}
-const std::string& CurrentProcess::authkey() const noexcept {
-    return info_->authkey;
-}
-bool CurrentProcess::daemon() const noexcept {
-    return info_->daemon;
-}
-const std::vector<int>& CurrentProcess::identity() const noexcept {
-    return info_->identity;
-}
+const std::string& CurrentProcess::name() const noexcept { return info_->name; }
+pid_t CurrentProcess::pid() const noexcept { return sys::current_pid(); }
+const std::string& CurrentProcess::authkey() const noexcept { return info_->authkey; }
+bool CurrentProcess::daemon() const noexcept { return info_->daemon; }
+const std::vector<int>& CurrentProcess::identity() const noexcept { return info_->identity; }
 
-const std::string& ParentProcess::name() const noexcept {
-    return child_->parent_name;
-}
-pid_t ParentProcess::pid() const noexcept {
-    return child_->parent_pid;
-}
-int ParentProcess::sentinel() const noexcept {
-    return detail::parent_pidfd(*child_);
-}
+const std::string& ParentProcess::name() const noexcept { return child_->parent_name; }
+pid_t ParentProcess::pid() const noexcept { return child_->parent_pid; }
+int ParentProcess::sentinel() const noexcept { return detail::parent_pidfd(*child_); }
 
 bool ParentProcess::is_alive() const {
     const int fd = detail::parent_pidfd(*child_);
@@ -272,9 +256,7 @@ void ParentProcess::join(Timeout timeout) const {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
-CurrentProcess current_process() {
-    return CurrentProcess(detail::current_info());
-}
+CurrentProcess current_process() { return CurrentProcess(detail::current_info()); }
 
 std::optional<ParentProcess> parent_process() {
     auto info = detail::current_info();
@@ -282,12 +264,8 @@ std::optional<ParentProcess> parent_process() {
     return ParentProcess(std::move(info));
 }
 
-int cpu_count() {
-    return sys::online_cpu_count();
-}
+int cpu_count() { return sys::online_cpu_count(); }
 
-int process_cpu_count() {
-    return sys::allowed_cpu_count();
-}
+int process_cpu_count() { return sys::allowed_cpu_count(); }
 
 }  // namespace mp

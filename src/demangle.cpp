@@ -12,7 +12,8 @@ namespace mp::detail {
 
 std::string demangle(const char* mangled) {
     int status = 0;
-    std::unique_ptr<char, void (*)(void*)> s(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
+    std::unique_ptr<char, void (*)(void*)> s(abi::__cxa_demangle(mangled, nullptr, nullptr,
+                                                                 &status),
                                              std::free);
     return status == 0 && s ? std::string(s.get()) : std::string(mangled);
 }
@@ -38,7 +39,8 @@ HandledException describe_current_exception() {
 void report_current_exception(const std::string& prefix) noexcept {
     try {
         const HandledException ex = describe_current_exception();
-        const std::string msg = prefix + (ex.has_what ? ex.what : std::string("(unknown type)")) + "\n";
+        const std::string msg =
+            prefix + (ex.has_what ? ex.what : std::string("(unknown type)")) + "\n";
         sys::write_all(2, msg.data(), msg.size());
     } catch (...) {
         // Out of memory, or stderr is gone: nothing useful is left to say.

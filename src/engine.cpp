@@ -34,11 +34,10 @@ struct WakeChannel {
     }
 };
 
-EngineLink::EngineLink(std::shared_ptr<WakeChannel> channel) noexcept : channel_(std::move(channel)) {}
+EngineLink::EngineLink(std::shared_ptr<WakeChannel> channel) noexcept
+    : channel_(std::move(channel)) {}
 
-void EngineLink::wake() const noexcept {
-    channel_->wake();
-}
+void EngineLink::wake() const noexcept { channel_->wake(); }
 
 // --- the supervisor -----------------------------------------------------------------------------
 
@@ -109,10 +108,8 @@ private:
 };
 
 EngineImpl::EngineImpl(EngineOptions opts)
-    : opts_(std::move(opts)),
-      nproc_(opts_.processes > 0 ? opts_.processes : cpu_count()),
-      threads_per_worker_(std::max(1, process_cpu_count() / nproc_)),
-      scheduler_(opts_, nproc_) {
+    : opts_(std::move(opts)), nproc_(opts_.processes > 0 ? opts_.processes : cpu_count()),
+      threads_per_worker_(std::max(1, process_cpu_count() / nproc_)), scheduler_(opts_, nproc_) {
     workers_.resize(static_cast<std::size_t>(nproc_));
     try {
         for (auto& w : workers_) start_worker(w, opts_, threads_per_worker_, next_worker_name_++);
@@ -151,7 +148,8 @@ std::exception_ptr EngineImpl::terminated_error() const {
 class EngineImpl::Holding {
 public:
     explicit Holding(EngineImpl& e) : lk_(e.loop_m_), prev_(std::exchange(t_holding, &e)) {}
-    Holding(EngineImpl& e, std::try_to_lock_t) : lk_(e.loop_m_, std::try_to_lock), prev_(t_holding) {
+    Holding(EngineImpl& e, std::try_to_lock_t)
+        : lk_(e.loop_m_, std::try_to_lock), prev_(t_holding) {
         if (lk_.owns_lock()) t_holding = &e;
     }
     Holding(const Holding&) = delete;
@@ -291,8 +289,8 @@ bool EngineImpl::turn() {
     }
     if (terminating) {
         kill_workers(workers_);
-        abandon_all(std::make_exception_ptr(
-            BrokenProcessPool(opts_.owner + ": the pool was terminated before this task completed")));
+        abandon_all(std::make_exception_ptr(BrokenProcessPool(
+            opts_.owner + ": the pool was terminated before this task completed")));
         return false;
     }
     if (auto err = broken()) {
@@ -366,9 +364,7 @@ void EngineImpl::read_frames(Worker& w, bool until_empty) {
 
 void EngineImpl::handle_frame(Worker& w, wire::Frame& f) {
     switch (f.kind()) {
-        case wire::Kind::ready:
-            w.ready = true;
-            return;
+        case wire::Kind::ready: w.ready = true; return;
         case wire::Kind::init_failed: {
             Decoder d(f.payload);
             break_engine(std::make_exception_ptr(BrokenProcessPool(
@@ -378,11 +374,11 @@ void EngineImpl::handle_frame(Worker& w, wire::Frame& f) {
         }
         case wire::Kind::results:
             scheduler_.on_results(w, f);
-            if (opts_.max_tasks_per_child && w.tasks_sent >= opts_.max_tasks_per_child && w.held.empty())
+            if (opts_.max_tasks_per_child && w.tasks_sent >= opts_.max_tasks_per_child &&
+                w.held.empty())
                 retire_worker(w);
             return;
-        default:
-            throw DecodeError(opts_.owner + ": unexpected frame from a worker");
+        default: throw DecodeError(opts_.owner + ": unexpected frame from a worker");
     }
 }
 
@@ -396,8 +392,9 @@ void EngineImpl::on_death(std::size_t index) {
         // It died before the initializer finished: the initializer (or the start) kills workers,
         // and replacing them would only loop.
         scheduler_.requeue(death.held);
-        break_engine(std::make_exception_ptr(BrokenProcessPool(
-            opts_.owner + ": " + death.how + " while running the initializer; the pool cannot run tasks")));
+        break_engine(std::make_exception_ptr(
+            BrokenProcessPool(opts_.owner + ": " + death.how +
+                              " while running the initializer; the pool cannot run tasks")));
         return;
     }
     scheduler_.on_death(death);

@@ -63,8 +63,9 @@ std::string last_throw_trace() {
 extern "C" [[noreturn]] void __cxa_throw(void* obj, std::type_info* type, void (*dtor)(void*)) {
     using namespace mp::detail;
     const int max_frames = static_cast<int>(std::size(t_last.frames));
-    t_last.count =
-        g_record.load(std::memory_order_relaxed) ? mp::sys::capture_stack(t_last.frames, max_frames) : 0;
+    t_last.count = g_record.load(std::memory_order_relaxed)
+                       ? mp::sys::capture_stack(t_last.frames, max_frames)
+                       : 0;
     cxa_throw_fn real = real_cxa_throw();
     if (!real) std::abort();
     real(obj, type, dtor);

@@ -15,9 +15,7 @@ FileDescriptor FileDescriptor::dup_of(int fd) {
     return d;
 }
 
-int FileDescriptor::release() noexcept {
-    return fd_ ? fd_->release() : -1;
-}
+int FileDescriptor::release() noexcept { return fd_ ? fd_->release() : -1; }
 
 void FileDescriptor::close() noexcept {
     if (fd_) fd_->reset();
@@ -28,9 +26,7 @@ void FileDescriptor::save(Encoder& e) const {
     e.add_fd(get());
 }
 
-void FileDescriptor::load(Decoder& d) {
-    fd_ = std::make_shared<detail::UniqueFd>(d.take_fd());
-}
+void FileDescriptor::load(Decoder& d) { fd_ = std::make_shared<detail::UniqueFd>(d.take_fd()); }
 
 namespace reduction {
 
@@ -39,9 +35,7 @@ void send_handle(Connection& conn, int fd, pid_t destination_pid) {
     conn.send(FileDescriptor::dup_of(fd));
 }
 
-FileDescriptor recv_handle(Connection& conn) {
-    return conn.recv<FileDescriptor>();
-}
+FileDescriptor recv_handle(Connection& conn) { return conn.recv<FileDescriptor>(); }
 
 }  // namespace reduction
 }  // namespace mp

@@ -86,10 +86,14 @@ struct UnforkedAllocator {
         return static_cast<T*>(p);
     }
     void deallocate(T* p, std::size_t n) noexcept { sys::unmap_pages(p, bytes(n)); }
-    friend bool operator==(const UnforkedAllocator&, const UnforkedAllocator&) noexcept { return true; }
+    friend bool operator==(const UnforkedAllocator&, const UnforkedAllocator&) noexcept {
+        return true;
+    }
 
 private:
-    static std::size_t bytes(std::size_t n) noexcept { return (n * sizeof(T) + 4095) & ~std::size_t{4095}; }
+    static std::size_t bytes(std::size_t n) noexcept {
+        return (n * sizeof(T) + 4095) & ~std::size_t{4095};
+    }
 };
 
 // What the server keeps between requests. Its children share every other page of it until one
@@ -97,7 +101,8 @@ private:
 // (the child may still run then), and its child allocates nothing (its identity and target are
 // built before the fork).
 struct ServerState {
-    std::vector<ServedChild, UnforkedAllocator<ServedChild>> children;  // capacity reserved before each fork
+    std::vector<ServedChild, UnforkedAllocator<ServedChild>>
+        children;  // capacity reserved before each fork
     std::vector<std::byte, UnforkedAllocator<std::byte>> buf =
         std::vector<std::byte, UnforkedAllocator<std::byte>>(std::size_t{64} << 10);  // requests
     PreparedChild last;  // the previous child's, freed at the next request
@@ -129,7 +134,8 @@ sigset_t g_child_mask;
 // an empty message gives).
 bool control_hung_up() {
     pollfd p{kControlFd, POLLIN, 0};
-    return sys::poll_until(&p, 1, Deadline(Timeout(std::chrono::seconds(0)))) == 1 && (p.revents & POLLHUP);
+    return sys::poll_until(&p, 1, Deadline(Timeout(std::chrono::seconds(0)))) == 1 &&
+           (p.revents & POLLHUP);
 }
 
 // The record of the request message of `got` bytes in st.buf (-2: its descriptors were
@@ -140,8 +146,9 @@ ChildBootstrap read_request(ServerState& st, ssize_t got, std::vector<UniqueFd>&
     if (got < 0) throw DecodeError("multiproc: forkserver: too many descriptors");
     if (static_cast<std::size_t>(got) > buf.size())
         throw DecodeError("multiproc: forkserver: oversized request message");
-    const ForkRequest r = parse_fork_request(std::span<const std::byte>(buf.data(), static_cast<std::size_t>(got)),
-                                             fds.size());
+    const ForkRequest r =
+        parse_fork_request(std::span<const std::byte>(buf.data(), static_cast<std::size_t>(got)),
+                           fds.size());
     std::span<const std::byte> record = r.record;
     if (r.in_memfd) {
         if (sys::file_size(fds[1].get()) != r.length)
@@ -188,7 +195,8 @@ ChildBootstrap read_request(ServerState& st, ssize_t got, std::vector<UniqueFd>&
     // Everything the fork would otherwise make either side allocate, before it.
     st.last.forget_call_fds();  // closed right after its fork
     st.last = PreparedChild();
-    PreparedChild child = prepare_child(std::move(b), std::move(fds), true, g_program_pidfd >= 0 ? 3 + n : -1);
+    PreparedChild child =
+        prepare_child(std::move(b), std::move(fds), true, g_program_pidfd >= 0 ? 3 + n : -1);
     // Where become_child moves them from: the call's descriptors, then the program's pidfd.
     std::vector<int> child_fds = child.call_fds();
     child_fds.push_back(g_program_pidfd);
@@ -404,7 +412,8 @@ void start_locked(Client& c) {
 
 [[noreturn]] void server_failed(int status, pid_t pid) {
     const int code = sys::exit_code_of(status);
-    if (code == kMissingInitExitCode) throw ProcessError(missing_init_message("forkserver process", pid));
+    if (code == kMissingInitExitCode)
+        throw ProcessError(missing_init_message("forkserver process", pid));
     std::string how = code < 0 ? "was killed by signal " + std::to_string(-code)
                                : "exited with code " + std::to_string(code);
     throw ProcessError("multiproc: the forkserver (pid " + std::to_string(pid) + ") " + how +
@@ -430,12 +439,14 @@ ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<cons
     pid_t server = 0;
     {
         std::lock_guard lk(c.m);
-        if (c.owner != sys::current_pid()) forget_locked(c);  // first use, or a fork child (belt and braces)
+        if (c.owner != sys::current_pid())
+            forget_locked(c);  // first use, or a fork child (belt and braces)
         // A server that died since the last request is noticed by the send below (EPIPE: no
         // other process holds its end), which restarts it: no poll of its pidfd first.
         for (int attempt = 0;; ++attempt) {
             if (c.pid == 0) start_locked(c);
-            iovec iov[2] = {{&head, sizeof head}, {const_cast<std::byte*>(bootstrap.data()), bootstrap.size()}};
+            iovec iov[2] = {{&head, sizeof head},
+                            {const_cast<std::byte*>(bootstrap.data()), bootstrap.size()}};
             try {
                 sys::send_all(c.control.get(), iov, 2, all);
                 break;
@@ -461,13 +472,16 @@ ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<cons
         std::lock_guard lk(c.m);
         if (c.pid == server) {
             // EOF before an answer: the server is dead or dying; wait for it to be gone.
-            static_cast<void>(sys::wait_readable(c.pidfd.get(), Deadline(Timeout(std::chrono::seconds(5)))));
+            static_cast<void>(sys::wait_readable(c.pidfd.get(),
+                                                 Deadline(Timeout(std::chrono::seconds(5)))));
             int status = reap_if_dead(c);
             if (status >= 0) server_failed(status, server);
         }
-        throw ProcessError("multiproc: the forkserver closed the connection before starting the child");
+        throw ProcessError(
+            "multiproc: the forkserver closed the connection before starting the child");
     }
-    if (pid == -EBADMSG) throw ProcessError("multiproc: the forkserver refused a malformed request");
+    if (pid == -EBADMSG)
+        throw ProcessError("multiproc: the forkserver refused a malformed request");
     if (pid < 0) throw_os_error("fork (in the forkserver)", -pid);
     if (got.empty()) throw ProcessError("multiproc: the forkserver sent no pidfd for the child");
     return ServerChild{pid, std::move(got.front()), std::move(reply.read)};

@@ -23,20 +23,23 @@ void patch(std::vector<std::byte>& b, std::size_t at, const T& v) {
 }
 
 void put_header(std::vector<std::byte>& out, std::size_t at, Kind kind, std::uint32_t nfds) {
-    const FrameHeader h{static_cast<std::uint32_t>(kind), nfds, out.size() - at - sizeof(FrameHeader)};
+    const FrameHeader h{static_cast<std::uint32_t>(kind), nfds,
+                        out.size() - at - sizeof(FrameHeader)};
     patch(out, at, h);
 }
 
 }  // namespace
 
-void put_frame(std::vector<std::byte>& out, Kind kind, std::span<const std::byte> payload, std::uint32_t nfds) {
+void put_frame(std::vector<std::byte>& out, Kind kind, std::span<const std::byte> payload,
+               std::uint32_t nfds) {
     const std::size_t at = out.size();
     out.resize(at + sizeof(FrameHeader));
     out.insert(out.end(), payload.begin(), payload.end());
     put_header(out, at, kind, nfds);
 }
 
-RecordWriter::RecordWriter(std::vector<std::byte>& out, Kind kind) : out_(out), kind_(kind), start_(out.size()) {
+RecordWriter::RecordWriter(std::vector<std::byte>& out, Kind kind)
+    : out_(out), kind_(kind), start_(out.size()) {
     out_.resize(start_ + sizeof(FrameHeader) + sizeof(std::uint32_t));
 }
 
@@ -81,7 +84,8 @@ bool FrameRecords::next(FrameRecord& r) {
     if (results_) d_.read_bytes(&r.ns, sizeof r.ns);
     d_.read_bytes(&r.nfds, sizeof r.nfds);
     r.bytes = d_.take(d_.read_count(1));
-    if (r.nfds > nfds_ - fd_at_) throw DecodeError("multiproc: engine: descriptors missing from a frame");
+    if (r.nfds > nfds_ - fd_at_)
+        throw DecodeError("multiproc: engine: descriptors missing from a frame");
     r.first_fd = fd_at_;
     fd_at_ += r.nfds;
     return true;
@@ -96,7 +100,8 @@ std::span<std::byte> FrameInbox::space() {
         len_ -= pos_;
         pos_ = 0;
     }
-    if (buf_.size() - len_ < kReadChunk / 4) buf_.resize(std::max(len_ + kReadChunk, buf_.size() * 2));
+    if (buf_.size() - len_ < kReadChunk / 4)
+        buf_.resize(std::max(len_ + kReadChunk, buf_.size() * 2));
     return std::span<std::byte>(buf_).subspan(len_);
 }
 
@@ -107,9 +112,11 @@ bool FrameInbox::next(Frame& f, const char* who) {
     if (h.length > max_frame) throw DecodeError(std::string(who) + ": corrupt frame length");
     const std::size_t need = sizeof h + static_cast<std::size_t>(h.length);
     if (len_ - pos_ < need) return false;
-    if (fds_.size() < h.nfds) throw DecodeError(std::string(who) + ": descriptors missing from a frame");
+    if (fds_.size() < h.nfds)
+        throw DecodeError(std::string(who) + ": descriptors missing from a frame");
     f.header = h;
-    f.payload = std::span<const std::byte>(buf_.data() + pos_ + sizeof h, static_cast<std::size_t>(h.length));
+    f.payload = std::span<const std::byte>(buf_.data() + pos_ + sizeof h,
+                                           static_cast<std::size_t>(h.length));
     f.fds.clear();
     for (std::uint32_t i = 0; i < h.nfds; ++i) f.fds.push_back(std::move(fds_[i]));
     fds_.erase(fds_.begin(), fds_.begin() + static_cast<std::ptrdiff_t>(h.nfds));

@@ -25,7 +25,14 @@
 
 namespace mp::detail::wire {
 
-enum class Kind : std::uint32_t { init = 1, tasks = 2, exit = 3, ready = 4, init_failed = 5, results = 6 };
+enum class Kind : std::uint32_t {
+    init = 1,
+    tasks = 2,
+    exit = 3,
+    ready = 4,
+    init_failed = 5,
+    results = 6
+};
 
 struct FrameHeader {
     std::uint32_t kind;

@@ -46,7 +46,8 @@ std::optional<std::size_t> CompletionOrder::next() {
                                std::to_string(order_.size()) + ") futures unfinished");
         }
         for (auto* s : waiter_.take()) {
-            auto it = std::lower_bound(by_state_.begin(), by_state_.end(), std::make_pair(s, std::size_t{0}));
+            auto it = std::lower_bound(by_state_.begin(), by_state_.end(),
+                                       std::make_pair(s, std::size_t{0}));
             ready_.push_back(it->second);
             std::erase(registered_, s);
         }
@@ -87,7 +88,8 @@ DoneAndNotDoneFutures wait_futures(std::span<ResultStateBase* const> states, Tim
             }
         } unregister{registered, waiter};
         for (auto* s : states)
-            if (std::find(registered.begin(), registered.end(), s) == registered.end() && s->add_waiter(&waiter))
+            if (std::find(registered.begin(), registered.end(), s) == registered.end() &&
+                s->add_waiter(&waiter))
                 registered.push_back(s);
         while (!satisfied()) {
             if (!waiter.wait(deadline)) break;
@@ -95,7 +97,8 @@ DoneAndNotDoneFutures wait_futures(std::span<ResultStateBase* const> states, Tim
         }
     }
     DoneAndNotDoneFutures out;
-    for (std::size_t i = 0; i < states.size(); ++i) (states[i]->done() ? out.done : out.not_done).push_back(i);
+    for (std::size_t i = 0; i < states.size(); ++i)
+        (states[i]->done() ? out.done : out.not_done).push_back(i);
     return out;
 }
 
@@ -106,7 +109,8 @@ void ExecutorSource::push(std::shared_ptr<ResultStateBase> st, OwnedCall call) {
         std::lock_guard lk(m_);
         if (abandoned_) std::rethrow_exception(abandoned_);
         if (closed_)
-            throw UsageError("mp::ProcessPoolExecutor::submit: cannot schedule new futures after shutdown");
+            throw UsageError(
+                "mp::ProcessPoolExecutor::submit: cannot schedule new futures after shutdown");
         queue_.push_back({std::move(st), std::move(call)});
     }
     engine_.wake();
@@ -169,7 +173,8 @@ std::shared_ptr<ResultStateBase> ExecutorSource::take(std::uint64_t tag) {
     return std::move(inflight_[tag]);
 }
 
-void ExecutorSource::complete(std::uint64_t tag, std::span<const std::byte> bytes, std::span<UniqueFd> fds) {
+void ExecutorSource::complete(std::uint64_t tag, std::span<const std::byte> bytes,
+                              std::span<UniqueFd> fds) {
     if (auto st = take(tag)) st->set_result_bytes(bytes, fds);
 }
 
@@ -249,12 +254,8 @@ void ProcessPoolExecutor::shutdown(bool wait, bool cancel_futures) {
     joined_.store(true, std::memory_order_release);
 }
 
-int ProcessPoolExecutor::max_workers() const noexcept {
-    return engine_->processes();
-}
+int ProcessPoolExecutor::max_workers() const noexcept { return engine_->processes(); }
 
-std::vector<pid_t> ProcessPoolExecutor::worker_pids() const {
-    return engine_->worker_pids();
-}
+std::vector<pid_t> ProcessPoolExecutor::worker_pids() const { return engine_->worker_pids(); }
 
 }  // namespace mp

@@ -15,7 +15,8 @@ std::optional<detail::OwnedCall> Initializer::call() const {
 
 namespace detail {
 
-EngineOptions front_end_engine_options(const char* owner, int processes, const Initializer& initializer,
+EngineOptions front_end_engine_options(const char* owner, int processes,
+                                       const Initializer& initializer,
                                        std::size_t max_tasks_per_child,
                                        const std::optional<Context>& context, int retries) {
     EngineOptions eo;

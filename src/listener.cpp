@@ -34,16 +34,20 @@ Address Address::tcp(std::string host, std::uint16_t port) {
 
 Address Address::parse(std::string_view text) {
     if (text.empty()) throw UsageError("multiproc: an empty address");
-    if (text.front() == '@' || text.front() == '\0') return abstract_socket(std::string(text.substr(1)));
+    if (text.front() == '@' || text.front() == '\0')
+        return abstract_socket(std::string(text.substr(1)));
     // TCP: "host:port" or "[v6 literal]:port", the port all digits.
     const auto colon = text.rfind(':');
-    if (colon != std::string_view::npos && colon + 1 < text.size() && text.find('/') == std::string_view::npos) {
+    if (colon != std::string_view::npos && colon + 1 < text.size() &&
+        text.find('/') == std::string_view::npos) {
         const std::string_view port_text = text.substr(colon + 1);
         unsigned port = 0;
-        const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+        const auto [end, ec] =
+            std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
         if (ec == std::errc() && end == port_text.data() + port_text.size() && port <= 65535) {
             std::string_view host = text.substr(0, colon);
-            if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+            if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+                host = host.substr(1, host.size() - 2);
             return tcp(std::string(host), static_cast<std::uint16_t>(port));
         }
     }
@@ -52,12 +56,11 @@ Address Address::parse(std::string_view text) {
 
 std::string Address::to_string() const {
     switch (family_) {
-        case Family::unix_path:
-            return host_;
-        case Family::abstract:
-            return "@" + host_;
+        case Family::unix_path: return host_;
+        case Family::abstract: return "@" + host_;
         case Family::tcp:
-            return (host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_) + ":" + std::to_string(port_);
+            return (host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_) + ":" +
+                   std::to_string(port_);
     }
     return host_;
 }
@@ -93,7 +96,8 @@ Address address_of(const sys::SockAddr& s, const Address& fallback) {
 class Channel {
 public:
     Channel(int fd, std::chrono::milliseconds timeout)
-        : fd_(fd), deadline_(timeout.count() > 0 ? detail::Deadline(Timeout(timeout)) : detail::Deadline::never()) {}
+        : fd_(fd), deadline_(timeout.count() > 0 ? detail::Deadline(Timeout(timeout))
+                                                 : detail::Deadline::never()) {}
 
     // Queues one message.
     void queue(std::string_view message) {
@@ -113,7 +117,8 @@ public:
 
     // The next message, of at most max_len bytes, read no further than `read_ahead` bytes from
     // its start (valid until the next call). Flushes the queue before it waits.
-    std::string_view next(std::size_t max_len = detail::kMaxHandshakeMessage, std::size_t read_ahead = kBuffer) {
+    std::string_view next(std::size_t max_len = detail::kMaxHandshakeMessage,
+                          std::size_t read_ahead = kBuffer) {
         std::memmove(in_.data(), in_.data() + begin_, end_ - begin_);
         end_ -= begin_;
         begin_ = 0;
@@ -123,21 +128,24 @@ public:
                 const std::uint32_t n = std::uint32_t{h[0]} << 24 | std::uint32_t{h[1]} << 16 |
                                         std::uint32_t{h[2]} << 8 | h[3];
                 if (n > max_len)
-                    throw AuthenticationError("multiproc: authentication failed: the peer sent a message of " +
-                                              std::to_string(static_cast<std::int32_t>(n)) +
-                                              " bytes during the handshake (at most " + std::to_string(max_len) + ")");
+                    throw AuthenticationError(
+                        "multiproc: authentication failed: the peer sent a message of " +
+                        std::to_string(static_cast<std::int32_t>(n)) +
+                        " bytes during the handshake (at most " + std::to_string(max_len) + ")");
                 if (end_ >= 4 + n) {
                     begin_ = 4 + n;
                     return {in_.data() + 4, n};
                 }
             }
             flush();
-            const auto got = sys::recv_before(fd_, in_.data() + end_, std::min(read_ahead, kBuffer) - end_,
-                                              deadline_, sys::Interruptible::yes);
+            const auto got =
+                sys::recv_before(fd_, in_.data() + end_, std::min(read_ahead, kBuffer) - end_,
+                                 deadline_, sys::Interruptible::yes);
             if (!got) timed_out();
             if (*got == 0)
-                throw AuthenticationError("multiproc: authentication failed: the peer closed the connection "
-                                          "during the handshake");
+                throw AuthenticationError(
+                    "multiproc: authentication failed: the peer closed the connection "
+                    "during the handshake");
             end_ += *got;
         }
     }
@@ -145,8 +153,9 @@ public:
     // Sends what is queued, unless the peer sent more than the handshake: then it is refused.
     void finish() {
         if (end_ > begin_)
-            throw AuthenticationError("multiproc: authentication failed: the peer sent data before the "
-                                      "handshake ended");
+            throw AuthenticationError(
+                "multiproc: authentication failed: the peer sent data before the "
+                "handshake ended");
         flush();
     }
 
@@ -154,7 +163,8 @@ private:
     static constexpr std::size_t kBuffer = 2 * (4 + detail::kMaxHandshakeMessage);
 
     [[noreturn]] static void timed_out() {
-        throw AuthenticationError("multiproc: authentication failed: the peer did not complete the handshake in time");
+        throw AuthenticationError(
+            "multiproc: authentication failed: the peer did not complete the handshake in time");
     }
 
     int fd_;
@@ -171,7 +181,8 @@ void handshake(Connection& c, const AuthOptions& auth, F&& exchange) {
     const int fd = c.fileno();
     try {
         if (!c.readable() || !c.writable())
-            throw UsageError("multiproc: authentication needs a connection that both reads and writes");
+            throw UsageError(
+                "multiproc: authentication needs a connection that both reads and writes");
         Channel ch(fd, auth.handshake_timeout);
         exchange(ch);
         ch.finish();
@@ -205,7 +216,9 @@ void check_response(Channel& ch, std::string_view key, const std::string& messag
     } catch (const AuthenticationError& e) {
         refuse(ch, e);
     }
-    if (!ok) refuse(ch, AuthenticationError("multiproc: authentication failed: the digest received was wrong"));
+    if (!ok)
+        refuse(ch, AuthenticationError(
+                       "multiproc: authentication failed: the digest received was wrong"));
     ch.queue(detail::kWelcome);
 }
 
@@ -220,7 +233,8 @@ std::string send_challenge(Channel& ch, AuthDigest digest) {
 void answer(Channel& ch, std::string_view key) {
     const std::string_view message = ch.next();
     if (message.substr(0, detail::kChallenge.size()) != detail::kChallenge)
-        throw AuthenticationError("multiproc: authentication failed: protocol error, expected a challenge");
+        throw AuthenticationError(
+            "multiproc: authentication failed: protocol error, expected a challenge");
     ch.queue(detail::respond_to_challenge(key, message.substr(detail::kChallenge.size())));
 }
 
@@ -270,7 +284,8 @@ struct ListenerState {
 };
 }  // namespace detail
 
-Listener::Listener(const Address& address, int backlog, std::optional<std::string> authkey, AuthOptions auth) {
+Listener::Listener(const Address& address, int backlog, std::optional<std::string> authkey,
+                   AuthOptions auth) {
     auto s = std::make_unique<detail::ListenerState>(address, std::move(authkey), auth);
     if (address.family() == Address::Family::tcp) {
         std::exception_ptr last;
@@ -278,7 +293,8 @@ Listener::Listener(const Address& address, int backlog, std::optional<std::strin
             try {
                 s->fd = sys::listen_on(a, backlog, {});
                 s->address = address_of(sys::local_address(s->fd.get()), address);
-                if (!address.host().empty()) s->address = Address::tcp(address.host(), s->address.port());
+                if (!address.host().empty())
+                    s->address = Address::tcp(address.host(), s->address.port());
                 break;
             } catch (...) {
                 last = std::current_exception();
@@ -287,7 +303,8 @@ Listener::Listener(const Address& address, int backlog, std::optional<std::strin
         if (!s->fd) std::rethrow_exception(last);
     } else {
         const bool path = address.family() == Address::Family::unix_path;
-        s->fd = sys::listen_on(unix_sock_address(address), backlog, path ? address.host() : std::string());
+        s->fd = sys::listen_on(unix_sock_address(address), backlog,
+                               path ? address.host() : std::string());
         if (path) s->unix_path = address.host();
     }
     s_ = std::move(s);
@@ -310,10 +327,12 @@ Connection Listener::accept() {
     try {
         // Wait in poll, not in accept: under an mp::SigintGuard, Ctrl-C ends the wait with
         // mp::KeyboardInterrupt (accept4 itself would be restarted by the SA_RESTART handler).
-        static_cast<void>(sys::wait_readable(s_->fd.get(), detail::Deadline::never(), sys::Interruptible::yes));
+        static_cast<void>(sys::wait_readable(s_->fd.get(), detail::Deadline::never(),
+                                             sys::Interruptible::yes));
         fd = sys::accept_on(s_->fd.get(), peer);
     } catch (const std::system_error&) {
-        if (closed() || errno == EINVAL) throw ProcessError("multiproc: accept: the listener was closed");
+        if (closed() || errno == EINVAL)
+            throw ProcessError("multiproc: accept: the listener was closed");
         throw;
     }
     const bool tcp = peer.is_ip();

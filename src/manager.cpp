@@ -10,13 +10,16 @@
 namespace mp::detail {
 
 // The server process's target: listens, reports readiness (or why not) on `ready`, serves.
-void manager_process_main(std::string address, std::string authkey, TypeRegistry types, Connection ready) {
+void manager_process_main(std::string address, std::string authkey, TypeRegistry types,
+                          Connection ready) {
     std::optional<ManagerServer> server;
     try {
         // The program's own children hold its key: they are trusted with code (update_with).
-        server.emplace(Address::parse(address), std::move(authkey), ManagerOptions{{}, true}, std::move(types));
+        server.emplace(Address::parse(address), std::move(authkey), ManagerOptions{{}, true},
+                       std::move(types));
     } catch (const std::exception& e) {
-        ready.send_bytes(std::string("multiproc: the manager server could not listen: ") + e.what());
+        ready.send_bytes(std::string("multiproc: the manager server could not listen: ") +
+                         e.what());
         return;
     }
     ready.send_bytes(std::string_view("ok"));
@@ -72,7 +75,9 @@ namespace mp {
 
 Manager::Manager() : Manager(get_context()) {}
 
-Manager::Manager(const Context& ctx) : s_(std::make_shared<detail::ManagerState>()) { detail::start(*s_, ctx, {}); }
+Manager::Manager(const Context& ctx) : s_(std::make_shared<detail::ManagerState>()) {
+    detail::start(*s_, ctx, {});
+}
 
 Manager Context::Manager() const { return mp::Manager(*this); }
 
@@ -89,10 +94,12 @@ Manager::~Manager() {
     if (s_ && s_->process) shutdown();
 }
 
-Manager Manager::connect(const Address& address, std::optional<std::string> authkey, ManagerOptions options) {
+Manager Manager::connect(const Address& address, std::optional<std::string> authkey,
+                         ManagerOptions options) {
     auto s = std::make_shared<detail::ManagerState>();
-    s->client = detail::ManagerClient::for_server(address, authkey ? *authkey : current_process().authkey(),
-                                                  options.auth);
+    s->client =
+        detail::ManagerClient::for_server(address, authkey ? *authkey : current_process().authkey(),
+                                          options.auth);
     Encoder ping;
     ping(std::uint64_t{0}, std::string("count"));
     s->client->call(ping).get<std::uint64_t>();  // connects and authenticates now
@@ -159,7 +166,8 @@ Manager BaseManager::start(const Context& ctx) const {
     return Manager(std::move(s));
 }
 
-ManagerServer BaseManager::server(const Address& address, std::string authkey, ManagerOptions options) const {
+ManagerServer BaseManager::server(const Address& address, std::string authkey,
+                                  ManagerOptions options) const {
     return ManagerServer(address, std::move(authkey), options, types_);
 }
 

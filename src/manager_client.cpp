@@ -146,7 +146,7 @@ void ManagerClient::server_call(std::string_view method, std::uint64_t id) {
 }
 
 std::shared_ptr<ManagerClient> ManagerClient::for_server(const Address& a, const std::string& key,
-                                                        AuthOptions o) {
+                                                         AuthOptions o) {
     // One client per server and key in each process; a forked child's inherited entries
     // belong to its parent (their connections are the parent's sockets) and are replaced.
     static std::mutex m;
@@ -211,7 +211,8 @@ Encoder ProxyCore::request(std::string_view method) const {
 }
 
 ManagerReply ProxyCore::call(const Encoder& request) const {
-    if (!ref_) throw UsageError("multiproc: an empty manager proxy (default-constructed or moved from)");
+    if (!ref_)
+        throw UsageError("multiproc: an empty manager proxy (default-constructed or moved from)");
     ManagerClient& c = ref_->here();
     if (ServerObject* object = ref_->local(c)) return c.call_local(*object, request);
     return c.call(request);
@@ -221,7 +222,8 @@ std::uint64_t ProxyCore::owner() const {
     // This process's session and a number for the calling thread.
     static std::atomic<std::uint64_t> threads{0};
     thread_local const std::uint64_t thread = ++threads;
-    if (!ref_) throw UsageError("multiproc: an empty manager proxy (default-constructed or moved from)");
+    if (!ref_)
+        throw UsageError("multiproc: an empty manager proxy (default-constructed or moved from)");
     return ref_->here().session ^ (thread << 32);
 }
 
@@ -273,7 +275,8 @@ std::size_t BarrierProxy::wait(Timeout timeout) {
         throw;
     } catch (const ProcessError& x) {
         // The server's BrokenBarrierError travels as an mp::ProcessError naming it.
-        if (std::string_view(x.what()).starts_with("multiproc: BrokenBarrierError")) throw BrokenBarrierError(x.what());
+        if (std::string_view(x.what()).starts_with("multiproc: BrokenBarrierError"))
+            throw BrokenBarrierError(x.what());
         throw;
     }
 }

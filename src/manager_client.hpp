@@ -33,13 +33,14 @@ struct ManagerClient {
     void server_call(std::string_view method, std::uint64_t id);
 
     /// This process's client of the server at `a` with `key` (made on first use).
-    static std::shared_ptr<ManagerClient> for_server(const Address& a, const std::string& key, AuthOptions o);
+    static std::shared_ptr<ManagerClient> for_server(const Address& a, const std::string& key,
+                                                     AuthOptions o);
 
     const Address address;
     const std::string authkey;
     const AuthOptions auth;
-    const int pid;               ///< the process whose connections these are
-    std::uint64_t session = 0;   ///< random, odd: names this client to the server
+    const int pid;              ///< the process whose connections these are
+    std::uint64_t session = 0;  ///< random, odd: names this client to the server
 
 private:
     Connection acquire();
@@ -53,7 +54,8 @@ private:
 
 /// One reference to one server object, shared by the copies of a proxy in one process.
 struct ProxyRef {
-    ProxyRef(std::shared_ptr<ManagerClient> c, std::uint64_t i) : client(std::move(c)), id(i), pid(client->pid) {}
+    ProxyRef(std::shared_ptr<ManagerClient> c, std::uint64_t i)
+        : client(std::move(c)), id(i), pid(client->pid) {}
     ~ProxyRef();
     ProxyRef(const ProxyRef&) = delete;
     ProxyRef& operator=(const ProxyRef&) = delete;

@@ -9,7 +9,9 @@
 namespace mp::detail {
 namespace {
 
-[[noreturn]] void missing_key() { throw std::out_of_range("multiproc: KeyError: the manager dict has no such key"); }
+[[noreturn]] void missing_key() {
+    throw std::out_of_range("multiproc: KeyError: the manager dict has no such key");
+}
 
 void write_view(Encoder& out, std::string_view b) { out.write_bytes(b.data(), b.size()); }
 
@@ -30,7 +32,8 @@ public:
         } else if (method == "get" || method == "pop" || method == "get_or" || method == "pop_or") {
             const bool pop = method.starts_with("pop");
             const Blob k = read_blob(a);
-            const std::optional<Blob> fallback = method.ends_with("_or") ? std::optional(read_blob(a)) : std::nullopt;
+            const std::optional<Blob> fallback =
+                method.ends_with("_or") ? std::optional(read_blob(a)) : std::nullopt;
             a.finish();
             DictStore::Locked lk(s);
             const auto v = s.find(k);

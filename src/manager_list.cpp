@@ -45,7 +45,8 @@ public:
         } else if (method == "pop") {
             const std::int64_t raw = read_index(a);
             a.finish();
-            if (items_.empty()) throw std::out_of_range("multiproc: IndexError: pop from an empty manager list");
+            if (items_.empty())
+                throw std::out_of_range("multiproc: IndexError: pop from an empty manager list");
             const std::size_t i = index(raw, false);
             write_raw(out, items_[i]);
             items_.erase(items_.begin() + static_cast<std::ptrdiff_t>(i));
@@ -78,8 +79,8 @@ private:
         if (i < 0) i += n;
         if (clamp) return static_cast<std::size_t>(i < 0 ? 0 : (i > n ? n : i));
         if (i < 0 || i >= n)
-            throw std::out_of_range("multiproc: IndexError: manager " + std::string(fixed_ ? "array" : "list") +
-                                    " index out of range");
+            throw std::out_of_range("multiproc: IndexError: manager " +
+                                    std::string(fixed_ ? "array" : "list") + " index out of range");
         return static_cast<std::size_t>(i);
     }
 
@@ -90,7 +91,11 @@ private:
 
 }  // namespace
 
-std::unique_ptr<ServerObject> make_list(Decoder& args) { return std::make_unique<ListObject>(args, false); }
-std::unique_ptr<ServerObject> make_array(Decoder& args) { return std::make_unique<ListObject>(args, true); }
+std::unique_ptr<ServerObject> make_list(Decoder& args) {
+    return std::make_unique<ListObject>(args, false);
+}
+std::unique_ptr<ServerObject> make_array(Decoder& args) {
+    return std::make_unique<ListObject>(args, true);
+}
 
 }  // namespace mp::detail

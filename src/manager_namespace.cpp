@@ -23,7 +23,9 @@ public:
         a.finish();
         auto it = attrs_.find(name);
         if (method == "get") {
-            if (it == attrs_.end()) throw std::out_of_range("multiproc: AttributeError: the namespace has no such name");
+            if (it == attrs_.end())
+                throw std::out_of_range(
+                    "multiproc: AttributeError: the namespace has no such name");
             write_raw(out, it->second);
         } else if (method == "contains" || method == "erase") {
             const bool found = it != attrs_.end();
@@ -73,6 +75,8 @@ std::unique_ptr<ServerObject> make_namespace(Decoder& args) {
     args.finish();
     return std::make_unique<NamespaceObject>();
 }
-std::unique_ptr<ServerObject> make_value(Decoder& args) { return std::make_unique<ValueObject>(args); }
+std::unique_ptr<ServerObject> make_value(Decoder& args) {
+    return std::make_unique<ValueObject>(args);
+}
 
 }  // namespace mp::detail

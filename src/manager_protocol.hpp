@@ -48,8 +48,8 @@ inline void write_raw(Encoder& e, const Blob& b) { e.write_bytes(b.data(), b.siz
 
 /// What a server object's method may need besides its arguments.
 struct CallContext {
-    bool trust_code = false;      ///< the client may ship functions (update_with)
-    std::uint64_t session = 0;    ///< the calling process's session
+    bool trust_code = false;    ///< the client may ship functions (update_with)
+    std::uint64_t session = 0;  ///< the calling process's session
 };
 
 /// An object owned by a manager server. call() runs one method: it reads its arguments from
@@ -63,7 +63,8 @@ public:
     virtual ~ServerObject() = default;
     /// The shared memory a client on this machine may operate on in place (null: none).
     virtual std::shared_ptr<DictStore> shared_store() { return nullptr; }
-    virtual void call(std::string_view method, Decoder& args, Encoder& out, const CallContext& ctx) = 0;
+    virtual void call(std::string_view method, Decoder& args, Encoder& out,
+                      const CallContext& ctx) = 0;
 };
 
 /// Makes a server object of a type from its encoded constructor arguments.

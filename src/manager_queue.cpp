@@ -10,7 +10,8 @@ namespace {
 
 class QueueObject final : public ServerObject {
 public:
-    QueueObject(std::int32_t maxsize, bool joinable) : maxsize_(maxsize > 0 ? maxsize : 0), joinable_(joinable) {}
+    QueueObject(std::int32_t maxsize, bool joinable)
+        : maxsize_(maxsize > 0 ? maxsize : 0), joinable_(joinable) {}
 
     void call(std::string_view method, Decoder& a, Encoder& out, const CallContext&) override {
         std::unique_lock lk(m_);
@@ -39,7 +40,9 @@ public:
             out(full());
         } else if (joinable_ && method == "task_done") {
             a.finish();
-            if (unfinished_ == 0) throw std::invalid_argument("multiproc: ValueError: task_done() called too many times");
+            if (unfinished_ == 0)
+                throw std::invalid_argument(
+                    "multiproc: ValueError: task_done() called too many times");
             if (--unfinished_ == 0) changed_.notify_all();
         } else if (joinable_ && method == "join") {
             a.finish();
@@ -50,7 +53,9 @@ public:
     }
 
 private:
-    bool full() const { return maxsize_ > 0 && items_.size() >= static_cast<std::size_t>(maxsize_); }
+    bool full() const {
+        return maxsize_ > 0 && items_.size() >= static_cast<std::size_t>(maxsize_);
+    }
 
     std::mutex m_;
     std::condition_variable changed_;
@@ -62,7 +67,9 @@ private:
 
 }  // namespace
 
-std::unique_ptr<ServerObject> make_queue(Decoder& args) { return std::make_unique<QueueObject>(read_int(args), false); }
+std::unique_ptr<ServerObject> make_queue(Decoder& args) {
+    return std::make_unique<QueueObject>(read_int(args), false);
+}
 std::unique_ptr<ServerObject> make_joinable_queue(Decoder& args) {
     return std::make_unique<QueueObject>(read_int(args), true);
 }

@@ -38,8 +38,9 @@ ServerFactory builtin_factory(std::string_view type) {
 
 Blob run_update(const Blob& package, const Blob& old, const CallContext& ctx) {
     if (!ctx.trust_code)
-        throw DecodeError("multiproc: this manager server does not run functions its clients ship "
-                          "(update_with): it does not trust them with code (ManagerOptions::trust_code)");
+        throw DecodeError(
+            "multiproc: this manager server does not run functions its clients ship "
+            "(update_with): it does not trust them with code (ManagerOptions::trust_code)");
     // The package is thunk<F, TaskResult<V>, V> and its target; the current value is its argument.
     std::vector<std::byte> call(package.size() + old.size());
     std::memcpy(call.data(), package.data(), package.size());
@@ -54,10 +55,9 @@ Blob run_update(const Blob& package, const Blob& old, const CallContext& ctx) {
 
 struct ServerState {
     ServerState(const Address& a, std::string key, ManagerOptions o, TypeRegistry t)
-        : listener(a, 128, std::nullopt, AuthOptions{o.auth.digest, o.auth.handshake_timeout, o.trust_code}),
-          authkey(std::move(key)),
-          options(o),
-          types(std::move(t)) {}
+        : listener(a, 128, std::nullopt,
+                   AuthOptions{o.auth.digest, o.auth.handshake_timeout, o.trust_code}),
+          authkey(std::move(key)), options(o), types(std::move(t)) {}
 
     struct Entry {
         std::shared_ptr<ServerObject> object;
@@ -99,8 +99,8 @@ struct ServerState {
         std::lock_guard lk(m);
         auto it = objects.find(id);
         if (it == objects.end())
-            throw ProcessError("multiproc: the manager has no object with id " + std::to_string(id) +
-                               " (freed, or never made)");
+            throw ProcessError("multiproc: the manager has no object with id " +
+                               std::to_string(id) + " (freed, or never made)");
         return it->second.object;
     }
 
@@ -158,7 +158,8 @@ struct ServerState {
             if (method == "incref") {
                 auto it = objects.find(id);
                 if (it == objects.end())
-                    throw ProcessError("multiproc: the manager has no object with id " + std::to_string(id));
+                    throw ProcessError("multiproc: the manager has no object with id " +
+                                       std::to_string(id));
                 ++it->second.refs;
                 ++mine[id];
             } else if (auto it = mine.find(id); it != mine.end()) {
@@ -172,7 +173,8 @@ struct ServerState {
             std::lock_guard lk(m);
             auto it = objects.find(id);
             if (it == objects.end())
-                throw ProcessError("multiproc: the manager has no object with id " + std::to_string(id));
+                throw ProcessError("multiproc: the manager has no object with id " +
+                                   std::to_string(id));
             ++it->second.refs;
             ++sessions[session].refs[id];
             const std::uint64_t token = next_loan++;
@@ -186,7 +188,8 @@ struct ServerState {
             auto loan = loans.find(token);
             auto it = objects.find(id);
             if (it == objects.end())
-                throw ProcessError("multiproc: the manager has no object with id " + std::to_string(id));
+                throw ProcessError("multiproc: the manager has no object with id " +
+                                   std::to_string(id));
             if (loan != loans.end() && loan->second.id == id) {
                 // The lender's reference becomes ours.
                 auto& theirs = sessions[loan->second.session].refs;
@@ -205,7 +208,8 @@ struct ServerState {
             std::lock_guard lk(m);
             auto it = objects.find(id);
             if (it == objects.end())
-                throw ProcessError("multiproc: the manager has no object with id " + std::to_string(id));
+                throw ProcessError("multiproc: the manager has no object with id " +
+                                   std::to_string(id));
             ++it->second.refs;
             auto [slot, fresh] = names.try_emplace(name, id);
             if (!fresh) {
@@ -218,7 +222,8 @@ struct ServerState {
             d.finish();
             std::lock_guard lk(m);
             auto slot = names.find(name);
-            if (slot == names.end()) throw std::out_of_range("multiproc: no manager object is bound to '" + name + "'");
+            if (slot == names.end())
+                throw std::out_of_range("multiproc: no manager object is bound to '" + name + "'");
             ++objects.at(slot->second).refs;
             ++sessions[session].refs[slot->second];
             out(slot->second);
@@ -247,7 +252,8 @@ struct ServerState {
             if (id == 0) {
                 server_call(method, d, out, session);
             } else {
-                if (session == 0) throw ProcessError("multiproc: manager protocol: a request before hello");
+                if (session == 0)
+                    throw ProcessError("multiproc: manager protocol: a request before hello");
                 find(id)->call(method, d, out, CallContext{options.trust_code, session});
             }
         } catch (...) {
@@ -309,7 +315,8 @@ namespace mp {
 
 ManagerServer::ManagerServer(const Address& address, std::string authkey, ManagerOptions options,
                              detail::TypeRegistry types)
-    : s_(std::make_shared<detail::ServerState>(address, std::move(authkey), options, std::move(types))) {}
+    : s_(std::make_shared<detail::ServerState>(address, std::move(authkey), options,
+                                               std::move(types))) {}
 ManagerServer::ManagerServer(ManagerServer&&) noexcept = default;
 ManagerServer& ManagerServer::operator=(ManagerServer&&) noexcept = default;
 ManagerServer::~ManagerServer() = default;

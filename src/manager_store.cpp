@@ -57,7 +57,8 @@ std::shared_ptr<DictStore> DictStore::create() {
 
 void DictStore::load(Decoder& d) {
     d(lock_, fd_);
-    if (sys::file_size(fd_.get()) != kRegionBytes) throw DecodeError("multiproc: a manager dict of the wrong size");
+    if (sys::file_size(fd_.get()) != kRegionBytes)
+        throw DecodeError("multiproc: a manager dict of the wrong size");
     map_ = std::make_shared<sys::Mapping>(sys::Mapping::map_shared(fd_.get(), kRegionBytes));
     if (head().magic != kMagic) throw DecodeError("multiproc: not a manager dict");
 }
@@ -71,9 +72,13 @@ DictStore::Locked::Locked(DictStore& s) : s_(s) {
 }
 
 DictStore::Head& DictStore::head() const { return *reinterpret_cast<Head*>(map_->data()); }
-std::uint64_t* DictStore::slots() const { return reinterpret_cast<std::uint64_t*>(map_->data() + kSlotsAt); }
+std::uint64_t* DictStore::slots() const {
+    return reinterpret_cast<std::uint64_t*>(map_->data() + kSlotsAt);
+}
 std::byte* DictStore::heap() const { return map_->data() + kHeapAt; }
-DictStore::Entry& DictStore::entry(std::uint64_t off) const { return *reinterpret_cast<Entry*>(heap() + off); }
+DictStore::Entry& DictStore::entry(std::uint64_t off) const {
+    return *reinterpret_cast<Entry*>(heap() + off);
+}
 
 DictStore::Probe DictStore::probe(std::string_view key, std::uint64_t hash) const {
     const std::uint64_t mask = head().capacity - 1;
@@ -96,11 +101,13 @@ std::optional<std::string_view> DictStore::find(std::string_view key) const {
     return entry(slots()[p.slot] - kBias).value();
 }
 
-std::uint64_t DictStore::append(std::uint64_t seq, std::uint64_t hash, std::string_view key, std::string_view value) {
+std::uint64_t DictStore::append(std::uint64_t seq, std::uint64_t hash, std::string_view key,
+                                std::string_view value) {
     Head& h = head();
     const std::uint64_t off = h.heap_used;
     Entry& e = entry(off);
-    e = Entry{seq, hash, static_cast<std::uint32_t>(key.size()), static_cast<std::uint32_t>(value.size()), 1};
+    e = Entry{seq, hash, static_cast<std::uint32_t>(key.size()),
+              static_cast<std::uint32_t>(value.size()), 1};
     std::memcpy(&e + 1, key.data(), key.size());
     std::memcpy(reinterpret_cast<char*>(&e + 1) + key.size(), value.data(), value.size());
     publish(h.heap_used, off + e.bytes());
@@ -111,11 +118,13 @@ void DictStore::make_room(std::size_t bytes) {
     Head& h = head();
     if (h.heap_used + bytes > kHeapBytes) compact();
     if (h.heap_used + bytes > kHeapBytes)
-        throw std::length_error("multiproc: a manager dict holds at most " + std::to_string(kHeapBytes >> 20) +
-                                " MiB of keys and values");
+        throw std::length_error("multiproc: a manager dict holds at most " +
+                                std::to_string(kHeapBytes >> 20) + " MiB of keys and values");
     if ((h.used_slots + 1) * 10 > h.capacity * 7) {
-        const std::uint64_t capacity = (h.count + 1) * 10 > h.capacity * 5 ? h.capacity * 2 : h.capacity;
-        if (capacity > kMaxSlots) throw std::length_error("multiproc: a manager dict holds at most 1.4 million keys");
+        const std::uint64_t capacity =
+            (h.count + 1) * 10 > h.capacity * 5 ? h.capacity * 2 : h.capacity;
+        if (capacity > kMaxSlots)
+            throw std::length_error("multiproc: a manager dict holds at most 1.4 million keys");
         rebuild(capacity);
     }
 }
@@ -161,7 +170,8 @@ std::vector<std::pair<std::string_view, std::string_view>> DictStore::entries() 
     live.reserve(head().count);
     for (std::uint64_t off = 0; off < head().heap_used; off += entry(off).bytes())
         if (entry(off).live) live.push_back(&entry(off));
-    std::sort(live.begin(), live.end(), [](const Entry* a, const Entry* b) { return a->seq < b->seq; });
+    std::sort(live.begin(), live.end(),
+              [](const Entry* a, const Entry* b) { return a->seq < b->seq; });
     std::vector<std::pair<std::string_view, std::string_view>> out;
     out.reserve(live.size());
     for (const Entry* e : live) out.emplace_back(e->key(), e->value());

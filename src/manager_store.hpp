@@ -81,7 +81,8 @@ private:
     std::byte* heap() const;
     Entry& entry(std::uint64_t off) const;
     Probe probe(std::string_view key, std::uint64_t hash) const;
-    std::uint64_t append(std::uint64_t seq, std::uint64_t hash, std::string_view key, std::string_view value);
+    std::uint64_t append(std::uint64_t seq, std::uint64_t hash, std::string_view key,
+                         std::string_view value);
     void make_room(std::size_t bytes);
     void rebuild(std::uint64_t capacity);
     void compact();

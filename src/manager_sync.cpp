@@ -58,7 +58,10 @@ public:
             }
             changed_.notify_all();
         } else {
-            unknown_method(kind_ == Kind::lock ? "Lock" : kind_ == Kind::rlock ? "RLock" : "Condition", method);
+            unknown_method(kind_ == Kind::lock    ? "Lock"
+                           : kind_ == Kind::rlock ? "RLock"
+                                                  : "Condition",
+                           method);
         }
     }
 
@@ -75,7 +78,8 @@ private:
     }
     void release(std::uint64_t me) {
         if (count_ == 0 || (kind_ != Kind::lock && owner_ != me))
-            throw std::runtime_error("multiproc: RuntimeError: release of a manager lock not held by the caller");
+            throw std::runtime_error(
+                "multiproc: RuntimeError: release of a manager lock not held by the caller");
         if (--count_ == 0) {
             owner_ = 0;
             changed_.notify_all();
@@ -97,8 +101,11 @@ private:
 
 class SemaphoreObject final : public ServerObject {
 public:
-    SemaphoreObject(std::int32_t value, bool bounded) : value_(value), bound_(bounded ? value : -1) {
-        if (value < 0) throw std::invalid_argument("multiproc: ValueError: a semaphore's initial value must be >= 0");
+    SemaphoreObject(std::int32_t value, bool bounded)
+        : value_(value), bound_(bounded ? value : -1) {
+        if (value < 0)
+            throw std::invalid_argument(
+                "multiproc: ValueError: a semaphore's initial value must be >= 0");
     }
 
     void call(std::string_view method, Decoder& a, Encoder& out, const CallContext&) override {
@@ -118,7 +125,8 @@ public:
         } else if (method == "release") {
             a.finish();
             if (bound_ >= 0 && value_ >= bound_)
-                throw std::invalid_argument("multiproc: ValueError: a bounded semaphore released too many times");
+                throw std::invalid_argument(
+                    "multiproc: ValueError: a bounded semaphore released too many times");
             ++value_;
             changed_.notify_one();
         } else {
@@ -171,7 +179,9 @@ private:
 class BarrierObject final : public ServerObject {
 public:
     explicit BarrierObject(std::int32_t parties) : parties_(static_cast<std::uint64_t>(parties)) {
-        if (parties <= 0) throw std::invalid_argument("multiproc: ValueError: a barrier needs at least one party");
+        if (parties <= 0)
+            throw std::invalid_argument(
+                "multiproc: ValueError: a barrier needs at least one party");
     }
 
     void call(std::string_view method, Decoder& a, Encoder& out, const CallContext&) override {
@@ -187,7 +197,8 @@ public:
                 waiting_ = 0;
                 ++round_;
                 changed_.notify_all();
-            } else if (!wait_until_true(changed_, lk, block, ns, [&] { return round_ != round || broken_; })) {
+            } else if (!wait_until_true(changed_, lk, block, ns,
+                                        [&] { return round_ != round || broken_; })) {
                 broken_ = true;  // a timeout breaks the barrier, as Python's
                 changed_.notify_all();
                 broken_barrier();
@@ -254,6 +265,8 @@ std::unique_ptr<ServerObject> make_event(Decoder& args) {
     args.finish();
     return std::make_unique<EventObject>();
 }
-std::unique_ptr<ServerObject> make_barrier(Decoder& args) { return std::make_unique<BarrierObject>(read_int(args)); }
+std::unique_ptr<ServerObject> make_barrier(Decoder& args) {
+    return std::make_unique<BarrierObject>(read_int(args));
+}
 
 }  // namespace mp::detail

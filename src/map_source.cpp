@@ -47,8 +47,8 @@ void OrderedMapCore::fail_all(Errors& errs, Range r, const std::exception_ptr& e
     for (std::size_t i = 0; i < r.count; ++i) errs.emplace_back(r.start + i, e);
 }
 
-OrderedMapCore::OrderedMapCore(std::size_t size, std::size_t chunksize, bool per_item, Engine& engine,
-                               bool stop_on_error, Deadline deadline)
+OrderedMapCore::OrderedMapCore(std::size_t size, std::size_t chunksize, bool per_item,
+                               Engine& engine, bool stop_on_error, Deadline deadline)
     : size_(size), chunksize_(chunksize), per_item_(per_item), engine_(engine.link()),
       stop_on_error_(stop_on_error), deadline_(deadline), state_(size, kPending) {}
 
@@ -58,9 +58,7 @@ bool OrderedMapCore::exhausted() const {
     return cancelled_ || (next_ >= size_ && redo_.empty());
 }
 
-std::optional<std::size_t> OrderedMapCore::remaining() const {
-    return size_ - next_;
-}
+std::optional<std::size_t> OrderedMapCore::remaining() const { return size_ - next_; }
 
 bool OrderedMapCore::next_range(std::size_t hint, Range& r) {
     if (cancelled_) return false;
@@ -156,8 +154,8 @@ std::optional<std::size_t> OrderedMapCore::next_index(Deadline d) {
     const Deadline limit = earlier(d, deadline_);
     const bool ok = notifier_.wait(
         [&] {
-            std::lock_guard lk(m_);
-            return state_[i] != kPending;
+        std::lock_guard lk(m_);
+        return state_[i] != kPending;
         },
         limit);
     if (!ok) throw TimeoutError("mp::ProcessPoolExecutor::map: timed out waiting for a result");
@@ -166,7 +164,8 @@ std::optional<std::size_t> OrderedMapCore::next_index(Deadline d) {
     switch (state_[i]) {
         case kOk: return i;
         case kError: std::rethrow_exception(std::exchange(errors_[i], nullptr));
-        case kCancelled: throw CancelledError("multiproc: this map item was cancelled before it ran");
+        case kCancelled:
+            throw CancelledError("multiproc: this map item was cancelled before it ran");
         default: std::rethrow_exception(abandon_error_);
     }
 }

@@ -19,7 +19,8 @@ OwnedCall finish_owned_call(Encoder& e, std::vector<UniqueFd>& own) {
     OwnedCall c;
     c.fds.reserve(e.fds().size());
     for (int fd : e.fds()) {
-        auto it = std::find_if(own.begin(), own.end(), [fd](const UniqueFd& u) { return u.get() == fd; });
+        auto it =
+            std::find_if(own.begin(), own.end(), [fd](const UniqueFd& u) { return u.get() == fd; });
         c.fds.push_back(it != own.end() ? std::move(*it) : UniqueFd::dup_of(fd));
     }
     c.bytes = std::move(e.bytes());

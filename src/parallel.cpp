@@ -14,20 +14,20 @@ namespace mp {
 namespace detail {
 
 int resolve_jobs(int jobs) {
-    if (jobs == 0) throw UsageError("mp::parallel_map: jobs == 0 has no meaning (use -1 for every CPU)");
+    if (jobs == 0)
+        throw UsageError("mp::parallel_map: jobs == 0 has no meaning (use -1 for every CPU)");
     if (jobs > 0) return jobs;
     // joblib: -1 is every CPU, -2 all but one, ... and never fewer than one.
     return std::max(1, process_cpu_count() + 1 + jobs);
 }
 
-bool in_pool_worker() noexcept {
-    return worker_progress_slot() != nullptr;
-}
+bool in_pool_worker() noexcept { return worker_progress_slot() != nullptr; }
 
 ParallelOptions options_for(ParallelOptions options, std::size_t n) {
     const int jobs = resolve_jobs(options.jobs);
     if (n == 0) options.jobs = 1;  // nothing to do: no workers
-    else if (jobs > 1 && static_cast<std::size_t>(jobs) > n) options.jobs = static_cast<int>(std::max<std::size_t>(n, 2));
+    else if (jobs > 1 && static_cast<std::size_t>(jobs) > n)
+        options.jobs = static_cast<int>(std::max<std::size_t>(n, 2));
     return options;
 }
 
@@ -49,7 +49,8 @@ std::string clock_text(double seconds) {
     if (!(seconds >= 0) || seconds > 360000) return "--:--";
     const auto s = static_cast<long long>(seconds + 0.5);
     char buf[32];
-    if (s >= 3600) std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+    if (s >= 3600)
+        std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
     else std::snprintf(buf, sizeof buf, "%02lld:%02lld", s / 60, s % 60);
     return buf;
 }
@@ -86,9 +87,7 @@ void ProgressBar::update(std::size_t done) {
     if ((tenth && since >= 2.0) || since >= 30.0) draw(done, false);
 }
 
-void ProgressBar::finish(std::size_t done) {
-    draw(done, true);
-}
+void ProgressBar::finish(std::size_t done) { draw(done, true); }
 
 void ProgressBar::draw(std::size_t done, bool last) {
     const auto now = Clock::now();
@@ -96,7 +95,8 @@ void ProgressBar::draw(std::size_t done, bool last) {
     last_done_ = done;
     const double elapsed = std::chrono::duration<double>(now - start_).count();
     const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
-    const double eta = rate > 0 ? static_cast<double>(total_ - std::min(done, total_)) / rate : -1.0;
+    const double eta =
+        rate > 0 ? static_cast<double>(total_ - std::min(done, total_)) / rate : -1.0;
     const double frac = total_ ? static_cast<double>(done) / static_cast<double>(total_) : 1.0;
     const int pct = static_cast<int>(frac * 100.0);
     std::string line;
@@ -117,7 +117,8 @@ void ProgressBar::draw(std::size_t done, bool last) {
     line += last ? "" : "<" + clock_text(eta);
     line += ", " + rate_text(rate) + "]";
     // One write a line: the bar never interleaves with itself, and a redraw clears leftovers.
-    std::string out = tty_ ? "\r" + line + "\x1b[K" + (last ? "\n" : "") : "parallel_map: " + line + "\n";
+    std::string out =
+        tty_ ? "\r" + line + "\x1b[K" + (last ? "\n" : "") : "parallel_map: " + line + "\n";
     sys::write_stderr(out);
 }
 

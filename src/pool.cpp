@@ -11,18 +11,17 @@ namespace mp {
 Pool::Pool(std::optional<int> processes, PoolOptions options) {
     if (processes && *processes < 1)
         throw UsageError("mp::Pool: the number of processes must be at least 1");
-    engine_ = std::make_unique<detail::Engine>(
-        detail::front_end_engine_options("mp::Pool", processes.value_or(cpu_count()), options.initializer,
-                                         options.maxtasksperchild, options.context, options.retries));
+    engine_ = std::make_unique<detail::Engine>(detail::front_end_engine_options(
+        "mp::Pool", processes.value_or(cpu_count()), options.initializer, options.maxtasksperchild,
+        options.context, options.retries));
 }
 
-Pool::~Pool() {
-    terminate();
-}
+Pool::~Pool() { terminate(); }
 
 void Pool::check_running(const char* what) const {
     if (state_.load(std::memory_order_acquire) != 0)
-        throw UsageError(std::string("mp::Pool::") + what + ": Pool not running (closed or terminated)");
+        throw UsageError(std::string("mp::Pool::") + what +
+                         ": Pool not running (closed or terminated)");
 }
 
 void Pool::close() {
@@ -42,12 +41,8 @@ void Pool::join() {
     engine_->join();
 }
 
-int Pool::processes() const noexcept {
-    return engine_->processes();
-}
+int Pool::processes() const noexcept { return engine_->processes(); }
 
-std::vector<pid_t> Pool::worker_pids() const {
-    return engine_->worker_pids();
-}
+std::vector<pid_t> Pool::worker_pids() const { return engine_->worker_pids(); }
 
 }  // namespace mp

@@ -66,7 +66,7 @@ namespace detail {
 
 /// One started child, as a start method sees it. Thread-safe.
 class Popen {
-  public:
+public:
     virtual ~Popen() = default;
     /// The child's pid.
     [[nodiscard]] virtual pid_t pid() const noexcept = 0;
@@ -93,7 +93,7 @@ class Popen {
 /// what a timed wait polls) is opened on first use rather than at every start. A caller that
 /// cannot promise the lock-only reaping (SIGCHLD ignored: the kernel reaps) passes the pidfd.
 class DirectChild final : public Popen {
-  public:
+public:
     DirectChild(pid_t pid, UniqueFd pidfd) noexcept : pid_(pid), pidfd_(std::move(pidfd)) {}
     /// A child to come: adopt() names it (allocated before fork, see launch_fork).
     DirectChild() noexcept = default;
@@ -113,10 +113,10 @@ class DirectChild final : public Popen {
     void send_signal(int sig) override;
     void close() noexcept override;
 
-  private:
-    std::optional<int> reap_locked();           // WNOHANG; under m_
-    int sentinel_locked() const noexcept;       // under m_
-    pid_t pid_ = 0;  // set before the object is shared, constant afterwards
+private:
+    std::optional<int> reap_locked();      // WNOHANG; under m_
+    int sentinel_locked() const noexcept;  // under m_
+    pid_t pid_ = 0;                        // set before the object is shared, constant afterwards
     mutable std::mutex m_;
     mutable UniqueFd pidfd_;  // opened lazily (sentinel_locked)
     bool closed_ = false;
@@ -161,7 +161,8 @@ using sys::bound;
 /// (moved in: no allocation, no lock, no reference count touched), arms the daemon's death
 /// signal, installs the exit handler, runs target and exits with Python's exit code. Never
 /// returns. In a fork child it must run first, before anything that might ask who we are.
-[[noreturn]] void run_child(std::shared_ptr<CurrentProcess::Info>&& child, TargetCall& target) noexcept;
+[[noreturn]] void run_child(std::shared_ptr<CurrentProcess::Info>&& child,
+                            TargetCall& target) noexcept;
 /// In a process that forks many children and nothing else (the forkserver): builds now what
 /// run_child would otherwise build in each child (the identity record, the children registry)
 /// and installs its exit handler once. The process must not start Processes itself afterwards.

@@ -64,7 +64,8 @@ std::optional<int> DirectChild::wait(Deadline deadline) {
         // Wait without reaping (WNOWAIT) and without the lock, so that other threads can still
         // poll, signal or time out; then reap under the lock, which keeps the pid the child's
         // for as long as anyone holds the lock. ECHILD: a concurrent poll reaped it first.
-        if (const int r = sys::wait_child_ended(pid_); r < 0 && r != -ECHILD) throw_os_error("waitid", -r);
+        if (const int r = sys::wait_child_ended(pid_); r < 0 && r != -ECHILD)
+            throw_os_error("waitid", -r);
         std::lock_guard lk(m_);
         return reap_locked();
     }
@@ -115,12 +116,12 @@ void warn_if_multithreaded_fork() {
                           "multiproc: warning: this process (pid=%d) is multi-threaded (%d "
                           "threads); use of fork() may lead to deadlocks in the child.\n",
                           static_cast<int>(sys::current_pid()), threads);
-    if (n > 0) sys::write_stderr(std::string_view(msg, std::min(static_cast<std::size_t>(n), sizeof msg - 1)));
+    if (n > 0)
+        sys::write_stderr(std::string_view(msg,
+                                           std::min(static_cast<std::size_t>(n), sizeof msg - 1)));
 }
 
-void reset_fork_warning_for_testing() noexcept {
-    g_warned.store(false);
-}
+void reset_fork_warning_for_testing() noexcept { g_warned.store(false); }
 
 // Hot (as run_child): the child returns from fork() into this function's code.
 [[gnu::hot]] std::unique_ptr<Popen> launch_fork(const LaunchSpec& spec) {

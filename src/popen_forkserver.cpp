@@ -97,7 +97,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Popen> forkserver_shipped(const CurrentProcess::Info& child, const ShippedCall& call) {
+std::unique_ptr<Popen> forkserver_shipped(const CurrentProcess::Info& child,
+                                          const ShippedCall& call) {
     check_not_bootstrapping();
     std::vector<std::byte> record = encode_bootstrap(child, call.bytes, call.fds.size());
     return std::make_unique<ServedChildPopen>(forkserver_fork(record, call.fds));

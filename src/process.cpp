@@ -29,7 +29,7 @@ struct ProcessState {
     // The child's identity record, kept as long as this object: freeing it in start() would
     // write the heap while a fork child still shares the page (a page copied).
     std::shared_ptr<CurrentProcess::Info> child_info;
-    pid_t creator = sys::current_pid();          // Python's _parent_pid
+    pid_t creator = sys::current_pid();  // Python's _parent_pid
     bool starting = false;
     bool closed = false;
 };
@@ -53,9 +53,7 @@ alignas(Registry) unsigned char g_registry_storage[sizeof(Registry)];
     return *r;
 }
 
-void exit_handler() {
-    join_children_at_exit();
-}
+void exit_handler() { join_children_at_exit(); }
 
 // The Popen of a registered child; nullptr while its start() is still under way (a child is
 // registered before it is forked: see Process::start).
@@ -108,9 +106,7 @@ void unregister_child(const ProcessState* st) noexcept {
     std::erase_if(r.children, [st](const auto& p) { return p.get() == st; });
 }
 
-[[gnu::hot]] void reset_children_after_fork() noexcept {
-    new (&registry()) Registry();
-}
+[[gnu::hot]] void reset_children_after_fork() noexcept { new (&registry()) Registry(); }
 
 [[gnu::hot]] bool has_registered_children() noexcept {
     return registry().any.load(std::memory_order_relaxed);
@@ -226,9 +222,7 @@ std::optional<int> ProcessView::exitcode() const {
     return code;
 }
 
-void ProcessView::join() const {
-    join(forever);
-}
+void ProcessView::join() const { join(forever); }
 
 void ProcessView::join(Timeout timeout) const {
     auto& s = state();
@@ -243,17 +237,11 @@ void ProcessView::join(Timeout timeout) const {
     if (p->wait(deadline)) unregister_child(&s);
 }
 
-void ProcessView::terminate() const {
-    started_popen(state(), "terminate")->terminate();
-}
+void ProcessView::terminate() const { started_popen(state(), "terminate")->terminate(); }
 
-void ProcessView::kill() const {
-    started_popen(state(), "kill")->kill();
-}
+void ProcessView::kill() const { started_popen(state(), "kill")->kill(); }
 
-void ProcessView::interrupt() const {
-    started_popen(state(), "interrupt")->interrupt();
-}
+void ProcessView::interrupt() const { started_popen(state(), "interrupt")->interrupt(); }
 
 int ProcessView::sentinel() const {
     auto& s = state();
@@ -261,7 +249,9 @@ int ProcessView::sentinel() const {
     if (s.closed) throw UsageError(kClosed);
     if (!s.popen) throw UsageError("multiproc: process not started");
     const int fd = s.popen->sentinel();
-    if (fd < 0) throw ProcessError("multiproc: cannot open a descriptor watching the child (pidfd_open failed)");
+    if (fd < 0)
+        throw ProcessError(
+            "multiproc: cannot open a descriptor watching the child (pidfd_open failed)");
     return fd;
 }
 
@@ -293,9 +283,8 @@ void Process::start() {
         if (s.closed) throw UsageError(detail::kClosed);
         if (s.popen || s.starting) throw UsageError("multiproc: cannot start a process twice");
         if (s.creator != sys::current_pid())
-            throw UsageError(
-                "multiproc: can only start a process object created by the "
-                "current process");
+            throw UsageError("multiproc: can only start a process object created by the "
+                             "current process");
         if (me->daemon)
             throw UsageError("multiproc: daemonic processes are not allowed to have children");
         child = std::make_shared<CurrentProcess::Info>();
@@ -362,9 +351,8 @@ void Process::close() {
             if (s.creator != sys::current_pid())
                 throw UsageError("multiproc: can only close a child process");
             if (!s.popen->poll())
-                throw UsageError(
-                    "multiproc: cannot close a process while it is still running; "
-                    "call join() or terminate() first");
+                throw UsageError("multiproc: cannot close a process while it is still running; "
+                                 "call join() or terminate() first");
             s.popen->close();
         }
         s.target.reset();

@@ -22,8 +22,12 @@ struct Side {
     std::atomic<std::uint64_t>& pos;
 };
 
-Side producers(Shared& s) noexcept { return {s.pend_tail, s.pend_puts, s.pend_valid, s.puts, s.tail}; }
-Side consumers(Shared& s) noexcept { return {s.pend_head, s.pend_gets, s.pend_valid_c, s.gets, s.head}; }
+Side producers(Shared& s) noexcept {
+    return {s.pend_tail, s.pend_puts, s.pend_valid, s.puts, s.tail};
+}
+Side consumers(Shared& s) noexcept {
+    return {s.pend_head, s.pend_gets, s.pend_valid_c, s.gets, s.head};
+}
 
 // The intent record first, then the two stores, then the record cleared: a holder killed
 // anywhere in between leaves either nothing or a record its successor redoes (see redo).
@@ -106,7 +110,10 @@ int QueueCore::chunk_put(std::uint32_t kind, std::size_t n, QueueFill fill, cons
         };
         if (used() >= max) {
             u.unlock();
-            return wait_until(s.room, [&] { return used() < max; }, deadline, false) ? 2 : 0;
+            return wait_until(
+                       s.room, [&] { return used() < max; }, deadline, false)
+                       ? 2
+                       : 0;
         }
     }
     if (s.locked.load(std::memory_order_relaxed) == 0) s.locked.store(1, std::memory_order_seq_cst);
@@ -141,7 +148,8 @@ int QueueCore::chunk_get(QueueRead read, void* ctx, Deadline deadline) {
             if (p == Locked::timed_out) return 0;
             sys::RobustUnlock pu(&s.prod_mu);
             if (p == Locked::owner_died) repair_producer();
-            if (s.tail.load(std::memory_order_acquire) == pos) s.locked.store(0, std::memory_order_seq_cst);
+            if (s.tail.load(std::memory_order_acquire) == pos)
+                s.locked.store(0, std::memory_order_seq_cst);
             return 2;
         }
         Record r;
@@ -182,7 +190,8 @@ int QueueCore::chunk_get(QueueRead read, void* ctx, Deadline deadline) {
         } catch (...) {
             err = std::current_exception();  // the item is consumed all the same (Python)
         }
-        publish(consumers(s), pos + kRecHeader + align8(r.len), s.gets.load(std::memory_order_relaxed) + 1);
+        publish(consumers(s), pos + kRecHeader + align8(r.len),
+                s.gets.load(std::memory_order_relaxed) + 1);
         u.unlock();
         if (ext) release(ext);
         if (maxsize_ > 0) wake(s.room);

@@ -157,16 +157,15 @@ public:
         return reinterpret_cast<ChunkHeader*>(map_.data() + off);
     }
     bool chunk_ok(std::uint64_t off, std::uint32_t cls) const noexcept {
-        return cls < static_cast<std::uint32_t>(kClasses) && off % kChunk == 0 && off >= ring_end_ &&
-               off <= kSpan && (std::uint64_t{kChunk} << cls) <= kSpan - off;
+        return cls < static_cast<std::uint32_t>(kClasses) && off % kChunk == 0 &&
+               off >= ring_end_ && off <= kSpan && (std::uint64_t{kChunk} << cls) <= kSpan - off;
     }
     ChunkHeader* chunk(std::uint64_t off) const { return chunk_checked(off, 0); }
     // A record position of the chunk stream: 8-byte aligned, past its chunk's header, with room
     // for a record header before the chunk's end.
     std::uint64_t record_checked(std::uint64_t pos) const {
         const std::uint64_t in = pos & (kChunk - 1);
-        if (pos % 8 != 0 || in < kChunkHeader || in + kRecHeader > kChunk ||
-            !chunk_ok(pos - in, 0))
+        if (pos % 8 != 0 || in < kChunkHeader || in + kRecHeader > kChunk || !chunk_ok(pos - in, 0))
             corrupt("record position");
         return pos;
     }
@@ -191,7 +190,7 @@ public:
     bool ring_empty() const noexcept;
     std::uint64_t ring_items() const noexcept;
     int chunk_put(std::uint32_t kind, std::size_t n, QueueFill fill, const void* ctx,
-                   std::uint64_t& ext, Deadline deadline);
+                  std::uint64_t& ext, Deadline deadline);
     int chunk_get(QueueRead read, void* ctx, Deadline deadline);
     void skip_if_dead(std::uint64_t pos, std::uint64_t word) noexcept;
 

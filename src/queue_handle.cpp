@@ -62,7 +62,8 @@ bool QueueHandle::put(std::size_t n, QueueFill fill, const void* ctx, Deadline d
         throw UsageError("multiproc: put() on a closed queue");
     Shared& s = q.sh();
     const bool small = n <= kSlotPayload;
-    const bool ring_is_bound = q.maxsize() > 0 && q.cap() >= static_cast<std::uint64_t>(q.maxsize());
+    const bool ring_is_bound =
+        q.maxsize() > 0 && q.cap() >= static_cast<std::uint64_t>(q.maxsize());
 
     // A big item goes to an extent of its own, filled before taking the producers' mutex.
     std::uint64_t ext = 0;
@@ -92,8 +93,8 @@ bool QueueHandle::put(std::size_t n, QueueFill fill, const void* ctx, Deadline d
                 if (!q.wait_until(
                         s.room,
                         [&] {
-                            return sl.state.load(std::memory_order_seq_cst) != w ||
-                                   s.locked.load(std::memory_order_seq_cst) != 0;
+                    return sl.state.load(std::memory_order_seq_cst) != w ||
+                           s.locked.load(std::memory_order_seq_cst) != 0;
                         },
                         deadline, false))
                     return false;
@@ -135,9 +136,9 @@ bool QueueHandle::get(QueueRead read, void* ctx, Deadline deadline) {
         if (!q.wait_until(
                 s.items,
                 [&] {
-                    return sl.state.load(std::memory_order_seq_cst) != w ||
-                           s.locked.load(std::memory_order_seq_cst) != locked ||
-                           s.tail.load(std::memory_order_seq_cst) != tail;
+            return sl.state.load(std::memory_order_seq_cst) != w ||
+                   s.locked.load(std::memory_order_seq_cst) != locked ||
+                   s.tail.load(std::memory_order_seq_cst) != tail;
                 },
                 deadline, r == RingGet::writing))
             return false;

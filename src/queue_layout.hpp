@@ -23,7 +23,7 @@ constexpr std::size_t kChunk = std::size_t{1} << 16;     // 64 KiB
 constexpr std::size_t kChunkHeader = 64;
 constexpr std::size_t kInlineMax = kChunk / 4;
 constexpr std::size_t kRecHeader = 8;
-constexpr int kClasses = 24;                          // 64 KiB << 0 .. 64 KiB << 23 (512 GiB)
+constexpr int kClasses = 24;  // 64 KiB << 0 .. 64 KiB << 23 (512 GiB)
 constexpr std::size_t kKeepResident = std::size_t{32} << 20;  // freed storage kept for reuse
 constexpr std::size_t kPage = 4096;
 constexpr std::uint32_t kInline = 1, kExtent = 2, kSkip = 3;
@@ -31,7 +31,7 @@ constexpr std::uint32_t kInline = 1, kExtent = 2, kSkip = 3;
 // The ring of small items (see the file comment).
 constexpr std::size_t kSlot = 128;
 constexpr std::size_t kSlotPayload = kSlot - 16;
-constexpr std::uint64_t kRingUnbounded = 8192;         // slots of an unbounded queue (1 MiB)
+constexpr std::uint64_t kRingUnbounded = 8192;              // slots of an unbounded queue (1 MiB)
 constexpr std::uint64_t kRingMax = std::uint64_t{1} << 16;  // bounded: min(maxsize, this)
 constexpr std::uint64_t kFree = 0, kWriting = 1, kReady = 2;
 constexpr std::uint64_t kPosMask = (std::uint64_t{1} << 40) - 1;
@@ -42,8 +42,8 @@ struct ChunkHeader {
     std::atomic<std::uint64_t> next;  // the next chunk of the record stream (0: none yet)
     std::uint64_t free_next;          // link in a free list
     std::uint32_t cls;
-    std::uint32_t punched;            // pages given back while on the free list
-    std::uint64_t used;               // bytes written since allocated (what is resident)
+    std::uint32_t punched;  // pages given back while on the free list
+    std::uint64_t used;     // bytes written since allocated (what is resident)
 };
 static_assert(sizeof(ChunkHeader) <= kChunkHeader);
 
@@ -115,9 +115,9 @@ struct Shared {
     // JoinableQueue.
     alignas(128) std::atomic<std::uint64_t> tasks_done;
 
-    alignas(128) WaitWord items;  // consumers wait for the tail to move
-    alignas(128) WaitWord room;   // producers of a bounded queue wait for the gets to move
-    alignas(128) WaitWord joined; // join() waits for tasks_done to reach puts
+    alignas(128) WaitWord items;   // consumers wait for the tail to move
+    alignas(128) WaitWord room;    // producers of a bounded queue wait for the gets to move
+    alignas(128) WaitWord joined;  // join() waits for tasks_done to reach puts
 };
 static_assert(sizeof(Shared) <= kChunk);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);

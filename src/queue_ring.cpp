@@ -51,9 +51,11 @@ RingPut QueueCore::ring_put(std::size_t n, QueueFill fill, const void* ctx, std:
         Slot& sl = slot(p, idx);
         std::uint64_t cur = slot_word(p, idx, 0, kFree);
         if (sl.state.compare_exchange_strong(cur, slot_word(p, idx, my_tid(), kWriting),
-                                             std::memory_order_acquire, std::memory_order_acquire)) {
+                                             std::memory_order_acquire,
+                                             std::memory_order_acquire)) {
             std::uint64_t e = p;
-            s.enq.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst, std::memory_order_relaxed);
+            s.enq.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst,
+                                          std::memory_order_relaxed);
             sl.len = static_cast<std::uint32_t>(n);
             fill(ctx, sl.payload, n);
             sl.state.exchange(slot_word(p, idx, 0, kReady), std::memory_order_seq_cst);
@@ -117,9 +119,11 @@ RingGet QueueCore::ring_get(QueueRead read, void* ctx, std::uint64_t& p, std::ui
             }
             std::uint64_t cur = ready;
             if (sl.state.compare_exchange_strong(cur, slot_word(p + cap_, idx, 0, kFree),
-                                                 std::memory_order_seq_cst, std::memory_order_acquire)) {
+                                                 std::memory_order_seq_cst,
+                                                 std::memory_order_acquire)) {
                 std::uint64_t e = p;
-                s.deq.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst, std::memory_order_relaxed);
+                s.deq.compare_exchange_strong(e, p + 1, std::memory_order_seq_cst,
+                                              std::memory_order_relaxed);
                 if (maxsize_ > 0) wake_after_rmw(s.room);
                 if (err) std::rethrow_exception(err);
                 return RingGet::got;

@@ -18,7 +18,8 @@ std::uint64_t QueueCore::alloc(std::uint32_t cls) {
     Shared& s = sh();
     std::uint64_t off = 0;
     {
-        (void)sys::robust_mutex_lock(&s.alloc_mu, Deadline::never());  // every step below is one store
+        (void)sys::robust_mutex_lock(&s.alloc_mu,
+                                     Deadline::never());  // every step below is one store
         sys::RobustUnlock u(&s.alloc_mu);
         if ((off = read_once(s.free_head[cls])) != 0) {
             ChunkHeader* c = chunk_checked(off, cls);

@@ -15,24 +15,25 @@
 namespace mp {
 
 void Decoder::truncated(std::size_t n) const {
-    throw DecodeError("multiproc: truncated message: needed " + std::to_string(n) + " more bytes, " +
-                      std::to_string(remaining()) + " left");
+    throw DecodeError("multiproc: truncated message: needed " + std::to_string(n) +
+                      " more bytes, " + std::to_string(remaining()) + " left");
 }
 
 void Decoder::count_too_large(std::uint64_t n) const {
-    throw DecodeError("multiproc: corrupt message: a count of " + std::to_string(n) + " exceeds the " +
-                      std::to_string(remaining()) + " bytes left");
+    throw DecodeError("multiproc: corrupt message: a count of " + std::to_string(n) +
+                      " exceeds the " + std::to_string(remaining()) + " bytes left");
 }
 
 void Decoder::over_budget(std::uint64_t n, std::size_t each) const {
     throw DecodeError("multiproc: corrupt message: " + std::to_string(n) + " elements of " +
-                      std::to_string(each) +
-                      " bytes exceed what a message of " + std::to_string(bytes_.size()) +
-                      " bytes may allocate (" + std::to_string(budget_) + " bytes left)");
+                      std::to_string(each) + " bytes exceed what a message of " +
+                      std::to_string(bytes_.size()) + " bytes may allocate (" +
+                      std::to_string(budget_) + " bytes left)");
 }
 
 void Decoder::fd_missing(std::uint64_t i) const {
-    throw DecodeError("multiproc: corrupt message: descriptor #" + std::to_string(i) + " did not arrive");
+    throw DecodeError("multiproc: corrupt message: descriptor #" + std::to_string(i) +
+                      " did not arrive");
 }
 
 void Decoder::trailing_bytes() const {
@@ -47,11 +48,33 @@ namespace mp::detail {
 namespace {
 
 enum class ExKind : std::uint8_t {
-    none, unknown, exception, runtime_error, logic_error, invalid_argument, out_of_range,
-    domain_error, length_error, range_error, overflow_error, underflow_error, bad_alloc,
-    system_error, process_error, buffer_too_short, authentication_error, timeout_error,
-    eof_error, full, empty, remote_error, broken_process_pool, cancelled_error, decode_error,
-    usage_error, kCount
+    none,
+    unknown,
+    exception,
+    runtime_error,
+    logic_error,
+    invalid_argument,
+    out_of_range,
+    domain_error,
+    length_error,
+    range_error,
+    overflow_error,
+    underflow_error,
+    bad_alloc,
+    system_error,
+    process_error,
+    buffer_too_short,
+    authentication_error,
+    timeout_error,
+    eof_error,
+    full,
+    empty,
+    remote_error,
+    broken_process_pool,
+    cancelled_error,
+    decode_error,
+    usage_error,
+    kCount
 };
 
 struct WireException {
@@ -65,8 +88,9 @@ struct WireException {
     }
 };
 
-static_assert(min_encoded_size<std::tuple<ExKind, std::string, std::string, std::string, int,
-                                          std::string>>() == exception_min_bytes);
+static_assert(min_encoded_size<
+                  std::tuple<ExKind, std::string, std::string, std::string, int, std::string>>() ==
+              exception_min_bytes);
 
 template <class E>
 WireException wire(ExKind k, const E& e) {
@@ -79,36 +103,62 @@ WireException classify(const std::exception_ptr& ex) {
         std::rethrow_exception(ex);
     } catch (const RemoteError& e) {
         return {ExKind::remote_error, e.type_name(), e.remote_what(), e.traceback(), 0, {}};
-    } catch (const BufferTooShort& e) { return wire(ExKind::buffer_too_short, e);
-    } catch (const AuthenticationError& e) { return wire(ExKind::authentication_error, e);
-    } catch (const TimeoutError& e) { return wire(ExKind::timeout_error, e);
-    } catch (const EOFError& e) { return wire(ExKind::eof_error, e);
-    } catch (const Full& e) { return wire(ExKind::full, e);
-    } catch (const Empty& e) { return wire(ExKind::empty, e);
-    } catch (const BrokenProcessPool& e) { return wire(ExKind::broken_process_pool, e);
-    } catch (const CancelledError& e) { return wire(ExKind::cancelled_error, e);
-    } catch (const DecodeError& e) { return wire(ExKind::decode_error, e);
-    } catch (const ProcessError& e) { return wire(ExKind::process_error, e);
-    } catch (const UsageError& e) { return wire(ExKind::usage_error, e);
+    } catch (const BufferTooShort& e) {
+        return wire(ExKind::buffer_too_short, e);
+    } catch (const AuthenticationError& e) {
+        return wire(ExKind::authentication_error, e);
+    } catch (const TimeoutError& e) {
+        return wire(ExKind::timeout_error, e);
+    } catch (const EOFError& e) {
+        return wire(ExKind::eof_error, e);
+    } catch (const Full& e) {
+        return wire(ExKind::full, e);
+    } catch (const Empty& e) {
+        return wire(ExKind::empty, e);
+    } catch (const BrokenProcessPool& e) {
+        return wire(ExKind::broken_process_pool, e);
+    } catch (const CancelledError& e) {
+        return wire(ExKind::cancelled_error, e);
+    } catch (const DecodeError& e) {
+        return wire(ExKind::decode_error, e);
+    } catch (const ProcessError& e) {
+        return wire(ExKind::process_error, e);
+    } catch (const UsageError& e) {
+        return wire(ExKind::usage_error, e);
     } catch (const std::system_error& e) {
         WireException w = wire(ExKind::system_error, e);
         w.code = e.code().value();
         w.category = e.code().category().name();
         return w;
-    } catch (const std::invalid_argument& e) { return wire(ExKind::invalid_argument, e);
-    } catch (const std::out_of_range& e) { return wire(ExKind::out_of_range, e);
-    } catch (const std::domain_error& e) { return wire(ExKind::domain_error, e);
-    } catch (const std::length_error& e) { return wire(ExKind::length_error, e);
-    } catch (const std::logic_error& e) { return wire(ExKind::logic_error, e);
-    } catch (const std::range_error& e) { return wire(ExKind::range_error, e);
-    } catch (const std::overflow_error& e) { return wire(ExKind::overflow_error, e);
-    } catch (const std::underflow_error& e) { return wire(ExKind::underflow_error, e);
-    } catch (const std::runtime_error& e) { return wire(ExKind::runtime_error, e);
-    } catch (const std::bad_alloc& e) { return wire(ExKind::bad_alloc, e);
-    } catch (const std::exception& e) { return wire(ExKind::exception, e);
+    } catch (const std::invalid_argument& e) {
+        return wire(ExKind::invalid_argument, e);
+    } catch (const std::out_of_range& e) {
+        return wire(ExKind::out_of_range, e);
+    } catch (const std::domain_error& e) {
+        return wire(ExKind::domain_error, e);
+    } catch (const std::length_error& e) {
+        return wire(ExKind::length_error, e);
+    } catch (const std::logic_error& e) {
+        return wire(ExKind::logic_error, e);
+    } catch (const std::range_error& e) {
+        return wire(ExKind::range_error, e);
+    } catch (const std::overflow_error& e) {
+        return wire(ExKind::overflow_error, e);
+    } catch (const std::underflow_error& e) {
+        return wire(ExKind::underflow_error, e);
+    } catch (const std::runtime_error& e) {
+        return wire(ExKind::runtime_error, e);
+    } catch (const std::bad_alloc& e) {
+        return wire(ExKind::bad_alloc, e);
+    } catch (const std::exception& e) {
+        return wire(ExKind::exception, e);
     } catch (...) {
-        return {ExKind::unknown, current_exception_type_name(), "an exception not derived from std::exception",
-                last_throw_trace(), 0, {}};
+        return {ExKind::unknown,
+                current_exception_type_name(),
+                "an exception not derived from std::exception",
+                last_throw_trace(),
+                0,
+                {}};
     }
 }
 
@@ -177,7 +227,8 @@ std::exception_ptr decode_exception(Decoder& d) {
     WireException w;
     d(w);
     if (w.kind == ExKind::none) return nullptr;
-    if (w.kind >= ExKind::kCount) throw DecodeError("multiproc: corrupt message: bad exception kind");
+    if (w.kind >= ExKind::kCount)
+        throw DecodeError("multiproc: corrupt message: bad exception kind");
     try {
         rethrow(w);
     } catch (...) {

@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <string_view>
 #include <mutex>
 #include <new>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "multiproc/errors.hpp"
@@ -27,7 +27,7 @@ namespace {
 constexpr std::size_t kMaxRecord = 512;
 
 std::mutex g_mu;
-int g_fd = -1;     // inherited by forked children along with the descriptor itself
+int g_fd = -1;  // inherited by forked children along with the descriptor itself
 pid_t g_pid = 0;
 
 // A fork while another thread held g_mu would leave it locked forever in the child.

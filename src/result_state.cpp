@@ -146,8 +146,8 @@ std::vector<ResultStateBase*> ResultWaiter::take() {
 bool ResultWaiter::wait(Deadline d) {
     return notifier_.wait(
         [this] {
-            std::lock_guard lk(m_);
-            return !done_.empty();
+        std::lock_guard lk(m_);
+        return !done_.empty();
         },
         d);
 }

@@ -87,13 +87,15 @@ void Scheduler::fill(std::vector<Worker>& workers) {
 bool Scheduler::fill_one(Worker& w, std::size_t max_tasks) {
     Batch b;
     b.quota = std::min(kMaxBatchTasks, max_tasks);
-    if (opts_.max_tasks_per_child) b.quota = std::min(b.quota, opts_.max_tasks_per_child - w.tasks_sent);
+    if (opts_.max_tasks_per_child)
+        b.quota = std::min(b.quota, opts_.max_tasks_per_child - w.tasks_sent);
     auto add = [&](std::uint64_t id) {
         Task& t = tasks_.at(id);
         b.ids.push_back(id);
         b.bytes += t.call.bytes.size();
-        const double per = t.entry->ns_per_elem >= 0 ? t.entry->ns_per_elem * static_cast<double>(t.elements)
-                                                     : global_ns_per_task_;
+        const double per = t.entry->ns_per_elem >= 0
+                               ? t.entry->ns_per_elem * static_cast<double>(t.elements)
+                               : global_ns_per_task_;
         b.est += per < 0 ? kTargetTaskNs : per;
     };
     while (!b.full() && !retry_.empty()) {
@@ -122,7 +124,12 @@ bool Scheduler::fill_one(Worker& w, std::size_t max_tasks) {
         }
         const std::uint64_t id = next_id_++;
         ++entry->inflight;
-        tasks_.emplace(id, Task{entry, slot.tag, std::max<std::size_t>(slot.elements, 1), std::move(slot.call), 0, {}});
+        tasks_.emplace(id, Task{entry,
+                                slot.tag,
+                                std::max<std::size_t>(slot.elements, 1),
+                                std::move(slot.call),
+                                0,
+                                {}});
         add(id);
     }
     if (b.ids.empty()) return false;
@@ -226,7 +233,8 @@ void Scheduler::quarantine_or_retry(std::uint64_t id, const WorkerDeath& death) 
     }
 }
 
-void Scheduler::abandon_all(const std::exception_ptr& err, std::deque<std::shared_ptr<TaskSource>> incoming) noexcept {
+void Scheduler::abandon_all(const std::exception_ptr& err,
+                            std::deque<std::shared_ptr<TaskSource>> incoming) noexcept {
     // Every task of a source fails through its abandon: the scheduler forgets them all.
     tasks_.clear();
     retry_.clear();
@@ -247,7 +255,9 @@ void Scheduler::abandon_all(const std::exception_ptr& err, std::deque<std::share
 }
 
 void Scheduler::drop_finished() {
-    std::erase_if(entries_, [](const std::shared_ptr<Entry>& e) { return e->inflight == 0 && e->src->exhausted(); });
+    std::erase_if(entries_, [](const std::shared_ptr<Entry>& e) {
+        return e->inflight == 0 && e->src->exhausted();
+    });
 }
 
 }  // namespace mp::detail

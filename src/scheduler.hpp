@@ -38,7 +38,8 @@ public:
     /// Puts back the tasks a worker held that never ran (it died before its initializer ended).
     void requeue(const std::deque<std::uint64_t>& held);
     /// Forgets every task; every source (and `incoming`) is abandoned with err.
-    void abandon_all(const std::exception_ptr& err, std::deque<std::shared_ptr<TaskSource>> incoming) noexcept;
+    void abandon_all(const std::exception_ptr& err,
+                     std::deque<std::shared_ptr<TaskSource>> incoming) noexcept;
     /// Drops the sources that are exhausted and have nothing in flight.
     void drop_finished();
     /// True when no source and no task is left.

@@ -35,8 +35,8 @@ std::string generated_name() {
     unsigned char r[6];
     sys::random_bytes(r, sizeof r);
     char buf[64];
-    std::snprintf(buf, sizeof buf, "mp_%d_%02x%02x%02x%02x%02x%02x", static_cast<int>(sys::current_pid()), r[0],
-                  r[1], r[2], r[3], r[4], r[5]);
+    std::snprintf(buf, sizeof buf, "mp_%d_%02x%02x%02x%02x%02x%02x",
+                  static_cast<int>(sys::current_pid()), r[0], r[1], r[2], r[3], r[4], r[5]);
     return buf;
 }
 
@@ -51,7 +51,8 @@ SharedMemory::SharedMemory(std::string_view name, bool create, std::size_t size,
     Impl& im = *impl_;
     if (create) {
         if (size == 0)
-            throw std::invalid_argument("multiproc: SharedMemory: 'size' must be positive when creating");
+            throw std::invalid_argument(
+                "multiproc: SharedMemory: 'size' must be positive when creating");
         const bool generate = name.empty();
         for (int attempt = 0;; ++attempt) {
             im.name = generate ? generated_name() : normalize(name);
@@ -82,7 +83,8 @@ SharedMemory::SharedMemory(std::string_view name, bool create, std::size_t size,
             const int err = -fd;
             if (err == ENOENT)
                 throw std::system_error(err, std::generic_category(),
-                                        "multiproc: SharedMemory: no segment named '" + im.name + "'");
+                                        "multiproc: SharedMemory: no segment named '" + im.name +
+                                            "'");
             fail("shm_open", im.name, err);
         }
         im.fd.reset(fd);
@@ -113,7 +115,8 @@ void SharedMemory::close() noexcept {
 
 void SharedMemory::unlink() {
     if (!impl_) throw UsageError("multiproc: SharedMemory::unlink on an empty handle");
-    if (const int r = sys::shm_unlink_name(impl_->name); r != 0) fail("shm_unlink", impl_->name, -r);
+    if (const int r = sys::shm_unlink_name(impl_->name); r != 0)
+        fail("shm_unlink", impl_->name, -r);
     detail::resource_tracker::unregister_name(impl_->name);
 }
 

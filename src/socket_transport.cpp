@@ -29,7 +29,8 @@ public:
 
     Received receive_some() override {
         const auto room = in_.space();
-        const ssize_t r = sys::recv_nonblocking(sock_.get(), room.data(), room.size(), in_.arriving_fds());
+        const ssize_t r =
+            sys::recv_nonblocking(sock_.get(), room.data(), room.size(), in_.arriving_fds());
         if (r < 0) return Received::nothing;  // nothing more now
         if (r == 0) {
             closed_ = true;
@@ -55,7 +56,8 @@ public:
     bool receive_frame(Frame& f) override {
         while (!in_.next(f, who_)) {
             const auto room = in_.space();
-            const std::size_t r = sys::recv_some(sock_.get(), room.data(), room.size(), in_.arriving_fds());
+            const std::size_t r =
+                sys::recv_some(sock_.get(), room.data(), room.size(), in_.arriving_fds());
             if (r == 0) {
                 closed_ = true;
                 return false;

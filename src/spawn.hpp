@@ -52,7 +52,7 @@ struct ChildBootstrap {
     std::string name;
     std::vector<int> identity;
     bool daemon = false;
-    bool off_main_thread = false;  // CurrentProcess::Info::off_main_thread
+    bool off_main_thread = false;                   // CurrentProcess::Info::off_main_thread
     StartMethod start_method = StartMethod::spawn;  // the method that started the child
     pid_t parent_pid = 0;
     std::string parent_name;
@@ -119,7 +119,8 @@ std::string missing_init_message(const char* what, pid_t pid);
 /// Starts a spawned child with identity `child` running `call`.
 std::unique_ptr<Popen> spawn_shipped(const CurrentProcess::Info& child, const ShippedCall& call);
 /// Has the forkserver fork a child with identity `child` running `call`.
-std::unique_ptr<Popen> forkserver_shipped(const CurrentProcess::Info& child, const ShippedCall& call);
+std::unique_ptr<Popen> forkserver_shipped(const CurrentProcess::Info& child,
+                                          const ShippedCall& call);
 
 /// The `spawn` start method: a fresh exec of this program running spec's target.
 std::unique_ptr<Popen> launch_spawn(const LaunchSpec& spec);

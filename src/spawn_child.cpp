@@ -118,12 +118,14 @@ namespace {
         UniqueFd payload(kSpawnPayloadFd);
         // The status pipe is only for the missing-init report, which cannot happen any more.
         UniqueFd(kSpawnStatusFd).reset();
-        std::vector<std::byte> bytes = read_bootstrap_file(payload.get(), sys::file_size(payload.get()));
+        std::vector<std::byte> bytes =
+            read_bootstrap_file(payload.get(), sys::file_size(payload.get()));
         b = decode_bootstrap(bytes);
         for (std::uint32_t i = 0; i < b.nfds; ++i) {
             int fd = kSpawnFirstCallFd + static_cast<int>(i);
             // Arrived inheritable (dup2 in posix_spawn): make it close-on-exec like every other.
-            if (const int r = sys::set_cloexec(fd, true); r < 0) throw_os_error("fcntl(F_SETFD)", -r);
+            if (const int r = sys::set_cloexec(fd, true); r < 0)
+                throw_os_error("fcntl(F_SETFD)", -r);
             fds.emplace_back(fd);
         }
     } catch (const std::exception& e) {
@@ -147,8 +149,8 @@ std::vector<std::byte> encode_bootstrap(const CurrentProcess::Info& child,
     const auto parent = static_cast<std::int32_t>(child.parent_pid);
     const auto n = static_cast<std::uint32_t>(nfds);
     const auto method = static_cast<std::uint8_t>(child.start_method);
-    e(kMagic, kVersion, child.name, child.identity, child.daemon, child.off_main_thread, method, parent,
-      child.parent_name, child.authkey);
+    e(kMagic, kVersion, child.name, child.identity, child.daemon, child.off_main_thread, method,
+      parent, child.parent_name, child.authkey);
     e.write_size(call.size());
     e.write_bytes(call.data(), call.size());
     e(n);
@@ -163,7 +165,8 @@ std::vector<std::byte> read_bootstrap_file(int fd, std::uint64_t size) {
     while (got < size) {
         // Doubling as the bytes come: a file shorter than announced costs what it holds.
         if (got == bytes.size())
-            bytes.resize(static_cast<std::size_t>(std::min<std::uint64_t>(size, std::max(kFirstStep, got * 2))));
+            bytes.resize(static_cast<std::size_t>(
+                std::min<std::uint64_t>(size, std::max(kFirstStep, got * 2))));
         const std::size_t r = sys::pread_some(fd, bytes.data() + got, bytes.size() - got, got);
         if (r == 0) throw DecodeError("multiproc: truncated bootstrap record");
         got += r;
@@ -197,7 +200,9 @@ PreparedChild::PreparedChild(PreparedChild&&) noexcept = default;
 PreparedChild& PreparedChild::operator=(PreparedChild&&) noexcept = default;
 PreparedChild::~PreparedChild() = default;
 
-std::vector<int> PreparedChild::call_fds() const { return target ? target->fd_numbers() : std::vector<int>{}; }
+std::vector<int> PreparedChild::call_fds() const {
+    return target ? target->fd_numbers() : std::vector<int>{};
+}
 
 void PreparedChild::forget_call_fds() noexcept {
     if (target) target->forget_fds();
@@ -239,8 +244,10 @@ PreparedChild prepare_child(ChildBootstrap b, std::vector<UniqueFd> fds, bool fo
 void enter_if_child(int argc, char** argv) {
     g_init_ran.store(true, std::memory_order_relaxed);
     if (g_role == Role::program || argc < 2 || !argv || !argv[1]) return;
-    if (g_role == Role::spawned_child && std::strcmp(argv[1], kSpawnFlag) == 0) spawned_child_main();
-    if (g_role == Role::forkserver && std::strcmp(argv[1], kForkServerFlag) == 0) forkserver_main(argc, argv);
+    if (g_role == Role::spawned_child && std::strcmp(argv[1], kSpawnFlag) == 0)
+        spawned_child_main();
+    if (g_role == Role::forkserver && std::strcmp(argv[1], kForkServerFlag) == 0)
+        forkserver_main(argc, argv);
 }
 
 void check_not_bootstrapping() noexcept {

@@ -86,7 +86,8 @@ bool take_over_if_dead(MutexState* st, std::uint32_t seen, std::uint32_t me) {
 // owner died.
 // sys::Interruptible::yes only for a caller's acquire: nothing is held yet when it throws.
 [[gnu::noinline]] int mutex_lock_slow(MutexState* st, std::uint32_t me, Deadline deadline,
-                                      bool try_only, sys::Interruptible intr = sys::Interruptible::no) {
+                                      bool try_only,
+                                      sys::Interruptible intr = sys::Interruptible::no) {
     // No spin before sleeping: on the 2-core development machine a spin made no measurable
     // difference to counter_2proc and, in Event's wait, tripled the ping-pong round trip (the
     // spinner holds the CPU the holder needs). A busy lock is slept on at once, as glibc does.
@@ -124,7 +125,8 @@ bool take_over_if_dead(MutexState* st, std::uint32_t seen, std::uint32_t me) {
 inline int mutex_lock(MutexState* st, Deadline deadline, bool try_only) {
     const std::uint32_t me = my_tid();
     std::uint32_t v = 0;
-    if (st->word.compare_exchange_strong(v, me, std::memory_order_acquire, std::memory_order_relaxed))
+    if (st->word.compare_exchange_strong(v, me, std::memory_order_acquire,
+                                         std::memory_order_relaxed))
         return 0;
     return mutex_lock_slow(st, me, deadline, try_only);
 }
@@ -154,7 +156,8 @@ bool finish_acquire(MutexState* st, int r) {
 enum class Entry { acquired, held_by_me, contended };
 Entry enter(MutexState* st, std::uint32_t me) {
     std::uint32_t v = 0;
-    if (st->word.compare_exchange_strong(v, me, std::memory_order_acquire, std::memory_order_relaxed)) {
+    if (st->word.compare_exchange_strong(v, me, std::memory_order_acquire,
+                                         std::memory_order_relaxed)) {
         st->depth = 1;
         return Entry::acquired;
     }
@@ -175,7 +178,8 @@ LockBase::LockBase(bool recursive)
 void LockBase::load(Decoder& d) {
     SharedBlock b;
     d(b);
-    if (b.size() < sizeof(MutexState)) throw DecodeError("multiproc: corrupt message: lock block too small");
+    if (b.size() < sizeof(MutexState))
+        throw DecodeError("multiproc: corrupt message: lock block too small");
     block_ = std::move(b);
     st_ = static_cast<MutexState*>(block_.data());
 }
@@ -209,7 +213,8 @@ bool LockBase::acquire_until(Deadline deadline) {
 }
 
 void LockBase::release_slow() {
-    if ((st_->word.load(std::memory_order_relaxed) & kTidMask) != my_tid()) throw_not_owner(st_->recursive);
+    if ((st_->word.load(std::memory_order_relaxed) & kTidMask) != my_tid())
+        throw_not_owner(st_->recursive);
     if (st_->recursive && --st_->depth > 0) return;
     mutex_unlock(st_);
 }
@@ -252,7 +257,8 @@ Semaphore::Semaphore(unsigned value, unsigned max)
 void Semaphore::load(Decoder& d) {
     detail::SharedBlock b;
     d(b);
-    if (b.size() < sizeof(State)) throw DecodeError("multiproc: corrupt message: semaphore block too small");
+    if (b.size() < sizeof(State))
+        throw DecodeError("multiproc: corrupt message: semaphore block too small");
     block_ = std::move(b);
     st_ = static_cast<State*>(block_.data());
 }
@@ -291,7 +297,9 @@ void Semaphore::release() {
     if (st_->waiters.load(std::memory_order_seq_cst)) sys::futex_wake(st_->value, 1);
 }
 
-unsigned Semaphore::get_value() const noexcept { return st_->value.load(std::memory_order_relaxed); }
+unsigned Semaphore::get_value() const noexcept {
+    return st_->value.load(std::memory_order_relaxed);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Event
@@ -311,7 +319,8 @@ Event::Event()
 void Event::load(Decoder& d) {
     detail::SharedBlock b;
     d(b);
-    if (b.size() < sizeof(State)) throw DecodeError("multiproc: corrupt message: event block too small");
+    if (b.size() < sizeof(State))
+        throw DecodeError("multiproc: corrupt message: event block too small");
     block_ = std::move(b);
     st_ = static_cast<State*>(block_.data());
 }
@@ -358,8 +367,7 @@ struct Condition::State {
 };
 
 Condition::Condition(detail::LockBase&& lock, bool recursive)
-    : lock_(std::move(lock)),
-      recursive_(recursive),
+    : lock_(std::move(lock)), recursive_(recursive),
       block_(detail::SharedBlock::allocate(sizeof(State), alignof(State))),
       st_(new (block_.data()) State) {
     st_->seq.store(0, std::memory_order_relaxed);
@@ -371,14 +379,16 @@ void Condition::save(Encoder& e) const { e(lock_, recursive_, block_); }
 void Condition::load(Decoder& d) {
     detail::SharedBlock b;
     d(lock_, recursive_, b);
-    if (b.size() < sizeof(State)) throw DecodeError("multiproc: corrupt message: condition block too small");
+    if (b.size() < sizeof(State))
+        throw DecodeError("multiproc: corrupt message: condition block too small");
     block_ = std::move(b);
     st_ = static_cast<State*>(block_.data());
 }
 
 bool Condition::wait_until(detail::Deadline deadline) {
     if (!lock_.is_owned())
-        throw UsageError("multiproc: cannot wait on a Condition whose lock the caller does not hold");
+        throw UsageError(
+            "multiproc: cannot wait on a Condition whose lock the caller does not hold");
     // Read the sequence while holding the lock: a notify (which needs the lock) after this
     // point changes it, and the futex wait below then returns at once instead of sleeping.
     const std::uint32_t seq = st_->seq.load(std::memory_order_seq_cst);
@@ -400,7 +410,8 @@ bool Condition::wait_until(detail::Deadline deadline) {
 
 void Condition::notify(unsigned n) {
     if (!lock_.is_owned())
-        throw UsageError("multiproc: cannot notify on a Condition whose lock the caller does not hold");
+        throw UsageError(
+            "multiproc: cannot notify on a Condition whose lock the caller does not hold");
     if (n == 0 || !st_->waiters.load(std::memory_order_seq_cst)) return;
     st_->seq.fetch_add(1, std::memory_order_seq_cst);
     sys::futex_wake(st_->seq, n > INT_MAX ? INT_MAX : static_cast<int>(n));
@@ -408,7 +419,8 @@ void Condition::notify(unsigned n) {
 
 void Condition::notify_all() {
     if (!lock_.is_owned())
-        throw UsageError("multiproc: cannot notify on a Condition whose lock the caller does not hold");
+        throw UsageError(
+            "multiproc: cannot notify on a Condition whose lock the caller does not hold");
     if (!st_->waiters.load(std::memory_order_seq_cst)) return;
     st_->seq.fetch_add(1, std::memory_order_seq_cst);
     sys::futex_wake_all(st_->seq);
@@ -421,10 +433,10 @@ struct Barrier::State {
     detail::MutexState m;            // guards everything below but gen's futex reads
     std::atomic<std::uint32_t> gen;  // bumped when a round completes or breaks
     std::uint32_t parties;
-    std::uint32_t count;             // arrived in this round
+    std::uint32_t count;  // arrived in this round
     std::uint32_t broken;
-    std::uint64_t broke_bits;        // bit (g % 64): round g ended by breaking, not completing
-    std::int64_t timeout_ns;         // the default timeout, -1 for forever
+    std::uint64_t broke_bits;  // bit (g % 64): round g ended by breaking, not completing
+    std::int64_t timeout_ns;   // the default timeout, -1 for forever
 };
 
 namespace {
@@ -437,8 +449,7 @@ std::uint64_t gen_bit(std::uint32_t g) { return std::uint64_t{1} << (g % 64); }
 
 Barrier::Barrier(unsigned parties, Action action, Timeout timeout)
     : block_(detail::SharedBlock::allocate(sizeof(State), alignof(State))),
-      st_(new (block_.data()) State),
-      action_(std::move(action)) {
+      st_(new (block_.data()) State), action_(std::move(action)) {
     if (parties == 0) throw std::invalid_argument("multiproc: a Barrier needs at least one party");
     detail::init_mutex(&st_->m, false);
     st_->gen.store(0, std::memory_order_relaxed);
@@ -452,13 +463,17 @@ Barrier::Barrier(unsigned parties, Action action, Timeout timeout)
 void Barrier::load(Decoder& d) {
     detail::SharedBlock b;
     d(b);
-    if (b.size() < sizeof(State)) throw DecodeError("multiproc: corrupt message: barrier block too small");
+    if (b.size() < sizeof(State))
+        throw DecodeError("multiproc: corrupt message: barrier block too small");
     block_ = std::move(b);
     st_ = static_cast<State*>(block_.data());
     action_ = Action{};
     bool has_fn = false;
     d(has_fn);
-    if (has_fn) action_.fn = reinterpret_cast<void (*)()>(detail::resolve_code_address(d, detail::EntryKind::function));
+    if (has_fn)
+        action_.fn =
+            reinterpret_cast<void (*)()>(detail::resolve_code_address(d,
+                                                                      detail::EntryKind::function));
 }
 
 void Barrier::save(Encoder& e) const {
@@ -469,7 +484,8 @@ void Barrier::save(Encoder& e) const {
 
 detail::Deadline Barrier::default_deadline() const {
     const std::int64_t ns = st_->timeout_ns;
-    return ns < 0 ? detail::Deadline::never() : detail::Deadline(Timeout(std::chrono::nanoseconds(ns)));
+    return ns < 0 ? detail::Deadline::never()
+                  : detail::Deadline(Timeout(std::chrono::nanoseconds(ns)));
 }
 
 namespace {
@@ -531,7 +547,8 @@ unsigned Barrier::wait_impl(detail::Deadline deadline) {
         const bool use_slice = deadline.is_forever() || *deadline.at() > *slice.at();
         bool woke;
         try {
-            woke = sys::futex_wait(st_->gen, g, use_slice ? slice : deadline, sys::Interruptible::yes);
+            woke =
+                sys::futex_wait(st_->gen, g, use_slice ? slice : deadline, sys::Interruptible::yes);
         } catch (const KeyboardInterrupt&) {
             // Python's Barrier.wait breaks the barrier on any exception: the others must not
             // wait for a party that has left.
@@ -554,7 +571,8 @@ unsigned Barrier::wait_impl(detail::Deadline deadline) {
                 return index;
             }
             break_locked(st_);
-            throw BrokenBarrierError("multiproc: Barrier wait timed out (the barrier is now broken)");
+            throw BrokenBarrierError(
+                "multiproc: Barrier wait timed out (the barrier is now broken)");
         }
         const int r = detail::mutex_lock(&st_->m, detail::Deadline::never(), true);
         if (r == 1) continue;  // held by a live process: keep waiting
@@ -581,6 +599,8 @@ unsigned Barrier::n_waiting() const noexcept {
     return __atomic_load_n(&st_->count, __ATOMIC_RELAXED);
 }
 
-bool Barrier::broken() const noexcept { return __atomic_load_n(&st_->broken, __ATOMIC_RELAXED) != 0; }
+bool Barrier::broken() const noexcept {
+    return __atomic_load_n(&st_->broken, __ATOMIC_RELAXED) != 0;
+}
 
 }  // namespace mp

@@ -21,7 +21,8 @@ void read_task_status(Decoder& d) {
     std::rethrow_exception(ex);
 }
 
-[[gnu::hot]] void run_shipped_task(std::span<const std::byte> bytes, std::span<UniqueFd> fds, Encoder& out) {
+[[gnu::hot]] void run_shipped_task(std::span<const std::byte> bytes, std::span<UniqueFd> fds,
+                                   Encoder& out) {
     Decoder d(bytes, fds);
     open_package(d)(d, &out);
 }

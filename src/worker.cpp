@@ -22,9 +22,7 @@ namespace {
 std::atomic<std::uint64_t>* g_progress = nullptr;
 }  // namespace
 
-std::atomic<std::uint64_t>* worker_progress_slot() noexcept {
-    return g_progress;
-}
+std::atomic<std::uint64_t>* worker_progress_slot() noexcept { return g_progress; }
 
 namespace {
 int g_socket = -1;
@@ -37,8 +35,8 @@ namespace {
 
 // joblib's list (loky's _thread_limit variables), set in workers the user left alone.
 constexpr const char* kThreadVars[] = {
-    "OMP_NUM_THREADS",     "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS", "BLIS_NUM_THREADS",
+    "OMP_NUM_THREADS",        "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",  "BLIS_NUM_THREADS",
 };
 
 // Results of tasks that take this long are sent at once rather than with the rest of their
@@ -71,7 +69,9 @@ public:
         fds_before_ = e_.fds().size();
         return e_;
     }
-    void end(std::uint64_t ns) { frame_->end(static_cast<std::uint32_t>(e_.fds().size() - fds_before_), ns); }
+    void end(std::uint64_t ns) {
+        frame_->end(static_cast<std::uint32_t>(e_.fds().size() - fds_before_), ns);
+    }
     void flush() {
         if (frame_->count() == 0) return;
         frame_->finish(static_cast<std::uint32_t>(e_.fds().size()));
@@ -115,7 +115,8 @@ void run_batch(Frame& f, WorkerSlot* slot, ResultBatch& results) {
             encode_task_error(out, std::current_exception());
         }
         const auto t1 = std::chrono::steady_clock::now();
-        results.end(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
+        results.end(static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
         slot->task.store(0, std::memory_order_release);
         for (auto& fd : task_fds) fd.reset();
         if (t1 - last_flush >= kFlushAfter) {

@@ -68,11 +68,13 @@ void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t
     std::uint64_t n = 0;
     if (opts.initializer) {
         n = opts.initializer->bytes.size();
-        payload.insert(payload.end(), opts.initializer->bytes.begin(), opts.initializer->bytes.end());
+        payload.insert(payload.end(), opts.initializer->bytes.begin(),
+                       opts.initializer->bytes.end());
         for (auto& fd : opts.initializer->fds) out.fds.push_back(fd.get());
     }
     std::memcpy(payload.data(), &n, sizeof n);
-    wire::put_frame(out.bytes, wire::Kind::init, payload, static_cast<std::uint32_t>(out.fds.size()));
+    wire::put_frame(out.bytes, wire::Kind::init, payload,
+                    static_cast<std::uint32_t>(out.fds.size()));
 }
 
 void retire_worker(Worker& w) {
@@ -88,7 +90,8 @@ WorkerDeath reap_worker(Worker& w) {
     d.pid = w.pid;
     d.planned = w.exiting && code == 0;
     d.culprit = w.slot ? w.slot->task.load(std::memory_order_acquire) : 0;
-    d.element = w.slot ? static_cast<std::size_t>(w.slot->element.load(std::memory_order_relaxed)) : 0;
+    d.element =
+        w.slot ? static_cast<std::size_t>(w.slot->element.load(std::memory_order_relaxed)) : 0;
     d.was_ready = w.ready;
     d.held = std::move(w.held);
     d.how = "worker process " + std::to_string(d.pid) + " " + describe_exit(code);
@@ -143,7 +146,8 @@ void stop_workers(std::vector<Worker>& workers) {
 }
 
 std::string describe_init_failure(pid_t pid, const std::exception_ptr& error) {
-    return "the initializer failed in worker process " + std::to_string(pid) + ": " + what_of(error);
+    return "the initializer failed in worker process " + std::to_string(pid) + ": " +
+           what_of(error);
 }
 
 }  // namespace mp::detail

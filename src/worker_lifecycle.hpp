@@ -51,12 +51,12 @@ void retire_worker(Worker& w);
 /// What the supervisor learns from a dead worker.
 struct WorkerDeath {
     pid_t pid = 0;
-    bool planned = false;        // it exited 0 after the exit frame
-    bool was_ready = false;      // its initializer had succeeded
-    std::uint64_t culprit = 0;   // the task it was running (0: none)
-    std::size_t element = 0;     // the item of that task it was running
+    bool planned = false;       // it exited 0 after the exit frame
+    bool was_ready = false;     // its initializer had succeeded
+    std::uint64_t culprit = 0;  // the task it was running (0: none)
+    std::size_t element = 0;    // the item of that task it was running
     std::deque<std::uint64_t> held;
-    std::string how;             // "worker process <pid> was killed by signal 9 (SIGKILL)"
+    std::string how;  // "worker process <pid> was killed by signal 9 (SIGKILL)"
 };
 
 /// Joins a worker whose sentinel fired, reads its progress page and empties w.

@@ -34,8 +34,8 @@
 #include "helpers/raw_child.hpp"
 #include "helpers/start_method_test.hpp"
 #include "multiproc/callable.hpp"
-#include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/connection.hpp"
+#include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/synchronize.hpp"
 #include "sys/io.hpp"
 
@@ -263,8 +263,8 @@ bool aslr_enabled() {
 
 std::size_t find_bytes(const std::vector<std::byte>& hay, const std::vector<std::byte>& needle,
                        std::size_t from = 0) {
-    auto it = std::search(hay.begin() + static_cast<std::ptrdiff_t>(from), hay.end(), needle.begin(),
-                          needle.end());
+    auto it = std::search(hay.begin() + static_cast<std::ptrdiff_t>(from), hay.end(),
+                          needle.begin(), needle.end());
     return it == hay.end() ? std::string::npos : static_cast<std::size_t>(it - hay.begin());
 }
 
@@ -281,7 +281,9 @@ std::size_t identity_size(const std::vector<std::byte>& b, std::size_t at) {
 }
 
 constexpr std::size_t thunk_at = 4;
-std::size_t target_at(const std::vector<std::byte>& b) { return thunk_at + identity_size(b, thunk_at); }
+std::size_t target_at(const std::vector<std::byte>& b) {
+    return thunk_at + identity_size(b, thunk_at);
+}
 
 // Adds delta to the offset of the identity at `at`.
 std::vector<std::byte> shift_offset(std::vector<std::byte> b, std::size_t at, std::int64_t delta) {
@@ -309,18 +311,21 @@ std::vector<std::byte> library_identity(const std::string& path, std::vector<std
 
 // A package whose target identity is replaced by `target` (the call's target is a function
 // pointer).
-std::vector<std::byte> with_target(const std::vector<std::byte>& b, const std::vector<std::byte>& target) {
+std::vector<std::byte> with_target(const std::vector<std::byte>& b,
+                                   const std::vector<std::byte>& target) {
     const std::size_t at = target_at(b);
     std::vector<std::byte> out(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(at));
     out.insert(out.end(), target.begin(), target.end());
-    out.insert(out.end(), b.begin() + static_cast<std::ptrdiff_t>(at + identity_size(b, at)), b.end());
+    out.insert(out.end(), b.begin() + static_cast<std::ptrdiff_t>(at + identity_size(b, at)),
+               b.end());
     return out;
 }
 
 // square(3) whose target names the trace library with a build id that is not its own.
 std::vector<std::byte> call_into_trace_library() {
     return with_target(package_task(square, 3).bytes,
-                       library_identity(MP_CALLABLE_TRACE_PATH, std::vector<std::byte>(20, std::byte{0xab}), 0x1100));
+                       library_identity(MP_CALLABLE_TRACE_PATH,
+                                        std::vector<std::byte>(20, std::byte{0xab}), 0x1100));
 }
 
 bool trace_library_loaded() {
@@ -362,10 +367,11 @@ static_assert(mp::ShippableCall<NoCapture, int>);
 static_assert(mp::ShippableCall<IntCapture, int>);
 static_assert(mp::ShippableCall<Affine, int>);
 static_assert(mp::ShippableCall<Prefixer, std::string>);
-static_assert(mp::ShippableCall<decltype(shout), const char (&)[3]>);  // a literal becomes std::string
+static_assert(
+    mp::ShippableCall<decltype(shout), const char (&)[3]>);  // a literal becomes std::string
 static_assert(!mp::ShippableCall<StringCapture, int>);
 static_assert(!mp::ShippableCall<std::function<int(int)>, int>);
-static_assert(!mp::ShippableCall<decltype(square), std::string>);   // not invocable
+static_assert(!mp::ShippableCall<decltype(square), std::string>);  // not invocable
 static_assert(!mp::ShippableCall<decltype(takes_ptr), int, const int*>);
 static_assert(!mp::ShippableCall<decltype(takes_unique), std::unique_ptr<int>>);
 static_assert(mp::ShippableCall<decltype(add_one_in_place), int>);  // binds to the child's copy
@@ -385,7 +391,8 @@ TEST(CallableInProcess, FunctionPointerTask) {
 }
 
 TEST(CallableInProcess, ContainersAndStringLiterals) {
-    EXPECT_EQ(run_here<std::string>(package_task(join, std::vector<std::string>{"a", "b", "c"}, "-")),
+    EXPECT_EQ(run_here<std::string>(package_task(join, std::vector<std::string>{"a", "b", "c"},
+                                                 "-")),
               "a-b-c");
     EXPECT_EQ(run_here<std::string>(package_task(shout, "hey")), "hey!");
 }
@@ -451,7 +458,8 @@ TEST(CallableInProcess, TaskExceptionsComeBackAsTheSameStandardType) {
     } catch (const std::invalid_argument& e) {
         EXPECT_STREQ(e.what(), "bad value 3");
     }
-    EXPECT_THROW(run_here<int>(package_task(callable_lib::throw_out_of_range, 9)), std::out_of_range);
+    EXPECT_THROW(run_here<int>(package_task(callable_lib::throw_out_of_range, 9)),
+                 std::out_of_range);
     try {
         run_here<int>(package_task(always_custom, 1));
         ADD_FAILURE() << "no exception";
@@ -518,7 +526,8 @@ TEST(CallableInProcess, UnloadedPluginIsLoadedAgainByPath) {
     void* h = ::dlopen(MP_CALLABLE_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
     ASSERT_NE(h, nullptr) << ::dlerror();
     auto cube = reinterpret_cast<int (*)(int)>(::dlsym(h, "callable_plugin_cube"));
-    auto pack = reinterpret_cast<void (*)(int, long, ShippedCall*)>(::dlsym(h, "callable_plugin_package"));
+    auto pack =
+        reinterpret_cast<void (*)(int, long, ShippedCall*)>(::dlsym(h, "callable_plugin_package"));
     ASSERT_TRUE(cube && pack);
     const ShippedCall by_pointer = package_task(cube, 3);  // thunk here, target in the plugin
     ShippedCall from_plugin;
@@ -613,7 +622,8 @@ TEST(CallableWhyNot, NotInvocableAndNullTarget) {
 // ---- hostile bytes ------------------------------------------------------------------------
 
 TEST(CallableCorrupt, EveryTruncationIsADecodeError) {
-    const ShippedCall call = package_task(join, std::vector<std::string>{"a", "b"}, std::string("+"));
+    const ShippedCall call =
+        package_task(join, std::vector<std::string>{"a", "b"}, std::string("+"));
     for (std::size_t n = 0; n < call.bytes.size(); ++n) {
         mp::Encoder out;
         std::span<const std::byte> cut(call.bytes.data(), n);
@@ -646,7 +656,8 @@ TEST(CallableCorrupt, TrailingBytesBadMagicBadFlagsBadOffset) {
         run_shipped_call(bytes, {});
         ADD_FAILURE() << "no exception";
     } catch (const mp::DecodeError& e) {
-        EXPECT_NE(std::string(e.what()).find("outside the code of module"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("outside the code of module"), std::string::npos)
+            << e.what();
     }
     // Not a task result either.
     EXPECT_THROW(decode_task_result<int>(std::vector<std::byte>{std::byte{7}}), mp::DecodeError);
@@ -693,15 +704,20 @@ TEST(CallableEntryPoints, ThunkOffsetMovedByOneByteIsRefused) {
     const std::string what = outcome_of(bytes);
     EXPECT_EQ(what.rfind("ProcessError: multiproc: refused a shipped call: ", 0), 0u) << what;
     EXPECT_NE(what.find(hex_offset(bytes, thunk_at)), std::string::npos) << what;
-    EXPECT_NE(what.find("(the main executable) is not the start of a multiproc thunk"), std::string::npos) << what;
+    EXPECT_NE(what.find("(the main executable) is not the start of a multiproc thunk"),
+              std::string::npos)
+        << what;
 }
 
 TEST(CallableEntryPoints, TargetOffsetMovedByOneByteIsRefused) {
     for (std::int64_t delta : {1, -1, 4}) {
-        const auto bytes = shift_offset(package_task(square, 3).bytes, target_at(package_task(square, 3).bytes), delta);
+        const auto bytes = shift_offset(package_task(square, 3).bytes,
+                                        target_at(package_task(square, 3).bytes), delta);
         const std::string what = outcome_of(bytes);
         EXPECT_NE(what.find(hex_offset(bytes, target_at(bytes))), std::string::npos) << what;
-        EXPECT_NE(what.find("is not the start of a function this build can ship"), std::string::npos) << what;
+        EXPECT_NE(what.find("is not the start of a function this build can ship"),
+                  std::string::npos)
+            << what;
     }
     // In a shared library too.
     auto lib = package_task(callable_lib::triple, 3).bytes;
@@ -760,7 +776,8 @@ TEST(CallableEntryPoints, BarrierActionMovedByOneByteIsRefused) {
         d(copy);
         ADD_FAILURE() << "a Barrier's action decoded to the middle of a function";
     } catch (const mp::ProcessError& err) {
-        EXPECT_NE(std::string(err.what()).find("is not the start of a function"), std::string::npos) << err.what();
+        EXPECT_NE(std::string(err.what()).find("is not the start of a function"), std::string::npos)
+            << err.what();
     }
 }
 
@@ -816,7 +833,8 @@ TEST(CallableLoad, PathsThatAreNotModulesAreRefusedWithoutLoading) {
     const auto id = std::vector<std::byte>(20, std::byte{1});
     const auto call = package_task(square, 3).bytes;
     // Relative: dlopen would search its library path for another file than the one checked.
-    std::string what = outcome_of(with_target(call, library_identity("libmp_callable_trace.so", id, 0x1000)));
+    std::string what =
+        outcome_of(with_target(call, library_identity("libmp_callable_trace.so", id, 0x1000)));
     EXPECT_NE(what.find("DecodeError: multiproc: corrupt call: a module path that is not absolute"),
               std::string::npos)
         << what;
@@ -838,7 +856,9 @@ TEST(CallableLoad, PathsThatAreNotModulesAreRefusedWithoutLoading) {
 // ---- in children of every start method: the check runs in the child ------------------------
 
 // Runs forged bytes as a task in this (child) process and sends back what happened.
-void run_forged(std::vector<std::byte> bytes, mp::Connection report) { report.send(outcome_of(bytes)); }
+void run_forged(std::vector<std::byte> bytes, mp::Connection report) {
+    report.send(outcome_of(bytes));
+}
 
 class CallableForged : public mp::test::StartMethodTest {
 protected:
@@ -874,7 +894,8 @@ TEST_P(CallableForged, LibraryWithAnotherBuildIdIsNotLoadedInTheChild) {
     EXPECT_FALSE(trace.exists()) << "the library's constructor ran in the child";
 }
 
-INSTANTIATE_TEST_SUITE_P(StartMethods, CallableForged, ::testing::ValuesIn(mp::get_all_start_methods()),
+INSTANTIATE_TEST_SUITE_P(StartMethods, CallableForged,
+                         ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 
 // ---- across fork --------------------------------------------------------------------------
@@ -882,8 +903,10 @@ INSTANTIATE_TEST_SUITE_P(StartMethods, CallableForged, ::testing::ValuesIn(mp::g
 TEST(CallableFork, TasksRunInAForkedChild) {
     EXPECT_EQ(decode_task_result<int>(run_in_fork(package_task(square, 9))), 81);
     int k = 4;
-    EXPECT_EQ(decode_task_result<int>(run_in_fork(package_task([k](int x) { return k - x; }, 10))), -6);
-    EXPECT_EQ(decode_task_result<std::string>(run_in_fork(package_task(callable_lib::greet, "fork"))),
+    EXPECT_EQ(decode_task_result<int>(run_in_fork(package_task([k](int x) { return k - x; }, 10))),
+              -6);
+    EXPECT_EQ(decode_task_result<std::string>(run_in_fork(package_task(callable_lib::greet,
+                                                                       "fork"))),
               "hello, fork");
     EXPECT_THROW(decode_task_result<int>(run_in_fork(package_task(always_invalid, 1))),
                  std::invalid_argument);
@@ -906,11 +929,12 @@ TEST(CallableExec, FunctionInTheExecutableAtAnotherLoadAddress) {
     const ChildReport r = run_in_exec(package_task(square, 11));
     EXPECT_EQ(decode_task_result<int>(r.result), 121);
     const auto here = mp::detail::module_of(mp::detail::code_address(&square))->base;
-    std::printf("main executable base: parent %#zx, exec child %#zx\n", static_cast<std::size_t>(here),
-                static_cast<std::size_t>(r.main_base));
-    std::printf("linked library base:  parent %#zx, exec child %#zx\n",
-                static_cast<std::size_t>(mp::detail::module_of(callable_lib::some_code_address())->base),
-                static_cast<std::size_t>(r.lib_base));
+    std::printf("main executable base: parent %#zx, exec child %#zx\n",
+                static_cast<std::size_t>(here), static_cast<std::size_t>(r.main_base));
+    std::printf(
+        "linked library base:  parent %#zx, exec child %#zx\n",
+        static_cast<std::size_t>(mp::detail::module_of(callable_lib::some_code_address())->base),
+        static_cast<std::size_t>(r.lib_base));
     if (aslr_enabled()) {
         EXPECT_NE(r.main_base, here) << "PIE + ASLR: the child maps the executable elsewhere";
         EXPECT_NE(r.lib_base, mp::detail::module_of(callable_lib::some_code_address())->base);
@@ -922,23 +946,31 @@ TEST(CallableExec, LambdasAndFunctionObjects) {
     double offset = 0.25;
     auto f = [k, offset](int x) { return k * x + offset; };
     EXPECT_DOUBLE_EQ(decode_task_result<double>(run_in_exec(package_task(f, 2)).result), 12.25);
-    EXPECT_EQ(decode_task_result<int>(run_in_exec(package_task([](int x) { return x + 1; }, 1)).result), 2);
-    EXPECT_EQ(decode_task_result<std::string>(run_in_exec(package_task(Prefixer{">"}, "x")).result), ">x");
+    EXPECT_EQ(
+        decode_task_result<int>(run_in_exec(package_task([](int x) { return x + 1; }, 1)).result),
+        2);
+    EXPECT_EQ(decode_task_result<std::string>(run_in_exec(package_task(Prefixer{">"}, "x")).result),
+              ">x");
     EXPECT_EQ(decode_task_result<int>(run_in_exec(package_task(Affine{2, 1}, 20)).result), 41);
 }
 
 TEST(CallableExec, TargetsInALinkedSharedLibrary) {
-    EXPECT_EQ(decode_task_result<std::string>(run_in_exec(package_task(callable_lib::greet, "exec")).result),
+    EXPECT_EQ(decode_task_result<std::string>(
+                  run_in_exec(package_task(callable_lib::greet, "exec")).result),
               "hello, exec");
-    EXPECT_EQ(decode_task_result<int>(run_in_exec(callable_lib::package_scaled_sum({4, 5}, 3)).result), 27);
-    EXPECT_EQ(decode_task_result<int>(run_in_exec(package_task(callable_nobid_negate, 8)).result), -8);
+    EXPECT_EQ(
+        decode_task_result<int>(run_in_exec(callable_lib::package_scaled_sum({4, 5}, 3)).result),
+        27);
+    EXPECT_EQ(decode_task_result<int>(run_in_exec(package_task(callable_nobid_negate, 8)).result),
+              -8);
 }
 
 TEST(CallableExec, TargetInAPluginTheChildMustLoad) {
     void* h = ::dlopen(MP_CALLABLE_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
     ASSERT_NE(h, nullptr) << ::dlerror();
     auto cube = reinterpret_cast<int (*)(int)>(::dlsym(h, "callable_plugin_cube"));
-    auto pack = reinterpret_cast<void (*)(int, long, ShippedCall*)>(::dlsym(h, "callable_plugin_package"));
+    auto pack =
+        reinterpret_cast<void (*)(int, long, ShippedCall*)>(::dlsym(h, "callable_plugin_package"));
     ASSERT_TRUE(cube && pack);
     ShippedCall from_plugin;
     pack(7, 1000, &from_plugin);
@@ -987,7 +1019,8 @@ TEST(CallableExec, DescriptorArgumentAndExceptions) {
 
     EXPECT_THROW(decode_task_result<int>(run_in_exec(package_task(always_invalid, 2)).result),
                  std::invalid_argument);
-    EXPECT_THROW(decode_task_result<int>(run_in_exec(package_task(callable_lib::throw_out_of_range, 2)).result),
+    EXPECT_THROW(decode_task_result<int>(
+                     run_in_exec(package_task(callable_lib::throw_out_of_range, 2)).result),
                  std::out_of_range);
 }
 

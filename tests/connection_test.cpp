@@ -1,10 +1,10 @@
 // Pipe, Connection and wait, across real processes.
 #include "multiproc/connection.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -265,7 +265,8 @@ TEST(Connection, LyingHeaderAllocatesNothingTheSenderDidNotSend) {
         const rlimit lim{room, room};
         if (::setrlimit(RLIMIT_AS, &lim) != 0) return 2;
         // The control: under this limit a gigabyte really cannot be had.
-        void* p = ::mmap(nullptr, kClaim, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void* p =
+            ::mmap(nullptr, kClaim, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p != MAP_FAILED) return 3;
         for (int round = 0; round < 2; ++round) {
             try {
@@ -316,7 +317,8 @@ TEST(Connection, NegativeLengthIsAClearErrorAndClosesTheConnection) {
         (void)b.recv_bytes();
         ADD_FAILURE() << "no error";
     } catch (const mp::ProcessError& e) {
-        EXPECT_NE(std::string(e.what()).find("corrupt message header"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("corrupt message header"), std::string::npos)
+            << e.what();
     }
     EXPECT_TRUE(b.closed());
 }
@@ -385,7 +387,8 @@ public:
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_adddup2(&fa, theirs.fileno(), 3);
-        const std::string script = std::string(MULTIPROC_SOURCE_DIR) + "/tests/helpers/py_conn_peer.py";
+        const std::string script =
+            std::string(MULTIPROC_SOURCE_DIR) + "/tests/helpers/py_conn_peer.py";
         char* argv[] = {const_cast<char*>("python3"), const_cast<char*>(script.c_str()),
                         const_cast<char*>("3"), nullptr};
         pid_t pid = -1;
@@ -497,7 +500,8 @@ void require(bool ok, const char* what) {
 
 class CrossProcess : public mp::test::StartMethodTest {};
 
-INSTANTIATE_TEST_SUITE_P(StartMethods, CrossProcess, ::testing::ValuesIn(mp::get_all_start_methods()),
+INSTANTIATE_TEST_SUITE_P(StartMethods, CrossProcess,
+                         ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 
 int join_exitcode(mp::Process& p) {
@@ -644,7 +648,8 @@ TEST_P(CrossProcess, LargePayloadRoundTripsIntact) {
     p.start();
     b.close();
     std::vector<std::byte> payload(kSize);
-    for (std::size_t i = 0; i < kSize; ++i) payload[i] = static_cast<std::byte>((i * 2654435761u) >> 13);
+    for (std::size_t i = 0; i < kSize; ++i)
+        payload[i] = static_cast<std::byte>((i * 2654435761u) >> 13);
     a.send_bytes(payload);
     EXPECT_TRUE(a.recv_bytes() == payload);
     std::vector<std::uint64_t> words(kSize / 8);

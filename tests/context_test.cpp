@@ -16,7 +16,7 @@ namespace {
 
 // Every test starts from "nothing set" (the global default is process-wide state).
 class ContextTest : public ::testing::Test {
-  protected:
+protected:
     void SetUp() override { mp::set_start_method("", true); }
     void TearDown() override { mp::set_start_method("", true); }
 };
@@ -133,7 +133,7 @@ Lineage run_lineage(mp::Process p, mp::Connection& in) {
 }
 
 class ChildStartMethod : public mp::test::StartMethodTest {
-  protected:
+protected:
     void TearDown() override { mp::set_start_method("", true); }
 };
 
@@ -156,7 +156,8 @@ TEST_P(ChildStartMethod, ChildOfTheDefaultContextUsesTheGlobalDefault) {
     EXPECT_EQ(l.grandchild_saw_child_memory, GetParam() == "fork");
 }
 
-INSTANTIATE_TEST_SUITE_P(StartMethods, ChildStartMethod, ::testing::ValuesIn(mp::get_all_start_methods()),
+INSTANTIATE_TEST_SUITE_P(StartMethods, ChildStartMethod,
+                         ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

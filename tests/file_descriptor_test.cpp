@@ -79,7 +79,8 @@ TEST_P(FileDescriptorP, SendHandleRecvHandle) {
     EXPECT_EQ(read_all(p.read.get()), "via recv_handle");
 }
 
-INSTANTIATE_TEST_SUITE_P(StartMethods, FileDescriptorP, ::testing::ValuesIn(mp::get_all_start_methods()),
+INSTANTIATE_TEST_SUITE_P(StartMethods, FileDescriptorP,
+                         ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 
 TEST(FileDescriptor, SharesAndReleases) {

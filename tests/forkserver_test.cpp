@@ -18,14 +18,14 @@
 #include <vector>
 
 #include "forkserver.hpp"
-#include "spawn.hpp"
-#include "sys/io.hpp"
-#include "sys/memfd.hpp"
-#include "sys/socket.hpp"
 #include "multiproc/connection.hpp"
 #include "multiproc/context.hpp"
 #include "multiproc/process.hpp"
+#include "spawn.hpp"
 #include "start_methods_lib.hpp"
+#include "sys/io.hpp"
+#include "sys/memfd.hpp"
+#include "sys/socket.hpp"
 
 namespace {
 
@@ -166,7 +166,8 @@ TEST_F(ForkServer, MultiThreadedParentStartsChildren) {
 // Whatever arrives on the control socket, the server refuses what is malformed (answering
 // -EBADMSG where it can), allocates nothing for lengths it has not received, and serves on.
 
-std::vector<std::byte> request(std::uint32_t kind, std::uint64_t length, std::span<const std::byte> body) {
+std::vector<std::byte> request(std::uint32_t kind, std::uint64_t length,
+                               std::span<const std::byte> body) {
     mp::detail::ForkRequestHead h{kind, 0, length};
     std::vector<std::byte> m(sizeof h + body.size());
     std::memcpy(m.data(), &h, sizeof h);
@@ -182,12 +183,14 @@ std::vector<std::byte> garbage(std::size_t n) {
 
 // Sends msg with a fresh reply socket (then `extra` descriptors) and returns the server's
 // answer (nullopt when it closed the reply socket without one).
-std::optional<std::int32_t> hostile(const std::vector<std::byte>& msg, std::vector<int> extra = {}) {
+std::optional<std::int32_t> hostile(const std::vector<std::byte>& msg,
+                                    std::vector<int> extra = {}) {
     auto reply = mp::sys::make_socketpair();
     extra.insert(extra.begin(), reply.write.get());
     mp::detail::forkserver_send_raw(msg, extra);
     reply.write.reset();
-    if (!mp::sys::wait_readable(reply.read.get(), mp::detail::Deadline(mp::Timeout(std::chrono::seconds(30)))))
+    if (!mp::sys::wait_readable(reply.read.get(),
+                                mp::detail::Deadline(mp::Timeout(std::chrono::seconds(30)))))
         return std::nullopt;
     std::int32_t v = 0;
     std::vector<mp::detail::UniqueFd> fds;
@@ -216,13 +219,19 @@ TEST_F(ForkServer, MalformedRequestsAreRefusedAndTheServerServesOn) {
     const Case cases[] = {
         {"an old-style 8-byte length", std::vector<std::byte>(garbage(8)), {}},
         {"inline, length 2^40", request(mp::detail::kInlineRequest, huge, {}), {}},
-        {"inline, length 2 GiB - 1, 1000 bytes", request(mp::detail::kInlineRequest, (std::uint64_t{1} << 31) - 1, junk), {}},
+        {"inline, length 2 GiB - 1, 1000 bytes",
+         request(mp::detail::kInlineRequest, (std::uint64_t{1} << 31) - 1, junk),
+         {}},
         {"inline, garbage record", request(mp::detail::kInlineRequest, junk.size(), junk), {}},
         {"memfd, length 2^40", request(mp::detail::kMemfdRequest, huge, {}), {empty_memfd.get()}},
-        {"memfd, empty file announced as 1 GiB", request(mp::detail::kMemfdRequest, std::uint64_t{1} << 30, {}), {empty_memfd.get()}},
+        {"memfd, empty file announced as 1 GiB",
+         request(mp::detail::kMemfdRequest, std::uint64_t{1} << 30, {}),
+         {empty_memfd.get()}},
         {"memfd kind without the memfd", request(mp::detail::kMemfdRequest, 100, {}), {}},
         {"unknown kind", request(7, junk.size(), junk), {}},
-        {"descriptors missing", request(mp::detail::kInlineRequest, three_fds.size(), three_fds), {}},
+        {"descriptors missing",
+         request(mp::detail::kInlineRequest, three_fds.size(), three_fds),
+         {}},
         {"longer than any request message", garbage(100'000), {}},
         {"empty message", {}, {}},
     };

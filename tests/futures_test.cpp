@@ -266,7 +266,9 @@ TEST_P(FuturesTest, MapInOrder) {
 }
 
 TEST_P(FuturesTest, MapAfterItsExecutorIsDestroyed) {
-    std::optional<decltype(std::declval<mp::ProcessPoolExecutor&>().map(sleep_ms, std::vector<int>{}))> it;
+    std::optional<decltype(std::declval<mp::ProcessPoolExecutor&>().map(sleep_ms,
+                                                                        std::vector<int>{}))>
+        it;
     {
         mp::ProcessPoolExecutor ex(1, opts());
         it.emplace(ex.map(sleep_ms, std::vector<int>(50, 20), mp::forever, 1));
@@ -342,7 +344,8 @@ TEST_P(FuturesTest, AsCompletedTimeout) {
         }
         FAIL() << "no timeout";
     } catch (const mp::TimeoutError& e) {
-        EXPECT_NE(std::string(e.what()).find("1 (of 2) futures unfinished"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("1 (of 2) futures unfinished"), std::string::npos)
+            << e.what();
     }
     EXPECT_EQ(yielded, 1);
     ex.shutdown(false, true);
@@ -350,7 +353,8 @@ TEST_P(FuturesTest, AsCompletedTimeout) {
 
 TEST_P(FuturesTest, WaitReturnWhen) {
     mp::ProcessPoolExecutor ex(3, opts());
-    std::vector<mp::Future<int>> fs{ex.submit(sleep_ms, 2000), ex.submit(sleep_ms, 1), ex.submit(throw_invalid, 3)};
+    std::vector<mp::Future<int>> fs{ex.submit(sleep_ms, 2000), ex.submit(sleep_ms, 1),
+                                    ex.submit(throw_invalid, 3)};
     auto first = mp::wait(fs, 30s, mp::FIRST_COMPLETED);
     EXPECT_FALSE(first.done.empty());
     EXPECT_EQ(first.done.size() + first.not_done.size(), 3u);
@@ -417,7 +421,8 @@ TEST_P(FuturesTest, InitializerFailureIsAClearError) {
         f.result(30s);
         FAIL() << "no exception";
     } catch (const mp::BrokenProcessPool& e) {
-        EXPECT_NE(std::string(e.what()).find("initializer exploded"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("initializer exploded"), std::string::npos)
+            << e.what();
     }
     EXPECT_THROW(ex.submit(square, 3).result(30s), mp::BrokenProcessPool);
 }
@@ -430,11 +435,14 @@ TEST_P(FuturesTest, SubmitsFromFourThreads) {
     std::vector<std::thread> ts;
     for (int t = 0; t < 4; ++t)
         ts.emplace_back([&, t] {
-            for (int i = 0; i < 2000; ++i) per[static_cast<std::size_t>(t)].push_back(ex.submit(add, t, i));
+            for (int i = 0; i < 2000; ++i)
+                per[static_cast<std::size_t>(t)].push_back(ex.submit(add, t, i));
         });
     for (auto& t : ts) t.join();
     for (int t = 0; t < 4; ++t)
-        for (int i = 0; i < 2000; ++i) EXPECT_EQ(per[static_cast<std::size_t>(t)][static_cast<std::size_t>(i)].result(), t + i);
+        for (int i = 0; i < 2000; ++i)
+            EXPECT_EQ(per[static_cast<std::size_t>(t)][static_cast<std::size_t>(i)].result(),
+                      t + i);
 }
 
 TEST_P(FuturesTest, HundredThousandTinySubmits) {
@@ -467,7 +475,8 @@ TEST(FuturesUsage, BadArguments) {
     EXPECT_EQ(n, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(StartMethods, FuturesTest, ::testing::ValuesIn(mp::get_all_start_methods()),
+INSTANTIATE_TEST_SUITE_P(StartMethods, FuturesTest,
+                         ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

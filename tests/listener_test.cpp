@@ -93,8 +93,10 @@ TEST(Listener, UnixPathIsPrivateAndRemovedOnClose) {
     }
     EXPECT_FALSE(std::filesystem::exists(path));
     // Nothing is left in the directory either (the private bind directory is gone).
-    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
-        EXPECT_EQ(e.path().filename().string().rfind(".mp-listener-", 0), std::string::npos) << e.path();
+    for (const auto& e :
+         std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
+        EXPECT_EQ(e.path().filename().string().rfind(".mp-listener-", 0), std::string::npos)
+            << e.path();
 }
 
 TEST(Listener, TcpPortZeroPicksAPortOnIpv4AndIpv6) {
@@ -109,7 +111,8 @@ TEST(Listener, TcpPortZeroPicksAPortOnIpv4AndIpv6) {
             EXPECT_EQ(c.recv<std::string>(), "ok");
         });
         mp::Connection c = l.accept();
-        EXPECT_EQ((c.recv<std::map<std::string, int>>()), (std::map<std::string, int>{{"port", l.address().port()}}));
+        EXPECT_EQ((c.recv<std::map<std::string, int>>()),
+                  (std::map<std::string, int>{{"port", l.address().port()}}));
         c.send(std::string("ok"));
         ASSERT_TRUE(l.last_accepted());
         EXPECT_EQ(l.last_accepted()->family(), mp::Address::Family::tcp);
@@ -151,13 +154,16 @@ TEST(Listener, WrongKeyFailsOnBothSidesAndTheListenerGoesOn) {
 
 TEST(Listener, BothChallengeFormsEitherWay) {
     const mp::AuthOptions legacy{mp::AuthDigest::legacy_md5};
-    for (auto [server, client] : {std::pair{legacy, mp::AuthOptions{}}, std::pair{mp::AuthOptions{}, legacy},
-                                  std::pair{legacy, legacy}}) {
+    for (auto [server, client] :
+         {std::pair{legacy, mp::AuthOptions{}}, std::pair{mp::AuthOptions{}, legacy},
+          std::pair{legacy, legacy}}) {
         mp::Listener l(mp::Address::tcp("127.0.0.1", 0), 4, "key", server);
         std::thread t([&, c = client] { mp::Client(l.address(), "key", c).send_bytes("hi"); });
         EXPECT_EQ(text(l.accept().recv_bytes()), "hi");
         t.join();
-        std::thread bad([&, c = client] { EXPECT_THROW(mp::Client(l.address(), "other", c), mp::AuthenticationError); });
+        std::thread bad([&, c = client] {
+            EXPECT_THROW(mp::Client(l.address(), "other", c), mp::AuthenticationError);
+        });
         EXPECT_THROW(l.accept(), mp::AuthenticationError);
         bad.join();
     }
@@ -167,9 +173,10 @@ TEST(Listener, APeerMaySendOnlySmallMessagesBeforeAuthentication) {
     mp::Listener l(mp::Address::tcp("127.0.0.1", 0), 4, "key");
     std::thread t([&] {
         mp::Connection raw = mp::Client(l.address());  // no key: does not take part
-        static_cast<void>(raw.recv_bytes());            // the challenge
-        raw.send_bytes(std::vector<std::byte>(1000));   // instead of a 16-64 byte response
-        EXPECT_THROW(static_cast<void>(raw.recv_bytes()), mp::EOFError);  // closed, nothing else read
+        static_cast<void>(raw.recv_bytes());           // the challenge
+        raw.send_bytes(std::vector<std::byte>(1000));  // instead of a 16-64 byte response
+        EXPECT_THROW(static_cast<void>(raw.recv_bytes()),
+                     mp::EOFError);  // closed, nothing else read
     });
     try {
         static_cast<void>(l.accept());
@@ -181,7 +188,8 @@ TEST(Listener, APeerMaySendOnlySmallMessagesBeforeAuthentication) {
 }
 
 TEST(Listener, AStalledHandshakeTimesOut) {
-    mp::Listener l(mp::Address::tcp("127.0.0.1", 0), 4, "key", mp::AuthOptions{mp::AuthDigest::sha256, 300ms});
+    mp::Listener l(mp::Address::tcp("127.0.0.1", 0), 4, "key",
+                   mp::AuthOptions{mp::AuthDigest::sha256, 300ms});
     mp::Connection silent = mp::Client(l.address());  // connects, never answers
     const auto t0 = std::chrono::steady_clock::now();
     try {
@@ -201,23 +209,27 @@ TEST(Listener, APeerThatSendsBeforeTheHandshakeEndsIsRefused) {
     std::thread t([&] {
         mp::Connection raw = mp::Client(l.address());  // no key: plays the handshake by hand
         const std::string challenge = text(raw.recv_bytes());
-        const std::string answer =
-            mp::detail::respond_to_challenge("key", std::string_view(challenge).substr(mp::detail::kChallenge.size()));
+        const std::string answer = mp::detail::respond_to_challenge(
+            "key", std::string_view(challenge).substr(mp::detail::kChallenge.size()));
         std::string stream;
-        for (const std::string& m : {answer, std::string(mp::detail::kChallenge) + mp::detail::make_challenge({}),
-                                     std::string(mp::detail::kWelcome), std::string("early data")}) {
+        for (const std::string& m :
+             {answer, std::string(mp::detail::kChallenge) + mp::detail::make_challenge({}),
+              std::string(mp::detail::kWelcome), std::string("early data")}) {
             const auto n = static_cast<std::uint32_t>(m.size());
-            stream += {static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8), static_cast<char>(n)};
+            stream += {static_cast<char>(n >> 24), static_cast<char>(n >> 16),
+                       static_cast<char>(n >> 8), static_cast<char>(n)};
             stream += m;
         }
-        ASSERT_EQ(::write(raw.fileno(), stream.data(), stream.size()), static_cast<ssize_t>(stream.size()));
+        ASSERT_EQ(::write(raw.fileno(), stream.data(), stream.size()),
+                  static_cast<ssize_t>(stream.size()));
         EXPECT_THROW(static_cast<void>(raw.recv_bytes()), mp::EOFError);  // closed, no verdict
     });
     try {
         static_cast<void>(l.accept());
         ADD_FAILURE() << "a client that did not wait for the server's answer was accepted";
     } catch (const mp::AuthenticationError& e) {
-        EXPECT_NE(std::string(e.what()).find("before the handshake ended"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("before the handshake ended"), std::string::npos)
+            << e.what();
     }
     t.join();
 }
@@ -349,8 +361,9 @@ class ListenerP : public mp::test::StartMethodTest {};
 
 TEST_P(ListenerP, ChildClientsOverEveryAddressKind) {
     const std::string name = "mp-test-" + std::to_string(::getpid()) + "-" + GetParam();
-    for (const mp::Address& a : {mp::Address::unix_socket(temp_path("mp-listener")), mp::Address::abstract_socket(name),
-                                 mp::Address::tcp("127.0.0.1", 0), mp::Address::tcp("::1", 0)}) {
+    for (const mp::Address& a :
+         {mp::Address::unix_socket(temp_path("mp-listener")), mp::Address::abstract_socket(name),
+          mp::Address::tcp("127.0.0.1", 0), mp::Address::tcp("::1", 0)}) {
         mp::Listener l(a, 4, "secret");
         auto p = start(echo_client, l.address().to_string(), std::string("secret"), false);
         mp::Connection c = l.accept();
@@ -404,10 +417,13 @@ TEST_P(ListenerP, ChildrenInheritTheAuthkey) {
 
 // Challenges come from a per-process buffer of random bytes: a child must not hand out the
 // bytes its parent had buffered (a forked child gets a wiped buffer), under every start method.
-void report_challenge(mp::Connection out) { out.send(mp::detail::make_challenge(mp::AuthDigest::sha256)); }
+void report_challenge(mp::Connection out) {
+    out.send(mp::detail::make_challenge(mp::AuthDigest::sha256));
+}
 
 TEST_P(ListenerP, ChildrenMakeTheirOwnChallenges) {
-    const std::string before = mp::detail::make_challenge(mp::AuthDigest::sha256);  // fills the buffer
+    const std::string before =
+        mp::detail::make_challenge(mp::AuthDigest::sha256);  // fills the buffer
     auto [in, out] = mp::Pipe(false);
     auto p = start(report_challenge, out);
     const std::string child = in.recv<std::string>();
@@ -421,10 +437,12 @@ TEST_P(ListenerP, ChildrenMakeTheirOwnChallenges) {
 
 TEST_P(ListenerP, ChildAuthenticatesWithTheInheritedKey) {
     mp::Listener l(mp::Address::tcp("127.0.0.1", 0), 4, mp::current_process().authkey());
-    auto p = start([](std::string address) {
+    auto p = start(
+        [](std::string address) {
         mp::Connection c = mp::Client(address, mp::current_process().authkey());
         c.send(std::string("same key"));
-    }, l.address().to_string());
+        },
+        l.address().to_string());
     EXPECT_EQ(l.accept().recv<std::string>(), "same key");
     join_ok(p);
 }
@@ -438,7 +456,10 @@ INSTANTIATE_TEST_SUITE_P(StartMethods, ListenerP, ::testing::ValuesIn(mp::get_al
 std::vector<std::string> interpreters() {
     std::vector<std::string> out{"/usr/bin/python3"};
     const char* home = std::getenv("PYENV_ROOT");
-    const std::filesystem::path root = home ? home : std::filesystem::path(std::getenv("HOME") ? std::getenv("HOME") : "/root") / ".pyenv";
+    const std::filesystem::path root =
+        home
+            ? home
+            : std::filesystem::path(std::getenv("HOME") ? std::getenv("HOME") : "/root") / ".pyenv";
     for (const char* v : {"3.12", "3.13"}) {
         std::error_code ec;
         for (const auto& e : std::filesystem::directory_iterator(root / "versions", ec))
@@ -464,16 +485,21 @@ std::string hex(std::string_view s) {
 // A Python interpreter running tests/helpers/py_listener_peer.py; its stdout is a pipe.
 class PythonPeer {
 public:
-    PythonPeer(const std::string& python, const char* mode, const std::string& address, const char* key) {
+    PythonPeer(const std::string& python, const char* mode, const std::string& address,
+               const char* key) {
         auto p = mp::sys::make_pipe();
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_adddup2(&fa, p.write.get(), 1);
-        const std::string script = std::string(MULTIPROC_SOURCE_DIR) + "/tests/helpers/py_listener_peer.py";
+        const std::string script =
+            std::string(MULTIPROC_SOURCE_DIR) + "/tests/helpers/py_listener_peer.py";
         const std::string k = key ? hex(key) : "-";
-        std::vector<char*> argv{const_cast<char*>(python.c_str()), const_cast<char*>(script.c_str()),
-                                const_cast<char*>(mode), const_cast<char*>(address.c_str()),
-                                const_cast<char*>(k.c_str()), nullptr};
+        std::vector<char*> argv{const_cast<char*>(python.c_str()),
+                                const_cast<char*>(script.c_str()),
+                                const_cast<char*>(mode),
+                                const_cast<char*>(address.c_str()),
+                                const_cast<char*>(k.c_str()),
+                                nullptr};
         pid_t pid = -1;
         const int err = ::posix_spawn(&pid, python.c_str(), &fa, nullptr, argv.data(), environ);
         posix_spawn_file_actions_destroy(&fa);

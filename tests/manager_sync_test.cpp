@@ -118,7 +118,8 @@ TEST_P(ManagerSyncP, BarrierReleasesAllParties) {
     EXPECT_EQ(got, (std::vector<int>{0, 1, 2}));
 }
 
-INSTANTIATE_TEST_SUITE_P(StartMethods, ManagerSyncP, ::testing::ValuesIn(mp::get_all_start_methods()),
+INSTANTIATE_TEST_SUITE_P(StartMethods, ManagerSyncP,
+                         ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 
 TEST(ManagerSync, BoundsAndOwnership) {

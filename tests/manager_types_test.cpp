@@ -68,7 +68,8 @@ TEST_P(ManagerTypesP, ChildrenCallRegisteredMethods) {
     EXPECT_EQ(c.call<int>("inc", 5), 115);
 }
 
-INSTANTIATE_TEST_SUITE_P(StartMethods, ManagerTypesP, ::testing::ValuesIn(mp::get_all_start_methods()),
+INSTANTIATE_TEST_SUITE_P(StartMethods, ManagerTypesP,
+                         ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 
 TEST(ManagerTypes, ServerExceptionsComeBackPerDesign6) {

@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <string>
 #include <thread>
 #include <vector>

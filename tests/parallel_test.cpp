@@ -106,7 +106,8 @@ TEST_P(ParallelTest, FirstFailureIsRethrown) {
     } catch (const std::invalid_argument&) {
         // Item 900's chunk may have completed first; both are real failures of the input.
     }
-    EXPECT_THROW(mp::parallel_map(throw_custom, std::vector<int>{1, 5, 9}, opts()), mp::RemoteError);
+    EXPECT_THROW(mp::parallel_map(throw_custom, std::vector<int>{1, 5, 9}, opts()),
+                 mp::RemoteError);
 }
 
 TEST_P(ParallelTest, KilledWorkerFailsTheCall) {
@@ -129,7 +130,8 @@ TEST_P(ParallelTest, ForEachThroughAnArray) {
 }
 
 TEST_P(ParallelTest, LargeItemsThroughSharedMemory) {
-    std::vector<std::vector<double>> items(3, std::vector<double>(std::size_t{1} << 18, 0.25));  // 2 MiB each
+    std::vector<std::vector<double>> items(3, std::vector<double>(std::size_t{1} << 18,
+                                                                  0.25));  // 2 MiB each
     items[1][0] = 1.25;
     auto r = mp::parallel_map(sum_span, items, opts());
     const double base = 0.25 * static_cast<double>(std::size_t{1} << 18);
@@ -192,7 +194,8 @@ TEST(ParallelInPlace, JobsOneRunsHere) {
     EXPECT_GE(mp::Parallel({.jobs = -100}).jobs(), 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(StartMethods, ParallelTest, ::testing::ValuesIn(mp::get_all_start_methods()),
+INSTANTIATE_TEST_SUITE_P(StartMethods, ParallelTest,
+                         ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

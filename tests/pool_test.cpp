@@ -29,6 +29,7 @@
 #include <tuple>
 #include <vector>
 
+#include "engine_protocol.hpp"
 #include "helpers/sanitizer.hpp"
 #include "helpers/start_method_test.hpp"
 #include "helpers/thread_gone.hpp"
@@ -36,12 +37,10 @@
 #include "multiproc/process.hpp"
 #include "multiproc/signals.hpp"
 #include "multiproc/synchronize.hpp"
-#include "engine_protocol.hpp"
 #include "sys/io.hpp"
 #include "sys/memfd.hpp"
 #include "sys/pidfd.hpp"
 #include "sys/socket.hpp"
-#include "sys/io.hpp"
 
 namespace {
 
@@ -114,7 +113,9 @@ int read_init(int) { return g_init_value; }
 void init_throws(int) { throw std::runtime_error("initializer exploded"); }
 void init_aborts(int) { std::abort(); }
 
-std::vector<double> big_result(int n) { return std::vector<double>(static_cast<std::size_t>(n), 1.5); }
+std::vector<double> big_result(int n) {
+    return std::vector<double>(static_cast<std::size_t>(n), 1.5);
+}
 double sum_span(std::span<const double> v) { return std::accumulate(v.begin(), v.end(), 0.0); }
 double sum_vec(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); }
 
@@ -144,7 +145,8 @@ TEST_P(PoolTest, MapKeepsInputOrder) {
     EXPECT_EQ(pool.map(square, in, 7), want);
     EXPECT_EQ(pool.map(square, in, 1), want);
     EXPECT_TRUE(pool.map(square, std::vector<int>{}).empty());
-    EXPECT_EQ(pool.map(label, std::vector<int>{1, 2}), (std::vector<std::string>{"item-1", "item-2"}));
+    EXPECT_EQ(pool.map(label, std::vector<int>{1, 2}),
+              (std::vector<std::string>{"item-1", "item-2"}));
     // An unsized input is materialized first, as Python's map does with list(iterable).
     std::forward_list<int> odd{1, 3, 5, 7, 9};
     EXPECT_EQ(pool.map(square, odd), (std::vector<int>{1, 9, 25, 49, 81}));
@@ -327,7 +329,9 @@ struct Endless {
             ++n;
             return old;
         }
-        friend bool operator==(const iterator&, std::unreachable_sentinel_t) noexcept { return false; }
+        friend bool operator==(const iterator&, std::unreachable_sentinel_t) noexcept {
+            return false;
+        }
     };
     iterator begin() const { return {reads, 0}; }
     std::unreachable_sentinel_t end() const { return {}; }
@@ -368,7 +372,8 @@ TEST_P(PoolTest, ApplyAsyncCallbacksRunInTheParent) {
     EXPECT_EQ(where.load(), ::getpid());
 
     std::exception_ptr seen;
-    auto e = pool.apply_async(mp::error_callback([&](std::exception_ptr ex) { seen = ex; }), throw_invalid, 3);
+    auto e = pool.apply_async(mp::error_callback([&](std::exception_ptr ex) { seen = ex; }),
+                              throw_invalid, 3);
     EXPECT_THROW(e.get(), std::invalid_argument);
     ASSERT_TRUE(seen);
     EXPECT_THROW(std::rethrow_exception(seen), std::invalid_argument);
@@ -519,7 +524,8 @@ TEST_P(PoolTest, InitializerFailureIsAClearErrorNotAHang) {
             pool.apply(square, 2);
             FAIL() << "no exception";
         } catch (const mp::BrokenProcessPool& e) {
-            EXPECT_NE(std::string(e.what()).find("initializer exploded"), std::string::npos) << e.what();
+            EXPECT_NE(std::string(e.what()).find("initializer exploded"), std::string::npos)
+                << e.what();
         }
         EXPECT_THROW(pool.map(square, std::vector<int>{1, 2}), mp::BrokenProcessPool);
     }
@@ -677,9 +683,9 @@ void sigint_child(mp::Connection out, std::string method, int mode) {
 
 TEST_P(PoolTest, SigintInterruptsABlockingMapOnlyUnderTheGuardAndLeavesNoWorker) {
     for (int mode : {kGuard, kOwnHandler, kDefaultDisposition}) {
-        SCOPED_TRACE(mode == kGuard ? "under mp::SigintGuard"
-                                    : mode == kOwnHandler ? "with the program's own SIGINT handler"
-                                                          : "default SIGINT disposition");
+        SCOPED_TRACE(mode == kGuard        ? "under mp::SigintGuard"
+                     : mode == kOwnHandler ? "with the program's own SIGINT handler"
+                                           : "default SIGINT disposition");
         auto [rd, wr] = mp::Pipe(false);
         mp::Process child(mp::get_context("fork"), sigint_child, wr, GetParam(), mode);
         child.start();
@@ -701,7 +707,8 @@ TEST_P(PoolTest, SigintInterruptsABlockingMapOnlyUnderTheGuardAndLeavesNoWorker)
             EXPECT_EQ(rd.recv<std::string>(), mode == kGuard ? "interrupted" : "finished");
         }
         for (auto& w : watch)
-            EXPECT_TRUE(mp::sys::wait_readable(w.get(), mp::detail::Deadline(10s))) << "a worker survived";
+            EXPECT_TRUE(mp::sys::wait_readable(w.get(), mp::detail::Deadline(10s)))
+                << "a worker survived";
     }
 }
 
@@ -724,9 +731,10 @@ void limit_address_space() {
     if (::setrlimit(RLIMIT_AS, &r) != 0) std::_Exit(20);
 }
 
-void send_raw_frame(int sock, wire::Kind kind, std::uint64_t length, std::span<const std::byte> body,
-                    std::span<const int> fds = {}) {
-    const wire::FrameHeader h{static_cast<std::uint32_t>(kind), static_cast<std::uint32_t>(fds.size()), length};
+void send_raw_frame(int sock, wire::Kind kind, std::uint64_t length,
+                    std::span<const std::byte> body, std::span<const int> fds = {}) {
+    const wire::FrameHeader h{static_cast<std::uint32_t>(kind),
+                              static_cast<std::uint32_t>(fds.size()), length};
     std::vector<std::byte> b(sizeof h + body.size());
     std::memcpy(b.data(), &h, sizeof h);
     if (!body.empty()) std::memcpy(b.data() + sizeof h, body.data(), body.size());
@@ -746,8 +754,11 @@ void worker_under_limit(mp::Connection c) {
 }
 
 TEST_P(PoolTest, WorkerGivenAHugeFrameHeaderAllocatesOnlyWhatArrives) {
-    if (mp::test::asan || mp::test::tsan) GTEST_SKIP() << "the sanitizer's shadow memory needs more address space than RLIMIT_AS leaves";
-    for (const auto& [length, code] : {std::pair{kAnnounced, 0}, std::pair{wire::max_frame + 1, 2}}) {
+    if (mp::test::asan || mp::test::tsan)
+        GTEST_SKIP()
+            << "the sanitizer's shadow memory needs more address space than RLIMIT_AS leaves";
+    for (const auto& [length, code] :
+         {std::pair{kAnnounced, 0}, std::pair{wire::max_frame + 1, 2}}) {
         auto [sup, worker_end] = mp::Pipe();
         auto p = start(worker_under_limit, worker_end);
         worker_end.close();
@@ -793,7 +804,9 @@ void supervisor_under_limit(std::string method) {
 }
 
 TEST_P(PoolTest, SupervisorGivenAHugeFrameHeaderAllocatesOnlyWhatArrives) {
-    if (mp::test::asan || mp::test::tsan) GTEST_SKIP() << "the sanitizer's shadow memory needs more address space than RLIMIT_AS leaves";
+    if (mp::test::asan || mp::test::tsan)
+        GTEST_SKIP()
+            << "the sanitizer's shadow memory needs more address space than RLIMIT_AS leaves";
     auto p = start(supervisor_under_limit, GetParam());
     join_ok(p);
 }

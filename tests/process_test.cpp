@@ -39,7 +39,7 @@ using mp::detail::UniqueFd;
 // Redirects a descriptor (stdout, stderr) into a memfd for the test's duration; children
 // started meanwhile inherit the redirection.
 class Capture {
-  public:
+public:
     explicit Capture(int fd) : fd_(fd) {
         mp::detail::flush_std_streams();
         saved_ = UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
@@ -60,7 +60,7 @@ class Capture {
         return out;
     }
 
-  private:
+private:
     void restore() {
         if (!saved_) return;
         mp::detail::flush_std_streams();
@@ -85,9 +85,7 @@ std::string read_str(int fd) {
     return s;
 }
 
-bool readable(int fd, mp::Timeout t) {
-    return mp::sys::wait_readable(fd, mp::detail::Deadline(t));
-}
+bool readable(int fd, mp::Timeout t) { return mp::sys::wait_readable(fd, mp::detail::Deadline(t)); }
 
 int count(const std::string& hay, const std::string& needle) {
     int n = 0;
@@ -136,7 +134,7 @@ struct MarkerStatic {
 } g_marker_static;
 
 class ProcessTest : public ::testing::TestWithParam<std::string> {
-  protected:
+protected:
     mp::Context ctx() const { return mp::get_context(GetParam()); }
 };
 
@@ -162,7 +160,7 @@ TEST_P(ProcessTest, ArgumentsAreCopiedIntoTheChild) {
     std::vector<int> v{1, 2, 3};
     auto p = ctx().Process(
         [](PassFd f, std::string s, const std::vector<int>& xs, int k) {
-            write_str(f.fd, s + ":" + std::to_string(xs.size()) + ":" + std::to_string(k));
+        write_str(f.fd, s + ":" + std::to_string(xs.size()) + ":" + std::to_string(k));
         },
         PassFd{w.get()}, text, v, 42);
     text = "changed";  // the Process holds its own copies
@@ -315,14 +313,17 @@ TEST_P(ProcessTest, ChildExitDoesNotRunParentExitHandlers) {
 // start method (the forkserver blocks both for itself and gives them back to each child).
 TEST_P(ProcessTest, ChildStartsWithDefaultSignalState) {
     auto [r, w] = mp::sys::make_pipe();
-    auto p = ctx().Process([](PassFd f) {
+    auto p = ctx().Process(
+        [](PassFd f) {
         sigset_t mask;
         ::pthread_sigmask(SIG_SETMASK, nullptr, &mask);
         struct sigaction sa {};
         ::sigaction(SIGINT, nullptr, &sa);
-        write_str(f.fd, std::to_string(sigismember(&mask, SIGINT)) + std::to_string(sigismember(&mask, SIGCHLD)) +
+        write_str(f.fd, std::to_string(sigismember(&mask, SIGINT)) +
+                            std::to_string(sigismember(&mask, SIGCHLD)) +
                             (sa.sa_handler == SIG_DFL ? "default" : "changed"));
-    }, PassFd{w.get()});
+        },
+        PassFd{w.get()});
     p.start();
     EXPECT_EQ(read_str(r.get()), "00default");
     p.join();
@@ -332,10 +333,12 @@ TEST_P(ProcessTest, ChildStartsWithDefaultSignalState) {
 // Ctrl-C reaches every process of the foreground group: a child ends by it, as in Python.
 TEST_P(ProcessTest, SigintEndsAChild) {
     auto [r, w] = mp::sys::make_pipe();
-    auto p = ctx().Process([](PassFd f) {
+    auto p = ctx().Process(
+        [](PassFd f) {
         write_str(f.fd, "ready");
         block_forever();
-    }, PassFd{w.get()});
+        },
+        PassFd{w.get()});
     p.start();
     ASSERT_EQ(read_str(r.get()), "ready");
     ASSERT_EQ(::kill(*p.pid(), SIGINT), 0);
@@ -352,11 +355,13 @@ int g_target_marker_fd = -1;
 // (and no handler it inherited: ChildExitDoesNotRunParentExitHandlers).
 TEST_P(ProcessTest, StdExitRunsTheTargetsOwnExitHandlers) {
     auto [r, w] = mp::sys::make_pipe();
-    auto p = ctx().Process([](PassFd f) {
+    auto p = ctx().Process(
+        [](PassFd f) {
         g_target_marker_fd = f.fd;
         std::atexit([] { static_cast<void>(::write(g_target_marker_fd, "H", 1)); });
         std::exit(4);
-    }, PassFd{w.get()});
+        },
+        PassFd{w.get()});
     p.start();
     p.join(60s);
     w.reset();
@@ -368,10 +373,12 @@ TEST_P(ProcessTest, StdExitRunsTheTargetsOwnExitHandlers) {
 
 TEST_P(ProcessTest, JoinWithTimeoutReturnsWhileRunning) {
     auto [r, w] = mp::sys::make_pipe();
-    auto p = ctx().Process([](PassFd f) {
+    auto p = ctx().Process(
+        [](PassFd f) {
         char c;
         std::exit(mp::sys::read_full(f.fd, &c, 1) == 1 ? 5 : 6);
-    }, PassFd{r.get()});
+        },
+        PassFd{r.get()});
     p.start();
     p.join(20ms);
     EXPECT_TRUE(p.is_alive());
@@ -386,10 +393,12 @@ TEST_P(ProcessTest, JoinWithTimeoutReturnsWhileRunning) {
 
 TEST_P(ProcessTest, SentinelBecomesReadableAtExit) {
     auto [r, w] = mp::sys::make_pipe();
-    auto p = ctx().Process([](PassFd f) {
+    auto p = ctx().Process(
+        [](PassFd f) {
         char c;
         static_cast<void>(mp::sys::read_full(f.fd, &c, 1));
-    }, PassFd{r.get()});
+        },
+        PassFd{r.get()});
     EXPECT_THROW(static_cast<void>(p.sentinel()), mp::UsageError);
     p.start();
     int s = p.sentinel();
@@ -403,10 +412,12 @@ TEST_P(ProcessTest, SentinelBecomesReadableAtExit) {
 
 TEST_P(ProcessTest, MisuseIsAUsageError) {
     auto [r, w] = mp::sys::make_pipe();
-    auto p = ctx().Process([](PassFd f) {
+    auto p = ctx().Process(
+        [](PassFd f) {
         char c;
         static_cast<void>(mp::sys::read_full(f.fd, &c, 1));
-    }, PassFd{r.get()});
+        },
+        PassFd{r.get()});
     EXPECT_THROW(p.join(), mp::UsageError);       // not started
     EXPECT_THROW(p.terminate(), mp::UsageError);  // not started
     p.start();
@@ -447,7 +458,8 @@ TEST_P(ProcessTest, CurrentAndParentProcessSeenFromChild) {
     EXPECT_FALSE(mp::parent_process());
 
     auto [r, w] = mp::sys::make_pipe();
-    auto p = ctx().Process([](PassFd f) {
+    auto p = ctx().Process(
+        [](PassFd f) {
         const int fd = f.fd;
         auto me = mp::current_process();
         auto parent = mp::parent_process();
@@ -460,7 +472,8 @@ TEST_P(ProcessTest, CurrentAndParentProcessSeenFromChild) {
         // A Process made here is named after this one: Process-N:1.
         mp::Process grandchild([] {});
         write_str(fd, grandchild.name());
-    }, PassFd{w.get()});
+        },
+        PassFd{w.get()});
     p.set_daemon(true);
     p.start();
     EXPECT_EQ(read_str(r.get()), p.name());
@@ -473,14 +486,16 @@ TEST_P(ProcessTest, CurrentAndParentProcessSeenFromChild) {
 
 TEST_P(ProcessTest, ParentProcessWatchesTheParent) {
     auto [r, w] = mp::sys::make_pipe();
-    auto q = ctx().Process([](PassFd f) {
+    auto q = ctx().Process(
+        [](PassFd f) {
         const int fd = f.fd;
         auto parent = mp::parent_process();
         if (!parent) std::exit(10);
         parent->join(10ms);  // the parent is alive: times out
         write_str(fd, parent->is_alive() ? "alive" : "ended");
         write_str(fd, parent->sentinel() >= 0 ? "pidfd" : "none");
-    }, PassFd{w.get()});
+        },
+        PassFd{w.get()});
     q.start();
     EXPECT_EQ(read_str(r.get()), "alive");
     EXPECT_EQ(read_str(r.get()), "pidfd");
@@ -488,17 +503,21 @@ TEST_P(ProcessTest, ParentProcessWatchesTheParent) {
     EXPECT_EQ(q.exitcode(), 0);
 
     // child -> grandchild; the child is SIGKILLed and the grandchild sees its parent end.
-    auto child = ctx().Process([](PassFd f, std::string method) {
-        auto gc = mp::get_context(method).Process([](PassFd g) {
+    auto child = ctx().Process(
+        [](PassFd f, std::string method) {
+        auto gc = mp::get_context(method).Process(
+            [](PassFd g) {
             write_str(g.fd, "ready");
             auto parent = mp::parent_process();
             if (!parent) std::exit(10);
             parent->join(60s);
             write_str(g.fd, parent->is_alive() ? "alive" : "ended");
-        }, f);
+            },
+            f);
         gc.start();
         block_forever();
-    }, PassFd{w.get()}, GetParam());
+        },
+        PassFd{w.get()}, GetParam());
     child.start();
     EXPECT_EQ(read_str(r.get()), "ready");
     child.kill();
@@ -511,8 +530,10 @@ TEST_P(ProcessTest, ParentProcessWatchesTheParent) {
 TEST_P(ProcessTest, ParentProcessFirstAskedAfterTheParentDied) {
     auto [r, w] = mp::sys::make_pipe();
     auto [go_r, go_w] = mp::sys::make_pipe();
-    auto child = ctx().Process([](PassFd f, PassFd go, std::string method) {
-        auto gc = mp::get_context(method).Process([](PassFd g, PassFd ggo) {
+    auto child = ctx().Process(
+        [](PassFd f, PassFd go, std::string method) {
+        auto gc = mp::get_context(method).Process(
+            [](PassFd g, PassFd ggo) {
             write_str(g.fd, "ready");
             if (read_str(ggo.fd) != "go") std::exit(11);
             auto parent = mp::parent_process();
@@ -524,10 +545,12 @@ TEST_P(ProcessTest, ParentProcessFirstAskedAfterTheParentDied) {
             write_str(g.fd, s < 0 || ::poll(&p, 1, 0) == 1 ? "ok" : "sentinel not readable");
             parent->join(60s);  // returns at once
             write_str(g.fd, "joined");
-        }, f, go);
+            },
+            f, go);
         gc.start();
         block_forever();
-    }, PassFd{w.get()}, PassFd{go_r.get()}, GetParam());
+        },
+        PassFd{w.get()}, PassFd{go_r.get()}, GetParam());
     child.start();
     EXPECT_EQ(read_str(r.get()), "ready");
     child.kill();
@@ -543,16 +566,26 @@ TEST_P(ProcessTest, ParentProcessFirstAskedAfterTheParentDied) {
 TEST_P(ProcessTest, ConcurrentJoinsAndPollsAgreeOnTheExitCode) {
     for (int round = 0; round < 5; ++round) {
         auto [r, w] = mp::sys::make_pipe();
-        auto p = ctx().Process([](PassFd f) {
+        auto p = ctx().Process(
+            [](PassFd f) {
             static_cast<void>(read_str(f.fd));  // until the parent has its waiters in place
             std::exit(5);
-        }, PassFd{r.get()});
+            },
+            PassFd{r.get()});
         p.start();
         std::atomic<int> ready{0};
         std::vector<std::optional<int>> seen(4);
         std::vector<std::thread> ts;
-        ts.emplace_back([&] { ++ready; p.join(); seen[0] = p.exitcode(); });
-        ts.emplace_back([&] { ++ready; p.join(); seen[1] = p.exitcode(); });
+        ts.emplace_back([&] {
+            ++ready;
+            p.join();
+            seen[0] = p.exitcode();
+        });
+        ts.emplace_back([&] {
+            ++ready;
+            p.join();
+            seen[1] = p.exitcode();
+        });
         ts.emplace_back([&] {
             ++ready;
             while (p.is_alive()) std::this_thread::sleep_for(100us);
@@ -633,16 +666,20 @@ TEST_P(ProcessTest, CpuCounts) {
 // is then SIGKILLed: the grandchild must die too.
 void check_daemon_dies_with_killed_parent(const std::string& method, bool from_a_thread) {
     auto [r, w] = mp::sys::make_pipe();
-    auto child = mp::get_context(method).Process([](PassFd f, std::string m, bool threaded) {
-        auto gc = mp::get_context(m).Process([](PassFd g) {
+    auto child = mp::get_context(method).Process(
+        [](PassFd f, std::string m, bool threaded) {
+        auto gc = mp::get_context(m).Process(
+            [](PassFd g) {
             write_str(g.fd, std::to_string(::getpid()));
             block_forever();
-        }, f);
+            },
+            f);
         gc.set_daemon(true);
         if (threaded) std::thread([&] { gc.start(); }).join();
         else gc.start();
         block_forever();
-    }, PassFd{w.get()}, method, from_a_thread);
+        },
+        PassFd{w.get()}, method, from_a_thread);
     child.start();
     pid_t grandchild = std::stoi(read_str(r.get()));  // armed: its target runs
     EXPECT_FALSE(process_gone(grandchild));
@@ -666,10 +703,12 @@ TEST_P(ProcessTest, DaemonStartedByAThreadOutlivesTheThread) {
     mp::sys::PipeFds from_child = mp::sys::make_pipe();  // not a structured binding: captured below
     UniqueFd& from_child_r = from_child.read;
     UniqueFd& from_child_w = from_child.write;
-    auto p = ctx().Process([](PassFd in, PassFd out) {
+    auto p = ctx().Process(
+        [](PassFd in, PassFd out) {
         mp::sys::write_all(out.fd, "r", 1);  // the target runs once the death signal is armed
         for (char c; mp::sys::read_full(in.fd, &c, 1) == 1;) mp::sys::write_all(out.fd, &c, 1);
-    }, PassFd{to_child_r.get()}, PassFd{from_child_w.get()});
+        },
+        PassFd{to_child_r.get()}, PassFd{from_child_w.get()});
     p.set_daemon(true);
     pid_t starter = 0;
     std::thread t([&] {
@@ -685,7 +724,8 @@ TEST_P(ProcessTest, DaemonStartedByAThreadOutlivesTheThread) {
     char c = 'x';
     mp::sys::write_all(to_child_w.get(), &c, 1);
     c = 0;
-    ASSERT_TRUE(readable(from_child_r.get(), 30s)) << "the daemon died with the thread that started it";
+    ASSERT_TRUE(readable(from_child_r.get(), 30s))
+        << "the daemon died with the thread that started it";
     EXPECT_EQ(::read(from_child_r.get(), &c, 1), 1);
     EXPECT_EQ(c, 'x');
     EXPECT_TRUE(p.is_alive());
@@ -702,14 +742,18 @@ TEST_P(ProcessTest, DaemonStartedByAThreadDiesWithKilledParent) {
 TEST_P(ProcessTest, NonDaemonicChildrenAreJoinedAtExit) {
     auto [r, w] = mp::sys::make_pipe();
     mp::sys::set_nonblocking(r.get(), true);
-    auto child = ctx().Process([](PassFd f, std::string method) {
-        auto gc = mp::get_context(method).Process([](PassFd g) {
+    auto child = ctx().Process(
+        [](PassFd f, std::string method) {
+        auto gc = mp::get_context(method).Process(
+            [](PassFd g) {
             std::this_thread::sleep_for(200ms);  // outlasts the parent's std::exit call
             mp::sys::write_all(g.fd, "G", 1);
-        }, f);
+            },
+            f);
         gc.start();
         std::exit(3);  // without join: the exit handler joins gc first
-    }, PassFd{w.get()}, GetParam());
+        },
+        PassFd{w.get()}, GetParam());
     child.start();
     child.join(60s);
     ASSERT_EQ(child.exitcode(), 3);
@@ -721,20 +765,24 @@ TEST_P(ProcessTest, NonDaemonicChildrenAreJoinedAtExit) {
 
 TEST_P(ProcessTest, DaemonicChildrenAreTerminatedAtExit) {
     auto [r, w] = mp::sys::make_pipe();
-    auto child = ctx().Process([](PassFd f, std::string method) {
+    auto child = ctx().Process(
+        [](PassFd f, std::string method) {
         const int fd = f.fd;
         auto [ready_r, ready_w] = mp::sys::make_pipe();
-        auto gc = mp::get_context(method).Process([](PassFd g) {
+        auto gc = mp::get_context(method).Process(
+            [](PassFd g) {
             mp::sys::write_all(g.fd, "r", 1);
             block_forever();
-        }, PassFd{ready_w.get()});
+            },
+            PassFd{ready_w.get()});
         gc.set_daemon(true);
         gc.start();
         char c;
         static_cast<void>(mp::sys::read_full(ready_r.get(), &c, 1));  // gc is running its target
         write_str(fd, std::to_string(*gc.pid()));
         // Returns without join: at exit the daemonic gc is terminated, then joined.
-    }, PassFd{w.get()}, GetParam());
+        },
+        PassFd{w.get()}, GetParam());
     child.start();
     pid_t grandchild = std::stoi(read_str(r.get()));
     child.join(60s);
@@ -750,7 +798,8 @@ TEST_P(ProcessTest, DaemonicChildrenAreTerminatedAtExit) {
 
 TEST_P(ProcessTest, DaemonicProcessMayNotStartChildren) {
     auto [r, w] = mp::sys::make_pipe();
-    auto p = ctx().Process([](PassFd f) {
+    auto p = ctx().Process(
+        [](PassFd f) {
         mp::Process gc([] {});
         try {
             gc.start();
@@ -758,7 +807,8 @@ TEST_P(ProcessTest, DaemonicProcessMayNotStartChildren) {
         } catch (const mp::UsageError& e) {
             write_str(f.fd, e.what());
         }
-    }, PassFd{w.get()});
+        },
+        PassFd{w.get()});
     p.set_daemon(true);
     p.start();
     std::string what = read_str(r.get());
@@ -820,20 +870,23 @@ TEST_P(ProcessTest, SentinelFirstAskedAfterJoinIsReadable) {
 // be reused behind our back: signals must still reach the child only (the pidfd is opened at
 // start then), and the lost exit code is a clear error, not a wrong number.
 TEST(ForkSigchldIgnored, SignalsReachTheChildAndTheLostStatusIsAnError) {
-    struct sigaction ign {}, old {};
+    struct sigaction ign {
+    }, old{};
     ign.sa_handler = SIG_IGN;
     ASSERT_EQ(::sigaction(SIGCHLD, &ign, &old), 0);
     auto [r, w] = mp::sys::make_pipe();
-    auto p = mp::get_context("fork").Process([](PassFd f) {
+    auto p = mp::get_context("fork").Process(
+        [](PassFd f) {
         write_str(f.fd, "ready");
         block_forever();
-    }, PassFd{w.get()});
+        },
+        PassFd{w.get()});
     p.start();
     EXPECT_EQ(read_str(r.get()), "ready");
     p.kill();
-    EXPECT_TRUE(readable(p.sentinel(), 30s));  // the pidfd: readable once the child has ended
-    EXPECT_THROW(p.join(), mp::ProcessError);   // reaped by the kernel: the code is lost
-    p.kill();                                   // after that, signals go nowhere
+    EXPECT_TRUE(readable(p.sentinel(), 30s));    // the pidfd: readable once the child has ended
+    EXPECT_THROW(p.join(), mp::ProcessError);    // reaped by the kernel: the code is lost
+    p.kill();                                    // after that, signals go nowhere
     EXPECT_TRUE(mp::active_children().empty());  // and the registry lets go of it
     ::sigaction(SIGCHLD, &old, nullptr);
 }

@@ -22,9 +22,9 @@
 
 #include "helpers/sanitizer.hpp"
 #include "helpers/start_method_test.hpp"
+#include "multiproc/connection.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/queues.hpp"
-#include "multiproc/connection.hpp"
 #include "multiproc/synchronize.hpp"
 #include "queue_layout.hpp"
 #include "sys/mapping.hpp"
@@ -57,12 +57,15 @@ struct Point {
 
 std::string pattern(std::size_t n, unsigned seed) {
     std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed * 7 + (i >> 12)) & 0xff);
+    for (std::size_t i = 0; i < n; ++i)
+        s[i] = static_cast<char>((i * 131 + seed * 7 + (i >> 12)) & 0xff);
     return s;
 }
 
 std::vector<std::size_t> mixed_sizes() {
-    return {0, 1, 7, 63, 64, 4096, 16'376, 16'384, 16'385, 65'000, 100'000, std::size_t{1} << 20, 3, 250'000};
+    return {0,      1,      7,      63,     64,      4096,
+            16'376, 16'384, 16'385, 65'000, 100'000, std::size_t{1} << 20,
+            3,      250'000};
 }
 
 // Names in /dev/shm that mention one of the pids (what a named segment of theirs would be
@@ -167,7 +170,8 @@ TEST(Queues, TypesAndMixedSizes) {
     mp::Queue<std::string> sq;
     const auto sizes = mixed_sizes();
     for (unsigned round = 0; round < 3; ++round)
-        for (std::size_t i = 0; i < sizes.size(); ++i) sq.put(pattern(sizes[i], static_cast<unsigned>(i + round)));
+        for (std::size_t i = 0; i < sizes.size(); ++i)
+            sq.put(pattern(sizes[i], static_cast<unsigned>(i + round)));
     for (unsigned round = 0; round < 3; ++round)
         for (std::size_t i = 0; i < sizes.size(); ++i)
             ASSERT_EQ(sq.get(), pattern(sizes[i], static_cast<unsigned>(i + round))) << i;
@@ -190,7 +194,9 @@ TEST(Queues, UnboundedGrowsWithoutAConsumer) {
 TEST(Queues, RingAndChunkStreamKeepOrder) {
     mp::SimpleQueue<std::string> q;
     constexpr int n = 20'000;  // more than the unbounded ring's 8192 slots
-    auto item = [](int i) { return i % 997 == 0 ? pattern(300 + i % 5000, static_cast<unsigned>(i)) : std::to_string(i); };
+    auto item = [](int i) {
+        return i % 997 == 0 ? pattern(300 + i % 5000, static_cast<unsigned>(i)) : std::to_string(i);
+    };
     for (int round = 0; round < 2; ++round) {
         for (int i = 0; i < n; ++i) q.put(item(i));
         for (int i = 0; i < n; ++i) ASSERT_EQ(q.get(), item(i));
@@ -332,7 +338,9 @@ TEST_P(QueuesP, FourProducersFourConsumersEveryItemOnce) {
 }
 
 void put_then_die(mp::Queue<std::string> q, int n) {
-    for (int i = 0; i < n; ++i) q.put(pattern(mixed_sizes()[static_cast<std::size_t>(i) % mixed_sizes().size()], static_cast<unsigned>(i)));
+    for (int i = 0; i < n; ++i)
+        q.put(pattern(mixed_sizes()[static_cast<std::size_t>(i) % mixed_sizes().size()],
+                      static_cast<unsigned>(i)));
     ::kill(::getpid(), SIGKILL);
 }
 
@@ -345,7 +353,9 @@ TEST_P(QueuesP, ProducerKilledRightAfterPut) {
     EXPECT_EQ(p.exitcode(), std::optional<int>(-SIGKILL));
     EXPECT_EQ(q.qsize(), static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i)
-        ASSERT_EQ(q.get(), pattern(mixed_sizes()[static_cast<std::size_t>(i) % mixed_sizes().size()], static_cast<unsigned>(i)));
+        ASSERT_EQ(q.get(),
+                  pattern(mixed_sizes()[static_cast<std::size_t>(i) % mixed_sizes().size()],
+                          static_cast<unsigned>(i)));
     EXPECT_THROW(q.get_nowait(), mp::Empty);
     EXPECT_TRUE(shm_entries_of({child, ::getpid()}).empty());
 }
@@ -518,7 +528,8 @@ void echo_big(mp::Queue<std::string> in, mp::Queue<std::string> out) {
 // forkserver child, on a loaded 2-core machine) took 68 s of CTest's 90 s limit; under
 // ThreadSanitizer 36 to 55 s per start method, most of the TSan step. 64 MiB is still an
 // extent of its own in the arena, the path this test is about.
-constexpr std::size_t kBigItem = (mp::test::asan || mp::test::tsan ? 64 : 256) * (std::size_t{1} << 20);
+constexpr std::size_t kBigItem =
+    (mp::test::asan || mp::test::tsan ? 64 : 256) * (std::size_t{1} << 20);
 
 TEST_P(QueuesP, Items256MiBAndMixedSizes) {
     mp::Queue<std::string> in, out;
@@ -534,7 +545,8 @@ TEST_P(QueuesP, Items256MiBAndMixedSizes) {
 void put_mixed(mp::SimpleQueue<std::string> q) {
     const auto sizes = mixed_sizes();
     for (unsigned r = 0; r < 4; ++r)
-        for (std::size_t i = 0; i < sizes.size(); ++i) q.put(pattern(sizes[i], static_cast<unsigned>(i * 10 + r)));
+        for (std::size_t i = 0; i < sizes.size(); ++i)
+            q.put(pattern(sizes[i], static_cast<unsigned>(i * 10 + r)));
 }
 
 TEST_P(QueuesP, MixedSizesAcrossProcessesInOrder) {
@@ -568,7 +580,8 @@ void expect_corrupt(const std::function<void()>& f, const char* what) {
         f();
         ADD_FAILURE() << what << ": no error";
     } catch (const mp::ProcessError& e) {
-        EXPECT_NE(std::string(e.what()).find("corrupt"), std::string::npos) << what << ": " << e.what();
+        EXPECT_NE(std::string(e.what()).find("corrupt"), std::string::npos)
+            << what << ": " << e.what();
     }
 }
 
@@ -605,7 +618,7 @@ TEST_P(QueuesP, CorruptHeaderGivesProcessError) {
 
 struct SlotCase {
     const char* name;
-    bool big_first;       // a big item first: the chunk stream holds items (small ones follow)
+    bool big_first;        // a big item first: the chunk stream holds items (small ones follow)
     std::uint64_t offset;  // within slot 0's state word
     std::uint64_t value;   // one byte
 };

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <limits>
 #include <list>
@@ -64,7 +64,9 @@ struct Point {
     int x = 0, y = 0;
     std::string label;
     template <class Ar>
-    void serialize(Ar& ar) { ar(x, y, label); }
+    void serialize(Ar& ar) {
+        ar(x, y, label);
+    }
     bool operator==(const Point&) const = default;
 };
 
@@ -85,7 +87,9 @@ public:
     Range() = default;
     Range(int lo, int hi) : lo_(lo), hi_(hi) {}
     template <class Ar>
-    void save(Ar& ar) const { ar(lo_, hi_ - lo_); }
+    void save(Ar& ar) const {
+        ar(lo_, hi_ - lo_);
+    }
     template <class Ar>
     void load(Ar& ar) {
         int width = 0;
@@ -138,11 +142,17 @@ void expect_round_trip(const T& v) {
 }
 
 TEST(Reduction, RoundTripsStandardTypes) {
-    using V = std::tuple<int, std::string, std::vector<double>, std::map<std::string, std::set<int>>,
-                         std::optional<Point>, std::variant<int, std::string>, bool,
-                         std::vector<std::string>>;
-    V v{7, "seven", {1.5, 2.5}, {{"a", {1, 2}}, {"b", {}}}, Point{1, 2, "p"}, std::string("alt"),
-        true, {"x", "", "zz"}};
+    using V = std::tuple<int, std::string, std::vector<double>,
+                         std::map<std::string, std::set<int>>, std::optional<Point>,
+                         std::variant<int, std::string>, bool, std::vector<std::string>>;
+    V v{7,
+        "seven",
+        {1.5, 2.5},
+        {{"a", {1, 2}}, {"b", {}}},
+        Point{1, 2, "p"},
+        std::string("alt"),
+        true,
+        {"x", "", "zz"}};
     auto bytes = mp::dumps(v);
     EXPECT_EQ(mp::loads<V>(bytes), v);
 }
@@ -202,7 +212,8 @@ TEST(Reduction, NestedContainersRoundTrip) {
     expect_round_trip(deep);
     std::vector<std::vector<std::vector<std::string>>> cube{{{"x"}, {}}, {}, {{"y", "z"}}};
     expect_round_trip(cube);
-    std::variant<std::monostate, std::map<int, Free>, Range> v = std::map<int, Free>{{1, Free{{"n"}, 2.0}}};
+    std::variant<std::monostate, std::map<int, Free>, Range> v =
+        std::map<int, Free>{{1, Free{{"n"}, 2.0}}};
     auto back = mp::loads<decltype(v)>(mp::dumps(v));
     EXPECT_EQ(std::get<1>(back).at(1), (Free{{"n"}, 2.0}));
 }
@@ -232,12 +243,14 @@ TEST(Reduction, CorruptTagsAreDecodeErrors) {
 TEST(Reduction, TruncatedInputIsDecodeError) {
     auto bytes = mp::dumps(std::vector<std::string>{"hello", "world"});
     for (std::size_t n = 0; n < bytes.size(); ++n)
-        EXPECT_THROW(mp::loads<std::vector<std::string>>(std::span(bytes).first(n)), mp::DecodeError);
+        EXPECT_THROW(mp::loads<std::vector<std::string>>(std::span(bytes).first(n)),
+                     mp::DecodeError);
 }
 
 TEST(Reduction, EveryTruncationOfAComplexValueIsDecodeError) {
-    using T = std::tuple<std::map<std::string, std::vector<Point>>, std::optional<Free>,
-                         std::variant<int, Range, std::string>, std::vector<bool>, std::array<double, 2>>;
+    using T =
+        std::tuple<std::map<std::string, std::vector<Point>>, std::optional<Free>,
+                   std::variant<int, Range, std::string>, std::vector<bool>, std::array<double, 2>>;
     T v{{{"k", {Point{1, 2, "a"}, Point{3, 4, ""}}}, {"", {}}},
         Free{{"w"}, 1.0},
         std::string("variant"),
@@ -246,7 +259,8 @@ TEST(Reduction, EveryTruncationOfAComplexValueIsDecodeError) {
     auto bytes = mp::dumps(v);
     ASSERT_EQ(mp::loads<T>(bytes), v);
     for (std::size_t n = 0; n < bytes.size(); ++n)
-        EXPECT_THROW((void)mp::loads<T>(std::span(bytes).first(n)), mp::DecodeError) << "prefix " << n;
+        EXPECT_THROW((void)mp::loads<T>(std::span(bytes).first(n)), mp::DecodeError)
+            << "prefix " << n;
 }
 
 TEST(Reduction, TrailingBytesAreDecodeError) {
@@ -263,7 +277,8 @@ TEST(Reduction, HugeCountWithFewBytesIsDecodeErrorWithoutAllocating) {
         std::memcpy(b.data(), &count, sizeof count);
         return b;
     };
-    const std::uint64_t counts[] = {std::uint64_t{1} << 40, std::uint64_t{1} << 62, ~std::uint64_t{0}, 1000};
+    const std::uint64_t counts[] = {std::uint64_t{1} << 40, std::uint64_t{1} << 62,
+                                    ~std::uint64_t{0}, 1000};
     g_largest = 0;
     g_track = true;
     for (std::uint64_t count : counts) {
@@ -292,7 +307,8 @@ void decode_hostile(std::span<const std::byte> bytes, std::size_t& ok, std::size
 }
 
 TEST(Reduction, RandomInputOnlyEverThrowsDecodeError) {
-    using Nested = std::tuple<std::optional<std::string>, std::variant<int, std::string, std::vector<int>>, bool>;
+    using Nested = std::tuple<std::optional<std::string>,
+                              std::variant<int, std::string, std::vector<int>>, bool>;
     std::mt19937_64 rng(20240601);
     std::vector<std::vector<std::byte>> seeds{
         mp::dumps(std::vector<std::string>{"a", "bc"}),
@@ -309,7 +325,8 @@ TEST(Reduction, RandomInputOnlyEverThrowsDecodeError) {
             for (auto& b : input) b = static_cast<std::byte>(rng());
         } else {  // a valid encoding with a few bytes flipped, cut or grown
             input = seeds[rng() % seeds.size()];
-            for (int k = 0, flips = 1 + static_cast<int>(rng() % 4); k < flips && !input.empty(); ++k)
+            for (int k = 0, flips = 1 + static_cast<int>(rng() % 4); k < flips && !input.empty();
+                 ++k)
                 input[rng() % input.size()] = static_cast<std::byte>(rng());
             if (rng() % 4 == 0) input.resize(rng() % (input.size() + 8));
         }
@@ -351,7 +368,9 @@ TEST(Reduction, RandomInputAsAnExceptionOnlyEverThrowsDecodeError) {
 struct Big {
     std::array<std::string, 4096> words;
     template <class Ar>
-    void serialize(Ar& ar) { ar(words); }
+    void serialize(Ar& ar) {
+        ar(words);
+    }
 };
 struct Hollow {  // 128 KiB in memory, nothing on the wire
     std::array<char, 128 << 10> scratch{};
@@ -403,7 +422,8 @@ TEST(Reduction, ElementsThatEncodeToNothingAreCountedAgainstABudget) {
         std::memcpy(b.data() + 8 + i * 8, &n, 8);
     }
     EXPECT_THROW((void)mp::loads<std::vector<std::vector<Nothing>>>(b), mp::DecodeError);
-    EXPECT_THROW((void)mp::loads<std::list<std::tuple<>>>(count_then(~std::uint64_t{0}, 0)), mp::DecodeError);
+    EXPECT_THROW((void)mp::loads<std::list<std::tuple<>>>(count_then(~std::uint64_t{0}, 0)),
+                 mp::DecodeError);
     EXPECT_THROW((void)mp::loads<std::vector<Hollow>>(count_then(std::uint64_t{1} << 20, 0)),
                  mp::DecodeError);
     // Legitimate values of such types still decode.
@@ -426,7 +446,8 @@ TEST(Reduction, NestedAndNodeContainersOfHostileCountsStayBounded) {
     expect_bounded<std::vector<std::vector<std::wstring>>>(hostile);
     expect_bounded<std::unordered_map<int, std::array<std::string, 64>>>(hostile);
     expect_bounded<std::vector<std::exception_ptr>>(hostile);
-    expect_bounded<std::vector<std::variant<std::monostate, std::array<std::string, 512>>>>(hostile);
+    expect_bounded<std::vector<std::variant<std::monostate, std::array<std::string, 512>>>>(
+        hostile);
     expect_bounded<std::deque<std::string>>(hostile);
 }
 
@@ -545,7 +566,8 @@ TEST(Reduction, StructsWithoutPaddingStayOneMemcpy) {
     auto b = mp::dumps(Color::red);
     b[0] = std::byte{77};
     EXPECT_EQ(static_cast<int>(mp::loads<Color>(b)), 77);
-    expect_round_trip(std::vector<Dense>{{1, 2, 0.5f, {Color::green, Color::red, Color::blue, Color::red}}});
+    expect_round_trip(std::vector<Dense>{
+        {1, 2, 0.5f, {Color::green, Color::red, Color::blue, Color::red}}});
 }
 
 }  // namespace

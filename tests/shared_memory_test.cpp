@@ -47,7 +47,8 @@ std::string own_leftovers() {
     const std::string prefix = "mp_" + std::to_string(::getpid()) + "_";
     if (DIR* d = ::opendir("/dev/shm")) {
         while (dirent* e = ::readdir(d))
-            if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) out += std::string(e->d_name) + " ";
+            if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0)
+                out += std::string(e->d_name) + " ";
         ::closedir(d);
     }
     return out;
@@ -189,7 +190,8 @@ TEST(SharedMemoryLeftoverCheck, FailsOnALeftover) {
     mp::SharedMemory(name).unlink();
     mp::test::expect_no_shm_leftovers();
 
-    const std::string foreign = "mp_1_check_" + std::to_string(::getpid());  // as if a child made it
+    const std::string foreign =
+        "mp_1_check_" + std::to_string(::getpid());  // as if a child made it
     mp::SharedMemory other(foreign, true, 64, /*track=*/false);
     mp::test::note_shm_name(foreign);
     EXPECT_NONFATAL_FAILURE(mp::test::expect_no_shm_leftovers(), foreign);
@@ -197,7 +199,8 @@ TEST(SharedMemoryLeftoverCheck, FailsOnALeftover) {
     mp::test::expect_no_shm_leftovers();
 }
 
-INSTANTIATE_TEST_SUITE_P(StartMethods, SharedMemoryP, ::testing::ValuesIn(mp::get_all_start_methods()),
+INSTANTIATE_TEST_SUITE_P(StartMethods, SharedMemoryP,
+                         ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

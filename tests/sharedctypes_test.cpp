@@ -208,7 +208,8 @@ TEST_P(SharedCtypesP, RawValueIsSharedMemory) {
 }
 
 void fill_part(mp::Array<int> a, int part, int parts) {
-    for (std::size_t i = static_cast<std::size_t>(part); i < a.size(); i += static_cast<std::size_t>(parts))
+    for (std::size_t i = static_cast<std::size_t>(part); i < a.size();
+         i += static_cast<std::size_t>(parts))
         a[i] = static_cast<int>(i) * 3;
 }
 
@@ -272,7 +273,8 @@ TEST_P(SharedCtypesP, ValueLockHolderKilled) {
     EXPECT_EQ(v.get(), 2010);
 }
 
-INSTANTIATE_TEST_SUITE_P(StartMethods, SharedCtypesP, ::testing::ValuesIn(mp::get_all_start_methods()),
+INSTANTIATE_TEST_SUITE_P(StartMethods, SharedCtypesP,
+                         ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

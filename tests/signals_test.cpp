@@ -402,7 +402,8 @@ TEST_P(SignalsTest, CtrlCToTheGroupDuringMapWithGuard) {
     auto& [p, mine, pids] = g;
     EXPECT_EQ(mine.recv<std::string>(), "interrupted");
     const auto latency = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
-    std::printf("map interrupted %lld ms after the SIGINT\n", static_cast<long long>(latency.count()));
+    std::printf("map interrupted %lld ms after the SIGINT\n",
+                static_cast<long long>(latency.count()));
     EXPECT_LT(latency, 2s);  // generous on a loaded machine; the map alone takes 3 s
     EXPECT_EQ(mine.recv<std::string>(), "usable");
     join_ok(p);
@@ -448,7 +449,8 @@ TEST_P(SignalsTest, CtrlCInterruptsEveryBlockingCallAndLeavesNothingHalfDone) {
         mp::ParallelOptions po;
         po.jobs = 2;
         po.context = ctx();
-        expect_interrupted("parallel_map", [&] { mp::parallel_map(sleepy, std::vector<int>(4, 1000), po); });
+        expect_interrupted("parallel_map",
+                           [&] { mp::parallel_map(sleepy, std::vector<int>(4, 1000), po); });
     }
     {
         auto p = start(sleep_ms, 1000);
@@ -537,7 +539,8 @@ TEST(Signals, PendingSigintIsOneExceptionAndTheGuardRestoresTheDisposition) {
     EXPECT_NO_THROW(mp::throw_if_interrupted());  // without a guard, never
 }
 
-INSTANTIATE_TEST_SUITE_P(StartMethods, SignalsTest, ::testing::ValuesIn(mp::get_all_start_methods()),
+INSTANTIATE_TEST_SUITE_P(StartMethods, SignalsTest,
+                         ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

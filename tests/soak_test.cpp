@@ -12,8 +12,8 @@
 //
 // The Listener soak: 100 client processes (forkserver) connect at once to one authenticated
 // TCP Listener and make 200 round trips each, while 20 more clients present a wrong key.
-#include <gtest/gtest.h>
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -198,7 +198,8 @@ TEST(Soak, EightProducersEightConsumersOneQueueForAMinute) {
     const auto t0 = Clock::now();
     for (int c = 0; c < kConsumers; ++c) procs.push_back(ctx.Process(consume_tally, q, results));
     for (int p = 0; p < kProducers; ++p)
-        procs.push_back(ctx.Process(produce_for, q, counts, static_cast<std::uint64_t>(p), std::int64_t{60'000}));
+        procs.push_back(ctx.Process(produce_for, q, counts, static_cast<std::uint64_t>(p),
+                                    std::int64_t{60'000}));
     for (auto& p : procs) p.start();
     std::vector<std::uint64_t> produced(kProducers);
     for (int p = 0; p < kProducers; ++p) {
@@ -243,17 +244,19 @@ TEST(Soak, EightProducersEightConsumersOneQueueForAMinute) {
         items += n;
     }
     EXPECT_TRUE(q.empty());
-    std::printf("Queue (forkserver, maxsize 4096): %d producers, %d consumers, %llu items in %.1f s "
-                "(%.0f items/s), every item exactly once\n",
-                kProducers, kConsumers, static_cast<unsigned long long>(items), s,
-                static_cast<double>(items) / s);
+    std::printf(
+        "Queue (forkserver, maxsize 4096): %d producers, %d consumers, %llu items in %.1f s "
+        "(%.0f items/s), every item exactly once\n",
+        kProducers, kConsumers, static_cast<unsigned long long>(items), s,
+        static_cast<double>(items) / s);
 }
 
 // A client: `rounds` round trips of a growing string; exits 0 when every echo was right.
 void soak_client(std::string address, std::string key, int id, int rounds) {
     mp::Connection c = mp::Client(address, key);
     for (int i = 0; i < rounds; ++i) {
-        const std::string m = std::to_string(id) + ":" + std::to_string(i) + std::string(static_cast<std::size_t>(i), 'x');
+        const std::string m = std::to_string(id) + ":" + std::to_string(i) +
+                              std::string(static_cast<std::size_t>(i), 'x');
         c.send(m);
         if (c.recv<std::string>() != m) std::exit(3);
     }
@@ -286,7 +289,8 @@ TEST(Soak, HundredConcurrentClientsOnOneListener) {
         for (int i = 0; i < kClients + kRefused; ++i) {
             procs.push_back(i % 6 == 5 && i / 6 < kRefused
                                 ? ctx.Process(refused_client, l.address().to_string())
-                                : ctx.Process(soak_client, l.address().to_string(), key, i, kRounds));
+                                : ctx.Process(soak_client, l.address().to_string(), key, i,
+                                              kRounds));
             procs.back().start();
         }
         std::vector<mp::Connection> conns;
@@ -296,7 +300,8 @@ TEST(Soak, HundredConcurrentClientsOnOneListener) {
             std::vector<mp::Waitable> ws;
             if (accepted + refused < kClients + kRefused) ws.emplace_back(l.fileno());
             for (auto& c : conns) ws.emplace_back(c);
-            const auto ready = mp::wait(std::span<const mp::Waitable>(ws), std::chrono::seconds(60));
+            const auto ready =
+                mp::wait(std::span<const mp::Waitable>(ws), std::chrono::seconds(60));
             ASSERT_FALSE(ready.empty()) << "nothing happened for 60 s";
             const std::size_t first_conn = accepted + refused < kClients + kRefused ? 1 : 0;
             std::vector<std::size_t> gone;
@@ -318,7 +323,8 @@ TEST(Soak, HundredConcurrentClientsOnOneListener) {
                     gone.push_back(r - first_conn);
                 }
             }
-            for (auto it = gone.rbegin(); it != gone.rend(); ++it) conns.erase(conns.begin() + static_cast<std::ptrdiff_t>(*it));
+            for (auto it = gone.rbegin(); it != gone.rend(); ++it)
+                conns.erase(conns.begin() + static_cast<std::ptrdiff_t>(*it));
         }
         for (auto& p : procs) {
             p.join(std::chrono::seconds(60));
@@ -327,8 +333,10 @@ TEST(Soak, HundredConcurrentClientsOnOneListener) {
         EXPECT_EQ(accepted, kClients);
         EXPECT_EQ(refused, kRefused);
         EXPECT_EQ(echoed, std::uint64_t{kClients} * kRounds);
-        std::printf("Listener: %d clients x %d round trips and %d refused clients in %.2f s (%.0f round trips/s)\n",
-                    kClients, kRounds, kRefused, seconds_since(t0), static_cast<double>(echoed) / seconds_since(t0));
+        std::printf(
+            "Listener: %d clients x %d round trips and %d refused clients in %.2f s (%.0f round trips/s)\n",
+            kClients, kRounds, kRefused, seconds_since(t0),
+            static_cast<double>(echoed) / seconds_since(t0));
     }
     EXPECT_EQ(open_fds(), fds0);
 }

@@ -55,7 +55,9 @@ void write_to_raw(RawFd f, std::string line) {
 }
 
 // Exits 0 when `fd` is not open in this process, 1 when it is.
-void check_not_inherited(int fd) { std::exit(::fcntl(fd, F_GETFD) == -1 && errno == EBADF ? 0 : 1); }
+void check_not_inherited(int fd) {
+    std::exit(::fcntl(fd, F_GETFD) == -1 && errno == EBADF ? 0 : 1);
+}
 
 class StartMethods : public ::testing::TestWithParam<std::string> {
 protected:
@@ -189,9 +191,11 @@ struct ExecutableGuard {
 
 TEST_P(ShippedStartMethods, SetExecutableRunsACopyAndRefusesAnotherBuild) {
     ExecutableGuard restore;
-    const std::string copy = (std::filesystem::temp_directory_path() /
-                              ("mp-exe-copy-" + std::to_string(::getpid()))).string();
-    std::filesystem::copy_file("/proc/self/exe", copy, std::filesystem::copy_options::overwrite_existing);
+    const std::string copy =
+        (std::filesystem::temp_directory_path() / ("mp-exe-copy-" + std::to_string(::getpid())))
+            .string();
+    std::filesystem::copy_file("/proc/self/exe", copy,
+                               std::filesystem::copy_options::overwrite_existing);
     std::filesystem::permissions(copy, std::filesystem::perms::owner_all);
     mp::detail::stop_forkserver();
     mp::set_executable(copy);
@@ -266,7 +270,8 @@ TEST(Spawn, ExceptionIsPrintedInPythonsForm) {
     ::close(fds[1]);
     std::string err;
     char buf[4096];
-    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) err.append(buf, static_cast<std::size_t>(n));
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+        err.append(buf, static_cast<std::size_t>(n));
     ::close(fds[0]);
     EXPECT_EQ(p.exitcode(), 1);
     EXPECT_NE(err.find("Process Process-boom:"), std::string::npos) << err;
@@ -294,7 +299,8 @@ std::pair<int, std::string> run_noinit_helper(const char* method) {
     ::close(fds[1]);
     std::string out;
     char buf[4096];
-    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+        out.append(buf, static_cast<std::size_t>(n));
     ::close(fds[0]);
     EXPECT_EQ(e, 0);
     int status = 0;
@@ -313,7 +319,9 @@ TEST(Spawn, MissingInitIsAClearErrorNotARecursiveMain) {
         EXPECT_NE(out.find("bootstrapping phase"), std::string::npos) << out;
         // main ran twice (parent + child), never three times: the child did not recurse.
         std::size_t count = 0;
-        for (std::size_t at = out.find("main ran"); at != std::string::npos; at = out.find("main ran", at + 1)) ++count;
+        for (std::size_t at = out.find("main ran"); at != std::string::npos;
+             at = out.find("main ran", at + 1))
+            ++count;
         EXPECT_EQ(count, 2u) << out;
     }
 }

@@ -408,7 +408,8 @@ TEST_P(SyncP, LockHammeredHolderKilledAtArbitraryMoments) {
         a.join();
         const long before = __atomic_load_n(&v.value(), __ATOMIC_RELAXED);
         const auto until = Clock::now() + 20s;
-        while (__atomic_load_n(&v.value(), __ATOMIC_RELAXED) < before + 1000 && Clock::now() < until)
+        while (__atomic_load_n(&v.value(), __ATOMIC_RELAXED) < before + 1000 &&
+               Clock::now() < until)
             std::this_thread::sleep_for(1ms);
         EXPECT_GE(__atomic_load_n(&v.value(), __ATOMIC_RELAXED), before + 1000) << "survivor stuck";
         b.kill();
@@ -498,7 +499,8 @@ TEST_P(SyncP, EventWakesEveryWaiter) {
     mp::RawValue<int> waiting(0), woken(0);
     std::vector<mp::Process> ps;
     for (int i = 0; i < 3; ++i) ps.push_back(start(wait_event, e, waiting, woken));
-    while (__atomic_load_n(&waiting.value(), __ATOMIC_SEQ_CST) < 3) std::this_thread::sleep_for(1ms);
+    while (__atomic_load_n(&waiting.value(), __ATOMIC_SEQ_CST) < 3)
+        std::this_thread::sleep_for(1ms);
     EXPECT_EQ(woken.value(), 0);
     e.set();
     for (auto& p : ps) join_ok(p);
@@ -647,7 +649,8 @@ TEST_P(SyncP, BarrierThreeProcessesSeveralRounds) {
     mp::Barrier b(3, count_action);
     mp::RawArray<int> seen(3 * kRounds);
     std::vector<mp::Process> ps;
-    for (int i = 0; i < 3; ++i) ps.push_back(start(barrier_with_action, b, actions, seen, i, kRounds));
+    for (int i = 0; i < 3; ++i)
+        ps.push_back(start(barrier_with_action, b, actions, seen, i, kRounds));
     for (auto& p : ps) join_ok(p);
     for (int r = 0; r < kRounds; ++r) {
         std::set<int> idx;
@@ -701,9 +704,7 @@ TEST_P(SyncP, BarrierAbortResetAndTimeout) {
     EXPECT_TRUE(b.broken());
 }
 
-void die_in_action() {
-    ::kill(::getpid(), SIGKILL);
-}
+void die_in_action() { ::kill(::getpid(), SIGKILL); }
 
 void arrive_last_and_die(mp::Barrier b) {
     while (b.n_waiting() < 1) std::this_thread::sleep_for(1ms);  // the parent waits already

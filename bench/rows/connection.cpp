@@ -92,7 +92,8 @@ double raw_stream(const Run& run, std::size_t size) {
     pid_t pid = raw::fork_child([&, &parent = parent, &child = child] {
         parent.close();
         std::vector<char> msg(size, 'x');
-        for (std::uint64_t i = 0; i < run.warmup; ++i) raw::write_all(child.get(), msg.data(), size);
+        for (std::uint64_t i = 0; i < run.warmup; ++i)
+            raw::write_all(child.get(), msg.data(), size);
         char go;
         raw::read_full(child.get(), &go, 1);
         for (std::uint64_t i = 0; i < run.iters; ++i) raw::write_all(child.get(), msg.data(), size);
@@ -133,7 +134,8 @@ mp::Process start_child(F body) {
 
 void join_child(mp::Process& p) {
     p.join();
-    if (p.exitcode() != 0) fail("multiproc child failed with exit code " + std::to_string(*p.exitcode()));
+    if (p.exitcode() != 0)
+        fail("multiproc child failed with exit code " + std::to_string(*p.exitcode()));
 }
 
 double mp_pipe_rtt(const Run& run) {
@@ -167,9 +169,11 @@ double mp_stream(const Run& run, std::size_t size) {
     mp::Process sender = start_child([parent = parent, child = child, size, run]() mutable {
         parent.close();
         std::vector<std::byte> msg(size, std::byte{'x'});
-        for (std::uint64_t i = 0; i < run.warmup; ++i) child.send_bytes(std::span<const std::byte>(msg));
+        for (std::uint64_t i = 0; i < run.warmup; ++i)
+            child.send_bytes(std::span<const std::byte>(msg));
         (void)child.recv_bytes();  // go
-        for (std::uint64_t i = 0; i < run.iters; ++i) child.send_bytes(std::span<const std::byte>(msg));
+        for (std::uint64_t i = 0; i < run.iters; ++i)
+            child.send_bytes(std::span<const std::byte>(msg));
     });
     child.close();
     std::vector<std::byte> buf(size);

@@ -25,18 +25,20 @@ namespace {
 
 int square(int x) { return x * x; }
 
-BENCH_REGISTER(add_row({.name = "executor_submit",
-                        .what = "ProcessPoolExecutor(2).submit of a tiny task (int square), then every result",
-                        .kind = Kind::throughput,
-                        .unit = "msg/s",
-                        .probe_iters = 20000,
-                        .goal = {"python", Goal::at_least, 50.0}}));
-BENCH_REGISTER(add_row({.name = "parallel_map",
-                        .what = "parallel_map(square, ints) with 2 workers (joblib Parallel(n_jobs=2) in Python)",
-                        .kind = Kind::throughput,
-                        .unit = "msg/s",
-                        .probe_iters = 200000,
-                        .goal = {"python", Goal::at_least, 20.0}}));
+BENCH_REGISTER(
+    add_row({.name = "executor_submit",
+             .what = "ProcessPoolExecutor(2).submit of a tiny task (int square), then every result",
+             .kind = Kind::throughput,
+             .unit = "msg/s",
+             .probe_iters = 20000,
+             .goal = {"python", Goal::at_least, 50.0}}));
+BENCH_REGISTER(add_row(
+    {.name = "parallel_map",
+     .what = "parallel_map(square, ints) with 2 workers (joblib Parallel(n_jobs=2) in Python)",
+     .kind = Kind::throughput,
+     .unit = "msg/s",
+     .probe_iters = 200000,
+     .goal = {"python", Goal::at_least, 20.0}}));
 
 double mp_submit(const Run& run) {
     mp::ExecutorOptions o;
@@ -44,13 +46,15 @@ double mp_submit(const Run& run) {
     mp::ProcessPoolExecutor ex(2, o);
     std::vector<mp::Future<int>> fs;
     fs.reserve(run.warmup);
-    for (std::uint64_t i = 0; i < run.warmup; ++i) fs.push_back(ex.submit(square, static_cast<int>(i & 1023)));
+    for (std::uint64_t i = 0; i < run.warmup; ++i)
+        fs.push_back(ex.submit(square, static_cast<int>(i & 1023)));
     for (auto& f : fs) static_cast<void>(f.result());
     fs.clear();
     fs.reserve(run.iters);
     long long sum = 0;
     Stopwatch clock;
-    for (std::uint64_t i = 0; i < run.iters; ++i) fs.push_back(ex.submit(square, static_cast<int>(i & 1023)));
+    for (std::uint64_t i = 0; i < run.iters; ++i)
+        fs.push_back(ex.submit(square, static_cast<int>(i & 1023)));
     for (auto& f : fs) sum += f.result();
     const double seconds = clock.seconds();
     if (sum < 0) fail("executor_submit: wrong results");

@@ -87,7 +87,8 @@ double raw_connect_auth(const Run& run) {
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof a;
-    if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listener.get(), 64) != 0 ||
+    if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(listener.get(), 64) != 0 ||
         ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0)
         fail_errno("bind/listen");
     set_nodelay(listener.get());  // inherited by accepted sockets
@@ -95,7 +96,8 @@ double raw_connect_auth(const Run& run) {
     const pid_t pid = raw::fork_child([&] {
         for (std::uint64_t i = 0; i < n; ++i) {
             raw::Fd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-            if (::connect(c.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) fail_errno("connect");
+            if (::connect(c.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+                fail_errno("connect");
             set_nodelay(c.get());
             take(c.get(), 63);
             give(c.get(), 107);

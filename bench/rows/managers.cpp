@@ -25,7 +25,8 @@ BENCH_REGISTER(add_row({
     .goal = {"python", Goal::at_least, 20.0},
 }));
 
-void dict_loop(mp::DictProxy<int, int> d, mp::Connection report, std::uint64_t warmup, std::uint64_t iters) {
+void dict_loop(mp::DictProxy<int, int> d, mp::Connection report, std::uint64_t warmup,
+               std::uint64_t iters) {
     long sum = 0;
     for (std::uint64_t i = 0; i < warmup; ++i) {
         d.set(static_cast<int>(i & 1023), static_cast<int>(i));

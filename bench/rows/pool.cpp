@@ -97,7 +97,8 @@ std::vector<int> tiny_inputs(std::size_t n) {
 void check_squares(const std::vector<int>& in, const std::vector<int>& out, const char* row) {
     if (out.size() != in.size()) fail(std::string(row) + ": wrong number of results");
     for (std::size_t i = 0; i < in.size(); ++i)
-        if (out[i] != in[i] * in[i]) fail(std::string(row) + ": wrong result at " + std::to_string(i));
+        if (out[i] != in[i] * in[i])
+            fail(std::string(row) + ": wrong result at " + std::to_string(i));
 }
 
 // ---- the hand-written pool ----
@@ -203,12 +204,13 @@ private:
 
 // ---- pool_map_1M ----
 
-BENCH_REGISTER(add_row({.name = "pool_map_1M",
-                        .what = "Pool(2).map(square, ints) in maps of 1,000,000 tiny tasks, default chunksize",
-                        .kind = Kind::throughput,
-                        .unit = "tasks/s",
-                        .probe_iters = 1'000'000,
-                        .goal = {"raw", Goal::at_least, 0.80}}));
+BENCH_REGISTER(
+    add_row({.name = "pool_map_1M",
+             .what = "Pool(2).map(square, ints) in maps of 1,000,000 tiny tasks, default chunksize",
+             .kind = Kind::throughput,
+             .unit = "tasks/s",
+             .probe_iters = 1'000'000,
+             .goal = {"raw", Goal::at_least, 0.80}}));
 
 // The inputs of the maps that make up n tasks: full maps of kMapSize, then one shorter map.
 // Built before the clock starts, so that no input is copied in the timed part.
@@ -217,7 +219,8 @@ struct MapPlan {
     std::uint64_t full_maps = 0;
     std::vector<int> tail;
 
-    explicit MapPlan(std::uint64_t n) : full_maps(n / kMapSize), tail(tiny_inputs(static_cast<std::size_t>(n % kMapSize))) {}
+    explicit MapPlan(std::uint64_t n)
+        : full_maps(n / kMapSize), tail(tiny_inputs(static_cast<std::size_t>(n % kMapSize))) {}
 
     // Calls one_map(input) for every map of the plan; returns the last map's result.
     template <class MapFn>
@@ -276,11 +279,13 @@ BENCH_REGISTER(add_row({.name = "pool_apply_rtt",
 double mp_apply(const Run& run) {
     mp::Pool pool = make_pool();
     for (std::uint64_t i = 0; i < run.warmup; ++i)
-        if (pool.apply_async(square, static_cast<int>(i & 1023)).get() != square(static_cast<int>(i & 1023)))
+        if (pool.apply_async(square, static_cast<int>(i & 1023)).get() !=
+            square(static_cast<int>(i & 1023)))
             fail("pool_apply_rtt: wrong result");
     long long sum = 0;
     Stopwatch clock;
-    for (std::uint64_t i = 0; i < run.iters; ++i) sum += pool.apply_async(square, static_cast<int>(i & 1023)).get();
+    for (std::uint64_t i = 0; i < run.iters; ++i)
+        sum += pool.apply_async(square, static_cast<int>(i & 1023)).get();
     const double seconds = clock.seconds();
     if (sum < 0) fail("pool_apply_rtt: wrong results");
     return seconds;
@@ -294,7 +299,8 @@ double raw_apply(const Run& run) {
         return r;
     };
     for (std::uint64_t i = 0; i < run.warmup; ++i)
-        if (once(static_cast<int>(i & 1023)) != square(static_cast<int>(i & 1023))) fail("pool_apply_rtt: wrong result");
+        if (once(static_cast<int>(i & 1023)) != square(static_cast<int>(i & 1023)))
+            fail("pool_apply_rtt: wrong result");
     long long sum = 0;
     Stopwatch clock;
     for (std::uint64_t i = 0; i < run.iters; ++i) sum += once(static_cast<int>(i & 1023));
@@ -309,13 +315,14 @@ BENCH_REGISTER(add_impl("pool_apply_rtt", "raw", raw_apply));
 
 // ---- pool_speedup_1ms ----
 
-BENCH_REGISTER(add_row({.name = "pool_speedup_1ms",
-                        .what = "~1 ms CPU-bound tasks: Pool(2).map vs the same calls serially in one process "
-                                "(multiproc / serial = speedup)",
-                        .kind = Kind::throughput,
-                        .unit = "tasks/s",
-                        .probe_iters = 100,
-                        .goal = {"serial", Goal::at_least, 1.9}}));
+BENCH_REGISTER(
+    add_row({.name = "pool_speedup_1ms",
+             .what = "~1 ms CPU-bound tasks: Pool(2).map vs the same calls serially in one process "
+                     "(multiproc / serial = speedup)",
+             .kind = Kind::throughput,
+             .unit = "tasks/s",
+             .probe_iters = 100,
+             .goal = {"serial", Goal::at_least, 1.9}}));
 
 double mp_speedup(const Run& run) {
     const std::uint64_t n = calibrate_spin();
@@ -327,7 +334,8 @@ double mp_speedup(const Run& run) {
     Stopwatch clock;
     const std::vector<std::uint64_t> out = pool.map(spin, in);
     const double seconds = clock.seconds();
-    if (out.size() != in.size() || std::any_of(out.begin(), out.end(), [&](std::uint64_t r) { return r != expect; }))
+    if (out.size() != in.size() ||
+        std::any_of(out.begin(), out.end(), [&](std::uint64_t r) { return r != expect; }))
         fail("pool_speedup_1ms: wrong results");
     return seconds;
 }
@@ -358,7 +366,8 @@ double raw_speedup(const Run& run) {
     auto done = raw::socket_pair();
     std::vector<pid_t> pids;
     for (int w = 0; w < kWorkers; ++w) {
-        const std::uint64_t share = run.iters / kWorkers + (static_cast<std::uint64_t>(w) < run.iters % kWorkers ? 1 : 0);
+        const std::uint64_t share =
+            run.iters / kWorkers + (static_cast<std::uint64_t>(w) < run.iters % kWorkers ? 1 : 0);
         pids.push_back(raw::fork_child([&] {
             go.first.close();
             done.first.close();
@@ -401,12 +410,13 @@ BENCH_REGISTER(add_impl("pool_speedup_1ms", "serial", serial_speedup));
 
 // ---- pool_imap_unordered ----
 
-BENCH_REGISTER(add_row({.name = "pool_imap_unordered",
-                        .what = "one Pool(2).imap_unordered(square, ints) over tiny tasks, each result consumed",
-                        .kind = Kind::throughput,
-                        .unit = "tasks/s",
-                        .probe_iters = 200'000,
-                        .goal = {"raw", Goal::at_least, 0.80}}));
+BENCH_REGISTER(add_row(
+    {.name = "pool_imap_unordered",
+     .what = "one Pool(2).imap_unordered(square, ints) over tiny tasks, each result consumed",
+     .kind = Kind::throughput,
+     .unit = "tasks/s",
+     .probe_iters = 200'000,
+     .goal = {"raw", Goal::at_least, 0.80}}));
 
 double mp_imap(const Run& run) {
     mp::Pool pool = make_pool();

@@ -59,21 +59,46 @@ void reg_throughput(const char* name, const char* what, std::size_t bytes, std::
              .goal = std::move(goal)});
 }
 
-BENCH_REGISTER((reg_throughput("queue_64B_1to1", "Queue, 64-byte items, 1 producer -> 1 consumer process", kSmall, 200000, {"boost", Goal::at_least, 2.0}), true));
-BENCH_REGISTER((reg_throughput("queue_64B_2to2", "Queue, 64-byte items, 2 producers -> 2 consumer processes", kSmall, 200000, {"boost", Goal::at_least, 2.0}), true));
-BENCH_REGISTER((reg_throughput("queue_1MiB_1to1", "Queue, 1 MiB items, 1 producer -> 1 consumer process", kLarge, 200, {"memcpy", Goal::at_least, 0.5}), true));
-BENCH_REGISTER((reg_throughput("queue_1MiB_2to2", "Queue, 1 MiB items, 2 producers -> 2 consumer processes", kLarge, 200, {"memcpy", Goal::at_least, 0.5}), true));
-BENCH_REGISTER((reg_throughput("simplequeue_64B_1to1", "SimpleQueue, 64-byte items, 1 producer -> 1 consumer process", kSmall, 200000, {}), true));
-BENCH_REGISTER((reg_throughput("simplequeue_64B_2to2", "SimpleQueue, 64-byte items, 2 producers -> 2 consumer processes", kSmall, 200000, {}), true));
-BENCH_REGISTER((reg_throughput("simplequeue_1MiB_1to1", "SimpleQueue, 1 MiB items, 1 producer -> 1 consumer process", kLarge, 200, {}), true));
-BENCH_REGISTER((reg_throughput("simplequeue_1MiB_2to2", "SimpleQueue, 1 MiB items, 2 producers -> 2 consumer processes", kLarge, 200, {}), true));
-BENCH_REGISTER(add_row({.name = "queue_pingpong_8B",
-                        .what = "one 8-byte item there and back through two queues between two processes",
-                        .kind = Kind::latency,
-                        .unit = "us",
-                        .scale = 1e6,
-                        .probe_iters = 2000,
-                        .goal = {"futex", Goal::at_most, 0.5}}));
+BENCH_REGISTER((reg_throughput("queue_64B_1to1",
+                               "Queue, 64-byte items, 1 producer -> 1 consumer process", kSmall,
+                               200000, {"boost", Goal::at_least, 2.0}),
+                true));
+BENCH_REGISTER((reg_throughput("queue_64B_2to2",
+                               "Queue, 64-byte items, 2 producers -> 2 consumer processes", kSmall,
+                               200000, {"boost", Goal::at_least, 2.0}),
+                true));
+BENCH_REGISTER((reg_throughput("queue_1MiB_1to1",
+                               "Queue, 1 MiB items, 1 producer -> 1 consumer process", kLarge, 200,
+                               {"memcpy", Goal::at_least, 0.5}),
+                true));
+BENCH_REGISTER((reg_throughput("queue_1MiB_2to2",
+                               "Queue, 1 MiB items, 2 producers -> 2 consumer processes", kLarge,
+                               200, {"memcpy", Goal::at_least, 0.5}),
+                true));
+BENCH_REGISTER((reg_throughput("simplequeue_64B_1to1",
+                               "SimpleQueue, 64-byte items, 1 producer -> 1 consumer process",
+                               kSmall, 200000, {}),
+                true));
+BENCH_REGISTER((reg_throughput("simplequeue_64B_2to2",
+                               "SimpleQueue, 64-byte items, 2 producers -> 2 consumer processes",
+                               kSmall, 200000, {}),
+                true));
+BENCH_REGISTER((reg_throughput("simplequeue_1MiB_1to1",
+                               "SimpleQueue, 1 MiB items, 1 producer -> 1 consumer process", kLarge,
+                               200, {}),
+                true));
+BENCH_REGISTER((reg_throughput("simplequeue_1MiB_2to2",
+                               "SimpleQueue, 1 MiB items, 2 producers -> 2 consumer processes",
+                               kLarge, 200, {}),
+                true));
+BENCH_REGISTER(
+    add_row({.name = "queue_pingpong_8B",
+             .what = "one 8-byte item there and back through two queues between two processes",
+             .kind = Kind::latency,
+             .unit = "us",
+             .scale = 1e6,
+             .probe_iters = 2000,
+             .goal = {"futex", Goal::at_most, 0.5}}));
 
 // Forks a child running f, which must not return normally to the harness.
 pid_t fork_child(const std::function<void()>& f) {
@@ -106,10 +131,7 @@ double run_mpmc(int np, int nc, std::uint64_t iters, Produce produce, Consume co
     mp::Event go;
     mp::Queue<std::uint64_t> done;
     std::vector<pid_t> pids;
-    for (int c = 0; c < nc; ++c)
-        pids.push_back(fork_child([&] {
-            done.put(consume(np));
-        }));
+    for (int c = 0; c < nc; ++c) pids.push_back(fork_child([&] { done.put(consume(np)); }));
     for (int p = 0; p < np; ++p)
         pids.push_back(fork_child([&] {
             go.wait();
@@ -154,7 +176,8 @@ Item stop_item() {
     }
 }
 
-template <class Q> Q make_queue(std::size_t bytes) {
+template <class Q>
+Q make_queue(std::size_t bytes) {
     if constexpr (requires { Q(1); }) return Q(bytes == kSmall ? 1024 : 16);  // Boost's capacity
     else return Q();
 }
@@ -166,18 +189,18 @@ double mp_queue(const Run& run, int np, int nc, std::size_t bytes) {
     return run_mpmc(
         np, nc, run.iters,
         [&](std::uint64_t n, int stops) {
-            for (std::uint64_t i = 0; i < n; ++i) q.put(item);
-            for (int s = 0; s < stops; ++s) q.put(stop_item<Item>());
+        for (std::uint64_t i = 0; i < n; ++i) q.put(item);
+        for (int s = 0; s < stops; ++s) q.put(stop_item<Item>());
         },
         [&](int stops) {
-            std::uint64_t got = 0;
-            for (int seen = 0; seen < stops;) {
-                Item it = q.get();
-                if (is_stop(it)) ++seen;
-                else ++got;
-            }
-            return got;
-        });
+        std::uint64_t got = 0;
+        for (int seen = 0; seen < stops;) {
+            Item it = q.get();
+            if (is_stop(it)) ++seen;
+            else ++got;
+        }
+        return got;
+    });
 }
 
 #ifdef QBENCH_HAVE_BOOST
@@ -190,23 +213,23 @@ double boost_queue(const Run& run, int np, int nc, std::size_t bytes) {
     const double s = run_mpmc(
         np, nc, run.iters,
         [&](std::uint64_t n, int stops) {
-            bip::message_queue q(bip::open_only, name.c_str());
-            for (std::uint64_t i = 0; i < n; ++i) q.send(buf.data(), bytes, 0);
-            for (int k = 0; k < stops; ++k) q.send(buf.data(), 1, 0);
+        bip::message_queue q(bip::open_only, name.c_str());
+        for (std::uint64_t i = 0; i < n; ++i) q.send(buf.data(), bytes, 0);
+        for (int k = 0; k < stops; ++k) q.send(buf.data(), 1, 0);
         },
         [&](int stops) {
-            bip::message_queue q(bip::open_only, name.c_str());
-            std::vector<char> in(bytes);
-            std::uint64_t got = 0;
-            for (int seen = 0; seen < stops;) {
-                bip::message_queue::size_type len = 0;
-                unsigned prio = 0;
-                q.receive(in.data(), bytes, len, prio);
-                if (len == 1) ++seen;
-                else ++got;
-            }
-            return got;
-        });
+        bip::message_queue q(bip::open_only, name.c_str());
+        std::vector<char> in(bytes);
+        std::uint64_t got = 0;
+        for (int seen = 0; seen < stops;) {
+            bip::message_queue::size_type len = 0;
+            unsigned prio = 0;
+            q.receive(in.data(), bytes, len, prio);
+            if (len == 1) ++seen;
+            else ++got;
+        }
+        return got;
+    });
     bip::message_queue::remove(name.c_str());
     return s;
 }
@@ -254,8 +277,8 @@ double pipe_stream(const Run& run, int np, int nc, std::size_t bytes) {
     std::vector<pid_t> pids;
     // Readers share out the items: reader c takes its quota (the last one the remainder).
     for (int c = 0; c < nc; ++c) {
-        const std::uint64_t quota =
-            total / static_cast<std::uint64_t>(nc) + (c == nc - 1 ? total % static_cast<std::uint64_t>(nc) : 0);
+        const std::uint64_t quota = total / static_cast<std::uint64_t>(nc) +
+                                    (c == nc - 1 ? total % static_cast<std::uint64_t>(nc) : 0);
         pids.push_back(fork_child([&, quota] {
             ::close(fds[1]);
             std::vector<char> in(bytes);
@@ -298,10 +321,15 @@ double memcpy_ceiling(const Run& run, std::size_t bytes) {
            static_cast<double>((run.iters + per_copy - 1) / per_copy * per_copy);
 }
 
-#define QROW(row, np, nc, bytes, Item)                                                              \
-    BENCH_REGISTER(add_impl(row, "multiproc", [](const Run& r) { return mp_queue<mp::Queue, Item>(r, np, nc, bytes); })); \
-    BENCH_REGISTER(add_impl(row, "pipe", [](const Run& r) { return pipe_stream(r, np, nc, bytes); })); \
-    BENCH_REGISTER(add_impl("simple" row, "multiproc", [](const Run& r) { return mp_queue<mp::SimpleQueue, Item>(r, np, nc, bytes); }));
+#define QROW(row, np, nc, bytes, Item) \
+    BENCH_REGISTER(add_impl(row, "multiproc", [](const Run& r) { \
+        return mp_queue<mp::Queue, Item>(r, np, nc, bytes); \
+    })); \
+    BENCH_REGISTER(add_impl(row, "pipe", \
+                            [](const Run& r) { return pipe_stream(r, np, nc, bytes); })); \
+    BENCH_REGISTER(add_impl("simple" row, "multiproc", [](const Run& r) { \
+        return mp_queue<mp::SimpleQueue, Item>(r, np, nc, bytes); \
+    }));
 
 QROW("queue_64B_1to1", 1, 1, kSmall, Small)
 QROW("queue_64B_2to2", 2, 2, kSmall, Small)
@@ -310,13 +338,19 @@ QROW("queue_1MiB_2to2", 2, 2, kLarge, Large)
 #undef QROW
 
 #ifdef QBENCH_HAVE_BOOST
-BENCH_REGISTER(add_impl("queue_64B_1to1", "boost", [](const Run& r) { return boost_queue(r, 1, 1, kSmall); }));
-BENCH_REGISTER(add_impl("queue_64B_2to2", "boost", [](const Run& r) { return boost_queue(r, 2, 2, kSmall); }));
-BENCH_REGISTER(add_impl("queue_1MiB_1to1", "boost", [](const Run& r) { return boost_queue(r, 1, 1, kLarge); }));
-BENCH_REGISTER(add_impl("queue_1MiB_2to2", "boost", [](const Run& r) { return boost_queue(r, 2, 2, kLarge); }));
+BENCH_REGISTER(add_impl("queue_64B_1to1", "boost",
+                        [](const Run& r) { return boost_queue(r, 1, 1, kSmall); }));
+BENCH_REGISTER(add_impl("queue_64B_2to2", "boost",
+                        [](const Run& r) { return boost_queue(r, 2, 2, kSmall); }));
+BENCH_REGISTER(add_impl("queue_1MiB_1to1", "boost",
+                        [](const Run& r) { return boost_queue(r, 1, 1, kLarge); }));
+BENCH_REGISTER(add_impl("queue_1MiB_2to2", "boost",
+                        [](const Run& r) { return boost_queue(r, 2, 2, kLarge); }));
 #endif
-BENCH_REGISTER(add_impl("queue_1MiB_1to1", "memcpy", [](const Run& r) { return memcpy_ceiling(r, kLarge); }));
-BENCH_REGISTER(add_impl("queue_1MiB_2to2", "memcpy", [](const Run& r) { return memcpy_ceiling(r, kLarge); }));
+BENCH_REGISTER(add_impl("queue_1MiB_1to1", "memcpy",
+                        [](const Run& r) { return memcpy_ceiling(r, kLarge); }));
+BENCH_REGISTER(add_impl("queue_1MiB_2to2", "memcpy",
+                        [](const Run& r) { return memcpy_ceiling(r, kLarge); }));
 
 // ---- ping-pong ----
 
@@ -350,7 +384,8 @@ struct PingWords {
 };
 
 PingWords* map_words() {
-    void* p = ::mmap(nullptr, sizeof(PingWords), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    void* p = ::mmap(nullptr, sizeof(PingWords), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                     -1, 0);
     if (p == MAP_FAILED) fail_errno("mmap");
     return new (p) PingWords;
 }

@@ -47,7 +47,8 @@ BENCH_REGISTER(add_row({
 }));
 BENCH_REGISTER(add_row({
     .name = "counter_2proc",
-    .what = "2 processes incrementing one shared counter under its lock (one increment an iteration)",
+    .what =
+        "2 processes incrementing one shared counter under its lock (one increment an iteration)",
     .kind = Kind::throughput,
     .unit = "incr/s",
     .probe_iters = 200000,
@@ -69,7 +70,8 @@ template <class T>
 class SharedObject {
 public:
     SharedObject() {
-        void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        void* p =
+            ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) fail_errno("mmap");
         obj_ = new (p) T();
     }
@@ -94,7 +96,8 @@ void init_pshared_mutex(pthread_mutex_t* m, bool robust) {
 }
 
 void futex_wait(std::atomic<std::uint32_t>* w, std::uint32_t expected) {
-    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(w), FUTEX_WAIT, expected, nullptr, nullptr, 0);
+    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(w), FUTEX_WAIT, expected, nullptr,
+              nullptr, 0);
 }
 void futex_wake(std::atomic<std::uint32_t>* w) {
     ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(w), FUTEX_WAKE, 1, nullptr, nullptr, 0);

@@ -68,19 +68,21 @@ namespace detail {
 
 /// How a callable's target travels.
 enum class TargetKind {
-    function_pointer,   ///< by identity
-    empty_object,       ///< by type only (captureless lambda, empty function object)
-    raw_object,         ///< trivially copyable closure / function object: its value bytes
-    codec_object,       ///< function object with a cereal-style serialize: the codec
-    member_pointer,     ///< not shippable
-    std_function,       ///< not shippable (type-erased)
-    not_callable,       ///< not shippable (not a function nor a class)
+    function_pointer,        ///< by identity
+    empty_object,            ///< by type only (captureless lambda, empty function object)
+    raw_object,              ///< trivially copyable closure / function object: its value bytes
+    codec_object,            ///< function object with a cereal-style serialize: the codec
+    member_pointer,          ///< not shippable
+    std_function,            ///< not shippable (type-erased)
+    not_callable,            ///< not shippable (not a function nor a class)
     not_trivially_copyable,  ///< not shippable: captures or members that cannot travel as bytes
                              ///< (not trivially copyable, or a pointer, reference or union)
 };
 
-template <class T> struct is_std_function : std::false_type {};
-template <class S> struct is_std_function<std::function<S>> : std::true_type {};
+template <class T>
+struct is_std_function : std::false_type {};
+template <class S>
+struct is_std_function<std::function<S>> : std::true_type {};
 
 template <class F>
 constexpr TargetKind target_kind() {
@@ -90,26 +92,37 @@ constexpr TargetKind target_kind() {
     else if constexpr (std::is_member_pointer_v<Fn>) return TargetKind::member_pointer;
     else if constexpr (is_std_function<Fn>::value) return TargetKind::std_function;
     else if constexpr (!std::is_class_v<Fn>) return TargetKind::not_callable;
-    else if constexpr (user_codec<Fn> && std::is_default_constructible_v<Fn> &&
-                       encodable<Fn>())
+    else if constexpr (user_codec<Fn> && std::is_default_constructible_v<Fn> && encodable<Fn>())
         return TargetKind::codec_object;
     else if constexpr (std::is_trivially_copyable_v<Fn> && std::is_empty_v<Fn>)
         return TargetKind::empty_object;
-    else if constexpr (std::is_trivially_copyable_v<Fn> && encodable<Fn>()) return TargetKind::raw_object;
+    else if constexpr (std::is_trivially_copyable_v<Fn> && encodable<Fn>())
+        return TargetKind::raw_object;
     else return TargetKind::not_trivially_copyable;
 }
 
 /// The type an argument is stored as in the child: decayed; a char array (a string literal)
 /// becomes std::string.
-template <class T> struct stored_arg { using type = std::decay_t<T>; };
-template <std::size_t N> struct stored_arg<char[N]> { using type = std::string; };
-template <std::size_t N> struct stored_arg<const char[N]> { using type = std::string; };
-template <class T> using stored_arg_t = typename stored_arg<std::remove_cvref_t<T>>::type;
+template <class T>
+struct stored_arg {
+    using type = std::decay_t<T>;
+};
+template <std::size_t N>
+struct stored_arg<char[N]> {
+    using type = std::string;
+};
+template <std::size_t N>
+struct stored_arg<const char[N]> {
+    using type = std::string;
+};
+template <class T>
+using stored_arg_t = typename stored_arg<std::remove_cvref_t<T>>::type;
 
 template <class T>
 constexpr bool arg_ok() {
-    return is_shippable_v<T> && (std::is_trivially_copyable_v<T> || std::is_default_constructible_v<T>) &&
-           std::is_move_constructible_v<T>;
+    return is_shippable_v<T> &&
+           (std::is_trivially_copyable_v<T> ||
+            std::is_default_constructible_v<T>)&&std::is_move_constructible_v<T>;
 }
 
 /// Everything package_call / package_task need to know about F called with Args.
@@ -125,7 +138,8 @@ struct call_traits {
     // passes them as lvalues otherwise (a T& parameter then binds to the child's own copy, as
     // under fork).
     static constexpr bool by_rvalue = std::is_invocable_v<target&, stored_arg_t<Args>&&...>;
-    static constexpr bool invocable = by_rvalue || std::is_invocable_v<target&, stored_arg_t<Args>&...>;
+    static constexpr bool invocable =
+        by_rvalue || std::is_invocable_v<target&, stored_arg_t<Args>&...>;
     using raw_result = typename std::conditional_t<
         by_rvalue, std::invoke_result<target&, stored_arg_t<Args>&&...>,
         std::conditional_t<invocable, std::invoke_result<target&, stored_arg_t<Args>&...>,
@@ -199,13 +213,13 @@ void warm_code_identities();
 
 /// Where a code address lives: for diagnostics and tests.
 struct ModuleInfo {
-    std::string path;          ///< absolute path of the module's file
-    bool is_main = false;      ///< the main executable
-    bool has_build_id = false; ///< false: identified by a hash of path, size and mtime
-    std::string id;            ///< describe(): "build id 1a2b..." / "file hash ..."
+    std::string path;                 ///< absolute path of the module's file
+    bool is_main = false;             ///< the main executable
+    bool has_build_id = false;        ///< false: identified by a hash of path, size and mtime
+    std::string id;                   ///< describe(): "build id 1a2b..." / "file hash ..."
     std::vector<std::byte> id_bytes;  ///< the identifying bytes as they travel
-    std::uintptr_t base = 0;   ///< this process's load base of the module
-    std::uintptr_t offset = 0; ///< the address's offset from base
+    std::uintptr_t base = 0;          ///< this process's load base of the module
+    std::uintptr_t offset = 0;        ///< the address's offset from base
 };
 /// The module containing addr in this process, if any.
 std::optional<ModuleInfo> module_of(std::uintptr_t addr);
@@ -242,10 +256,8 @@ constexpr const char* arg_problem() {
     else if constexpr (!is_shippable_v<T>)
         return "it is not trivially copyable, not a supported standard type, and has no "
                "cereal-style serialize(Ar&) nor save/load";
-    else if constexpr (!std::is_move_constructible_v<T>)
-        return "it is not move constructible";
-    else
-        return "the codec decodes it through serialize(Ar&), which needs a default constructor";
+    else if constexpr (!std::is_move_constructible_v<T>) return "it is not move constructible";
+    else return "the codec decodes it through serialize(Ar&), which needs a default constructor";
 }
 
 template <class F>
@@ -263,14 +275,16 @@ F decode_target(Decoder& in) {
 template <class F>
 void encode_target(Encoder& e, const F& f) {
     constexpr TargetKind k = target_kind<F>();
-    if constexpr (k == TargetKind::function_pointer) encode_code_address(e, reinterpret_cast<std::uintptr_t>(f));
+    if constexpr (k == TargetKind::function_pointer)
+        encode_code_address(e, reinterpret_cast<std::uintptr_t>(f));
     else if constexpr (k == TargetKind::empty_object) {
     } else e(f);
 }
 
 template <class A>
 void encode_arg(Encoder& e, const A& a) {
-    if constexpr (std::is_array_v<A> && std::is_same_v<std::remove_cv_t<std::remove_extent_t<A>>, char>) {
+    if constexpr (std::is_array_v<A> &&
+                  std::is_same_v<std::remove_cv_t<std::remove_extent_t<A>>, char>) {
         // A char array (a string literal) travels as the std::string the child receives: up to
         // its first NUL, or whole when it has none.
         const std::string_view s(a, std::char_traits<char>::find(a, std::extent_v<A>, '\0')
@@ -295,9 +309,12 @@ struct arg_wire {
     static W&& rvalue_form(W& w) noexcept { return std::move(w); }
     static W& lvalue_form(W& w) noexcept { return w; }
 };
-template <class W> using span_form_t = decltype(arg_wire<W>::span_form(std::declval<W&>()));
-template <class W> using rvalue_form_t = decltype(arg_wire<W>::rvalue_form(std::declval<W&>()));
-template <class W> using lvalue_form_t = decltype(arg_wire<W>::lvalue_form(std::declval<W&>()));
+template <class W>
+using span_form_t = decltype(arg_wire<W>::span_form(std::declval<W&>()));
+template <class W>
+using rvalue_form_t = decltype(arg_wire<W>::rvalue_form(std::declval<W&>()));
+template <class W>
+using lvalue_form_t = decltype(arg_wire<W>::lvalue_form(std::declval<W&>()));
 
 /// Calls f with the decoded arguments in the first form it accepts (span, rvalue, lvalue).
 template <class F, class... W, std::size_t... I>
@@ -306,8 +323,7 @@ decltype(auto) invoke_stored(F& f, std::tuple<W...>& args, std::index_sequence<I
         return detail::invoke(f, arg_wire<W>::span_form(std::get<I>(args))...);
     else if constexpr (std::is_invocable_v<F&, rvalue_form_t<W>...>)
         return detail::invoke(f, arg_wire<W>::rvalue_form(std::get<I>(args))...);
-    else
-        return detail::invoke(f, arg_wire<W>::lvalue_form(std::get<I>(args))...);
+    else return detail::invoke(f, arg_wire<W>::lvalue_form(std::get<I>(args))...);
 }
 
 /// A thunk's Finish policy for a call whose result nobody reads (a Process's target): `out`
@@ -332,8 +348,11 @@ template <class F, class Finish, class... W>
     // encoded.
     std::tuple<W...> args{arg_wire<W>::decode(in)...};
     in.finish();
-    Finish::finish([&]() -> decltype(auto) { return invoke_stored(fn, args, std::index_sequence_for<W...>{}); },
-                   out);
+    Finish::finish(
+        [&]() -> decltype(auto) {
+            return invoke_stored(fn, args, std::index_sequence_for<W...>{});
+        },
+        out);
 }
 
 /// The identity of one thunk instantiation (any ThunkFn of this library), computed once.
@@ -383,8 +402,9 @@ CallPackage package_call(const F& f, const Args&... args) {
     } else if constexpr (!T::args_ok) {
         return {std::nullopt, first_bad_arg<Args...>(std::index_sequence_for<Args...>{})};
     } else if constexpr (!T::invocable) {
-        return {std::nullopt, not_invocable_reason(typeid(typename T::target),
-                                                   {readable_type_name(typeid(stored_arg_t<Args>))...})};
+        return {std::nullopt,
+                not_invocable_reason(typeid(typename T::target),
+                                     {readable_type_name(typeid(stored_arg_t<Args>))...})};
     } else {
         if constexpr (T::kind == TargetKind::function_pointer) {
             const typename T::target fp = f;  // a function's name decays here

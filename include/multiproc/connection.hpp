@@ -123,11 +123,12 @@ public:
     /// Sends the bytes of a contiguous range of trivially copyable values; offset and size count
     /// bytes, as in Python (where a buffer is cast to bytes first).
     template <std::ranges::contiguous_range R>
-        requires std::ranges::sized_range<R> &&
-                 std::is_trivially_copyable_v<std::ranges::range_value_t<R>> &&
-                 (!std::is_convertible_v<const R&, std::span<const std::byte>>) &&
-                 (!std::is_convertible_v<const R&, std::string_view>)
-    void send_bytes(const R& range, std::size_t offset = 0, std::optional<std::size_t> size = {}) {
+    requires std::ranges::sized_range<R> &&
+        std::is_trivially_copyable_v<std::ranges::range_value_t<R>> &&
+        (!std::is_convertible_v<const R&, std::span<const std::byte>>)&&(
+            !std::is_convertible_v<
+                const R&, std::string_view>)void send_bytes(const R& range, std::size_t offset = 0,
+                                                            std::optional<std::size_t> size = {}) {
         send_bytes(std::as_bytes(std::span(std::ranges::data(range), std::ranges::size(range))),
                    offset, size);
     }
@@ -161,7 +162,9 @@ public:
     void load(Decoder& d);
 
     /// Two handles are equal when they share the same state (copies of one another).
-    friend bool operator==(const Connection& a, const Connection& b) noexcept { return a.s_ == b.s_; }
+    friend bool operator==(const Connection& a, const Connection& b) noexcept {
+        return a.s_ == b.s_;
+    }
 
 private:
     friend Connection detail::make_peer_connection(detail::UniqueFd fd, bool tcp, bool trust_code);
@@ -196,16 +199,16 @@ public:
     Waitable(const Connection& c) : conn_(c), fd_(-1) {}  // NOLINT: implicit on purpose
     /// Any object with a sentinel() member returning a descriptor, such as mp::Process.
     template <class T>
-        requires detail::has_sentinel<T> && (!std::same_as<std::remove_cvref_t<T>, Waitable>)
-    Waitable(T&& object)  // NOLINT: implicit on purpose
+    requires detail::has_sentinel<T> &&(!std::same_as<std::remove_cvref_t<T>, Waitable>)
+        Waitable(T&& object)  // NOLINT: implicit on purpose
         : fd_(static_cast<int>(object.sentinel())) {}
     /// Any other object with a fileno() member, such as mp::Listener (ready when a client
     /// waits to be accepted).
     template <class T>
-        requires detail::has_fileno<T> && (!detail::has_sentinel<T>) &&
-                 (!std::same_as<std::remove_cvref_t<T>, Waitable>) &&
-                 (!std::same_as<std::remove_cvref_t<T>, Connection>)
-    Waitable(T&& object)  // NOLINT: implicit on purpose
+    requires detail::has_fileno<T> &&
+        (!detail::has_sentinel<T>)&&(!std::same_as<std::remove_cvref_t<T>, Waitable>)&&(
+            !std::same_as<std::remove_cvref_t<T>, Connection>)
+            Waitable(T&& object)  // NOLINT: implicit on purpose
         : fd_(static_cast<int>(object.fileno())) {}
     /// A raw descriptor (not owned).
     Waitable(int fd) noexcept : fd_(fd) {}  // NOLINT: implicit on purpose

@@ -83,8 +83,10 @@ struct FutureAccess {
     }
 };
 
-template <class T> struct is_future : std::false_type {};
-template <class R> struct is_future<Future<R>> : std::true_type {};
+template <class T>
+struct is_future : std::false_type {};
+template <class R>
+struct is_future<Future<R>> : std::true_type {};
 
 /// Yields the indices of futures in completion order (as_completed's non-template core).
 class CompletionOrder {
@@ -101,7 +103,7 @@ private:
     std::vector<ResultStateBase*> states_;
     std::vector<std::size_t> order_;  // distinct states, first index of each
     std::vector<std::pair<ResultStateBase*, std::size_t>> by_state_;  // sorted, for lookup
-    std::vector<std::size_t> ready_;  // indices ready to yield
+    std::vector<std::size_t> ready_;                                  // indices ready to yield
     std::size_t ready_pos_ = 0;
     std::size_t yielded_ = 0;
     std::vector<ResultStateBase*> registered_;
@@ -178,8 +180,8 @@ public:
     /// Calls fn(future) once the future is done, at once (in this thread) if it already is. An
     /// exception escaping fn is reported on stderr and ignored, as Python logs it.
     template <class Fn>
-        requires std::invocable<Fn&, Future<R>&>
-    void add_done_callback(Fn fn) {
+    requires std::invocable < Fn&, Future<R>
+    & > void add_done_callback(Fn fn) {
         st_->add_done_callback([fn = std::move(fn)](detail::ResultStateBase& s) mutable {
             Future<R> f(std::static_pointer_cast<detail::ResultState<R>>(s.shared_from_this()));
             fn(f);
@@ -193,7 +195,8 @@ public:
 private:
     friend struct detail::FutureAccess;
     void wait_done(Timeout timeout, const char* what) const {
-        if (!st_) throw UsageError(std::string("mp::Future::") + what + ": the future has no state");
+        if (!st_)
+            throw UsageError(std::string("mp::Future::") + what + ": the future has no state");
         if (!st_->wait(detail::Deadline(timeout)))
             throw TimeoutError(std::string("mp::Future::") + what + ": timed out");
     }
@@ -222,7 +225,8 @@ public:
     std::default_sentinel_t end() const noexcept { return {}; }
 
     AsCompleted(std::vector<Fut*> futures, Timeout timeout)
-        : futures_(std::move(futures)), order_(std::make_unique<detail::CompletionOrder>(states(futures_), timeout)) {}
+        : futures_(std::move(futures)),
+          order_(std::make_unique<detail::CompletionOrder>(states(futures_), timeout)) {}
 
 private:
     friend iterator;
@@ -244,8 +248,8 @@ private:
 /// completion order; mp::TimeoutError from the iteration once `timeout` has passed since this
 /// call with futures still unfinished.
 template <std::ranges::range Range>
-    requires detail::is_future<std::remove_cvref_t<std::ranges::range_value_t<Range>>>::value &&
-             std::is_lvalue_reference_v<std::ranges::range_reference_t<Range>>
+requires detail::is_future<std::remove_cvref_t<std::ranges::range_value_t<Range>>>::value &&
+    std::is_lvalue_reference_v<std::ranges::range_reference_t<Range>>
 auto as_completed(Range& futures, Timeout timeout = forever) {
     using Fut = std::remove_reference_t<std::ranges::range_reference_t<Range>>;
     std::vector<Fut*> ptrs;
@@ -259,9 +263,9 @@ auto as_completed(Range& futures, Timeout timeout = forever) {
 /// Waits until return_when is satisfied or the timeout passes (Python's
 /// concurrent.futures.wait), then returns the positions of the done and not-done futures.
 template <std::ranges::range Range>
-    requires detail::is_future<std::remove_cvref_t<std::ranges::range_value_t<Range>>>::value
-DoneAndNotDoneFutures wait(const Range& futures, Timeout timeout = forever,
-                           ReturnWhen return_when = ALL_COMPLETED) {
+requires detail::is_future<std::remove_cvref_t<std::ranges::range_value_t<Range>>>::value
+    DoneAndNotDoneFutures
+    wait(const Range& futures, Timeout timeout = forever, ReturnWhen return_when = ALL_COMPLETED) {
     std::vector<detail::ResultStateBase*> states;
     for (const auto& f : futures) {
         if (!f.valid()) throw UsageError("mp::wait: a future has no state");
@@ -295,7 +299,8 @@ public:
     bool pull(std::size_t hint, TaskSlot& slot) override;
     bool exhausted() const override;
     std::optional<std::size_t> remaining() const override;
-    void complete(std::uint64_t tag, std::span<const std::byte> bytes, std::span<UniqueFd> fds) override;
+    void complete(std::uint64_t tag, std::span<const std::byte> bytes,
+                  std::span<UniqueFd> fds) override;
     void fail(std::uint64_t tag, std::exception_ptr error) override;
     void abandon(std::exception_ptr error) override;
 
@@ -322,7 +327,8 @@ private:
 class ProcessPoolExecutor {
 public:
     /// Starts `max_workers` workers (default mp::process_cpu_count()). mp::UsageError when < 1.
-    explicit ProcessPoolExecutor(std::optional<int> max_workers = std::nullopt, ExecutorOptions options = {});
+    explicit ProcessPoolExecutor(std::optional<int> max_workers = std::nullopt,
+                                 ExecutorOptions options = {});
     ProcessPoolExecutor(const ProcessPoolExecutor&) = delete;
     ProcessPoolExecutor& operator=(const ProcessPoolExecutor&) = delete;
     /// shutdown(true): waits for every submitted task, then stops the workers.
@@ -349,12 +355,14 @@ public:
         using V = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
         static_assert(detail::check_map<F, V>(), "see the diagnostic above");
         using R = detail::map_result_t<F, V>;
-        static_assert(std::is_void_v<R> || std::is_default_constructible_v<R>,
-                      "mp::ProcessPoolExecutor::map: the result type must be default constructible");
+        static_assert(
+            std::is_void_v<R> || std::is_default_constructible_v<R>,
+            "mp::ProcessPoolExecutor::map: the result type must be default constructible");
         const detail::Deadline deadline(timeout);
         check_open("map");
         auto src = std::make_shared<detail::OrderedMapSource<std::decay_t<F>, V, R>>(
-            f, detail::materialize<V>(std::forward<Range>(range)), chunksize, *engine_, false, deadline);
+            f, detail::materialize<V>(std::forward<Range>(range)), chunksize, *engine_, false,
+            deadline);
         track(src);
         engine_->submit(src);
         return IMapIterator<R>(std::move(src));

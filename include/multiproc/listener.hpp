@@ -77,7 +77,8 @@ public:
     friend bool operator==(const Address&, const Address&) = default;
 
 private:
-    Address(Family f, std::string host, std::uint16_t port) : family_(f), host_(std::move(host)), port_(port) {}
+    Address(Family f, std::string host, std::uint16_t port)
+        : family_(f), host_(std::move(host)), port_(port) {}
     Family family_;
     std::string host_;
     std::uint16_t port_;
@@ -91,7 +92,7 @@ enum class AuthDigest {
 
 /// How a Listener or Client authenticates and how long a handshake may take.
 struct AuthOptions {
-    AuthDigest digest = AuthDigest::sha256;                          ///< the challenge we send
+    AuthDigest digest = AuthDigest::sha256;  ///< the challenge we send
     std::chrono::milliseconds handshake_timeout = std::chrono::seconds(30);  ///< 0: none
     /// The peer may send values that name code (shipped callables, a Barrier's action): only
     /// for a peer trusted as much as this program, since decoding them loads its libraries and

@@ -68,7 +68,9 @@ public:
     /// d[k]; std::out_of_range when missing (Python's KeyError).
     [[nodiscard]] V get(const K& k) const { return invoke<V>("get", k); }
     /// d.get(k, default).
-    [[nodiscard]] V get(const K& k, const V& fallback) const { return invoke<V>("get_or", k, fallback); }
+    [[nodiscard]] V get(const K& k, const V& fallback) const {
+        return invoke<V>("get_or", k, fallback);
+    }
     /// k in d.
     [[nodiscard]] bool contains(const K& k) const { return invoke<bool>("contains", k); }
     /// del d[k]; returns whether k was there.
@@ -92,7 +94,10 @@ public:
     void update(const R& pairs) {
         Encoder e = core_.request("update");
         std::uint64_t n = 0;
-        for (const auto& kv : pairs) { static_cast<void>(kv); ++n; }
+        for (const auto& kv : pairs) {
+            static_cast<void>(kv);
+            ++n;
+        }
         e.write_size(n);
         for (const auto& [k, v] : pairs) {
             detail::put_blob(e, static_cast<const K&>(k));
@@ -106,7 +111,9 @@ public:
     void clear() { invoke<void>("clear"); }
     /// A copy of the whole dict (std::map by default, or any map type M).
     template <class M = std::map<K, V>>
-    [[nodiscard]] M copy() const { return invoke<M>("items"); }
+    [[nodiscard]] M copy() const {
+        return invoke<M>("items");
+    }
     /// Atomically d[k] = f(d[k]) on the server and returns the new value; when k is missing, f
     /// gets `initial`. f must be shippable (a function or a lambda with trivially copyable
     /// captures), and the server must trust code (ManagerOptions::trust_code).
@@ -158,12 +165,18 @@ public:
     explicit NamespaceProxy(detail::ProxyCore core) : BaseProxy(std::move(core)) {}
     /// ns.name = v.
     template <class T>
-    void set(const std::string& name, const T& v) { invoke<void>("set", name, v); }
+    void set(const std::string& name, const T& v) {
+        invoke<void>("set", name, v);
+    }
     /// ns.name as a T; std::out_of_range when it has none (mp::DecodeError when it is no T).
     template <class T>
-    [[nodiscard]] T get(const std::string& name) const { return invoke<T>("get", name); }
+    [[nodiscard]] T get(const std::string& name) const {
+        return invoke<T>("get", name);
+    }
     /// hasattr(ns, name).
-    [[nodiscard]] bool contains(const std::string& name) const { return invoke<bool>("contains", name); }
+    [[nodiscard]] bool contains(const std::string& name) const {
+        return invoke<bool>("contains", name);
+    }
     /// del ns.name; returns whether it was there.
     bool erase(const std::string& name) { return invoke<bool>("erase", name); }
 };
@@ -208,7 +221,7 @@ public:
 namespace detail {
 struct ManagerState;
 struct ServerState;
-}
+}  // namespace detail
 
 /// A manager (Python's SyncManager): a server process owning shared objects, and the factory
 /// of proxies to them. RAII: the destructor shuts the server down (when this Manager started
@@ -222,7 +235,8 @@ public:
     /// Joins a running server at `address` (Python's BaseManager.connect); the key defaults to
     /// current_process().authkey(). mp::AuthenticationError on a wrong key; the server is not
     /// shut down by this object.
-    static Manager connect(const Address& address, std::optional<std::string> authkey = std::nullopt,
+    static Manager connect(const Address& address,
+                           std::optional<std::string> authkey = std::nullopt,
                            ManagerOptions options = {});
     Manager(Manager&&) noexcept;
     Manager& operator=(Manager&&) noexcept;
@@ -240,7 +254,9 @@ public:
 
     /// A new empty dict.
     template <class K, class V>
-    DictProxy<K, V> dict() { return DictProxy<K, V>(create_raw("dict", Encoder{})); }
+    DictProxy<K, V> dict() {
+        return DictProxy<K, V>(create_raw("dict", Encoder{}));
+    }
     /// A new list holding `initial`.
     template <class T>
     ListProxy<T> list(const std::vector<T>& initial = {}) {
@@ -266,11 +282,15 @@ public:
     }
     /// A new array of n value-initialised elements.
     template <class T>
-    ArrayProxy<T> Array(std::size_t n) { return Array<T>(std::vector<T>(n)); }
+    ArrayProxy<T> Array(std::size_t n) {
+        return Array<T>(std::vector<T>(n));
+    }
 
     /// A new queue holding at most maxsize items (<= 0: unbounded).
     template <class T>
-    QueueProxy<T> Queue(int maxsize = 0) { return QueueProxy<T>(create_sized("Queue", maxsize)); }
+    QueueProxy<T> Queue(int maxsize = 0) {
+        return QueueProxy<T>(create_sized("Queue", maxsize));
+    }
     /// A new joinable queue holding at most maxsize items (<= 0: unbounded).
     template <class T>
     JoinableQueueProxy<T> JoinableQueue(int maxsize = 0) {
@@ -283,7 +303,9 @@ public:
     /// A new semaphore with value n.
     SemaphoreProxy Semaphore(int n = 1) { return SemaphoreProxy(create_sized("Semaphore", n)); }
     /// A new bounded semaphore with value (and bound) n.
-    SemaphoreProxy BoundedSemaphore(int n = 1) { return SemaphoreProxy(create_sized("BoundedSemaphore", n)); }
+    SemaphoreProxy BoundedSemaphore(int n = 1) {
+        return SemaphoreProxy(create_sized("BoundedSemaphore", n));
+    }
     /// A new condition variable (with its own recursive lock).
     ConditionProxy Condition() { return ConditionProxy(create_raw("Condition", Encoder{})); }
     /// A new event, not set.
@@ -304,7 +326,9 @@ public:
     void bind(const std::string& name, const BaseProxy& proxy);
     /// A proxy to the object bound to `name`; std::out_of_range when nothing is.
     template <class P>
-    P lookup(const std::string& name) { return P(lookup_raw(name)); }
+    P lookup(const std::string& name) {
+        return P(lookup_raw(name));
+    }
 
     /// Creates an object of a server type from its encoded constructor arguments.
     detail::ProxyCore create_raw(std::string_view type, const Encoder& args);
@@ -351,8 +375,10 @@ public:
     /// registration to add methods to.
     template <class T, class... A>
     TypeRegistration<T> register_type(std::string name) {
-        types_.push_back(detail::TypeEntry{std::move(name), detail::code_ref(&detail::construct_object<T, A...>),
-                                           detail::code_ref(&detail::destroy_object<T>), {}});
+        types_.push_back(detail::TypeEntry{std::move(name),
+                                           detail::code_ref(&detail::construct_object<T, A...>),
+                                           detail::code_ref(&detail::destroy_object<T>),
+                                           {}});
         return TypeRegistration<T>(types_.back());
     }
     /// Starts a server process (with the built-in types and the registered ones) with the

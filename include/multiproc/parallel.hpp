@@ -59,10 +59,10 @@ namespace mp {
 
 /// Options of parallel_map, parallel_for and Parallel (joblib's n_jobs, batch_size, verbose).
 struct ParallelOptions {
-    int jobs = -1;                    ///< worker processes: -1 all CPUs, -2 all but one, 1 in-process
-    std::size_t batch_size = 0;       ///< items per task; 0: adapt to the task time
-    bool progress = false;            ///< progress bar on stderr
-    std::optional<Context> context{}; ///< start method of the workers (default: the default)
+    int jobs = -1;               ///< worker processes: -1 all CPUs, -2 all but one, 1 in-process
+    std::size_t batch_size = 0;  ///< items per task; 0: adapt to the task time
+    bool progress = false;       ///< progress bar on stderr
+    std::optional<Context> context{};  ///< start method of the workers (default: the default)
 };
 
 namespace detail {
@@ -174,7 +174,8 @@ public:
 private:
     template <class R, class F, class V>
     auto run(const F& f, std::vector<V> items) {
-        if (in_place_ || detail::in_pool_worker()) return detail::run_in_place<R>(f, items, opts_.progress);
+        if (in_place_ || detail::in_pool_worker())
+            return detail::run_in_place<R>(f, items, opts_.progress);
         using Src = detail::OrderedMapSource<std::decay_t<F>, V, R>;
         std::shared_ptr<detail::Engine> engine = acquire();
         auto src = std::make_shared<Src>(f, std::move(items), opts_.batch_size, *engine, true);

@@ -62,10 +62,10 @@ namespace mp {
 
 /// Options of a Pool (Python's Pool(initializer, initargs, maxtasksperchild, context)).
 struct PoolOptions {
-    Initializer initializer;              ///< run in every worker before its first task
-    std::size_t maxtasksperchild = 0;     ///< replace a worker after this many tasks (0: never)
-    std::optional<Context> context;       ///< start method of the workers (default: the default)
-    int retries = 0;                      ///< re-runs of a work item whose worker died
+    Initializer initializer;           ///< run in every worker before its first task
+    std::size_t maxtasksperchild = 0;  ///< replace a worker after this many tasks (0: never)
+    std::optional<Context> context;    ///< start method of the workers (default: the default)
+    int retries = 0;                   ///< re-runs of a work item whose worker died
 };
 
 namespace detail {
@@ -111,7 +111,9 @@ void install_callbacks(ResultState<R>& st, Callbacks<C, E>& cbs) {
         };
     }
     if constexpr (!std::is_same_v<E, NoCallback>) {
-        st.on_error_ = [cb = std::move(cbs.error_callback)](const std::exception_ptr& e) mutable { cb(e); };
+        st.on_error_ = [cb = std::move(cbs.error_callback)](const std::exception_ptr& e) mutable {
+            cb(e);
+        };
     }
 }
 
@@ -156,13 +158,16 @@ public:
     /// [f(x) for x in range], in input order; chunksize 0 adapts to the task duration.
     template <class F, std::ranges::input_range Range>
     auto map(const F& f, Range&& range, std::size_t chunksize = 0) {
-        return map_impl<false>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range), chunksize)
+        return map_impl<false>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range),
+                               chunksize)
             .get_and_cancel();
     }
     /// map, returning at once.
     template <class F, std::ranges::input_range Range>
     auto map_async(const F& f, Range&& range, std::size_t chunksize = 0) {
-        return map_impl<false>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range), chunksize).result;
+        return map_impl<false>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range),
+                               chunksize)
+            .result;
     }
     /// map_async with callbacks (the callback receives the whole result vector).
     template <class C, class E, class F, std::ranges::input_range Range>
@@ -172,13 +177,16 @@ public:
     /// [f(a, b, ...) for (a, b, ...) in range of tuples], in input order.
     template <class F, std::ranges::input_range Range>
     auto starmap(const F& f, Range&& range, std::size_t chunksize = 0) {
-        return map_impl<true>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range), chunksize)
+        return map_impl<true>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range),
+                              chunksize)
             .get_and_cancel();
     }
     /// starmap, returning at once.
     template <class F, std::ranges::input_range Range>
     auto starmap_async(const F& f, Range&& range, std::size_t chunksize = 0) {
-        return map_impl<true>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range), chunksize).result;
+        return map_impl<true>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range),
+                              chunksize)
+            .result;
     }
     /// starmap_async with callbacks.
     template <class C, class E, class F, std::ranges::input_range Range>
@@ -195,7 +203,8 @@ public:
     }
     /// imap, in completion order.
     template <class F, std::ranges::input_range Range>
-    auto imap_unordered(const F& f, Range&& range, std::size_t chunksize = 0, std::size_t buffersize = 0) {
+    auto imap_unordered(const F& f, Range&& range, std::size_t chunksize = 0,
+                        std::size_t buffersize = 0) {
         return imap_impl<false, false>(f, std::forward<Range>(range), chunksize, buffersize);
     }
 
@@ -239,8 +248,8 @@ private:
         auto st = std::make_shared<detail::ResultState<Res>>();
         detail::install_callbacks(*st, cbs);
         using Src = detail::OrderedMapSource<std::decay_t<F>, V, R, Star, false>;
-        auto src = std::make_shared<Src>(f, detail::materialize<V>(std::forward<Range>(range)), chunksize,
-                                         *engine_, false);
+        auto src = std::make_shared<Src>(f, detail::materialize<V>(std::forward<Range>(range)),
+                                         chunksize, *engine_, false);
         // The source owns the hook, so a plain pointer back to it cannot dangle.
         src->when_done([st, s = src.get()] {
             try {
@@ -312,11 +321,13 @@ public:
         return !st_->error();
     }
 
-    explicit AsyncResult(std::shared_ptr<detail::ResultState<R>> st) noexcept : st_(std::move(st)) {}
+    explicit AsyncResult(std::shared_ptr<detail::ResultState<R>> st) noexcept
+        : st_(std::move(st)) {}
 
 private:
     void wait_or_throw(Timeout timeout) const {
-        if (!st_->wait(detail::Deadline(timeout))) throw TimeoutError("mp::AsyncResult::get: timed out");
+        if (!st_->wait(detail::Deadline(timeout)))
+            throw TimeoutError("mp::AsyncResult::get: timed out");
     }
     std::shared_ptr<detail::ResultState<R>> st_;
 };
@@ -337,7 +348,8 @@ public:
     }
     bool exhausted() const override { return pulled_; }
     std::optional<std::size_t> remaining() const override { return pulled_ ? 0 : 1; }
-    void complete(std::uint64_t, std::span<const std::byte> bytes, std::span<UniqueFd> fds) override {
+    void complete(std::uint64_t, std::span<const std::byte> bytes,
+                  std::span<UniqueFd> fds) override {
         st_->set_result_bytes(bytes, fds);
     }
     void fail(std::uint64_t, std::exception_ptr e) override { st_->set_error(std::move(e)); }

@@ -59,7 +59,7 @@ struct MakeTag {};
 /// A Process target with copies of its arguments, type-erased, in both forms: invoke() runs it
 /// here (a fork child), package() ships it (spawn, forkserver: bytes + descriptors, or why not).
 class TargetCall {
-  public:
+public:
     virtual ~TargetCall() = default;
     /// Runs target(args...) on the stored copies; the result is discarded.
     virtual void invoke() = 0;
@@ -69,7 +69,7 @@ class TargetCall {
 
 template <class F, class Tuple>
 class TargetCallImpl final : public TargetCall {
-  public:
+public:
     template <class G, class T>
     TargetCallImpl(G&& f, T&& args) : f_(std::forward<G>(f)), args_(std::forward<T>(args)) {}
     void invoke() override {
@@ -79,7 +79,7 @@ class TargetCallImpl final : public TargetCall {
         return std::apply([this](const auto&... a) { return package_call(f_, a...); }, args_);
     }
 
-  private:
+private:
     F f_;
     Tuple args_;
 };
@@ -100,7 +100,7 @@ std::unique_ptr<TargetCall> make_target_call(F&& f, Args&&... args) {
 
 /// What Process and ChildProcess share: the queries and controls of a started child.
 class ProcessView {
-  public:
+public:
     /// The name ("Process-N" or "Process-N:M" by default, as Python).
     [[nodiscard]] std::string name() const;
     /// The child's pid; std::nullopt before start (Python's None). Throws once closed.
@@ -130,7 +130,7 @@ class ProcessView {
     /// (opened on first use), or, first asked for after the child was reaped, one always readable.
     [[nodiscard]] int sentinel() const;
 
-  protected:
+protected:
     ProcessView() = default;
     explicit ProcessView(std::shared_ptr<ProcessState> st) noexcept : st_(std::move(st)) {}
     ProcessState& state() const;  // UsageError on a moved-from object
@@ -141,7 +141,7 @@ class ProcessView {
 
 /// A child process running target(args...) (Python's multiprocessing.Process). Move-only.
 class Process : public detail::ProcessView {
-  public:
+public:
     /// A process that will run target(args...) on decayed copies, with the default start method.
     template <class F, class... Args>
     requires(
@@ -176,21 +176,21 @@ class Process : public detail::ProcessView {
     /// Releases the pidfd and the target. UsageError while the child is still running.
     void close();
 
-  private:
+private:
     Process(detail::MakeTag, std::optional<StartMethod> method,
             std::unique_ptr<detail::TargetCall> target);
 };
 
 /// A shared reference to a started child (what active_children() returns). Copyable.
 class ChildProcess : public detail::ProcessView {
-  public:
+public:
     explicit ChildProcess(std::shared_ptr<detail::ProcessState> st) noexcept
         : ProcessView(std::move(st)) {}
 };
 
 /// This process as multiproc sees it (Python's current_process()).
 class CurrentProcess {
-  public:
+public:
     /// "MainProcess" in the main process, else the Process's name.
     [[nodiscard]] const std::string& name() const noexcept;
     /// getpid().
@@ -214,13 +214,13 @@ class CurrentProcess {
     struct Info;
     explicit CurrentProcess(std::shared_ptr<const Info> info) noexcept : info_(std::move(info)) {}
 
-  private:
+private:
     std::shared_ptr<const Info> info_;
 };
 
 /// The parent of a child process (Python's parent_process()), watched through a pidfd.
 class ParentProcess {
-  public:
+public:
     /// The parent's name ("MainProcess", or "Process-1" for a grandchild).
     [[nodiscard]] const std::string& name() const noexcept;
     /// The parent's pid.
@@ -237,7 +237,7 @@ class ParentProcess {
     explicit ParentProcess(std::shared_ptr<const CurrentProcess::Info> child) noexcept
         : child_(std::move(child)) {}
 
-  private:
+private:
     std::shared_ptr<const CurrentProcess::Info> child_;
 };
 

@@ -123,8 +123,7 @@ bool queue_put(QueueHandle& h, const T& item, Deadline deadline) {
     constexpr Kind k = kind_of<T>();
     if constexpr (k == Kind::raw) {
         return h.put(
-            sizeof(T),
-            [](const void* c, std::byte* dst, std::size_t n) { std::memcpy(dst, c, n); },
+            sizeof(T), [](const void* c, std::byte* dst, std::size_t n) { std::memcpy(dst, c, n); },
             std::addressof(item), deadline);
     } else if constexpr (k == Kind::string || k == Kind::contiguous_raw) {
         // The codec's layout (u64 count, then the elements), written straight into the queue.
@@ -132,10 +131,10 @@ bool queue_put(QueueHandle& h, const T& item, Deadline deadline) {
         return h.put(
             sizeof count + count * sizeof(typename T::value_type),
             [](const void* c, std::byte* dst, std::size_t n) {
-                const T& v = *static_cast<const T*>(c);
-                const std::uint64_t cnt = v.size();
-                std::memcpy(dst, &cnt, sizeof cnt);
-                if (n > sizeof cnt) std::memcpy(dst + sizeof cnt, v.data(), n - sizeof cnt);
+            const T& v = *static_cast<const T*>(c);
+            const std::uint64_t cnt = v.size();
+            std::memcpy(dst, &cnt, sizeof cnt);
+            if (n > sizeof cnt) std::memcpy(dst + sizeof cnt, v.data(), n - sizeof cnt);
             },
             std::addressof(item), deadline);
     } else {
@@ -157,7 +156,7 @@ bool queue_put(QueueHandle& h, const T& item, Deadline deadline) {
         return h.put(
             b.size(),
             [](const void* c, std::byte* dst, std::size_t n) {
-                std::memcpy(dst, static_cast<const std::vector<std::byte>*>(c)->data(), n);
+            std::memcpy(dst, static_cast<const std::vector<std::byte>*>(c)->data(), n);
             },
             &b, deadline);
     }
@@ -169,7 +168,7 @@ std::optional<T> queue_get(QueueHandle& h, Deadline deadline) {
     std::optional<T> out;
     const bool got = h.get(
         [](void* c, const std::byte* src, std::size_t n) {
-            static_cast<std::optional<T>*>(c)->emplace(loads<T>(std::span<const std::byte>(src, n)));
+        static_cast<std::optional<T>*>(c)->emplace(loads<T>(std::span<const std::byte>(src, n)));
         },
         &out, deadline);
     if (!got) return std::nullopt;

@@ -87,7 +87,8 @@ public:
     void load(Decoder& d) {
         detail::SharedBlock b;
         d(b);
-        if (b.size() < sizeof(T)) throw DecodeError("multiproc: corrupt message: RawValue of another type");
+        if (b.size() < sizeof(T))
+            throw DecodeError("multiproc: corrupt message: RawValue of another type");
         block_ = std::move(b);
         p_ = std::launder(static_cast<T*>(block_.data()));
     }
@@ -136,7 +137,8 @@ public:
     }
     /// The lock (mp::UsageError if made with mp::lock = false).
     [[nodiscard]] L& get_lock() const {
-        if (!lock_) throw UsageError("multiproc: this Value was made without a lock (mp::lock = false)");
+        if (!lock_)
+            throw UsageError("multiproc: this Value was made without a lock (mp::lock = false)");
         return *lock_;
     }
     /// The shared memory without its lock (Python's get_obj()): a RawValue/RawArray handle.
@@ -179,15 +181,17 @@ public:
     }
     /// The elements of a range.
     template <std::ranges::input_range R>
-        requires(!std::is_same_v<std::remove_cvref_t<R>, RawArray> &&
-                 std::is_convertible_v<std::ranges::range_reference_t<R>, T>)
-    explicit RawArray(R&& r) : RawArray(from_range(std::forward<R>(r))) {}
+    requires(!std::is_same_v<std::remove_cvref_t<R>, RawArray> &&
+             std::is_convertible_v<std::ranges::range_reference_t<R>, T>) explicit RawArray(R&& r)
+        : RawArray(from_range(std::forward<R>(r))) {}
 
     /// Element i (unchecked).
     [[nodiscard]] T& operator[](std::size_t i) const noexcept { return p_[i]; }
     /// Element i (std::out_of_range past the end, like Python's IndexError).
     [[nodiscard]] T& at(std::size_t i) const {
-        if (i >= n_) throw std::out_of_range("multiproc: Array index " + std::to_string(i) + " out of range");
+        if (i >= n_)
+            throw std::out_of_range("multiproc: Array index " + std::to_string(i) +
+                                    " out of range");
         return p_[i];
     }
     /// The number of elements.
@@ -229,7 +233,8 @@ private:
             std::vector<T> tmp;
             for (auto&& x : r) tmp.push_back(static_cast<T>(x));
             RawArray a(tmp.size());
-            if (!tmp.empty()) std::memcpy(static_cast<void*>(a.p_), tmp.data(), tmp.size() * sizeof(T));
+            if (!tmp.empty())
+                std::memcpy(static_cast<void*>(a.p_), tmp.data(), tmp.size() * sizeof(T));
             return a;
         }
     }
@@ -269,13 +274,14 @@ public:
     }
     /// The elements of a range, with a new lock.
     template <std::ranges::input_range R>
-        requires(!std::is_same_v<std::remove_cvref_t<R>, Array> &&
-                 std::is_convertible_v<std::ranges::range_reference_t<R>, T>)
-    explicit Array(R&& r) : raw_(std::forward<R>(r)), lock_(L()) {}
+    requires(!std::is_same_v<std::remove_cvref_t<R>, Array> &&
+             std::is_convertible_v<std::ranges::range_reference_t<R>, T>) explicit Array(R&& r)
+        : raw_(std::forward<R>(r)), lock_(L()) {}
     /// The elements of a range, with a new lock or none.
     template <std::ranges::input_range R>
-        requires(std::is_convertible_v<std::ranges::range_reference_t<R>, T>)
-    Array(R&& r, detail::LockOption opt) : raw_(std::forward<R>(r)) {
+    requires(std::is_convertible_v<std::ranges::range_reference_t<R>, T>)
+        Array(R&& r, detail::LockOption opt)
+        : raw_(std::forward<R>(r)) {
         if (opt.enabled) lock_.emplace();
     }
 
@@ -294,7 +300,8 @@ public:
     [[nodiscard]] std::span<T> span() const noexcept { return raw_.span(); }
     /// The lock (mp::UsageError if made with mp::lock = false).
     [[nodiscard]] L& get_lock() const {
-        if (!lock_) throw UsageError("multiproc: this Array was made without a lock (mp::lock = false)");
+        if (!lock_)
+            throw UsageError("multiproc: this Array was made without a lock (mp::lock = false)");
         return *lock_;
     }
     /// The shared memory without its lock (Python's get_obj()): a RawValue/RawArray handle.

@@ -37,8 +37,8 @@
 #pragma once
 
 #include <atomic>
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #include "multiproc/detail/arena.hpp"
@@ -192,12 +192,15 @@ public:
 
     /// Takes a unit, waiting without limit (blocking) or not at all; false if none taken.
     bool acquire(bool blocking = true) {
-        return acquire_until(blocking ? detail::Deadline::never() : detail::Deadline(Timeout(std::chrono::nanoseconds(0))));
+        return acquire_until(blocking ? detail::Deadline::never()
+                                      : detail::Deadline(Timeout(std::chrono::nanoseconds(0))));
     }
     /// Takes a unit, waiting up to `timeout`; false if none became free.
     bool acquire(Timeout timeout) { return acquire_until(detail::Deadline(timeout)); }
     /// Python's acquire(block, timeout).
-    bool acquire(bool blocking, Timeout timeout) { return blocking ? acquire(timeout) : acquire(false); }
+    bool acquire(bool blocking, Timeout timeout) {
+        return blocking ? acquire(timeout) : acquire(false);
+    }
     /// Gives a unit back (BoundedSemaphore: mp::UsageError above the initial value).
     void release();
     /// The current count (Python's get_value()).
@@ -345,7 +348,8 @@ public:
     /// A barrier for `parties` parties, no action, waits without limit by default.
     explicit Barrier(unsigned parties = 1) : Barrier(parties, nullptr, forever) {}
     /// A barrier for `parties` parties without action; `timeout` is wait()'s default.
-    Barrier(unsigned parties, std::nullptr_t, Timeout timeout) : Barrier(parties, Action{}, timeout) {}
+    Barrier(unsigned parties, std::nullptr_t, Timeout timeout)
+        : Barrier(parties, Action{}, timeout) {}
     /// A barrier whose `action` runs once per round, in the last arriving party, before the
     /// others are released; `timeout` is wait()'s default. A plain function or captureless
     /// lambda travels with the handle to children of every start method (by identity, see
@@ -353,8 +357,7 @@ public:
     /// (a handle received under spawn/forkserver then has no action; a round completed there
     /// runs none).
     template <class F>
-        requires std::is_invocable_v<F&>
-    Barrier(unsigned parties, F action, Timeout timeout = forever)
+    requires std::is_invocable_v<F&> Barrier(unsigned parties, F action, Timeout timeout = forever)
         : Barrier(parties, make_action(std::move(action)), timeout) {}
     /// Waits for every party with the default timeout; returns the arrival index (0 first,
     /// parties()-1 last). Throws mp::BrokenBarrierError if the barrier breaks or times out.
@@ -387,7 +390,8 @@ private:
     };
     template <class F>
     static Action make_action(F f) {
-        if constexpr (std::is_convertible_v<F, void (*)()>) return Action{static_cast<void (*)()>(f), {}};
+        if constexpr (std::is_convertible_v<F, void (*)()>)
+            return Action{static_cast<void (*)()>(f), {}};
         else return Action{nullptr, std::function<void()>(std::move(f))};
     }
     Barrier(unsigned parties, Action action, Timeout timeout);

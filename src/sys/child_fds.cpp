@@ -20,10 +20,10 @@ namespace mp::sys {
     for (int& fd : fds)
         if (fd >= 3 && fd < first_free) fd = bound(&::fcntl)(fd, F_DUPFD_CLOEXEC, first_free);
     for (int i = 0; i < n; ++i) {
-        if (fds[i] >= 0) bound(&::dup3)(fds[i], 3 + i, O_CLOEXEC);
-        else bound(&::close)(3 + i);  // whatever sits there is not the child's
+        if (fds[i] >= 0) bound (&::dup3)(fds[i], 3 + i, O_CLOEXEC);
+        else bound (&::close)(3 + i);  // whatever sits there is not the child's
     }
-    bound(&::close_range)(static_cast<unsigned>(first_free), ~0U, 0);
+    bound (&::close_range)(static_cast<unsigned>(first_free), ~0U, 0);
 }
 
 void close_fds_except(int a, int b) noexcept {

@@ -67,7 +67,9 @@ std::string build_id_in_notes(std::span<const unsigned char> notes, std::size_t 
 
 ElfFile::ElfFile(const std::string& path) : path_(path) {
     // O_NONBLOCK: opening a FIFO someone named in an identity must not wait for a writer.
-    fd_.reset(retry_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK); }));
+    fd_.reset(retry_eintr([&] {
+        return ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    }));
     if (!fd_) bad_file(path, std::strerror(errno));
     struct stat st {};
     if (::fstat(fd_.get(), &st) != 0 || !S_ISREG(st.st_mode)) bad_file(path, "not a regular file");
@@ -93,7 +95,8 @@ void ElfFile::read_at(void* buf, std::size_t n, std::uint64_t off) const {
     if (off > size_ || n > size_ - off) bad_file(path_, "an offset or size points past its end");
     auto* b = static_cast<unsigned char*>(buf);
     while (n > 0) {
-        const ssize_t r = retry_eintr([&] { return ::pread(fd_.get(), b, n, static_cast<off_t>(off)); });
+        const ssize_t r =
+            retry_eintr([&] { return ::pread(fd_.get(), b, n, static_cast<off_t>(off)); });
         if (r <= 0) bad_file(path_, r < 0 ? std::strerror(errno) : "truncated while read");
         b += r;
         off += static_cast<std::uint64_t>(r);
@@ -103,7 +106,8 @@ void ElfFile::read_at(void* buf, std::size_t n, std::uint64_t off) const {
 
 template <class T>
 std::vector<T> ElfFile::read_array(std::uint64_t off, std::uint64_t count) const {
-    if (off > size_ || count > (size_ - off) / sizeof(T)) bad_file(path_, "a table points past its end");
+    if (off > size_ || count > (size_ - off) / sizeof(T))
+        bad_file(path_, "a table points past its end");
     std::vector<T> v(static_cast<std::size_t>(count));
     read_at(v.data(), v.size() * sizeof(T), off);
     return v;
@@ -125,7 +129,8 @@ ElfFunctions ElfFile::functions(std::span<const std::string_view> prefixes) cons
     const auto shdrs = read_array<Shdr>(shoff_, shnum_);
     // .symtab holds every symbol .dynsym holds (the linker writes both from one table), so the
     // second is read only when strip removed the first: half the bytes on the spawn child's path.
-    out.has_symtab = std::any_of(shdrs.begin(), shdrs.end(), [](const Shdr& sh) { return sh.sh_type == SHT_SYMTAB; });
+    out.has_symtab = std::any_of(shdrs.begin(), shdrs.end(),
+                                 [](const Shdr& sh) { return sh.sh_type == SHT_SYMTAB; });
     const unsigned wanted = out.has_symtab ? SHT_SYMTAB : SHT_DYNSYM;
     for (const Shdr& sh : shdrs) {
         if (sh.sh_type != wanted) continue;

@@ -16,7 +16,8 @@
 namespace mp::sys {
 
 /// The NT_GNU_BUILD_ID descriptor in a block of ELF notes (empty when there is none).
-[[nodiscard]] std::string build_id_in_notes(std::span<const unsigned char> notes, std::size_t align);
+[[nodiscard]] std::string build_id_in_notes(std::span<const unsigned char> notes,
+                                            std::size_t align);
 
 /// Where the functions of an ELF file start, as link-time addresses (sorted, unique).
 struct ElfFunctions {

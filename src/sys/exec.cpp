@@ -21,7 +21,8 @@ struct SpawnAttrs {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
     SpawnAttrs() {
-        if (int e = ::posix_spawn_file_actions_init(&actions)) throw_os_error("posix_spawn_file_actions_init", e);
+        if (int e = ::posix_spawn_file_actions_init(&actions))
+            throw_os_error("posix_spawn_file_actions_init", e);
         if (int e = ::posix_spawnattr_init(&attr)) {
             ::posix_spawn_file_actions_destroy(&actions);
             throw_os_error("posix_spawnattr_init", e);
@@ -53,7 +54,8 @@ pid_t spawn_with_fds(const char* path, char* const argv[], std::span<const int> 
     for (std::size_t i = 0; i < src.size(); ++i) {
         int target = 3 + static_cast<int>(i);
         if (src[i] >= 3 && src[i] < first_free && src[i] != target) {
-            moved.emplace_back(check(::fcntl(src[i], F_DUPFD_CLOEXEC, first_free), "fcntl(F_DUPFD_CLOEXEC)"));
+            moved.emplace_back(check(::fcntl(src[i], F_DUPFD_CLOEXEC, first_free),
+                                     "fcntl(F_DUPFD_CLOEXEC)"));
             src[i] = moved.back().get();
         }
     }
@@ -71,9 +73,11 @@ pid_t spawn_with_fds(const char* path, char* const argv[], std::span<const int> 
     sigset_t empty;
     ::sigemptyset(&empty);
     check_spawn(::posix_spawnattr_setsigmask(&a.attr, &empty), "posix_spawnattr_setsigmask");
-    check_spawn(::posix_spawnattr_setflags(&a.attr, POSIX_SPAWN_SETSIGMASK), "posix_spawnattr_setflags");
+    check_spawn(::posix_spawnattr_setflags(&a.attr, POSIX_SPAWN_SETSIGMASK),
+                "posix_spawnattr_setflags");
     pid_t pid = -1;
-    check_spawn(::posix_spawn(&pid, path, &a.actions, &a.attr, argv, envp ? envp : environ), "posix_spawn");
+    check_spawn(::posix_spawn(&pid, path, &a.actions, &a.attr, argv, envp ? envp : environ),
+                "posix_spawn");
     return pid;
 }
 

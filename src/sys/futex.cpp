@@ -21,7 +21,8 @@ static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t) &&
 
 long futex(std::atomic<std::uint32_t>& word, int op, std::uint32_t val, const timespec* ts,
            std::uint32_t val3) noexcept {
-    return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), op, val, ts, nullptr, val3);
+    return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), op, val, ts, nullptr,
+                     val3);
 }
 
 }  // namespace

@@ -16,8 +16,8 @@ namespace mp::sys {
 /// the deadline passed; true when woken, when *word != expected, or spuriously. A handled
 /// signal is retried; with Interruptible::yes a SIGINT under mp::SigintGuard throws
 /// mp::KeyboardInterrupt (nothing else changed: the caller must leave cleanly).
-bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
-                detail::Deadline deadline, Interruptible i = Interruptible::no);
+bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, detail::Deadline deadline,
+                Interruptible i = Interruptible::no);
 /// Wakes up to n waiters sleeping on word (any process); returns how many were woken.
 int futex_wake(std::atomic<std::uint32_t>& word, int n) noexcept;
 /// Wakes every waiter sleeping on word.

@@ -30,11 +30,13 @@ void advance_iov(iovec*& iov, int& iovcnt, std::size_t done) noexcept;
 void writev_all(int fd, iovec* iov, int iovcnt);
 /// Waits until fd is readable (or hung up); false when the deadline passed first. Signals as
 /// poll_until.
-[[nodiscard]] bool wait_readable(int fd, detail::Deadline deadline, Interruptible i = Interruptible::no);
+[[nodiscard]] bool wait_readable(int fd, detail::Deadline deadline,
+                                 Interruptible i = Interruptible::no);
 /// poll(2) over fds, retried after handled signals against the deadline (sys::wait_until);
 /// returns the number of ready entries, 0 when the deadline passed. With Interruptible::yes a
 /// SIGINT under mp::SigintGuard throws mp::KeyboardInterrupt.
-int poll_until(pollfd* fds, std::size_t n, detail::Deadline deadline, Interruptible i = Interruptible::no);
+int poll_until(pollfd* fds, std::size_t n, detail::Deadline deadline,
+               Interruptible i = Interruptible::no);
 
 /// A close-on-exec pipe: [0] reads, [1] writes.
 struct PipeFds {

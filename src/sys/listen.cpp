@@ -28,7 +28,8 @@ SockAddr unix_address(const std::string& path_or_name, bool abstract) {
     auto* un = reinterpret_cast<sockaddr_un*>(&a.storage);
     un->sun_family = AF_UNIX;
     const std::size_t off = abstract ? 1 : 0;  // abstract names start with a NUL byte
-    if (path_or_name.empty() || path_or_name.size() + off + (abstract ? 0 : 1) > sizeof un->sun_path)
+    if (path_or_name.empty() ||
+        path_or_name.size() + off + (abstract ? 0 : 1) > sizeof un->sun_path)
         throw std::system_error(ENAMETOOLONG, std::generic_category(),
                                 "multiproc: a Unix socket address must be 1 to " +
                                     std::to_string(sizeof un->sun_path - 1) + " bytes: '" +
@@ -68,7 +69,8 @@ std::vector<SockAddr> tcp_addresses(const std::string& host, std::uint16_t port,
 
 void numeric_host_port(const SockAddr& a, std::string& host, std::uint16_t& port) {
     char h[NI_MAXHOST], s[NI_MAXSERV];
-    const int rc = ::getnameinfo(a.get(), a.len, h, sizeof h, s, sizeof s, NI_NUMERICHOST | NI_NUMERICSERV);
+    const int rc =
+        ::getnameinfo(a.get(), a.len, h, sizeof h, s, sizeof s, NI_NUMERICHOST | NI_NUMERICSERV);
     if (rc != 0) throw ProcessError(std::string("multiproc: getnameinfo: ") + ::gai_strerror(rc));
     host = h;
     port = static_cast<std::uint16_t>(std::stoul(s));
@@ -85,7 +87,8 @@ UniqueFd stream_socket(int family) {
 // chmod'ed, then renamed into place without replacing anything that is already there.
 void bind_private_unix(int fd, const std::string& path) {
     const auto slash = path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    const std::string dir =
+        slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
     std::string tmpl = dir + "/.mp-listener-XXXXXX";
     if (!::mkdtemp(tmpl.data())) throw_os_error("mkdtemp");
     const std::string tmp = tmpl + "/s";
@@ -112,10 +115,12 @@ UniqueFd listen_on(const SockAddr& a, int backlog, const std::string& unix_path)
     } else {
         if (a.family() != AF_UNIX) {
             const int one = 1;
-            check(::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), "setsockopt(SO_REUSEADDR)");
+            check(::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one),
+                  "setsockopt(SO_REUSEADDR)");
             // Set once here: Linux copies it to every accepted socket, which saves a system
             // call per connection (tested: Listener.AcceptedTcpConnectionsSendWithoutDelay).
-            check(::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), "setsockopt(TCP_NODELAY)");
+            check(::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one),
+                  "setsockopt(TCP_NODELAY)");
         }
         check(::bind(fd.get(), a.get(), a.len), "bind");
     }
@@ -126,7 +131,10 @@ UniqueFd listen_on(const SockAddr& a, int backlog, const std::string& unix_path)
 UniqueFd accept_on(int listener, SockAddr& peer) {
     peer.len = sizeof peer.storage;
     const int fd = check_retry(
-        [&] { return ::accept4(listener, reinterpret_cast<sockaddr*>(&peer.storage), &peer.len, SOCK_CLOEXEC); },
+        [&] {
+        return ::accept4(listener, reinterpret_cast<sockaddr*>(&peer.storage), &peer.len,
+                         SOCK_CLOEXEC);
+        },
         "accept4");
     return UniqueFd(fd);
 }
@@ -147,7 +155,8 @@ UniqueFd connect_to(const SockAddr& a) {
     }
     if (a.family() == AF_INET || a.family() == AF_INET6) {
         const int one = 1;
-        check(::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), "setsockopt(TCP_NODELAY)");
+        check(::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one),
+              "setsockopt(TCP_NODELAY)");
     }
     return fd;
 }
@@ -166,7 +175,8 @@ bool send_before(int fd, iovec* iov, int iovcnt, detail::Deadline deadline, Inte
             advance_iov(iov, iovcnt, static_cast<std::size_t>(r));
             continue;
         }
-        if (errno == EPIPE || errno == ECONNRESET) throw EOFError("multiproc: send: the other end is closed");
+        if (errno == EPIPE || errno == ECONNRESET)
+            throw EOFError("multiproc: send: the other end is closed");
         if (errno != EAGAIN && errno != EWOULDBLOCK) throw_os_error("sendmsg");
         pollfd p{fd, POLLOUT, 0};
         if (poll_until(&p, 1, deadline, i) == 0) return false;
@@ -185,12 +195,8 @@ std::optional<std::size_t> recv_before(int fd, void* buf, std::size_t n, detail:
     }
 }
 
-void wake_accept(int listener) noexcept {
-    ::shutdown(listener, SHUT_RDWR);
-}
+void wake_accept(int listener) noexcept { ::shutdown(listener, SHUT_RDWR); }
 
-void unlink_path(const std::string& path) noexcept {
-    ::unlink(path.c_str());
-}
+void unlink_path(const std::string& path) noexcept { ::unlink(path.c_str()); }
 
 }  // namespace mp::sys

@@ -25,7 +25,9 @@ struct SockAddr {
     socklen_t len = 0;
     [[nodiscard]] int family() const noexcept { return storage.ss_family; }
     /// True for an IPv4 or IPv6 address (TCP), false for a Unix one.
-    [[nodiscard]] bool is_ip() const noexcept { return family() == AF_INET || family() == AF_INET6; }
+    [[nodiscard]] bool is_ip() const noexcept {
+        return family() == AF_INET || family() == AF_INET6;
+    }
     [[nodiscard]] const sockaddr* get() const noexcept {
         return reinterpret_cast<const sockaddr*>(&storage);
     }
@@ -55,11 +57,12 @@ SockAddr local_address(int fd);
 /// Sends every byte of iov (MSG_NOSIGNAL), waiting for room in the socket no later than
 /// `deadline` (no socket option is set); false when the deadline passed first. A closed peer is
 /// mp::EOFError. Waits are interruptible as poll_until's.
-[[nodiscard]] bool send_before(int fd, iovec* iov, int iovcnt, detail::Deadline deadline, Interruptible i);
+[[nodiscard]] bool send_before(int fd, iovec* iov, int iovcnt, detail::Deadline deadline,
+                               Interruptible i);
 /// Waits (poll) until fd is readable, no later than `deadline`, then makes one recv of at most
 /// n bytes: the byte count, 0 at end of file (or reset); nullopt when the deadline passed first.
-[[nodiscard]] std::optional<std::size_t> recv_before(int fd, void* buf, std::size_t n, detail::Deadline deadline,
-                                                     Interruptible i);
+[[nodiscard]] std::optional<std::size_t> recv_before(int fd, void* buf, std::size_t n,
+                                                     detail::Deadline deadline, Interruptible i);
 /// Makes a thread blocked in accept() on `listener` return (shutdown; it then fails EINVAL).
 void wake_accept(int listener) noexcept;
 /// Removes a file, ignoring a missing one.

@@ -19,9 +19,7 @@ Mapping Mapping::map_shared(int fd, std::size_t size) {
     return map_fd(fd, size, PROT_READ | PROT_WRITE);
 }
 
-Mapping Mapping::map_read_only(int fd, std::size_t size) {
-    return map_fd(fd, size, PROT_READ);
-}
+Mapping Mapping::map_read_only(int fd, std::size_t size) { return map_fd(fd, size, PROT_READ); }
 
 void Mapping::reset() noexcept {
     if (data_) ::munmap(data_, size_);

@@ -58,7 +58,8 @@ std::string read_build_id(const dl_phdr_info& info) {
 
 int collect(dl_phdr_info* info, std::size_t size, void* arg) {
     auto* scan = static_cast<Scan*>(arg);
-    if (scan->modules.empty() && size >= offsetof(dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
+    if (scan->modules.empty() &&
+        size >= offsetof(dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
         scan->adds = info->dlpi_adds;
         scan->subs = info->dlpi_subs;
     }
@@ -159,8 +160,8 @@ Cache& cache() {
     // worker resolves calls right after fork): fork waits for it and both sides release it.
     // glibc drops these handlers when a module holding this code is dlclose'd.
     static Cache c;
-    static const int registered = ::pthread_atfork([] { c.mu.lock(); }, [] { c.mu.unlock(); },
-                                                   [] { c.mu.unlock(); });
+    static const int registered =
+        ::pthread_atfork([] { c.mu.lock(); }, [] { c.mu.unlock(); }, [] { c.mu.unlock(); });
     static_cast<void>(registered);
     return c;
 }
@@ -207,7 +208,7 @@ const LoadedModule* find_module_containing(const ModuleList& list, std::uintptr_
 }
 
 const LoadedModule* find_module_by_id(const ModuleList& list, ModuleIdKind kind,
-                                     std::string_view bytes) {
+                                      std::string_view bytes) {
     for (const auto& m : list)
         if (m.id.kind == kind && m.id.bytes == bytes) return &m;
     return nullptr;
@@ -227,7 +228,9 @@ const LoadedModule* find_module_by_base(const ModuleList& list, std::uintptr_t b
     return nullptr;
 }
 
-const LoadedModule* main_module(const ModuleList& list) { return list.empty() ? nullptr : &list.front(); }
+const LoadedModule* main_module(const ModuleList& list) {
+    return list.empty() ? nullptr : &list.front();
+}
 
 std::string describe(const ModuleId& id) {
     static constexpr char hex[] = "0123456789abcdef";
@@ -256,8 +259,9 @@ std::shared_ptr<const ElfFunctions> entry_points(const LoadedModule& m,
     // be the one loaded, else its symbols would describe other code.
     const ElfFile file(m.is_main ? std::string("/proc/self/exe") : m.path);
     if (id_of_file(file, m.path) != m.id)
-        throw ProcessError("multiproc: module " + m.path + " changed on disk since it was loaded (" +
-                           describe(m.id) + " in memory): its entry points cannot be read");
+        throw ProcessError("multiproc: module " + m.path +
+                           " changed on disk since it was loaded (" + describe(m.id) +
+                           " in memory): its entry points cannot be read");
     auto table = std::make_shared<const ElfFunctions>(file.functions(thunk_prefixes));
     std::lock_guard lk(c.mu);
     for (const auto& [id, other] : c.entries)

@@ -40,8 +40,8 @@ struct ModuleId {
 struct LoadedModule {
     std::uintptr_t base = 0;  ///< load bias: run-time address = base + link-time address
     std::vector<std::pair<std::uintptr_t, std::uintptr_t>> segments;  ///< PT_LOAD [lo, hi)
-    std::vector<std::pair<std::uintptr_t, std::uintptr_t>> code;      ///< executable PT_LOAD [lo, hi)
-    std::string path;  ///< absolute path of the file (the main executable's via /proc/self/exe)
+    std::vector<std::pair<std::uintptr_t, std::uintptr_t>> code;  ///< executable PT_LOAD [lo, hi)
+    std::string path;      ///< absolute path of the file (the main executable's via /proc/self/exe)
     bool is_main = false;  ///< the program itself (dl_iterate_phdr's first entry)
     ModuleId id;
 
@@ -57,12 +57,14 @@ using ModuleList = std::vector<LoadedModule>;
 [[nodiscard]] std::shared_ptr<const ModuleList> loaded_modules();
 
 /// The module whose segments contain addr, or nullptr.
-[[nodiscard]] const LoadedModule* find_module_containing(const ModuleList& list, std::uintptr_t addr);
+[[nodiscard]] const LoadedModule* find_module_containing(const ModuleList& list,
+                                                         std::uintptr_t addr);
 /// The module with this identity, or nullptr.
 [[nodiscard]] const LoadedModule* find_module_by_id(const ModuleList& list, ModuleIdKind kind,
                                                     std::string_view bytes);
 /// The module loaded from this path (compared after resolving symlinks), or nullptr.
-[[nodiscard]] const LoadedModule* find_module_by_path(const ModuleList& list, std::string_view path);
+[[nodiscard]] const LoadedModule* find_module_by_path(const ModuleList& list,
+                                                      std::string_view path);
 /// The main executable of the list (its first entry), or nullptr if the list is empty.
 [[nodiscard]] const LoadedModule* main_module(const ModuleList& list);
 

@@ -43,10 +43,12 @@ void on_fork(void (*prepare)(), void (*parent)(), void (*child)()) noexcept {
 
 void raise_signal(int sig) noexcept { ::raise(sig); }
 
-[[gnu::hot]] void set_parent_death_signal(int sig) noexcept { bound(&::prctl)(PR_SET_PDEATHSIG, sig); }
+[[gnu::hot]] void set_parent_death_signal(int sig) noexcept {
+    bound (&::prctl)(PR_SET_PDEATHSIG, sig);
+}
 
 [[gnu::hot]] void exit_now(int code) noexcept {
-    bound(&::_exit)(code);
+    bound (&::_exit)(code);
     __builtin_unreachable();  // _exit does not return (the pointer's type cannot say so)
 }
 

@@ -12,9 +12,9 @@ namespace mp::sys {
 
 /// What a lock attempt came to.
 enum class Locked {
-    yes,          // held
-    timed_out,    // not held: the deadline passed (or, for try_lock, the mutex is busy)
-    owner_died,   // held; its previous holder died holding it
+    yes,         // held
+    timed_out,   // not held: the deadline passed (or, for try_lock, the mutex is busy)
+    owner_died,  // held; its previous holder died holding it
 };
 
 /// Initialises *m as process-shared and robust (throws std::system_error).

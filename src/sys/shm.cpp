@@ -11,8 +11,9 @@
 namespace mp::sys {
 
 int shm_open_fd(const std::string& name, bool create) noexcept {
-    const int fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0),
-                              create ? 0600 : 0);
+    const int fd =
+        ::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0),
+                   create ? 0600 : 0);
     return fd < 0 ? -errno : fd;
 }
 

@@ -19,14 +19,14 @@ sigset_t block_signals(std::initializer_list<int> sigs) noexcept {
 
 // Hot: the forkserver's every child runs it between fork and its target (.text.hot).
 [[gnu::hot]] void set_signal_mask(const sigset_t& mask) noexcept {
-    bound(&::pthread_sigmask)(SIG_SETMASK, &mask, nullptr);  // sigprocmask calls it
+    bound (&::pthread_sigmask)(SIG_SETMASK, &mask, nullptr);  // sigprocmask calls it
 }
 
 [[gnu::hot]] void unblock_signal(int sig) noexcept {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, sig);
-    bound(&::pthread_sigmask)(SIG_UNBLOCK, &set, nullptr);
+    bound (&::pthread_sigmask)(SIG_UNBLOCK, &set, nullptr);
 }
 
 [[gnu::hot]] void catch_signal(int sig, void (*handler)(int)) noexcept {
@@ -34,7 +34,7 @@ sigset_t block_signals(std::initializer_list<int> sigs) noexcept {
     sa.sa_handler = handler;
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    bound(&::sigaction)(sig, &sa, nullptr);
+    bound (&::sigaction)(sig, &sa, nullptr);
 }
 
 AllSignalsBlocked::AllSignalsBlocked() noexcept {

@@ -52,7 +52,8 @@ void on_sigint(int) noexcept {
 void sigint_enter() {
     std::lock_guard lk(g_m);
     if (g_guards == 0) {
-        g_fd.store(check(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"), std::memory_order_seq_cst);
+        g_fd.store(check(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"),
+                   std::memory_order_seq_cst);
         g_pending.store(false, std::memory_order_seq_cst);
         struct sigaction sa {};
         sa.sa_handler = on_sigint;

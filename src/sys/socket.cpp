@@ -33,7 +33,8 @@ ssize_t send_once(int sock, const iovec* iov, int iovcnt, std::span<const int> f
     return retry_eintr([&] { return ::sendmsg(sock, &msg, flags | MSG_NOSIGNAL); });
 }
 
-ssize_t recv_once(int sock, void* buf, std::size_t n, std::vector<detail::UniqueFd>& fds, int flags) {
+ssize_t recv_once(int sock, void* buf, std::size_t n, std::vector<detail::UniqueFd>& fds,
+                  int flags) {
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
     iovec iov{buf, n};
     msghdr msg{};

@@ -27,7 +27,8 @@ ssize_t send_once(int sock, const iovec* iov, int iovcnt, std::span<const int> f
 /// One recvmsg(flags | MSG_CMSG_CLOEXEC) into buf, EINTR retried, appending arriving
 /// descriptors to `fds`: recvmsg's result (-1 with errno set). mp::ProcessError when the
 /// kernel truncated the descriptors (those that arrived are in `fds` all the same).
-ssize_t recv_once(int sock, void* buf, std::size_t n, std::vector<detail::UniqueFd>& fds, int flags);
+ssize_t recv_once(int sock, void* buf, std::size_t n, std::vector<detail::UniqueFd>& fds,
+                  int flags);
 
 /// One send(MSG_NOSIGNAL) of n bytes (one record on a SOCK_SEQPACKET socket), EINTR retried:
 /// send's result (-1 with errno set). Never throws.

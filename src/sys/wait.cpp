@@ -22,7 +22,9 @@ pid_t reap_any_nohang(int& status) noexcept {
 int reap_child_nohang(pid_t pid, int& code) noexcept {
     siginfo_t si;
     std::memset(&si, 0, sizeof si);
-    if (retry_eintr([&] { return ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG); }) == -1)
+    if (retry_eintr([&] {
+            return ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG);
+        }) == -1)
         return -errno;
     if (si.si_pid == 0) return 0;  // still running
     code = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
@@ -32,7 +34,9 @@ int reap_child_nohang(pid_t pid, int& code) noexcept {
 int wait_child_ended(pid_t pid) noexcept {
     siginfo_t si;
     std::memset(&si, 0, sizeof si);
-    return retry_eintr([&] { return ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOWAIT); }) == -1
+    return retry_eintr([&] {
+               return ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOWAIT);
+           }) == -1
                ? -errno
                : 0;
 }

@@ -15,5 +15,4 @@ void callable_plugin_package(int x, long bias, mp::detail::ShippedCall* out) {
     auto add = [bias](int v) { return static_cast<long>(v) + bias; };
     *out = mp::detail::package_task(add, x);
 }
-
 }

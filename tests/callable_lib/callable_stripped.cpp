@@ -13,5 +13,4 @@ int callable_stripped_exported(int x) { return x + 1; }
 
 /// The address of a function with internal linkage (in no symbol table once stripped).
 int (*callable_stripped_hidden())(int) { return &stripped_hidden_twice; }
-
 }

@@ -4,8 +4,15 @@
 #include "multiproc/callable.hpp"
 #include "multiproc/detail/task_protocol.hpp"
 
-struct Dense { std::int32_t a, b; float f; };
-struct Padded { char c; double d; bool on; };
+struct Dense {
+    std::int32_t a, b;
+    float f;
+};
+struct Padded {
+    char c;
+    double d;
+    bool on;
+};
 struct Empty {};
 
 int main() {

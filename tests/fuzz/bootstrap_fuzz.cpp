@@ -36,7 +36,8 @@ MULTIPROC_FUZZ_SEEDS(seeds)
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     try {
-        (void)mp::detail::decode_bootstrap(std::span(reinterpret_cast<const std::byte*>(data), size));
+        (void)mp::detail::decode_bootstrap(std::span(reinterpret_cast<const std::byte*>(data),
+                                                     size));
     } catch (const mp::DecodeError&) {
     }
     return 0;

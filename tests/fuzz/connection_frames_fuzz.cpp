@@ -24,7 +24,8 @@ mp::fuzz::Bytes frames(std::initializer_list<std::size_t> sizes, bool long_form 
     for (std::size_t n : sizes) {
         mp::fuzz::Bytes h = be32(long_form ? -1 : static_cast<std::int32_t>(n));
         if (long_form)
-            for (int i = 7; i >= 0; --i) h.push_back(std::byte(static_cast<std::uint64_t>(n) >> (8 * i)));
+            for (int i = 7; i >= 0; --i)
+                h.push_back(std::byte(static_cast<std::uint64_t>(n) >> (8 * i)));
         b.insert(b.end(), h.begin(), h.end());
         b.insert(b.end(), n, std::byte{0x5a});
     }
@@ -32,8 +33,8 @@ mp::fuzz::Bytes frames(std::initializer_list<std::size_t> sizes, bool long_form 
 }
 
 std::vector<mp::fuzz::Bytes> seeds() {
-    return {frames({0}), frames({5}), frames({1, 2, 3}), frames({300}), frames({7}, true),
-            frames({0, 64}, true), be32(-2)};
+    return {frames({0}),       frames({5}),           frames({1, 2, 3}), frames({300}),
+            frames({7}, true), frames({0, 64}, true), be32(-2)};
 }
 
 }  // namespace

@@ -27,8 +27,8 @@ mp::fuzz::Bytes frame(bool results, std::uint8_t nfds, std::uint32_t count, std:
 }
 
 std::vector<mp::fuzz::Bytes> seeds() {
-    return {frame(false, 0, 1, 8), frame(false, 2, 3, 20), frame(true, 0, 1, 1), frame(true, 1, 4, 33),
-            frame(false, 0, 0, 0), frame(true, 0, 0, 0)};
+    return {frame(false, 0, 1, 8), frame(false, 2, 3, 20), frame(true, 0, 1, 1),
+            frame(true, 1, 4, 33), frame(false, 0, 0, 0),  frame(true, 0, 0, 0)};
 }
 
 }  // namespace

@@ -24,8 +24,10 @@ std::vector<mp::fuzz::Bytes> seeds() {
     who.parent_name = "MainProcess";
     const auto none = mp::detail::encode_bootstrap(who, mp::fuzz::Bytes(16, std::byte{1}), 0);
     const auto two = mp::detail::encode_bootstrap(who, mp::fuzz::Bytes(64, std::byte{2}), 2);
-    return {request(1, mp::detail::kInlineRequest, none), request(3, mp::detail::kInlineRequest, two),
-            request(2, mp::detail::kMemfdRequest, none), request(4, mp::detail::kMemfdRequest, two)};
+    return {request(1, mp::detail::kInlineRequest, none),
+            request(3, mp::detail::kInlineRequest, two),
+            request(2, mp::detail::kMemfdRequest, none),
+            request(4, mp::detail::kMemfdRequest, two)};
 }
 
 }  // namespace

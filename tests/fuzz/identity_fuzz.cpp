@@ -35,12 +35,12 @@ void action() {}
 std::vector<std::vector<std::byte>> make_templates() {
     using namespace mp::detail;
     std::vector<std::vector<std::byte>> t;
-    t.push_back(package_task(square, 3).bytes);                         // function pointer target
-    t.push_back(package_task([](int x) { return x + 1; }, 2).bytes);    // captureless lambda
+    t.push_back(package_task(square, 3).bytes);                       // function pointer target
+    t.push_back(package_task([](int x) { return x + 1; }, 2).bytes);  // captureless lambda
     int k = 5;  // not const: a const int would not need capturing
-    t.push_back(package_task([k](int x) { return k * x; }, 2).bytes);   // closure bytes
-    t.push_back(package_pool_task(square, 4).bytes);                    // a Pool's thunk
-    t.push_back(code_identity(code_address(&action)));                  // a bare identity
+    t.push_back(package_task([k](int x) { return k * x; }, 2).bytes);  // closure bytes
+    t.push_back(package_pool_task(square, 4).bytes);                   // a Pool's thunk
+    t.push_back(code_identity(code_address(&action)));                 // a bare identity
     // In a shared library (so with its path), stripped on Debian (so read from .dynsym).
     t.push_back(code_identity(reinterpret_cast<std::uintptr_t>(&::getpid)));
     return t;
@@ -83,7 +83,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::span<const std::byte> mask(in + 6, size - 6);
         const std::size_t n = bytes.size();
         for (std::size_t i = 0; i < std::min(n, mask.size()); ++i) bytes[i] ^= mask[i];
-        if (mask.size() > n) bytes.insert(bytes.end(), mask.begin() + static_cast<std::ptrdiff_t>(n), mask.end());
+        if (mask.size() > n)
+            bytes.insert(bytes.end(), mask.begin() + static_cast<std::ptrdiff_t>(n), mask.end());
         bytes.resize(bytes.size() - std::min(cut, bytes.size()));
         resolve_package(bytes);
         resolve_identity(bytes);

@@ -30,13 +30,17 @@ struct User {  // member serialize
     std::string name;
     std::vector<double> xs;
     template <class Ar>
-    void serialize(Ar& ar) { ar(id, name, xs); }
+    void serialize(Ar& ar) {
+        ar(id, name, xs);
+    }
 };
 
 struct Checked {  // save/load with an invariant
     int lo = 0, hi = 0;
     template <class Ar>
-    void save(Ar& ar) const { ar(lo, hi); }
+    void save(Ar& ar) const {
+        ar(lo, hi);
+    }
     template <class Ar>
     void load(Ar& ar) {
         ar(lo, hi);
@@ -62,7 +66,8 @@ struct Empty {};
 
 enum class Color : std::uint8_t { red, green };
 
-using Nested = std::tuple<std::optional<std::string>, std::variant<int, std::string, std::vector<int>>, bool>;
+using Nested =
+    std::tuple<std::optional<std::string>, std::variant<int, std::string, std::vector<int>>, bool>;
 
 // One entry per type: decode, and the seed encoding.
 struct Entry {
@@ -72,7 +77,8 @@ struct Entry {
 
 template <class T, auto Make>
 Entry make_entry() {
-    return {[](std::span<const std::byte> b) { (void)mp::loads<T>(b); }, [] { return mp::dumps(T(Make())); }};
+    return {[](std::span<const std::byte> b) { (void)mp::loads<T>(b); },
+            [] { return mp::dumps(T(Make())); }};
 }
 
 std::exception_ptr an_exception() {
@@ -84,49 +90,102 @@ std::exception_ptr an_exception() {
 }
 
 const std::vector<Entry>& entries() {
-    static const std::vector<Entry> all = {
-        make_entry<int, [] { return -7; }>(),
-        make_entry<double, [] { return 2.5; }>(),
-        make_entry<bool, [] { return true; }>(),
-        make_entry<long double, [] { return 1.5L; }>(),
-        make_entry<Color, [] { return Color::green; }>(),
-        make_entry<std::string, [] { return std::string("hello"); }>(),
-        make_entry<std::wstring, [] { return std::wstring(L"wide"); }>(),
-        make_entry<std::u32string, [] { return std::u32string(U"x"); }>(),
-        make_entry<std::vector<int>, [] { return std::vector<int>{1, 2, 3}; }>(),
-        make_entry<std::vector<bool>, [] { return std::vector<bool>{true, false}; }>(),
-        make_entry<std::vector<std::string>, [] { return std::vector<std::string>{"a", "bc"}; }>(),
+    static const std::vector<Entry> all =
+        {
+            make_entry<int, [] { return -7; }>(),
+            make_entry<double, [] { return 2.5; }>(),
+            make_entry<bool, [] { return true; }>(),
+            make_entry<long double, [] { return 1.5L; }>(),
+            make_entry<Color, [] { return Color::green; }>(),
+            make_entry<std::string, [] { return std::string("hello"); }>(),
+            make_entry<std::wstring, [] { return std::wstring(L"wide"); }>(),
+            make_entry<std::u32string, [] { return std::u32string(U"x"); }>(),
+            make_entry<std::vector<int>,
+                       [] {
+        return std::vector<int>{1, 2, 3};
+            }>(),
+            make_entry<std::vector<bool>,
+                       [] {
+        return std::vector<bool>{true, false};
+            }>(),
+                                    make_entry<std::vector<std::string>,
+                                               [] {
+        return std::vector<std::string>{"a", "bc"};
+                                    }>(),
         make_entry<std::vector<std::vector<std::wstring>>,
-                   [] { return std::vector<std::vector<std::wstring>>{{L"a"}, {}}; }>(),
+                   [] {
+        return std::vector<std::vector<std::wstring>>{{L"a"}, {}};
+        }>(),
         make_entry<std::list<std::string>, [] { return std::list<std::string>{"l"}; }>(),
         make_entry<std::deque<std::tuple<>>, [] { return std::deque<std::tuple<>>(3); }>(),
         make_entry<std::map<int, std::vector<double>>,
-                   [] { return std::map<int, std::vector<double>>{{1, {1.0}}, {2, {}}}; }>(),
-        make_entry<std::set<std::string>, [] { return std::set<std::string>{"s", "t"}; }>(),
+                   [] {
+        return std::map<int, std::vector<double>>{{1, {1.0}}, {2, {}}};
+        }>(),
+        make_entry<std::set<std::string>,
+                   [] {
+        return std::set<std::string>{"s", "t"};
+        }>(),
         make_entry<std::unordered_map<std::string, int>,
-                   [] { return std::unordered_map<std::string, int>{{"k", 1}}; }>(),
-        make_entry<std::multimap<int, Checked>, [] { return std::multimap<int, Checked>{{1, {1, 2}}}; }>(),
+                   [] {
+        return std::unordered_map<std::string, int>{{"k", 1}};
+        }>(),
+        make_entry<std::multimap<int, Checked>,
+                   [] {
+        return std::multimap<int, Checked>{{1, {1, 2}}};
+        }>(),
         make_entry<std::tuple<int, std::string, bool>,
-                   [] { return std::tuple<int, std::string, bool>{1, "t", true}; }>(),
-        make_entry<std::pair<std::string, double>, [] { return std::pair<std::string, double>{"p", 1.0}; }>(),
-        make_entry<std::array<std::string, 3>, [] { return std::array<std::string, 3>{"a", "b", "c"}; }>(),
-        make_entry<Nested, [] { return Nested{"s", std::vector<int>{1, 2}, true}; }>(),
+                   [] {
+        return std::tuple<int, std::string, bool>{1, "t", true};
+        }>(),
+        make_entry<std::pair<std::string, double>,
+                   [] {
+        return std::pair<std::string, double>{"p", 1.0};
+        }>(),
+        make_entry<std::array<std::string, 3>,
+                   [] {
+        return std::array<std::string, 3>{"a", "b", "c"};
+        }>(),
+        make_entry<Nested,
+                   [] {
+        return Nested{"s", std::vector<int>{1, 2}, true};
+        }>(),
         make_entry<std::optional<std::string>, [] { return std::optional<std::string>("o"); }>(),
         make_entry<std::optional<int>, [] { return std::optional<int>(4); }>(),
         make_entry<std::variant<std::monostate, int, std::string>,
                    [] { return std::variant<std::monostate, int, std::string>("v"); }>(),
         make_entry<std::variant<int, float>, [] { return std::variant<int, float>(1.5f); }>(),
-        make_entry<User, [] { return User{3, "u", {1.0, 2.0}}; }>(),
-        make_entry<std::vector<User>, [] { return std::vector<User>{{1, "a", {}}, {2, "b", {3.0}}}; }>(),
-        make_entry<Checked, [] { return Checked{1, 5}; }>(),
-        make_entry<Flags, [] { return Flags{'c', true, 7, false, 1.0}; }>(),
-        make_entry<std::vector<Flags>, [] { return std::vector<Flags>{{'a', false, 1, true, 2.0}}; }>(),
-        make_entry<std::vector<Dense>, [] { return std::vector<Dense>{{1, 2, 3.0f, 4}}; }>(),
+        make_entry<User,
+                   [] {
+        return User{3, "u", {1.0, 2.0}};
+        }>(),
+        make_entry<std::vector<User>,
+                   [] {
+        return std::vector<User>{{1, "a", {}}, {2, "b", {3.0}}};
+        }>(),
+        make_entry<Checked,
+                   [] {
+        return Checked{1, 5};
+        }>(),
+        make_entry<Flags,
+                   [] {
+        return Flags{'c', true, 7, false, 1.0};
+        }>(),
+        make_entry<std::vector<Flags>,
+                   [] {
+        return std::vector<Flags>{{'a', false, 1, true, 2.0}};
+        }>(),
+        make_entry<std::vector<Dense>,
+                   [] {
+        return std::vector<Dense>{{1, 2, 3.0f, 4}};
+        }>(),
         make_entry<std::vector<Empty>, [] { return std::vector<Empty>(4); }>(),
         make_entry<std::exception_ptr, [] { return an_exception(); }>(),
         make_entry<std::vector<std::exception_ptr>,
-                   [] { return std::vector<std::exception_ptr>{an_exception(), nullptr}; }>(),
-    };
+                   [] {
+        return std::vector<std::exception_ptr>{an_exception(), nullptr};
+        }>(),
+        };
     return all;
 }
 

@@ -41,9 +41,10 @@ std::vector<std::pair<std::size_t, std::size_t>> windows(std::uint64_t ring_cap)
     }
     w.emplace_back(at, sizeof(ql::Shared) - at);
     w.emplace_back(ql::slot_offset(0), 16 * ql::kSlot);  // the first slots: state, length, bytes
-    const std::size_t ring_end = ql::kChunk + ((ring_cap * ql::kSlot + ql::kChunk - 1) & ~(ql::kChunk - 1));
-    w.emplace_back(ring_end, 2048);               // the first chunk: header and first records
-    w.emplace_back(ring_end + ql::kChunk, 256);   // the next storage: the extent's header
+    const std::size_t ring_end =
+        ql::kChunk + ((ring_cap * ql::kSlot + ql::kChunk - 1) & ~(ql::kChunk - 1));
+    w.emplace_back(ring_end, 2048);              // the first chunk: header and first records
+    w.emplace_back(ring_end + ql::kChunk, 256);  // the next storage: the extent's header
     return w;
 }
 
@@ -69,7 +70,8 @@ std::vector<mp::fuzz::Bytes> seeds() {
         out.push_back({std::byte{config}});
         // A patch of the ring capacity, of slot 0's state word, and of the first record.
         out.push_back({std::byte{config}, std::byte{32}, std::byte{0}, std::byte{0}});
-        const auto slot = static_cast<std::uint16_t>(sizeof(ql::Shared) - 3 * sizeof(pthread_mutex_t));
+        const auto slot =
+            static_cast<std::uint16_t>(sizeof(ql::Shared) - 3 * sizeof(pthread_mutex_t));
         mp::fuzz::Bytes b{std::byte{config}};
         mp::fuzz::append(b, slot);
         b.push_back(std::byte{3});
@@ -98,7 +100,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     mp::Encoder e;
     q.save(e);
     const int fd = e.fds().at(0);
-    const std::uint64_t ring_cap = maxsize > 0 ? static_cast<std::uint64_t>(maxsize) : ql::kRingUnbounded;
+    const std::uint64_t ring_cap =
+        maxsize > 0 ? static_cast<std::uint64_t>(maxsize) : ql::kRingUnbounded;
     const auto win = windows(ring_cap);
     std::size_t total = 0, end = 0;
     for (auto [off, n] : win) {

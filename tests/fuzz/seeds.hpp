@@ -23,7 +23,8 @@ void write_seeds_if_asked(Make make) {
     const std::vector<Bytes> seeds = make();
     for (std::size_t i = 0; i < seeds.size(); ++i) {
         std::ofstream f(std::string(dir) + "/seed-" + std::to_string(i), std::ios::binary);
-        f.write(reinterpret_cast<const char*>(seeds[i].data()), static_cast<std::streamsize>(seeds[i].size()));
+        f.write(reinterpret_cast<const char*>(seeds[i].data()),
+                static_cast<std::streamsize>(seeds[i].size()));
     }
     std::printf("%zu seeds written to %s\n", seeds.size(), dir);
     std::exit(0);
@@ -39,8 +40,8 @@ void append(Bytes& b, const T& v) {
 }  // namespace mp::fuzz
 
 /// Defines the harness's LLVMFuzzerInitialize: write_seeds_if_asked(make).
-#define MULTIPROC_FUZZ_SEEDS(make)                                \
-    extern "C" int LLVMFuzzerInitialize(int*, char***) {          \
-        mp::fuzz::write_seeds_if_asked(make);                     \
-        return 0;                                                 \
+#define MULTIPROC_FUZZ_SEEDS(make) \
+    extern "C" int LLVMFuzzerInitialize(int*, char***) { \
+        mp::fuzz::write_seeds_if_asked(make); \
+        return 0; \
     }

@@ -77,8 +77,6 @@ class LeakCheck : public ::testing::EmptyTestEventListener {
 
 }  // namespace
 
-void install_leak_check() {
-    ::testing::UnitTest::GetInstance()->listeners().Append(new LeakCheck);
-}
+void install_leak_check() { ::testing::UnitTest::GetInstance()->listeners().Append(new LeakCheck); }
 
 }  // namespace mp::test

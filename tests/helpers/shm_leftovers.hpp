@@ -32,17 +32,20 @@ inline std::string shm_leftovers(pid_t pid) {
     const std::string prefix = "mp_" + std::to_string(pid) + "_";
     if (DIR* d = ::opendir("/dev/shm")) {
         while (dirent* e = ::readdir(d))
-            if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) out += std::string(e->d_name) + " ";
+            if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0)
+                out += std::string(e->d_name) + " ";
         ::closedir(d);
     }
     for (const auto& n : noted_shm_names())
-        if (n.rfind(prefix, 0) != 0 && ::access(("/dev/shm/" + n).c_str(), F_OK) == 0) out += n + " ";
+        if (n.rfind(prefix, 0) != 0 && ::access(("/dev/shm/" + n).c_str(), F_OK) == 0)
+            out += n + " ";
     return out;
 }
 
 /// Fails the current test (or the environment's tear-down) if shm_leftovers(getpid()) is not empty.
 inline void expect_no_shm_leftovers() {
-    EXPECT_EQ(shm_leftovers(::getpid()), "") << "shared memory segments left in /dev/shm by this test binary";
+    EXPECT_EQ(shm_leftovers(::getpid()), "")
+        << "shared memory segments left in /dev/shm by this test binary";
 }
 
 /// Runs expect_no_shm_leftovers() once every test of the binary has run.

@@ -40,12 +40,13 @@ void reject() {
                       "multiproc: std::string_view / std::span refer to memory of this process and "
                       "cannot cross processes. Send a std::string or std::vector instead.");
     else if constexpr (k == Kind::opaque)
-        static_assert(always_false<T>,
-                      "multiproc: this trivially copyable type cannot travel as raw bytes: it holds "
-                      "a pointer, a reference, or a union (std::optional, std::variant) that the "
-                      "codec cannot check in a type whose members it cannot see. Give it a "
-                      "cereal-style `template <class Ar> void serialize(Ar& ar)`; for a lambda, "
-                      "capture plain values only (or pass the data as arguments).");
+        static_assert(
+            always_false<T>,
+            "multiproc: this trivially copyable type cannot travel as raw bytes: it holds "
+            "a pointer, a reference, or a union (std::optional, std::variant) that the "
+            "codec cannot check in a type whose members it cannot see. Give it a "
+            "cereal-style `template <class Ar> void serialize(Ar& ar)`; for a lambda, "
+            "capture plain values only (or pass the data as arguments).");
     else if constexpr (k == Kind::too_large)
         static_assert(always_false<T>,
                       "multiproc: this trivially copyable type has padding or bool members and is "
@@ -145,10 +146,11 @@ T decode_value(Decoder& d) {
 
 template <class T, std::size_t... I>
 void decode_variant(Decoder& d, T& v, std::uint32_t idx, std::index_sequence<I...>) {
-    bool done = ((idx == I ? (v.template emplace<I>(decode_value<std::variant_alternative_t<I, T>>(d)),
-                              true)
-                           : false) ||
-                 ...);
+    bool done =
+        ((idx == I
+              ? (v.template emplace<I>(decode_value<std::variant_alternative_t<I, T>>(d)), true)
+              : false) ||
+         ...);
     if (!done) throw DecodeError("multiproc: corrupt message: variant index out of range");
 }
 

@@ -27,33 +27,49 @@ namespace mp::detail {
 template <class>
 inline constexpr bool always_false = false;
 
-template <class T> struct is_std_string : std::false_type {};
+template <class T>
+struct is_std_string : std::false_type {};
 template <class C, class Tr, class A>
-struct is_std_string<std::basic_string<C, Tr, A>> : std::bool_constant<std::is_trivially_copyable_v<C>> {};
+struct is_std_string<std::basic_string<C, Tr, A>>
+    : std::bool_constant<std::is_trivially_copyable_v<C>> {};
 
-template <class T> struct is_optional : std::false_type {};
-template <class T> struct is_optional<std::optional<T>> : std::true_type {};
-template <class T> struct is_variant : std::false_type {};
-template <class... T> struct is_variant<std::variant<T...>> : std::true_type {};
-template <class T> struct is_vector : std::false_type {};
-template <class T, class A> struct is_vector<std::vector<T, A>> : std::true_type {};
-template <class T> struct is_view : std::false_type {};
-template <class C, class Tr> struct is_view<std::basic_string_view<C, Tr>> : std::true_type {};
-template <class T, std::size_t N> struct is_view<std::span<T, N>> : std::true_type {};
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+template <class T>
+struct is_variant : std::false_type {};
+template <class... T>
+struct is_variant<std::variant<T...>> : std::true_type {};
+template <class T>
+struct is_vector : std::false_type {};
+template <class T, class A>
+struct is_vector<std::vector<T, A>> : std::true_type {};
+template <class T>
+struct is_view : std::false_type {};
+template <class C, class Tr>
+struct is_view<std::basic_string_view<C, Tr>> : std::true_type {};
+template <class T, std::size_t N>
+struct is_view<std::span<T, N>> : std::true_type {};
 
-template <class T> struct is_std_array : std::false_type {};
-template <class T, std::size_t N> struct is_std_array<std::array<T, N>> : std::true_type {};
+template <class T>
+struct is_std_array : std::false_type {};
+template <class T, std::size_t N>
+struct is_std_array<std::array<T, N>> : std::true_type {};
 // std::complex, recognised by its shape rather than by name (so that the codec does not
 // include <complex>): two values of a floating-point value_type, real() and imag().
 template <class T>
 concept complex_like = std::is_floating_point_v<typename T::value_type> &&
-                       sizeof(T) == 2 * sizeof(typename T::value_type) && requires(const T& c) {
-                           { c.real() } -> std::same_as<typename T::value_type>;
-                           { c.imag() } -> std::same_as<typename T::value_type>;
-                       };
+                           sizeof(T) == 2 * sizeof(typename T::value_type) &&
+                       requires(const T& c) {
+    { c.real() } -> std::same_as<typename T::value_type>;
+    { c.imag() } -> std::same_as<typename T::value_type>;
+};
 
 template <class T>
-concept tuple_like = requires { std::tuple_size<T>::value; };
+concept tuple_like = requires {
+    std::tuple_size<T>::value;
+};
 
 template <class T>
 concept has_member_serialize = requires(T& t, Encoder& e, Decoder& d) {
@@ -74,14 +90,17 @@ template <class T>
 concept user_codec = has_member_serialize<T> || has_free_serialize<T> || has_save_load<T>;
 
 template <class T>
-concept associative = requires { typename T::key_type; } && requires(T& c) {
+concept associative = requires {
+    typename T::key_type;
+}
+&&requires(T& c) {
     c.size();
     c.begin();
     c.end();
     c.clear();
 };
 template <class T>
-concept sequence = !is_std_string<T>::value && requires(T& c, typename T::value_type v) {
+concept sequence = !is_std_string<T>::value && requires(T & c, typename T::value_type v) {
     c.size();
     c.begin();
     c.end();
@@ -92,13 +111,13 @@ enum class Kind {
     unsupported,
     pointer,
     view,
-    opaque,        // trivially copyable, but holds a pointer, reference or union we cannot see into
-    too_large,     // trivially copyable with padding or bools, too large to map byte by byte
+    opaque,     // trivially copyable, but holds a pointer, reference or union we cannot see into
+    too_large,  // trivially copyable with padding or bools, too large to map byte by byte
     user,
     boolean,
     long_double,
-    raw,           // bit-safe: every byte is value and any value is valid: one memcpy
-    masked,        // trivially copyable with padding and/or bool bytes: value bytes only, checked
+    raw,     // bit-safe: every byte is value and any value is valid: one memcpy
+    masked,  // trivially copyable with padding and/or bool bytes: value bytes only, checked
     string,
     contiguous_raw,
     sequence,
@@ -129,7 +148,9 @@ constexpr bool round_trips() {
     return true;
 }
 template <class T>
-concept castable = requires { typename std::bool_constant<round_trips<T>()>; };
+concept castable = requires {
+    typename std::bool_constant<round_trips<T>()>;
+};
 
 // Bytes [Lo, Hi) set to `fill` come back unchanged through a T.
 template <class T, std::size_t Lo, std::size_t Hi, unsigned char Fill>
@@ -142,8 +163,10 @@ constexpr bool keeps() {
     return true;
 }
 template <class T, std::size_t Lo, std::size_t Hi, unsigned char Fill>
-concept kept =
-    requires { typename std::bool_constant<keeps<T, Lo, Hi, Fill>()>; } && keeps<T, Lo, Hi, Fill>();
+concept kept = requires {
+    typename std::bool_constant<keeps<T, Lo, Hi, Fill>()>;
+}
+&&keeps<T, Lo, Hi, Fill>();
 
 // Bisects down to the bytes that are not free values: O(k log n) probes for k such bytes.
 template <class T, std::size_t Lo, std::size_t Hi>
@@ -187,17 +210,20 @@ constexpr Kind kind_of();
 template <class T, class F>
 constexpr auto over_elements(F f) {
     if constexpr (is_std_array<T>::value)
-        return f.template operator()<std::remove_cv_t<typename T::value_type>>(std::tuple_size_v<T>);
-    else
-        return [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return f.template operator()<std::remove_cv_t<typename T::value_type>>(
+            std::tuple_size_v<T>);
+    else return [&]<std::size_t... I>(std::index_sequence<I...>) {
             return (std::size_t{0} + ... +
                     f.template operator()<std::remove_cv_t<std::tuple_element_t<I, T>>>(1));
-        }(std::make_index_sequence<std::tuple_size_v<T>>{});
+        }
+    (std::make_index_sequence<std::tuple_size_v<T>>{});
 }
 
 template <class T>
 constexpr bool all_bit_safe() {
-    return over_elements<T>([]<class E>(std::size_t) { return std::size_t{kind_of<E>() != Kind::raw}; }) == 0;
+    return over_elements<T>([]<class E>(std::size_t) {
+               return std::size_t{kind_of<E>() != Kind::raw};
+           }) == 0;
 }
 template <class T>
 constexpr std::size_t elements_size() {
@@ -226,8 +252,7 @@ constexpr Kind kind_of() {
     else if constexpr (complex_like<T>) {
         if constexpr (kind_of<typename T::value_type>() == Kind::raw) return Kind::raw;
         else return layout_kind<T>();
-    }
-    else if constexpr (is_std_string<T>::value) return Kind::string;
+    } else if constexpr (is_std_string<T>::value) return Kind::string;
     else if constexpr (is_vector<T>::value) {
         if constexpr (kind_of<typename T::value_type>() == Kind::raw) return Kind::contiguous_raw;
         else return Kind::sequence;
@@ -235,8 +260,8 @@ constexpr Kind kind_of() {
     else if constexpr (is_variant<T>::value) return Kind::variant;
     else if constexpr (tuple_like<T>) {
         // std::array of bit-safe elements (pair and tuple are not trivially copyable).
-        if constexpr (std::is_trivially_copyable_v<T> &&
-                      all_bit_safe<T>() && sizeof(T) == elements_size<T>())
+        if constexpr (std::is_trivially_copyable_v<T> && all_bit_safe<T>() &&
+                      sizeof(T) == elements_size<T>())
             return Kind::raw;
         else return Kind::tuple;
     } else if constexpr (std::is_trivially_copyable_v<T> && !std::is_array_v<T> &&
@@ -265,7 +290,9 @@ constexpr bool encodable() {
     else if constexpr (k == Kind::optional) return encodable<typename T::value_type>();
     else if constexpr (k == Kind::variant) return variant_encodable(static_cast<T*>(nullptr));
     else if constexpr (k == Kind::tuple)
-        return over_elements<T>([]<class E>(std::size_t) { return std::size_t{!encodable<E>()}; }) == 0;
+        return over_elements<T>([]<class E>(std::size_t) {
+                   return std::size_t{!encodable<E>()};
+               }) == 0;
     else if constexpr (k == Kind::associative) {
         if constexpr (requires { typename T::mapped_type; })
             return encodable<typename T::key_type>() && encodable<typename T::mapped_type>();

@@ -22,7 +22,7 @@ std::string_view to_string(StartMethod m) noexcept;
 
 /// A start method, fixed: the objects it makes all use that method.
 class Context {
-  public:
+public:
     /// A context for method m.
     explicit Context(StartMethod m);
     /// The start method of this context.
@@ -40,7 +40,7 @@ class Context {
 
     friend bool operator==(const Context&, const Context&) = default;
 
-  private:
+private:
     StartMethod method_;
 };
 

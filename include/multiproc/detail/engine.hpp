@@ -87,9 +87,9 @@ struct OwnedCall {
 
 /// One task, as a source hands it to the engine.
 struct TaskSlot {
-    std::uint64_t tag = 0;      ///< the source's name for the task, given back to complete/fail
-    std::size_t elements = 1;   ///< how many work items the task covers (for chunk sizing)
-    OwnedCall call;             ///< the packaged call
+    std::uint64_t tag = 0;     ///< the source's name for the task, given back to complete/fail
+    std::size_t elements = 1;  ///< how many work items the task covers (for chunk sizing)
+    OwnedCall call;            ///< the packaged call
 };
 
 /// Produces tasks and receives their outcomes; see the header comment for the protocol.
@@ -118,12 +118,12 @@ public:
 
 /// How an engine is built.
 struct EngineOptions {
-    int processes = 0;                      ///< <= 0: mp::cpu_count()
-    std::optional<Context> context;         ///< start method; empty: the default one
-    std::optional<OwnedCall> initializer;   ///< run once in every worker before its first task
-    std::size_t max_tasks_per_child = 0;    ///< 0: workers live as long as the engine
-    int retries = 0;                        ///< re-runs of a task whose worker died
-    std::string owner = "mp::Pool";         ///< named in error messages
+    int processes = 0;                     ///< <= 0: mp::cpu_count()
+    std::optional<Context> context;        ///< start method; empty: the default one
+    std::optional<OwnedCall> initializer;  ///< run once in every worker before its first task
+    std::size_t max_tasks_per_child = 0;   ///< 0: workers live as long as the engine
+    int retries = 0;                       ///< re-runs of a task whose worker died
+    std::string owner = "mp::Pool";        ///< named in error messages
 };
 
 class EngineImpl;

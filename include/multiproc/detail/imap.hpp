@@ -30,7 +30,8 @@ namespace detail {
 
 /// Outcome of one map item as a consumer sees it.
 template <class R>
-using Outcome = std::variant<std::conditional_t<std::is_void_v<R>, std::monostate, R>, std::exception_ptr>;
+using Outcome =
+    std::variant<std::conditional_t<std::is_void_v<R>, std::monostate, R>, std::exception_ptr>;
 
 /// An input range held by imap: referenced when it was an lvalue, owned when an rvalue.
 /// (std::views::all would do, but clang 14 cannot compile libstdc++ 12's views.)
@@ -96,8 +97,9 @@ public:
     using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
 
     IMapSource(const F& f, View view, std::size_t chunksize, std::size_t window, Engine& engine)
-        : f_(f), view_(std::move(view)), it_(std::ranges::begin(view_.get())), chunksize_(chunksize),
-          window_(window ? window : 1), share_(window_ / 8 ? window_ / 8 : 1), engine_(engine.link()) {}
+        : f_(f), view_(std::move(view)), it_(std::ranges::begin(view_.get())),
+          chunksize_(chunksize), window_(window ? window : 1),
+          share_(window_ / 8 ? window_ / 8 : 1), engine_(engine.link()) {}
 
     bool pull(std::size_t hint, TaskSlot& slot) override {
         std::lock_guard lk(m_);
@@ -145,7 +147,8 @@ public:
         return cancelled_ || abandoned_ || (input_done_ && redo_.empty());
     }
 
-    void complete(std::uint64_t tag, std::span<const std::byte> bytes, std::span<UniqueFd> fds) override {
+    void complete(std::uint64_t tag, std::span<const std::byte> bytes,
+                  std::span<UniqueFd> fds) override {
         std::unique_lock lk(m_);
         Range r = forget(tag);
         drop_kept(r);
@@ -157,16 +160,18 @@ public:
             decode_chunk_result<R>(
                 bytes, fds, r.count, static_cast<Stored*>(nullptr),
                 [&](std::size_t i, auto&&... v) {
-                    if constexpr (std::is_void_v<R>) got.push_back(delivery(r.start + i, std::in_place_index<0>));
-                    else got.push_back(delivery(r.start + i, std::in_place_index<0>, std::move(v...)));
+                if constexpr (std::is_void_v<R>)
+                    got.push_back(delivery(r.start + i, std::in_place_index<0>));
+                else got.push_back(delivery(r.start + i, std::in_place_index<0>, std::move(v...)));
                 },
                 [&](std::size_t i, std::exception_ptr ex) {
-                    got.push_back(delivery(r.start + i, std::in_place_index<1>, std::move(ex)));
-                });
+                got.push_back(delivery(r.start + i, std::in_place_index<1>, std::move(ex)));
+            });
         } catch (...) {
             got.clear();
             for (std::size_t i = 0; i < r.count; ++i)
-                got.push_back(delivery(r.start + i, std::in_place_index<1>, std::current_exception()));
+                got.push_back(delivery(r.start + i, std::in_place_index<1>,
+                                       std::current_exception()));
         }
         lk.lock();
         if constexpr (Ordered) {
@@ -177,7 +182,8 @@ public:
             // What the consumer took goes first (a move of what waits, at most the window).
             done_.erase(done_.begin(), done_.begin() + static_cast<std::ptrdiff_t>(done_at_));
             done_at_ = 0;
-            done_.insert(done_.end(), std::make_move_iterator(got.begin()), std::make_move_iterator(got.end()));
+            done_.insert(done_.end(), std::make_move_iterator(got.begin()),
+                         std::make_move_iterator(got.end()));
         }
         lk.unlock();
         notifier_.notify_all();
@@ -186,7 +192,8 @@ public:
         std::unique_lock lk(m_);
         Range r = forget(tag);
         drop_kept(r);
-        for (std::size_t i = 0; i < r.count; ++i) deliver(r.start + i, Outcome<R>(std::in_place_index<1>, e));
+        for (std::size_t i = 0; i < r.count; ++i)
+            deliver(r.start + i, Outcome<R>(std::in_place_index<1>, e));
         lk.unlock();
         notifier_.notify_all();
     }
@@ -273,7 +280,8 @@ private:
             return true;
         }
         if (input_done_ && total_ && taken_ >= *total_) {
-            if (input_error_) into.emplace_back(std::in_place_index<1>, std::exchange(input_error_, nullptr));
+            if (input_error_)
+                into.emplace_back(std::in_place_index<1>, std::exchange(input_error_, nullptr));
             else more = false;
             return true;
         }
@@ -299,9 +307,11 @@ private:
                 // The whole stored chunk goes once none of its items can be resent.
                 bool needed = false;
                 for (auto& red : redo_)
-                    if (red.start >= it->first && red.start < it->first + it->second.size()) needed = true;
+                    if (red.start >= it->first && red.start < it->first + it->second.size())
+                        needed = true;
                 for (auto& l : live_)
-                    if (l.second.start >= it->first && l.second.start < it->first + it->second.size())
+                    if (l.second.start >= it->first &&
+                        l.second.start < it->first + it->second.size())
                         needed = true;
                 if (!needed) kept_.erase(it);
                 return;

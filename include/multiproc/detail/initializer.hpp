@@ -38,7 +38,8 @@ namespace detail {
 /// started with `context`, each running `initializer` first and replaced after
 /// `max_tasks_per_child` tasks (0: never), `retries` re-runs of a lost task, named `owner` in
 /// error messages.
-EngineOptions front_end_engine_options(const char* owner, int processes, const Initializer& initializer,
+EngineOptions front_end_engine_options(const char* owner, int processes,
+                                       const Initializer& initializer,
                                        std::size_t max_tasks_per_child,
                                        const std::optional<Context>& context, int retries);
 

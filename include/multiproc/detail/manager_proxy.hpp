@@ -68,7 +68,9 @@ public:
     /// Codec hook: connects to the server (once per process) and takes a reference.
     void load(Decoder& d);
 
-    friend bool operator==(const ProxyCore& a, const ProxyCore& b) noexcept { return a.ref_ == b.ref_; }
+    friend bool operator==(const ProxyCore& a, const ProxyCore& b) noexcept {
+        return a.ref_ == b.ref_;
+    }
 
 private:
     std::shared_ptr<ProxyRef> ref_;
@@ -84,7 +86,8 @@ void put_blob(Encoder& e, const T& v) {
     const std::size_t fds = e.fds().size();
     e(v);
     if (e.fds().size() != fds)
-        throw UsageError("multiproc: a value that carries a file descriptor cannot be stored in a manager");
+        throw UsageError(
+            "multiproc: a value that carries a file descriptor cannot be stored in a manager");
     const std::uint64_t n = b.size() - at - sizeof(std::uint64_t);
     std::memcpy(b.data() + at, &n, sizeof n);
 }
@@ -93,7 +96,10 @@ void put_blob(Encoder& e, const T& v) {
 template <class R>
 void put_blobs(Encoder& e, const R& range) {
     std::uint64_t n = 0;
-    for (const auto& x : range) { static_cast<void>(x); ++n; }
+    for (const auto& x : range) {
+        static_cast<void>(x);
+        ++n;
+    }
     e.write_size(n);
     for (const auto& x : range) put_blob(e, x);
 }
@@ -115,7 +121,9 @@ std::vector<std::byte> update_package(const F& f) {
 }
 
 /// A timeout as it travels: nanoseconds, -1 for none.
-inline std::int64_t timeout_ns(Timeout t) noexcept { return t.is_forever() ? -1 : t.duration().count(); }
+inline std::int64_t timeout_ns(Timeout t) noexcept {
+    return t.is_forever() ? -1 : t.duration().count();
+}
 
 /// Writes a package as a blob.
 void put_package(Encoder& e, const std::vector<std::byte>& package);
@@ -132,7 +140,9 @@ public:
     /// Codec hook.
     void load(Decoder& d) { core_.load(d); }
     /// Two proxies are equal when they share one reference (copies of one another).
-    friend bool operator==(const BaseProxy& a, const BaseProxy& b) noexcept { return a.core_ == b.core_; }
+    friend bool operator==(const BaseProxy& a, const BaseProxy& b) noexcept {
+        return a.core_ == b.core_;
+    }
 
 protected:
     BaseProxy() = default;

@@ -65,7 +65,9 @@ public:
     LockProxy() = default;
     explicit LockProxy(detail::ProxyCore core) : BaseProxy(std::move(core)) {}
     /// Acquires, waiting up to timeout when block; returns whether it did.
-    bool acquire(bool block = true, Timeout timeout = forever) { return wait_call("acquire", block, timeout); }
+    bool acquire(bool block = true, Timeout timeout = forever) {
+        return wait_call("acquire", block, timeout);
+    }
     /// Releases; std::runtime_error when not held (by the caller, for an RLock).
     void release() { owner_call("release"); }
     /// Lockable.
@@ -90,7 +92,9 @@ public:
     SemaphoreProxy() = default;
     explicit SemaphoreProxy(detail::ProxyCore core) : BaseProxy(std::move(core)) {}
     /// Takes one, waiting up to timeout when block; returns whether it did.
-    bool acquire(bool block = true, Timeout timeout = forever) { return wait_call("acquire", block, timeout); }
+    bool acquire(bool block = true, Timeout timeout = forever) {
+        return wait_call("acquire", block, timeout);
+    }
     /// Gives one back.
     void release() { owner_call("release"); }
     /// The current value.

@@ -35,18 +35,24 @@ struct TypeEntry {
     CodeRef construct, destroy;
     std::vector<std::pair<std::string, CodeRef>> methods;
     template <class Ar>
-    void serialize(Ar& ar) { ar(name, construct, destroy, methods); }
+    void serialize(Ar& ar) {
+        ar(name, construct, destroy, methods);
+    }
 };
 using TypeRegistry = std::vector<TypeEntry>;
 
-template <class M> struct member_fn;
-template <class C, class R, class... A> struct member_fn<R (C::*)(A...)> {
+template <class M>
+struct member_fn;
+template <class C, class R, class... A>
+struct member_fn<R (C::*)(A...)> {
     using cls = C;
     using ret = R;
     using args = std::tuple<std::decay_t<A>...>;
 };
-template <class C, class R, class... A> struct member_fn<R (C::*)(A...) const> : member_fn<R (C::*)(A...)> {};
-template <class C, class R, class... A> struct member_fn<R (C::*)(A...) noexcept> : member_fn<R (C::*)(A...)> {};
+template <class C, class R, class... A>
+struct member_fn<R (C::*)(A...) const> : member_fn<R (C::*)(A...)> {};
+template <class C, class R, class... A>
+struct member_fn<R (C::*)(A...) noexcept> : member_fn<R (C::*)(A...)> {};
 template <class C, class R, class... A>
 struct member_fn<R (C::*)(A...) const noexcept> : member_fn<R (C::*)(A...)> {};
 
@@ -71,7 +77,8 @@ void call_member(void* object, Decoder& in, Encoder& out) {
     if constexpr (std::is_void_v<typename F::ret>) {
         std::apply([&](auto&... a) { (self.*M)(std::move(a)...); }, args);
     } else {
-        const std::remove_cvref_t<typename F::ret> r = std::apply([&](auto&... a) { return (self.*M)(std::move(a)...); }, args);
+        const std::remove_cvref_t<typename F::ret> r =
+            std::apply([&](auto&... a) { return (self.*M)(std::move(a)...); }, args);
         out(r);
     }
 }

@@ -118,7 +118,9 @@ public:
     /// items (Pool::map_async hands the results over there). Call it before submitting.
     void when_done(std::function<void()> hook);
     /// Items settled so far (any state but pending).
-    [[nodiscard]] std::size_t done_count() const noexcept { return done_.load(std::memory_order_acquire); }
+    [[nodiscard]] std::size_t done_count() const noexcept {
+        return done_.load(std::memory_order_acquire);
+    }
     /// The number of items.
     [[nodiscard]] std::size_t size() const noexcept { return size_; }
     /// Blocks until every item is settled (true) or the deadline passes (false).
@@ -127,8 +129,8 @@ public:
 protected:
     /// stop_on_error: the first failing item cancels every item not sent yet (parallel_map);
     /// deadline: the limit of every next() (Executor::map counts its timeout from the call).
-    OrderedMapCore(std::size_t size, std::size_t chunksize, bool per_item, Engine& engine, bool stop_on_error,
-                   Deadline deadline);
+    OrderedMapCore(std::size_t size, std::size_t chunksize, bool per_item, Engine& engine,
+                   bool stop_on_error, Deadline deadline);
 
     using Errors = std::vector<std::pair<std::size_t, std::exception_ptr>>;
     /// Item i failed with e (out of line: a map does not instantiate the vector's growth).
@@ -203,7 +205,8 @@ public:
         return true;
     }
 
-    void complete(std::uint64_t tag, std::span<const std::byte> bytes, std::span<UniqueFd> fds) override {
+    void complete(std::uint64_t tag, std::span<const std::byte> bytes,
+                  std::span<UniqueFd> fds) override {
         const Range r = take_range(tag);
         Errors errs;
         if constexpr (per_item) {
@@ -220,10 +223,12 @@ public:
                 decode_chunk_result<R>(
                     bytes, fds, r.count, dest,
                     [&](std::size_t i, auto&&... v) {
-                        if constexpr (!std::is_void_v<R>) results_[r.start + i] = std::move(v...);
-                        else static_cast<void>(i);
+                    if constexpr (!std::is_void_v<R>) results_[r.start + i] = std::move(v...);
+                    else static_cast<void>(i);
                     },
-                    [&](std::size_t i, std::exception_ptr ex) { add_error(errs, r.start + i, std::move(ex)); });
+                    [&](std::size_t i, std::exception_ptr ex) {
+                    add_error(errs, r.start + i, std::move(ex));
+                });
             } catch (...) {
                 fail_all(errs, r, std::current_exception());
             }

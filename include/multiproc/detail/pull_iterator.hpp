@@ -24,7 +24,9 @@ public:
         return *this;
     }
     void operator++(int) { ++*this; }
-    friend bool operator==(const PullIterator& it, std::default_sentinel_t) noexcept { return !it.cur_; }
+    friend bool operator==(const PullIterator& it, std::default_sentinel_t) noexcept {
+        return !it.cur_;
+    }
 
 private:
     Owner* owner_ = nullptr;

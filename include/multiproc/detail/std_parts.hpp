@@ -24,10 +24,13 @@
 #include <utility>
 
 #if defined(__GLIBCXX__) && __has_include(<bits/chrono.h>) && __has_include(<bits/ranges_base.h>)
+// The order of these includes matters.
+// clang-format off
 #include <bits/chrono.h>
 // bits/ranges_base.h needs what <string_view> includes first (and <string_view> includes it).
 #include <string_view>
 #include <bits/ranges_base.h>
+// clang-format on
 #else
 #include <chrono>
 #include <ranges>
@@ -35,12 +38,15 @@
 
 #if defined(__GLIBCXX__) && __has_include(<bits/std_function.h>) && __has_include(<bits/refwrap.h>) && \
     __has_include(<bits/stl_iterator.h>)
+// The order of these includes matters.
+// clang-format off
 #include <bits/stl_function.h>
 #include <bits/refwrap.h>
 #include <bits/std_function.h>
 #include <bits/stl_iterator_base_types.h>
 #include <bits/stl_iterator_base_funcs.h>
 #include <bits/stl_iterator.h>
+// clang-format on
 #else
 #include <functional>
 #include <iterator>
@@ -48,8 +54,12 @@
 
 namespace mp::detail {
 
-template <class M> struct member_class;
-template <class T, class C> struct member_class<T C::*> { using type = C; };
+template <class M>
+struct member_class;
+template <class T, class C>
+struct member_class<T C::*> {
+    using type = C;
+};
 
 /// std::invoke(f, args...) without <functional> (which alone defines it): a pointer to member
 /// applied to an object, a reference or a pointer to one, or else a call.
@@ -62,13 +72,12 @@ constexpr decltype(auto) invoke(F&& f, Args&&... args) {
             auto&& self = [&]() -> decltype(auto) {
                 if constexpr (std::is_base_of_v<C, std::remove_cvref_t<decltype(obj)>>)
                     return std::forward<decltype(obj)>(obj);
-                else
-                    return *std::forward<decltype(obj)>(obj);
+                else return *std::forward<decltype(obj)>(obj);
             }();
             if constexpr (std::is_member_function_pointer_v<M>)
-                return (std::forward<decltype(self)>(self).*f)(std::forward<decltype(rest)>(rest)...);
-            else
-                return std::forward<decltype(self)>(self).*f;
+                return (std::forward<decltype(self)>(self).*
+                        f)(std::forward<decltype(rest)>(rest)...);
+            else return std::forward<decltype(self)>(self).*f;
         }(std::forward<Args>(args)...);
     } else {
         return std::forward<F>(f)(std::forward<Args>(args)...);

@@ -108,11 +108,17 @@ struct BulkArg {
 };
 
 /// How an argument of type A travels in a pool task.
-template <class A> struct wire_arg { using type = stored_arg_t<A>; };
 template <class A>
-    requires is_bulk_vector_v<stored_arg_t<A>>
-struct wire_arg<A> { using type = BulkArg<typename stored_arg_t<A>::value_type>; };
-template <class A> using wire_arg_t = typename wire_arg<A>::type;
+struct wire_arg {
+    using type = stored_arg_t<A>;
+};
+template <class A>
+requires is_bulk_vector_v<stored_arg_t<A>>
+struct wire_arg<A> {
+    using type = BulkArg<typename stored_arg_t<A>::value_type>;
+};
+template <class A>
+using wire_arg_t = typename wire_arg<A>::type;
 
 /// A bulk argument's hand-over (callable.hpp's arg_wire): decoded inline or mapped, given to f
 /// as a span over the mapping (zero copy) when f accepts one, else as the vector (copied out of
@@ -157,7 +163,8 @@ OwnedCall package_pool_task(const F& f, const Args&... args) {
         using Fn = std::decay_t<F>;
         if constexpr (std::is_pointer_v<Fn>) {
             const Fn fp = f;
-            if (fp == nullptr) throw UsageError("multiproc: a task's target is a null function pointer");
+            if (fp == nullptr)
+                throw UsageError("multiproc: a task's target is a null function pointer");
         }
         Encoder e;
         begin_call<&thunk<Fn, TaskResult<typename T::result>, wire_arg_t<Args>...>>(e, f);
@@ -232,12 +239,13 @@ inline constexpr bool raw_result_v = !std::is_void_v<R> && kind_of<R>() == Kind:
 template <bool Star, class F, class A>
 decltype(auto) apply_item(F& f, A& a) {
     if constexpr (Star) {
-        return std::apply([&](auto&... xs) -> decltype(auto) {
-            if constexpr (std::is_invocable_v<F&, decltype(std::move(xs))...>)
-                return detail::invoke(f, std::move(xs)...);
-            else
-                return detail::invoke(f, xs...);
-        }, a);
+        return std::apply(
+            [&](auto&... xs) -> decltype(auto) {
+                if constexpr (std::is_invocable_v<F&, decltype(std::move(xs))...>)
+                    return detail::invoke(f, std::move(xs)...);
+                else return detail::invoke(f, xs...);
+            },
+            a);
     } else {
         if constexpr (std::is_invocable_v<F&, A&&>) return detail::invoke(f, std::move(a));
         else return detail::invoke(f, a);
@@ -256,7 +264,8 @@ void chunk_thunk(Decoder& in, Encoder* out) {
     std::span<const std::byte> block;
     std::vector<A> items;
     if constexpr (raw_in) {
-        if (n > in.remaining() / sizeof(A)) throw DecodeError("multiproc: corrupt chunk: too short");
+        if (n > in.remaining() / sizeof(A))
+            throw DecodeError("multiproc: corrupt chunk: too short");
         block = in.take(n * sizeof(A));
     } else {
         items.reserve(n);
@@ -319,7 +328,8 @@ void chunk_thunk(Decoder& in, Encoder* out) {
 }
 
 /// The item type a chunk stores for an input of type V.
-template <class V> using chunk_item_t = stored_arg_t<V>;
+template <class V>
+using chunk_item_t = stored_arg_t<V>;
 
 /// The result type of f on one item (Star: the item is a tuple of arguments).
 template <bool Star, class F, class V>
@@ -347,8 +357,7 @@ void encode_chunk_item(Encoder& e, const V& v) {
         e.write_bytes(std::addressof(v), sizeof(A));
     else if constexpr (!Star && kind_of<A>() == Kind::raw)
         encode_chunk_item<Star>(e, static_cast<A>(v));
-    else
-        encode_arg(e, static_cast<const A&>(v));
+    else encode_arg(e, static_cast<const A&>(v));
 }
 
 /// Appends a chunk's items: one block when they travel as their own bytes.
@@ -371,7 +380,7 @@ constexpr bool check_chunk() {
         if constexpr (Star) {
             []<class... E>(std::tuple<E...>*) {
                 static_cast<void>(&package_task<F, E...>);
-            }(static_cast<chunk_item_t<V>*>(nullptr));
+                }(static_cast<chunk_item_t<V>*>(nullptr));
         } else {
             static_cast<void>(&package_task<F, chunk_item_t<V>>);
         }

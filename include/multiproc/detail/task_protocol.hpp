@@ -107,7 +107,8 @@ ShippedCall package_task(const F& f, const Args&... args) {
                 if constexpr (T::result_ok) {
                     if constexpr (std::is_pointer_v<F>) {
                         if (f == nullptr)
-                            throw UsageError("multiproc: a task's target is a null function pointer");
+                            throw UsageError(
+                                "multiproc: a task's target is a null function pointer");
                     }
                     return encode_call<TaskResult<typename T::result>>(f, args...);
                 }
