@@ -19,12 +19,9 @@
 // is readable because the process has exited and is a zombie not yet reaped). If it does
 // not, the waiter swaps its own TID in over exactly the dead value it saw: one waiter wins,
 // gets mp::OwnerDied holding the lock, and the lock stays usable. No state of the dead owner
-// needs undoing: the word is all there is. Residual risk, documented in docs/shared_state.md:
-// Linux hands out thread ids cyclically, so a dead owner's TID is taken again only after
-// pid_max other ids; if that happens before a waiter looks, the waiters wait for the new
-// bearer of that id to exit instead (never for ever on a lock whose owner is gone AND whose
-// id is unused). A main thread that leaves by pthread_exit while its process runs on counts as
-// alive until the process exits.
+// needs undoing: the word is all there is. The residual risks (a dead owner's TID taken again
+// by a new thread before a waiter looks; a main thread gone by pthread_exit counting as alive
+// until its process exits) are in docs/shared_state.md.
 //
 // Everything else is a 32-bit futex word: waiters sleep in the kernel's futex queues, not in
 // shared memory, so a waiter that dies leaves no state behind for others to trip on.
@@ -62,10 +59,6 @@ void sleep_until(Deadline deadline) {
 const char* const kOwnerDied =
     "multiproc: the previous holder of this lock died while holding it; the caller now holds "
     "the lock and should repair the state it protects (the lock stays usable)";
-
-}  // namespace
-
-namespace {
 
 void init_mutex(MutexState* st, bool recursive) {
     st->word.store(0, std::memory_order_relaxed);
