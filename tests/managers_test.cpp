@@ -144,11 +144,16 @@ TEST_P(ManagerP, AChildKilledMidCallDisturbsNobody) {
     p.kill();
     p.join();
     d.set("after", 1);
-    v.set(7);
     EXPECT_EQ(d.get("after"), 1);
     EXPECT_EQ(d.size(), 101U);
-    EXPECT_EQ(v.get(), 7);
-    EXPECT_EQ(m.object_count(), 2U);
+    // A v.set the child wrote just before it died may still be served after this point (its
+    // server thread reads it before the end of the connection), so v is only read here, and a
+    // new object shows that the server still serves.
+    EXPECT_GE(v.get(), 100);
+    auto w = m.Value<int>(0);
+    w.set(7);
+    EXPECT_EQ(w.get(), 7);
+    EXPECT_EQ(m.object_count(), 3U);
 }
 
 int record(Dict d, int x) {
