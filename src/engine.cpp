@@ -385,8 +385,9 @@ void EngineImpl::handle_frame(Worker& w, wire::Frame& f) {
 void EngineImpl::on_death(std::size_t index) {
     Worker& w = workers_[index];
     if (!w.proc) return;
-    // Results the worker sent before it died are valid: take them first.
-    if (!w.link->closed()) read_frames(w, true);
+    // Results the worker sent before it died are valid: take them first, even when a send to it
+    // already failed (closed()): what it wrote before exiting is still there to read.
+    read_frames(w, true);
     WorkerDeath death = reap_worker(w);
     if (!death.was_ready && !death.planned) {
         // It died before the initializer finished: the initializer (or the start) kills workers,

@@ -427,6 +427,40 @@ TEST_P(FuturesTest, InitializerFailureIsAClearError) {
     EXPECT_THROW(ex.submit(square, 3).result(30s), mp::BrokenProcessPool);
 }
 
+// Tasks go to a worker before it is ready; when its initializer fails it exits without reading
+// them, so the supervisor's send fails (EPIPE). The failure report the worker wrote first must
+// still be read: it was once lost behind "exited with code 0" about one run in five under fork.
+TEST_P(FuturesTest, InitializerFailureIsReportedThoughTasksWereSentToTheWorker) {
+    auto o = opts();
+    o.initializer = mp::Initializer(init_throws, 1);
+    for (int round = 0; round < 20; ++round) {
+        mp::ProcessPoolExecutor ex(2, o);
+        // Each submission fails, either at once (the pool already knows it is broken, as
+        // Python's submit raises) or through its future, and always with the initializer's error.
+        auto expect_init_error = [&](const mp::BrokenProcessPool& e) {
+            EXPECT_NE(std::string(e.what()).find("initializer exploded"), std::string::npos)
+                << "round " << round << ": " << e.what();
+        };
+        std::vector<mp::Future<int>> fs;
+        for (int i = 0; i < 8; ++i) {
+            try {
+                fs.push_back(ex.submit(square, i));
+            } catch (const mp::BrokenProcessPool& e) {
+                expect_init_error(e);
+            }
+        }
+        for (auto& f : fs) {
+            try {
+                f.result(30s);
+                ADD_FAILURE() << "no exception";
+            } catch (const mp::BrokenProcessPool& e) {
+                expect_init_error(e);
+            }
+        }
+        if (HasFailure()) return;
+    }
+}
+
 // --- many submissions ----------------------------------------------------------------------------
 
 TEST_P(FuturesTest, SubmitsFromFourThreads) {
