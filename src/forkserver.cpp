@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "forkserver_preload.hpp"
 #include "multiproc/callable.hpp"
 #include "multiproc/errors.hpp"
 #include "owner_tid.hpp"
@@ -288,10 +289,17 @@ void forkserver_main(int argc, char** argv) noexcept {
     try {
         // Our children must not inherit an LD_BIND_NOW the program never asked for (they may
         // exec programs of their own); the binding it bought us is done by now.
-        if (argc > 2 && std::strcmp(argv[2], kAddedBindNow) == 0) ::unsetenv("LD_BIND_NOW");
+        bool preload = false;
+        for (int i = 2; i < argc; ++i) {
+            if (std::strcmp(argv[i], kAddedBindNow) == 0) ::unsetenv("LD_BIND_NOW");
+            if (std::strcmp(argv[i], kPreloadFlag) == 0) preload = true;
+        }
         // Every child resolves its target through the module tables: build them once, here.
         warm_code_identities();
         prepare_child_path();
+        // Before the program's pidfd and the signal mask: the preload runs as in a fresh
+        // process, and nothing it leaves behind but memory reaches the children.
+        if (preload) run_forkserver_preload(kControlFd);
         const pid_t program = sys::parent_pid();
         g_program_pidfd = sys::pidfd_open_raw(program);
         if (g_program_pidfd >= 0 && sys::parent_pid() != program)
@@ -359,6 +367,16 @@ void forget_after_fork() noexcept {
 
 void stop_at_exit() noexcept { stop_forkserver(); }
 
+// Under c.m: forgets a server that is dead or dying (its control socket closed), reaps it and
+// returns its wait status (0 when the wait failed).
+int discard_locked(Client& c) noexcept {
+    c.control.reset();
+    const int status = std::max(0, sys::wait_pid(c.pid));
+    c.pidfd.reset();
+    c.pid = 0;
+    return status;
+}
+
 // Under c.m: closes our end and reaps the server (SIGKILL if it does not leave promptly).
 void stop_locked(Client& c) noexcept {
     if (c.owner != sys::current_pid() || c.pid == 0) return;
@@ -381,6 +399,17 @@ int reap_if_dead(Client& c) {
     return status;
 }
 
+[[noreturn]] void server_failed(int status, pid_t pid,
+                                const char* when = "before it could start the child") {
+    const int code = sys::exit_code_of(status);
+    if (code == kMissingInitExitCode)
+        throw ProcessError(missing_init_message("forkserver process", pid));
+    std::string how = code < 0 ? "was killed by signal " + std::to_string(-code)
+                               : "exited with code " + std::to_string(code);
+    throw ProcessError("multiproc: the forkserver (pid " + std::to_string(pid) + ") " + how + " " +
+                       when);
+}
+
 void start_locked(Client& c) {
     auto pair = sys::make_socketpair(SOCK_SEQPACKET);
     // The server binds every symbol at load (see forkserver.hpp): its environment is ours plus
@@ -394,11 +423,15 @@ void start_locked(Client& c) {
     }
     if (added) env.push_back(bind_now);
     env.push_back(nullptr);
-    char* argv[] = {const_cast<char*>(program_argv0()), const_cast<char*>(kForkServerFlag),
-                    added ? const_cast<char*>(kAddedBindNow) : nullptr, nullptr};
+    const bool preload = has_forkserver_preload();
+    std::vector<char*> argv{const_cast<char*>(program_argv0()), const_cast<char*>(kForkServerFlag)};
+    if (added) argv.push_back(const_cast<char*>(kAddedBindNow));
+    if (preload) argv.push_back(const_cast<char*>(kPreloadFlag));
+    argv.push_back(nullptr);
     const int fds[] = {pair.write.get()};
     const std::string program = get_executable();
-    pid_t pid = sys::spawn_with_fds(program.c_str(), argv, fds, env.data());
+    pid_t pid = sys::spawn_with_fds(program.c_str(), argv.data(), fds, env.data());
+    pair.write.reset();  // the server's alone: its death must be an end of file for us
     // Only this program reaps the server, so the pid cannot be reused before the pidfd exists.
     c.pidfd = sys::pidfd_of_new_child(pid);
     c.pid = pid;
@@ -408,16 +441,19 @@ void start_locked(Client& c) {
         std::atexit(stop_at_exit);
         sys::on_fork_child(forget_after_fork);
     }
-}
-
-[[noreturn]] void server_failed(int status, pid_t pid) {
-    const int code = sys::exit_code_of(status);
-    if (code == kMissingInitExitCode)
-        throw ProcessError(missing_init_message("forkserver process", pid));
-    std::string how = code < 0 ? "was killed by signal " + std::to_string(-code)
-                               : "exited with code " + std::to_string(code);
-    throw ProcessError("multiproc: the forkserver (pid " + std::to_string(pid) + ") " + how +
-                       " before it could start the child");
+    if (!preload) return;
+    // The first start() that needs the server waits for the preload: its exception (or the
+    // server's death while running it) is that start()'s error, never a hang of later ones.
+    try {
+        send_forkserver_preload(c.control.get());
+    } catch (const EOFError&) {
+        const pid_t dead = c.pid;
+        server_failed(discard_locked(c), dead,
+                      "while running its preload (mp::set_forkserver_preload)");
+    } catch (...) {
+        discard_locked(c);
+        throw;
+    }
 }
 
 }  // namespace
@@ -455,10 +491,7 @@ ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<cons
                 // cannot have seen any of this request). A server that ended because the
                 // program lacks mp::init would only end again: that is the error to report.
                 const pid_t dead = c.pid;
-                const int status = std::max(0, sys::wait_pid(dead));  // 0 when the wait failed
-                c.control.reset();
-                c.pidfd.reset();
-                c.pid = 0;
+                const int status = discard_locked(c);
                 if (attempt > 0 || sys::exit_code_of(status) == kMissingInitExitCode)
                     server_failed(status, dead);
             }

@@ -79,6 +79,25 @@ TEST_P(FileDescriptorP, SendHandleRecvHandle) {
     EXPECT_EQ(read_all(p.read.get()), "via recv_handle");
 }
 
+// The child makes a Connection of a socket it was given as a descriptor, and answers on it.
+void answer_on_socket(mp::FileDescriptor sock) {
+    mp::Connection c(sock.release());  // takes ownership
+    c.send(c.recv<std::string>() + " pong");
+}
+
+TEST_P(FileDescriptorP, ConnectionFromASocketpairEndInAChild) {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    mp::Connection here(sv[0]);
+    mp::FileDescriptor there(sv[1]);
+    auto child = start(answer_on_socket, there);
+    there.close();  // the child has its own copy
+    here.send(std::string("ping"));
+    EXPECT_EQ(here.recv<std::string>(), "ping pong");
+    join_ok(child);
+    EXPECT_THROW(static_cast<void>(here.recv_bytes()), mp::EOFError);  // the child's end closed
+}
+
 INSTANTIATE_TEST_SUITE_P(StartMethods, FileDescriptorP,
                          ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });

@@ -130,15 +130,21 @@ TEST(Queues, CloseAndJoinThread) {
     mp::Queue<int> copy = q;  // a copy is the same queue object
     EXPECT_THROW(q.join_thread(), mp::UsageError);
     q.cancel_join_thread();
+    EXPECT_FALSE(q.closed());
     q.close();
+    EXPECT_TRUE(q.closed());
+    EXPECT_TRUE(copy.closed());  // every handle of this process
     EXPECT_THROW(q.put(2), mp::UsageError);
     EXPECT_THROW(copy.put(2), mp::UsageError);
     EXPECT_THROW((void)q.get(), mp::UsageError);
     EXPECT_NO_THROW(q.join_thread());
     mp::SimpleQueue<int> s;
     s.put(1);
+    EXPECT_FALSE(s.closed());
     s.close();
+    EXPECT_TRUE(s.closed());
     EXPECT_THROW(s.put(2), mp::UsageError);
+    EXPECT_THROW((void)s.get(), mp::UsageError);
 }
 
 TEST(Queues, CopiesShare) {
@@ -313,6 +319,43 @@ void consume(mp::Queue<std::uint64_t> q, mp::SimpleQueue<std::vector<std::uint64
         got.push_back(v);
     }
     results.put(got);
+}
+
+// A producer that puts three items on each queue and closes both: its puts after close fail
+// with mp::UsageError (exit 3 or 4 otherwise), and nothing it put is lost.
+void put_then_close(mp::Queue<int> q, mp::SimpleQueue<int> s) {
+    for (int i = 0; i < 3; ++i) {
+        q.put(i);
+        s.put(i);
+    }
+    q.close();
+    s.close();
+    if (!q.closed() || !s.closed()) std::_Exit(2);
+    try {
+        q.put(9);
+        std::_Exit(3);
+    } catch (const mp::UsageError&) {
+    }
+    try {
+        s.put(9);
+        std::_Exit(4);
+    } catch (const mp::UsageError&) {
+    }
+}
+
+TEST_P(QueuesP, CloseInAProducerLeavesItsItemsForTheConsumer) {
+    mp::Queue<int> q;
+    mp::SimpleQueue<int> s;
+    mp::Process p = start(put_then_close, q, s);
+    join_ok(p);
+    EXPECT_FALSE(q.closed());  // closing is the producer's, for its own handles
+    EXPECT_FALSE(s.closed());
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(q.get(30s), i);
+        EXPECT_EQ(s.get(), i);
+    }
+    EXPECT_TRUE(q.empty());
+    EXPECT_TRUE(s.empty());
 }
 
 TEST_P(QueuesP, FourProducersFourConsumersEveryItemOnce) {

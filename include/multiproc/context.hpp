@@ -22,3 +22,38 @@
 // the former (one direction only).
 #include "multiproc/detail/context.hpp"
 #include "multiproc/process.hpp"
+
+#include <optional>
+
+#include "multiproc/callable.hpp"
+#include "multiproc/errors.hpp"
+
+namespace mp {
+
+namespace detail {
+/// Sets the forkserver's preload to `call` (its descriptors duplicated), or clears it.
+void set_forkserver_preload_call(std::optional<ShippedCall> call);
+}  // namespace detail
+
+/// Python's set_forkserver_preload, with a function in place of module names: a forkserver
+/// started from now on runs f(args...) once, before it serves, and every child it forks
+/// inherits what f built (global tables, a loaded model) copy-on-write instead of building it
+/// again. f and args must ship (docs/callable.md); f runs in the server, a fresh process of
+/// this program, so it may not rely on this process's memory. An exception from f is an
+/// mp::ProcessError carrying its type and what() from the start() that started the server.
+/// A second call replaces the first. Children started by fork or spawn never run it (as in
+/// Python). Descriptors f opens are not inherited (a child gets only its call's).
+template <class F, class... Args>
+void set_forkserver_preload(const F& f, const Args&... args) {
+    static_assert(ShippableCall<F, Args...>,
+                  "mp::set_forkserver_preload: the function and its arguments must ship to the "
+                  "forkserver, a fresh process (see docs/callable.md)");
+    detail::CallPackage package = detail::package_call(f, args...);
+    if (!package.call) throw UsageError("multiproc: set_forkserver_preload: " + package.why_not);
+    detail::set_forkserver_preload_call(std::move(package.call));
+}
+/// Clears the forkserver preload (Python's set_forkserver_preload([])); a running server keeps
+/// what its preload built.
+inline void set_forkserver_preload() { detail::set_forkserver_preload_call(std::nullopt); }
+
+}  // namespace mp

@@ -238,6 +238,8 @@ public:
     /// No more use of the queue from this process (all its handles here): put and get throw
     /// mp::UsageError afterwards. Items already put stay in the queue for other processes.
     void close() noexcept { h_.close(); }
+    /// True after close() on this queue in this process (on any of its handles here).
+    [[nodiscard]] bool closed() const noexcept { return h_.closed(); }
     /// Python waits here for the feeder thread to flush; multiproc has no feeder thread (put
     /// writes the item to shared memory before returning), so there is nothing to wait for and
     /// this returns at once. mp::UsageError unless close() was called first, as in Python.
@@ -272,8 +274,11 @@ public:
     T get() { return *detail::queue_get<T>(h_, detail::Deadline::never()); }
     /// True when the queue holds no item now (a snapshot).
     [[nodiscard]] bool empty() const { return h_.qsize() == 0; }
-    /// No more use from this process: put and get throw mp::UsageError afterwards.
+    /// No more use from this process: put and get throw mp::UsageError afterwards. Items
+    /// already put stay in the queue for other processes.
     void close() noexcept { h_.close(); }
+    /// True after close() on this queue in this process (on any of its handles here).
+    [[nodiscard]] bool closed() const noexcept { return h_.closed(); }
 
     /// Codec.
     void save(Encoder& e) const { h_.save(e); }
