@@ -92,8 +92,11 @@ void run_forkserver_preload(int control) noexcept {
             head.reserved != 0 || fds.empty() || head.length > kMaxBootstrap ||
             sys::file_size(fds[0].get()) != head.length)
             throw DecodeError("multiproc: forkserver: malformed preload message");
-        const std::vector<std::byte> call = read_bootstrap_file(fds[0].get(), head.length);
-        run_shipped_call(call, std::span<UniqueFd>(fds).subspan(1));
+        // Empty: the preload was cleared between the server's start and this message.
+        if (head.length != 0) {
+            const std::vector<std::byte> call = read_bootstrap_file(fds[0].get(), head.length);
+            run_shipped_call(call, std::span<UniqueFd>(fds).subspan(1));
+        }
     } catch (...) {
         try {
             const HandledException ex = describe_current_exception();

@@ -8,7 +8,8 @@
 //   +--------------------+----------+-------------------+
 //   | u32 kPreloadRequest| u32 zero | u64 record length |     SCM_RIGHTS: [memfd, call fds...]
 //   +--------------------+----------+-------------------+
-// the memfd holding the shipped call (callable.hpp) from offset 0. The server answers with one
+// the memfd holding the shipped call (callable.hpp) from offset 0, or nothing (length 0) when
+// the preload was cleared since the server was started. The server answers with one
 // message on the same socket: 'K' when the call returned, 'E' + "type: what" when it threw
 // (the server then exits with code 1). A server that ends without answering (std::exit or a
 // crash in the call, or a program without mp::init) is an end of file for the program.

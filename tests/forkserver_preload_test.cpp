@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -43,6 +44,17 @@ void report_table(mp::Connection c) {
 }
 
 void nothing() {}
+
+// Starts p, which must fail with an mp::ProcessError whose what() holds each of `parts`.
+void expect_start_fails(mp::Process& p, std::initializer_list<const char*> parts) {
+    try {
+        p.start();
+        ADD_FAILURE() << "start() succeeded despite the preload";
+    } catch (const mp::ProcessError& e) {
+        const std::string what = e.what();
+        for (const char* part : parts) EXPECT_NE(what.find(part), std::string::npos) << what;
+    }
+}
 
 class Preload : public mp::test::StartMethodTest {
 protected:
@@ -96,15 +108,7 @@ TEST_P(Preload, AThrowingPreloadIsStartsErrorEveryTime) {
             join_ok(p);
             continue;
         }
-        try {
-            p.start();
-            ADD_FAILURE() << "start() succeeded with a throwing preload";
-        } catch (const mp::ProcessError& e) {
-            const std::string what = e.what();
-            EXPECT_NE(what.find("preload"), std::string::npos) << what;
-            EXPECT_NE(what.find("std::invalid_argument: no tables here"), std::string::npos)
-                << what;
-        }
+        expect_start_fails(p, {"preload", "std::invalid_argument: no tables here"});
         EXPECT_EQ(mp::detail::forkserver_pid(), 0);  // the failed server was reaped
     }
     mp::set_forkserver_preload();  // cleared: the next server serves
@@ -120,14 +124,7 @@ TEST_P(Preload, APreloadThatExitsIsStartsError) {
         join_ok(p);
         return;
     }
-    try {
-        p.start();
-        ADD_FAILURE() << "start() succeeded with a preload that exits";
-    } catch (const mp::ProcessError& e) {
-        const std::string what = e.what();
-        EXPECT_NE(what.find("exited with code 3 while running its preload"), std::string::npos)
-            << what;
-    }
+    expect_start_fails(p, {"exited with code 3 while running its preload"});
     EXPECT_EQ(mp::detail::forkserver_pid(), 0);
 }
 

@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "helpers/thread_gone.hpp"
@@ -237,6 +238,21 @@ TEST_P(ProcessTest, InterruptSendsSigint) {
 TEST(CurrentProcess, IsAliveAndHasNoExitcode) {
     EXPECT_TRUE(mp::current_process().is_alive());
     EXPECT_EQ(mp::current_process().exitcode(), std::nullopt);
+}
+
+// Python's current_process().is_alive() / .exitcode in a child: True / None.
+void report_self(mp::Connection out) {
+    const auto self = mp::current_process();
+    out.send(std::pair<bool, int>(self.is_alive(), self.exitcode().value_or(-1000)));
+}
+
+TEST_P(ProcessTest, CurrentProcessInAChildIsAliveWithoutExitcode) {
+    auto [in, out] = mp::Pipe(false);
+    auto p = ctx().Process(report_self, out);
+    p.start();
+    EXPECT_EQ((in.recv<std::pair<bool, int>>()), (std::pair<bool, int>(true, -1000)));
+    p.join(std::chrono::seconds(60));
+    EXPECT_EQ(p.exitcode(), std::optional<int>(0));
 }
 
 TEST_P(ProcessTest, ThrowingTargetReportsAndExitsWithOne) {
