@@ -289,6 +289,7 @@ void forkserver_main(int argc, char** argv) noexcept {
     try {
         // Our children must not inherit an LD_BIND_NOW the program never asked for (they may
         // exec programs of their own); the binding it bought us is done by now.
+        const pid_t program = sys::parent_pid();  // before a preload, which may take long
         bool preload = false;
         for (int i = 2; i < argc; ++i) {
             if (std::strcmp(argv[i], kAddedBindNow) == 0) ::unsetenv("LD_BIND_NOW");
@@ -300,7 +301,6 @@ void forkserver_main(int argc, char** argv) noexcept {
         // Before the program's pidfd and the signal mask: the preload runs as in a fresh
         // process, and nothing it leaves behind but memory reaches the children.
         if (preload) run_forkserver_preload(kControlFd);
-        const pid_t program = sys::parent_pid();
         g_program_pidfd = sys::pidfd_open_raw(program);
         if (g_program_pidfd >= 0 && sys::parent_pid() != program)
             sys::exit_now(0);  // the program died first: nothing to serve

@@ -2,8 +2,11 @@
 // once. Protocol: forkserver_preload.hpp.
 #include "forkserver_preload.hpp"
 
+#include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -82,19 +85,33 @@ void send_forkserver_preload(int control) {
                        std::string(answer + 1, static_cast<std::size_t>(n - 1)));
 }
 
+std::uint64_t parse_preload_request(std::span<const std::byte> msg, std::size_t nfds) {
+    ForkRequestHead h;
+    if (msg.size() != sizeof h)
+        throw DecodeError("multiproc: forkserver: a preload message of the wrong size");
+    std::memcpy(&h, msg.data(), sizeof h);
+    if (h.kind != kPreloadRequest || h.reserved != 0)
+        throw DecodeError("multiproc: forkserver: not a preload message");
+    if (nfds == 0) throw DecodeError("multiproc: forkserver: a preload message without its memfd");
+    if (h.length > kMaxBootstrap) throw DecodeError("multiproc: forkserver: oversized preload");
+    return h.length;
+}
+
 void run_forkserver_preload(int control) noexcept {
     std::string failure;
     try {
         std::vector<UniqueFd> fds;
-        ForkRequestHead head{};
-        const ssize_t got = sys::recv_once(control, &head, sizeof head, fds, MSG_TRUNC);
-        if (got != static_cast<ssize_t>(sizeof head) || head.kind != kPreloadRequest ||
-            head.reserved != 0 || fds.empty() || head.length > kMaxBootstrap ||
-            sys::file_size(fds[0].get()) != head.length)
-            throw DecodeError("multiproc: forkserver: malformed preload message");
+        std::byte msg[sizeof(ForkRequestHead) + 1];  // one byte more: a longer message is bad
+        const ssize_t got = sys::recv_once(control, msg, sizeof msg, fds, 0);
+        if (got < 0) throw_os_error("recvmsg (forkserver preload)", errno);
+        const std::uint64_t length =
+            parse_preload_request(std::span<const std::byte>(msg, static_cast<std::size_t>(got)),
+                                  fds.size());
+        if (sys::file_size(fds[0].get()) != length)
+            throw DecodeError("multiproc: forkserver: preload record of the wrong length");
         // Empty: the preload was cleared between the server's start and this message.
-        if (head.length != 0) {
-            const std::vector<std::byte> call = read_bootstrap_file(fds[0].get(), head.length);
+        if (length != 0) {
+            const std::vector<std::byte> call = read_bootstrap_file(fds[0].get(), length);
             run_shipped_call(call, std::span<UniqueFd>(fds).subspan(1));
         }
     } catch (...) {

@@ -17,8 +17,9 @@
 // started with no preload set reads none, and starts as fast as before.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
-#include <optional>
+#include <span>
 
 #include "multiproc/callable.hpp"
 
@@ -29,6 +30,9 @@ inline constexpr std::uint32_t kPreloadRequest = 3;
 /// An argument of the forkserver process: a preload message comes first on its control socket.
 inline constexpr const char* kPreloadFlag = "--preload";
 
+/// Checks a preload message that arrived with `nfds` descriptors (the memfd first) and returns
+/// its record's length (mp::DecodeError when malformed).
+[[nodiscard]] std::uint64_t parse_preload_request(std::span<const std::byte> msg, std::size_t nfds);
 /// True when a preload is set (a forkserver started now is given it).
 [[nodiscard]] bool has_forkserver_preload();
 /// Sends the preload to a server just started on `control` and waits until it ran: returns

@@ -1,10 +1,11 @@
-// The forkserver's request parser (forkserver.hpp): one message from the program, with some
-// descriptors. Input: [count of descriptors that came with it][the message]. Bad bytes must
+// The forkserver's request parsers (forkserver.hpp, forkserver_preload.hpp): one message from
+// the program, with some descriptors. Input: [count of descriptors that came with it][the message]. Bad bytes must
 // give mp::DecodeError, and nothing may be allocated for a length that did not arrive.
 #include <cstddef>
 #include <cstdint>
 
 #include "forkserver.hpp"
+#include "forkserver_preload.hpp"
 #include "multiproc/errors.hpp"
 #include "seeds.hpp"
 
@@ -26,8 +27,8 @@ std::vector<mp::fuzz::Bytes> seeds() {
     const auto two = mp::detail::encode_bootstrap(who, mp::fuzz::Bytes(64, std::byte{2}), 2);
     return {request(1, mp::detail::kInlineRequest, none),
             request(3, mp::detail::kInlineRequest, two),
-            request(2, mp::detail::kMemfdRequest, none),
-            request(4, mp::detail::kMemfdRequest, two)};
+            request(2, mp::detail::kMemfdRequest, none), request(4, mp::detail::kMemfdRequest, two),
+            request(1, mp::detail::kPreloadRequest, none)};
 }
 
 }  // namespace
@@ -42,6 +43,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         // The memfd's contents are read by the server with read_bootstrap_file; here the record
         // is what the message holds (nothing, for that kind).
         (void)mp::detail::decode_fork_record(r.record, r);
+    } catch (const mp::DecodeError&) {
+    }
+    try {
+        (void)mp::detail::parse_preload_request(msg, data[0]);
     } catch (const mp::DecodeError&) {
     }
     return 0;
