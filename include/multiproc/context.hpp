@@ -15,6 +15,9 @@
 // set_start_method (a second call without force is an mp::UsageError, Python's RuntimeError);
 // asking for it with get_start_method() or starting a Process with it also fixes it.
 //
+// set_forkserver_preload gives the forkserver a call to run once before it serves, so that its
+// children inherit what the call built (docs/start_methods.md, "A warm forkserver").
+//
 // Thread safety: every function here may be called from any thread. Nothing here blocks.
 #pragma once
 
@@ -24,6 +27,7 @@
 #include "multiproc/process.hpp"
 
 #include <optional>
+#include <utility>
 
 #include "multiproc/callable.hpp"
 #include "multiproc/errors.hpp"
