@@ -377,6 +377,8 @@ public:
     [[nodiscard]] int max_workers() const noexcept;
     /// Pids of the current workers (diagnostics).
     [[nodiscard]] std::vector<pid_t> worker_pids() const;
+    /// What the workers have done so far: a consistent snapshot (multiproc/engine_stats.hpp).
+    [[nodiscard]] PoolStats stats() const;
 
 private:
     void check_open(const char* what) const;

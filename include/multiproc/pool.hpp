@@ -219,6 +219,8 @@ public:
     [[nodiscard]] int processes() const noexcept;
     /// Pids of the current workers (diagnostics).
     [[nodiscard]] std::vector<pid_t> worker_pids() const;
+    /// What the workers have done so far: a consistent snapshot (multiproc/engine_stats.hpp).
+    [[nodiscard]] PoolStats stats() const;
 
 private:
     template <class Res>
