@@ -41,18 +41,18 @@ inline constexpr std::size_t restart_reason_count = 2;
 /// One worker slot of the pool: the processes that held it in turn (a replacement takes the
 /// slot of the worker it replaces), counted together.
 struct WorkerStats {
-    std::size_t index = 0;           ///< the slot, 0 .. processes() - 1
-    pid_t pid = 0;                   ///< its process now; 0 while it has none (pool stopped)
-    std::size_t tasks_done = 0;      ///< tasks whose result came back (a value or an exception)
-    std::size_t items_done = 0;      ///< work items of those tasks
-    std::size_t tasks_failed = 0;    ///< tasks that ended in an exception as a whole, or died with
-                                     ///< their worker and were not run again
-    std::size_t tasks_retried = 0;   ///< tasks whose worker died running them and that were
-                                     ///< sent to run again (PoolOptions::retries)
-    std::size_t tasks_resent = 0;    ///< tasks its dead worker held without running them (or
-                                     ///< whose result was lost with it), sent again elsewhere
-    std::chrono::nanoseconds busy{}; ///< time spent running tasks, as the workers measured it
-    std::size_t restarts = 0;        ///< processes of this slot replaced, whatever the reason
+    std::size_t index = 0;            ///< the slot, 0 .. processes() - 1
+    pid_t pid = 0;                    ///< its process now; 0 while it has none (pool stopped)
+    std::size_t tasks_done = 0;       ///< tasks whose result came back (a value or an exception)
+    std::size_t items_done = 0;       ///< work items of those tasks
+    std::size_t tasks_failed = 0;     ///< tasks that ended in an exception as a whole, or died with
+                                      ///< their worker and were not run again
+    std::size_t tasks_retried = 0;    ///< tasks whose worker died running them and that were
+                                      ///< sent to run again (PoolOptions::retries)
+    std::size_t tasks_resent = 0;     ///< tasks its dead worker held without running them (or
+                                      ///< whose result was lost with it), sent again elsewhere
+    std::chrono::nanoseconds busy{};  ///< time spent running tasks, as the workers measured it
+    std::size_t restarts = 0;         ///< processes of this slot replaced, whatever the reason
 };
 
 /// A consistent snapshot of a pool's engine; see the header comment.

@@ -51,8 +51,7 @@ public:
     [[nodiscard]] LogLevel level() const noexcept;
     /// True when a message of `level` would be handled (Python's isEnabledFor).
     [[nodiscard]] bool is_enabled_for(LogLevel level) const noexcept {
-        return static_cast<int>(level) >=
-               detail::g_log_level.load(std::memory_order_relaxed);
+        return static_cast<int>(level) >= detail::g_log_level.load(std::memory_order_relaxed);
     }
 
     /// Sends messages to f(LogLevel, std::string_view message) instead of stderr; the message
@@ -60,9 +59,8 @@ public:
     template <class F>
     void set_handler(F f) {
         auto* held = new F(std::move(f));
-        install(held, [](void* self, LogLevel l, std::string_view m) {
-            (*static_cast<F*>(self))(l, m);
-        });
+        install(held,
+                [](void* self, LogLevel l, std::string_view m) { (*static_cast<F*>(self))(l, m); });
     }
     /// Back to the default handler: "[LEVEL/ProcessName] message" on stderr.
     void reset_handler() noexcept;
