@@ -55,8 +55,9 @@ protected:
             std::lock_guard lk(g_received.m);
             g_received.lines.clear();
         }
-        mp::get_logger().set_handler(
-            [](mp::LogLevel l, std::string_view s) { g_received.add(l, s); });
+        mp::get_logger().set_handler([](mp::LogLevel l, std::string_view s) {
+            g_received.add(l, s);
+        });
     }
     mp::PoolOptions pool_opts() const {
         mp::PoolOptions o;
@@ -129,7 +130,8 @@ TEST_P(LoggingTest, ChildLogsToItsInheritedStderr) {
     const std::string out = err.finish();
     const std::string name = p.name();
     EXPECT_NE(out.find("[ERROR/" + name + "] error from the child\n"), std::string::npos) << out;
-    const bool info_shown = out.find("[INFO/" + name + "] info from the child\n") != std::string::npos;
+    const bool info_shown =
+        out.find("[INFO/" + name + "] info from the child\n") != std::string::npos;
     EXPECT_EQ(info_shown, GetParam() == "fork") << out;
 }
 
@@ -139,8 +141,7 @@ TEST_P(LoggingTest, ManagerServerAndClient) {
         mp::Manager m(ctx());
         auto d = m.dict<std::string, int>();
         d.set("a", 1);
-        EXPECT_EQ(g_received.count("manager server started (pid " + std::to_string(*m.pid())),
-                  1u)
+        EXPECT_EQ(g_received.count("manager server started (pid " + std::to_string(*m.pid())), 1u)
             << g_received.all();
         auto other = mp::Manager::connect(m.address());
         EXPECT_EQ(g_received.count("manager client connected to"), 1u) << g_received.all();
@@ -213,8 +214,7 @@ TEST(Logging, ForkWarningGoesThroughTheLogger) {
     cv.notify_all();
     other.join();
     mp::get_logger().reset_handler();
-    EXPECT_EQ(g_received.count("is multi-threaded", mp::LogLevel::warning), 1u)
-        << g_received.all();
+    EXPECT_EQ(g_received.count("is multi-threaded", mp::LogLevel::warning), 1u) << g_received.all();
 }
 
 }  // namespace
