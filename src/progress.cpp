@@ -35,8 +35,8 @@ std::string rate_text(double per_second) {
 }  // namespace
 
 ProgressBar::ProgressBar(Progress progress, std::optional<std::size_t> total, const char* label)
-    : p_(std::move(progress)), total_(total), label_(label),
-      tty_(p_.bar_ && sys::is_terminal(2)), start_(Clock::now()), last_draw_(start_) {
+    : p_(std::move(progress)), total_(total), label_(label), tty_(p_.bar_ && sys::is_terminal(2)),
+      start_(Clock::now()), last_draw_(start_) {
     if (tty_) draw(0, false);
 }
 

@@ -5,11 +5,10 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -17,6 +16,7 @@
 #include "helpers/start_method_test.hpp"
 #include "multiproc/futures.hpp"
 #include "multiproc/pool.hpp"
+#include "multiproc/sharedctypes.hpp"
 
 namespace {
 
@@ -26,27 +26,20 @@ int always_crash(int) {
     ::raise(SIGKILL);
     return 0;
 }
-int crash_once(std::string marker) {
-    struct stat st {};
-    if (::stat(marker.c_str(), &st) != 0) {
-        std::ofstream(marker) << "x";
-        ::raise(SIGKILL);
+// Kills its worker the first time it runs (the shared counter says which time it is).
+int crash_first_time(mp::Value<int> runs) {
+    int before = 0;
+    {
+        std::scoped_lock lk(runs.get_lock());
+        before = runs.value()++;
     }
+    if (before == 0) ::raise(SIGKILL);
     return 7;
 }
 
 class EngineStatsTest : public mp::test::StartMethodTest {
 protected:
-    mp::PoolOptions opts() const {
-        mp::PoolOptions o;
-        o.context = ctx();
-        return o;
-    }
-    mp::ExecutorOptions exec_opts() const {
-        mp::ExecutorOptions o;
-        o.context = ctx();
-        return o;
-    }
+    mp::PoolOptions opts() const { return with_context<mp::PoolOptions>(); }
 };
 
 // The per-worker numbers add up to the totals, and nothing waits once every result is in.
@@ -123,12 +116,9 @@ TEST_P(EngineStatsTest, RetriedTaskCounted) {
     auto o = opts();
     o.retries = 1;
     mp::Pool pool(2, o);
-    char dir[] = "/tmp/mp_stats_retryXXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    const std::string marker = std::string(dir) + "/crashed";
-    EXPECT_EQ(pool.apply(crash_once, marker), 7);
-    ::unlink(marker.c_str());
-    ::rmdir(dir);
+    mp::Value<int> runs(0);
+    EXPECT_EQ(pool.apply(crash_first_time, runs), 7);
+    EXPECT_EQ(runs.value(), 2);
     const mp::PoolStats s = pool.stats();
     expect_consistent(s);
     EXPECT_EQ(s.tasks_retried, 1u);
@@ -153,7 +143,7 @@ TEST_P(EngineStatsTest, MaxTasksPerChildCountedByReason) {
 }
 
 TEST_P(EngineStatsTest, ExecutorCounts) {
-    mp::ProcessPoolExecutor ex(2, exec_opts());
+    mp::ProcessPoolExecutor ex(2, with_context<mp::ExecutorOptions>());
     std::vector<mp::Future<int>> fs;
     for (int i = 0; i < 7; ++i) fs.push_back(ex.submit(square, i));
     for (auto& f : fs) static_cast<void>(f.result());

@@ -59,11 +59,7 @@ protected:
             g_received.add(l, s);
         });
     }
-    mp::PoolOptions pool_opts() const {
-        mp::PoolOptions o;
-        o.context = ctx();
-        return o;
-    }
+    mp::PoolOptions pool_opts() const { return with_context<mp::PoolOptions>(); }
     void TearDown() override {
         mp::get_logger().reset_handler();
         mp::get_logger().set_level(mp::LogLevel::warning);

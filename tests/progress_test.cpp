@@ -30,8 +30,9 @@ using Calls = std::vector<std::pair<std::size_t, std::size_t>>;
 
 // A callback that records every (done, total) it is given.
 mp::Progress recording(Calls& calls) {
-    return mp::progress_callback(
-        [&calls](std::size_t done, std::size_t total) { calls.emplace_back(done, total); });
+    return mp::progress_callback([&calls](std::size_t done, std::size_t total) {
+        calls.emplace_back(done, total);
+    });
 }
 
 // Counts only grow, the total never changes, and the last call says everything is done.
@@ -54,16 +55,7 @@ std::vector<int> iota_vector(int n) {
 
 class ProgressTest : public mp::test::StartMethodTest {
 protected:
-    mp::PoolOptions pool_opts() const {
-        mp::PoolOptions o;
-        o.context = ctx();
-        return o;
-    }
-    mp::ExecutorOptions exec_opts() const {
-        mp::ExecutorOptions o;
-        o.context = ctx();
-        return o;
-    }
+    mp::PoolOptions pool_opts() const { return with_context<mp::PoolOptions>(); }
 };
 
 TEST_P(ProgressTest, PoolCallbacksCountToTheTotal) {
@@ -108,7 +100,7 @@ TEST_P(ProgressTest, UnsizedInputReportsZeroTotal) {
 }
 
 TEST_P(ProgressTest, ExecutorCallbacksCountToTheTotal) {
-    mp::ProcessPoolExecutor ex(2, exec_opts());
+    mp::ProcessPoolExecutor ex(2, with_context<mp::ExecutorOptions>());
     const auto xs = iota_vector(100);
     Calls map_calls, completed_calls;
     std::size_t n = 0;
