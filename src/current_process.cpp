@@ -12,6 +12,7 @@
 
 #include "demangle.hpp"
 #include "multiproc/errors.hpp"
+#include "multiproc/logging.hpp"
 #include "popen.hpp"
 #include "sys/cpus.hpp"
 #include "sys/io.hpp"
@@ -44,6 +45,10 @@ alignas(InfoPtr) unsigned char g_current_storage[sizeof(InfoPtr)];
     }();
     return *p;
 }
+
+// The logger's "[LEVEL/ProcessName]" prefix names the process as Python's does.
+const char* log_name() noexcept { return current_holder()->name.c_str(); }
+[[maybe_unused]] const bool g_log_name_installed = (set_log_process_name_source(&log_name), true);
 
 // Python's process._process_counter: reset to 1 in every child.
 std::atomic<int> g_counter{1};

@@ -11,6 +11,7 @@
 #include <thread>
 #include <utility>
 
+#include "engine_stats.hpp"
 #include "scheduler.hpp"
 #include "sys/eventfd.hpp"
 #include "sys/io.hpp"
@@ -61,6 +62,7 @@ public:
         std::lock_guard lk(m_);
         return broken_;
     }
+    PoolStats stats();
 
 private:
     class Holding;
@@ -118,6 +120,8 @@ EngineImpl::EngineImpl(EngineOptions opts)
         throw;
     }
     publish_pids();
+    scheduler_.stats().pool_started(
+        pids_, (opts_.context ? opts_.context->get_start_method() : *get_start_method()).c_str());
     // The supervisor blocks every signal, so that a process-directed SIGINT reaches a thread
     // that may be blocked in a Pool call (and interrupts it) rather than this one.
     sys::AllSignalsBlocked blocked;
@@ -213,6 +217,8 @@ bool EngineImpl::dispatch_here() {
 void EngineImpl::close() noexcept {
     {
         std::lock_guard lk(m_);
+        if (!closing_)
+            log_pool_event(opts_.owner, "closing (workers exit when the tasks are done)");
         closing_ = true;
     }
     wake();
@@ -226,6 +232,8 @@ void EngineImpl::join() {
 void EngineImpl::terminate() noexcept {
     {
         std::lock_guard lk(m_);
+        if (!terminating_ && !stopped_)
+            log_pool_event(opts_.owner, "terminating (workers are killed)");
         terminating_ = true;
     }
     wake();
@@ -404,8 +412,34 @@ void EngineImpl::on_death(std::size_t index) {
         std::lock_guard lk(m_);
         stopping = terminating_ || broken_;
     }
-    if (!stopping) start_worker(w, opts_, threads_per_worker_, next_worker_name_++);
+    if (!stopping) {
+        start_worker(w, opts_, threads_per_worker_, next_worker_name_++);
+        scheduler_.stats().worker_replaced(index,
+                                           death.planned ? RestartReason::max_tasks
+                                                         : RestartReason::crash,
+                                           death.how, w.pid);
+    }
     publish_pids();
+}
+
+// Under the loop lock, so that the numbers agree (a task is done or in flight, not both).
+PoolStats EngineImpl::stats() {
+    PoolStats s;
+    auto take = [&] {
+        scheduler_.snapshot(s, workers_);
+        for (std::size_t i = 0; i < workers_.size() && i < s.workers.size(); ++i)
+            s.workers[i].pid = workers_[i].proc ? workers_[i].pid : 0;
+    };
+    if (Holding::holds(*this)) {
+        take();
+    } else {
+        Holding h(*this);
+        take();
+    }
+    std::lock_guard lk(m_);
+    for (const auto& src : incoming_)
+        if (auto rem = src->remaining()) s.queued_items += *rem;
+    return s;
 }
 
 void EngineImpl::break_engine(std::exception_ptr err) {
@@ -438,5 +472,6 @@ void Engine::terminate() noexcept { impl_->terminate(); }
 int Engine::processes() const noexcept { return impl_->processes(); }
 std::vector<pid_t> Engine::worker_pids() const { return impl_->worker_pids(); }
 std::exception_ptr Engine::broken() const { return impl_->broken(); }
+PoolStats Engine::stats() const { return impl_->stats(); }
 
 }  // namespace mp::detail

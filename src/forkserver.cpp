@@ -15,6 +15,7 @@
 #include "forkserver_preload.hpp"
 #include "multiproc/callable.hpp"
 #include "multiproc/errors.hpp"
+#include "multiproc/logging.hpp"
 #include "owner_tid.hpp"
 #include "popen.hpp"
 #include "spawn.hpp"
@@ -384,6 +385,8 @@ void stop_locked(Client& c) noexcept {
     if (c.pidfd && !sys::wait_readable(c.pidfd.get(), Deadline(Timeout(std::chrono::seconds(5)))))
         static_cast<void>(sys::send_signal(c.pid, SIGKILL));
     static_cast<void>(sys::wait_pid(c.pid));
+    log_lazily(LogLevel::info,
+               [&] { return "forkserver (pid " + std::to_string(c.pid) + ") stopped"; });
     c.pidfd.reset();
     c.pid = 0;
 }
@@ -436,6 +439,8 @@ void start_locked(Client& c) {
     c.pidfd = sys::pidfd_of_new_child(pid);
     c.pid = pid;
     c.control = std::move(pair.read);
+    log_lazily(LogLevel::info,
+               [&] { return "forkserver started (pid " + std::to_string(pid) + ")"; });
     if (!c.atexit_registered) {
         c.atexit_registered = true;
         std::atexit(stop_at_exit);
@@ -517,6 +522,10 @@ ServerChild forkserver_fork(std::span<const std::byte> bootstrap, std::span<cons
         throw ProcessError("multiproc: the forkserver refused a malformed request");
     if (pid < 0) throw_os_error("fork (in the forkserver)", -pid);
     if (got.empty()) throw ProcessError("multiproc: the forkserver sent no pidfd for the child");
+    log_lazily(LogLevel::debug, [&] {
+        return "forkserver (pid " + std::to_string(server) + ") forked child pid " +
+               std::to_string(pid) + " (request of " + std::to_string(bootstrap.size()) + " bytes)";
+    });
     return ServerChild{pid, std::move(got.front()), std::move(reply.read)};
 }
 

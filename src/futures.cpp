@@ -258,4 +258,6 @@ int ProcessPoolExecutor::max_workers() const noexcept { return engine_->processe
 
 std::vector<pid_t> ProcessPoolExecutor::worker_pids() const { return engine_->worker_pids(); }
 
+PoolStats ProcessPoolExecutor::stats() const { return engine_->stats(); }
+
 }  // namespace mp

@@ -4,6 +4,7 @@
 
 #include "manager_client.hpp"
 #include "multiproc/context.hpp"
+#include "multiproc/logging.hpp"
 #include "multiproc/process.hpp"
 #include "sys/random.hpp"
 
@@ -66,6 +67,10 @@ void start(ManagerState& s, const Context& ctx, const TypeRegistry& types) {
         throw ProcessError(answer);
     }
     s.client = ManagerClient::for_server(Address::parse(name), key, {});
+    log_lazily(LogLevel::info, [&] {
+        return "manager server started (pid " + std::to_string(s.process->pid().value_or(0)) +
+               ") at " + s.client->address.to_string();
+    });
 }
 
 }  // namespace
@@ -103,6 +108,8 @@ Manager Manager::connect(const Address& address, std::optional<std::string> auth
     Encoder ping;
     ping(std::uint64_t{0}, std::string("count"));
     s->client->call(ping).get<std::uint64_t>();  // connects and authenticates now
+    detail::log_lazily(LogLevel::info,
+                       [&] { return "manager client connected to " + address.to_string(); });
     return Manager(std::move(s));
 }
 
@@ -122,6 +129,10 @@ void Manager::shutdown() {
             s_->process->kill();
             s_->process->join();
         }
+        detail::log_lazily(LogLevel::info, [&] {
+            return "manager server (pid " + std::to_string(s_->process->pid().value_or(0)) +
+                   ") stopped";
+        });
     }
 }
 

@@ -9,6 +9,7 @@
 #include "manager_protocol.hpp"
 #include "manager_store.hpp"
 #include "multiproc/detail/task_protocol.hpp"
+#include "multiproc/logging.hpp"
 #include "multiproc/managers.hpp"
 
 namespace mp::detail {
@@ -328,6 +329,8 @@ const Address& ManagerServer::address() const {
 
 void ManagerServer::serve_forever() {
     if (!s_) throw UsageError("multiproc: the manager server was moved from");
+    detail::log_lazily(LogLevel::info,
+                       [&] { return "manager serving at " + s_->listener.address().to_string(); });
     while (!s_->stopping) {
         Connection c;
         try {
@@ -336,10 +339,13 @@ void ManagerServer::serve_forever() {
             if (s_->stopping || s_->listener.closed()) break;
             continue;  // a client that vanished between connect and accept
         }
+        detail::log_lazily(LogLevel::debug,
+                           [] { return std::string("manager accepted a client"); });
         // Each thread holds the state: a client still connected when serve_forever returns
         // keeps it alive until it leaves.
         std::thread([s = s_, c = std::move(c)]() mutable { s->serve(std::move(c)); }).detach();
     }
+    detail::log_lazily(LogLevel::info, [] { return std::string("manager server shutting down"); });
 }
 
 }  // namespace mp

@@ -1,14 +1,10 @@
-// The non-template half of parallel_map / parallel_for: job counts, the engine of a Parallel,
-// the progress bar.
+// The non-template half of parallel_map / parallel_for: job counts, the engine of a Parallel.
 #include "multiproc/parallel.hpp"
 
 #include <algorithm>
-#include <cinttypes>
-#include <cstdio>
 #include <string>
 
 #include "multiproc/process.hpp"
-#include "sys/io.hpp"
 
 namespace mp {
 namespace detail {
@@ -37,89 +33,6 @@ std::unique_ptr<Engine> make_parallel_engine(int processes, const std::optional<
     eo.context = context;
     eo.owner = "mp::parallel_map";
     return std::make_unique<Engine>(std::move(eo));
-}
-
-// --- the progress bar --------------------------------------------------------------------------
-
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-std::string clock_text(double seconds) {
-    if (!(seconds >= 0) || seconds > 360000) return "--:--";
-    const auto s = static_cast<long long>(seconds + 0.5);
-    char buf[32];
-    if (s >= 3600)
-        std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
-    else std::snprintf(buf, sizeof buf, "%02lld:%02lld", s / 60, s % 60);
-    return buf;
-}
-
-std::string rate_text(double per_second) {
-    char buf[32];
-    if (per_second >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM/s", per_second / 1e6);
-    else if (per_second >= 1e4) std::snprintf(buf, sizeof buf, "%.1fk/s", per_second / 1e3);
-    else std::snprintf(buf, sizeof buf, "%.1f/s", per_second);
-    return buf;
-}
-
-}  // namespace
-
-ProgressBar::ProgressBar(std::size_t total)
-    : total_(total), tty_(sys::is_terminal(2)), start_(Clock::now()), last_draw_(start_) {
-    if (tty_) draw(0, false);
-}
-
-std::chrono::milliseconds ProgressBar::interval() const noexcept {
-    return std::chrono::milliseconds(100);
-}
-
-void ProgressBar::update(std::size_t done) {
-    const auto now = Clock::now();
-    const double since = std::chrono::duration<double>(now - last_draw_).count();
-    if (tty_) {
-        if (since >= 0.1) draw(done, false);
-        return;
-    }
-    // A log file gets a line when another tenth is done and at least 2 s have passed, or
-    // after 30 s regardless: enough to follow a long job, never a flood.
-    const bool tenth = total_ > 0 && (done - last_done_) * 10 >= total_;
-    if ((tenth && since >= 2.0) || since >= 30.0) draw(done, false);
-}
-
-void ProgressBar::finish(std::size_t done) { draw(done, true); }
-
-void ProgressBar::draw(std::size_t done, bool last) {
-    const auto now = Clock::now();
-    last_draw_ = now;
-    last_done_ = done;
-    const double elapsed = std::chrono::duration<double>(now - start_).count();
-    const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
-    const double eta =
-        rate > 0 ? static_cast<double>(total_ - std::min(done, total_)) / rate : -1.0;
-    const double frac = total_ ? static_cast<double>(done) / static_cast<double>(total_) : 1.0;
-    const int pct = static_cast<int>(frac * 100.0);
-    std::string line;
-    char head[96];
-    std::snprintf(head, sizeof head, "%3d%% ", pct);
-    line += head;
-    if (tty_) {
-        constexpr int width = 30;
-        const int fill = static_cast<int>(frac * width);
-        line += '|';
-        line.append(static_cast<std::size_t>(fill), '#');
-        line.append(static_cast<std::size_t>(width - fill), ' ');
-        line += "| ";
-    }
-    std::snprintf(head, sizeof head, "%zu/%zu [", done, total_);
-    line += head;
-    line += clock_text(elapsed);
-    line += last ? "" : "<" + clock_text(eta);
-    line += ", " + rate_text(rate) + "]";
-    // One write a line: the bar never interleaves with itself, and a redraw clears leftovers.
-    std::string out =
-        tty_ ? "\r" + line + "\x1b[K" + (last ? "\n" : "") : "parallel_map: " + line + "\n";
-    sys::write_stderr(out);
 }
 
 }  // namespace detail

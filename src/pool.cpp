@@ -45,4 +45,6 @@ int Pool::processes() const noexcept { return engine_->processes(); }
 
 std::vector<pid_t> Pool::worker_pids() const { return engine_->worker_pids(); }
 
+PoolStats Pool::stats() const { return engine_->stats(); }
+
 }  // namespace mp

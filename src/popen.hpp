@@ -182,7 +182,7 @@ std::shared_ptr<const CurrentProcess::Info> current_info() noexcept;
 /// Registers a started child (Python's _children.add) and, once, the exit-time joiner.
 void register_child(std::shared_ptr<ProcessState> st);
 /// Forgets a child that has been reaped.
-void unregister_child(const ProcessState* st) noexcept;
+bool unregister_child(const ProcessState* st) noexcept;
 /// Python's util._exit_function: terminate daemonic children, then join all of them.
 void join_children_at_exit() noexcept;
 /// In a fork child: forget the parent's children without locking or freeing anything.

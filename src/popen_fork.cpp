@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "multiproc/errors.hpp"
+#include "multiproc/logging.hpp"
 #include "popen.hpp"
 #include "sys/eventfd.hpp"
 #include "sys/io.hpp"
@@ -110,15 +111,12 @@ void warn_if_multithreaded_fork() {
     if (g_warned.load(std::memory_order_relaxed)) return;
     const int threads = sys::thread_count();
     if (threads <= 1 || g_warned.exchange(true)) return;
-    // Python 3.12's DeprecationWarning, once per process, written in one write(2).
-    char msg[256];
-    int n = std::snprintf(msg, sizeof msg,
-                          "multiproc: warning: this process (pid=%d) is multi-threaded (%d "
-                          "threads); use of fork() may lead to deadlocks in the child.\n",
-                          static_cast<int>(sys::current_pid()), threads);
-    if (n > 0)
-        sys::write_stderr(std::string_view(msg,
-                                           std::min(static_cast<std::size_t>(n), sizeof msg - 1)));
+    // Python 3.12's DeprecationWarning, once per process, through the logger (one write).
+    log_lazily(LogLevel::warning, [&] {
+        return "this process (pid=" + std::to_string(sys::current_pid()) + ") is multi-threaded (" +
+               std::to_string(threads) +
+               " threads); use of fork() may lead to deadlocks in the child.";
+    });
 }
 
 void reset_fork_warning_for_testing() noexcept { g_warned.store(false); }

@@ -9,6 +9,7 @@
 #include <new>
 
 #include "multiproc/errors.hpp"
+#include "multiproc/logging.hpp"
 #include "popen.hpp"
 #include "spawn.hpp"
 #include "sys/io.hpp"
@@ -100,11 +101,25 @@ void register_child(std::shared_ptr<ProcessState> st) {
     }
 }
 
-void unregister_child(const ProcessState* st) noexcept {
+bool unregister_child(const ProcessState* st) noexcept {
     auto& r = registry();
     std::lock_guard lk(r.m);
-    std::erase_if(r.children, [st](const auto& p) { return p.get() == st; });
+    return std::erase_if(r.children, [st](const auto& p) { return p.get() == st; }) > 0;
 }
+
+namespace {
+
+// The child's exit code is known: it leaves the registry, and the logger hears of it once.
+void reaped(ProcessState& s, int code) noexcept {
+    if (!unregister_child(&s)) return;
+    log_lazily(LogLevel::info, [&] {
+        std::lock_guard lk(s.m);
+        return "process " + s.name + " (pid " + std::to_string(s.popen ? s.popen->pid() : 0) +
+               ") exited with code " + std::to_string(code);
+    });
+}
+
+}  // namespace
 
 [[gnu::hot]] void reset_children_after_fork() noexcept { new (&registry()) Registry(); }
 
@@ -206,8 +221,8 @@ bool ProcessView::is_alive() const {
     auto& s = state();
     Popen* p = popen_or_null(s, "test");
     if (!p) return false;
-    if (p->poll()) {
-        unregister_child(&s);
+    if (auto code = p->poll()) {
+        reaped(s, *code);
         return false;
     }
     return true;
@@ -218,7 +233,7 @@ std::optional<int> ProcessView::exitcode() const {
     Popen* p = popen_or_null(s, "query");
     if (!p) return std::nullopt;
     auto code = p->poll();
-    if (code) unregister_child(&s);
+    if (code) reaped(s, *code);
     return code;
 }
 
@@ -234,7 +249,8 @@ void ProcessView::join(Timeout timeout) const {
         const int fd = p->sentinel();
         if (fd >= 0 && !sys::wait_readable(fd, deadline, sys::Interruptible::yes)) return;
     }
-    if (p->wait(deadline)) unregister_child(&s);
+    if (p->wait(deadline))
+        if (auto code = p->poll()) reaped(s, *code);
 }
 
 void ProcessView::terminate() const { started_popen(state(), "terminate")->terminate(); }
@@ -318,6 +334,11 @@ void Process::start() {
     s.child_info = std::move(child);
     s.starting = false;
     s.target.reset();  // the child has its own copy (Python deletes _target/_args too)
+    detail::log_lazily(LogLevel::info, [&] {
+        return "process " + s.name + " (pid " + std::to_string(s.popen->pid()) +
+               ") started with start method " +
+               std::string(mp::to_string(s.child_info->start_method));
+    });
 }
 
 void Process::set_name(std::string name) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/errors.hpp"
 
 namespace mp::detail {
@@ -141,8 +142,10 @@ void Scheduler::write_batch(Worker& w, const std::vector<std::uint64_t>& ids) {
     auto& out = w.link->out();
     wire::RecordWriter frame(out.bytes, wire::Kind::tasks);
     std::uint32_t nfds = 0;
+    std::size_t items = 0;
     for (auto id : ids) {
         const Task& t = tasks_.at(id);
+        items += t.elements;
         frame.begin(id);
         out.bytes.insert(out.bytes.end(), t.call.bytes.begin(), t.call.bytes.end());
         frame.end(static_cast<std::uint32_t>(t.call.fds.size()));
@@ -153,6 +156,7 @@ void Scheduler::write_batch(Worker& w, const std::vector<std::uint64_t>& ids) {
     frame.finish(nfds);
     w.batches.push_back(ids.size());
     w.tasks_sent += ids.size();
+    stats_.batch_sent(ids.size(), items);
 }
 
 void Scheduler::learn(Entry& e, std::size_t elements, std::uint64_t ns) {
@@ -165,6 +169,7 @@ void Scheduler::learn(Entry& e, std::size_t elements, std::uint64_t ns) {
 void Scheduler::on_results(Worker& w, wire::Frame& f) {
     auto& fds = f.fds;  // each record's descriptors go to its source
     wire::FrameRecords records(wire::Kind::results, f.payload, fds.size());
+    WorkerStats* counted = stats_.find(w.pid);
     for (wire::FrameRecord rec; records.next(rec);) {
         // The worker answers in the order it was sent; anything else is a protocol error.
         if (w.held.empty() || w.held.front() != rec.id)
@@ -176,6 +181,11 @@ void Scheduler::on_results(Worker& w, wire::Frame& f) {
         if (it == tasks_.end()) continue;
         Task& t = it->second;
         learn(*t.entry, t.elements, rec.ns);
+        if (counted)
+            StatsRecorder::task_done(
+                *counted, t.elements, rec.ns,
+                !rec.bytes.empty() &&
+                    rec.bytes[0] == std::byte{static_cast<std::uint8_t>(TaskStatus::error)});
         std::span<UniqueFd> task_fds(fds.data() + rec.first_fd, rec.nfds);
         try {
             t.entry->src->complete(t.tag, rec.bytes, task_fds);
@@ -198,10 +208,12 @@ void Scheduler::requeue(const std::deque<std::uint64_t>& held) {
 }
 
 void Scheduler::on_death(WorkerDeath& death) {
+    WorkerStats* counted = stats_.find(death.pid);
     for (auto id : death.held) {
         if (!tasks_.count(id)) continue;
         if (id != death.culprit) {
             retry_.push_back(id);  // never started, or its result was lost: run it elsewhere
+            if (counted) ++counted->tasks_resent;
             continue;
         }
         quarantine_or_retry(id, death);
@@ -215,10 +227,13 @@ void Scheduler::quarantine_or_retry(std::uint64_t id, const WorkerDeath& death) 
     ++t.deaths;
     if (!t.history.empty()) t.history += "; ";
     t.history += "attempt " + std::to_string(t.deaths) + ": " + death.how;
+    WorkerStats* counted = stats_.find(death.pid);
     if (t.deaths <= opts_.retries) {
         retry_.push_front(id);
+        if (counted) ++counted->tasks_retried;
         return;
     }
+    if (counted) ++counted->tasks_failed;
     std::string msg = opts_.owner + ": the " + death.how + " while running this task";
     if (opts_.retries > 0)
         msg = opts_.owner + ": task quarantined after it killed " + std::to_string(t.deaths) +

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine_stats.hpp"
 #include "frame.hpp"
 #include "multiproc/detail/engine.hpp"
 #include "worker_lifecycle.hpp"
@@ -25,7 +26,8 @@ namespace mp::detail {
 class Scheduler {
 public:
     /// Schedules for `nproc` workers with the retry and maxtasksperchild settings of opts.
-    Scheduler(const EngineOptions& opts, int nproc) : opts_(opts), nproc_(nproc) {}
+    Scheduler(const EngineOptions& opts, int nproc)
+        : opts_(opts), nproc_(nproc), stats_(nproc, opts.owner) {}
 
     /// A new source: its tasks are pulled from the next fill on.
     void add(std::shared_ptr<TaskSource> src);
@@ -44,6 +46,10 @@ public:
     void drop_finished();
     /// True when no source and no task is left.
     [[nodiscard]] bool idle() const noexcept { return entries_.empty() && tasks_.empty(); }
+    /// The statistics it keeps (the supervisor reports worker starts and restarts there).
+    StatsRecorder& stats() noexcept { return stats_; }
+    /// Its statistics and the queue depths, into s (engine_stats.cpp).
+    void snapshot(PoolStats& s, const std::vector<Worker>& workers) const;
 
 private:
     struct Entry {
@@ -80,6 +86,7 @@ private:
     std::uint64_t next_id_ = 1;
     std::size_t rr_ = 0;
     double global_ns_per_task_ = -1;
+    StatsRecorder stats_;
 };
 
 }  // namespace mp::detail

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "helpers/capture.hpp"
 #include "helpers/thread_gone.hpp"
 #include "multiproc/connection.hpp"
 #include "multiproc/errors.hpp"
@@ -39,38 +40,7 @@ using mp::detail::UniqueFd;
 
 // Redirects a descriptor (stdout, stderr) into a memfd for the test's duration; children
 // started meanwhile inherit the redirection.
-class Capture {
-public:
-    explicit Capture(int fd) : fd_(fd) {
-        mp::detail::flush_std_streams();
-        saved_ = UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-        file_ = UniqueFd(::memfd_create("capture", MFD_CLOEXEC));
-        if (!saved_ || !file_ || ::dup2(file_.get(), fd) < 0) throw std::runtime_error("capture");
-    }
-    Capture(const Capture&) = delete;
-    Capture& operator=(const Capture&) = delete;
-    ~Capture() { restore(); }
-    // Restores the descriptor and returns everything written to it.
-    std::string finish() {
-        restore();
-        std::string out;
-        char buf[4096];
-        off_t off = 0;
-        for (ssize_t n; (n = ::pread(file_.get(), buf, sizeof buf, off)) > 0; off += n)
-            out.append(buf, static_cast<std::size_t>(n));
-        return out;
-    }
-
-private:
-    void restore() {
-        if (!saved_) return;
-        mp::detail::flush_std_streams();
-        ::dup2(saved_.get(), fd_);
-        saved_.reset();
-    }
-    int fd_;
-    UniqueFd saved_, file_;
-};
+using mp::test::Capture;
 
 void write_str(int fd, const std::string& s) {
     std::uint32_t n = static_cast<std::uint32_t>(s.size());

@@ -66,6 +66,7 @@
 #include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task.hpp"
 #include "multiproc/errors.hpp"
+#include "multiproc/progress.hpp"
 #include "multiproc/timeout.hpp"
 
 namespace mp {
@@ -224,15 +225,21 @@ public:
     /// The end.
     std::default_sentinel_t end() const noexcept { return {}; }
 
-    AsCompleted(std::vector<Fut*> futures, Timeout timeout)
+    AsCompleted(std::vector<Fut*> futures, Timeout timeout, const Progress& progress = {})
         : futures_(std::move(futures)),
-          order_(std::make_unique<detail::CompletionOrder>(states(futures_), timeout)) {}
+          order_(std::make_unique<detail::CompletionOrder>(states(futures_), timeout)),
+          progress_(progress, futures_.size(), "as_completed") {}
 
 private:
     friend iterator;
     Fut* pull() {
         const auto i = order_->next();
-        return i ? futures_[*i] : nullptr;
+        if (!i) {
+            progress_.end();
+            return nullptr;
+        }
+        progress_.step();
+        return futures_[*i];
     }
     static std::vector<detail::ResultStateBase*> states(const std::vector<Fut*>& fs) {
         std::vector<detail::ResultStateBase*> s;
@@ -242,7 +249,23 @@ private:
     }
     std::vector<Fut*> futures_;
     std::unique_ptr<detail::CompletionOrder> order_;
+    detail::StepProgress progress_;
 };
+
+/// as_completed, reporting progress as the futures are yielded (mp::progress_bar(),
+/// mp::progress_callback(f)).
+template <std::ranges::range Range>
+requires detail::is_future<std::remove_cvref_t<std::ranges::range_value_t<Range>>>::value &&
+    std::is_lvalue_reference_v<std::ranges::range_reference_t<Range>>
+auto as_completed(Range& futures, const Progress& progress, Timeout timeout = forever) {
+    using Fut = std::remove_reference_t<std::ranges::range_reference_t<Range>>;
+    std::vector<Fut*> ptrs;
+    for (auto& f : futures) {
+        if (!f.valid()) throw UsageError("mp::as_completed: a future has no state");
+        ptrs.push_back(std::addressof(f));
+    }
+    return AsCompleted<Fut>(std::move(ptrs), timeout, progress);
+}
 
 /// The futures of `futures` (a range of mp::Future<R>, which must outlive the iteration) in
 /// completion order; mp::TimeoutError from the iteration once `timeout` has passed since this
@@ -251,13 +274,7 @@ template <std::ranges::range Range>
 requires detail::is_future<std::remove_cvref_t<std::ranges::range_value_t<Range>>>::value &&
     std::is_lvalue_reference_v<std::ranges::range_reference_t<Range>>
 auto as_completed(Range& futures, Timeout timeout = forever) {
-    using Fut = std::remove_reference_t<std::ranges::range_reference_t<Range>>;
-    std::vector<Fut*> ptrs;
-    for (auto& f : futures) {
-        if (!f.valid()) throw UsageError("mp::as_completed: a future has no state");
-        ptrs.push_back(std::addressof(f));
-    }
-    return AsCompleted<Fut>(std::move(ptrs), timeout);
+    return as_completed(futures, Progress(), timeout);
 }
 
 /// Waits until return_when is satisfied or the timeout passes (Python's
@@ -352,6 +369,13 @@ public:
     /// iterator cancels the items not started yet, as Python's generator does.
     template <class F, std::ranges::input_range Range>
     auto map(const F& f, Range&& range, Timeout timeout = forever, std::size_t chunksize = 0) {
+        return map(f, std::forward<Range>(range), Progress(), timeout, chunksize);
+    }
+    /// map, reporting its progress as the results are read (mp::progress_bar(),
+    /// mp::progress_callback(f)).
+    template <class F, std::ranges::input_range Range>
+    auto map(const F& f, Range&& range, Progress progress, Timeout timeout = forever,
+             std::size_t chunksize = 0) {
         using V = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
         static_assert(detail::check_map<F, V>(), "see the diagnostic above");
         using R = detail::map_result_t<F, V>;
@@ -360,12 +384,15 @@ public:
             "mp::ProcessPoolExecutor::map: the result type must be default constructible");
         const detail::Deadline deadline(timeout);
         check_open("map");
-        auto src = std::make_shared<detail::OrderedMapSource<std::decay_t<F>, V, R>>(
-            f, detail::materialize<V>(std::forward<Range>(range)), chunksize, *engine_, false,
-            deadline);
+        auto items = detail::materialize<V>(std::forward<Range>(range));
+        detail::StepProgress steps(progress, items.size(), "Executor.map");
+        auto src =
+            std::make_shared<detail::OrderedMapSource<std::decay_t<F>, V, R>>(f, std::move(items),
+                                                                              chunksize, *engine_,
+                                                                              false, deadline);
         track(src);
         engine_->submit(src);
-        return IMapIterator<R>(std::move(src));
+        return IMapIterator<R>(std::move(src), std::move(steps));
     }
 
     /// Stops accepting work; with cancel_futures, cancels every future not started yet; with
@@ -377,6 +404,8 @@ public:
     [[nodiscard]] int max_workers() const noexcept;
     /// Pids of the current workers (diagnostics).
     [[nodiscard]] std::vector<pid_t> worker_pids() const;
+    /// What the workers have done so far: a consistent snapshot (multiproc/engine_stats.hpp).
+    [[nodiscard]] PoolStats stats() const;
 
 private:
     void check_open(const char* what) const;

@@ -53,6 +53,7 @@
 #include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task.hpp"
 #include "multiproc/errors.hpp"
+#include "multiproc/progress.hpp"
 #include "multiproc/timeout.hpp"
 
 namespace mp {
@@ -74,41 +75,11 @@ bool in_pool_worker() noexcept;
 /// Starts a parallel engine of `processes` workers.
 std::unique_ptr<Engine> make_parallel_engine(int processes, const std::optional<Context>& context);
 
-/// A progress bar on stderr: redrawn in place (at most ten times a second) when stderr is a
-/// terminal, else a plain line when another tenth is done and a few seconds have passed, and
-/// always a last line.
-class ProgressBar {
-public:
-    explicit ProgressBar(std::size_t total);
-    ProgressBar(const ProgressBar&) = delete;
-    ProgressBar& operator=(const ProgressBar&) = delete;
-    /// Shows `done` if it is time to.
-    void update(std::size_t done);
-    /// The final line.
-    void finish(std::size_t done);
-    /// How long a waiting thread may sleep before the next update is due.
-    [[nodiscard]] std::chrono::milliseconds interval() const noexcept;
-
-private:
-    void draw(std::size_t done, bool last);
-    std::size_t total_;
-    bool tty_;
-    std::chrono::steady_clock::time_point start_;
-    std::chrono::steady_clock::time_point last_draw_;
-    std::size_t last_done_ = 0;
-};
-
 /// Runs the source to its end on `engine`, drawing the progress bar if asked.
 template <class Src>
 void run_to_end(Engine& engine, const std::shared_ptr<Src>& src, bool progress) {
     engine.submit(src);
-    if (!progress) {
-        src->wait_all(Deadline::never());
-        return;
-    }
-    ProgressBar bar(src->size());
-    while (!src->wait_all(Deadline(bar.interval()))) bar.update(src->done_count());
-    bar.finish(src->done_count());
+    wait_with_progress(*src, progress ? progress_bar() : Progress(), "parallel_map");
 }
 
 /// jobs == 1, or nested in a worker: f over the items in this process.
@@ -118,7 +89,7 @@ auto run_in_place(const F& f, std::vector<V>& items, bool progress) {
     std::vector<Stored> out;
     out.reserve(items.size());
     std::optional<ProgressBar> bar;
-    if (progress) bar.emplace(items.size());
+    if (progress) bar.emplace(progress_bar(), items.size(), "parallel_map");
     for (std::size_t i = 0; i < items.size(); ++i) {
         if constexpr (std::is_void_v<R>) {
             detail::invoke(f, items[i]);

@@ -56,6 +56,7 @@
 #include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task.hpp"
 #include "multiproc/errors.hpp"
+#include "multiproc/progress.hpp"
 #include "multiproc/timeout.hpp"
 
 namespace mp {
@@ -162,6 +163,13 @@ public:
                                chunksize)
             .get_and_cancel();
     }
+    /// map, reporting its progress (mp::progress_bar(), mp::progress_callback(f)).
+    template <class F, std::ranges::input_range Range>
+    auto map(const F& f, Range&& range, Progress progress, std::size_t chunksize = 0) {
+        return map_impl<false>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range),
+                               chunksize, &progress)
+            .get_and_cancel();
+    }
     /// map, returning at once.
     template <class F, std::ranges::input_range Range>
     auto map_async(const F& f, Range&& range, std::size_t chunksize = 0) {
@@ -179,6 +187,13 @@ public:
     auto starmap(const F& f, Range&& range, std::size_t chunksize = 0) {
         return map_impl<true>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range),
                               chunksize)
+            .get_and_cancel();
+    }
+    /// starmap, reporting its progress (mp::progress_bar(), mp::progress_callback(f)).
+    template <class F, std::ranges::input_range Range>
+    auto starmap(const F& f, Range&& range, Progress progress, std::size_t chunksize = 0) {
+        return map_impl<true>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range),
+                              chunksize, &progress)
             .get_and_cancel();
     }
     /// starmap, returning at once.
@@ -199,13 +214,28 @@ public:
     /// range is referenced (it must outlive the iteration), an rvalue one is moved in.
     template <class F, std::ranges::input_range Range>
     auto imap(const F& f, Range&& range, std::size_t chunksize = 0, std::size_t buffersize = 0) {
-        return imap_impl<false, true>(f, std::forward<Range>(range), chunksize, buffersize);
+        return imap_impl<false, true>(f, std::forward<Range>(range), chunksize, buffersize, {});
+    }
+    /// imap, reporting its progress as the results are read (the total is known when the
+    /// range is sized).
+    template <class F, std::ranges::input_range Range>
+    auto imap(const F& f, Range&& range, Progress progress, std::size_t chunksize = 0,
+              std::size_t buffersize = 0) {
+        return imap_impl<false, true>(f, std::forward<Range>(range), chunksize, buffersize,
+                                      std::move(progress));
     }
     /// imap, in completion order.
     template <class F, std::ranges::input_range Range>
     auto imap_unordered(const F& f, Range&& range, std::size_t chunksize = 0,
                         std::size_t buffersize = 0) {
-        return imap_impl<false, false>(f, std::forward<Range>(range), chunksize, buffersize);
+        return imap_impl<false, false>(f, std::forward<Range>(range), chunksize, buffersize, {});
+    }
+    /// imap_unordered, reporting its progress as the results are read.
+    template <class F, std::ranges::input_range Range>
+    auto imap_unordered(const F& f, Range&& range, Progress progress, std::size_t chunksize = 0,
+                        std::size_t buffersize = 0) {
+        return imap_impl<false, false>(f, std::forward<Range>(range), chunksize, buffersize,
+                                       std::move(progress));
     }
 
     /// No more tasks may be submitted; workers exit once the pending ones are done.
@@ -219,6 +249,8 @@ public:
     [[nodiscard]] int processes() const noexcept;
     /// Pids of the current workers (diagnostics).
     [[nodiscard]] std::vector<pid_t> worker_pids() const;
+    /// What the workers have done so far: a consistent snapshot (multiproc/engine_stats.hpp).
+    [[nodiscard]] PoolStats stats() const;
 
 private:
     template <class Res>
@@ -235,7 +267,8 @@ private:
     };
 
     template <bool Star, class C, class E, class F, class Range>
-    auto map_impl(Callbacks<C, E> cbs, const F& f, Range&& range, std::size_t chunksize) {
+    auto map_impl(Callbacks<C, E> cbs, const F& f, Range&& range, std::size_t chunksize,
+                  const Progress* progress = nullptr) {
         using V = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
         static_assert(detail::check_chunk<Star, F, V>(),
                       "mp::Pool: the function or the items of this map cannot be shipped to a "
@@ -264,22 +297,35 @@ private:
             }
         });
         engine_->submit(src);
+        if (progress && progress->enabled()) {
+            try {
+                detail::wait_with_progress(*src, *progress, Star ? "Pool.starmap" : "Pool.map");
+            } catch (...) {
+                src->cancel_remaining();  // interrupted, as get_and_cancel would
+                throw;
+            }
+        }
         return Launched<AsyncResult<Res>>{AsyncResult<Res>(std::move(st)), std::move(src)};
     }
 
     template <bool Star, bool Ordered, class F, class Range>
-    auto imap_impl(const F& f, Range&& range, std::size_t chunksize, std::size_t buffersize) {
+    auto imap_impl(const F& f, Range&& range, std::size_t chunksize, std::size_t buffersize,
+                   Progress progress) {
         using V = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
         static_assert(detail::check_chunk<Star, F, V>(),
                       "mp::Pool: the function or the items of this map cannot be shipped to a "
                       "worker process (the reason is in the other diagnostics of this error)");
         using R = detail::chunk_result_t<Star, F, V>;
         check_running("imap");
+        std::optional<std::size_t> total;
+        if constexpr (std::ranges::sized_range<Range>)
+            total = static_cast<std::size_t>(std::ranges::size(range));
+        detail::StepProgress steps(progress, total, Ordered ? "Pool.imap" : "Pool.imap_unordered");
         auto src = std::make_shared<detail::IMapSource<Star, Ordered, std::decay_t<F>, Range, R>>(
             f, detail::HeldRange<Range>(std::forward<Range>(range)), chunksize,
             buffersize ? buffersize : std::size_t{1} << 16, *engine_);
         engine_->submit(src);
-        return IMapIterator<R>(std::move(src));
+        return IMapIterator<R>(std::move(src), std::move(steps));
     }
 
     void check_running(const char* what) const;

@@ -22,6 +22,14 @@ protected:
     /// The context of this test's start method.
     mp::Context ctx() const { return mp::get_context(GetParam()); }
 
+    /// Options of a pool or executor (PoolOptions, ExecutorOptions) with this test's method.
+    template <class Options>
+    Options with_context() const {
+        Options o;
+        o.context = ctx();
+        return o;
+    }
+
     /// Starts a child running target(args...) under this test's start method.
     template <class... A>
     mp::Process start(A&&... a) const {

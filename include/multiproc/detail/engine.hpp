@@ -72,6 +72,7 @@
 #include "multiproc/callable.hpp"
 #include "multiproc/context.hpp"
 #include "multiproc/detail/fd.hpp"
+#include "multiproc/engine_stats.hpp"
 #include "multiproc/timeout.hpp"
 
 namespace mp::detail {
@@ -174,6 +175,8 @@ public:
     [[nodiscard]] std::vector<pid_t> worker_pids() const;
     /// The error every task gets once the engine broke (initializer failure), else null.
     [[nodiscard]] std::exception_ptr broken() const;
+    /// A consistent snapshot of the engine's statistics (multiproc/engine_stats.hpp).
+    [[nodiscard]] PoolStats stats() const;
 
 private:
     std::unique_ptr<EngineImpl> impl_;

@@ -23,6 +23,7 @@
 #include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task.hpp"
 #include "multiproc/errors.hpp"
+#include "multiproc/progress.hpp"
 #include "multiproc/timeout.hpp"
 
 namespace mp {
@@ -394,6 +395,10 @@ public:
 
     template <class Src>
     explicit IMapIterator(std::shared_ptr<Src> src) : src_(stream(std::move(src))) {}
+    /// An iteration that reports its progress as it steps.
+    template <class Src>
+    IMapIterator(std::shared_ptr<Src> src, detail::StepProgress progress)
+        : src_(stream(std::move(src))), progress_(std::move(progress)) {}
 
 private:
     friend iterator;
@@ -408,9 +413,13 @@ private:
         if (at_ == buf_.size()) {
             buf_.clear();
             at_ = 0;
-            if (!src_->refill(buf_, detail::Deadline(timeout))) return nullptr;
+            if (!src_->refill(buf_, detail::Deadline(timeout))) {
+                progress_.end();
+                return nullptr;
+            }
         }
         auto& o = buf_[at_++];
+        progress_.step();
         if (o.index() == 1) std::rethrow_exception(std::get<1>(o));
         return &std::get<0>(o);
     }
@@ -418,6 +427,7 @@ private:
     std::shared_ptr<detail::ResultStream<R>> src_;
     std::vector<detail::Outcome<R>> buf_;  // results handed over, served from at_
     std::size_t at_ = 0;
+    detail::StepProgress progress_;
 };
 
 }  // namespace mp
