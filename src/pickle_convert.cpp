@@ -13,8 +13,8 @@ void wrong_type(const py::object& o, std::string_view wanted) {
 }
 
 void wrong_length(std::size_t got, std::size_t wanted) {
-    throw DecodeError("mp::pickle: expected a tuple of " + std::to_string(wanted) +
-                      " items, got " + std::to_string(got));
+    throw DecodeError("mp::pickle: expected a tuple of " + std::to_string(wanted) + " items, got " +
+                      std::to_string(got));
 }
 
 void out_of_range(std::string_view wanted) {

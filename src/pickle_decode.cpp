@@ -82,10 +82,8 @@ private:
             case op::EMPTY_SET: return push(node(std::make_shared<py::set>()));
             case op::MARK: marks_.push_back(stack_.size()); return;
             case op::POP:
-                if (!marks_.empty() && marks_.back() == stack_.size())
-                    marks_.pop_back();
-                else
-                    pop();
+                if (!marks_.empty() && marks_.back() == stack_.size()) marks_.pop_back();
+                else pop();
                 return;
             case op::POP_MARK: stack_.resize(pop_mark()); return;
             case op::DUP: return push(top());
@@ -243,8 +241,7 @@ private:
         object& o = top();
         if (auto* ba = std::get_if<std::shared_ptr<py::bytearray>>(&o.value()))
             o = object(std::move((*ba)->value));
-        else if (o.kind() != py::kind::bytes)
-            bad("READONLY_BUFFER on a non-buffer");
+        else if (o.kind() != py::kind::bytes) bad("READONLY_BUFFER on a non-buffer");
     }
 
     // ---- containers ----
@@ -290,18 +287,15 @@ private:
     // index (a hand-made pickle) in a map, so a huge index costs nothing.
     void put(std::uint64_t i) {
         const object& o = top();
-        if (i == memo_.size())
-            memo_.push_back(o);
-        else if (i < memo_.size())
-            memo_[i] = o;
-        else
-            sparse_memo_[i] = o;
+        if (i == memo_.size()) memo_.push_back(o);
+        else if (i < memo_.size()) memo_[i] = o;
+        else sparse_memo_[i] = o;
     }
     void get(std::uint64_t i) {
         if (i < memo_.size()) return push(memo_[i]);
         const auto it = sparse_memo_.find(i);
-        if (it == sparse_memo_.end()) bad("a memo reference to nothing (index " +
-                                          std::to_string(i) + ")");
+        if (it == sparse_memo_.end())
+            bad("a memo reference to nothing (index " + std::to_string(i) + ")");
         push(it->second);
     }
 

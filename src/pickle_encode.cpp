@@ -49,8 +49,7 @@ void Writer::long_int(std::int64_t v) { big(py::bigint::from_int(v)); }
 void Writer::unsigned_integer(std::uint64_t v) {
     if (v <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
         integer(static_cast<std::int64_t>(v));
-    else
-        big(py::bigint::from_unsigned(v));
+    else big(py::bigint::from_unsigned(v));
 }
 
 void Writer::big(const py::bigint& b) {
@@ -143,10 +142,8 @@ void Writer::bytearray(std::span<const std::byte> b) {
 void Writer::buffer(const py::pickle_buffer& b) {
     if (protocol_ < 5) throw UsageError("mp::pickle: a pickle_buffer needs protocol 5");
     if (!sink_) {
-        if (b.readonly)
-            bytes(b.data);
-        else
-            bytearray(b.data);
+        if (b.readonly) bytes(b.data);
+        else bytearray(b.data);
         return;
     }
     put(op::NEXT_BUFFER);
@@ -183,10 +180,8 @@ void Writer::begin_set(bool frozen, std::size_t n) {
 
 void Writer::end_set(bool frozen, std::size_t n) {
     if (protocol_ >= 4) {
-        if (frozen)
-            put(op::FROZENSET);
-        else if (n)
-            put(op::ADDITEMS);
+        if (frozen) put(op::FROZENSET);
+        else if (n) put(op::ADDITEMS);
         return;
     }
     if (n) appends();

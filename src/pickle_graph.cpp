@@ -30,10 +30,8 @@ const void* container(const py::object& o) noexcept {
         case py::kind::instance:
             return std::visit(
                 [](const auto& v) -> const void* {
-                if constexpr (requires { v.get(); })
-                    return v.get();
-                else
-                    return nullptr;
+                    if constexpr (requires { v.get(); }) return v.get();
+                    else return nullptr;
                 },
                 o.value());
         default: return nullptr;

@@ -9,9 +9,10 @@
 namespace mp::py {
 
 std::string_view kind_name(kind k) noexcept {
-    static constexpr std::string_view names[] = {
-        "NoneType", "bool", "int",   "int",       "float",  "str",      "bytes",   "bytearray",
-        "list",     "tuple", "dict", "set",       "frozenset", "class", "instance"};
+    static constexpr std::string_view names[] = {"NoneType",  "bool",  "int",     "int",
+                                                 "float",     "str",   "bytes",   "bytearray",
+                                                 "list",      "tuple", "dict",    "set",
+                                                 "frozenset", "class", "instance"};
     const auto i = static_cast<std::size_t>(k);
     return i < std::size(names) ? names[i] : "?";
 }
@@ -24,10 +25,8 @@ bigint bigint::from_int(std::int64_t v) {
     while (b.le.size() > 1) {
         const auto top = std::to_integer<unsigned>(b.le.back());
         const auto next = std::to_integer<unsigned>(b.le[b.le.size() - 2]);
-        if ((top == 0 && !(next & 0x80)) || (top == 0xff && (next & 0x80)))
-            b.le.pop_back();
-        else
-            break;
+        if ((top == 0 && !(next & 0x80)) || (top == 0xff && (next & 0x80))) b.le.pop_back();
+        else break;
     }
     return b;
 }
@@ -53,10 +52,8 @@ std::int64_t small_value(const bigint& b) {
 }  // namespace
 
 object::object(const bigint& b) {
-    if (b.le.size() <= 8)
-        v_ = small_value(b);
-    else
-        v_ = std::make_shared<const bigint>(b);
+    if (b.le.size() <= 8) v_ = small_value(b);
+    else v_ = std::make_shared<const bigint>(b);
 }
 
 void object::wrong_kind(std::string_view wanted) const {
@@ -124,35 +121,35 @@ bool operator==(const object& a, const object& b) {
     if (a.kind() != b.kind()) return false;
     return std::visit(
         [&](const auto& x) -> bool {
-        using V = std::decay_t<decltype(x)>;
-        const auto& y = std::get<V>(b.value());
-        if constexpr (std::is_same_v<V, std::monostate>) {
-            return true;
-        } else if constexpr (std::is_same_v<V, bool> || std::is_same_v<V, std::int64_t>) {
-            return x == y;
-        } else if constexpr (std::is_same_v<V, double>) {
-            return x == y || (x != x && y != y);  // NaN equals NaN: a round trip keeps it
-        } else {
-            if (x == y) return true;
-            using N = typename V::element_type;
-            if constexpr (std::is_same_v<N, const bigint>) {
-                return *x == *y;
-            } else if constexpr (std::is_same_v<N, str> || std::is_same_v<N, bytes> ||
-                                 std::is_same_v<N, bytearray>) {
-                return x->value == y->value;
-            } else if constexpr (std::is_same_v<N, dict>) {
-                return x->ordered == y->ordered && x->items == y->items;
-            } else if constexpr (std::is_same_v<N, const global>) {
-                return x->module == y->module && x->name == y->name;
-            } else if constexpr (std::is_same_v<N, instance>) {
-                const bool states = (!x->state && !y->state) ||
-                                    (x->state && y->state && *x->state == *y->state);
-                return x->cls.module == y->cls.module && x->cls.name == y->cls.name &&
-                       same_node(x->args.get(), y->args.get()) && states;
+            using V = std::decay_t<decltype(x)>;
+            const auto& y = std::get<V>(b.value());
+            if constexpr (std::is_same_v<V, std::monostate>) {
+                return true;
+            } else if constexpr (std::is_same_v<V, bool> || std::is_same_v<V, std::int64_t>) {
+                return x == y;
+            } else if constexpr (std::is_same_v<V, double>) {
+                return x == y || (x != x && y != y);  // NaN equals NaN: a round trip keeps it
             } else {
-                return same_items(x->items, y->items);
+                if (x == y) return true;
+                using N = typename V::element_type;
+                if constexpr (std::is_same_v<N, const bigint>) {
+                    return *x == *y;
+                } else if constexpr (std::is_same_v<N, str> || std::is_same_v<N, bytes> ||
+                                     std::is_same_v<N, bytearray>) {
+                    return x->value == y->value;
+                } else if constexpr (std::is_same_v<N, dict>) {
+                    return x->ordered == y->ordered && x->items == y->items;
+                } else if constexpr (std::is_same_v<N, const global>) {
+                    return x->module == y->module && x->name == y->name;
+                } else if constexpr (std::is_same_v<N, instance>) {
+                    const bool states = (!x->state && !y->state) ||
+                                        (x->state && y->state && *x->state == *y->state);
+                    return x->cls.module == y->cls.module && x->cls.name == y->cls.name &&
+                           same_node(x->args.get(), y->args.get()) && states;
+                } else {
+                    return same_items(x->items, y->items);
+                }
             }
-        }
         },
         a.value());
 }

@@ -44,11 +44,11 @@ TEST_P(Protocols, ScalarsRoundTrip) {
     const int p = GetParam();
     EXPECT_EQ(round_trip(true, p), true);
     EXPECT_EQ(round_trip(false, p), false);
-    for (std::int64_t i : {std::int64_t{0}, std::int64_t{1}, std::int64_t{-1}, std::int64_t{255},
-                           std::int64_t{256}, std::int64_t{65535}, std::int64_t{65536},
-                           std::int64_t{-129}, std::int64_t{INT32_MAX}, std::int64_t{INT32_MIN},
-                           std::int64_t{INT32_MAX} + 1, std::numeric_limits<std::int64_t>::max(),
-                           std::numeric_limits<std::int64_t>::min()})
+    for (std::int64_t i :
+         {std::int64_t{0}, std::int64_t{1}, std::int64_t{-1}, std::int64_t{255}, std::int64_t{256},
+          std::int64_t{65535}, std::int64_t{65536}, std::int64_t{-129}, std::int64_t{INT32_MAX},
+          std::int64_t{INT32_MIN}, std::int64_t{INT32_MAX} + 1,
+          std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::int64_t>::min()})
         EXPECT_EQ(round_trip(i, p), i);
     EXPECT_EQ(round_trip(std::numeric_limits<std::uint64_t>::max(), p),
               std::numeric_limits<std::uint64_t>::max());
@@ -133,20 +133,31 @@ INSTANTIATE_TEST_SUITE_P(All, Protocols, ::testing::Values(2, 3, 4, 5),
 TEST(Pickle, DecodesWhatCPythonWrites) {
     // pickle.dumps([ValueError('x', 1), b'ab', b'', bytearray(b'q'), {1, 2}, frozenset([3]),
     //               collections.OrderedDict(a=1)], protocol=p) from Python 3.11.
-    const auto p2 = L(
-        "\x80\x02]q\x00(cexceptions\nValueError\nq\x01X\x01\x00\x00\x00xq\x02K\x01\x86q\x03Rq\x04"
-        "c_codecs\nencode\nq\x05X\x02\x00\x00\x00" "abq\x06X\x06\x00\x00\x00latin1q\x07\x86q\x08Rq\t"
-        "c__builtin__\nbytes\nq\n)Rq\x0b"
-        "c__builtin__\nbytearray\nq\x0ch\x05X\x01\x00\x00\x00qq\rh\x07\x86q\x0eRq\x0f\x85q\x10Rq"
-        "\x11"
-        "c__builtin__\nset\nq\x12]q\x13(K\x01K\x02" "e\x85q\x14Rq\x15" "c__builtin__\nfrozenset\nq\x16]"
-        "q\x17K\x03" "a\x85q\x18Rq\x19" "ccollections\nOrderedDict\nq\x1a)Rq\x1bX\x01\x00\x00\x00" "aq\x1c"
-        "K\x01se.");
-    const auto p5 = L(
-        "\x80\x05\x95q\x00\x00\x00\x00\x00\x00\x00]\x94(\x8c\x08" "builtins\x94\x8c\nValueError\x94"
-        "\x93\x94\x8c\x01x\x94K\x01\x86\x94R\x94" "C\x02" "ab\x94" "C\x00\x94\x96\x01\x00\x00\x00\x00\x00"
-        "\x00\x00q\x94\x8f\x94(K\x01K\x02\x90(K\x03\x91\x94\x8c\x0b" "collections\x94\x8c\x0b"
-        "OrderedDict\x94\x93\x94)R\x94\x8c\x01" "a\x94K\x01se.");
+    const auto p2 =
+        L("\x80\x02]q\x00(cexceptions\nValueError\nq\x01X\x01\x00\x00\x00xq\x02K\x01\x86q\x03Rq\x04"
+          "c_codecs\nencode\nq\x05X\x02\x00\x00\x00"
+          "abq\x06X\x06\x00\x00\x00latin1q\x07\x86q\x08Rq\t"
+          "c__builtin__\nbytes\nq\n)Rq\x0b"
+          "c__builtin__\nbytearray\nq\x0ch\x05X\x01\x00\x00\x00qq\rh\x07\x86q\x0eRq\x0f\x85q\x10Rq"
+          "\x11"
+          "c__builtin__\nset\nq\x12]q\x13(K\x01K\x02"
+          "e\x85q\x14Rq\x15"
+          "c__builtin__\nfrozenset\nq\x16]"
+          "q\x17K\x03"
+          "a\x85q\x18Rq\x19"
+          "ccollections\nOrderedDict\nq\x1a)Rq\x1bX\x01\x00\x00\x00"
+          "aq\x1c"
+          "K\x01se.");
+    const auto p5 = L("\x80\x05\x95q\x00\x00\x00\x00\x00\x00\x00]\x94(\x8c\x08"
+                      "builtins\x94\x8c\nValueError\x94"
+                      "\x93\x94\x8c\x01x\x94K\x01\x86\x94R\x94"
+                      "C\x02"
+                      "ab\x94"
+                      "C\x00\x94\x96\x01\x00\x00\x00\x00\x00"
+                      "\x00\x00q\x94\x8f\x94(K\x01K\x02\x90(K\x03\x91\x94\x8c\x0b"
+                      "collections\x94\x8c\x0b"
+                      "OrderedDict\x94\x93\x94)R\x94\x8c\x01"
+                      "a\x94K\x01se.");
     const py::object want = py::make_list({
         py::make_exception("ValueError", {"x", 1}),
         py::object(B("ab")),
@@ -177,7 +188,8 @@ TEST(Pickle, ProtocolFiveBuffersTravelOutOfBand) {
 TEST(Pickle, RefusesGlobalsOffTheAllowlistByName) {
     // pickle.dumps(os.system) at protocol 2 and a protocol-4 STACK_GLOBAL of posix.system.
     try {
-        (void)loads(B("\x80\x02" "cposix\nsystem\nq\x00."));
+        (void)loads(B("\x80\x02"
+                      "cposix\nsystem\nq\x00."));
         FAIL() << "no error";
     } catch (const mp::DecodeError& e) {
         EXPECT_NE(std::string(e.what()).find("posix.system"), std::string::npos) << e.what();
@@ -189,25 +201,29 @@ TEST(Pickle, RefusesGlobalsOffTheAllowlistByName) {
         EXPECT_NE(std::string(e.what()).find("posix.system"), std::string::npos) << e.what();
     }
     // An allowlisted class is not a licence to call it with anything.
-    EXPECT_THROW(loads(B("\x80\x02" "c__builtin__\nset\nK\x01\x85R.")), mp::DecodeError);
+    EXPECT_THROW(loads(B("\x80\x02"
+                         "c__builtin__\nset\nK\x01\x85R.")),
+                 mp::DecodeError);
 }
 
 TEST(Pickle, RefusesHostileInput) {
     const std::vector<std::string> bad = {
-        "",                                          // nothing
-        "\x80\x04",                                  // no STOP
+        "",                                                   // nothing
+        "\x80\x04",                                           // no STOP
         std::string("\x80\x04X\xff\xff\xff\x7f", 7) + "ab.",  // a length beyond the data
         std::string("\x80\x04\x95\xff\xff\xff\xff\x00\x00\x00\x00N.", 13),  // a lying frame
-        "\x80\x04N.N",                               // bytes after STOP
-        "\x80\x04" "a.",                                // APPEND on nothing
-        "\x80\x04N(e.",                              // APPENDS on None
-        "\x80\x04h\x05.",                            // a memo reference to nothing
-        "\x80\x04]\x94h\x00" "a.",                      // a list that contains itself
-        "\x80\x04I1\n.",                             // protocol-0 INT: unsupported
+        "\x80\x04N.N",                                                      // bytes after STOP
+        "\x80\x04"
+        "a.",              // APPEND on nothing
+        "\x80\x04N(e.",    // APPENDS on None
+        "\x80\x04h\x05.",  // a memo reference to nothing
+        "\x80\x04]\x94h\x00"
+        "a.",                                             // a list that contains itself
+        "\x80\x04I1\n.",                                  // protocol-0 INT: unsupported
         std::string("\x80\x04\x8b\x00\x00\x00\x80.", 8),  // a negative LONG4 length
-        "\x80\x06N.",                                // an unknown protocol
-        "\x80\x04(u.",                               // SETITEMS without a dict
-        "\x80\x04}K\x01u.",                          // SETITEMS without its mark
+        "\x80\x06N.",                                     // an unknown protocol
+        "\x80\x04(u.",                                    // SETITEMS without a dict
+        "\x80\x04}K\x01u.",                               // SETITEMS without its mark
     };
     for (const std::string& s : bad) EXPECT_THROW(loads(B(s)), mp::DecodeError) << s;
     // Nesting: a thousand levels decode, one more is refused (and nothing overflows).
@@ -221,7 +237,10 @@ TEST(Pickle, RefusesHostileInput) {
     EXPECT_THROW(loads(B(nest(mp::pickle::max_depth + 1))), mp::DecodeError);
     EXPECT_THROW(loads(B(nest(200000))), mp::DecodeError);
     // A cycle made late, through the memo, is refused too (and leaks nothing under ASan).
-    EXPECT_THROW(loads(B("\x80\x04]\x94]\x94" "ah\x01h\x00" "a0.")), mp::DecodeError);
+    EXPECT_THROW(loads(B("\x80\x04]\x94]\x94"
+                         "ah\x01h\x00"
+                         "a0.")),
+                 mp::DecodeError);
 }
 
 TEST(Pickle, TypedDecodingSaysWhatDidNotFit) {
@@ -243,9 +262,13 @@ TEST(Pickle, TypedDecodingSaysWhatDidNotFit) {
 
 TEST(Pickle, ManagerTokenDecodesAndEncodesAsPythonDoes) {
     // pickle.dumps(Token('dict', ('127.0.0.1', 5), '7f'), protocol=2) from Python 3.11.
-    const auto token = L(
-        "\x80\x02" "cmultiprocessing.managers\nToken\nq\x00)\x81q\x01X\x04\x00\x00\x00" "dictq\x02"
-        "X\t\x00\x00\x00" "127.0.0.1q\x03K\x05\x86q\x04X\x02\x00\x00\x00" "7fq\x05\x87q\x06" "b.");
+    const auto token = L("\x80\x02"
+                         "cmultiprocessing.managers\nToken\nq\x00)\x81q\x01X\x04\x00\x00\x00"
+                         "dictq\x02"
+                         "X\t\x00\x00\x00"
+                         "127.0.0.1q\x03K\x05\x86q\x04X\x02\x00\x00\x00"
+                         "7fq\x05\x87q\x06"
+                         "b.");
     const py::object t = loads(token);
     const auto& inst = t.node<py::instance>();
     EXPECT_EQ(inst->cls.name, "Token");

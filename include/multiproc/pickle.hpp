@@ -193,14 +193,18 @@ concept map_like = requires {
     typename T::mapped_type;
 };
 template <class T>
-concept set_like = requires { typename T::key_type; } && !map_like<T>;
+concept set_like = requires {
+    typename T::key_type;
+}
+&&!map_like<T>;
 template <class T>
 concept list_like = requires(const T& t) {
     t.begin();
     t.end();
     t.size();
     typename T::value_type;
-} && !map_like<T> && !set_like<T>;
+}
+&&!map_like<T> && !set_like<T>;
 template <class T>
 inline constexpr bool is_std_array_v = false;
 template <class U, std::size_t N>
@@ -236,10 +240,8 @@ void save(Writer& w, const T& v) {
         static_assert(always_false_v<T>, "mp::pickle: a character is not a Python value; "
                                          "use a std::string (str) or an integer type (int)");
     } else if constexpr (std::is_integral_v<T>) {
-        if constexpr (std::is_unsigned_v<T> && sizeof(T) >= 8)
-            w.unsigned_integer(v);
-        else
-            w.integer(static_cast<std::int64_t>(v));
+        if constexpr (std::is_unsigned_v<T> && sizeof(T) >= 8) w.unsigned_integer(v);
+        else w.integer(static_cast<std::int64_t>(v));
     } else if constexpr (std::is_floating_point_v<T>) {
         w.floating(static_cast<double>(v));
     } else if constexpr (std::is_convertible_v<const T&, std::string_view>) {
@@ -253,10 +255,8 @@ void save(Writer& w, const T& v) {
     } else if constexpr (std::is_same_v<T, py::pickle_buffer>) {
         w.buffer(v);
     } else if constexpr (is_spec_v<T, std::optional>) {
-        if (v)
-            save(w, *v);
-        else
-            w.none();
+        if (v) save(w, *v);
+        else w.none();
     } else if constexpr (is_spec_v<T, std::tuple> || is_spec_v<T, std::pair>) {
         save_tuple(w, v, std::make_index_sequence<std::tuple_size_v<T>>{});
     } else if constexpr (map_like<T>) {
@@ -394,8 +394,7 @@ py::object loads(std::span<const std::byte> data,
 
 /// Unpickles into a T of the mapping table; mp::DecodeError when the value is not a T.
 template <class T>
-T loads(std::span<const std::byte> data,
-        std::span<const std::span<const std::byte>> buffers = {}) {
+T loads(std::span<const std::byte> data, std::span<const std::span<const std::byte>> buffers = {}) {
     return detail::convert<T>(loads(data, buffers));
 }
 

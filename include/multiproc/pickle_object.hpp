@@ -138,7 +138,8 @@ public:
     /// An int (every integer type but bool and the character types).
     template <class I>
     requires(std::is_integral_v<I> && !std::is_same_v<I, bool> && !std::is_same_v<I, char> &&
-             (sizeof(I) < 8 || std::is_signed_v<I>)) object(I i) noexcept  // NOLINT
+             (sizeof(I) < 8 || std::is_signed_v<I>)) object(I i)
+    noexcept  // NOLINT
         : v_(static_cast<std::int64_t>(i)) {}
     /// An int of any size (stored as int64 when it fits).
     object(const bigint& b);  // NOLINT
