@@ -259,11 +259,17 @@ private:
         fill(*dict, take_items(stack_.size() - m));
         push(node(std::move(dict)));
     }
+    // The n items on top of the stack go straight into the list below them.
     void append(std::size_t n) {
-        std::vector<object> items = take_items(n);
-        auto list = target<py::list>("APPEND", "list");
-        list->items.insert(list->items.end(), std::make_move_iterator(items.begin()),
-                           std::make_move_iterator(items.end()));
+        if (n + 1 > stack_.size() || (!marks_.empty() && stack_.size() - n - 1 < marks_.back()))
+            bad("APPEND without a list below its items");
+        const auto first = stack_.end() - static_cast<long>(n);
+        const auto* list = std::get_if<std::shared_ptr<py::list>>(&first[-1].value());
+        if (!list) bad("APPEND on a " + std::string(py::kind_name(first[-1].kind())));
+        auto& items = (*list)->items;
+        items.insert(items.end(), std::make_move_iterator(first),
+                     std::make_move_iterator(stack_.end()));
+        stack_.erase(first, stack_.end());
     }
     void setitems(std::size_t n) {
         std::vector<object> items = take_items(n);
@@ -271,7 +277,6 @@ private:
     }
     static void fill(py::dict& dict, std::vector<object> items) {
         if (items.size() % 2) bad("a dict with an odd number of keys and values");
-        dict.items.reserve(dict.items.size() + items.size() / 2);
         for (std::size_t i = 0; i < items.size(); i += 2)
             dict.items.emplace_back(std::move(items[i]), std::move(items[i + 1]));
     }

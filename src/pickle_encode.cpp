@@ -7,6 +7,7 @@
 //
 // Protocol 2 and 3 have no FRAME. One frame spans the whole pickle (Python cuts frames at 64 KiB,
 // but any frame size is valid and its readers take it whole).
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -29,7 +30,7 @@ Writer::Writer(int protocol, buffer_sink* sink) : protocol_(protocol), sink_(sin
     if (protocol < 2 || protocol > highest_protocol)
         throw UsageError("mp::pickle: protocol " + std::to_string(protocol) +
                          " is not supported (2 to 5)");
-    out_.reserve(256);
+    reserve_more(256);
     put(op::PROTO);
     put(static_cast<std::uint8_t>(protocol));
     if (protocol >= 4) {
@@ -40,8 +41,18 @@ Writer::Writer(int protocol, buffer_sink* sink) : protocol_(protocol), sink_(sin
 
 std::vector<std::byte> Writer::finish() {
     put(op::STOP);
+    out_.resize(static_cast<std::size_t>(cur_ - out_.data()));
     if (protocol_ >= 4) put_le(out_.data() + 3, out_.size() - 2 - kFrameHeader, 8);
     return std::move(out_);
+}
+
+// Doubles the room (at least n more bytes): growth is amortized, and the zeroing that resize
+// does happens once per byte of capacity, not per write.
+void Writer::reserve_more(std::size_t n) {
+    const std::size_t used = static_cast<std::size_t>(cur_ - out_.data());
+    out_.resize(std::max(out_.size() * 2, used + n + 256));
+    cur_ = out_.data() + used;
+    end_ = out_.data() + out_.size();
 }
 
 void Writer::long_int(std::int64_t v) { big(py::bigint::from_int(v)); }

@@ -81,10 +81,8 @@ void Writer::object_at(const py::object& o, std::size_t depth) {
             } else if constexpr (std::is_same_v<N, py::list>) {
                 empty_list();
                 remember();
-                if (v->items.empty()) return;
-                mark();
-                for (const auto& item : v->items) object_at(item, depth + 1);
-                appends();
+                batches(v->items, op::APPENDS,
+                        [&](const py::object& item) { object_at(item, depth + 1); });
             } else if constexpr (std::is_same_v<N, py::dict>) {
                 if (v->ordered) {
                     global("collections", "OrderedDict");
@@ -94,13 +92,10 @@ void Writer::object_at(const py::object& o, std::size_t depth) {
                     empty_dict();
                 }
                 remember();
-                if (v->items.empty()) return;
-                mark();
-                for (const auto& [key, value] : v->items) {
-                    object_at(key, depth + 1);
-                    object_at(value, depth + 1);
-                }
-                setitems();
+                batches(v->items, op::SETITEMS, [&](const auto& kv) {
+                    object_at(kv.first, depth + 1);
+                    object_at(kv.second, depth + 1);
+                });
             } else if constexpr (std::is_same_v<N, py::tuple>) {
                 begin_tuple(v->items.size());
                 for (const auto& item : v->items) object_at(item, depth + 1);

@@ -163,7 +163,8 @@ TEST(PicklePython, EveryShapeBothWaysEveryProtocolEveryInterpreter) {
             {  // A Python Client to a multiproc Listener.
                 mp::Listener l(mp::Address::tcp("127.0.0.1", 0), 4, "pickle key");
                 mp::test::PythonPeer peer(python, kScript,
-                                          {"client", l.address().to_string(), hex("pickle key"), p});
+                                          {"client", l.address().to_string(), hex("pickle key"),
+                                           p});
                 mp::Connection c = l.accept();
                 exchange_everything(c, protocol);
                 c.close();

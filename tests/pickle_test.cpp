@@ -278,3 +278,44 @@ TEST(Pickle, ManagerTokenDecodesAndEncodesAsPythonDoes) {
 }
 
 }  // namespace
+
+namespace {
+
+// The fast path for flat pickles decides exactly what the general decoder decides.
+TEST(Pickle, FlatFastPathAgreesWithTheGeneralDecoder) {
+    using mp::pickle::detail::convert;
+    using mp::pickle::detail::load_flat;
+    std::vector<std::int64_t> ints;
+    for (std::int64_t i = -70000; i < 70000; i += 7) ints.push_back(i);
+    ints.push_back(std::numeric_limits<std::int64_t>::min());
+    for (int p = 2; p <= 5; ++p) {
+        const auto bytes = dumps(ints, p);
+        std::vector<std::int64_t> flat;
+        EXPECT_TRUE(load_flat(bytes, flat)) << p;
+        EXPECT_EQ(flat, ints);
+        EXPECT_EQ(flat, convert<std::vector<std::int64_t>>(loads(bytes)));
+        const std::map<std::string, double> d{{"a", 1.5}, {"b", 2}};
+        std::vector<std::pair<std::string, double>> entries;
+        EXPECT_TRUE(load_flat(dumps(d, p), entries)) << p;
+        EXPECT_EQ(entries.size(), 2u);
+    }
+    // CPython's pickle.dumps({'a': 1.5, 'b': 2.0}) (keys memoized): flat too.
+    std::vector<std::pair<std::string, double>> entries;
+    EXPECT_TRUE(load_flat(L("\x80\x04\x95\x1b\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x01"
+                            "a\x94G?"
+                            "\xf8\x00\x00\x00\x00\x00\x00\x8c\x01"
+                            "b\x94G@\x00\x00\x00\x00\x00"
+                            "\x00\x00u."),
+                          entries));
+    // Not flat: the general decoder decides (a bool is no float; a nested list; a lying frame).
+    std::vector<double> doubles;
+    EXPECT_FALSE(load_flat(dumps(std::vector<bool>{true}), doubles));
+    EXPECT_THROW(loads<std::vector<double>>(dumps(std::vector<bool>{true})), mp::DecodeError);
+    EXPECT_FALSE(load_flat(dumps(std::vector<std::vector<int>>{{1}}), ints));
+    EXPECT_FALSE(load_flat(L("\x80\x04\x95\xff\x00\x00\x00\x00\x00\x00\x00]."), ints));
+    EXPECT_THROW(
+        loads<std::vector<std::int64_t>>(L("\x80\x04\x95\xff\x00\x00\x00\x00\x00\x00\x00].")),
+        mp::DecodeError);
+}
+
+}  // namespace

@@ -27,6 +27,7 @@
 #include "multiproc/listener.hpp"
 #include "multiproc/managers.hpp"
 #include "multiproc/parallel.hpp"
+#include "multiproc/pickle.hpp"
 #include "multiproc/pool.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/queues.hpp"

@@ -79,6 +79,12 @@ public:
     Writer(int protocol, buffer_sink* sink);
     /// Ends the pickle (STOP) and returns its bytes.
     std::vector<std::byte> finish();
+    /// Items per APPENDS/SETITEMS/ADDITEMS, as Python batches them: a reader's stack stays small.
+    static constexpr std::size_t batch = 1000;
+    /// Makes room for about n more bytes at once (a hint: fewer regrowths of a large pickle).
+    void expect(std::size_t n) {
+        if (static_cast<std::size_t>(end_ - cur_) < n) reserve_more(n);
+    }
     /// The protocol being written.
     [[nodiscard]] int protocol() const noexcept { return protocol_; }
 
@@ -130,13 +136,26 @@ public:
     /// A reference to a class or function (module.name).
     void global(std::string_view module, std::string_view name);
 
+    /// Writes r's items in batches of `batch`: MARK, the items (each by save_one), closer (the
+    /// APPENDS or SETITEMS opcode); nothing for an empty r.
+    template <class R, class F>
+    void batches(const R& r, std::uint8_t closer, F&& save_one) {
+        std::size_t n = 0;
+        for (const auto& item : r) {
+            if (n % batch == 0) mark();
+            save_one(item);
+            if (++n % batch == 0) put(closer);
+        }
+        if (n % batch) put(closer);
+    }
+
     /// Pushes a mark (the start of a variable number of items).
     void mark() { put(0x28); }
-    /// An empty list; then mark(), the items, appends() when there are items.
+    /// An empty list; then its items through batches(items, APPENDS, ...).
     void empty_list() { put(0x5d); }
     /// Appends the items since the mark to the list below it.
     void appends() { put(0x65); }
-    /// An empty dict; then mark(), key value ..., setitems() when there are items.
+    /// An empty dict; then its entries through batches(items, SETITEMS, ...).
     void empty_dict() { put(0x7d); }
     /// Sets the pairs since the mark in the dict below it.
     void setitems() { put(0x75); }
@@ -161,21 +180,25 @@ public:
     void put(std::uint8_t op) { *grow(1) = std::byte{op}; }
     /// Room for n more bytes at the end; returns where they go.
     std::byte* grow(std::size_t n) {
-        if (out_.capacity() - out_.size() < n) out_.reserve(out_.capacity() * 2 + n + 256);
-        const std::size_t at = out_.size();
-        out_.resize(at + n);
-        return out_.data() + at;
+        if (static_cast<std::size_t>(end_ - cur_) < n) reserve_more(n);
+        std::byte* p = cur_;
+        cur_ += n;
+        return p;
     }
 
 private:
     void long_int(std::int64_t v);
+    void reserve_more(std::size_t n);
     void counted(std::uint8_t op1, std::uint8_t op4, std::uint8_t op8, std::size_t n,
                  const void* data);
     void object_at(const py::object& o, std::size_t depth);
     bool memo_get(const void* node);
     void memo_put(const void* node);
 
+    // out_ is sized to its capacity; [data, cur_) is written, [cur_, end_) is room.
     std::vector<std::byte> out_;
+    std::byte* cur_ = nullptr;
+    std::byte* end_ = nullptr;
     int protocol_;
     buffer_sink* sink_;
     std::unordered_map<const void*, std::uint32_t> memo_;
@@ -261,27 +284,59 @@ void save(Writer& w, const T& v) {
         save_tuple(w, v, std::make_index_sequence<std::tuple_size_v<T>>{});
     } else if constexpr (map_like<T>) {
         w.empty_dict();
-        if (v.empty()) return;
-        w.mark();
-        for (const auto& [key, value] : v) {
-            save(w, key);
-            save(w, value);
-        }
-        w.setitems();
+        w.batches(v, 0x75 /* SETITEMS */, [&](const auto& kv) {
+            save(w, kv.first);
+            save(w, kv.second);
+        });
     } else if constexpr (set_like<T>) {
         w.begin_set(false, v.size());
         for (const auto& item : v) save(w, item);
         w.end_set(false, v.size());
     } else if constexpr (list_like<T>) {
         w.empty_list();
-        if (v.empty()) return;
-        w.mark();
-        for (const auto& item : v) save(w, item);
-        w.appends();
+        w.batches(v, 0x65 /* APPENDS */, [&](const auto& item) { save(w, item); });
     } else {
         static_assert(always_false_v<T>, "mp::pickle: this type has no Python counterpart "
                                          "(see the mapping table in multiproc/pickle.hpp)");
     }
+}
+
+/// The fast path for flat pickles (src/pickle_flat.cpp): true when data is exactly a list of
+/// numbers (or a dict of str to numbers) in the opcodes picklers write for it, appended to out;
+/// false when it is anything else (the general decoder then decides).
+bool load_flat(std::span<const std::byte> data, std::vector<std::int64_t>& out);
+/// As above, for floats (ints are taken as floats, as convert does).
+bool load_flat(std::span<const std::byte> data, std::vector<double>& out);
+/// As above, for a dict of str to int.
+bool load_flat(std::span<const std::byte> data,
+               std::vector<std::pair<std::string, std::int64_t>>& out);
+/// As above, for a dict of str to float.
+bool load_flat(std::span<const std::byte> data, std::vector<std::pair<std::string, double>>& out);
+
+template <class T>
+concept flat_list =
+    std::is_same_v<T, std::vector<std::int64_t>> || std::is_same_v<T, std::vector<double>>;
+template <class T>
+concept flat_dict = map_like<T> && std::is_same_v<typename T::key_type, std::string> &&
+    (std::is_same_v<typename T::mapped_type, std::int64_t> ||
+     std::is_same_v<typename T::mapped_type, double>);
+
+// A T decoded by the fast path, or nothing when the pickle is not flat.
+template <class T>
+std::optional<T> load_flat_as(std::span<const std::byte> data) {
+    if constexpr (flat_list<T>) {
+        T out;
+        if (load_flat(data, out)) return out;
+    } else if constexpr (flat_dict<T>) {
+        std::vector<std::pair<std::string, typename T::mapped_type>> entries;
+        if (load_flat(data, entries)) {
+            T out;
+            if constexpr (requires { out.reserve(entries.size()); }) out.reserve(entries.size());
+            for (auto& [k, v] : entries) out.insert_or_assign(std::move(k), v);
+            return out;
+        }
+    }
+    return std::nullopt;
 }
 
 [[noreturn]] void wrong_type(const py::object& o, std::string_view wanted);
@@ -382,6 +437,7 @@ template <class T>
 std::vector<std::byte> dumps(const T& value, int protocol = default_protocol,
                              buffer_sink* buffers = nullptr) {
     detail::Writer w(protocol, buffers);
+    if constexpr (requires { value.size(); }) w.expect(value.size() * 8);
     detail::save(w, value);
     return w.finish();
 }
@@ -395,6 +451,8 @@ py::object loads(std::span<const std::byte> data,
 /// Unpickles into a T of the mapping table; mp::DecodeError when the value is not a T.
 template <class T>
 T loads(std::span<const std::byte> data, std::span<const std::span<const std::byte>> buffers = {}) {
+    if constexpr (detail::flat_list<T> || detail::flat_dict<T>)
+        if (auto flat = detail::load_flat_as<T>(data)) return std::move(*flat);
     return detail::convert<T>(loads(data, buffers));
 }
 

@@ -31,10 +31,8 @@ struct Interpreters {
 /// ~/.pyenv): all three are required.
 inline Interpreters required_interpreters() {
     Interpreters out;
-    if (std::filesystem::exists("/usr/bin/python3"))
-        out.found.push_back("/usr/bin/python3");
-    else
-        out.missing.push_back("Debian's /usr/bin/python3 (apt-get install python3)");
+    if (std::filesystem::exists("/usr/bin/python3")) out.found.push_back("/usr/bin/python3");
+    else out.missing.push_back("Debian's /usr/bin/python3 (apt-get install python3)");
     const char* env = std::getenv("PYENV_ROOT");
     const char* home = std::getenv("HOME");
     const std::filesystem::path root =
@@ -51,8 +49,7 @@ inline Interpreters required_interpreters() {
         if (best.empty())
             out.missing.push_back("pyenv's Python " + v + " under " + (root / "versions").string() +
                                   " (pyenv install " + v + ")");
-        else
-            out.found.push_back((root / "versions" / best / "bin/python3").string());
+        else out.found.push_back((root / "versions" / best / "bin/python3").string());
     }
     return out;
 }
