@@ -47,7 +47,7 @@ public:
     }
 
 private:
-    // Long function: the opcode table, one short line per opcode.
+    // The opcode table, one short line per opcode.
     void step(std::uint8_t op) {
         switch (op) {
             case op::PROTO:

@@ -41,7 +41,7 @@ void Writer::memo_put(const void* node) {
     }
 }
 
-// Long function: one case per kind of node, each a few opcodes; split, it reads worse.
+// One case per kind of node, each a few opcodes.
 void Writer::object_at(const py::object& o, std::size_t depth) {
     if (depth > max_depth)
         throw UsageError("mp::pickle: a value nested deeper than " + std::to_string(max_depth) +

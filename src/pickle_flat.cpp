@@ -60,7 +60,8 @@ public:
                 if constexpr (std::is_same_v<N, double>) {
                     if (end_ - p_ < 8) return back(at);
                     std::uint64_t u = 0;
-                    for (int i = 0; i < 8; ++i) u = (u << 8) | std::to_integer<std::uint64_t>(p_[i]);
+                    for (int i = 0; i < 8; ++i)
+                        u = (u << 8) | std::to_integer<std::uint64_t>(p_[i]);
                     std::memcpy(&out, &u, 8);
                     p_ += 8;
                     return true;
@@ -103,12 +104,9 @@ private:
     }
     // MEMOIZE, BINPUT i or LONG_BINPUT i: the memo is never read on this path (a GET ends it).
     void skip_memo() {
-        if (at(op::MEMOIZE))
-            ++p_;
-        else if (at(op::BINPUT) && end_ - p_ >= 2)
-            p_ += 2;
-        else if (at(op::LONG_BINPUT) && end_ - p_ >= 5)
-            p_ += 5;
+        if (at(op::MEMOIZE)) ++p_;
+        else if (at(op::BINPUT) && end_ - p_ >= 2) p_ += 2;
+        else if (at(op::LONG_BINPUT) && end_ - p_ >= 5) p_ += 5;
     }
     std::uint64_t len(int n) {
         if (end_ - p_ < n) return ~std::uint64_t{0};

@@ -116,7 +116,7 @@ bool same_node(const tuple* a, const tuple* b) {
 }
 }  // namespace
 
-// Long function: one comparison per kind, kept together so none is forgotten.
+// One comparison per kind, kept together so none is forgotten.
 bool operator==(const object& a, const object& b) {
     if (a.kind() != b.kind()) return false;
     return std::visit(

@@ -50,9 +50,13 @@ std::vector<Bytes> seeds() {
     const Bytes data = bytes_of("buffer");
     out.push_back(mp::pickle::dumps(py::pickle_buffer{data, false}, 5));
     // pickle.dumps(Token('dict', ('127.0.0.1', 5), '7f'), protocol=2), from CPython 3.11.
-    const char token[] =
-        "\x80\x02" "cmultiprocessing.managers\nToken\nq\x00)\x81q\x01X\x04\x00\x00\x00" "dictq\x02"
-        "X\t\x00\x00\x00" "127.0.0.1q\x03K\x05\x86q\x04X\x02\x00\x00\x00" "7fq\x05\x87q\x06" "b.";
+    const char token[] = "\x80\x02"
+                         "cmultiprocessing.managers\nToken\nq\x00)\x81q\x01X\x04\x00\x00\x00"
+                         "dictq\x02"
+                         "X\t\x00\x00\x00"
+                         "127.0.0.1q\x03K\x05\x86q\x04X\x02\x00\x00\x00"
+                         "7fq\x05\x87q\x06"
+                         "b.";
     out.push_back(bytes_of(std::string_view(token, sizeof token - 1)));
     return out;
 }
