@@ -527,6 +527,35 @@ def manager_dict_setget(iters, warmup):
     return seconds
 
 
+# ---- pickle.dumps / pickle.loads with CPython's C pickler (bench/rows/pickle.cpp) ----
+
+
+def _pickle_row(name, make, decode):
+    import pickle
+
+    @row(name)
+    def run(iters, warmup):
+        data = make()
+        if decode:
+            blob = pickle.dumps(data, protocol=4)
+            return _timed(lambda: pickle.loads(blob), iters, warmup)
+        return _timed(lambda: pickle.dumps(data, protocol=4), iters, warmup)
+
+    return run
+
+
+def _pickle_rows():
+    ints = lambda: list(range(1_000_000))  # noqa: E731
+    dict_ = lambda: {f"k{i}": 0.5 * i for i in range(100_000)}  # noqa: E731
+    _pickle_row("pickle_dumps_list_1M", ints, False)
+    _pickle_row("pickle_loads_list_1M", ints, True)
+    _pickle_row("pickle_dumps_dict_100k", dict_, False)
+    _pickle_row("pickle_loads_dict_100k", dict_, True)
+
+
+_pickle_rows()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--list", action="store_true")

@@ -62,6 +62,10 @@
 
 namespace mp {
 
+namespace py {
+class object;
+}
+
 namespace detail {
 struct ConnectionState;
 
@@ -111,6 +115,17 @@ public:
         if (f.refuse_code) d.refuse_code();
         return detail::decode_rest<T>(d);
     }
+
+    /// Sends `value` pickled (default protocol: mp::pickle::default_protocol), as Python's
+    /// Connection.send(obj) does, so that a Python peer's recv() returns it. Defined in
+    /// multiproc/pickle.hpp (include it to use this); types and errors in docs/pickle.md.
+    template <class T>
+    void send_py(const T& value, std::optional<int> protocol = {});
+    /// Receives one message pickled by a Python peer's send(obj) (or by send_py) as a T, or as
+    /// a py::object when its shape is not known; mp::DecodeError for a bad or unexpected pickle
+    /// (the connection stays usable). Defined in multiproc/pickle.hpp (include it to use this).
+    template <class T = py::object>
+    T recv_py();
 
     /// Sends buf[offset, offset + size) as one message (size defaults to the rest of buf).
     void send_bytes(std::span<const std::byte> buf, std::size_t offset = 0,

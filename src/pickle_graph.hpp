@@ -1,0 +1,19 @@
+// The shape checks mp::pickle applies to a decoded value: no cycle, nesting at most
+// pickle::max_depth; and the undoing of a failed decode, which may have built cycles.
+#pragma once
+
+#include <vector>
+
+#include "multiproc/pickle_object.hpp"
+
+namespace mp::pickle::detail {
+
+/// mp::DecodeError when root contains itself (through any path) or nests deeper than
+/// max_depth. Linear in the number of distinct containers (shared ones are visited once).
+void check_graph(const py::object& root);
+
+/// Empties every container in nodes, so that cycles among them are broken and their release
+/// recurses no deeper than one level.
+void break_containers(std::vector<py::object>& nodes) noexcept;
+
+}  // namespace mp::pickle::detail
