@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "multiproc/errors.hpp"
+#include "worker_trace.hpp"
 
 namespace mp::detail {
 
@@ -130,6 +131,7 @@ bool Scheduler::fill_one(Worker& w, std::size_t max_tasks) {
                                 std::move(slot.call),
                                 0,
                                 {}});
+        if (trace::on()) trace_task_pulled(&opts_, id);
         add(id);
     }
     if (b.ids.empty()) return false;
@@ -139,6 +141,7 @@ bool Scheduler::fill_one(Worker& w, std::size_t max_tasks) {
 
 void Scheduler::write_batch(Worker& w, const std::vector<std::uint64_t>& ids) {
     auto& out = w.link->out();
+    const std::size_t bytes_before = out.bytes.size();
     wire::RecordWriter frame(out.bytes, wire::Kind::tasks);
     std::uint32_t nfds = 0;
     for (auto id : ids) {
@@ -153,6 +156,7 @@ void Scheduler::write_batch(Worker& w, const std::vector<std::uint64_t>& ids) {
     frame.finish(nfds);
     w.batches.push_back(ids.size());
     w.tasks_sent += ids.size();
+    if (trace::on()) trace_batch_sent(w, ids.size(), out.bytes.size() - bytes_before);
 }
 
 void Scheduler::learn(Entry& e, std::size_t elements, std::uint64_t ns) {
@@ -163,6 +167,7 @@ void Scheduler::learn(Entry& e, std::size_t elements, std::uint64_t ns) {
 }
 
 void Scheduler::on_results(Worker& w, wire::Frame& f) {
+    if (trace::on()) trace_results(w);
     auto& fds = f.fds;  // each record's descriptors go to its source
     wire::FrameRecords records(wire::Kind::results, f.payload, fds.size());
     for (wire::FrameRecord rec; records.next(rec);) {
@@ -215,6 +220,7 @@ void Scheduler::quarantine_or_retry(std::uint64_t id, const WorkerDeath& death) 
     ++t.deaths;
     if (!t.history.empty()) t.history += "; ";
     t.history += "attempt " + std::to_string(t.deaths) + ": " + death.how;
+    if (trace::on()) trace_task_lost(&opts_, id, death.pid, t.deaths <= opts_.retries);
     if (t.deaths <= opts_.retries) {
         retry_.push_front(id);
         return;
