@@ -58,8 +58,7 @@ int main(int argc, char** argv) {
     std::optional<mp::performance_report> report;
     if (argc > 2) report.emplace(argv[2]);
 
-    const std::string marker =
-        "/tmp/mp-report-demo-" + std::to_string(mp::current_process().pid());
+    const std::string marker = "/tmp/mp-report-demo-" + std::to_string(mp::current_process().pid());
     std::remove(marker.c_str());
     mp::PoolOptions opts;
     opts.retries = 1;

@@ -25,9 +25,10 @@ public:
     Writer(std::FILE* f, std::uint64_t t0) : f_(f), t0_(t0) {}
     // Starts an event: its phase, name, category, track and time.
     void begin(char ph, const std::string& name, const char* cat, pid_t pid, std::uint64_t t) {
-        std::fputs(first_? "\n" : ",\n", f_);
+        std::fputs(first_ ? "\n" : ",\n", f_);
         first_ = false;
-        std::fprintf(f_, "{\"ph\":\"%c\",\"name\":%s,\"cat\":\"%s\",\"pid\":%d,\"tid\":%d,\"ts\":%.3f",
+        std::fprintf(f_,
+                     "{\"ph\":\"%c\",\"name\":%s,\"cat\":\"%s\",\"pid\":%d,\"tid\":%d,\"ts\":%.3f",
                      ph, json_string(name).c_str(), cat, static_cast<int>(pid),
                      static_cast<int>(pid), us(t));
     }
@@ -65,9 +66,9 @@ void write_processes(Writer& w, const Recording& r) {
             if (q.supervisor) {
                 w.begin('X', "start " + p.name, "process", q.pid, p.start);
                 w.raw(",\"dur\":" + std::to_string(w.us(p.started) - w.us(p.start)) +
-                      ",\"args\":{\"pid\":" + num(p.pid) + ",\"method\":" +
-                      json_string(p.method) + ",\"start_latency_us\":" +
-                      std::to_string(w.us(p.started) - w.us(p.start)) + "}");
+                      ",\"args\":{\"pid\":" + num(p.pid) + ",\"method\":" + json_string(p.method) +
+                      ",\"start_latency_us\":" + std::to_string(w.us(p.started) - w.us(p.start)) +
+                      "}");
                 w.end();
                 break;
             }

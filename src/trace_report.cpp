@@ -4,8 +4,8 @@
 // grows with the run (histograms, batch sizes and bytes over time at most kSeriesPoints points);
 // the task stream keeps every task, delta-encoded, with exact counts.
 #include <algorithm>
-#include <cmath>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <map>
@@ -80,9 +80,9 @@ std::string Data::workers() {
         s += "{\"pid\":" + n(static_cast<std::uint64_t>(p->pid)) +
              ",\"name\":" + json_string(p->name) + ",\"method\":" + json_string(p->method) +
              ",\"start_us\":" + n(us(from)) + ",\"end_us\":" + n(us(to)) +
-             ",\"latency_us\":" + n((p->started - p->start) / 1000) + ",\"how\":" +
-             json_string(p->how) + ",\"busy_us\":" + n(b.first / 1000) + ",\"tasks\":" +
-             n(static_cast<std::uint64_t>(b.second)) + "}";
+             ",\"latency_us\":" + n((p->started - p->start) / 1000) +
+             ",\"how\":" + json_string(p->how) + ",\"busy_us\":" + n(b.first / 1000) +
+             ",\"tasks\":" + n(static_cast<std::uint64_t>(b.second)) + "}";
     }
     return s + "]";
 }
@@ -96,8 +96,7 @@ std::string Data::tasks() {
     std::unordered_map<pid_t, int> track;
     for (std::size_t i = 0; i < pids_.size(); ++i) track[pids_[i]] = static_cast<int>(i);
     std::stable_sort(ts.begin(), ts.end(), [&](auto* a, auto* b) {
-        return track[a->pid] != track[b->pid] ? track[a->pid] < track[b->pid]
-                                              : a->start < b->start;
+        return track[a->pid] != track[b->pid] ? track[a->pid] < track[b->pid] : a->start < b->start;
     });
     std::string w, s, d, f, o;
     int prev_track = -1;
@@ -150,8 +149,9 @@ std::string Data::batches() {
     const std::uint64_t span = std::max<std::uint64_t>(1, r_.t1 - r_.t0);
     std::vector<std::array<std::uint64_t, 3>> bin(kSeriesPoints);  // sum, max, count
     for (const auto& b : r_.batches) {
-        const auto i = std::min<std::size_t>(
-            kSeriesPoints - 1, b.t > r_.t0 ? (b.t - r_.t0) * kSeriesPoints / span : 0);
+        const auto i =
+            std::min<std::size_t>(kSeriesPoints - 1,
+                                  b.t > r_.t0 ? (b.t - r_.t0) * kSeriesPoints / span : 0);
         bin[i][0] += b.tasks;
         bin[i][1] = std::max<std::uint64_t>(bin[i][1], b.tasks);
         ++bin[i][2];
@@ -172,8 +172,9 @@ std::string Data::bytes() {
     std::vector<std::pair<std::uint64_t, std::uint64_t>> bin(kSeriesPoints);
     std::uint64_t in = 0, out = 0;
     for (const auto& t : r_.tasks) {
-        const auto i = std::min<std::size_t>(
-            kSeriesPoints - 1, t.end > r_.t0 ? (t.end - r_.t0) * kSeriesPoints / span : 0);
+        const auto i =
+            std::min<std::size_t>(kSeriesPoints - 1,
+                                  t.end > r_.t0 ? (t.end - r_.t0) * kSeriesPoints / span : 0);
         bin[i].first += t.bytes_in;
         bin[i].second += t.bytes_out;
         in += t.bytes_in;
@@ -231,8 +232,8 @@ std::string Data::json() {
         fns += (i ? "," : "") + json_string(fn_names_[i]);
     return "{\"span_us\":" + n(us(r_.t1)) + ",\"workers\":" + w + ",\"fns\":" + fns +
            "],\"tasks\":" + t + ",\"counts\":{\"tasks\":" + n(r_.tasks.size()) +
-           ",\"ok\":" + n(count[0]) + ",\"exception\":" + n(count[1]) + ",\"died\":" +
-           n(count[2]) + ",\"retried\":" + n(retried) + ",\"quarantined\":" + n(quarantined) +
+           ",\"ok\":" + n(count[0]) + ",\"exception\":" + n(count[1]) + ",\"died\":" + n(count[2]) +
+           ",\"retried\":" + n(retried) + ",\"quarantined\":" + n(quarantined) +
            ",\"dropped\":" + n(r_.dropped) + ",\"batches\":" + n(r_.batches.size()) +
            "},\"hist\":" + histograms() + ",\"batches\":" + batches() + ",\"bytes\":" + bytes() +
            ",\"failures\":" + failures() + ",\"retries\":" + retries() + "}";

@@ -17,10 +17,10 @@ namespace {
 struct Session {
     std::mutex m;
     Recording rec;
-    std::string json;       // the timeline's file ("" when none records)
-    int reports = 0;        // live performance_report scopes (and MP_REPORT)
-    std::string env_html;   // MP_REPORT's file
-    std::string env_json;   // MP_TRACE's file
+    std::string json;      // the timeline's file ("" when none records)
+    int reports = 0;       // live performance_report scopes (and MP_REPORT)
+    std::string env_html;  // MP_REPORT's file
+    std::string env_json;  // MP_TRACE's file
     std::atomic<Provider> provider{nullptr};
 };
 
@@ -129,9 +129,7 @@ void add_dropped(std::uint64_t n) {
     s.rec.dropped += n;
 }
 
-void set_provider(Provider p) noexcept {
-    session().provider.store(p, std::memory_order_release);
-}
+void set_provider(Provider p) noexcept { session().provider.store(p, std::memory_order_release); }
 
 void start_environment(const char* json, const char* html) {
     auto& s = session();

@@ -214,8 +214,9 @@ void drain(Registry& r, Live& l) {
     auto& h = *l.hdr;
     const std::uint64_t end = h.written.load(std::memory_order_acquire);
     std::uint64_t at = h.read.load(std::memory_order_relaxed);
-    const auto* ring = reinterpret_cast<const wire::TraceRecord*>(
-        reinterpret_cast<const std::byte*>(&h) + sizeof(wire::TraceHeader));
+    const auto* ring =
+        reinterpret_cast<const wire::TraceRecord*>(reinterpret_cast<const std::byte*>(&h) +
+                                                   sizeof(wire::TraceHeader));
     for (; at < end; ++at) {
         const wire::TraceRecord rec = ring[at % wire::kTraceRecords];
         trace::TaskEvent e;
@@ -239,7 +240,8 @@ void drain(Registry& r, Live& l) {
         trace::add(std::move(e));
     }
     h.read.store(at, std::memory_order_release);
-    if (const auto lost = h.dropped.exchange(0, std::memory_order_relaxed)) trace::add_dropped(lost);
+    if (const auto lost = h.dropped.exchange(0, std::memory_order_relaxed))
+        trace::add_dropped(lost);
 }
 
 void add_process(const Live& l, const std::string& name, const std::string& method,
@@ -311,7 +313,8 @@ void trace_worker_started(const Worker& w, const EngineOptions& opts, std::size_
         hdr->on.store(1, std::memory_order_relaxed);
         std::string method;
         try {
-            method = opts.context ? opts.context->get_start_method() : get_start_method(true).value_or("");
+            method = opts.context ? opts.context->get_start_method()
+                                  : get_start_method(true).value_or("");
         } catch (...) {
         }
         add_process(l, "PoolWorker-" + std::to_string(number), method, t0);
@@ -379,10 +382,11 @@ void trace_task_lost(const void* engine, std::uint64_t id, pid_t pid, bool retri
     std::lock_guard lk(r.m);
     if (auto p = r.pending.find(Key{engine, id}); p != r.pending.end()) ++p->second.attempt;
     const std::uint64_t now = trace::now_ns();
-    trace::add(trace::SpanEvent{
-        sys::current_pid(), (retried ? "retry task " : "quarantine task ") + std::to_string(id),
-        retried ? "retry" : "quarantine", now, now,
-        "\"task\":" + std::to_string(id) + ",\"worker\":" + std::to_string(pid)});
+    trace::add(trace::SpanEvent{sys::current_pid(),
+                                (retried ? "retry task " : "quarantine task ") + std::to_string(id),
+                                retried ? "retry" : "quarantine", now, now,
+                                "\"task\":" + std::to_string(id) +
+                                    ",\"worker\":" + std::to_string(pid)});
 }
 
 }  // namespace mp::detail
