@@ -77,6 +77,8 @@ struct Recording {
 
 /// Appends to the session (no effect when not recording).
 void add(TaskEvent&& e);
+/// Appends several task runs at once.
+void add(std::vector<TaskEvent>&& es);
 /// Appends a span or an instant.
 void add(SpanEvent&& e);
 /// Records a process (its exit is set later with process_exited).

@@ -2,6 +2,7 @@
 // shared by a timeline and any number of report scopes; the last one to end switches it off.
 #include <chrono>
 #include <cstdio>
+#include <iterator>
 #include <mutex>
 #include <utility>
 
@@ -93,6 +94,16 @@ void add(TaskEvent&& e) {
     auto& s = session();
     std::lock_guard lk(s.m);
     if (on()) s.rec.tasks.push_back(std::move(e));
+}
+
+void add(std::vector<TaskEvent>&& es) {
+    auto& s = session();
+    std::lock_guard lk(s.m);
+    if (!on()) return;
+    if (s.rec.tasks.empty()) s.rec.tasks = std::move(es);
+    else
+        s.rec.tasks.insert(s.rec.tasks.end(), std::make_move_iterator(es.begin()),
+                           std::make_move_iterator(es.end()));
 }
 
 void add(SpanEvent&& e) {

@@ -91,18 +91,20 @@ std::uint16_t TaskTracer::intern(const std::string& name) noexcept {
 std::uint16_t TaskTracer::function_name(std::span<const std::byte> call) noexcept {
     try {
         Decoder d(call);
-        const ThunkFn thunk = open_package(d);
-        static std::unordered_map<const void*, std::string> thunk_names;
-        auto it = thunk_names.find(reinterpret_cast<const void*>(thunk));
-        if (it == thunk_names.end())
-            it = thunk_names
-                     .emplace(reinterpret_cast<const void*>(thunk),
-                              first_template_arg(symbol_name(reinterpret_cast<const void*>(thunk))))
-                     .first;
-        const std::string& f = it->second;
-        if (f.find("(*)") == std::string::npos) return intern(f.empty() ? "task" : f);
-        const auto addr = resolve_code_address(d, EntryKind::function);
-        return intern(without_parameters(symbol_name(reinterpret_cast<const void*>(addr))));
+        const auto* thunk = reinterpret_cast<const void*>(open_package(d));
+        // Names are looked up once per thunk and per target: dladdr and the demangler are slow.
+        static std::unordered_map<const void*, std::string> thunk_types;
+        static std::unordered_map<const void*, std::uint16_t> ids;
+        auto t = thunk_types.find(thunk);
+        if (t == thunk_types.end())
+            t = thunk_types.emplace(thunk, first_template_arg(symbol_name(thunk))).first;
+        const void* key = thunk;
+        const bool by_target = t->second.find("(*)") != std::string::npos;
+        if (by_target)
+            key = reinterpret_cast<const void*>(resolve_code_address(d, EntryKind::function));
+        if (auto id = ids.find(key); id != ids.end()) return id->second;
+        const std::string name = by_target ? without_parameters(symbol_name(key)) : t->second;
+        return ids.emplace(key, intern(name.empty() ? "task" : name)).first->second;
     } catch (...) {
         return intern("task");
     }
@@ -217,6 +219,8 @@ void drain(Registry& r, Live& l) {
     const auto* ring =
         reinterpret_cast<const wire::TraceRecord*>(reinterpret_cast<const std::byte*>(&h) +
                                                    sizeof(wire::TraceHeader));
+    std::vector<trace::TaskEvent> events;
+    events.reserve(static_cast<std::size_t>(end - at));
     for (; at < end; ++at) {
         const wire::TraceRecord rec = ring[at % wire::kTraceRecords];
         trace::TaskEvent e;
@@ -237,9 +241,10 @@ void drain(Registry& r, Live& l) {
             e.attempt = it->second.attempt;
             r.pending.erase(it);
         }
-        trace::add(std::move(e));
+        events.push_back(std::move(e));
     }
     h.read.store(at, std::memory_order_release);
+    if (!events.empty()) trace::add(std::move(events));
     if (const auto lost = h.dropped.exchange(0, std::memory_order_relaxed))
         trace::add_dropped(lost);
 }
