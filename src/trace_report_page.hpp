@@ -199,6 +199,7 @@ function lists() {
 }
 summary(); stream(); util(); hist(); bytes(); batches(); lists();
 document.body.dataset.rendered = "1";
+document.body.dataset.renderMs = Math.round(performance.now());
 </script></body></html>
 )html";
 

@@ -60,8 +60,8 @@ public:
 
 private:
     bool on_;
-    std::string path_ = "/tmp/mp-bench-trace-" + std::to_string(mp::current_process().pid()) +
-                        ".json";
+    std::string path_ =
+        "/tmp/mp-bench-trace-" + std::to_string(mp::current_process().pid()) + ".json";
 };
 
 double map_tiny(const Run& run, bool traced) {
@@ -112,12 +112,10 @@ BENCH_REGISTER(add_row({.name = "trace_map_tiny",
                         .unit = "tasks/s",
                         .probe_iters = 1'000'000,
                         .goal = {"untraced", Goal::at_least, 0.5}}));
-BENCH_REGISTER(add_impl("trace_map_tiny", "multiproc", [](const Run& r) {
-    return map_tiny(r, true);
-}));
-BENCH_REGISTER(add_impl("trace_map_tiny", "untraced", [](const Run& r) {
-    return map_tiny(r, false);
-}));
+BENCH_REGISTER(add_impl("trace_map_tiny", "multiproc",
+                        [](const Run& r) { return map_tiny(r, true); }));
+BENCH_REGISTER(add_impl("trace_map_tiny", "untraced",
+                        [](const Run& r) { return map_tiny(r, false); }));
 
 BENCH_REGISTER(add_row({.name = "trace_map_1ms",
                         .what = "Pool(2).map over ~1 ms tasks: timeline recording (multiproc) vs "
@@ -126,12 +124,10 @@ BENCH_REGISTER(add_row({.name = "trace_map_1ms",
                         .unit = "tasks/s",
                         .probe_iters = 200,
                         .goal = {"untraced", Goal::at_least, 0.9}}));
-BENCH_REGISTER(add_impl("trace_map_1ms", "multiproc", [](const Run& r) {
-    return map_1ms(r, true);
-}));
-BENCH_REGISTER(add_impl("trace_map_1ms", "untraced", [](const Run& r) {
-    return map_1ms(r, false);
-}));
+BENCH_REGISTER(add_impl("trace_map_1ms", "multiproc",
+                        [](const Run& r) { return map_1ms(r, true); }));
+BENCH_REGISTER(add_impl("trace_map_1ms", "untraced",
+                        [](const Run& r) { return map_1ms(r, false); }));
 
 BENCH_REGISTER(add_row({.name = "trace_apply_rtt",
                         .what = "one Pool(2).apply_async(square, x).get(): timeline recording "
@@ -141,12 +137,10 @@ BENCH_REGISTER(add_row({.name = "trace_apply_rtt",
                         .scale = 1e6,
                         .probe_iters = 2000,
                         .goal = {"untraced", Goal::at_most, 2.0}}));
-BENCH_REGISTER(add_impl("trace_apply_rtt", "multiproc", [](const Run& r) {
-    return apply_rtt(r, true);
-}));
-BENCH_REGISTER(add_impl("trace_apply_rtt", "untraced", [](const Run& r) {
-    return apply_rtt(r, false);
-}));
+BENCH_REGISTER(add_impl("trace_apply_rtt", "multiproc",
+                        [](const Run& r) { return apply_rtt(r, true); }));
+BENCH_REGISTER(add_impl("trace_apply_rtt", "untraced",
+                        [](const Run& r) { return apply_rtt(r, false); }));
 
 }  // namespace
 }  // namespace bench
