@@ -15,6 +15,7 @@
 #include "multiproc/context.hpp"
 #include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/errors.hpp"
+#include "multiproc/process.hpp"
 #include "sys/process.hpp"
 #include "sys/symbols.hpp"
 #include "worker_lifecycle.hpp"
@@ -302,6 +303,8 @@ void trace_engine_started() {
         const char* json = std::getenv("MP_TRACE");
         const char* html = std::getenv("MP_REPORT");
         if ((!json || !*json) && (!html || !*html)) return;
+        // A child of multiproc inherits the environment: the files are its parent's to write.
+        if (parent_process()) return;
         g_env_owner = sys::current_pid();
         trace::start_environment(json, html);
         std::atexit(&finish_env_at_exit);

@@ -27,10 +27,14 @@ int trace_test_crash(int code) { std::_Exit(code); }
 
 namespace {
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path);
+// The file's text; the file is removed.
+std::string take_file(const std::string& path) {
     std::stringstream s;
-    s << in.rdbuf();
+    {
+        std::ifstream in(path);
+        s << in.rdbuf();
+    }
+    std::remove(path.c_str());
     return s.str();
 }
 
@@ -80,8 +84,7 @@ TEST_P(TraceTest, TimelineHasEveryTaskOnceWithItsFunctionAndOutcome) {
     }
     mp::trace::stop();
     EXPECT_FALSE(mp::trace::active());
-    const std::string json = read_file(path);
-    std::remove(path.c_str());
+    const std::string json = take_file(path);
     EXPECT_EQ(count(json, "\"cat\":\"task\""), 30u);
     EXPECT_EQ(count(json, "\"name\":\"trace_test_square\""), 30u);
     EXPECT_EQ(count(json, "\"outcome\":\"exception\""), 3u);
@@ -98,8 +101,7 @@ TEST_P(TraceTest, WorkersStartedBeforeTheTimelineAreTraced) {
     mp::trace::start(path);
     EXPECT_EQ(run_squares(pool), 3);
     mp::trace::stop();
-    const std::string json = read_file(path);
-    std::remove(path.c_str());
+    const std::string json = take_file(path);
     EXPECT_EQ(count(json, "\"cat\":\"task\""), 30u);
 }
 
@@ -114,8 +116,7 @@ TEST_P(TraceTest, AWorkerDeathIsATaskThatDiedAndARetry) {
         pool.join();
     }
     mp::trace::stop();
-    const std::string json = read_file(path);
-    std::remove(path.c_str());
+    const std::string json = take_file(path);
     EXPECT_EQ(count(json, "\"outcome\":\"died\""), 2u);
     EXPECT_EQ(count(json, "\"detail\":\"exited with code 3\""), 2u);
     EXPECT_EQ(count(json, "\"cat\":\"retry\""), 1u);
@@ -133,8 +134,7 @@ TEST_P(TraceTest, ReportScopeWritesOneSelfContainedPage) {
         pool.join();
     }
     EXPECT_FALSE(mp::trace::active());
-    const std::string html = read_file(path);
-    std::remove(path.c_str());
+    const std::string html = take_file(path);
     EXPECT_NE(html.find("\"counts\":{\"tasks\":30,\"ok\":27,\"exception\":3,\"died\":0"),
               std::string::npos);
     EXPECT_EQ(html.find("src=\"http"), std::string::npos);  // nothing loaded from elsewhere
