@@ -67,6 +67,8 @@ std::string symbol_name(const void* addr) {
 
 }  // namespace
 
+TraceHeader TaskTracer::off_{};
+
 void TaskTracer::attach(void* slot, std::size_t bytes) noexcept {
     if (bytes < kSlotWithTraceBytes) return;
     auto* base = static_cast<std::byte*>(slot) + kTraceOffset;

@@ -70,9 +70,7 @@ public:
     /// Uses the trace area of a mapped slot of `bytes` bytes (none when too small).
     void attach(void* slot, std::size_t bytes) noexcept;
     /// True when the supervisor records.
-    [[nodiscard]] bool on() const noexcept {
-        return hdr_ && hdr_->on.load(std::memory_order_relaxed) != 0;
-    }
+    [[nodiscard]] bool on() const noexcept { return hdr_->on.load(std::memory_order_relaxed) != 0; }
     /// A batch arrived (numbers the batches, traced or not).
     void batch() noexcept { ++batch_; }
     /// The task `id` starts; `call` is its shipped call (names the function).
@@ -87,7 +85,8 @@ private:
     std::uint16_t intern(const std::string& name) noexcept;
     std::uint16_t function_name(std::span<const std::byte> call) noexcept;
 
-    TraceHeader* hdr_ = nullptr;
+    static TraceHeader off_;  // switched off for good: the header before attach()
+    TraceHeader* hdr_ = &off_;
     TraceRecord* ring_ = nullptr;
     TraceRecord cur_{};
     std::uint32_t batch_ = 0;

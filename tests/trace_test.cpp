@@ -92,6 +92,8 @@ TEST_P(TraceTest, TimelineHasEveryTaskOnceWithItsFunctionAndOutcome) {
     // One track per worker and one for the supervisor, each named once.
     EXPECT_EQ(count(json, "\"name\":\"process_name\""), 3u);
     EXPECT_EQ(count(json, "\"method\":\"" + GetParam() + "\""), 2u);
+    // Under forkserver, each worker is one request to the server, on the supervisor's track.
+    EXPECT_EQ(count(json, "\"cat\":\"forkserver\""), GetParam() == "forkserver" ? 2u : 0u);
 }
 
 TEST_P(TraceTest, WorkersStartedBeforeTheTimelineAreTraced) {
