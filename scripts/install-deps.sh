@@ -11,6 +11,7 @@ pkgs=(
   libboost-dev                                  # Boost.Interprocess, benchmark comparison only
   python3                                       # side-by-side benchmarks, wire-compatibility tests
   python3-joblib                                # parallel_map benchmark baseline (joblib)
+  chromium                                      # headless browser test of the HTML performance report
 )
 missing=()
 for p in "${pkgs[@]}"; do

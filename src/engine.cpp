@@ -17,6 +17,7 @@
 #include "sys/io.hpp"
 #include "sys/sigmask.hpp"
 #include "worker_lifecycle.hpp"
+#include "worker_trace.hpp"
 
 namespace mp::detail {
 
@@ -112,6 +113,7 @@ private:
 EngineImpl::EngineImpl(EngineOptions opts)
     : opts_(std::move(opts)), nproc_(opts_.processes > 0 ? opts_.processes : cpu_count()),
       threads_per_worker_(std::max(1, process_cpu_count() / nproc_)), scheduler_(opts_, nproc_) {
+    trace_engine_started();
     workers_.resize(static_cast<std::size_t>(nproc_));
     try {
         for (auto& w : workers_) start_worker(w, opts_, threads_per_worker_, next_worker_name_++);

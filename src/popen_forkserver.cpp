@@ -10,8 +10,10 @@
 #include "spawn.hpp"
 #include "sys/io.hpp"
 #include "sys/pidfd.hpp"
+#include "sys/process.hpp"
 #include "sys/syscall.hpp"
 #include "sys/wait.hpp"
+#include "trace_hook.hpp"
 
 namespace mp::detail {
 namespace {
@@ -101,7 +103,13 @@ std::unique_ptr<Popen> forkserver_shipped(const CurrentProcess::Info& child,
                                           const ShippedCall& call) {
     check_not_bootstrapping();
     std::vector<std::byte> record = encode_bootstrap(child, call.bytes, call.fds.size());
-    return std::make_unique<ServedChildPopen>(forkserver_fork(record, call.fds));
+    const std::uint64_t t0 = trace::now_ns();
+    auto popen = std::make_unique<ServedChildPopen>(forkserver_fork(record, call.fds));
+    if (trace::on())
+        trace::add(trace::SpanEvent{sys::current_pid(), "forkserver request: " + child.name,
+                                    "forkserver", t0, trace::now_ns(),
+                                    "\"bytes\":" + std::to_string(record.size())});
+    return popen;
 }
 
 std::unique_ptr<Popen> launch_forkserver(const LaunchSpec& spec) {

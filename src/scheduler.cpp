@@ -4,6 +4,7 @@
 
 #include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/errors.hpp"
+#include "worker_trace.hpp"
 
 namespace mp::detail {
 
@@ -131,6 +132,7 @@ bool Scheduler::fill_one(Worker& w, std::size_t max_tasks) {
                                 std::move(slot.call),
                                 0,
                                 {}});
+        if (trace::on()) trace_task_pulled(&opts_, id);
         add(id);
     }
     if (b.ids.empty()) return false;
@@ -140,6 +142,7 @@ bool Scheduler::fill_one(Worker& w, std::size_t max_tasks) {
 
 void Scheduler::write_batch(Worker& w, const std::vector<std::uint64_t>& ids) {
     auto& out = w.link->out();
+    const std::size_t bytes_before = out.bytes.size();
     wire::RecordWriter frame(out.bytes, wire::Kind::tasks);
     std::uint32_t nfds = 0;
     std::size_t items = 0;
@@ -157,6 +160,7 @@ void Scheduler::write_batch(Worker& w, const std::vector<std::uint64_t>& ids) {
     w.batches.push_back(ids.size());
     w.tasks_sent += ids.size();
     stats_.batch_sent(ids.size(), items);
+    if (trace::on()) trace_batch_sent(w, ids.size(), out.bytes.size() - bytes_before);
 }
 
 void Scheduler::learn(Entry& e, std::size_t elements, std::uint64_t ns) {
@@ -167,6 +171,7 @@ void Scheduler::learn(Entry& e, std::size_t elements, std::uint64_t ns) {
 }
 
 void Scheduler::on_results(Worker& w, wire::Frame& f) {
+    if (trace::on()) trace_results(w);
     auto& fds = f.fds;  // each record's descriptors go to its source
     wire::FrameRecords records(wire::Kind::results, f.payload, fds.size());
     WorkerStats* counted = stats_.find(w.pid);
@@ -228,6 +233,7 @@ void Scheduler::quarantine_or_retry(std::uint64_t id, const WorkerDeath& death) 
     if (!t.history.empty()) t.history += "; ";
     t.history += "attempt " + std::to_string(t.deaths) + ": " + death.how;
     WorkerStats* counted = stats_.find(death.pid);
+    if (trace::on()) trace_task_lost(&opts_, id, death.pid, t.deaths <= opts_.retries);
     if (t.deaths <= opts_.retries) {
         retry_.push_front(id);
         if (counted) ++counted->tasks_retried;

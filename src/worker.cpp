@@ -15,6 +15,7 @@
 #include "sys/memfd.hpp"
 #include "sys/sigmask.hpp"
 #include "transport.hpp"
+#include "worker_trace.hpp"
 
 namespace mp::detail {
 
@@ -101,19 +102,25 @@ private:
 void run_batch(Frame& f, WorkerSlot* slot, ResultBatch& results) {
     FrameRecords records(Kind::tasks, f.payload, f.fds.size());
     auto last_flush = std::chrono::steady_clock::now();
+    TaskTracer& tracer = task_tracer();
+    tracer.batch();
     for (FrameRecord rec; records.next(rec);) {
+        const bool traced = tracer.on();
         auto task_fds = std::span<UniqueFd>(f.fds).subspan(rec.first_fd, rec.nfds);
         slot->element.store(0, std::memory_order_relaxed);
         slot->task.store(rec.id, std::memory_order_release);
         const auto t0 = std::chrono::steady_clock::now();
         Encoder& out = results.begin(rec.id);
         const std::size_t mark = out.bytes().size();
+        if (traced) tracer.begin(rec.id, rec.bytes);
         try {
             run_shipped_task(rec.bytes, task_fds, out);
         } catch (...) {
+            if (traced) tracer.failed();
             out.bytes().resize(mark);
             encode_task_error(out, std::current_exception());
         }
+        if (traced) tracer.end(std::span<const std::byte>(out.bytes()).subspan(mark));
         const auto t1 = std::chrono::steady_clock::now();
         results.end(static_cast<std::uint64_t>(
             std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
@@ -148,10 +155,12 @@ void worker_main(Connection conn, WorkerBoot boot) {
     Frame f;
     try {
         if (!link->receive_frame(f) || f.kind() != Kind::init || f.fds.empty()) return;
-        if (sys::file_size(f.fds[0].get()) < sizeof(WorkerSlot))
+        const std::size_t slot_bytes = sys::file_size(f.fds[0].get());
+        if (slot_bytes < sizeof(WorkerSlot))
             throw DecodeError("multiproc: worker: progress slot too small");
-        sys::Mapping slot_map = sys::Mapping::map_shared(f.fds[0].get(), sizeof(WorkerSlot));
+        sys::Mapping slot_map = sys::Mapping::map_shared(f.fds[0].get(), slot_bytes);
         auto* slot = reinterpret_cast<WorkerSlot*>(slot_map.data());
+        task_tracer().attach(slot_map.data(), slot_bytes);
         g_progress = &slot->element;
         Decoder d(f.payload);
         const auto n = d.read_count(1);

@@ -9,6 +9,7 @@
 #include "sys/io.hpp"
 #include "sys/memfd.hpp"
 #include "sys/sigmask.hpp"
+#include "worker_trace.hpp"
 
 namespace mp::detail {
 
@@ -36,7 +37,8 @@ std::string what_of(const std::exception_ptr& ex) {
     }
 }
 
-constexpr std::size_t kSlotBytes = 4096;
+// The progress page and the trace ring (worker_trace.hpp): sparse until a trace writes it.
+constexpr std::size_t kSlotBytes = wire::kSlotWithTraceBytes;
 
 }  // namespace
 
@@ -49,6 +51,7 @@ void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t
                              : Process(&wire::worker_main, child_end, boot);
     p.set_daemon(true);
     p.set_name("PoolWorker-" + std::to_string(number));
+    const std::uint64_t t0 = trace::now_ns();
     p.start();
     child_end.close();
     w.pid = *p.pid();
@@ -59,6 +62,7 @@ void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t
     w.slot_fd = sys::make_memfd("mp-worker-slot", kSlotBytes);
     w.slot_map = sys::Mapping::map_shared(w.slot_fd.get(), kSlotBytes);
     w.slot = new (w.slot_map.data()) wire::WorkerSlot{};
+    trace_worker_started(w, opts, number, t0);
 
     // The init frame: the initializer's call (u64 n | n bytes; n = 0: none); descriptors: the
     // progress page, then the initializer's.
@@ -95,6 +99,7 @@ WorkerDeath reap_worker(Worker& w) {
     d.was_ready = w.ready;
     d.held = std::move(w.held);
     d.how = "worker process " + std::to_string(d.pid) + " " + describe_exit(code);
+    trace_worker_gone(w, describe_exit(code));
     w.proc->close();
     w = Worker{};
     return d;
@@ -112,6 +117,7 @@ void kill_workers(std::vector<Worker>& workers) noexcept {
         if (!w.proc) continue;
         try {
             w.proc->join();
+            trace_worker_gone(w, "was killed (the pool was terminated)");
             w.proc->close();
         } catch (...) {
         }
@@ -140,6 +146,7 @@ void stop_workers(std::vector<Worker>& workers) {
             w.proc->kill();
             w.proc->join();
         }
+        trace_worker_gone(w, describe_exit(w.proc->exitcode().value_or(-SIGKILL)));
         w.proc->close();
         w = Worker{};
     }

@@ -15,6 +15,7 @@
 //   signals        SigintGuard: Ctrl-C as mp::KeyboardInterrupt (other signals never fail a call)
 //   callable       what can be shipped to another process
 //   reduction      the codec: values <-> bytes
+//   trace          timeline (MP_TRACE, Perfetto) and performance_report (MP_REPORT, HTML)
 #pragma once
 
 #include "multiproc/bootstrap.hpp"
@@ -40,3 +41,4 @@
 #include "multiproc/signals.hpp"
 #include "multiproc/synchronize.hpp"
 #include "multiproc/timeout.hpp"
+#include "multiproc/trace.hpp"

@@ -23,6 +23,10 @@ struct CodeLocation {
 /// dladdr(addr): the module and symbol `addr` lies in.
 [[nodiscard]] CodeLocation locate_code(const void* addr) noexcept;
 
+/// The (mangled) name of the dynamic symbol that starts exactly at `addr`, or nullptr: a
+/// function of internal linkage has none.
+[[nodiscard]] const char* symbol_at(const void* addr) noexcept;
+
 /// dlsym(RTLD_NEXT, name): the definition of `name` in the modules loaded after this library,
 /// the one a definition here interposes; nullptr when there is none.
 [[nodiscard]] void* next_definition(const char* name) noexcept;

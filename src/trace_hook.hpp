@@ -1,0 +1,117 @@
+// The trace hook (DESIGN.md 13): the one switch every engine event checks, and the store of a
+// recording session that the timeline (trace_json.cpp) and the HTML report (trace_report.cpp)
+// are written from. A leaf: it includes nothing of the project, so any layer can afford it.
+// The engine layer (worker_trace.cpp) turns its shared-memory records into these events and
+// registers a provider that switches the workers' rings on and off and drains them at stop.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mp::detail::trace {
+
+/// The switch: true while a timeline or a report records. Read relaxed: one predictable branch.
+extern std::atomic<bool> g_on;
+/// True while recording.
+inline bool on() noexcept { return g_on.load(std::memory_order_relaxed); }
+/// CLOCK_MONOTONIC (std::chrono::steady_clock) in nanoseconds: the same clock in every process.
+std::uint64_t now_ns() noexcept;
+
+/// How a task ended.
+enum class Outcome : std::uint8_t { ok, exception, died };
+
+/// One run of a task on one worker.
+struct TaskEvent {
+    pid_t pid = 0;
+    std::uint64_t task = 0;
+    std::uint32_t batch = 0;    ///< the worker's batch number it travelled in (1, 2, ...)
+    std::uint32_t attempt = 1;  ///< 2 and up: a retry after its worker died
+    std::uint64_t submit = 0, start = 0, end = 0;
+    std::uint64_t bytes_in = 0, bytes_out = 0;
+    std::string fn;
+    Outcome outcome = Outcome::ok;
+    std::string detail;  ///< the exception type, or how the worker died
+};
+
+/// A span (end > start) or an instant (end == start) on a process's track.
+struct SpanEvent {
+    pid_t pid = 0;
+    std::string name;
+    std::string cat;
+    std::uint64_t start = 0, end = 0;
+    std::string args;  ///< a JSON object's members, without braces ("" for none)
+};
+
+/// A process with a track: a worker, or the supervisor (the parent).
+struct ProcessEvent {
+    pid_t pid = 0;
+    std::string name;
+    std::string method;  ///< start method ("" for the supervisor)
+    std::uint64_t start = 0, started = 0, exit = 0;
+    std::string how;  ///< "exited with code 0", ... ("" while alive)
+    bool supervisor = false;
+};
+
+/// One batch the supervisor sent to a worker.
+struct BatchEvent {
+    pid_t pid = 0;
+    std::uint32_t seq = 0;
+    std::uint32_t tasks = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t t = 0;
+};
+
+/// Everything a session recorded.
+struct Recording {
+    std::uint64_t t0 = 0, t1 = 0;
+    std::vector<TaskEvent> tasks;
+    std::vector<SpanEvent> spans;
+    std::vector<ProcessEvent> processes;
+    std::vector<BatchEvent> batches;
+    std::uint64_t dropped = 0;  ///< task records lost to a full ring
+};
+
+/// Appends to the session (no effect when not recording).
+void add(TaskEvent&& e);
+/// Appends several task runs at once.
+void add(std::vector<TaskEvent>&& es);
+/// Appends a span or an instant.
+void add(SpanEvent&& e);
+/// Records a process (its exit is set later with process_exited).
+void add(ProcessEvent&& e);
+/// Records a batch.
+void add(const BatchEvent& e);
+/// Sets the exit of a recorded process.
+void process_exited(pid_t pid, std::uint64_t t, const std::string& how);
+/// Counts task records a worker could not store.
+void add_dropped(std::uint64_t n);
+
+/// What the session asks of the engine: switch the workers' rings on, read what they hold,
+/// switch them off.
+enum class Ask : std::uint8_t { start, drain, stop };
+/// The engine's answer to an Ask; runs without the session's lock held.
+using Provider = void (*)(Ask what);
+/// Registers the engine's provider (once, at the first pool).
+void set_provider(Provider p) noexcept;
+
+/// `s` as a JSON string literal, quotes included.
+std::string json_string(const std::string& s);
+/// The name of an outcome: "ok", "exception", "died".
+const char* outcome_name(Outcome o) noexcept;
+
+/// Writes a recording as Chrome Trace Event JSON (trace_json.cpp); false on an I/O error.
+bool write_json(const Recording& r, const std::string& path);
+/// Writes a recording as the HTML report (trace_report.cpp); false on an I/O error.
+bool write_report(const Recording& r, const std::string& path);
+
+/// Starts a timeline (json) or a report (html) session from the environment's MP_TRACE /
+/// MP_REPORT values; written by finish_environment().
+void start_environment(const char* json, const char* html);
+/// Writes and stops what start_environment started.
+void finish_environment();
+
+}  // namespace mp::detail::trace
