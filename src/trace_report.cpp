@@ -65,11 +65,13 @@ std::string Data::workers() {
     std::vector<const ProcessEvent*> ws;
     for (const auto& p : r_.processes)
         if (!p.supervisor) ws.push_back(&p);
-    for (const auto& [pid, b] : busy)  // a worker whose start the recording did not see
+    for (const auto& entry : busy) {  // a worker whose start the recording did not see
+        const pid_t pid = entry.first;
         if (std::none_of(ws.begin(), ws.end(), [&](auto* p) { return p->pid == pid; })) {
             extra_.push_back(ProcessEvent{pid, "worker", "", r_.t0, r_.t0, 0, "", false});
             ws.push_back(&extra_.back());
         }
+    }
     std::string s = "[";
     for (const auto* p : ws) {
         pids_.push_back(p->pid);
