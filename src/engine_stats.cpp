@@ -1,6 +1,7 @@
 // The engine's statistics (engine_stats.hpp) and the log lines of its lifecycle.
 #include "engine_stats.hpp"
 
+#include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/logging.hpp"
 #include "scheduler.hpp"
 
@@ -47,6 +48,16 @@ WorkerStats* StatsRecorder::find(pid_t pid) noexcept {
     for (auto& w : workers_)
         if (w.pid == pid) return &w;
     return nullptr;
+}
+
+void StatsRecorder::task_done(WorkerStats* w, std::size_t items, std::uint64_t ns,
+                              std::span<const std::byte> result) noexcept {
+    if (!w) return;
+    ++w->tasks_done;
+    w->items_done += items;
+    w->busy += std::chrono::nanoseconds(ns);
+    const auto error = static_cast<std::uint8_t>(TaskStatus::error);
+    if (!result.empty() && result[0] == std::byte{error}) ++w->tasks_failed;
 }
 
 void StatsRecorder::snapshot(PoolStats& s) const {

@@ -30,13 +30,10 @@ public:
 
     /// The slot of the worker process `pid` (nullptr: not a worker of this engine).
     WorkerStats* find(pid_t pid) noexcept;
-    /// A task's result came back from `w`: `failed` when it is an exception as a whole.
-    static void task_done(WorkerStats& w, std::size_t items, std::uint64_t ns, bool failed) {
-        ++w.tasks_done;
-        w.items_done += items;
-        w.busy += std::chrono::nanoseconds(ns);
-        if (failed) ++w.tasks_failed;
-    }
+    /// A task's result came back from `w` (null: not counted); its status byte says whether it
+    /// failed as a whole.
+    static void task_done(WorkerStats* w, std::size_t items, std::uint64_t ns,
+                          std::span<const std::byte> result) noexcept;
     /// A batch of `tasks` tasks covering `items` work items was sent.
     void batch_sent(std::size_t tasks, std::size_t items) noexcept {
         batch_tasks_ = tasks;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/errors.hpp"
 #include "worker_trace.hpp"
 
@@ -186,11 +185,7 @@ void Scheduler::on_results(Worker& w, wire::Frame& f) {
         if (it == tasks_.end()) continue;
         Task& t = it->second;
         learn(*t.entry, t.elements, rec.ns);
-        if (counted)
-            StatsRecorder::task_done(
-                *counted, t.elements, rec.ns,
-                !rec.bytes.empty() &&
-                    rec.bytes[0] == std::byte{static_cast<std::uint8_t>(TaskStatus::error)});
+        StatsRecorder::task_done(counted, t.elements, rec.ns, rec.bytes);
         std::span<UniqueFd> task_fds(fds.data() + rec.first_fd, rec.nfds);
         try {
             t.entry->src->complete(t.tag, rec.bytes, task_fds);
