@@ -11,6 +11,7 @@ pkgs=(
   libboost-dev                                  # Boost.Interprocess, benchmark comparison only
   python3                                       # side-by-side benchmarks, wire-compatibility tests
   python3-joblib                                # parallel_map benchmark baseline (joblib)
+  libopenmpi-dev openmpi-bin                    # multiproc::mpi (optional target) and its tests
 )
 missing=()
 for p in "${pkgs[@]}"; do
