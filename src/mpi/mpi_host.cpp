@@ -9,9 +9,11 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -28,12 +30,23 @@ namespace {
 
 std::uint32_t g_next_session = 1;  // rank 0's engine threads, one host at a time
 
+// How long a rank may send nothing before it counts as lost: MULTIPROC_MPI_SILENCE_TIMEOUT
+// seconds, default 10 (heartbeats come every kHeartbeat).
+std::chrono::seconds silence_deadline() {
+    const char* v = std::getenv("MULTIPROC_MPI_SILENCE_TIMEOUT");
+    const long s = v ? std::strtol(v, nullptr, 10) : 0;
+    return std::chrono::seconds(s > 0 ? s : 10);
+}
+
 // One worker rank, shared by the engine's thread (through RootLink) and the progress thread.
 struct Channel {
     int rank = 0;
-    UniqueFd ready = sys::make_eventfd();  // readable while `incoming` holds bytes
-    UniqueFd sentinel;                     // pidfd (same host) or an eventfd nobody signals
+    UniqueFd ready = sys::make_eventfd();     // readable while `incoming` holds bytes
+    UniqueFd sentinel = sys::make_eventfd();  // signalled when the rank is found dead or silent
+    UniqueFd pidfd;                           // the rank's process, when on rank 0's host
+    std::chrono::steady_clock::time_point heard = std::chrono::steady_clock::now();
     std::mutex m;
+    std::string ended;          // how it ended, once found dead or silent
     std::uint32_t session = 0;  // 0: no session open
     std::vector<std::vector<std::byte>> outgoing;
     std::deque<std::pair<std::vector<std::byte>, std::size_t>> incoming;  // message, read offset
@@ -74,9 +87,8 @@ public:
             auto ch = std::make_unique<Channel>();
             ch->rank = r;
             const auto& info = w.ranks[static_cast<std::size_t>(r)];
-            ch->sentinel = info.host == w.ranks[0].host
-                               ? sys::pidfd_open(static_cast<pid_t>(info.pid))
-                               : sys::make_eventfd();
+            if (info.host == w.ranks[0].host)
+                ch->pidfd = sys::pidfd_open(static_cast<pid_t>(info.pid));
             channels_.push_back(std::move(ch));
         }
         progress_ = std::thread([this] { progress(); });
@@ -110,6 +122,8 @@ private:
     void progress() noexcept;
     bool send_queued();
     bool receive_arrived();
+    void watch();
+    void declare_ended(Channel& ch, std::string how);
 
     std::vector<std::unique_ptr<Channel>> channels_;
     std::thread progress_;
@@ -119,6 +133,8 @@ private:
     bool stop_ = false;
     // The progress thread's own: sends in flight.
     std::vector<std::pair<MPI_Request, std::vector<std::byte>>> inflight_;
+    std::chrono::steady_clock::time_point next_watch_{};
+    std::chrono::seconds silence_ = silence_deadline();
 };
 
 // Rank 0's engine threads open hosts one at a time in practice; the mutex keeps it safe anyway.
@@ -139,6 +155,9 @@ public:
                 "; an MPI job cannot replace a lost rank, so the pool cannot go on");
         Channel& ch = ranks_.channel(index);
         std::lock_guard lk(ch.m);
+        if (!ch.ended.empty())
+            throw BrokenProcessPool("multiproc: mpi: MPI " + describe_rank(ch.rank) + " " +
+                                    ch.ended + "; the job cannot run tasks any more");
         if (ch.session)
             throw UsageError("multiproc: mpi: " + describe_rank(ch.rank) +
                              " already serves another pool, executor or parallel_map; close "
@@ -155,15 +174,16 @@ public:
 
     std::string reap(std::size_t index, std::size_t held) override {
         Channel& ch = ranks_.channel(index);
+        std::string how;
         {
             std::lock_guard lk(ch.m);
             ch.session = 0;
+            how = "MPI " + describe_rank(ch.rank) + " " + ch.ended;
         }
-        ranks_.lost = "MPI " + describe_rank(ch.rank) + " died holding " +
-                      std::to_string(held) + " task" + (held == 1 ? "" : "s") +
-                      ", which are lost";
+        ranks_.lost = how + "; the " + std::to_string(held) + " task" +
+                      (held == 1 ? " it held is" : "s it held are") + " lost";
         doom_job(ranks_.lost);
-        return "MPI " + describe_rank(ch.rank) + " died";
+        return how;
     }
 
     void close(std::size_t index, bool planned) noexcept override {
@@ -248,6 +268,33 @@ bool Ranks::send_queued() {
     return any;
 }
 
+// A rank whose process exited (seen through its pidfd, on rank 0's host) or that sent nothing,
+// not even a heartbeat, for the silence deadline (any host: a dead host, a cut link) has ended:
+// its sentinel wakes the engine that holds it, which reaps it (Host::reap); a rank no engine
+// holds ends the job at once.
+void Ranks::watch() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_watch_) return;
+    next_watch_ = now + std::chrono::milliseconds(5);
+    for (auto& ch : channels_) {
+        if (ch->pidfd && sys::pidfd_exited(ch->pidfd.get())) {
+            declare_ended(*ch, "died");
+            ch->pidfd.reset();
+        } else if (now - ch->heard > silence_) {
+            declare_ended(*ch, "sent nothing for " + std::to_string(silence_.count()) +
+                                   " s, not even a heartbeat (dead host or lost link)");
+        }
+    }
+}
+
+void Ranks::declare_ended(Channel& ch, std::string how) {
+    std::lock_guard lk(ch.m);
+    if (!ch.ended.empty()) return;
+    ch.ended = std::move(how);
+    if (ch.session) sys::signal_eventfd(ch.sentinel.get());
+    else doom_job("MPI " + describe_rank(ch.rank) + " " + ch.ended);
+}
+
 bool Ranks::receive_arrived() {
     bool any = false;
     for (;;) {
@@ -259,8 +306,10 @@ bool Ranks::receive_arrived() {
         auto msg = receive_probed(st, "receiving from a worker rank");
         const auto h = header_of(msg);
         const auto index = static_cast<std::size_t>(st.MPI_SOURCE - 1);
-        if (index >= channels_.size() || h.kind != MessageKind::data) continue;
+        if (index >= channels_.size()) continue;
         Channel& ch = *channels_[index];
+        ch.heard = std::chrono::steady_clock::now();
+        if (h.kind != MessageKind::data) continue;
         std::lock_guard lk(ch.m);
         if (h.session != ch.session) continue;  // what a closed session left behind
         ch.incoming.emplace_back(std::move(msg), sizeof(MessageHeader));
@@ -278,13 +327,15 @@ void Ranks::progress() noexcept {
     try {
         for (;;) {
             const bool busy = send_queued() | receive_arrived();
+            watch();
             std::unique_lock lk(wake_m_);
             if (stop_) {
                 if (flush_until == steady_clock::time_point{})
                     flush_until = steady_clock::now() + seconds(2);
                 if (inflight_.empty() || steady_clock::now() > flush_until) break;
             }
-            idle = busy || poked_ ? microseconds(0) : std::min(idle * 2 + microseconds(5), microseconds(1000));
+            idle = busy || poked_ ? microseconds(0)
+                                  : std::min(idle * 2 + microseconds(5), microseconds(1000));
             if (idle.count() && !poked_) wake_cv_.wait_for(lk, idle, [this] { return poked_; });
             poked_ = false;
         }

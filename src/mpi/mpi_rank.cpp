@@ -2,9 +2,11 @@
 // loop as a local worker's) over a RankLink, one session after another, until rank 0 shuts the
 // job down.
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "engine_protocol.hpp"
@@ -18,6 +20,9 @@ namespace mp::detail::mpi {
 namespace {
 
 bool g_shutdown = false;
+// Every MPI call of a worker rank, from its main thread or its heartbeat thread, is made under
+// this mutex (MPI_THREAD_SERIALIZED).
+std::mutex g_mpi_m;
 std::uint32_t g_last_session = 0;  // the latest session this rank served
 
 // One session's link to rank 0. Blocking, as a worker's end is: a receive probes with a short
@@ -36,6 +41,7 @@ public:
                 "reach rank 0");
         std::vector<std::vector<std::byte>> msgs;
         split_data(msgs, session_, std::span<const std::byte>(out_.bytes).subspan(out_.sent));
+        std::lock_guard lk(g_mpi_m);
         for (auto& m : msgs)
             check_mpi(MPI_Send(m.data(), static_cast<int>(m.size()), MPI_BYTE, 0, kTag,
                                MPI_COMM_WORLD),
@@ -60,14 +66,17 @@ private:
         for (;;) {
             int flag = 0;
             MPI_Status st;
+            std::unique_lock lk(g_mpi_m);
             check_mpi(MPI_Iprobe(0, kTag, MPI_COMM_WORLD, &flag, &st), "MPI_Iprobe");
             if (!flag) {
+                lk.unlock();
                 pause = std::min(pause * 2 + microseconds(5), microseconds(1000));
                 std::this_thread::sleep_for(pause);
                 continue;
             }
             pause = microseconds(0);
             const auto msg = receive_probed(st, "receiving from rank 0");
+            lk.unlock();
             const auto h = header_of(msg);
             if (h.kind == MessageKind::shutdown) {
                 g_shutdown = true;
@@ -97,11 +106,44 @@ private:
     std::uint32_t session_ = 0;
 };
 
+// Tells rank 0 every kHeartbeat that this rank lives, whatever its main thread is doing (a
+// long task, a large send), until `stop`.
+class Heartbeat {
+public:
+    Heartbeat()
+        : thread_([this] {
+              const auto msg = make_message(MessageKind::heartbeat, 0);
+              std::unique_lock lk(m_);
+              while (!cv_.wait_for(lk, kHeartbeat, [this] { return stop_; })) {
+                  std::lock_guard mpi(g_mpi_m);
+                  MPI_Send(msg.data(), static_cast<int>(msg.size()), MPI_BYTE, 0, kTag,
+                           MPI_COMM_WORLD);
+              }
+          }) {}
+    Heartbeat(const Heartbeat&) = delete;
+    Heartbeat& operator=(const Heartbeat&) = delete;
+    ~Heartbeat() {
+        {
+            std::lock_guard lk(m_);
+            stop_ = true;
+        }
+        cv_.notify_one();
+        thread_.join();
+    }
+
+private:
+    std::mutex m_;
+    std::condition_variable cv_;
+    bool stop_ = false;
+    std::thread thread_;
+};
+
 }  // namespace
 
 void serve_rank() {
     record_throw_traces(true);
     try {
+        Heartbeat heartbeat;
         while (!g_shutdown) {
             RankLink link;
             wire::serve_engine(link);

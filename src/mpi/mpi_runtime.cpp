@@ -77,8 +77,8 @@ void check_same_build() {
     for (int i = 1; i < g_world.size; ++i) {
         const auto& r = all[static_cast<std::size_t>(i)];
         if (std::strcmp(r.build, all[0].build) == 0) continue;
-        errors += "\n  " + describe_rank(i) + " runs " + r.build + ", rank 0 (host " +
-                  all[0].host + ") runs " + all[0].build;
+        errors += "\n  " + describe_rank(i) + " runs " + r.build + ", rank 0 (host " + all[0].host +
+                  ") runs " + all[0].build;
     }
     if (errors.empty()) return;
     const std::string msg =

@@ -8,6 +8,7 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -21,10 +22,14 @@ inline constexpr int kTag = 0x6d70;
 inline constexpr std::size_t kMaxPiece = std::size_t{1} << 30;
 
 enum class MessageKind : std::uint32_t {
-    data = 1,      ///< frame bytes of the session
-    cancel = 2,    ///< rank 0 -> rank: the session ends now (the pool was terminated)
-    shutdown = 3,  ///< rank 0 -> rank: the job ends; the rank finalizes MPI and exits 0
+    data = 1,       ///< frame bytes of the session
+    cancel = 2,     ///< rank 0 -> rank: the session ends now (the pool was terminated)
+    shutdown = 3,   ///< rank 0 -> rank: the job ends; the rank finalizes MPI and exits 0
+    heartbeat = 4,  ///< rank -> rank 0, every kHeartbeat: the rank is alive (even in a long task)
 };
+
+/// How often a worker rank says it is alive.
+inline constexpr auto kHeartbeat = std::chrono::milliseconds(500);
 
 struct MessageHeader {
     MessageKind kind;

@@ -46,6 +46,13 @@ int dies_on_rank_2(int x) {
     return x;
 }
 
+// Rank 2 stops (SIGSTOP: alive, silent) at its first item >= 20.
+int stops_on_rank_2(int x) {
+    if (x >= 20 && mp::mpi::rank() == 2) std::raise(SIGSTOP);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return x;
+}
+
 int failures = 0;
 void check(bool ok, const char* what) {
     if (ok) return;
@@ -82,6 +89,13 @@ void run_map() {
     // A second pool after the first: the ranks serve a new session.
     mp::Pool again(std::nullopt, on_mpi());
     check(again.map(square, std::vector<int>{7})[0] == 49, "a second pool");
+    again.terminate();
+    // parallel_map, with its progress bar, once the pools are gone.
+    mp::ParallelOptions po;
+    po.context = mp::get_context("mpi");
+    po.progress = true;
+    const auto p = mp::parallel_map(square, iota(300), po);
+    check(p.size() == 300 && p[17] == 289 && p[299] == 299 * 299, "parallel_map");
 }
 
 void run_submit() {
@@ -142,10 +156,10 @@ void run_large() {
     check(ok, "64, 1 and 96 MiB results");
 }
 
-void run_rank_dies() {
+void run_rank_fails(int (*f)(int)) {
     mp::Pool pool(std::nullopt, on_mpi());
     try {
-        pool.map(dies_on_rank_2, iota(400), 1);
+        pool.map(f, iota(400), 1);
         check(false, "map fails when a rank dies");
     } catch (const mp::BrokenProcessPool& e) {
         std::printf("caught mp::BrokenProcessPool: %s\n", e.what());
@@ -169,7 +183,8 @@ int main(int argc, char** argv) {
         else if (what == "imap_unordered") run_imap_unordered();
         else if (what == "exceptions") run_exceptions();
         else if (what == "large") run_large();
-        else if (what == "rank_dies") run_rank_dies();
+        else if (what == "rank_dies") run_rank_fails(dies_on_rank_2);
+        else if (what == "rank_silent") run_rank_fails(stops_on_rank_2);
         else if (what == "build") check(mp::mpi::size() == 3, "three ranks");
 #ifdef MP_TEST_OTHER_BUILD
         // Another build of this program (tests/mpi/CMakeLists.txt): different bytes, so a
