@@ -109,6 +109,11 @@ EngineOptions with_host(EngineOptions opts) {
     if (!opts.host && opts.context && opts.context->method() == StartMethod::mpi) {
         const auto* hooks = cluster();
         if (!hooks) static_cast<void>(get_context("mpi"));  // throws the reason
+        // A host's worker is never replaced: one retired after its tasks would be gone.
+        if (opts.max_tasks_per_child)
+            throw UsageError(opts.owner +
+                             ": maxtasksperchild needs workers that can be replaced; the "
+                             "\"mpi\" context's ranks cannot be");
         opts.host = hooks->open_host(opts.processes);
     }
     return opts;

@@ -53,6 +53,12 @@ int stops_on_rank_2(int x) {
     return x;
 }
 
+double sum(const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return s;
+}
+
 int failures = 0;
 void check(bool ok, const char* what) {
     if (ok) return;
@@ -84,6 +90,13 @@ void run_map() {
               std::find(where.begin(), where.end(), 2) != where.end(),
           "both worker ranks ran tasks");
     check(pool.apply_async(square, 12).get() == 144, "apply_async");
+    try {
+        auto o = on_mpi();
+        o.maxtasksperchild = 10;
+        mp::Pool retiring(std::nullopt, o);
+        check(false, "maxtasksperchild is refused");
+    } catch (const mp::UsageError&) {
+    }
     pool.close();
     pool.join();
     // A second pool after the first: the ranks serve a new session.
@@ -104,9 +117,13 @@ void run_submit() {
     mp::ProcessPoolExecutor ex(std::nullopt, o);
     std::vector<mp::Future<int>> fs;
     for (int i = 0; i < 100; ++i) fs.push_back(ex.submit(square, i));
-    long sum = 0;
-    for (auto& f : fs) sum += f.result();
-    check(sum == 328350, "submit x 100");
+    long total = 0;
+    int done = 0;
+    for (mp::Future<int>& f : mp::as_completed(fs)) {
+        total += f.result();
+        ++done;
+    }
+    check(done == 100 && total == 328350, "submit x 100, as_completed");
 }
 
 void run_imap_unordered() {
@@ -156,6 +173,24 @@ void run_large() {
     check(ok, "64, 1 and 96 MiB results");
 }
 
+// A task whose argument would travel as a descriptor (a vector of 1 MiB or more goes through
+// shared memory locally): a clear error, then the ranks serve the next pool.
+void run_descriptor() {
+    {
+        mp::Pool pool(std::nullopt, on_mpi());
+        try {
+            pool.apply_async(sum, std::vector<double>(1 << 18, 1.0)).get();
+            check(false, "a descriptor-carrying task fails");
+        } catch (const mp::ProcessError& e) {
+            check(std::string(e.what()).find("file descriptor") != std::string::npos,
+                  "the error says a descriptor cannot reach a rank");
+        }
+    }
+    mp::Pool next(std::nullopt, on_mpi());
+    check(next.apply_async(sum, std::vector<double>(1000, 1.0)).get() == 1000.0,
+          "the next pool works");
+}
+
 void run_rank_fails(int (*f)(int)) {
     mp::Pool pool(std::nullopt, on_mpi());
     try {
@@ -183,6 +218,7 @@ int main(int argc, char** argv) {
         else if (what == "imap_unordered") run_imap_unordered();
         else if (what == "exceptions") run_exceptions();
         else if (what == "large") run_large();
+        else if (what == "descriptor") run_descriptor();
         else if (what == "rank_dies") run_rank_fails(dies_on_rank_2);
         else if (what == "rank_silent") run_rank_fails(stops_on_rank_2);
         else if (what == "build") check(mp::mpi::size() == 3, "three ranks");
