@@ -326,7 +326,9 @@ void Ranks::progress() noexcept {
     steady_clock::time_point flush_until{};
     try {
         for (;;) {
-            const bool busy = send_queued() | receive_arrived();
+            const bool sent = send_queued();  // both, every turn
+            const bool received = receive_arrived();
+            const bool busy = sent || received;
             watch();
             std::unique_lock lk(wake_m_);
             if (stop_) {
