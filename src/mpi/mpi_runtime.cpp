@@ -91,7 +91,10 @@ void check_same_build() {
 
 void at_exit() noexcept {
     if (!g_world.active || g_world.rank != 0) return;
-    if (g_doomed.load()) MPI_Abort(MPI_COMM_WORLD, 1);
+    if (g_doomed.load()) {
+        std::fflush(nullptr);  // MPI_Abort ends the process without flushing what it printed
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
     shut_down_ranks();
     MPI_Finalize();
 }
@@ -158,6 +161,7 @@ void doom_job(const std::string& report) noexcept {
     try {
         std::thread([] {
             std::this_thread::sleep_for(kAbortGrace);
+            std::fflush(nullptr);
             MPI_Abort(MPI_COMM_WORLD, 1);
         }).detach();
     } catch (...) {
