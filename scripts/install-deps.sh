@@ -12,6 +12,7 @@ pkgs=(
   python3                                       # side-by-side benchmarks, wire-compatibility tests
   python3-joblib                                # parallel_map benchmark baseline (joblib)
   chromium                                      # headless browser test of the HTML performance report
+  libopenmpi-dev openmpi-bin                    # multiproc::mpi (optional target) and its tests
 )
 missing=()
 for p in "${pkgs[@]}"; do

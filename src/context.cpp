@@ -6,6 +6,7 @@
 #include <mutex>
 #include <string>
 
+#include "context_cluster.hpp"
 #include "multiproc/errors.hpp"
 #include "popen.hpp"
 #include "spawn.hpp"
@@ -35,12 +36,29 @@ constexpr StartMethod kDefault = StartMethod::fork;
 const MethodEntry& entry(StartMethod m) {
     for (const auto& e : kMethods)
         if (e.method == m) return e;
+    if (m == StartMethod::mpi)
+        throw UsageError(
+            "multiproc: the \"mpi\" context runs the tasks of a Pool, ProcessPoolExecutor or "
+            "parallel_map on MPI ranks; it starts no Process (use a start method for that)");
     throw UsageError("multiproc: invalid StartMethod value");
 }
 
+// "mpi": a context only where multiproc::mpi is linked, and usable only under an MPI launcher.
+Context mpi_context() {
+    const auto* hooks = detail::cluster();
+    if (!hooks)
+        throw UsageError("multiproc: cannot find context for 'mpi': link multiproc::mpi "
+                         "(find_package(multiproc COMPONENTS mpi), target multiproc::mpi)");
+    hooks->check();
+    return Context(StartMethod::mpi);
+}
+
 // Unknown names are a usage error (Python's ValueError), never a silent fallback to another
-// method.
+// method. "mpi" names a context, not a start method (mpi_context).
 StartMethod parse(std::string_view name) {
+    if (name == "mpi")
+        throw UsageError("multiproc: \"mpi\" is no start method: ask for its context, "
+                         "mp::get_context(\"mpi\")");
     for (const auto& e : kMethods)
         if (e.name == name) return e.method;
     std::string all;
@@ -69,20 +87,24 @@ std::string_view to_string(StartMethod m) noexcept {
         case StartMethod::fork: return "fork";
         case StartMethod::spawn: return "spawn";
         case StartMethod::forkserver: return "forkserver";
+        case StartMethod::mpi: return "mpi";
     }
     return "?";
 }
 
-Context::Context(StartMethod m) : method_(m) { static_cast<void>(detail::launch_function(m)); }
+Context::Context(StartMethod m) : method_(m) {
+    if (m != StartMethod::mpi) static_cast<void>(detail::launch_function(m));
+}
 
 std::string Context::get_start_method() const { return std::string(to_string(method_)); }
 
 Context Context::get_context(std::string_view method) const {
-    return method.empty() ? *this : Context(parse(method));
+    return method.empty() ? *this : mp::get_context(method);
 }
 
 Context get_context(std::string_view method) {
     if (method.empty()) return Context(detail::default_start_method());
+    if (method == "mpi") return mpi_context();
     return Context(parse(method));
 }
 

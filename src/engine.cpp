@@ -111,7 +111,7 @@ private:
 };
 
 EngineImpl::EngineImpl(EngineOptions opts)
-    : opts_(std::move(opts)), nproc_(opts_.processes > 0 ? opts_.processes : cpu_count()),
+    : opts_(with_host(std::move(opts))), nproc_(worker_count(opts_)),
       threads_per_worker_(std::max(1, process_cpu_count() / nproc_)), scheduler_(opts_, nproc_) {
     trace_engine_started();
     workers_.resize(static_cast<std::size_t>(nproc_));
@@ -327,7 +327,7 @@ void EngineImpl::prepare_poll() {
     polled_.emplace_back(workers_.size(), false);
     for (std::size_t i = 0; i < workers_.size(); ++i) {
         auto& w = workers_[i];
-        if (!w.proc) continue;
+        if (!w.running()) continue;
         if (!w.link->closed()) {
             pfds_.push_back(w.link->poll_entry());
             polled_.emplace_back(i, false);
@@ -394,7 +394,7 @@ void EngineImpl::handle_frame(Worker& w, wire::Frame& f) {
 
 void EngineImpl::on_death(std::size_t index) {
     Worker& w = workers_[index];
-    if (!w.proc) return;
+    if (!w.running()) return;
     // Results the worker sent before it died are valid: take them first, even when a send to it
     // already failed (closed()): what it wrote before exiting is still there to read.
     read_frames(w, true);

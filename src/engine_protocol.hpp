@@ -21,6 +21,7 @@
 
 #include "frame.hpp"
 #include "multiproc/connection.hpp"
+#include "transport.hpp"
 
 namespace mp::detail::wire {
 
@@ -39,6 +40,14 @@ struct WorkerBoot {
 
 /// The worker process's target: runs tasks from `conn` until told to exit.
 void worker_main(Connection conn, WorkerBoot boot);
+
+/// A worker's session on `link`: the init frame, then batches until the exit frame or the end of
+/// the stream (a local worker's whole life; one session of an MPI rank). False when the stream
+/// ended before the init frame.
+bool serve_engine(Transport& link);
+
+/// Sets OMP_NUM_THREADS & co. to `threads` where the user did not set them (nothing when <= 0).
+void set_thread_limits(int threads);
 
 /// Testing hook: in a worker process, its socket to the supervisor (-1 elsewhere).
 int worker_socket() noexcept;

@@ -144,35 +144,51 @@ void worker_main(Connection conn, WorkerBoot boot) {
     // The worker's death signal was armed as for any daemonic child (run_child): it follows
     // the parent process, whichever of its threads started the worker.
     record_throw_traces(true);
-    if (boot.threads > 0) {
-        const std::string n = std::to_string(boot.threads);
-        for (const char* v : kThreadVars)
-            if (!std::getenv(v)) ::setenv(v, n.c_str(), 0);
-    }
-
+    set_thread_limits(boot.threads);
     g_socket = conn.fileno();
     const auto link = socket_transport(UniqueFd::dup_of(conn.fileno()), "multiproc: worker");
+    serve_engine(*link);
+}
+
+void set_thread_limits(int threads) {
+    if (threads <= 0) return;
+    const std::string n = std::to_string(threads);
+    for (const char* v : kThreadVars)
+        if (!std::getenv(v)) ::setenv(v, n.c_str(), 0);
+}
+
+bool serve_engine(Transport& link) {
     Frame f;
     try {
-        if (!link->receive_frame(f) || f.kind() != Kind::init || f.fds.empty()) return;
-        const std::size_t slot_bytes = sys::file_size(f.fds[0].get());
-        if (slot_bytes < sizeof(WorkerSlot))
-            throw DecodeError("multiproc: worker: progress slot too small");
-        sys::Mapping slot_map = sys::Mapping::map_shared(f.fds[0].get(), slot_bytes);
-        auto* slot = reinterpret_cast<WorkerSlot*>(slot_map.data());
-        task_tracer().attach(slot_map.data(), slot_bytes);
+        if (!link.receive_frame(f)) return false;
+        if (f.kind() != Kind::init) return true;
+        // A local worker's progress page is the init frame's first descriptor; a worker of a
+        // WorkerHost (an MPI rank) shares no memory with its supervisor and keeps its own.
+        WorkerSlot own_slot{};
+        WorkerSlot* slot = &own_slot;
+        sys::Mapping slot_map;
+        std::span<UniqueFd> init_fds(f.fds);
+        if (!f.fds.empty()) {
+            const std::size_t slot_bytes = sys::file_size(f.fds[0].get());
+            if (slot_bytes < sizeof(WorkerSlot))
+                throw DecodeError("multiproc: worker: progress slot too small");
+            slot_map = sys::Mapping::map_shared(f.fds[0].get(), slot_bytes);
+            slot = reinterpret_cast<WorkerSlot*>(slot_map.data());
+            task_tracer().attach(slot_map.data(), slot_bytes);
+            init_fds = init_fds.subspan(1);
+        }
         g_progress = &slot->element;
         Decoder d(f.payload);
         const auto n = d.read_count(1);
         if (n) {
             auto call = d.take(n);
-            if (!run_initializer(*link, call, std::span<UniqueFd>(f.fds).subspan(1))) return;
+            if (!run_initializer(link, call, init_fds)) return true;
         }
-        put_frame(link->out().bytes, Kind::ready);
-        link->send_all();
+        put_frame(link.out().bytes, Kind::ready);
+        link.send_all();
 
-        ResultBatch results(*link);
-        while (link->receive_frame(f)) {
+        ResultBatch results(link);
+        while (link.receive_frame(f)) {
             if (f.kind() == Kind::exit) break;
             if (f.kind() != Kind::tasks) throw DecodeError("multiproc: worker: unexpected frame");
             run_batch(f, slot, results);
@@ -180,7 +196,9 @@ void worker_main(Connection conn, WorkerBoot boot) {
         g_progress = nullptr;
     } catch (const EOFError&) {
         // The parent went away while we were sending: nothing left to do.
+        g_progress = nullptr;
     }
+    return true;
 }
 
 }  // namespace wire

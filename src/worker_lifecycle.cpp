@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "context_cluster.hpp"
 #include "multiproc/connection.hpp"
 #include "sys/io.hpp"
 #include "sys/memfd.hpp"
@@ -40,9 +41,16 @@ std::string what_of(const std::exception_ptr& ex) {
 // The progress page and the trace ring (worker_trace.hpp): sparse until a trace writes it.
 constexpr std::size_t kSlotBytes = wire::kSlotWithTraceBytes;
 
+void queue_init_frame(Worker& w, const EngineOptions& opts);
+void start_hosted(Worker& w, const EngineOptions& opts, std::size_t number);
+
 }  // namespace
 
 void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t number) {
+    if (opts.host) {
+        start_hosted(w, opts, number);
+        return;
+    }
     w = Worker{};
     auto pair = sys::make_socketpair();
     Connection child_end(std::move(pair.write));
@@ -63,11 +71,16 @@ void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t
     w.slot_map = sys::Mapping::map_shared(w.slot_fd.get(), kSlotBytes);
     w.slot = new (w.slot_map.data()) wire::WorkerSlot{};
     trace_worker_started(w, opts, number, t0);
+    w.link->out().fds.push_back(w.slot_fd.get());
+    queue_init_frame(w, opts);
+}
 
-    // The init frame: the initializer's call (u64 n | n bytes; n = 0: none); descriptors: the
-    // progress page, then the initializer's.
+namespace {
+
+// The init frame: the initializer's call (u64 n | n bytes; n = 0: none); descriptors: the
+// progress page (a local worker's; already in the outbox), then the initializer's.
+void queue_init_frame(Worker& w, const EngineOptions& opts) {
     auto& out = w.link->out();
-    out.fds.push_back(w.slot_fd.get());
     std::vector<std::byte> payload(sizeof(std::uint64_t));
     std::uint64_t n = 0;
     if (opts.initializer) {
@@ -81,6 +94,40 @@ void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t
                     static_cast<std::uint32_t>(out.fds.size()));
 }
 
+// A worker of the options' host: its session, then the init frame (no progress page: the
+// host's workers share no memory with the supervisor).
+void start_hosted(Worker& w, const EngineOptions& opts, std::size_t number) {
+    w = Worker{};
+    HostedWorker hw = opts.host->open(number - 1);
+    w.host = opts.host;
+    w.host_index = number - 1;
+    w.pid = static_cast<pid_t>(hw.pid);
+    w.sentinel = hw.sentinel;
+    w.link = std::move(hw.link);
+    queue_init_frame(w, opts);
+}
+
+}  // namespace
+
+EngineOptions with_host(EngineOptions opts) {
+    if (!opts.host && opts.context && opts.context->method() == StartMethod::mpi) {
+        const auto* hooks = cluster();
+        if (!hooks) static_cast<void>(get_context("mpi"));  // throws the reason
+        // A host's worker is never replaced: one retired after its tasks would be gone.
+        if (opts.max_tasks_per_child)
+            throw UsageError(opts.owner +
+                             ": maxtasksperchild needs workers that can be replaced; the "
+                             "\"mpi\" context's ranks cannot be");
+        opts.host = hooks->open_host(opts.processes);
+    }
+    return opts;
+}
+
+int worker_count(const EngineOptions& opts) {
+    if (opts.host) return opts.host->size();
+    return opts.processes > 0 ? opts.processes : cpu_count();
+}
+
 void retire_worker(Worker& w) {
     if (w.exiting) return;
     w.exiting = true;
@@ -88,6 +135,15 @@ void retire_worker(Worker& w) {
 }
 
 WorkerDeath reap_worker(Worker& w) {
+    if (w.host) {
+        WorkerDeath d;
+        d.pid = w.pid;
+        d.was_ready = w.ready;
+        d.how = w.host->reap(w.host_index, w.held.size());
+        d.held = std::move(w.held);
+        w = Worker{};
+        return d;
+    }
     w.proc->join();
     const int code = w.proc->exitcode().value_or(-SIGKILL);
     WorkerDeath d;
@@ -107,6 +163,10 @@ WorkerDeath reap_worker(Worker& w) {
 
 void kill_workers(std::vector<Worker>& workers) noexcept {
     for (auto& w : workers) {
+        if (w.host) {
+            w.host->close(w.host_index, false);
+            w = Worker{};
+        }
         if (!w.proc) continue;
         try {
             w.proc->kill();
@@ -127,9 +187,15 @@ void kill_workers(std::vector<Worker>& workers) noexcept {
 
 void stop_workers(std::vector<Worker>& workers) {
     for (auto& w : workers) {
-        if (!w.proc || w.exiting) continue;
+        if (!w.running() || w.exiting) continue;
         retire_worker(w);
         w.link->send_some();
+    }
+    // A host's worker ends its session at the exit frame and stays the host's.
+    for (auto& w : workers) {
+        if (!w.host) continue;
+        w.host->close(w.host_index, true);
+        w = Worker{};
     }
     // Workers exit as soon as they read the frame; one whose socket is full (it cannot be: it
     // holds no task) or that hangs in user code is killed after a grace period.

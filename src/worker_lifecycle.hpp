@@ -19,13 +19,16 @@
 #include "multiproc/process.hpp"
 #include "sys/mapping.hpp"
 #include "transport.hpp"
+#include "worker_host.hpp"
 
 namespace mp::detail {
 
-/// One worker process as the supervisor sees it. Empty (no proc) between a death and its
-/// replacement, and after the engine stopped.
+/// One worker process as the supervisor sees it (or a worker of a WorkerHost: no proc, a host).
+/// Empty (no proc, no host) between a death and its replacement, and after the engine stopped.
 struct Worker {
     std::optional<Process> proc;
+    std::shared_ptr<WorkerHost> host;  // a hosted worker's host, and its index there
+    std::size_t host_index = 0;
     pid_t pid = 0;
     int sentinel = -1;
     std::unique_ptr<wire::Transport> link;
@@ -38,9 +41,18 @@ struct Worker {
     std::deque<std::uint64_t> held;   // task ids, in the order sent
     std::deque<std::size_t> batches;  // tasks still owed, per batch sent
 
-    /// True while the process runs and its link is open.
-    [[nodiscard]] bool connected() const noexcept { return proc && !link->closed(); }
+    /// True while the worker runs (its process, or its session with its host).
+    [[nodiscard]] bool running() const noexcept { return proc || host; }
+    /// True while the worker runs and its link is open.
+    [[nodiscard]] bool connected() const noexcept { return running() && !link->closed(); }
 };
+
+/// opts with its worker host opened when its context asks for one ("mpi"); the engine's
+/// options from then on.
+EngineOptions with_host(EngineOptions opts);
+
+/// How many workers an engine with these options (from with_host) runs.
+int worker_count(const EngineOptions& opts);
 
 /// Starts a worker process (named PoolWorker-<number>) and queues its init frame.
 void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t number);

@@ -53,6 +53,21 @@ TEST_F(ContextTest, UnknownMethodIsAClearUsageError) {
     EXPECT_EQ(mp::get_start_method(true), std::nullopt);  // a failed call sets nothing
 }
 
+// "mpi" is a context of multiproc::mpi (not linked into this test), never a start method.
+TEST_F(ContextTest, MpiContextNeedsTheMpiTargetAndIsNoStartMethod) {
+    try {
+        static_cast<void>(mp::get_context("mpi"));
+        ADD_FAILURE() << "the mpi context without multiproc::mpi";
+    } catch (const mp::UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("multiproc::mpi"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(mp::set_start_method("mpi", true), mp::UsageError);
+    EXPECT_EQ(mp::get_start_method(true), std::nullopt);
+    EXPECT_EQ(mp::to_string(mp::StartMethod::mpi), "mpi");
+    // Such a context starts no Process.
+    EXPECT_THROW(mp::Context(mp::StartMethod::mpi).Process([] {}).start(), mp::UsageError);
+}
+
 TEST_F(ContextTest, GetContext) {
     auto fork = mp::get_context("fork");
     EXPECT_EQ(fork.method(), mp::StartMethod::fork);

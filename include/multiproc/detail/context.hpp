@@ -14,10 +14,11 @@ namespace mp {
 class Process;
 class Manager;
 
-/// How child processes are made.
-enum class StartMethod { fork, spawn, forkserver };
+/// How child processes are made; `mpi` is no start method but the context whose Pool, executor
+/// and parallel_map run their tasks on the MPI ranks of the job (multiproc::mpi, docs/mpi.md).
+enum class StartMethod { fork, spawn, forkserver, mpi };
 
-/// The method's name as Python spells it: "fork", "spawn", "forkserver".
+/// The method's name as Python spells it: "fork", "spawn", "forkserver" (and "mpi").
 std::string_view to_string(StartMethod m) noexcept;
 
 /// A start method, fixed: the objects it makes all use that method.
@@ -45,7 +46,8 @@ private:
 };
 
 /// The context for `method`, or the default context when empty (which fixes the default).
-/// An unknown name is mp::UsageError.
+/// An unknown name is mp::UsageError. "mpi" needs multiproc::mpi linked and a run under an MPI
+/// launcher with at least 2 ranks (mp::ProcessError otherwise, never a hang).
 Context get_context(std::string_view method = {});
 
 /// Sets the global default start method once. A second call throws mp::UsageError unless

@@ -117,6 +117,8 @@ public:
     virtual void abandon(std::exception_ptr error) = 0;
 };
 
+class WorkerHost;
+
 /// How an engine is built.
 struct EngineOptions {
     int processes = 0;                     ///< <= 0: mp::cpu_count()
@@ -125,6 +127,9 @@ struct EngineOptions {
     std::size_t max_tasks_per_child = 0;   ///< 0: workers live as long as the engine
     int retries = 0;                       ///< re-runs of a task whose worker died
     std::string owner = "mp::Pool";        ///< named in error messages
+    /// Where the workers run when not in local processes (the "mpi" context's ranks): set by
+    /// the engine from the context.
+    std::shared_ptr<WorkerHost> host;
 };
 
 class EngineImpl;

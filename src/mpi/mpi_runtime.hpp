@@ -1,0 +1,39 @@
+// The MPI job as multiproc runs it: MPI started in mp::init when the process runs under an MPI
+// launcher, every rank's build checked against rank 0's, worker ranks serving sessions until
+// rank 0 shuts the job down at its exit (or aborts it after a rank died).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace mp::detail::mpi {
+
+/// A rank of the job, as rank 0 knows it from the start-up exchange.
+struct RankInfo {
+    std::string host;  ///< MPI_Get_processor_name
+    long pid = 0;      ///< its process id on its host
+};
+
+/// The job, on this process (empty and !active outside an MPI run).
+struct World {
+    bool active = false;  ///< MPI was started by mp::init
+    int rank = 0;
+    int size = 1;
+    std::vector<RankInfo> ranks;  ///< every rank, by rank
+};
+
+/// This process's job.
+const World& world() noexcept;
+
+/// "rank 2 (pid 4711 on host n1)".
+std::string describe_rank(int rank);
+
+/// Rank 0 after a rank died: the job cannot go on (Open MPI has no recovery from a lost rank).
+/// Prints `report` to stderr and aborts the job (MPI_Abort, exit code 1) at this process's exit
+/// or after a grace period, whichever comes first, so that every rank ends within seconds.
+void doom_job(const std::string& report) noexcept;
+
+/// A worker rank's life: serves the sessions rank 0 opens until it shuts the job down.
+[[noreturn]] void serve_rank();
+
+}  // namespace mp::detail::mpi

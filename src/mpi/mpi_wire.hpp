@@ -1,0 +1,57 @@
+// What travels between rank 0 (the engine's supervisor) and a worker rank: MPI messages on one
+// tag of MPI_COMM_WORLD, each a MessageHeader then bytes. Data messages carry the engine's frame
+// stream (frame.hpp) cut anywhere (at most kMaxPiece bytes a message: MPI counts are ints); MPI
+// keeps the order of the messages of one sender to one receiver on one tag, so the receiver
+// appends their bytes to one stream. A session is one engine's use of the rank (init frame ..
+// exit frame); the session number lets either end drop what a cancelled session left behind.
+#pragma once
+
+#include <mpi.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace mp::detail::mpi {
+
+/// The tag of every message multiproc sends (other tags are the program's).
+inline constexpr int kTag = 0x6d70;
+/// Bytes of one data message at most.
+inline constexpr std::size_t kMaxPiece = std::size_t{1} << 30;
+
+enum class MessageKind : std::uint32_t {
+    data = 1,       ///< frame bytes of the session
+    cancel = 2,     ///< rank 0 -> rank: the session ends now (the pool was terminated)
+    shutdown = 3,   ///< rank 0 -> rank: the job ends; the rank finalizes MPI and exits 0
+    heartbeat = 4,  ///< rank -> rank 0, every kHeartbeat: the rank is alive (even in a long task)
+};
+
+/// How often a worker rank says it is alive.
+inline constexpr auto kHeartbeat = std::chrono::milliseconds(500);
+
+struct MessageHeader {
+    MessageKind kind;
+    std::uint32_t session;
+};
+
+/// A message: the header, then `bytes`.
+std::vector<std::byte> make_message(MessageKind kind, std::uint32_t session,
+                                    std::span<const std::byte> bytes = {});
+
+/// Appends to `out` the data messages that carry `bytes` (pieces of at most kMaxPiece).
+void split_data(std::vector<std::vector<std::byte>>& out, std::uint32_t session,
+                std::span<const std::byte> bytes);
+
+/// The header of a received message (mp::DecodeError when it is shorter than one).
+MessageHeader header_of(std::span<const std::byte> message);
+
+/// Receives the message `status` (from MPI_Iprobe) announced; mp::ProcessError naming `what` if
+/// MPI fails.
+std::vector<std::byte> receive_probed(MPI_Status& status, const char* what);
+
+/// Throws mp::ProcessError "<what>: MPI error <text>" unless rc is MPI_SUCCESS.
+void check_mpi(int rc, const char* what);
+
+}  // namespace mp::detail::mpi

@@ -1,0 +1,238 @@
+// The program the MPI tests run under `mpirun -n 3` (tests/mpi/CMakeLists.txt): rank 0 runs one
+// scenario, named by argv[1], on the "mpi" context and prints "PASS <scenario>" when every check
+// held; the other ranks serve tasks inside mp::init and never get past it.
+#include <multiproc/futures.hpp>
+#include <multiproc/mpi.hpp>
+#include <multiproc/multiproc.hpp>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+int square(int x) { return x * x; }
+
+// Where the task ran: a worker rank, never rank 0.
+int rank_of(int) { return mp::mpi::rank(); }
+
+int throws_invalid(int x) {
+    if (x == 3) throw std::invalid_argument("three is not allowed");
+    return x;
+}
+
+struct CustomError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+int throws_custom(int) { throw CustomError("custom failure"); }
+
+struct NotStandard {};
+int throws_not_standard(int) { throw NotStandard{}; }
+
+std::vector<unsigned char> large(int mib) {
+    std::vector<unsigned char> v(static_cast<std::size_t>(mib) << 20);
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<unsigned char>(i % 251);
+    return v;
+}
+
+// Rank 2 kills itself at its first item >= 20; the others take a little time each.
+int dies_on_rank_2(int x) {
+    if (x >= 20 && mp::mpi::rank() == 2) std::raise(SIGKILL);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return x;
+}
+
+// Rank 2 stops (SIGSTOP: alive, silent) at its first item >= 20.
+int stops_on_rank_2(int x) {
+    if (x >= 20 && mp::mpi::rank() == 2) std::raise(SIGSTOP);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return x;
+}
+
+double sum(const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return s;
+}
+
+int failures = 0;
+void check(bool ok, const char* what) {
+    if (ok) return;
+    std::printf("FAILED: %s\n", what);
+    ++failures;
+}
+
+std::vector<int> iota(int n) {
+    std::vector<int> v(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) v[static_cast<std::size_t>(i)] = i;
+    return v;
+}
+
+mp::PoolOptions on_mpi() {
+    mp::PoolOptions o;
+    o.context = mp::get_context("mpi");
+    return o;
+}
+
+void run_map() {
+    mp::Pool pool(std::nullopt, on_mpi());
+    const auto r = pool.map(square, iota(1000));
+    bool all = r.size() == 1000;
+    for (int i = 0; all && i < 1000; ++i) all = r[static_cast<std::size_t>(i)] == i * i;
+    check(all, "map(square) over 1000 items");
+    const auto where = pool.map(rank_of, iota(200), 1);
+    check(std::find(where.begin(), where.end(), 0) == where.end(), "no task ran on rank 0");
+    check(std::find(where.begin(), where.end(), 1) != where.end() &&
+              std::find(where.begin(), where.end(), 2) != where.end(),
+          "both worker ranks ran tasks");
+    check(pool.apply_async(square, 12).get() == 144, "apply_async");
+    try {
+        auto o = on_mpi();
+        o.maxtasksperchild = 10;
+        mp::Pool retiring(std::nullopt, o);
+        check(false, "maxtasksperchild is refused");
+    } catch (const mp::UsageError&) {
+    }
+    pool.close();
+    pool.join();
+    // A second pool after the first: the ranks serve a new session.
+    mp::Pool again(std::nullopt, on_mpi());
+    check(again.map(square, std::vector<int>{7})[0] == 49, "a second pool");
+    again.terminate();
+    // parallel_map, with its progress bar, once the pools are gone.
+    mp::ParallelOptions po;
+    po.context = mp::get_context("mpi");
+    po.progress = true;
+    const auto p = mp::parallel_map(square, iota(300), po);
+    check(p.size() == 300 && p[17] == 289 && p[299] == 299 * 299, "parallel_map");
+}
+
+void run_submit() {
+    mp::ExecutorOptions o;
+    o.context = mp::get_context("mpi");
+    mp::ProcessPoolExecutor ex(std::nullopt, o);
+    std::vector<mp::Future<int>> fs;
+    for (int i = 0; i < 100; ++i) fs.push_back(ex.submit(square, i));
+    long total = 0;
+    int done = 0;
+    for (mp::Future<int>& f : mp::as_completed(fs)) {
+        total += f.result();
+        ++done;
+    }
+    check(done == 100 && total == 328350, "submit x 100, as_completed");
+}
+
+void run_imap_unordered() {
+    mp::Pool pool(std::nullopt, on_mpi());
+    std::vector<int> got;
+    for (int v : pool.imap_unordered(square, iota(500))) got.push_back(v);
+    std::sort(got.begin(), got.end());
+    bool all = got.size() == 500;
+    for (int i = 0; all && i < 500; ++i) all = got[static_cast<std::size_t>(i)] == i * i;
+    check(all, "imap_unordered over 500 items");
+}
+
+void run_exceptions() {
+    mp::Pool pool(std::nullopt, on_mpi());
+    try {
+        pool.map(throws_invalid, iota(10));
+        check(false, "map rethrows");
+    } catch (const std::invalid_argument& e) {
+        check(std::string(e.what()) == "three is not allowed", "std::invalid_argument's what()");
+    }
+    // A type derived from a standard one keeps its standard family, its name in what().
+    try {
+        pool.apply_async(throws_custom, 1).get();
+        check(false, "get rethrows");
+    } catch (const std::runtime_error& e) {
+        const std::string what = e.what();
+        check(what.find("CustomError") != std::string::npos &&
+                  what.find("custom failure") != std::string::npos,
+              "a std::runtime_error naming CustomError");
+    }
+    try {
+        pool.apply_async(throws_not_standard, 1).get();
+        check(false, "get rethrows a non-standard type");
+    } catch (const mp::RemoteError& e) {
+        check(e.type_name().find("NotStandard") != std::string::npos, "RemoteError's type name");
+    }
+    check(pool.map(square, std::vector<int>{4})[0] == 16, "the pool works after exceptions");
+}
+
+void run_large() {
+    mp::Pool pool(std::nullopt, on_mpi());
+    const auto results = pool.map(large, std::vector<int>{64, 1, 96});
+    bool ok = results.size() == 3 && results[0].size() == (64u << 20) &&
+              results[1].size() == (1u << 20) && results[2].size() == (96u << 20);
+    for (const auto& v : results)
+        for (std::size_t i = 0; ok && i < v.size(); i += 4093) ok = v[i] == i % 251;
+    check(ok, "64, 1 and 96 MiB results");
+}
+
+// A task whose argument would travel as a descriptor (a vector of 1 MiB or more goes through
+// shared memory locally): a clear error, then the ranks serve the next pool.
+void run_descriptor() {
+    {
+        mp::Pool pool(std::nullopt, on_mpi());
+        try {
+            pool.apply_async(sum, std::vector<double>(1 << 18, 1.0)).get();
+            check(false, "a descriptor-carrying task fails");
+        } catch (const mp::ProcessError& e) {
+            check(std::string(e.what()).find("file descriptor") != std::string::npos,
+                  "the error says a descriptor cannot reach a rank");
+        }
+    }
+    mp::Pool next(std::nullopt, on_mpi());
+    check(next.apply_async(sum, std::vector<double>(1000, 1.0)).get() == 1000.0,
+          "the next pool works");
+}
+
+void run_rank_fails(int (*f)(int)) {
+    mp::Pool pool(std::nullopt, on_mpi());
+    try {
+        pool.map(f, iota(400), 1);
+        check(false, "map fails when a rank dies");
+    } catch (const mp::BrokenProcessPool& e) {
+        std::printf("caught mp::BrokenProcessPool: %s\n", e.what());
+        std::fflush(stdout);
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        mp::init(argc, argv);
+    } catch (const mp::ProcessError& e) {
+        std::printf("mp::init: %s\n", e.what());
+        return 1;
+    }
+    const std::string what = argc > 1 ? argv[1] : "";
+    try {
+        if (what == "map") run_map();
+        else if (what == "submit") run_submit();
+        else if (what == "imap_unordered") run_imap_unordered();
+        else if (what == "exceptions") run_exceptions();
+        else if (what == "large") run_large();
+        else if (what == "descriptor") run_descriptor();
+        else if (what == "rank_dies") run_rank_fails(dies_on_rank_2);
+        else if (what == "rank_silent") run_rank_fails(stops_on_rank_2);
+        else if (what == "build") check(mp::mpi::size() == 3, "three ranks");
+#ifdef MP_TEST_OTHER_BUILD
+        // Another build of this program (tests/mpi/CMakeLists.txt): different bytes, so a
+        // different build id.
+        else if (what == "other") std::printf("the other build\n");
+#endif
+        else check(false, "a known scenario");
+    } catch (const std::exception& e) {
+        std::printf("error: %s\n", e.what());
+        return 1;
+    }
+    if (failures) return 1;
+    std::printf("PASS %s\n", what.c_str());
+    return 0;
+}
