@@ -21,20 +21,18 @@
 
 #include "frame.hpp"
 #include "multiproc/connection.hpp"
+#include "multiproc/detail/task.hpp"
 
 namespace mp::detail::wire {
 
-/// The shared page of one worker. task: id of the task running (0: none); element: the chunk
-/// item in progress.
-struct WorkerSlot {
-    std::atomic<std::uint64_t> task;
-    std::atomic<std::uint64_t> element;
-};
+/// The shared page of one worker (detail/task.hpp).
+using WorkerSlot = WorkerProgress;
 
 /// What a worker is started with besides its socket (trivially copyable: it ships as bytes).
 struct WorkerBoot {
     int threads;  ///< value for OMP_NUM_THREADS & co. where the user did not set them
     int reserved;
+    std::uint64_t max_rss;  ///< retire once the resident set exceeds it after a batch (0: never)
 };
 
 /// The worker process's target: runs tasks from `conn` until told to exit.

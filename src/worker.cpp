@@ -13,16 +13,23 @@
 #include "multiproc/detail/task.hpp"
 #include "sys/mapping.hpp"
 #include "sys/memfd.hpp"
+#include "sys/memory.hpp"
 #include "sys/sigmask.hpp"
 #include "transport.hpp"
 
 namespace mp::detail {
 
 namespace {
-std::atomic<std::uint64_t>* g_progress = nullptr;
+WorkerProgress* g_progress = nullptr;
+
+std::int64_t ns_of(std::chrono::steady_clock::time_point t) noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
 }  // namespace
 
-std::atomic<std::uint64_t>* worker_progress_slot() noexcept { return g_progress; }
+WorkerProgress* worker_progress_slot() noexcept { return g_progress; }
+
+std::int64_t monotonic_ns() noexcept { return ns_of(std::chrono::steady_clock::now()); }
 
 namespace {
 int g_socket = -1;
@@ -72,8 +79,9 @@ public:
     void end(std::uint64_t ns) {
         frame_->end(static_cast<std::uint32_t>(e_.fds().size() - fds_before_), ns);
     }
+    [[nodiscard]] bool empty() const { return frame_->count() == 0; }
     void flush() {
-        if (frame_->count() == 0) return;
+        if (empty()) return;
         frame_->finish(static_cast<std::uint32_t>(e_.fds().size()));
         auto& out = link_.out();
         out.bytes.swap(e_.bytes());
@@ -98,14 +106,24 @@ private:
     std::size_t fds_before_ = 0;
 };
 
-void run_batch(Frame& f, WorkerSlot* slot, ResultBatch& results) {
+// Before results are sent, with a memory bound: a worker over it asks to retire (the supervisor
+// reads the flag with those results, sends the exit frame, and replaces it).
+void check_memory(WorkerSlot* slot, std::uint64_t max_rss) {
+    if (max_rss && sys::resident_set_bytes() > max_rss)
+        slot->retire.store(1, std::memory_order_relaxed);
+}
+
+void run_batch(Frame& f, WorkerSlot* slot, ResultBatch& results, std::uint64_t max_rss) {
     FrameRecords records(Kind::tasks, f.payload, f.fds.size());
     auto last_flush = std::chrono::steady_clock::now();
     for (FrameRecord rec; records.next(rec);) {
         auto task_fds = std::span<UniqueFd>(f.fds).subspan(rec.first_fd, rec.nfds);
+        // The start time is published before the task id, so that a supervisor that reads the
+        // id reads this task's start (or a later one), never an earlier task's.
+        const auto t0 = std::chrono::steady_clock::now();
+        slot->started_ns.store(ns_of(t0), std::memory_order_relaxed);
         slot->element.store(0, std::memory_order_relaxed);
         slot->task.store(rec.id, std::memory_order_release);
-        const auto t0 = std::chrono::steady_clock::now();
         Encoder& out = results.begin(rec.id);
         const std::size_t mark = out.bytes().size();
         try {
@@ -120,10 +138,12 @@ void run_batch(Frame& f, WorkerSlot* slot, ResultBatch& results) {
         slot->task.store(0, std::memory_order_release);
         for (auto& fd : task_fds) fd.reset();
         if (t1 - last_flush >= kFlushAfter) {
+            check_memory(slot, max_rss);
             results.flush();
             last_flush = std::chrono::steady_clock::now();
         }
     }
+    if (!results.empty()) check_memory(slot, max_rss);  // else checked at the last flush
     results.flush();
 }
 
@@ -152,7 +172,7 @@ void worker_main(Connection conn, WorkerBoot boot) {
             throw DecodeError("multiproc: worker: progress slot too small");
         sys::Mapping slot_map = sys::Mapping::map_shared(f.fds[0].get(), sizeof(WorkerSlot));
         auto* slot = reinterpret_cast<WorkerSlot*>(slot_map.data());
-        g_progress = &slot->element;
+        g_progress = slot;
         Decoder d(f.payload);
         const auto n = d.read_count(1);
         if (n) {
@@ -166,7 +186,7 @@ void worker_main(Connection conn, WorkerBoot boot) {
         while (link->receive_frame(f)) {
             if (f.kind() == Kind::exit) break;
             if (f.kind() != Kind::tasks) throw DecodeError("multiproc: worker: unexpected frame");
-            run_batch(f, slot, results);
+            run_batch(f, slot, results, boot.max_rss);
         }
         g_progress = nullptr;
     } catch (const EOFError&) {

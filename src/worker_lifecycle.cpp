@@ -38,13 +38,17 @@ std::string what_of(const std::exception_ptr& ex) {
 
 constexpr std::size_t kSlotBytes = 4096;
 
+// How long a worker sent SIGTERM has to exit before SIGKILL: enough for a handler that
+// flushes a file, short enough that a stuck pool recovers at once.
+constexpr auto kTermGrace = std::chrono::milliseconds(500);
+
 }  // namespace
 
 void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t number) {
     w = Worker{};
     auto pair = sys::make_socketpair();
     Connection child_end(std::move(pair.write));
-    const wire::WorkerBoot boot{threads, 0};
+    const wire::WorkerBoot boot{threads, 0, opts.max_memory_per_child};
     Process p = opts.context ? Process(*opts.context, &wire::worker_main, child_end, boot)
                              : Process(&wire::worker_main, child_end, boot);
     p.set_daemon(true);
@@ -77,10 +81,36 @@ void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t
                     static_cast<std::uint32_t>(out.fds.size()));
 }
 
-void retire_worker(Worker& w) {
+void retire_worker(Worker& w, WorkerExit why) {
     if (w.exiting) return;
     w.exiting = true;
+    w.retire_reason = why;
     wire::put_frame(w.link->out().bytes, wire::Kind::exit);
+}
+
+bool doom_worker(Worker& w, WorkerExit why, std::uint64_t task, std::size_t element) {
+    if (!w.proc || w.doom) return false;
+    w.doom = why;
+    w.doomed_task = task;
+    w.doomed_element = element;
+    w.kill_at = Deadline(kTermGrace);
+    // A process that is already gone is reaped through its sentinel as any other.
+    try {
+        w.proc->terminate();
+    } catch (...) {
+    }
+    return true;
+}
+
+Deadline escalate(Worker& w) {
+    if (!w.proc || !w.kill_at) return Deadline::never();
+    if (!w.kill_at->expired()) return *w.kill_at;
+    w.kill_at.reset();
+    try {
+        w.proc->kill();
+    } catch (...) {
+    }
+    return Deadline::never();
 }
 
 WorkerDeath reap_worker(Worker& w) {
@@ -89,9 +119,12 @@ WorkerDeath reap_worker(Worker& w) {
     WorkerDeath d;
     d.pid = w.pid;
     d.planned = w.exiting && code == 0;
+    d.reason = w.doom ? *w.doom : d.planned ? w.retire_reason : WorkerExit::crash;
+    d.doomed_task = w.doomed_task;
     d.culprit = w.slot ? w.slot->task.load(std::memory_order_acquire) : 0;
     d.element =
         w.slot ? static_cast<std::size_t>(w.slot->element.load(std::memory_order_relaxed)) : 0;
+    d.doomed_element = w.doomed_element;
     d.was_ready = w.ready;
     d.held = std::move(w.held);
     d.how = "worker process " + std::to_string(d.pid) + " " + describe_exit(code);
@@ -100,17 +133,23 @@ WorkerDeath reap_worker(Worker& w) {
     return d;
 }
 
-void kill_workers(std::vector<Worker>& workers) noexcept {
+void kill_workers(std::vector<Worker>& workers, bool gently) noexcept {
     for (auto& w : workers) {
         if (!w.proc) continue;
         try {
-            w.proc->kill();
+            if (gently) w.proc->terminate();
+            else w.proc->kill();
         } catch (...) {
         }
     }
+    const Deadline grace(kTermGrace);
     for (auto& w : workers) {
         if (!w.proc) continue;
         try {
+            if (gently) {
+                w.proc->join(grace.remaining());
+                if (!w.proc->exitcode()) w.proc->kill();
+            }
             w.proc->join();
             w.proc->close();
         } catch (...) {
