@@ -32,7 +32,8 @@ using WorkerSlot = WorkerProgress;
 struct WorkerBoot {
     int threads;  ///< value for OMP_NUM_THREADS & co. where the user did not set them
     int reserved;
-    std::uint64_t max_rss;  ///< retire once the resident set exceeds it after a batch (0: never)
+    std::uint64_t max_rss =
+        0;  ///< retire once the resident set exceeds it after a batch (0: never)
 };
 
 /// The worker process's target: runs tasks from `conn` until told to exit.

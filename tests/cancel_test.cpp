@@ -34,7 +34,9 @@ int ignore_term_then_hang(mp::Event started) {
     return hang(0);
 }
 int square(int x) { return x * x; }
-std::vector<char> big(int mib) { return std::vector<char>(static_cast<std::size_t>(mib) << 20, 'x'); }
+std::vector<char> big(int mib) {
+    return std::vector<char>(static_cast<std::size_t>(mib) << 20, 'x');
+}
 
 }  // namespace mp_cancel_test
 

@@ -51,7 +51,9 @@ int count_and_hang(mp::Value<int> attempts) {
     return hang(0);
 }
 // A large result: the worker is still sending it when a neighbour times out.
-std::vector<char> big(int mib) { return std::vector<char>(static_cast<std::size_t>(mib) << 20, 'x'); }
+std::vector<char> big(int mib) {
+    return std::vector<char>(static_cast<std::size_t>(mib) << 20, 'x');
+}
 // Keeps `mib` MiB resident for good, then says which process it ran in.
 int leak(int mib) {
     static std::vector<std::vector<char>> kept;
