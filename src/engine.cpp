@@ -239,7 +239,8 @@ bool EngineImpl::dispatch_here() {
         w.link->send_some();
         all_sent = all_sent && !w.link->out().pending();
     }
-    return all_sent;
+    // A task with a time limit needs the loop to look again: it may sleep with no deadline.
+    return all_sent && !scheduler_.watching();
 }
 
 void EngineImpl::close() noexcept {

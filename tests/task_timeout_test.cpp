@@ -73,7 +73,10 @@ constexpr auto kGuard = std::chrono::seconds(30);  // a hang guard, never a timi
 
 template <class Res>
 std::string timeout_message(Res& r) {
-    EXPECT_TRUE(r.wait(kGuard)) << "hang";
+    if (!r.wait(kGuard)) {
+        ADD_FAILURE() << "hang";
+        return {};
+    }
     try {
         r.get();
     } catch (const mp::TimeoutError& e) {
@@ -111,6 +114,16 @@ TEST_P(TaskTimeoutTest, OnlyTheOverdueTaskFailsAndItsWorkerIsReplaced) {
     EXPECT_EQ(pool.apply(square, 9), 81);
     EXPECT_EQ(pool.worker_pids().size(), 2u);
     EXPECT_NE(pool.worker_pids(), before);
+}
+
+// The only task in flight, sent by the submitting thread itself while the supervisor sleeps:
+// the supervisor must still wake for its limit.
+TEST_P(TaskTimeoutTest, ALoneTaskOnAnIdlePoolTimesOut) {
+    mp::Pool pool(1, pool_options());
+    EXPECT_EQ(pool.apply(square, 3), 9);  // the worker is ready, the supervisor asleep
+    std::this_thread::sleep_for(50ms);
+    auto r = pool.apply_async(mp::task_timeout(200ms), hang, 1);
+    EXPECT_FALSE(timeout_message(r).empty());
 }
 
 TEST_P(TaskTimeoutTest, PoolOptionAppliesToEveryTaskAndACallMayLiftIt) {
@@ -185,10 +198,12 @@ TEST_P(TaskTimeoutTest, TimeoutWhileTheWorkerReceivesABatch) {
     }
 }
 
-// Large results are still on their way when the neighbouring task overruns: every result
-// arrives whole, and only the overdue task fails.
-TEST_P(TaskTimeoutTest, TimeoutWhileTheWorkerSendsALargeResult) {
-    mp::ProcessPoolExecutor ex(1, [&] {
+// Large results are on their way (from the other worker, or from this one's earlier tasks)
+// when a task overruns: every result arrives whole, and only the overdue task fails. (A task's
+// own result cannot be cut by its time limit: the worker clears the running task before it
+// sends; cancel_test kills a worker in the middle of such a send.)
+TEST_P(TaskTimeoutTest, TimeoutWhileWorkersSendLargeResults) {
+    mp::ProcessPoolExecutor ex(2, [&] {
         mp::ExecutorOptions o;
         o.context = ctx();
         return o;
