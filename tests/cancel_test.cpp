@@ -6,7 +6,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -61,11 +60,6 @@ protected:
         return o;
     }
 };
-
-template <class Pids>
-bool gone_from(const Pids& pids_now, int pid) {
-    return std::find(pids_now.begin(), pids_now.end(), pid) == pids_now.end();
-}
 
 TEST_P(CancelTest, PlainCancelLeavesARunningTaskAlone) {
     mp::ProcessPoolExecutor ex(1, executor_options());

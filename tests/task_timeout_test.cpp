@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -250,6 +252,32 @@ TEST_P(TaskTimeoutTest, AWorkerOverItsMemoryBoundIsReplaced) {
     EXPECT_NE(next, leaker);
     EXPECT_EQ(pool.apply(leak, 8), next);
     EXPECT_EQ(pool.apply(my_pid, 0), next);
+}
+
+// The engine counts replaced workers by reason, for the pool's statistics.
+TEST_P(TaskTimeoutTest, RestartsAreCountedByReason) {
+    using mp::detail::WorkerExit;
+    mp::detail::EngineOptions eo;
+    eo.processes = 1;
+    eo.context = ctx();
+    eo.max_memory_per_child = std::size_t{200} << 20;
+    mp::detail::Engine engine(std::move(eo));
+    auto run = [&](std::int64_t limit, auto f, int x) {
+        auto st = std::make_shared<mp::detail::ResultState<int>>();
+        engine.submit(std::make_shared<mp::detail::ApplySource<int>>(
+            mp::detail::package_pool_task(f, x), st, engine, limit));
+        EXPECT_TRUE(st->wait(mp::detail::Deadline(kGuard))) << "hang";
+        return st;
+    };
+    run(-1, leak, 256);
+    EXPECT_EQ(run(-1, square, 2)->value(), 4);  // on the replacement: the death was counted
+    EXPECT_EQ(engine.restarts()[WorkerExit::max_memory], 1u);
+    EXPECT_NE(run(100'000'000, hang, 1)->error(), nullptr);
+    EXPECT_EQ(run(-1, square, 3)->value(), 9);
+    EXPECT_EQ(engine.restarts()[WorkerExit::timeout], 1u);
+    EXPECT_EQ(engine.restarts()[WorkerExit::crash], 0u);
+    EXPECT_EQ(engine.restarts()[WorkerExit::cancelled], 0u);
+    EXPECT_EQ(engine.restarts()[WorkerExit::max_tasks], 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, TaskTimeoutTest,
