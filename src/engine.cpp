@@ -28,9 +28,10 @@ struct WakeChannel {
     std::atomic<bool> sleeping{false};
     std::atomic<bool> pending{false};
 
-    // Kill requests (Future::cancel(mp::force)), taken by the loop's next turn.
+    // Kill requests (Future::cancel(mp::force)), taken by the loop's next turn. Weak: a source
+    // holds this channel, and a request the loop never takes must not keep its source alive.
     struct KillRequest {
-        std::shared_ptr<TaskSource> src;
+        std::weak_ptr<TaskSource> src;
         std::uint64_t tag;
         const void* token;
     };
@@ -53,7 +54,7 @@ void EngineLink::kill_task(std::shared_ptr<TaskSource> src, std::uint64_t tag,
                            const void* token) const {
     {
         std::lock_guard lk(channel_->kills_m);
-        channel_->kills.push_back({std::move(src), tag, token});
+        channel_->kills.push_back({src, tag, token});
         channel_->has_kills.store(true, std::memory_order_release);
     }
     channel_->wake();
@@ -390,9 +391,12 @@ void EngineImpl::take_kills() {
         kills.swap(wake_->kills);
         wake_->has_kills.store(false, std::memory_order_relaxed);
     }
-    for (const auto& k : kills)
-        if (auto hit = scheduler_.find_to_kill(k.src.get(), k.tag, k.token, workers_))
+    for (const auto& k : kills) {
+        const auto src = k.src.lock();
+        if (!src) continue;  // done with every task
+        if (auto hit = scheduler_.find_to_kill(src.get(), k.tag, k.token, workers_))
             if (doom_worker(workers_[hit->worker], WorkerExit::cancelled, hit->task, 0)) ++doomed_;
+    }
 }
 
 // What poll found: wake-ups, frames, room to send, deaths.
