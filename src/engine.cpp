@@ -30,6 +30,17 @@ struct WakeChannel {
     std::atomic<bool> sleeping{false};
     std::atomic<bool> pending{false};
 
+    // Kill requests (Future::cancel(mp::force)), taken by the loop's next turn. Weak: a source
+    // holds this channel, and a request the loop never takes must not keep its source alive.
+    struct KillRequest {
+        std::weak_ptr<TaskSource> src;
+        std::uint64_t tag;
+        const void* token;
+    };
+    std::mutex kills_m;
+    std::vector<KillRequest> kills;
+    std::atomic<bool> has_kills{false};
+
     void wake() noexcept {
         pending.store(true, std::memory_order_seq_cst);
         if (sleeping.exchange(false, std::memory_order_seq_cst)) sys::signal_eventfd(fd.get());
@@ -41,19 +52,29 @@ EngineLink::EngineLink(std::shared_ptr<WakeChannel> channel) noexcept
 
 void EngineLink::wake() const noexcept { channel_->wake(); }
 
+void EngineLink::kill_task(std::shared_ptr<TaskSource> src, std::uint64_t tag,
+                           const void* token) const {
+    {
+        std::lock_guard lk(channel_->kills_m);
+        channel_->kills.push_back({src, tag, token});
+        channel_->has_kills.store(true, std::memory_order_release);
+    }
+    channel_->wake();
+}
+
 // --- the supervisor -----------------------------------------------------------------------------
 
 class EngineImpl {
 public:
     explicit EngineImpl(EngineOptions opts);
-    ~EngineImpl() { terminate(); }
+    ~EngineImpl() { terminate(false); }
 
     void submit(std::shared_ptr<TaskSource> src);
     void wake() noexcept { wake_->wake(); }
     [[nodiscard]] std::shared_ptr<WakeChannel> wake_channel() const { return wake_; }
     void close() noexcept;
     void join();
-    void terminate() noexcept;
+    void terminate(bool gently) noexcept;
     int processes() const noexcept { return nproc_; }
     std::vector<pid_t> worker_pids() const {
         std::lock_guard lk(m_);
@@ -72,6 +93,8 @@ private:
     bool turn();
     bool dispatch_here();
     void prepare_poll();
+    Deadline watch();
+    void take_kills();
     void handle_events();
     void read_frames(Worker& w, bool until_empty);
     void handle_frame(Worker& w, wire::Frame& f);
@@ -89,6 +112,7 @@ private:
     std::deque<std::shared_ptr<TaskSource>> incoming_;
     bool closing_ = false;
     bool terminating_ = false;
+    bool gently_ = false;   // terminate with SIGTERM first
     bool stopped_ = false;  // the loop has ended: submissions are abandoned at once
     std::exception_ptr broken_;
     std::vector<pid_t> pids_;
@@ -108,6 +132,8 @@ private:
     std::size_t next_worker_name_ = 1;
     std::vector<pollfd> pfds_;
     std::vector<std::pair<std::size_t, bool>> polled_;  // per pfds_ entry: (worker, sentinel)
+    std::size_t doomed_ = 0;                            // workers being killed (SIGTERM sent)
+    std::vector<Scheduler::Overrun> over_;
 };
 
 EngineImpl::EngineImpl(EngineOptions opts)
@@ -213,7 +239,8 @@ bool EngineImpl::dispatch_here() {
         w.link->send_some();
         all_sent = all_sent && !w.link->out().pending();
     }
-    return all_sent;
+    // A task with a time limit needs the loop to look again: it may sleep with no deadline.
+    return all_sent && !scheduler_.watching();
 }
 
 void EngineImpl::close() noexcept {
@@ -231,11 +258,12 @@ void EngineImpl::join() {
     if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
 
-void EngineImpl::terminate() noexcept {
+void EngineImpl::terminate(bool gently) noexcept {
     {
         std::lock_guard lk(m_);
         if (!terminating_ && !stopped_)
             log_pool_event(opts_.owner, "terminating (workers are killed)");
+        if (!terminating_) gently_ = gently;
         terminating_ = true;
     }
     wake();
@@ -270,15 +298,17 @@ void EngineImpl::run() noexcept {
 
 void EngineImpl::loop() {
     for (;;) {
+        Deadline until = Deadline::never();
         {
             Holding h(*this);
             if (!turn()) return;
             prepare_poll();
+            if (scheduler_.watching() || doomed_) until = watch();
         }
         wake_->sleeping.store(true, std::memory_order_seq_cst);
         const bool skip = wake_->pending.exchange(false, std::memory_order_seq_cst);
         int r = 0;
-        if (!skip) r = sys::poll_until(pfds_.data(), pfds_.size(), Deadline::never());
+        if (!skip) r = sys::poll_until(pfds_.data(), pfds_.size(), until);
         wake_->sleeping.store(false, std::memory_order_seq_cst);
         if (r <= 0) continue;
         Holding h(*this);
@@ -289,16 +319,17 @@ void EngineImpl::loop() {
 // One turn of the loop: takes new sources, stops when asked to or broken, sends what can go.
 // False when the loop is over.
 bool EngineImpl::turn() {
-    bool closing, terminating;
+    bool closing, terminating, gently;
     {
         std::lock_guard lk(m_);
         for (auto& s : incoming_) scheduler_.add(std::move(s));
         incoming_.clear();
         closing = closing_;
         terminating = terminating_;
+        gently = gently_;
     }
     if (terminating) {
-        kill_workers(workers_);
+        kill_workers(workers_, gently);
         abandon_all(std::make_exception_ptr(BrokenProcessPool(
             opts_.owner + ": the pool was terminated before this task completed")));
         return false;
@@ -308,6 +339,7 @@ bool EngineImpl::turn() {
         abandon_all(err);
         return false;
     }
+    if (wake_->has_kills.load(std::memory_order_acquire)) take_kills();
     scheduler_.fill(workers_);
     for (auto& w : workers_)
         if (w.connected() && w.link->out().pending()) w.link->send_some();
@@ -334,6 +366,39 @@ void EngineImpl::prepare_poll() {
         }
         pfds_.push_back({w.sentinel, POLLIN, 0});
         polled_.emplace_back(i, true);
+    }
+}
+
+// Time limits: workers past their task's limit are killed (SIGTERM, then SIGKILL after a grace);
+// returns when to look again.
+Deadline EngineImpl::watch() {
+    over_.clear();
+    Deadline next = scheduler_.check_limits(workers_, over_);
+    for (const auto& o : over_)
+        if (doom_worker(workers_[o.worker], RestartReason::timeout, o.task, o.element)) ++doomed_;
+    auto earliest = [](Deadline a, Deadline b) {
+        if (a.is_forever()) return b;
+        if (b.is_forever()) return a;
+        return *a.at() < *b.at() ? a : b;
+    };
+    if (doomed_)
+        for (auto& w : workers_) next = earliest(next, escalate(w));
+    return next;
+}
+
+// Future::cancel(mp::force): the worker holding the task is killed as an overdue one is.
+void EngineImpl::take_kills() {
+    std::vector<WakeChannel::KillRequest> kills;
+    {
+        std::lock_guard lk(wake_->kills_m);
+        kills.swap(wake_->kills);
+        wake_->has_kills.store(false, std::memory_order_relaxed);
+    }
+    for (const auto& k : kills) {
+        const auto src = k.src.lock();
+        if (!src) continue;  // done with every task
+        if (auto hit = scheduler_.find_to_kill(src.get(), k.tag, k.token, workers_))
+            if (doom_worker(workers_[hit->worker], RestartReason::cancelled, hit->task, 0)) ++doomed_;
     }
 }
 
@@ -384,8 +449,10 @@ void EngineImpl::handle_frame(Worker& w, wire::Frame& f) {
         }
         case wire::Kind::results:
             scheduler_.on_results(w, f);
-            if (opts_.max_tasks_per_child && w.tasks_sent >= opts_.max_tasks_per_child &&
-                w.held.empty())
+            if (w.slot && w.slot->retire.load(std::memory_order_relaxed))
+                retire_worker(w, RestartReason::max_memory);
+            else if (opts_.max_tasks_per_child && w.tasks_sent >= opts_.max_tasks_per_child &&
+                     w.held.empty())
                 retire_worker(w);
             return;
         default: throw DecodeError(opts_.owner + ": unexpected frame from a worker");
@@ -399,7 +466,8 @@ void EngineImpl::on_death(std::size_t index) {
     // already failed (closed()): what it wrote before exiting is still there to read.
     read_frames(w, true);
     WorkerDeath death = reap_worker(w);
-    if (!death.was_ready && !death.planned) {
+    if (death.doomed_task) --doomed_;
+    if (!death.was_ready && !death.planned && !death.doomed_task) {
         // It died before the initializer finished: the initializer (or the start) kills workers,
         // and replacing them would only loop.
         scheduler_.requeue(death.held);
@@ -416,10 +484,7 @@ void EngineImpl::on_death(std::size_t index) {
     }
     if (!stopping) {
         start_worker(w, opts_, threads_per_worker_, next_worker_name_++);
-        scheduler_.stats().worker_replaced(index,
-                                           death.planned ? RestartReason::max_tasks
-                                                         : RestartReason::crash,
-                                           death.how, w.pid);
+        scheduler_.stats().worker_replaced(index, death.reason, death.how, w.pid);
     }
     publish_pids();
 }
@@ -470,7 +535,8 @@ void Engine::wake() noexcept { impl_->wake(); }
 EngineLink Engine::link() const { return EngineLink(impl_->wake_channel()); }
 void Engine::close() noexcept { impl_->close(); }
 void Engine::join() { impl_->join(); }
-void Engine::terminate() noexcept { impl_->terminate(); }
+void Engine::terminate() noexcept { impl_->terminate(false); }
+void Engine::terminate(bool gently) noexcept { impl_->terminate(gently); }
 int Engine::processes() const noexcept { return impl_->processes(); }
 std::vector<pid_t> Engine::worker_pids() const { return impl_->worker_pids(); }
 std::exception_ptr Engine::broken() const { return impl_->broken(); }

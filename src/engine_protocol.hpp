@@ -22,20 +22,19 @@
 #include "frame.hpp"
 #include "multiproc/connection.hpp"
 #include "transport.hpp"
+#include "multiproc/detail/task.hpp"
 
 namespace mp::detail::wire {
 
-/// The shared page of one worker. task: id of the task running (0: none); element: the chunk
-/// item in progress.
-struct WorkerSlot {
-    std::atomic<std::uint64_t> task;
-    std::atomic<std::uint64_t> element;
-};
+/// The shared page of one worker (detail/task.hpp).
+using WorkerSlot = WorkerProgress;
 
 /// What a worker is started with besides its socket (trivially copyable: it ships as bytes).
 struct WorkerBoot {
     int threads;  ///< value for OMP_NUM_THREADS & co. where the user did not set them
     int reserved;
+    std::uint64_t max_rss =
+        0;  ///< retire once the resident set exceeds it after a batch (0: never)
 };
 
 /// The worker process's target: runs tasks from `conn` until told to exit.
@@ -43,8 +42,9 @@ void worker_main(Connection conn, WorkerBoot boot);
 
 /// A worker's session on `link`: the init frame, then batches until the exit frame or the end of
 /// the stream (a local worker's whole life; one session of an MPI rank). False when the stream
-/// ended before the init frame.
-bool serve_engine(Transport& link);
+/// ended before the init frame. `max_rss`: the worker asks to retire once its resident set
+/// exceeds it after a batch (0: never).
+bool serve_engine(Transport& link, std::uint64_t max_rss = 0);
 
 /// Sets OMP_NUM_THREADS & co. to `threads` where the user did not set them (nothing when <= 0).
 void set_thread_limits(int threads);

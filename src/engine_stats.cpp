@@ -11,6 +11,9 @@ const char* to_string(RestartReason reason) noexcept {
     switch (reason) {
         case RestartReason::crash: return "crash";
         case RestartReason::max_tasks: return "max_tasks";
+        case RestartReason::max_memory: return "max_memory";
+        case RestartReason::timeout: return "timeout";
+        case RestartReason::cancelled: return "cancelled";
     }
     return "unknown";
 }

@@ -104,14 +104,15 @@ DoneAndNotDoneFutures wait_futures(std::span<ResultStateBase* const> states, Tim
 
 // --- ExecutorSource ----------------------------------------------------------------------------
 
-void ExecutorSource::push(std::shared_ptr<ResultStateBase> st, OwnedCall call) {
+void ExecutorSource::push(std::shared_ptr<ResultStateBase> st, OwnedCall call,
+                          std::int64_t timeout_ns) {
     {
         std::lock_guard lk(m_);
         if (abandoned_) std::rethrow_exception(abandoned_);
         if (closed_)
             throw UsageError(
                 "mp::ProcessPoolExecutor::submit: cannot schedule new futures after shutdown");
-        queue_.push_back({std::move(st), std::move(call)});
+        queue_.push_back({std::move(st), std::move(call), timeout_ns});
     }
     engine_.wake();
 }
@@ -143,19 +144,18 @@ bool ExecutorSource::pull(std::size_t, TaskSlot& slot) {
     while (!queue_.empty()) {
         Queued q = std::move(queue_.front());
         queue_.pop_front();
-        if (!q.st->set_running_or_notify_cancel()) continue;  // cancelled while queued
-        std::uint64_t tag;
+        const std::uint64_t tag = free_.empty() ? inflight_.size() : free_.back();
+        if (!q.st->set_running({engine_, weak_from_this(), tag})) continue;  // cancelled
         if (!free_.empty()) {
-            tag = free_.back();
             free_.pop_back();
             inflight_[tag] = std::move(q.st);
         } else {
-            tag = inflight_.size();
             inflight_.push_back(std::move(q.st));
         }
         slot.tag = tag;
         slot.elements = 1;
         slot.call = std::move(q.call);
+        slot.timeout_ns = q.timeout_ns;
         return true;
     }
     return false;
@@ -182,6 +182,11 @@ void ExecutorSource::fail(std::uint64_t tag, std::exception_ptr error) {
     if (auto st = take(tag)) st->set_error(std::move(error));
 }
 
+bool ExecutorSource::holds(std::uint64_t tag, const void* token) const {
+    std::lock_guard lk(m_);
+    return tag < inflight_.size() && inflight_[tag].get() == token;
+}
+
 void ExecutorSource::abandon(std::exception_ptr error) {
     std::deque<Queued> q;
     std::vector<std::shared_ptr<ResultStateBase>> inflight;
@@ -204,9 +209,13 @@ void ExecutorSource::abandon(std::exception_ptr error) {
 ProcessPoolExecutor::ProcessPoolExecutor(std::optional<int> max_workers, ExecutorOptions options) {
     if (max_workers && *max_workers < 1)
         throw UsageError("mp::ProcessPoolExecutor: max_workers must be at least 1");
-    engine_ = std::make_unique<detail::Engine>(detail::front_end_engine_options(
-        "mp::ProcessPoolExecutor", max_workers.value_or(process_cpu_count()), options.initializer,
-        options.max_tasks_per_child, options.context, options.retries));
+    auto eo = detail::front_end_engine_options("mp::ProcessPoolExecutor",
+                                               max_workers.value_or(process_cpu_count()),
+                                               options.initializer, options.max_tasks_per_child,
+                                               options.context, options.retries);
+    detail::set_worker_limits(eo, options.task_timeout, options.retry_timeouts,
+                              options.max_memory_per_child);
+    engine_ = std::make_unique<detail::Engine>(std::move(eo));
     source_ = std::make_shared<detail::ExecutorSource>(*engine_);
     engine_->submit(source_);
 }
@@ -252,6 +261,19 @@ void ProcessPoolExecutor::shutdown(bool wait, bool cancel_futures) {
     if (joined_.load(std::memory_order_acquire)) return;
     engine_->join();
     joined_.store(true, std::memory_order_release);
+}
+
+void ProcessPoolExecutor::terminate_workers() { stop_workers(true); }
+
+void ProcessPoolExecutor::kill_workers() { stop_workers(false); }
+
+void ProcessPoolExecutor::stop_workers(bool gently) {
+    shutdown_.store(true, std::memory_order_release);
+    source_->close();
+    // The engine fails every task not done with BrokenProcessPool (the source's abandon), so
+    // that the shutdown after it has nothing to wait for.
+    engine_->terminate(gently);
+    shutdown(true);
 }
 
 int ProcessPoolExecutor::max_workers() const noexcept { return engine_->processes(); }

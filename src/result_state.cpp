@@ -27,15 +27,31 @@ bool ResultStateBase::set_running_or_notify_cancel() noexcept {
     return true;
 }
 
-bool ResultStateBase::cancel() {
+bool ResultStateBase::set_running(KillRoute route) noexcept {
+    std::lock_guard lk(m_);
+    if (status_.load(std::memory_order_relaxed) != Status::pending) return false;
+    route_.emplace(std::move(route));
+    status_.store(Status::running, std::memory_order_release);
+    return true;
+}
+
+bool ResultStateBase::cancel(bool force) {
+    std::optional<KillRoute> route;
     {
         std::lock_guard lk(m_);
         const Status s = status_.load(std::memory_order_relaxed);
         if (s == Status::cancelled) return true;
-        if (s != Status::pending || claimed_) return false;
+        if (claimed_) return false;
+        if (s == Status::running && force && route_) route.swap(route_);
+        else if (s != Status::pending) return false;
         claimed_ = true;
     }
+    // Cancelled at once: the worker is killed afterwards, and whatever the task still
+    // delivers (a result that raced the kill, the CancelledError of the kill) finds the
+    // state done and is dropped.
     publish(Status::cancelled, nullptr);
+    if (route)
+        if (auto src = route->src.lock()) route->engine.kill_task(std::move(src), route->tag, this);
     return true;
 }
 

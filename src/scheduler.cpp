@@ -1,9 +1,11 @@
 #include "scheduler.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include "multiproc/errors.hpp"
 #include "worker_trace.hpp"
+#include "task_name.hpp"
 
 namespace mp::detail {
 
@@ -14,6 +16,14 @@ constexpr std::size_t kMaxHint = std::size_t{1} << 20;
 constexpr std::size_t kMaxBatchTasks = 1024;
 constexpr std::size_t kMaxBatchBytes = std::size_t{4} << 20;
 constexpr std::size_t kBatchesPerWorker = 2;  // one running, one prefetched
+
+// "300 ms", "2 s", "1500 us": a time limit as the user most likely wrote it.
+std::string describe_limit(std::int64_t ns) {
+    if (ns % 1'000'000'000 == 0) return std::to_string(ns / 1'000'000'000) + " s";
+    if (ns % 1'000'000 == 0) return std::to_string(ns / 1'000'000) + " ms";
+    if (ns % 1'000 == 0) return std::to_string(ns / 1'000) + " us";
+    return std::to_string(ns) + " ns";
+}
 
 }  // namespace
 
@@ -46,7 +56,7 @@ std::size_t Scheduler::hint_for(const Entry& e) const {
 }
 
 bool Scheduler::can_take(const Worker& w, std::size_t depth) const {
-    if (!w.connected() || w.exiting || w.batches.size() >= depth) return false;
+    if (!w.connected() || w.exiting || w.doom || w.batches.size() >= depth) return false;
     return !opts_.max_tasks_per_child || w.tasks_sent < opts_.max_tasks_per_child;
 }
 
@@ -125,12 +135,15 @@ bool Scheduler::fill_one(Worker& w, std::size_t max_tasks) {
         }
         const std::uint64_t id = next_id_++;
         ++entry->inflight;
+        const std::int64_t limit = slot.timeout_ns < 0 ? opts_.task_timeout_ns : slot.timeout_ns;
+        if (limit) ++timed_;
         tasks_.emplace(id, Task{entry,
                                 slot.tag,
                                 std::max<std::size_t>(slot.elements, 1),
                                 std::move(slot.call),
                                 0,
-                                {}});
+                                {},
+                                limit});
         if (trace::on()) trace_task_pulled(&opts_, id);
         add(id);
     }
@@ -154,6 +167,8 @@ void Scheduler::write_batch(Worker& w, const std::vector<std::uint64_t>& ids) {
         for (const auto& fd : t.call.fds) out.fds.push_back(fd.get());
         nfds += static_cast<std::uint32_t>(t.call.fds.size());
         w.held.push_back(id);
+        // Written before the batch is sent, so the worker times every item of it.
+        if (t.timeout_ns && w.slot) w.slot->stamp_items.store(1, std::memory_order_relaxed);
     }
     frame.finish(nfds);
     w.batches.push_back(ids.size());
@@ -200,6 +215,7 @@ void Scheduler::finish_task(std::uint64_t id) {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) return;
     --it->second.entry->inflight;
+    if (it->second.timeout_ns) --timed_;
     tasks_.erase(it);
 }
 
@@ -211,6 +227,16 @@ void Scheduler::on_death(WorkerDeath& death) {
     WorkerStats* counted = stats_.find(death.pid);
     for (auto id : death.held) {
         if (!tasks_.count(id)) continue;
+        if (death.doomed_task) {
+            // Killed for one task: the others (even one it had moved on to) were not at fault.
+            if (id == death.doomed_task) {
+                fail_killed(id, death, counted);
+            } else {
+                retry_.push_back(id);
+                if (counted) ++counted->tasks_resent;
+            }
+            continue;
+        }
         if (id != death.culprit) {
             retry_.push_back(id);  // never started, or its result was lost: run it elsewhere
             if (counted) ++counted->tasks_resent;
@@ -239,14 +265,96 @@ void Scheduler::quarantine_or_retry(std::uint64_t id, const WorkerDeath& death) 
     if (opts_.retries > 0)
         msg = opts_.owner + ": task quarantined after it killed " + std::to_string(t.deaths) +
               " worker processes (" + t.history + ")";
-    auto err = std::make_exception_ptr(BrokenProcessPool(msg));
+    fail_lost(id, death.element, std::make_exception_ptr(BrokenProcessPool(msg)));
+}
+
+void Scheduler::fail_lost(std::uint64_t id, std::size_t element, std::exception_ptr err) {
+    Task& t = tasks_.at(id);
     auto entry = t.entry;
     const auto tag = t.tag;
     finish_task(id);
     try {
-        entry->src->lost(tag, death.element, err);
+        entry->src->lost(tag, element, std::move(err));
     } catch (...) {
     }
+}
+
+// The task its worker was killed for: cancelled, or past its time limit (then retried only
+// when timeouts count against the retry budget).
+void Scheduler::fail_killed(std::uint64_t id, const WorkerDeath& death, WorkerStats* counted) {
+    Task& t = tasks_.at(id);
+    const std::string worker = "worker process " + std::to_string(death.pid);
+    if (counted) ++counted->tasks_failed;  // unless retried (below)
+    if (death.reason == RestartReason::cancelled) {
+        fail_lost(id, death.doomed_element,
+                  std::make_exception_ptr(CancelledError(
+                      opts_.owner + ": the task was cancelled; its " + worker + " was killed")));
+        return;
+    }
+    std::string msg = opts_.owner + ": " + describe_task_target(t.call.bytes) +
+                      " timed out after " + describe_limit(t.timeout_ns) + " (its " + worker +
+                      " was stopped)";
+    if (opts_.retry_timeouts) {
+        ++t.deaths;
+        if (t.deaths <= opts_.retries) {
+            retry_.push_front(id);
+            if (counted) --counted->tasks_failed;
+            if (counted) ++counted->tasks_retried;
+            return;
+        }
+        if (t.deaths > 1) msg += ", on each of its " + std::to_string(t.deaths) + " attempts";
+    }
+    fail_lost(id, death.doomed_element, std::make_exception_ptr(TimeoutError(msg)));
+}
+
+Deadline Scheduler::check_limits(const std::vector<Worker>& workers,
+                                 std::vector<Overrun>& over) const {
+    const std::int64_t now = monotonic_ns();
+    std::int64_t next = std::numeric_limits<std::int64_t>::max();
+    for (std::size_t i = 0; i < workers.size(); ++i) {
+        const Worker& w = workers[i];
+        if (!w.proc || w.doom || !w.slot || w.held.empty()) continue;
+        // Start time after the ids it belongs to (see run_batch): never an earlier task's.
+        const std::uint64_t running = w.slot->task.load(std::memory_order_acquire);
+        const auto element = w.slot->element.load(std::memory_order_acquire);
+        const std::int64_t started = w.slot->started_ns.load(std::memory_order_relaxed);
+        std::int64_t waiting = 0;  // the shortest limit of a task that may not have started
+        for (auto id : w.held) {
+            const auto it = tasks_.find(id);
+            if (it == tasks_.end() || !it->second.timeout_ns) continue;
+            const std::int64_t limit = it->second.timeout_ns;
+            if (id != running) {
+                waiting = waiting ? std::min(waiting, limit) : limit;
+                continue;
+            }
+            if (now - started >= limit) {
+                over.push_back({i, id, static_cast<std::size_t>(element)});
+                waiting = 0;
+                break;
+            }
+            next = std::min(next, started + limit);
+        }
+        if (waiting) next = std::min(next, now + waiting);
+    }
+    if (next == std::numeric_limits<std::int64_t>::max()) return Deadline::never();
+    return Deadline(Deadline::clock::time_point(std::chrono::nanoseconds(next)));
+}
+
+std::optional<Scheduler::Overrun> Scheduler::find_to_kill(const TaskSource* src, std::uint64_t tag,
+                                                          const void* token,
+                                                          const std::vector<Worker>& workers) {
+    std::uint64_t id = 0;
+    for (const auto& [tid, t] : tasks_)
+        if (t.entry->src.get() == src && t.tag == tag) id = tid;
+    if (!id || !src->holds(tag, token)) return std::nullopt;
+    for (std::size_t i = 0; i < workers.size(); ++i)
+        if (std::find(workers[i].held.begin(), workers[i].held.end(), id) != workers[i].held.end())
+            return Overrun{i, id, 0};
+    // Not on a worker (waiting to run again after a death): it fails here.
+    std::erase(retry_, id);
+    fail_lost(id, 0,
+              std::make_exception_ptr(CancelledError(opts_.owner + ": the task was cancelled")));
+    return std::nullopt;
 }
 
 void Scheduler::abandon_all(const std::exception_ptr& err,
@@ -254,6 +362,7 @@ void Scheduler::abandon_all(const std::exception_ptr& err,
     // Every task of a source fails through its abandon: the scheduler forgets them all.
     tasks_.clear();
     retry_.clear();
+    timed_ = 0;
     auto entries = std::move(entries_);
     entries_.clear();
     for (auto& e : entries) {

@@ -3,7 +3,8 @@
 // them into batches (each worker holds one running and one prefetched; idle workers first, each
 // with its share of what waits), hands results back to their sources, and decides the fate of
 // the tasks a dead worker held (run again elsewhere, retried, or quarantined with their
-// history). It runs on the supervisor's thread only; it does no I/O: batches are appended to a
+// history). It also watches time limits (which worker runs a task past its limit) and finds the
+// worker of a task to cancel; the supervisor does the killing. It runs on the supervisor's thread only; it does no I/O: batches are appended to a
 // worker's outbox, results come in as frames.
 #pragma once
 
@@ -12,6 +13,7 @@
 #include <deque>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -37,6 +39,23 @@ public:
     void on_results(Worker& w, wire::Frame& f);
     /// The tasks a dead worker held: run again elsewhere, retried, or failed (quarantined).
     void on_death(WorkerDeath& death);
+    /// A task past its time limit: worker index, task id, item.
+    struct Overrun {
+        std::size_t worker = 0;
+        std::uint64_t task = 0;
+        std::size_t element = 0;
+    };
+    /// True while a task with a time limit is in flight (else check_limits has nothing to do).
+    [[nodiscard]] bool watching() const noexcept { return timed_ > 0; }
+    /// Appends the workers running a task (an item) past its limit to `over`; returns when to
+    /// look again: the nearest limit of a running task, or, for a task not started yet, its
+    /// limit from now (it cannot expire sooner).
+    Deadline check_limits(const std::vector<Worker>& workers, std::vector<Overrun>& over) const;
+    /// A request to kill src's task `tag`: the worker (index) holding it and the task id, for
+    /// the supervisor to kill; a task not on a worker fails at once (nullopt then, as when the
+    /// task is gone or src->holds(tag, token) says the tag was reused).
+    std::optional<Overrun> find_to_kill(const TaskSource* src, std::uint64_t tag, const void* token,
+                                        const std::vector<Worker>& workers);
     /// Puts back the tasks a worker held that never ran (it died before its initializer ended).
     void requeue(const std::deque<std::uint64_t>& held);
     /// Forgets every task; every source (and `incoming`) is abandoned with err.
@@ -64,6 +83,7 @@ private:
         OwnedCall call;
         int deaths = 0;
         std::string history;
+        std::int64_t timeout_ns = 0;  // time limit once started (0: none)
     };
     /// Tasks chosen for one batch, with their size and estimated time.
     struct Batch;
@@ -76,6 +96,8 @@ private:
     [[nodiscard]] std::size_t hint_for(const Entry& e) const;
     void learn(Entry& e, std::size_t elements, std::uint64_t ns);
     void quarantine_or_retry(std::uint64_t id, const WorkerDeath& death);
+    void fail_killed(std::uint64_t id, const WorkerDeath& death, WorkerStats* counted);
+    void fail_lost(std::uint64_t id, std::size_t element, std::exception_ptr err);
     void finish_task(std::uint64_t id);
 
     const EngineOptions& opts_;
@@ -87,6 +109,7 @@ private:
     std::size_t rr_ = 0;
     double global_ns_per_task_ = -1;
     StatsRecorder stats_;
+    std::size_t timed_ = 0;  // tasks in flight with a time limit
 };
 
 }  // namespace mp::detail

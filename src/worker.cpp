@@ -13,6 +13,7 @@
 #include "multiproc/detail/task.hpp"
 #include "sys/mapping.hpp"
 #include "sys/memfd.hpp"
+#include "sys/memory.hpp"
 #include "sys/sigmask.hpp"
 #include "transport.hpp"
 #include "worker_trace.hpp"
@@ -20,10 +21,16 @@
 namespace mp::detail {
 
 namespace {
-std::atomic<std::uint64_t>* g_progress = nullptr;
+WorkerProgress* g_progress = nullptr;
+
+std::int64_t ns_of(std::chrono::steady_clock::time_point t) noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
 }  // namespace
 
-std::atomic<std::uint64_t>* worker_progress_slot() noexcept { return g_progress; }
+WorkerProgress* worker_progress_slot() noexcept { return g_progress; }
+
+std::int64_t monotonic_ns() noexcept { return ns_of(std::chrono::steady_clock::now()); }
 
 namespace {
 int g_socket = -1;
@@ -73,8 +80,9 @@ public:
     void end(std::uint64_t ns) {
         frame_->end(static_cast<std::uint32_t>(e_.fds().size() - fds_before_), ns);
     }
+    [[nodiscard]] bool empty() const { return frame_->count() == 0; }
     void flush() {
-        if (frame_->count() == 0) return;
+        if (empty()) return;
         frame_->finish(static_cast<std::uint32_t>(e_.fds().size()));
         auto& out = link_.out();
         out.bytes.swap(e_.bytes());
@@ -99,7 +107,14 @@ private:
     std::size_t fds_before_ = 0;
 };
 
-void run_batch(Frame& f, WorkerSlot* slot, ResultBatch& results) {
+// Before results are sent, with a memory bound: a worker over it asks to retire (the supervisor
+// reads the flag with those results, sends the exit frame, and replaces it).
+void check_memory(WorkerSlot* slot, std::uint64_t max_rss) {
+    if (max_rss && sys::resident_set_bytes() > max_rss)
+        slot->retire.store(1, std::memory_order_relaxed);
+}
+
+void run_batch(Frame& f, WorkerSlot* slot, ResultBatch& results, std::uint64_t max_rss) {
     FrameRecords records(Kind::tasks, f.payload, f.fds.size());
     auto last_flush = std::chrono::steady_clock::now();
     TaskTracer& tracer = task_tracer();
@@ -107,9 +122,12 @@ void run_batch(Frame& f, WorkerSlot* slot, ResultBatch& results) {
     for (FrameRecord rec; records.next(rec);) {
         const bool traced = tracer.on();
         auto task_fds = std::span<UniqueFd>(f.fds).subspan(rec.first_fd, rec.nfds);
+        // The start time is published before the task id, so that a supervisor that reads the
+        // id reads this task's start (or a later one), never an earlier task's.
+        const auto t0 = std::chrono::steady_clock::now();
+        slot->started_ns.store(ns_of(t0), std::memory_order_relaxed);
         slot->element.store(0, std::memory_order_relaxed);
         slot->task.store(rec.id, std::memory_order_release);
-        const auto t0 = std::chrono::steady_clock::now();
         Encoder& out = results.begin(rec.id);
         const std::size_t mark = out.bytes().size();
         if (traced) tracer.begin(rec.id, rec.bytes);
@@ -127,10 +145,12 @@ void run_batch(Frame& f, WorkerSlot* slot, ResultBatch& results) {
         slot->task.store(0, std::memory_order_release);
         for (auto& fd : task_fds) fd.reset();
         if (t1 - last_flush >= kFlushAfter) {
+            check_memory(slot, max_rss);
             results.flush();
             last_flush = std::chrono::steady_clock::now();
         }
     }
+    if (!results.empty()) check_memory(slot, max_rss);  // else checked at the last flush
     results.flush();
 }
 
@@ -147,7 +167,7 @@ void worker_main(Connection conn, WorkerBoot boot) {
     set_thread_limits(boot.threads);
     g_socket = conn.fileno();
     const auto link = socket_transport(UniqueFd::dup_of(conn.fileno()), "multiproc: worker");
-    serve_engine(*link);
+    serve_engine(*link, boot.max_rss);
 }
 
 void set_thread_limits(int threads) {
@@ -157,7 +177,7 @@ void set_thread_limits(int threads) {
         if (!std::getenv(v)) ::setenv(v, n.c_str(), 0);
 }
 
-bool serve_engine(Transport& link) {
+bool serve_engine(Transport& link, std::uint64_t max_rss) {
     Frame f;
     try {
         if (!link.receive_frame(f)) return false;
@@ -177,7 +197,7 @@ bool serve_engine(Transport& link) {
             task_tracer().attach(slot_map.data(), slot_bytes);
             init_fds = init_fds.subspan(1);
         }
-        g_progress = &slot->element;
+        g_progress = slot;
         Decoder d(f.payload);
         const auto n = d.read_count(1);
         if (n) {
@@ -191,7 +211,7 @@ bool serve_engine(Transport& link) {
         while (link.receive_frame(f)) {
             if (f.kind() == Kind::exit) break;
             if (f.kind() != Kind::tasks) throw DecodeError("multiproc: worker: unexpected frame");
-            run_batch(f, slot, results);
+            run_batch(f, slot, results, max_rss);
         }
         g_progress = nullptr;
     } catch (const EOFError&) {

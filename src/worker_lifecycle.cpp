@@ -44,6 +44,10 @@ constexpr std::size_t kSlotBytes = wire::kSlotWithTraceBytes;
 void queue_init_frame(Worker& w, const EngineOptions& opts);
 void start_hosted(Worker& w, const EngineOptions& opts, std::size_t number);
 
+// How long a worker sent SIGTERM has to exit before SIGKILL: enough for a handler that
+// flushes a file, short enough that a stuck pool recovers at once.
+constexpr auto kTermGrace = std::chrono::milliseconds(500);
+
 }  // namespace
 
 void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t number) {
@@ -54,7 +58,7 @@ void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t
     w = Worker{};
     auto pair = sys::make_socketpair();
     Connection child_end(std::move(pair.write));
-    const wire::WorkerBoot boot{threads, 0};
+    const wire::WorkerBoot boot{threads, 0, opts.max_memory_per_child};
     Process p = opts.context ? Process(*opts.context, &wire::worker_main, child_end, boot)
                              : Process(&wire::worker_main, child_end, boot);
     p.set_daemon(true);
@@ -114,10 +118,11 @@ EngineOptions with_host(EngineOptions opts) {
         const auto* hooks = cluster();
         if (!hooks) static_cast<void>(get_context("mpi"));  // throws the reason
         // A host's worker is never replaced: one retired after its tasks would be gone.
-        if (opts.max_tasks_per_child)
+        if (opts.max_tasks_per_child || opts.max_memory_per_child || opts.task_timeout_ns)
             throw UsageError(opts.owner +
-                             ": maxtasksperchild needs workers that can be replaced; the "
-                             "\"mpi\" context's ranks cannot be");
+                             ": maxtasksperchild, max_memory_per_child and task_timeout need "
+                             "workers that can be replaced; the \"mpi\" context's ranks "
+                             "cannot be");
         opts.host = hooks->open_host(opts.processes);
     }
     return opts;
@@ -128,10 +133,36 @@ int worker_count(const EngineOptions& opts) {
     return opts.processes > 0 ? opts.processes : cpu_count();
 }
 
-void retire_worker(Worker& w) {
+void retire_worker(Worker& w, RestartReason why) {
     if (w.exiting) return;
     w.exiting = true;
+    w.retire_reason = why;
     wire::put_frame(w.link->out().bytes, wire::Kind::exit);
+}
+
+bool doom_worker(Worker& w, RestartReason why, std::uint64_t task, std::size_t element) {
+    if (!w.proc || w.doom) return false;
+    w.doom = why;
+    w.doomed_task = task;
+    w.doomed_element = element;
+    w.kill_at = Deadline(kTermGrace);
+    // A process that is already gone is reaped through its sentinel as any other.
+    try {
+        w.proc->terminate();
+    } catch (...) {
+    }
+    return true;
+}
+
+Deadline escalate(Worker& w) {
+    if (!w.proc || !w.kill_at) return Deadline::never();
+    if (!w.kill_at->expired()) return *w.kill_at;
+    w.kill_at.reset();
+    try {
+        w.proc->kill();
+    } catch (...) {
+    }
+    return Deadline::never();
 }
 
 WorkerDeath reap_worker(Worker& w) {
@@ -149,9 +180,12 @@ WorkerDeath reap_worker(Worker& w) {
     WorkerDeath d;
     d.pid = w.pid;
     d.planned = w.exiting && code == 0;
+    d.reason = w.doom ? *w.doom : d.planned ? w.retire_reason : RestartReason::crash;
+    d.doomed_task = w.doomed_task;
     d.culprit = w.slot ? w.slot->task.load(std::memory_order_acquire) : 0;
     d.element =
         w.slot ? static_cast<std::size_t>(w.slot->element.load(std::memory_order_relaxed)) : 0;
+    d.doomed_element = w.doomed_element;
     d.was_ready = w.ready;
     d.held = std::move(w.held);
     d.how = "worker process " + std::to_string(d.pid) + " " + describe_exit(code);
@@ -161,7 +195,7 @@ WorkerDeath reap_worker(Worker& w) {
     return d;
 }
 
-void kill_workers(std::vector<Worker>& workers) noexcept {
+void kill_workers(std::vector<Worker>& workers, bool gently) noexcept {
     for (auto& w : workers) {
         if (w.host) {
             w.host->close(w.host_index, false);
@@ -169,13 +203,19 @@ void kill_workers(std::vector<Worker>& workers) noexcept {
         }
         if (!w.proc) continue;
         try {
-            w.proc->kill();
+            if (gently) w.proc->terminate();
+            else w.proc->kill();
         } catch (...) {
         }
     }
+    const Deadline grace(kTermGrace);
     for (auto& w : workers) {
         if (!w.proc) continue;
         try {
+            if (gently) {
+                w.proc->join(grace.remaining());
+                if (!w.proc->exitcode()) w.proc->kill();
+            }
             w.proc->join();
             trace_worker_gone(w, "was killed (the pool was terminated)");
             w.proc->close();

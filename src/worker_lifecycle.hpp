@@ -1,6 +1,8 @@
 // The engine's workers as its supervisor keeps them: started (with their init frame queued),
-// watched (a sentinel to poll, a progress page naming the task and item running), retired after
-// maxtasksperchild, reaped when they die (what they held, how they died), stopped.
+// watched (a sentinel to poll, a progress page naming the task and item running and since when),
+// retired after maxtasksperchild or over their memory bound, killed when their task overran or
+// was cancelled (SIGTERM, then SIGKILL after a grace), reaped when they die (what they held, how
+// and why they died), stopped.
 #pragma once
 
 #include <sys/types.h>
@@ -35,8 +37,13 @@ struct Worker {
     UniqueFd slot_fd;
     sys::Mapping slot_map;
     wire::WorkerSlot* slot = nullptr;
-    bool ready = false;    // its initializer succeeded
-    bool exiting = false;  // it was sent the exit frame
+    bool ready = false;                                // its initializer succeeded
+    bool exiting = false;                              // it was sent the exit frame
+    RestartReason retire_reason = RestartReason::max_tasks;  // why it was sent the exit frame
+    std::optional<RestartReason> doom;   // why the supervisor is killing it (timeout, cancelled)
+    std::uint64_t doomed_task = 0;    // the task it is killed for
+    std::size_t doomed_element = 0;   // the item of that task it was running
+    std::optional<Deadline> kill_at;  // SIGKILL then, if SIGTERM has not ended it
     std::size_t tasks_sent = 0;
     std::deque<std::uint64_t> held;   // task ids, in the order sent
     std::deque<std::size_t> batches;  // tasks still owed, per batch sent
@@ -58,15 +65,26 @@ int worker_count(const EngineOptions& opts);
 void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t number);
 
 /// Queues the exit frame (once): the worker finishes what it holds and exits 0.
-void retire_worker(Worker& w);
+void retire_worker(Worker& w, RestartReason why = RestartReason::max_tasks);
+
+/// Starts killing w for `task` (item `element`): SIGTERM now, SIGKILL once the grace passes
+/// (escalate). False (nothing done) when it is already being killed or gone.
+bool doom_worker(Worker& w, RestartReason why, std::uint64_t task, std::size_t element);
+
+/// SIGKILLs a doomed worker whose grace has passed; returns when to look again (never when
+/// nothing is left to do).
+Deadline escalate(Worker& w);
 
 /// What the supervisor learns from a dead worker.
 struct WorkerDeath {
     pid_t pid = 0;
-    bool planned = false;       // it exited 0 after the exit frame
-    bool was_ready = false;     // its initializer had succeeded
-    std::uint64_t culprit = 0;  // the task it was running (0: none)
-    std::size_t element = 0;    // the item of that task it was running
+    bool planned = false;  // it exited 0 after the exit frame
+    RestartReason reason = RestartReason::crash;
+    std::uint64_t doomed_task = 0;   // the task it was killed for (timeout, cancelled)
+    std::size_t doomed_element = 0;  // the item of that task it was running then
+    bool was_ready = false;          // its initializer had succeeded
+    std::uint64_t culprit = 0;       // the task it was running (0: none)
+    std::size_t element = 0;         // the item of that task it was running
     std::deque<std::uint64_t> held;
     std::string how;  // "worker process <pid> was killed by signal 9 (SIGKILL)"
 };
@@ -74,8 +92,9 @@ struct WorkerDeath {
 /// Joins a worker whose sentinel fired, reads its progress page and empties w.
 WorkerDeath reap_worker(Worker& w);
 
-/// SIGKILLs every worker, then joins them (never blocks for long).
-void kill_workers(std::vector<Worker>& workers) noexcept;
+/// SIGKILLs every worker, then joins them (never blocks for long). When `gently`, SIGTERM
+/// first, and SIGKILL for those still running after a short grace.
+void kill_workers(std::vector<Worker>& workers, bool gently = false) noexcept;
 
 /// Sends every worker the exit frame and joins them; one that does not exit within a grace
 /// period is killed.

@@ -29,13 +29,16 @@ namespace mp {
 
 /// Why a worker process was replaced.
 enum class RestartReason : unsigned char {
-    crash,      ///< it died on its own (a signal, an exit in user code, ...)
-    max_tasks,  ///< it ran its maxtasksperchild (max_tasks_per_child) tasks and was retired
+    crash,       ///< it died on its own (a signal, an exit in user code, ...)
+    max_tasks,   ///< it ran its maxtasksperchild (max_tasks_per_child) tasks and was retired
+    max_memory,  ///< its resident set exceeded max_memory_per_child and it was retired
+    timeout,     ///< it was killed: its task overran its time limit (task_timeout)
+    cancelled,   ///< it was killed: its task was cancelled with mp::force
 };
 /// The number of RestartReason values (the size of PoolStats::restarts).
-inline constexpr std::size_t restart_reason_count = 2;
+inline constexpr std::size_t restart_reason_count = 5;
 
-/// "crash", "max_tasks".
+/// "crash", "max_tasks", "max_memory", "timeout", "cancelled".
 [[nodiscard]] const char* to_string(RestartReason reason) noexcept;
 
 /// One worker slot of the pool: the processes that held it in turn (a replacement takes the

@@ -178,6 +178,10 @@ public:
     /// Cancels the task if no worker has it yet: true then (or when already cancelled), false
     /// when it is running or done.
     bool cancel() { return st_->cancel(); }
+    /// Cancels the task even when it runs (as ray.cancel(force=True)): a running task's worker
+    /// is killed (SIGTERM, then SIGKILL) and replaced, the other tasks it held run elsewhere.
+    /// The future is cancelled at once (result() throws mp::CancelledError); true unless done.
+    bool cancel(force_t) { return st_->cancel(true); }
     /// Calls fn(future) once the future is done, at once (in this thread) if it already is. An
     /// exception escaping fn is reported on stderr and ignored, as Python logs it.
     template <class Fn>
@@ -298,16 +302,24 @@ struct ExecutorOptions {
     std::size_t max_tasks_per_child = 0;  ///< replace a worker after this many tasks (0: never)
     std::optional<Context> context;       ///< start method of the workers (default: the default)
     int retries = 0;                      ///< re-runs of a task whose worker died
+    /// Time limit of every task (every item of a map), counted from its start in a worker;
+    /// past it the worker is killed and the future holds mp::TimeoutError (docs/futures.md).
+    Timeout task_timeout = forever;
+    bool retry_timeouts = false;  ///< a timed-out task is retried (within `retries`)
+    /// Replace a worker whose resident set exceeds this many bytes after a batch (0: never).
+    std::size_t max_memory_per_child = 0;
 };
 
 namespace detail {
 
 /// The executor's single task source: a queue of submitted calls, one future each.
-class ExecutorSource final : public TaskSource {
+class ExecutorSource final : public TaskSource,
+                             public std::enable_shared_from_this<ExecutorSource> {
 public:
     explicit ExecutorSource(Engine& engine) : engine_(engine.link()) {}
-    /// Queues a call for st; throws (UsageError after shutdown, the engine's error once broken).
-    void push(std::shared_ptr<ResultStateBase> st, OwnedCall call);
+    /// Queues a call for st with its time limit (TaskSlot::timeout_ns); throws (UsageError
+    /// after shutdown, the engine's error once broken).
+    void push(std::shared_ptr<ResultStateBase> st, OwnedCall call, std::int64_t timeout_ns = -1);
     /// Cancels every future still queued.
     void cancel_pending();
     /// No more pushes: the source ends once its queue is empty.
@@ -320,11 +332,13 @@ public:
                   std::span<UniqueFd> fds) override;
     void fail(std::uint64_t tag, std::exception_ptr error) override;
     void abandon(std::exception_ptr error) override;
+    bool holds(std::uint64_t tag, const void* token) const override;
 
 private:
     struct Queued {
         std::shared_ptr<ResultStateBase> st;
         OwnedCall call;
+        std::int64_t timeout_ns;
     };
     std::shared_ptr<ResultStateBase> take(std::uint64_t tag);
 
@@ -355,10 +369,15 @@ public:
     /// shutdown(); mp::BrokenProcessPool once the initializer failed.
     template <class F, class... Args>
     auto submit(const F& f, const Args&... args) {
+        return submit(TaskTimeout{-1}, f, args...);
+    }
+    /// submit with its own time limit (mp::task_timeout(2s)) instead of the executor's.
+    template <class F, class... Args>
+    auto submit(TaskTimeout limit, const F& f, const Args&... args) {
         using R = detail::task_result_t<F, Args...>;
         detail::OwnedCall call = detail::package_pool_task(f, args...);
         auto st = std::make_shared<detail::ResultState<R>>();
-        source_->push(st, std::move(call));
+        source_->push(st, std::move(call), limit.ns);
         return Future<R>(std::move(st));
     }
 
@@ -399,6 +418,13 @@ public:
     /// wait, blocks until every started task is done and the workers have exited (Python's
     /// shutdown). Idempotent.
     void shutdown(bool wait = true, bool cancel_futures = false);
+    /// Sends SIGTERM to every worker (SIGKILL to those still alive after a short grace), fails
+    /// every future not done with mp::BrokenProcessPool and shuts the executor down (Python
+    /// 3.14's terminate_workers); submit() then throws that error too. Returns once the
+    /// workers are gone; never hangs.
+    void terminate_workers();
+    /// As terminate_workers, with SIGKILL at once (Python 3.14's kill_workers).
+    void kill_workers();
 
     /// The number of worker processes.
     [[nodiscard]] int max_workers() const noexcept;
@@ -409,6 +435,7 @@ public:
 
 private:
     void check_open(const char* what) const;
+    void stop_workers(bool gently);
     void track(std::shared_ptr<detail::MapSourceBase> src);
 
     std::unique_ptr<detail::Engine> engine_;

@@ -67,6 +67,12 @@ struct PoolOptions {
     std::size_t maxtasksperchild = 0;  ///< replace a worker after this many tasks (0: never)
     std::optional<Context> context;    ///< start method of the workers (default: the default)
     int retries = 0;                   ///< re-runs of a work item whose worker died
+    /// Time limit of every task (of every item of a map), counted from its start in a worker;
+    /// past it the worker is killed and the task fails with mp::TimeoutError (docs/pool.md).
+    Timeout task_timeout = forever;
+    bool retry_timeouts = false;  ///< a timed-out task is retried (within `retries`)
+    /// Replace a worker whose resident set exceeds this many bytes after a batch (0: never).
+    std::size_t max_memory_per_child = 0;
 };
 
 namespace detail {
@@ -147,12 +153,23 @@ public:
     /// apply_async with a callback and/or error callback (mp::callbacks(...)).
     template <class C, class E, class F, class... Args>
     auto apply_async(Callbacks<C, E> cbs, const F& f, const Args&... args) {
+        return apply_async(std::move(cbs), TaskTimeout{-1}, f, args...);
+    }
+    /// apply_async with its own time limit (mp::task_timeout(2s)), instead of the pool's.
+    template <class F, class... Args>
+    auto apply_async(TaskTimeout limit, const F& f, const Args&... args) {
+        return apply_async(Callbacks<detail::NoCallback>{}, limit, f, args...);
+    }
+    /// apply_async with callbacks and its own time limit.
+    template <class C, class E, class F, class... Args>
+    auto apply_async(Callbacks<C, E> cbs, TaskTimeout limit, const F& f, const Args&... args) {
         using R = detail::task_result_t<F, Args...>;
         detail::OwnedCall call = detail::package_pool_task(f, args...);
         check_running("apply_async");
         auto st = std::make_shared<detail::ResultState<R>>();
         detail::install_callbacks(*st, cbs);
-        engine_->submit(std::make_shared<detail::ApplySource<R>>(std::move(call), st));
+        engine_->submit(std::make_shared<detail::ApplySource<R>>(std::move(call), st, *engine_,
+                                                                 limit.ns));
         return AsyncResult<R>(std::move(st));
     }
 
@@ -280,6 +297,7 @@ private:
         check_running("map");
         auto st = std::make_shared<detail::ResultState<Res>>();
         detail::install_callbacks(*st, cbs);
+        static_cast<void>(st->set_running_or_notify_cancel());  // a map cannot be cancelled
         using Src = detail::OrderedMapSource<std::decay_t<F>, V, R, Star, false>;
         auto src = std::make_shared<Src>(f, detail::materialize<V>(std::forward<Range>(range)),
                                          chunksize, *engine_, false);
@@ -346,7 +364,6 @@ public:
     /// The same, waiting at most `timeout` (then mp::TimeoutError).
     R get(Timeout timeout) const& {
         wait_or_throw(timeout);
-        if (auto e = st_->error()) std::rethrow_exception(e);
         if constexpr (!std::is_void_v<R>) return st_->value();
     }
     /// get() moving the result out of a temporary AsyncResult.
@@ -354,42 +371,60 @@ public:
     /// get(timeout) moving the result out of a temporary AsyncResult.
     R get(Timeout timeout) && {
         wait_or_throw(timeout);
-        if (auto e = st_->error()) std::rethrow_exception(e);
         if constexpr (!std::is_void_v<R>) return std::move(st_->value());
     }
     /// Waits until the result is ready or the timeout passes; true when ready.
     bool wait(Timeout timeout = forever) const { return st_->wait(detail::Deadline(timeout)); }
     /// True once the result (or the exception) is there.
     [[nodiscard]] bool ready() const noexcept { return st_->done(); }
+    /// Cancels an apply_async task that no worker has yet (as Future::cancel): true then (or
+    /// when already cancelled); false once a worker holds it, when done, and for a map.
+    bool cancel() { return st_->cancel(); }
+    /// Cancels an apply_async task even when it runs, by killing its worker (replaced; its
+    /// other tasks run elsewhere): true unless done (or a map's). get() then throws
+    /// mp::CancelledError.
+    bool cancel(force_t) { return st_->cancel(true); }
+    /// True when cancel() succeeded.
+    [[nodiscard]] bool cancelled() const noexcept {
+        return st_->status() == detail::ResultStateBase::Status::cancelled;
+    }
     /// True when the task completed without an exception; mp::UsageError when not ready yet.
     [[nodiscard]] bool successful() const {
         if (!ready()) throw UsageError("mp::AsyncResult::successful: the result is not ready");
-        return !st_->error();
+        return !st_->error() && !cancelled();
     }
 
     explicit AsyncResult(std::shared_ptr<detail::ResultState<R>> st) noexcept
         : st_(std::move(st)) {}
 
 private:
+    // Waits, then rethrows the task's exception (mp::CancelledError once cancelled).
     void wait_or_throw(Timeout timeout) const {
         if (!st_->wait(detail::Deadline(timeout)))
             throw TimeoutError("mp::AsyncResult::get: timed out");
+        if (st_->status() == detail::ResultStateBase::Status::cancelled)
+            throw CancelledError("mp::AsyncResult::get: the task was cancelled");
+        if (auto e = st_->error()) std::rethrow_exception(e);
     }
     std::shared_ptr<detail::ResultState<R>> st_;
 };
 
 namespace detail {
 
-/// One apply_async call: one task.
+/// One apply_async call: one task (tag 0), with its own time limit (TaskSlot::timeout_ns).
 template <class R>
-class ApplySource final : public TaskSource {
+class ApplySource final : public TaskSource, public std::enable_shared_from_this<ApplySource<R>> {
 public:
-    ApplySource(OwnedCall call, std::shared_ptr<ResultState<R>> st)
-        : call_(std::move(call)), st_(std::move(st)) {}
+    ApplySource(OwnedCall call, std::shared_ptr<ResultState<R>> st, const Engine& engine,
+                std::int64_t timeout_ns)
+        : call_(std::move(call)), st_(std::move(st)), engine_(engine.link()),
+          timeout_ns_(timeout_ns) {}
     bool pull(std::size_t, TaskSlot& slot) override {
         if (pulled_) return false;
         pulled_ = true;
+        if (!st_->set_running({engine_, this->weak_from_this(), 0})) return false;  // cancelled
         slot.call = std::move(call_);
+        slot.timeout_ns = timeout_ns_;
         return true;
     }
     bool exhausted() const override { return pulled_; }
@@ -405,6 +440,8 @@ private:
     OwnedCall call_;
     bool pulled_ = false;
     std::shared_ptr<ResultState<R>> st_;
+    EngineLink engine_;
+    std::int64_t timeout_ns_;
 };
 
 }  // namespace detail

@@ -22,6 +22,9 @@
 //        abandon(error)       the engine was terminated or broke: every task of this source
 //                             that has not completed must fail with `error`. Called once; after
 //                             it, nothing else is called.
+//        holds(tag, token)    whether `tag` still names the task that `token` (its result state)
+//                             was handed, for a kill request (EngineLink::kill_task) that may
+//                             arrive after the tag was reused (default: true)
 //      A source is dropped (no further calls) once exhausted() and none of its tasks is in
 //      flight. Call wake() when a source that returned false from pull may have tasks now.
 //   3. Results travel back to whoever waits through the source (a Notifier gives blocking waits
@@ -43,6 +46,17 @@
 //     (prefetched, or finished with their results lost) run again elsewhere. The worker is
 //     replaced. An initializer that throws or kills its worker breaks the engine: every task
 //     fails with BrokenProcessPool carrying the initializer's error (never a respawn loop).
+//   - A task may carry a time limit (TaskSlot::timeout_ns, else EngineOptions::task_timeout_ns),
+//     counted from the moment its worker starts it; for a chunk of map items, from the moment
+//     the worker starts each item. The loop's poll wakes for the nearest limit (no thread per
+//     task; with no limit in flight, it costs nothing). A worker past its task's limit gets
+//     SIGTERM, then SIGKILL after a short grace; the task (the item, for a chunk) fails through
+//     lost() with mp::TimeoutError naming its function and the limit, and is not retried unless
+//     retry_timeouts; the worker's other tasks run again elsewhere. A kill request
+//     (EngineLink::kill_task, Future::cancel(mp::force)) kills the worker holding the task the
+//     same way; the task fails with mp::CancelledError.
+//   - With max_memory_per_child, a worker whose resident set exceeds it after a batch retires
+//     (finishes what it holds, exits, is replaced). restarts() counts replacements by reason.
 //   - Workers ignore SIGINT (the parent decides what a Ctrl-C does), have every signal unblocked, get OMP_NUM_THREADS & co. (unless the
 //     user set them) so that workers x threads <= cores, and die with their parent (daemonic,
 //     PR_SET_PDEATHSIG).
@@ -75,6 +89,26 @@
 #include "multiproc/engine_stats.hpp"
 #include "multiproc/timeout.hpp"
 
+namespace mp {
+
+/// A time limit for one task, given before the function to Pool::apply_async and
+/// ProcessPoolExecutor::submit (made by mp::task_timeout): it overrides the pool's
+/// task_timeout for that call.
+struct TaskTimeout {
+    std::int64_t ns = 0;  ///< 0: no limit (-1, internally: the pool's default)
+};
+
+/// The limit of one task, counted from the moment a worker starts it: past it, the worker is
+/// killed and the task fails with mp::TimeoutError. mp::task_timeout(mp::forever) lifts the
+/// pool's default for that call; a limit of zero or less is raised to one nanosecond.
+constexpr TaskTimeout task_timeout(Timeout limit) noexcept {
+    if (limit.is_forever()) return {};
+    const auto ns = limit.duration().count();
+    return {ns > 0 ? ns : 1};
+}
+
+}  // namespace mp
+
 namespace mp::detail {
 
 /// A packaged call whose descriptors the engine owns (so argument handles may go away).
@@ -91,6 +125,9 @@ struct TaskSlot {
     std::uint64_t tag = 0;     ///< the source's name for the task, given back to complete/fail
     std::size_t elements = 1;  ///< how many work items the task covers (for chunk sizing)
     OwnedCall call;            ///< the packaged call
+    /// Time limit of the task (of each item of a chunk) once started, in ns: -1 the engine's
+    /// default (EngineOptions::task_timeout_ns), 0 none.
+    std::int64_t timeout_ns = -1;
 };
 
 /// Produces tasks and receives their outcomes; see the header comment for the protocol.
@@ -115,6 +152,12 @@ public:
     }
     /// Every task not completed yet fails with error; the last call the source receives.
     virtual void abandon(std::exception_ptr error) = 0;
+    /// Whether `tag` still names the task whose result state is `token` (see kill_task).
+    [[nodiscard]] virtual bool holds(std::uint64_t tag, const void* token) const {
+        static_cast<void>(tag);
+        static_cast<void>(token);
+        return true;
+    }
 };
 
 class WorkerHost;
@@ -130,7 +173,19 @@ struct EngineOptions {
     /// Where the workers run when not in local processes (the "mpi" context's ranks): set by
     /// the engine from the context.
     std::shared_ptr<WorkerHost> host;
+    std::int64_t task_timeout_ns = 0;      ///< default time limit of a task, in ns (0: none)
+    bool retry_timeouts = false;           ///< a timed-out task counts against `retries`
+    std::size_t max_memory_per_child = 0;  ///< retire a worker whose RSS exceeds it (0: never)
 };
+
+/// Sets the per-task limits the pool front ends share: a default time limit (forever: none),
+/// whether timeouts count against retries, and the memory bound of a worker (0: none).
+inline void set_worker_limits(EngineOptions& eo, Timeout task_timeout, bool retry_timeouts,
+                              std::size_t max_memory_per_child) {
+    eo.task_timeout_ns = mp::task_timeout(task_timeout).ns;
+    eo.retry_timeouts = retry_timeouts;
+    eo.max_memory_per_child = max_memory_per_child;
+}
 
 class EngineImpl;
 struct WakeChannel;
@@ -144,6 +199,10 @@ public:
     explicit EngineLink(std::shared_ptr<WakeChannel> channel) noexcept;
     /// Asks the engine, if it still runs, to pull again (Engine::wake).
     void wake() const noexcept;
+    /// Asks the engine to kill the worker holding src's task `tag` (if src->holds(tag, token)
+    /// when the engine gets to it): the task fails with mp::CancelledError, the worker is
+    /// replaced, its other tasks run elsewhere. A task not on a worker yet just fails.
+    void kill_task(std::shared_ptr<TaskSource> src, std::uint64_t tag, const void* token) const;
 
 private:
     std::shared_ptr<WakeChannel> channel_;
@@ -173,6 +232,9 @@ public:
     /// Kills the workers, abandons every source with BrokenProcessPool, stops the thread.
     /// Idempotent; never blocks for long (workers are SIGKILLed).
     void terminate() noexcept;
+    /// terminate(), signalling the workers with SIGTERM first (SIGKILL for those still alive
+    /// after a short grace) when `gently`.
+    void terminate(bool gently) noexcept;
 
     /// The number of workers kept running.
     [[nodiscard]] int processes() const noexcept;

@@ -75,9 +75,29 @@ private:
     std::shared_ptr<const std::byte> map_;  // points into the mapping it owns
 };
 
-/// In a worker: the shared word where the chunk thunk publishes the item in progress (null
-/// elsewhere). Defined in src/worker.cpp.
-std::atomic<std::uint64_t>* worker_progress_slot() noexcept;
+/// The steady clock (CLOCK_MONOTONIC, the same in every process of the machine), in ns.
+std::int64_t monotonic_ns() noexcept;
+
+/// The shared page where a worker publishes what it runs: the supervisor reads it to learn
+/// what a crash interrupted and whether a task overran its time limit.
+struct WorkerProgress {
+    std::atomic<std::uint64_t> task;         ///< id of the task running (0: none)
+    std::atomic<std::uint64_t> element;      ///< the chunk item in progress
+    std::atomic<std::int64_t> started_ns;    ///< monotonic_ns() when it (or the item) started
+    std::atomic<std::uint32_t> stamp_items;  ///< supervisor: time every item (limits in force)
+    std::atomic<std::uint32_t> retire;       ///< worker: its memory is over its bound
+
+    /// Publishes that item i of the running chunk starts (its start time too when the
+    /// supervisor watches time limits: one relaxed load otherwise).
+    void enter_item(std::uint64_t i) noexcept {
+        if (stamp_items.load(std::memory_order_relaxed))
+            started_ns.store(monotonic_ns(), std::memory_order_relaxed);
+        element.store(i, std::memory_order_release);
+    }
+};
+
+/// In a worker: its progress page (null elsewhere).
+WorkerProgress* worker_progress_slot() noexcept;
 
 template <class T>
 inline constexpr bool is_bulk_vector_v = false;
@@ -273,7 +293,7 @@ void chunk_thunk(Decoder& in, Encoder* out) {
     }
     in.finish();
     if (!out) return;
-    std::atomic<std::uint64_t>* progress = worker_progress_slot();
+    WorkerProgress* progress = worker_progress_slot();
     const auto ok = static_cast<std::uint8_t>(TaskStatus::ok);
     const auto bad = static_cast<std::uint8_t>(TaskStatus::error);
     out->write_bytes(&ok, 1);
@@ -295,7 +315,7 @@ void chunk_thunk(Decoder& in, Encoder* out) {
             out->bytes().resize(base + n * sizeof(R));
         }
         for (std::size_t i = 0; i < n; ++i) {
-            if (progress) progress->store(i, std::memory_order_relaxed);
+            if (progress) progress->enter_item(i);
             try {
                 A a = item(i);
                 if constexpr (std::is_void_v<R>) {
@@ -311,7 +331,7 @@ void chunk_thunk(Decoder& in, Encoder* out) {
         failures.write(*out);
     } else {
         for (std::size_t i = 0; i < n; ++i) {
-            if (progress) progress->store(i, std::memory_order_relaxed);
+            if (progress) progress->enter_item(i);
             const std::size_t mark = out->bytes().size();
             try {
                 A a = item(i);
