@@ -319,3 +319,20 @@ TEST(Pickle, FlatFastPathAgreesWithTheGeneralDecoder) {
 }
 
 }  // namespace
+
+namespace {
+
+// set(l) on one memoized list, again and again: a few bytes a call, each a copy of all of l.
+TEST(Pickle, CallsThatCopyAreBoundedByTheInput) {
+    std::string s("\x80\x02]q\x00(", 6);
+    const std::string call("c__builtin__\nset\nh\x00\x85R0", 22);
+    for (int i = 0; i < 200; ++i) s += "K\x01";
+    s += "e";
+    std::string calls;
+    for (int i = 0; i < 2000; ++i) calls += call;
+    EXPECT_THROW(loads(B(s + calls + ".")), mp::DecodeError);
+    // A few such calls are fine.
+    EXPECT_NO_THROW(loads(B(s + call + ".")));
+}
+
+}  // namespace
