@@ -28,7 +28,7 @@ class Unpickler {
 public:
     Unpickler(std::span<const std::byte> data, std::span<const std::span<const std::byte>> buffers)
         : p_(data.data()), end_(data.data() + data.size()), buffers_(buffers),
-          copy_budget_(data.size()) {}
+          copy_budget_(4 * data.size() + 4096) {}
 
     object run() {
         try {
@@ -346,7 +346,9 @@ private:
     const std::byte* end_;
     std::span<const std::span<const std::byte>> buffers_;
     std::size_t next_buffer_ = 0;
-    std::size_t copy_budget_;  // what allowlisted calls may copy in all (see call_global)
+    // What allowlisted calls may copy in all (see call_global): four times the input, for
+    // protocol 2's bytearray(_codecs.encode(text, 'latin1')), whose text is up to twice the bytes.
+    std::size_t copy_budget_;
     std::vector<object> stack_;
     std::vector<std::size_t> marks_;
     std::vector<object> memo_;
