@@ -27,7 +27,8 @@ using py::object;
 class Unpickler {
 public:
     Unpickler(std::span<const std::byte> data, std::span<const std::span<const std::byte>> buffers)
-        : p_(data.data()), end_(data.data() + data.size()), buffers_(buffers) {}
+        : p_(data.data()), end_(data.data() + data.size()), buffers_(buffers),
+          copy_budget_(4 * data.size() + 4096) {}
 
     object run() {
         try {
@@ -320,7 +321,7 @@ private:
     void reduce() {
         const object args = pop();
         const object callable = pop();
-        push(track(detail::call_global(callable, args)));
+        push(track(detail::call_global(callable, args, copy_budget_)));
     }
     void newobj(bool with_kwargs) {
         if (with_kwargs) {
@@ -337,15 +338,7 @@ private:
         detail::build_instance(top(), state);
     }
     object track(object o) {
-        switch (o.kind()) {
-            case py::kind::list:
-            case py::kind::tuple:
-            case py::kind::dict:
-            case py::kind::set:
-            case py::kind::frozenset:
-            case py::kind::instance: nodes_.push_back(o); break;
-            default: break;
-        }
+        if (detail::container(o)) nodes_.push_back(o);
         return o;
     }
 
@@ -353,6 +346,9 @@ private:
     const std::byte* end_;
     std::span<const std::span<const std::byte>> buffers_;
     std::size_t next_buffer_ = 0;
+    // What allowlisted calls may copy in all (see call_global): four times the input, for
+    // protocol 2's bytearray(_codecs.encode(text, 'latin1')), whose text is up to twice the bytes.
+    std::size_t copy_budget_;
     std::vector<object> stack_;
     std::vector<std::size_t> marks_;
     std::vector<object> memo_;

@@ -112,6 +112,14 @@ const std::vector<object>& arguments(const object& args) {
     return args.as_sequence();
 }
 
+// Takes n copied units from the budget; mp::DecodeError once it is spent.
+void charge(std::size_t& budget, std::size_t n) {
+    if (n > budget)
+        bad("calls that copy more than the pickle's size (a memoized value copied "
+            "again and again)");
+    budget -= n;
+}
+
 // The items of the one iterable argument of set(...) / frozenset(...), none for ().
 std::vector<object> iterable(const std::vector<object>& a, std::string_view callee_name) {
     if (a.empty()) return {};
@@ -187,9 +195,23 @@ py::object find_global(std::string_view module, std::string_view name) {
         " is not on the allowlist (mp::pickle decodes plain data only; see docs/pickle.md)");
 }
 
-py::object call_global(const py::object& callable, const py::object& args) {
+py::object call_global(const py::object& callable, const py::object& args, std::size_t& budget) {
     const py::global& g = callee(callable);
     const std::vector<object>& a = arguments(args);
+    // Only the conversions copy; an exception or a Token shares its arguments.
+    const bool copies = g.module == "_codecs" || (g.module == "builtins" && !is_exception(g.name));
+    for (const object& arg : copies ? a : std::vector<object>{}) {
+        switch (arg.kind()) {
+            case py::kind::list:
+            case py::kind::tuple: charge(budget, arg.as_sequence().size()); break;
+            case py::kind::set:
+            case py::kind::frozenset: charge(budget, arg.as_set().size()); break;
+            case py::kind::str: charge(budget, arg.as_str().size()); break;
+            case py::kind::bytes:
+            case py::kind::bytearray: charge(budget, arg.as_bytes().size()); break;
+            default: break;
+        }
+    }
     const std::string& n = g.name;
     if (g.module == "builtins") {
         if (n == "set") return py::make_set(iterable(a, n));

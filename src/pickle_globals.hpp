@@ -2,6 +2,7 @@
 // the only place that gives a pickled global a meaning, so the decoder runs no code it names.
 #pragma once
 
+#include <cstddef>
 #include <span>
 #include <string_view>
 
@@ -14,7 +15,9 @@ py::object find_global(std::string_view module, std::string_view name);
 
 /// REDUCE: callable(*args) for an allowlisted callable (set, frozenset, bytes, bytearray,
 /// _codecs.encode, collections.OrderedDict, an exception class); mp::DecodeError otherwise.
-py::object call_global(const py::object& callable, const py::object& args);
+/// What a call copies (items, bytes) is taken from `budget`: a pickle could otherwise call
+/// set(l) on one memoized list again and again, each call a few bytes, each copy all of l.
+py::object call_global(const py::object& callable, const py::object& args, std::size_t& budget);
 
 /// NEWOBJ: cls.__new__(cls, *args) for an allowlisted class whose instances Python pickles that
 /// way (multiprocessing.managers.Token; exception classes); mp::DecodeError otherwise.

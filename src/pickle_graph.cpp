@@ -19,25 +19,6 @@ namespace {
 
 constexpr std::size_t kOnPath = ~std::size_t{0};
 
-// The node of a container (a kind that holds objects), else null.
-const void* container(const py::object& o) noexcept {
-    switch (o.kind()) {
-        case py::kind::list:
-        case py::kind::tuple:
-        case py::kind::dict:
-        case py::kind::set:
-        case py::kind::frozenset:
-        case py::kind::instance:
-            return std::visit(
-                [](const auto& v) -> const void* {
-                    if constexpr (requires { v.get(); }) return v.get();
-                    else return nullptr;
-                },
-                o.value());
-        default: return nullptr;
-    }
-}
-
 template <class F>
 void for_each_child(const py::object& o, F&& f) {
     std::visit(
@@ -93,6 +74,24 @@ private:
 };
 
 }  // namespace
+
+const void* container(const py::object& o) noexcept {
+    switch (o.kind()) {
+        case py::kind::list:
+        case py::kind::tuple:
+        case py::kind::dict:
+        case py::kind::set:
+        case py::kind::frozenset:
+        case py::kind::instance:
+            return std::visit(
+                [](const auto& v) -> const void* {
+                    if constexpr (requires { v.get(); }) return v.get();
+                    else return nullptr;
+                },
+                o.value());
+        default: return nullptr;
+    }
+}
 
 void check_graph(const py::object& root) { Checker().visit(root, 0); }
 

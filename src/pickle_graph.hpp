@@ -8,6 +8,10 @@
 
 namespace mp::pickle::detail {
 
+/// The node of a container (a list, tuple, dict, set, frozenset or instance: a kind that holds
+/// other objects), else null.
+const void* container(const py::object& o) noexcept;
+
 /// mp::DecodeError when root contains itself (through any path) or nests deeper than
 /// max_depth. Linear in the number of distinct containers (shared ones are visited once).
 void check_graph(const py::object& root);

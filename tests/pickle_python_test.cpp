@@ -141,16 +141,6 @@ void exchange_everything(mp::Connection& c, int protocol) {
     EXPECT_EQ(c.recv_py<std::string>(), "still here");
 }
 
-std::string hex(std::string_view s) {
-    static const char* digits = "0123456789abcdef";
-    std::string h;
-    for (unsigned char ch : s) {
-        h += digits[ch >> 4];
-        h += digits[ch & 15];
-    }
-    return h;
-}
-
 const std::string kScript = std::string(MULTIPROC_SOURCE_DIR) + "/tests/helpers/py_pickle_peer.py";
 
 TEST(PicklePython, EveryShapeBothWaysEveryProtocolEveryInterpreter) {
@@ -163,8 +153,8 @@ TEST(PicklePython, EveryShapeBothWaysEveryProtocolEveryInterpreter) {
             {  // A Python Client to a multiproc Listener.
                 mp::Listener l(mp::Address::tcp("127.0.0.1", 0), 4, "pickle key");
                 mp::test::PythonPeer peer(python, kScript,
-                                          {"client", l.address().to_string(), hex("pickle key"),
-                                           p});
+                                          {"client", l.address().to_string(),
+                                           mp::test::hex("pickle key"), p});
                 mp::Connection c = l.accept();
                 exchange_everything(c, protocol);
                 c.close();
@@ -172,7 +162,8 @@ TEST(PicklePython, EveryShapeBothWaysEveryProtocolEveryInterpreter) {
             }
             {  // A multiproc Client to a Python Listener.
                 mp::test::PythonPeer peer(python, kScript,
-                                          {"listen", "127.0.0.1:0", hex("pickle key"), p});
+                                          {"listen", "127.0.0.1:0", mp::test::hex("pickle key"),
+                                           p});
                 const std::string address = peer.line();
                 ASSERT_FALSE(address.empty());
                 mp::Connection c = mp::Client(address, "pickle key");

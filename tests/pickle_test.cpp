@@ -63,6 +63,10 @@ TEST_P(Protocols, ScalarsRoundTrip) {
     EXPECT_EQ(round_trip(B(std::string("\x00\x7f\x80\xff", 4)), p),
               B(std::string("\x00\x7f\x80\xff", 4)));
     EXPECT_EQ(round_trip(py::bytearray{B("ab\xff")}, p), py::bytearray{B("ab\xff")});
+    // Protocol 2 spells these as bytearray(_codecs.encode(text, 'latin1')), the text twice as
+    // long as the bytes: copies of more than the input's size must still decode.
+    const py::bytearray high{B(std::string(1000, '\xff'))};
+    EXPECT_EQ(round_trip(high, p), high);
     EXPECT_EQ(loads<std::monostate>(dumps(std::monostate{}, p)), std::monostate{});
     EXPECT_EQ(round_trip(std::optional<int>(), p), std::nullopt);
     EXPECT_EQ(round_trip(std::optional<int>(3), p), 3);
@@ -316,6 +320,23 @@ TEST(Pickle, FlatFastPathAgreesWithTheGeneralDecoder) {
     EXPECT_THROW(
         loads<std::vector<std::int64_t>>(L("\x80\x04\x95\xff\x00\x00\x00\x00\x00\x00\x00].")),
         mp::DecodeError);
+}
+
+}  // namespace
+
+namespace {
+
+// set(l) on one memoized list, again and again: a few bytes a call, each a copy of all of l.
+TEST(Pickle, CallsThatCopyAreBoundedByTheInput) {
+    std::string s("\x80\x02]q\x00(", 6);
+    const std::string call("c__builtin__\nset\nh\x00\x85R0", 22);
+    for (int i = 0; i < 200; ++i) s += "K\x01";
+    s += "e";
+    std::string calls;
+    for (int i = 0; i < 2000; ++i) calls += call;
+    EXPECT_THROW(loads(B(s + calls + ".")), mp::DecodeError);
+    // A few such calls are fine.
+    EXPECT_NO_THROW(loads(B(s + call + ".")));
 }
 
 }  // namespace

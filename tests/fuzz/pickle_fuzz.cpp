@@ -5,7 +5,9 @@
 // then loads again gives an equal value) and typed conversions must fail only with DecodeError.
 //
 // Seeds: MULTIPROC_FUZZ_SEEDS=<dir> pickle_fuzz writes one pickle of a value holding every kind
-// at each protocol, plus pickles recorded from CPython (protocol 2 spellings, a Token).
+// at each protocol, plus pickles recorded from CPython (protocol 2 spellings, a Token); the
+// committed corpus also holds cpython-* files: pickle.dumps of a list of every shape at each
+// protocol, written by Python 3.11.
 #include <cstdint>
 #include <cstdlib>
 #include <limits>

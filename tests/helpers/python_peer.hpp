@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -52,6 +53,17 @@ inline Interpreters required_interpreters() {
         else out.found.push_back((root / "versions" / best / "bin/python3").string());
     }
     return out;
+}
+
+/// s in hex (how the Python peers take an authkey on their command line).
+inline std::string hex(std::string_view s) {
+    static const char* digits = "0123456789abcdef";
+    std::string h;
+    for (unsigned char ch : s) {
+        h += digits[ch >> 4];
+        h += digits[ch & 15];
+    }
+    return h;
 }
 
 /// A Python interpreter running a script with arguments; its stdout is a pipe to the test.
