@@ -398,7 +398,8 @@ void EngineImpl::take_kills() {
         const auto src = k.src.lock();
         if (!src) continue;  // done with every task
         if (auto hit = scheduler_.find_to_kill(src.get(), k.tag, k.token, workers_))
-            if (doom_worker(workers_[hit->worker], RestartReason::cancelled, hit->task, 0)) ++doomed_;
+            if (doom_worker(workers_[hit->worker], RestartReason::cancelled, hit->task, 0))
+                ++doomed_;
     }
 }
 

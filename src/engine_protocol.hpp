@@ -21,8 +21,8 @@
 
 #include "frame.hpp"
 #include "multiproc/connection.hpp"
-#include "transport.hpp"
 #include "multiproc/detail/task.hpp"
+#include "transport.hpp"
 
 namespace mp::detail::wire {
 

@@ -4,8 +4,8 @@
 #include <limits>
 
 #include "multiproc/errors.hpp"
-#include "worker_trace.hpp"
 #include "task_name.hpp"
+#include "worker_trace.hpp"
 
 namespace mp::detail {
 

@@ -37,13 +37,13 @@ struct Worker {
     UniqueFd slot_fd;
     sys::Mapping slot_map;
     wire::WorkerSlot* slot = nullptr;
-    bool ready = false;                                // its initializer succeeded
-    bool exiting = false;                              // it was sent the exit frame
+    bool ready = false;                                      // its initializer succeeded
+    bool exiting = false;                                    // it was sent the exit frame
     RestartReason retire_reason = RestartReason::max_tasks;  // why it was sent the exit frame
-    std::optional<RestartReason> doom;   // why the supervisor is killing it (timeout, cancelled)
-    std::uint64_t doomed_task = 0;    // the task it is killed for
-    std::size_t doomed_element = 0;   // the item of that task it was running
-    std::optional<Deadline> kill_at;  // SIGKILL then, if SIGTERM has not ended it
+    std::optional<RestartReason> doom;  // why the supervisor is killing it (timeout, cancelled)
+    std::uint64_t doomed_task = 0;      // the task it is killed for
+    std::size_t doomed_element = 0;     // the item of that task it was running
+    std::optional<Deadline> kill_at;    // SIGKILL then, if SIGTERM has not ended it
     std::size_t tasks_sent = 0;
     std::deque<std::uint64_t> held;   // task ids, in the order sent
     std::deque<std::size_t> batches;  // tasks still owed, per batch sent
