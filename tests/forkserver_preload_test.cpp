@@ -142,6 +142,24 @@ TEST(PreloadSet, ASecondCallReplacesTheFirst) {
     mp::set_forkserver_preload();
 }
 
+// Python's ctx.set_forkserver_preload: one forkserver serves every context, so a context's call
+// sets the same preload.
+TEST(PreloadSet, AContextSetsTheSamePreload) {
+    mp::detail::stop_forkserver();
+    auto [ran_r, ran_w] = mp::Pipe(false);
+    const mp::Context ctx = mp::get_context("forkserver");
+    ctx.set_forkserver_preload(fill_table, std::size_t{10}, ran_w);
+    auto [r, w] = mp::Pipe(false);
+    mp::Process p = ctx.Process(report_table, w);
+    p.start();
+    EXPECT_EQ(r.recv<std::vector<std::uint64_t>>(), (std::vector<std::uint64_t>{10, 1, 285}));
+    p.join(60s);
+    EXPECT_EQ(p.exitcode(), std::optional<int>(0));
+    ASSERT_TRUE(ran_r.poll(30s));
+    EXPECT_EQ(ran_r.recv<std::string>(), "built");
+    mp::set_forkserver_preload();
+}
+
 INSTANTIATE_TEST_SUITE_P(StartMethods, Preload, ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });
 

@@ -60,4 +60,9 @@ void set_forkserver_preload(const F& f, const Args&... args) {
 /// what its preload built.
 inline void set_forkserver_preload() { detail::set_forkserver_preload_call(std::nullopt); }
 
+template <class F, class... Args>
+void Context::set_forkserver_preload(const F& f, const Args&... args) const {
+    mp::set_forkserver_preload(f, args...);
+}
+
 }  // namespace mp

@@ -38,6 +38,10 @@ public:
     /// A Manager whose server process starts with this context's method (Python's
     /// ctx.Manager()); defined with mp::Manager in <multiproc/managers.hpp>.
     [[nodiscard]] mp::Manager Manager() const;
+    /// Python's ctx.set_forkserver_preload: mp::set_forkserver_preload (one forkserver serves
+    /// every context); defined in <multiproc/context.hpp>.
+    template <class F, class... Args>
+    void set_forkserver_preload(const F& f, const Args&... args) const;
 
     friend bool operator==(const Context&, const Context&) = default;
 
