@@ -13,6 +13,7 @@
 #include "spawn.hpp"
 #include "sys/io.hpp"
 #include "sys/process.hpp"
+#include "trace_hook.hpp"
 
 namespace mp {
 namespace detail {
@@ -219,6 +220,7 @@ std::optional<int> ProcessView::exitcode() const {
     if (!p) return std::nullopt;
     auto code = p->poll();
     if (code) unregister_child(&s);
+    if (code && trace::on()) trace::process_ended(p->pid(), *code);
     return code;
 }
 
@@ -234,7 +236,10 @@ void ProcessView::join(Timeout timeout) const {
         const int fd = p->sentinel();
         if (fd >= 0 && !sys::wait_readable(fd, deadline, sys::Interruptible::yes)) return;
     }
-    if (p->wait(deadline)) unregister_child(&s);
+    if (const auto code = p->wait(deadline)) {
+        unregister_child(&s);
+        if (trace::on()) trace::process_ended(p->pid(), *code);
+    }
 }
 
 void ProcessView::terminate() const { started_popen(state(), "terminate")->terminate(); }
@@ -298,6 +303,7 @@ void Process::start() {
         s.starting = true;
     }
     std::unique_ptr<detail::Popen> popen;
+    const std::uint64_t t0 = detail::trace::on() ? detail::trace::now_ns() : 0;
     try {
         detail::cleanup();
         const StartMethod method = s.method ? *s.method : detail::default_start_method();
@@ -307,6 +313,7 @@ void Process::start() {
         // between the fork and the child's exit is a page copied, and a join usually follows.
         detail::register_child(st_);
         popen = launch(detail::LaunchSpec{child, s.target.get()});
+        if (t0) detail::trace::process_started(popen->pid(), child->name, to_string(method), t0);
     } catch (...) {
         detail::unregister_child(&s);
         std::lock_guard lk(s.m);
