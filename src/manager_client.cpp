@@ -202,13 +202,17 @@ ServerObject* ProxyRef::local(ManagerClient& c) {
 
 namespace {
 
-// One span for a proxy's call: its method, and the object's type when it is viewed in place.
-void trace_manager_call(const Encoder& request, const ServerObject* object, std::uint64_t t0) {
+// One span for a proxy's call: its method, and the object's type as created ("dict"), else
+// the class of its in-place view ("DictObject"), else "remote object".
+void trace_manager_call(const ProxyRef& ref, const Encoder& request, const ServerObject* object,
+                        std::uint64_t t0) {
     Decoder d(request.bytes());
     std::uint64_t id = 0;
     std::string method;
     d(id, method);
-    std::string type = object ? demangle(typeid(*object).name()) : "remote object";
+    std::string type = !ref.type.empty() ? ref.type
+                       : object          ? demangle(typeid(*object).name())
+                                         : "remote object";
     if (const auto colons = type.rfind("::"); colons != std::string::npos)
         type = type.substr(colons + 2);
     trace::record(trace::SpanEvent{0, "manager " + type + "." + method, "manager", t0,
@@ -239,7 +243,7 @@ ManagerReply ProxyCore::call(const Encoder& request) const {
     ServerObject* object = ref_->local(c);
     const std::uint64_t t0 = trace::events_on() ? trace::now_ns() : 0;
     ManagerReply r = object ? c.call_local(*object, request) : c.call(request);
-    if (t0) trace_manager_call(request, object, t0);
+    if (t0) trace_manager_call(*ref_, request, object, t0);
     return r;
 }
 

@@ -46,7 +46,8 @@ pid_t own_pid() {
 }
 
 std::string one_line(std::string s) {
-    std::replace_if(s.begin(), s.end(), [](char c) { return c == '\t' || c == '\n'; }, ' ');
+    std::replace_if(
+        s.begin(), s.end(), [](char c) { return c == '\t' || c == '\n'; }, ' ');
     return s;
 }
 
@@ -92,7 +93,9 @@ bool parse_line(const std::string& line, SpanEvent& e) {
 
 }  // namespace
 
-std::uint64_t wait_threshold_ns() noexcept { return g_threshold_ns.load(std::memory_order_relaxed); }
+std::uint64_t wait_threshold_ns() noexcept {
+    return g_threshold_ns.load(std::memory_order_relaxed);
+}
 
 void record(SpanEvent&& e) noexcept {
     try {
@@ -114,7 +117,7 @@ void WaitSpan::done() noexcept {
 void child_started(pid_t parent, pid_t self) noexcept {
     g_events_on.store(false, std::memory_order_relaxed);
     g_child = false;
-    g_file = nullptr;  // a forked parent's file is the parent's to close
+    g_file = nullptr;            // a forked parent's file is the parent's to close
     new (&g_file_m) std::mutex;  // another thread of the parent may have held it at fork
     g_self = self;
     try {

@@ -9,9 +9,11 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "helpers/start_method_test.hpp"
 #include "multiproc/managers.hpp"
+#include "multiproc/pool.hpp"
 #include "multiproc/queues.hpp"
 #include "multiproc/synchronize.hpp"
 #include "multiproc/trace.hpp"
@@ -40,8 +42,7 @@ std::size_t count(const std::string& text, const std::string& what) {
 
 // The start of an event's JSON object: its name, category and track.
 std::string event(const std::string& name, const std::string& cat, pid_t pid) {
-    return "\"name\":\"" + name + "\",\"cat\":\"" + cat + "\",\"pid\":" + std::to_string(pid) +
-           ",";
+    return "\"name\":\"" + name + "\",\"cat\":\"" + cat + "\",\"pid\":" + std::to_string(pid) + ",";
 }
 
 std::string temp_path(const std::string& suffix) {
@@ -58,6 +59,27 @@ void get_from_empty(mp::Queue<int> q) {
 }
 
 void acquire_held(mp::Lock lock) { std::_Exit(lock.acquire(50ms) ? 2 : 0); }
+
+void get_then_block(mp::Queue<int> q) {
+    try {
+        (void)q.get(50ms);
+    } catch (const mp::Empty&) {
+    }
+    (void)q.get();  // killed while it waits here
+    std::_Exit(2);
+}
+
+int wait_in_worker(mp::Lock lock) {
+    if (lock.acquire(50ms)) std::_Exit(2);
+    return static_cast<int>(mp::current_process().pid());
+}
+
+// The text of a file ("" when missing).
+std::string read_file(const std::string& path) {
+    std::stringstream s;
+    s << std::ifstream(path).rdbuf();
+    return s.str();
+}
 
 void use_dict(Dict d) { d.set("child", 1); }
 
@@ -108,6 +130,51 @@ TEST_P(TraceWaitsTest, ALockHeldByOneProcessAndWaitedForByAnotherIsAWait) {
     EXPECT_EQ(count(json, event("lock", "wait", *p.pid())), 1u) << json;
 }
 
+TEST_P(TraceWaitsTest, AWaitInAPoolWorkerIsOnTheWorkersTrack) {
+    mp::Lock lock;
+    const std::string path = temp_path("-worker.json");
+    mp::trace::start(path);
+    lock.acquire();
+    int worker = 0;
+    {
+        mp::PoolOptions o;
+        o.context = ctx();
+        mp::Pool pool(1, o);
+        worker = pool.apply(wait_in_worker, lock);
+        pool.close();
+        pool.join();
+    }
+    lock.release();
+    mp::trace::stop();
+    const std::string json = take_file(path);
+    EXPECT_EQ(count(json, event("lock", "wait", worker)), 1u) << json;
+}
+
+TEST_P(TraceWaitsTest, AChildKilledWhileRecordingLeavesItsWholeEvents) {
+    mp::Queue<int> q;
+    const std::string path = temp_path("-killed.json");
+    mp::trace::start(path);
+    auto p = start(get_then_block, q);
+    const std::string events = "/tmp/multiproc-trace-" +
+                               std::to_string(mp::current_process().pid()) + "/" +
+                               std::to_string(*p.pid()) + ".events";
+    // Its first wait is written once its line is whole; then it blocks for good.
+    for (int i = 0; i < 6000; ++i) {
+        const std::string text = read_file(events);
+        if (!text.empty() && text.back() == '\n') break;
+        std::this_thread::sleep_for(10ms);
+    }
+    p.kill();
+    p.join();
+    // A line torn by a kill mid-write (one write(2) a line makes it unlikely): skipped.
+    std::ofstream(events, std::ios::app) << *p.pid() << "\twait\t1\t2\tqueue get\t";
+    mp::trace::stop();
+    const std::string json = take_file(path);
+    EXPECT_EQ(count(json, event("queue get", "wait", *p.pid())), 1u) << json;
+    EXPECT_EQ(count(json, "killed by signal 9"), 1u);
+    EXPECT_EQ(json.substr(json.size() - 3), "]}\n");
+}
+
 TEST_P(TraceWaitsTest, ManagerCallsAreSpansOfTheCallingProcess) {
     mp::Manager m(ctx());
     Dict d = m.dict<std::string, int>();
@@ -126,6 +193,8 @@ TEST_P(TraceWaitsTest, ManagerCallsAreSpansOfTheCallingProcess) {
     EXPECT_EQ(count(json, "\"method\":\"set\""), 2u);
     EXPECT_EQ(count(json, "\"method\":\"get\""), 1u);
     EXPECT_EQ(count(json, "\"method\":\"append\""), 1u);
+    EXPECT_EQ(count(json, event("manager dict.set", "manager", me)), 1u);  // the type as created
+    EXPECT_EQ(count(json, event("manager list.append", "manager", me)), 1u);
     EXPECT_EQ(count(json, "\"cat\":\"manager\",\"pid\":" + std::to_string(*p.pid()) + ","), 1u);
 }
 
