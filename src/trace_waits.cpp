@@ -29,11 +29,11 @@ std::atomic<bool> g_events_on{false};
 namespace {
 
 std::atomic<std::uint64_t> g_threshold_ns{1'000'000};
-bool g_threshold_set = false;  // by mp::trace::set_wait_threshold: MP_TRACE_WAIT_US yields
-pid_t g_self = 0;              // this process
-bool g_child = false;          // events go to g_dir/<pid>.events, not to the session
-std::string g_dir;             // the recording's directory
-std::FILE* g_file = nullptr;   // this child's events file, opened at its first event
+std::atomic<bool> g_threshold_set{false};  // by set_wait_threshold: MP_TRACE_WAIT_US yields
+pid_t g_self = 0;                          // this process
+bool g_child = false;                      // events go to g_dir/<pid>.events, not to the session
+std::string g_dir;                         // the recording's directory
+std::FILE* g_file = nullptr;               // this child's events file, opened at its first event
 std::mutex g_file_m;
 std::map<std::string, std::uint64_t>* g_consumed = nullptr;  // bytes merged, per child file
 
@@ -164,7 +164,7 @@ void process_ended(pid_t pid, int code) {
 }
 
 void children_begin(std::uint64_t threshold_ns) {
-    if (!g_threshold_set)
+    if (!g_threshold_set.load(std::memory_order_relaxed))
         if (const char* us = std::getenv("MP_TRACE_WAIT_US"); us && *us)
             threshold_ns = std::strtoull(us, nullptr, 10) * 1000;
     g_threshold_ns.store(threshold_ns, std::memory_order_relaxed);
@@ -212,7 +212,7 @@ void children_end() {
 namespace mp::trace {
 
 void set_wait_threshold(std::chrono::microseconds threshold) {
-    detail::trace::g_threshold_set = true;
+    detail::trace::g_threshold_set.store(true, std::memory_order_relaxed);
     detail::trace::g_threshold_ns.store(static_cast<std::uint64_t>(threshold.count()) * 1000,
                                         std::memory_order_relaxed);
 }
