@@ -21,6 +21,7 @@
 #include "sys/random.hpp"
 #include "sys/sigmask.hpp"
 #include "sys/signals.hpp"
+#include "trace_hook.hpp"
 
 namespace mp {
 namespace detail {
@@ -215,6 +216,7 @@ void prepare_child_path() {
     g_child_pid.store(sys::current_pid(), std::memory_order_relaxed);
     if (!g_child_path_prepared) reset_children_after_fork();
     sys::sigint_forget_after_fork();  // the parent's mp::SigintGuard is not the child's
+    trace::child_started(info->parent_pid, sys::current_pid());  // waits go to a tracing parent
 
     force_start_method(info->start_method);
     if (info->daemon) arm_daemon_death(*info);

@@ -195,7 +195,9 @@ detail::ProxyCore Manager::create_raw(std::string_view type, const Encoder& args
     e(std::uint64_t{0}, std::string("create"), std::string(type));
     e.write_bytes(args.bytes().data(), args.bytes().size());
     const std::uint64_t id = s_->client->call(e).get<std::uint64_t>();
-    return detail::ProxyCore(std::make_shared<detail::ProxyRef>(s_->client, id));
+    auto ref = std::make_shared<detail::ProxyRef>(s_->client, id);
+    ref->type = type;  // names the object on the timeline
+    return detail::ProxyCore(std::move(ref));
 }
 
 }  // namespace mp

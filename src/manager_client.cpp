@@ -3,17 +3,20 @@
 // references proxies hold.
 #include <mutex>
 #include <system_error>
+#include <typeinfo>
 #include <unordered_map>
 
 #include "manager_client.hpp"
 
 #include <chrono>
 
+#include "demangle.hpp"
 #include "manager_store.hpp"
 #include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/synchronize.hpp"
 #include "sys/random.hpp"
+#include "trace_hook.hpp"
 
 namespace mp::detail {
 
@@ -197,6 +200,29 @@ ServerObject* ProxyRef::local(ManagerClient& c) {
     return local_.get();
 }
 
+namespace {
+
+// One span for a proxy's call: its method, and the object's type as created ("dict"), else
+// the class of its in-place view ("DictObject"), else "remote object".
+void trace_manager_call(const ProxyRef& ref, const Encoder& request, const ServerObject* object,
+                        std::uint64_t t0) {
+    Decoder d(request.bytes());
+    std::uint64_t id = 0;
+    std::string method;
+    d(id, method);
+    std::string type = !ref.type.empty() ? ref.type
+                       : object          ? demangle(typeid(*object).name())
+                                         : "remote object";
+    if (const auto colons = type.rfind("::"); colons != std::string::npos)
+        type = type.substr(colons + 2);
+    trace::record(trace::SpanEvent{0, "manager " + type + "." + method, "manager", t0,
+                                   trace::now_ns(),
+                                   "\"method\":" + trace::json_string(method) + ",\"type\":" +
+                                       trace::json_string(type) + ",\"id\":" + std::to_string(id)});
+}
+
+}  // namespace
+
 void put_package(Encoder& e, const std::vector<std::byte>& package) {
     e.write_size(package.size());
     e.write_bytes(package.data(), package.size());
@@ -214,8 +240,11 @@ ManagerReply ProxyCore::call(const Encoder& request) const {
     if (!ref_)
         throw UsageError("multiproc: an empty manager proxy (default-constructed or moved from)");
     ManagerClient& c = ref_->here();
-    if (ServerObject* object = ref_->local(c)) return c.call_local(*object, request);
-    return c.call(request);
+    ServerObject* object = ref_->local(c);
+    const std::uint64_t t0 = trace::events_on() ? trace::now_ns() : 0;
+    ManagerReply r = object ? c.call_local(*object, request) : c.call(request);
+    if (t0) trace_manager_call(*ref_, request, object, t0);
+    return r;
 }
 
 std::uint64_t ProxyCore::owner() const {

@@ -67,6 +67,7 @@ struct ProxyRef {
 
     std::shared_ptr<ManagerClient> client;
     const std::uint64_t id;
+    std::string type;  ///< as created ("dict", "list", ...): "" when received or looked up
     std::atomic<int> pid;
     std::mutex m;
     std::atomic<bool> attach_tried{false};

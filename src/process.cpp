@@ -14,6 +14,7 @@
 #include "spawn.hpp"
 #include "sys/io.hpp"
 #include "sys/process.hpp"
+#include "trace_hook.hpp"
 
 namespace mp {
 namespace detail {
@@ -112,6 +113,18 @@ namespace {
 // The child's exit code is known: it leaves the registry, and the logger hears of it once.
 void reaped(ProcessState& s, int code) noexcept {
     if (!unregister_child(&s)) return;
+    if (trace::on()) {
+        try {
+            pid_t pid = 0;
+            {
+                std::lock_guard lk(s.m);
+                if (s.popen) pid = s.popen->pid();
+            }
+            trace::process_ended(pid, code);
+        } catch (...) {
+            // A record lost (out of memory), never the exit.
+        }
+    }
     log_lazily(LogLevel::info, [&] {
         std::lock_guard lk(s.m);
         return "process " + s.name + " (pid " + std::to_string(s.popen ? s.popen->pid() : 0) +
@@ -314,6 +327,7 @@ void Process::start() {
         s.starting = true;
     }
     std::unique_ptr<detail::Popen> popen;
+    const std::uint64_t t0 = detail::trace::on() ? detail::trace::now_ns() : 0;
     try {
         detail::cleanup();
         const StartMethod method = s.method ? *s.method : detail::default_start_method();
@@ -323,6 +337,7 @@ void Process::start() {
         // between the fork and the child's exit is a page copied, and a join usually follows.
         detail::register_child(st_);
         popen = launch(detail::LaunchSpec{child, s.target.get()});
+        if (t0) detail::trace::process_started(popen->pid(), child->name, to_string(method), t0);
     } catch (...) {
         detail::unregister_child(&s);
         std::lock_guard lk(s.m);

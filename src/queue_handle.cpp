@@ -6,6 +6,7 @@
 #include "queue_core.hpp"
 #include "sys/memfd.hpp"
 #include "sys/robust_mutex.hpp"
+#include "trace_hook.hpp"
 
 namespace mp::detail {
 namespace {
@@ -74,6 +75,7 @@ bool QueueHandle::put(std::size_t n, QueueFill fill, const void* ctx, Deadline d
             if (off) q.release(off);
         }
     } guard{q, ext};
+    trace::WaitSpan wait("queue put");
     if (n > kInlineMax) {
         ext = q.alloc(class_for(kChunkHeader + n));
         ChunkHeader* c = q.chunk(ext);
@@ -90,6 +92,7 @@ bool QueueHandle::put(std::size_t n, QueueFill fill, const void* ctx, Deadline d
                 // next position (watching only that slot keeps off the consumers' lines).
                 std::uint64_t idx;
                 const Slot& sl = q.slot(p, idx);
+                wait.begin();
                 if (!q.wait_until(
                         s.room,
                         [&] {
@@ -113,6 +116,7 @@ bool QueueHandle::get(QueueRead read, void* ctx, Deadline deadline) {
         throw UsageError("multiproc: get() on a closed queue");
     Shared& s = q.sh();
     std::uint64_t last_p = 0, last_w = ~std::uint64_t{0};
+    trace::WaitSpan wait("queue get");
     for (;;) {
         std::uint64_t p, w;
         const RingGet r = q.ring_get(read, ctx, p, w);
@@ -133,6 +137,7 @@ bool QueueHandle::get(QueueRead read, void* ctx, Deadline deadline) {
         }
         std::uint64_t idx;
         const Slot& sl = q.slot(p, idx);
+        wait.begin();
         if (!q.wait_until(
                 s.items,
                 [&] {

@@ -37,6 +37,7 @@
 #include "sys/cpu_relax.hpp"
 #include "sys/futex.hpp"
 #include "sys/syscall.hpp"
+#include "trace_hook.hpp"
 
 namespace mp {
 namespace detail {
@@ -75,8 +76,7 @@ bool take_over_if_dead(MutexState* st, std::uint32_t seen, std::uint32_t me) {
                                             std::memory_order_relaxed);
 }
 
-// The contended path. 0: acquired; 1: not acquired (busy or timed out); 2: acquired after the
-// owner died.
+// The contended path. 0: acquired; 1: not acquired (busy, timed out); 2: acquired, owner died.
 // sys::Interruptible::yes only for a caller's acquire: nothing is held yet when it throws.
 [[gnu::noinline]] int mutex_lock_slow(MutexState* st, std::uint32_t me, Deadline deadline,
                                       bool try_only,
@@ -202,6 +202,7 @@ bool LockBase::acquire_until(Deadline deadline) {
         sleep_until(deadline);
         return false;
     }
+    trace::WaitSpan wait("lock", trace::blocks_now);
     return finish_acquire(st_, mutex_lock_slow(st_, me, deadline, false, sys::Interruptible::yes));
 }
 

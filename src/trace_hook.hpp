@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mp::detail::trace {
@@ -85,8 +86,8 @@ void add(SpanEvent&& e);
 void add(ProcessEvent&& e);
 /// Records a batch.
 void add(const BatchEvent& e);
-/// Sets the exit of a recorded process.
-void process_exited(pid_t pid, std::uint64_t t, const std::string& how);
+/// Sets the exit of a recorded process; false when it was recorded already (or never).
+bool process_exited(pid_t pid, std::uint64_t t, const std::string& how);
 /// Counts task records a worker could not store.
 void add_dropped(std::uint64_t n);
 
@@ -107,6 +108,64 @@ const char* outcome_name(Outcome o) noexcept;
 bool write_json(const Recording& r, const std::string& path);
 /// Writes a recording as the HTML report (trace_report.cpp); false on an I/O error.
 bool write_report(const Recording& r, const std::string& path);
+
+// --- waits, manager calls and processes (trace_waits.cpp) -----------------------------------
+// These events come from any process: the recording one adds them to its session; a child
+// (Process child or pool worker) appends them, one line per event and one write(2) per line,
+// to its own file in the recording parent's directory /tmp/multiproc-trace-<parent pid>, which
+// the parent merges when it writes the file (a torn last line of a killed child is skipped).
+
+/// The switch of wait and call events: set while this process records, or, in a child, when
+/// its parent recorded as it started. Read relaxed: one predictable branch.
+extern std::atomic<bool> g_events_on;
+/// True when waits and calls are recorded in this process.
+inline bool events_on() noexcept { return g_events_on.load(std::memory_order_relaxed); }
+/// Waits shorter than this are not recorded (MP_TRACE_WAIT_US at start, default 1000 us).
+std::uint64_t wait_threshold_ns() noexcept;
+/// Records an event of this process (its pid is filled in): into the session, or a child's file.
+void record(SpanEvent&& e) noexcept;
+
+/// Tells a WaitSpan that the call blocks from its construction on.
+struct BlocksNow {};
+/// The BlocksNow value.
+inline constexpr BlocksNow blocks_now{};
+
+/// A wait that may block: begin() where the call is about to block (the slow path only); the
+/// wait is recorded at scope end when it lasted at least the threshold.
+class WaitSpan {
+public:
+    /// `what`: "queue get", "queue put", "lock" (a string literal).
+    explicit WaitSpan(const char* what) noexcept : what_(what) {}
+    /// A wait that starts now.
+    WaitSpan(const char* what, BlocksNow) noexcept : what_(what) { begin(); }
+    ~WaitSpan() {
+        if (t0_) done();
+    }
+    WaitSpan(const WaitSpan&) = delete;
+    WaitSpan& operator=(const WaitSpan&) = delete;
+    /// The call blocks: starts the clock (once), when events are recorded.
+    void begin() noexcept {
+        if (!t0_ && events_on()) t0_ = now_ns();
+    }
+
+private:
+    void done() noexcept;
+    const char* what_;
+    std::uint64_t t0_ = 0;
+};
+
+/// In every child as it starts (run_child): records into the parent's directory when it exists.
+void child_started(pid_t parent, pid_t self) noexcept;
+/// A Process of this process started at t0 (`method` its start method).
+void process_started(pid_t pid, const std::string& name, std::string_view method, std::uint64_t t0);
+/// A Process of this process ended with `code` (Python's exitcode: -N for signal N).
+void process_ended(pid_t pid, int code);
+/// The recording starts: the children's directory is made (under the session's lock).
+void children_begin(std::uint64_t threshold_ns);
+/// Moves what children wrote since the last call into `r` (under the session's lock).
+void children_merge(Recording& r);
+/// The recording ends: the children's directory is removed (under the session's lock).
+void children_end();
 
 /// Starts a timeline (json) or a report (html) session from the environment's MP_TRACE /
 /// MP_REPORT values; written by finish_environment().

@@ -1,5 +1,6 @@
 // The recording session behind mp::trace and mp::performance_report: one store per process,
 // shared by a timeline and any number of report scopes; the last one to end switches it off.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iterator>
@@ -45,10 +46,14 @@ void begin_user(const std::string* json) {
         if (first) {
             s.rec = Recording{};
             s.rec.t0 = now_ns();
+            children_begin(wait_threshold_ns());
         }
         if (json) s.json = *json;
         else ++s.reports;
-        if (first) g_on.store(true, std::memory_order_relaxed);
+        if (first) {
+            g_on.store(true, std::memory_order_relaxed);
+            g_events_on.store(true, std::memory_order_relaxed);
+        }
     }
     if (first) ask(Ask::start);
 }
@@ -66,8 +71,11 @@ bool end_user(bool json, const std::string& path) {
         else --s.reports;
         last = s.json.empty() && s.reports <= 0;
         s.rec.t1 = now_ns();
+        children_merge(s.rec);
         if (last) {
             g_on.store(false, std::memory_order_relaxed);
+            g_events_on.store(false, std::memory_order_relaxed);
+            children_end();
             snapshot = std::move(s.rec);
             s.rec = Recording{};
         } else {
@@ -115,7 +123,17 @@ void add(SpanEvent&& e) {
 void add(ProcessEvent&& e) {
     auto& s = session();
     std::lock_guard lk(s.m);
-    if (on()) s.rec.processes.push_back(std::move(e));
+    if (!on()) return;
+    // A pool worker is also a Process: its two records make one track.
+    for (auto& p : s.rec.processes)
+        if (p.pid == e.pid && p.how.empty()) {
+            if (e.supervisor || p.supervisor) return;
+            p.name = std::move(e.name);
+            if (!e.method.empty()) p.method = std::move(e.method);
+            p.start = std::min(p.start, e.start);
+            return;
+        }
+    s.rec.processes.push_back(std::move(e));
 }
 
 void add(const BatchEvent& e) {
@@ -124,14 +142,17 @@ void add(const BatchEvent& e) {
     if (on()) s.rec.batches.push_back(e);
 }
 
-void process_exited(pid_t pid, std::uint64_t t, const std::string& how) {
+bool process_exited(pid_t pid, std::uint64_t t, const std::string& how) {
     auto& s = session();
     std::lock_guard lk(s.m);
+    bool set = false;
     for (auto& p : s.rec.processes)
         if (p.pid == pid && p.how.empty()) {
             p.exit = t;
             p.how = how;
+            set = true;
         }
+    return set;
 }
 
 void add_dropped(std::uint64_t n) {

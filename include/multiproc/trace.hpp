@@ -7,7 +7,9 @@
 // What is recorded: every task of Pool, ProcessPoolExecutor and parallel_map (worker pid,
 // function, submit/start/end times, bytes in and out, batch, outcome: ok, exception type,
 // worker death, retry), worker process starts (start method, latency) and exits, and the
-// batches the supervisor sent. Workers write their own events into shared memory that the
+// batches the supervisor sent; queue and lock waits above a threshold and manager calls, in
+// the process that waited or called (a child too); the starts and exits of mp::Process
+// children. Workers write their own events into shared memory that the
 // parent reads as results come back and at stop: tracing adds no message per task. All
 // processes read CLOCK_MONOTONIC, so the tracks align. docs/observability.md has the format.
 //
@@ -20,6 +22,7 @@
 // predictable branch per task.
 #pragma once
 
+#include <chrono>
 #include <string>
 
 namespace mp::trace {
@@ -28,6 +31,9 @@ namespace mp::trace {
 void start(const std::string& path);
 /// Stops the timeline and writes it; does nothing when no timeline is being recorded.
 void stop();
+/// Waits (queue get/put, lock) shorter than this are left off the timeline (default 1 ms, or
+/// MP_TRACE_WAIT_US); children take the value in force when they start.
+void set_wait_threshold(std::chrono::microseconds threshold);
 /// True while a timeline or a performance report is being recorded.
 [[nodiscard]] bool active() noexcept;
 
