@@ -9,11 +9,7 @@
 
 namespace mp::detail {
 
-namespace {
-
-// The first template argument of a demangled thunk name ("void mp::detail::thunk<int (*)(int),
-// ...>(...)"): the target's type.
-std::string first_template_argument(const std::string& s) {
+std::string thunk_target_type(const std::string& s) {
     const auto open = s.find('<');
     if (open == std::string::npos) return {};
     int depth = 0;
@@ -26,6 +22,8 @@ std::string first_template_argument(const std::string& s) {
     return {};
 }
 
+namespace {
+
 std::string symbol_at(std::uintptr_t addr) {
     const sys::CodeLocation loc = sys::locate_code(reinterpret_cast<const void*>(addr));
     return loc.symbol ? demangle(loc.symbol) : std::string();
@@ -37,7 +35,7 @@ std::string describe_task_target(std::span<const std::byte> call) noexcept {
     try {
         Decoder d(call);
         const auto thunk = reinterpret_cast<std::uintptr_t>(open_package(d));
-        const std::string target = first_template_argument(symbol_at(thunk));
+        const std::string target = thunk_target_type(symbol_at(thunk));
         // A function pointer's identity follows the thunk's; a function object's type is all
         // there is to name it by.
         if (target.find("(*)") != std::string::npos) {

@@ -13,4 +13,8 @@ namespace mp::detail {
 /// ("slow(int)"), else the type of the function object; "a task" when it cannot be told.
 std::string describe_task_target(std::span<const std::byte> call) noexcept;
 
+/// The first template argument of a demangled thunk name ("void mp::detail::thunk<int (*)(int),
+/// ...>(...)" -> "int (*)(int)"): the target's type; empty when there is none.
+std::string thunk_target_type(const std::string& thunk_symbol);
+
 }  // namespace mp::detail

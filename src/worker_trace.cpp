@@ -18,6 +18,7 @@
 #include "multiproc/process.hpp"
 #include "sys/process.hpp"
 #include "sys/symbols.hpp"
+#include "task_name.hpp"
 #include "worker_lifecycle.hpp"
 
 namespace mp::detail {
@@ -27,18 +28,10 @@ namespace wire {
 namespace {
 
 // The template argument F of thunk<F, ...> / chunk_thunk<F, ...>: the target's type, which for
-// a lambda or a function object is also its name.
+// a lambda or a function object is also its name (the whole symbol when it has none).
 std::string first_template_arg(const std::string& s) {
-    const auto open = s.find('<');
-    if (open == std::string::npos) return s;
-    int depth = 0;
-    for (std::size_t i = open + 1; i < s.size(); ++i) {
-        const char c = s[i];
-        if (c == '<' || c == '(') ++depth;
-        else if ((c == '>' || c == ')') && depth > 0) --depth;
-        else if ((c == ',' || c == '>') && depth == 0) return s.substr(open + 1, i - open - 1);
-    }
-    return s;
+    std::string type = thunk_target_type(s);
+    return type.empty() ? s : type;
 }
 
 // "square(int)" -> "square": the parameter list adds nothing on a timeline.

@@ -7,7 +7,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,15 +22,13 @@
 #include <vector>
 
 #include "auth.hpp"
-#include "helpers/raw_child.hpp"
+#include "helpers/python_peer.hpp"
 #include "helpers/start_method_test.hpp"
 #include "multiproc/errors.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/signals.hpp"
 #include "multiproc/synchronize.hpp"
 #include "sys/io.hpp"
-
-extern char** environ;
 
 namespace {
 
@@ -476,74 +473,22 @@ INSTANTIATE_TEST_SUITE_P(StartMethods, ListenerP, ::testing::ValuesIn(mp::get_al
 
 // --- real Python on the other end -----------------------------------------------------------------
 
-// Debian's python3 (3.11) always; pyenv's 3.12 and 3.13 where the machine has them.
+// Debian's python3 (3.11) and pyenv's 3.12 and 3.13, all required: a missing one fails.
 std::vector<std::string> interpreters() {
-    std::vector<std::string> out{"/usr/bin/python3"};
-    const char* home = std::getenv("PYENV_ROOT");
-    const std::filesystem::path root =
-        home
-            ? home
-            : std::filesystem::path(std::getenv("HOME") ? std::getenv("HOME") : "/root") / ".pyenv";
-    for (const char* v : {"3.12", "3.13"}) {
-        std::error_code ec;
-        for (const auto& e : std::filesystem::directory_iterator(root / "versions", ec))
-            if (e.path().filename().string().rfind(std::string(v) + ".", 0) == 0 &&
-                std::filesystem::exists(e.path() / "bin" / "python3")) {
-                out.push_back((e.path() / "bin" / "python3").string());
-                break;
-            }
-    }
-    return out;
+    const auto found = mp::test::required_interpreters();
+    for (const auto& m : found.missing) ADD_FAILURE() << "missing interpreter: " << m;
+    return found.found;
 }
 
-std::string hex(std::string_view s) {
-    static const char* digits = "0123456789abcdef";
-    std::string h;
-    for (unsigned char c : s) {
-        h += digits[c >> 4];
-        h += digits[c & 15];
-    }
-    return h;
+// A Python interpreter running tests/helpers/py_listener_peer.py in `mode` ("client",
+// "listen"); its stdout is a pipe. `key`: null for none.
+mp::test::PythonPeer listener_peer(const std::string& python, const char* mode,
+                                   const std::string& address, const char* key) {
+    return mp::test::PythonPeer(python,
+                                std::string(MULTIPROC_SOURCE_DIR) +
+                                    "/tests/helpers/py_listener_peer.py",
+                                {mode, address, key ? mp::test::hex(key) : "-"});
 }
-
-// A Python interpreter running tests/helpers/py_listener_peer.py; its stdout is a pipe.
-class PythonPeer {
-public:
-    PythonPeer(const std::string& python, const char* mode, const std::string& address,
-               const char* key) {
-        auto p = mp::sys::make_pipe();
-        posix_spawn_file_actions_t fa;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_adddup2(&fa, p.write.get(), 1);
-        const std::string script =
-            std::string(MULTIPROC_SOURCE_DIR) + "/tests/helpers/py_listener_peer.py";
-        const std::string k = key ? hex(key) : "-";
-        std::vector<char*> argv{const_cast<char*>(python.c_str()),
-                                const_cast<char*>(script.c_str()),
-                                const_cast<char*>(mode),
-                                const_cast<char*>(address.c_str()),
-                                const_cast<char*>(k.c_str()),
-                                nullptr};
-        pid_t pid = -1;
-        const int err = ::posix_spawn(&pid, python.c_str(), &fa, nullptr, argv.data(), environ);
-        posix_spawn_file_actions_destroy(&fa);
-        if (err) throw std::system_error(err, std::system_category(), "posix_spawn " + python);
-        child_ = mp::test::RawChild(pid);
-        out_ = std::move(p.read);
-    }
-    /// One line of the peer's stdout (without the newline).
-    std::string line() {
-        std::string s;
-        char ch;
-        while (mp::sys::read_full(out_.get(), &ch, 1) == 1 && ch != '\n') s += ch;
-        return s;
-    }
-    int join() { return child_.join(); }
-
-private:
-    mp::test::RawChild child_;
-    mp::detail::UniqueFd out_;
-};
 
 // 0 B, 1 MiB and more than 64 MiB, each echoed back intact.
 void exchange_sizes(mp::Connection& c) {
@@ -560,12 +505,12 @@ TEST(ListenerPython, PythonClientsAndListenersEveryVersion) {
         // A Python Client to our Listener (3.12+ challenge form), right key then wrong key.
         {
             mp::Listener l(mp::Address::tcp("127.0.0.1", 0), 4, "shared key");
-            PythonPeer peer(py, "client", l.address().to_string(), "shared key");
+            auto peer = listener_peer(py, "client", l.address().to_string(), "shared key");
             mp::Connection c = l.accept();
             exchange_sizes(c);
             c.close();
             EXPECT_EQ(peer.join(), 0);
-            PythonPeer wrong(py, "client", l.address().to_string(), "not the key");
+            auto wrong = listener_peer(py, "client", l.address().to_string(), "not the key");
             EXPECT_THROW(l.accept(), mp::AuthenticationError);
             EXPECT_EQ(wrong.join(), 3);
         }
@@ -573,7 +518,7 @@ TEST(ListenerPython, PythonClientsAndListenersEveryVersion) {
         {
             mp::Listener l(mp::Address::unix_socket(temp_path("mp-py")), 4, "k",
                            mp::AuthOptions{mp::AuthDigest::legacy_md5});
-            PythonPeer peer(py, "client", l.address().to_string(), "k");
+            auto peer = listener_peer(py, "client", l.address().to_string(), "k");
             mp::Connection c = l.accept();
             c.send_bytes("legacy");
             EXPECT_EQ(text(c.recv_bytes()), "legacy");
@@ -582,7 +527,7 @@ TEST(ListenerPython, PythonClientsAndListenersEveryVersion) {
         }
         // Our Client to a Python Listener (3.11 sends the legacy challenge, 3.12+ the new one).
         {
-            PythonPeer peer(py, "listen", "127.0.0.1:0", "shared key");
+            auto peer = listener_peer(py, "listen", "127.0.0.1:0", "shared key");
             const std::string address = peer.line();
             ASSERT_FALSE(address.empty());
             mp::Connection c = mp::Client(address, "shared key");
@@ -591,7 +536,7 @@ TEST(ListenerPython, PythonClientsAndListenersEveryVersion) {
             EXPECT_EQ(peer.join(), 0);
         }
         {
-            PythonPeer peer(py, "listen", "127.0.0.1:0", "shared key");
+            auto peer = listener_peer(py, "listen", "127.0.0.1:0", "shared key");
             const std::string address = peer.line();
             EXPECT_THROW(mp::Client(address, "wrong key"), mp::AuthenticationError);
             EXPECT_EQ(peer.join(), 3);
