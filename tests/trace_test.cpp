@@ -3,6 +3,7 @@
 // worker; worker starts and deaths; retries), and that nothing is recorded when tracing is off.
 // The report's page itself is checked in Chromium by tests/trace_browser_test.py.
 #include "multiproc/trace.hpp"
+#include "helpers/text_file.hpp"
 
 #include <gtest/gtest.h>
 
@@ -27,22 +28,8 @@ int trace_test_crash(int code) { std::_Exit(code); }
 
 namespace {
 
-// The file's text; the file is removed.
-std::string take_file(const std::string& path) {
-    std::stringstream s;
-    {
-        std::ifstream in(path);
-        s << in.rdbuf();
-    }
-    std::remove(path.c_str());
-    return s.str();
-}
-
-std::size_t count(const std::string& text, const std::string& what) {
-    std::size_t n = 0;
-    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-    return n;
-}
+using mp::test::count;
+using mp::test::take_file;
 
 std::string temp_path(const std::string& suffix) {
     return "/tmp/mp-trace-test-" + std::to_string(mp::current_process().pid()) + suffix;

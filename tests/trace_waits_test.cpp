@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "helpers/start_method_test.hpp"
+#include "helpers/text_file.hpp"
 #include "multiproc/managers.hpp"
 #include "multiproc/pool.hpp"
 #include "multiproc/queues.hpp"
@@ -23,22 +24,8 @@ namespace {
 using namespace std::chrono_literals;
 using Dict = mp::DictProxy<std::string, int>;
 
-// The file's text; the file is removed.
-std::string take_file(const std::string& path) {
-    std::stringstream s;
-    {
-        std::ifstream in(path);
-        s << in.rdbuf();
-    }
-    std::remove(path.c_str());
-    return s.str();
-}
-
-std::size_t count(const std::string& text, const std::string& what) {
-    std::size_t n = 0;
-    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-    return n;
-}
+using mp::test::count;
+using mp::test::take_file;
 
 // The start of an event's JSON object: its name, category and track.
 std::string event(const std::string& name, const std::string& cat, pid_t pid) {
