@@ -67,6 +67,10 @@ class object;
 }
 
 namespace detail {
+/// The pickle codec behind Connection::send_py/recv_py, defined in multiproc/pickle.hpp: using
+/// them without including it is a compile error naming this type (incomplete).
+template <class T>
+struct PyCodec;
 struct ConnectionState;
 
 /// One received frame: its payload (valid until the next receive on the connection) and the
@@ -117,15 +121,19 @@ public:
     }
 
     /// Sends `value` pickled (default protocol: mp::pickle::default_protocol), as Python's
-    /// Connection.send(obj) does, so that a Python peer's recv() returns it. Defined in
-    /// multiproc/pickle.hpp (include it to use this); types and errors in docs/pickle.md.
-    template <class T>
-    void send_py(const T& value, std::optional<int> protocol = {});
+    /// Connection.send(obj) does, so that a Python peer's recv() returns it. Needs
+    /// multiproc/pickle.hpp (not in the umbrella header); types and errors in docs/pickle.md.
+    template <class T, class Codec = detail::PyCodec<T>>
+    void send_py(const T& value, std::optional<int> protocol = {}) {
+        send_bytes(Codec::dumps(value, protocol));
+    }
     /// Receives one message pickled by a Python peer's send(obj) (or by send_py) as a T, or as
     /// a py::object when its shape is not known; mp::DecodeError for a bad or unexpected pickle
-    /// (the connection stays usable). Defined in multiproc/pickle.hpp (include it to use this).
-    template <class T = py::object>
-    T recv_py();
+    /// (the connection stays usable). Needs multiproc/pickle.hpp.
+    template <class T = py::object, class Codec = detail::PyCodec<T>>
+    T recv_py() {
+        return Codec::loads(recv_bytes());
+    }
 
     /// Sends buf[offset, offset + size) as one message (size defaults to the rest of buf).
     void send_bytes(std::span<const std::byte> buf, std::size_t offset = 0,

@@ -30,7 +30,6 @@
 #include "multiproc/logging.hpp"
 #include "multiproc/managers.hpp"
 #include "multiproc/parallel.hpp"
-#include "multiproc/pickle.hpp"
 #include "multiproc/pool.hpp"
 #include "multiproc/process.hpp"
 #include "multiproc/progress.hpp"

@@ -458,17 +458,17 @@ T loads(std::span<const std::byte> data, std::span<const std::span<const std::by
 
 }  // namespace mp::pickle
 
-namespace mp {
+namespace mp::detail {
 
+/// Connection::send_py / recv_py's codec (declared in connection.hpp).
 template <class T>
-void Connection::send_py(const T& value, std::optional<int> protocol) {
-    send_bytes(pickle::dumps(value, protocol.value_or(pickle::default_protocol)));
-}
+struct PyCodec {
+    /// `value` pickled at `protocol` (default: pickle::default_protocol).
+    static std::vector<std::byte> dumps(const T& value, std::optional<int> protocol) {
+        return pickle::dumps(value, protocol.value_or(pickle::default_protocol));
+    }
+    /// One pickle read as a T.
+    static T loads(const std::vector<std::byte>& message) { return pickle::loads<T>(message); }
+};
 
-template <class T>
-T Connection::recv_py() {
-    const std::vector<std::byte> message = recv_bytes();
-    return pickle::loads<T>(message);
-}
-
-}  // namespace mp
+}  // namespace mp::detail
