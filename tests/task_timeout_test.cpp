@@ -269,10 +269,28 @@ TEST_P(TaskTimeoutTest, RestartsAreCountedByReason) {
         EXPECT_TRUE(st->wait(mp::detail::Deadline(kGuard))) << "hang";
         return st;
     };
+    // Each replacement is forked by the supervisor thread right after the result that caused
+    // it is published; the next submission waits for it, so that this thread does not allocate
+    // while the supervisor forks: g++ 12's AddressSanitizer allocator is not fork-safe (a child
+    // forked while another thread holds its lock hangs at its first allocation; seen once in
+    // CI). glibc's malloc is.
+    auto replaced = [&](const std::vector<pid_t>& before) {
+        const mp::detail::Deadline guard(kGuard);
+        for (;;) {
+            const auto now = engine.worker_pids();
+            if (!now.empty() && now != before) return true;
+            if (guard.expired()) return false;
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    };
+    auto pids = engine.worker_pids();
     run(-1, leak, 256);
+    ASSERT_TRUE(replaced(pids)) << "the worker over its memory bound was not replaced";
     EXPECT_EQ(run(-1, square, 2)->value(), 4);  // on the replacement: the death was counted
     EXPECT_EQ(engine.stats().restarts_for(RestartReason::max_memory), 1u);
+    pids = engine.worker_pids();
     EXPECT_NE(run(100'000'000, hang, 1)->error(), nullptr);
+    ASSERT_TRUE(replaced(pids)) << "the worker killed for its overdue task was not replaced";
     EXPECT_EQ(run(-1, square, 3)->value(), 9);
     EXPECT_EQ(engine.stats().restarts_for(RestartReason::timeout), 1u);
     EXPECT_EQ(engine.stats().restarts_for(RestartReason::crash), 0u);
