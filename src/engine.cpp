@@ -375,7 +375,7 @@ Deadline EngineImpl::watch() {
     over_.clear();
     Deadline next = scheduler_.check_limits(workers_, over_);
     for (const auto& o : over_)
-        if (doom_worker(workers_[o.worker], RestartReason::timeout, o.task, o.element)) ++doomed_;
+        if (doom_worker(workers_[o.worker], o.why, o.task, o.element)) ++doomed_;
     auto earliest = [](Deadline a, Deadline b) {
         if (a.is_forever()) return b;
         if (b.is_forever()) return a;
@@ -386,7 +386,8 @@ Deadline EngineImpl::watch() {
     return next;
 }
 
-// Future::cancel(mp::force): the worker holding the task is killed as an overdue one is.
+// Future::cancel(mp::force): the worker holding the task is killed as an overdue one is; for a
+// map's every task (EngineLink::every_task), each worker running one.
 void EngineImpl::take_kills() {
     std::vector<WakeChannel::KillRequest> kills;
     {
@@ -394,13 +395,16 @@ void EngineImpl::take_kills() {
         kills.swap(wake_->kills);
         wake_->has_kills.store(false, std::memory_order_relaxed);
     }
+    over_.clear();
     for (const auto& k : kills) {
         const auto src = k.src.lock();
         if (!src) continue;  // done with every task
-        if (auto hit = scheduler_.find_to_kill(src.get(), k.tag, k.token, workers_))
-            if (doom_worker(workers_[hit->worker], RestartReason::cancelled, hit->task, 0))
-                ++doomed_;
+        if (k.tag == EngineLink::every_task) scheduler_.kill_source(src.get(), workers_, over_);
+        else if (auto hit = scheduler_.find_to_kill(src.get(), k.tag, k.token, workers_))
+            over_.push_back(*hit);
     }
+    for (const auto& o : over_)
+        if (doom_worker(workers_[o.worker], RestartReason::cancelled, o.task, o.element)) ++doomed_;
 }
 
 // What poll found: wake-ups, frames, room to send, deaths.

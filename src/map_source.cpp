@@ -20,6 +20,10 @@ Deadline earlier(Deadline a, Deadline b) {
 
 }  // namespace
 
+void ChunkedSourceBase::kill_in_flight(const EngineLink& engine) {
+    engine.kill_task(shared_from_this(), EngineLink::every_task, nullptr);
+}
+
 std::uint64_t ChunkedSourceBase::remember(Range r) {
     const std::uint64_t tag = next_tag_++;
     live_.emplace_back(tag, r);
@@ -125,6 +129,20 @@ void OrderedMapCore::cancel_remaining() {
         n = cancel_unsent_locked();
     }
     add_done(n);
+}
+
+void OrderedMapCore::kill() {
+    cancel_remaining();
+    kill_in_flight(engine_);
+}
+
+// Pulls never run concurrently (the engine's loop lock), and the hook was set before submission.
+bool OrderedMapCore::begin_pull() {
+    if (!on_start_) return true;
+    const auto hook = std::exchange(on_start_, nullptr);
+    if (hook()) return true;
+    cancel_remaining();  // cancelled before its first chunk was sent
+    return false;
 }
 
 void OrderedMapCore::when_done(std::function<void()> hook) {

@@ -16,6 +16,9 @@ constexpr std::size_t kMaxHint = std::size_t{1} << 20;
 constexpr std::size_t kMaxBatchTasks = 1024;
 constexpr std::size_t kMaxBatchBytes = std::size_t{4} << 20;
 constexpr std::size_t kBatchesPerWorker = 2;  // one running, one prefetched
+// How often a worker holding a dropped task behind another source's task is looked at: a task
+// start sends no message, so the progress slot is polled, only while such a task waits.
+constexpr auto kDroppedPoll = std::chrono::milliseconds(10);
 
 // "300 ms", "2 s", "1500 us": a time limit as the user most likely wrote it.
 std::string describe_limit(std::int64_t ns) {
@@ -220,7 +223,8 @@ void Scheduler::finish_task(std::uint64_t id) {
 }
 
 void Scheduler::requeue(const std::deque<std::uint64_t>& held) {
-    for (auto id : held) retry_.push_back(id);
+    for (auto id : held)
+        if (tasks_.count(id)) retry_.push_back(id);  // not a task of a source cancelled since
 }
 
 void Scheduler::on_death(WorkerDeath& death) {
@@ -307,10 +311,11 @@ void Scheduler::fail_killed(std::uint64_t id, const WorkerDeath& death, WorkerSt
     fail_lost(id, death.doomed_element, std::make_exception_ptr(TimeoutError(msg)));
 }
 
-Deadline Scheduler::check_limits(const std::vector<Worker>& workers,
-                                 std::vector<Overrun>& over) const {
+Deadline Scheduler::check_limits(const std::vector<Worker>& workers, std::vector<Overrun>& over) {
     const std::int64_t now = monotonic_ns();
     std::int64_t next = std::numeric_limits<std::int64_t>::max();
+    if (!dropped_.empty() && watch_dropped(workers, over))
+        next = now + std::chrono::nanoseconds(kDroppedPoll).count();
     for (std::size_t i = 0; i < workers.size(); ++i) {
         const Worker& w = workers[i];
         if (!w.proc || w.doom || !w.slot || w.held.empty()) continue;
@@ -349,7 +354,7 @@ std::optional<Scheduler::Overrun> Scheduler::find_to_kill(const TaskSource* src,
     if (!id || !src->holds(tag, token)) return std::nullopt;
     for (std::size_t i = 0; i < workers.size(); ++i)
         if (std::find(workers[i].held.begin(), workers[i].held.end(), id) != workers[i].held.end())
-            return Overrun{i, id, 0};
+            return Overrun{i, id, 0, RestartReason::cancelled};
     // Not on a worker (waiting to run again after a death): it fails here.
     std::erase(retry_, id);
     fail_lost(id, 0,
@@ -357,11 +362,76 @@ std::optional<Scheduler::Overrun> Scheduler::find_to_kill(const TaskSource* src,
     return std::nullopt;
 }
 
+// A dropped task its worker has started: that worker is killed. True while some dropped task
+// still waits on a worker (the others are forgotten: answered, or their worker died).
+bool Scheduler::watch_dropped(const std::vector<Worker>& workers, std::vector<Overrun>& over) {
+    std::erase_if(dropped_, [&](std::uint64_t id) {
+        for (std::size_t i = 0; i < workers.size(); ++i) {
+            const Worker& w = workers[i];
+            if (std::find(w.held.begin(), w.held.end(), id) == w.held.end()) continue;
+            if (!w.proc || w.doom || !w.slot) return true;  // being killed, or cannot be
+            if (w.slot->task.load(std::memory_order_acquire) != id) return false;
+            over.push_back({i, id, 0, RestartReason::cancelled});
+            return true;
+        }
+        return true;
+    });
+    return !dropped_.empty();
+}
+
+void Scheduler::kill_source(const TaskSource* src, const std::vector<Worker>& workers,
+                            std::vector<Overrun>& kill) {
+    const auto at = std::find_if(entries_.begin(), entries_.end(),
+                                 [&](const auto& e) { return e->src.get() == src; });
+    if (at == entries_.end()) return;  // every task of it has completed
+    const std::shared_ptr<Entry> entry = *at;
+    entries_.erase(at);
+    auto mine = [&](std::uint64_t id) {
+        const auto it = tasks_.find(id);
+        return it != tasks_.end() && it->second.entry == entry;
+    };
+    for (std::size_t i = 0; i < workers.size(); ++i) {
+        const Worker& w = workers[i];
+        const std::uint64_t running = w.slot ? w.slot->task.load(std::memory_order_acquire) : 0;
+        std::uint64_t first = 0;  // its first task of src
+        bool others = false;
+        for (auto id : w.held) {
+            if (!mine(id)) others = others || tasks_.count(id) > 0;
+            else if (!first || id == running) first = id;
+        }
+        if (!first) continue;
+        // Running one, or holding nothing else: nothing of another source is lost with it (a
+        // task it finished but has not answered yet runs again elsewhere).
+        if (first == running || !others) {
+            kill.push_back({i, first, 0, RestartReason::cancelled});
+            continue;
+        }
+        for (auto id : w.held)
+            if (mine(id)) dropped_.push_back(id);
+    }
+    std::erase_if(retry_, mine);
+    for (auto it = tasks_.begin(); it != tasks_.end();) {
+        if (it->second.entry != entry) {
+            ++it;
+            continue;
+        }
+        if (it->second.timeout_ns) --timed_;
+        it = tasks_.erase(it);
+    }
+    entry->inflight = 0;
+    try {
+        entry->src->abandon(std::make_exception_ptr(
+            CancelledError(opts_.owner + ": the map was cancelled (mp::force)")));
+    } catch (...) {
+    }
+}
+
 void Scheduler::abandon_all(const std::exception_ptr& err,
                             std::deque<std::shared_ptr<TaskSource>> incoming) noexcept {
     // Every task of a source fails through its abandon: the scheduler forgets them all.
     tasks_.clear();
     retry_.clear();
+    dropped_.clear();
     timed_ = 0;
     auto entries = std::move(entries_);
     entries_.clear();

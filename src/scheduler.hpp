@@ -3,9 +3,11 @@
 // them into batches (each worker holds one running and one prefetched; idle workers first, each
 // with its share of what waits), hands results back to their sources, and decides the fate of
 // the tasks a dead worker held (run again elsewhere, retried, or quarantined with their
-// history). It also watches time limits (which worker runs a task past its limit) and finds the
-// worker of a task to cancel; the supervisor does the killing. It runs on the supervisor's thread only; it does no I/O: batches are appended to a
-// worker's outbox, results come in as frames.
+// history). It also watches time limits (which worker runs a task past its limit), finds the
+// worker of a task to cancel, and drops every task of a source cancelled with force (watching
+// the ones a worker holds behind another source's task until it starts them); the supervisor
+// does the killing. It runs on the supervisor's thread only; it does no I/O: batches are
+// appended to a worker's outbox, results come in as frames.
 #pragma once
 
 #include <cstddef>
@@ -39,23 +41,33 @@ public:
     void on_results(Worker& w, wire::Frame& f);
     /// The tasks a dead worker held: run again elsewhere, retried, or failed (quarantined).
     void on_death(WorkerDeath& death);
-    /// A task past its time limit: worker index, task id, item.
+    /// A worker to kill: its index, the task id and item it is killed for, and why (a task past
+    /// its time limit, or cancelled).
     struct Overrun {
         std::size_t worker = 0;
         std::uint64_t task = 0;
         std::size_t element = 0;
+        RestartReason why = RestartReason::timeout;
     };
-    /// True while a task with a time limit is in flight (else check_limits has nothing to do).
-    [[nodiscard]] bool watching() const noexcept { return timed_ > 0; }
-    /// Appends the workers running a task (an item) past its limit to `over`; returns when to
-    /// look again: the nearest limit of a running task, or, for a task not started yet, its
-    /// limit from now (it cannot expire sooner).
-    Deadline check_limits(const std::vector<Worker>& workers, std::vector<Overrun>& over) const;
+    /// True while a task with a time limit is in flight, or a dropped task waits on a worker
+    /// (else check_limits has nothing to do).
+    [[nodiscard]] bool watching() const noexcept { return timed_ > 0 || !dropped_.empty(); }
+    /// Appends the workers running a task (an item) past its limit to `over`, and those that
+    /// started a task of a source cancelled with force; returns when to look again: the nearest
+    /// limit of a running task, or, for a task not started yet, its limit from now (it cannot
+    /// expire sooner); soon while a dropped task waits on a worker.
+    Deadline check_limits(const std::vector<Worker>& workers, std::vector<Overrun>& over);
     /// A request to kill src's task `tag`: the worker (index) holding it and the task id, for
     /// the supervisor to kill; a task not on a worker fails at once (nullopt then, as when the
     /// task is gone or src->holds(tag, token) says the tag was reused).
     std::optional<Overrun> find_to_kill(const TaskSource* src, std::uint64_t tag, const void* token,
                                         const std::vector<Worker>& workers);
+    /// Every task of src goes (EngineLink::every_task: a map cancelled with force): appends to
+    /// `kill` the workers running one (or holding nothing else); one held behind another
+    /// source's task is watched (check_limits) until its worker starts it; src is then
+    /// forgotten and abandoned with mp::CancelledError. Nothing when src is done already.
+    void kill_source(const TaskSource* src, const std::vector<Worker>& workers,
+                     std::vector<Overrun>& kill);
     /// Puts back the tasks a worker held that never ran (it died before its initializer ended).
     void requeue(const std::deque<std::uint64_t>& held);
     /// Forgets every task; every source (and `incoming`) is abandoned with err.
@@ -99,6 +111,7 @@ private:
     void fail_killed(std::uint64_t id, const WorkerDeath& death, WorkerStats* counted);
     void fail_lost(std::uint64_t id, std::size_t element, std::exception_ptr err);
     void finish_task(std::uint64_t id);
+    bool watch_dropped(const std::vector<Worker>& workers, std::vector<Overrun>& over);
 
     const EngineOptions& opts_;
     int nproc_;
@@ -110,6 +123,9 @@ private:
     double global_ns_per_task_ = -1;
     StatsRecorder stats_;
     std::size_t timed_ = 0;  // tasks in flight with a time limit
+    // Tasks of sources cancelled with force, forgotten but still on a worker that has not
+    // started them (it runs another source's task first): killed if it starts one.
+    std::vector<std::uint64_t> dropped_;
 };
 
 }  // namespace mp::detail

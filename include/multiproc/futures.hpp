@@ -385,7 +385,8 @@ public:
     /// returned mp::IMapIterator throws an item's exception when that item is reached, and
     /// mp::TimeoutError once `timeout`, counted from this call, passes. The input is copied now;
     /// chunksize 0 adapts chunks to the task time (Python's default is 1). Destroying the
-    /// iterator cancels the items not started yet, as Python's generator does.
+    /// iterator cancels the items not started yet, as Python's generator does;
+    /// cancel(mp::force) on it also kills the workers running its items (docs/futures.md).
     template <class F, std::ranges::input_range Range>
     auto map(const F& f, Range&& range, Timeout timeout = forever, std::size_t chunksize = 0) {
         return map(f, std::forward<Range>(range), Progress(), timeout, chunksize);

@@ -297,10 +297,13 @@ private:
         check_running("map");
         auto st = std::make_shared<detail::ResultState<Res>>();
         detail::install_callbacks(*st, cbs);
-        static_cast<void>(st->set_running_or_notify_cancel());  // a map cannot be cancelled
         using Src = detail::OrderedMapSource<std::decay_t<F>, V, R, Star, false>;
         auto src = std::make_shared<Src>(f, detail::materialize<V>(std::forward<Range>(range)),
                                          chunksize, *engine_, false);
+        // Running from its first chunk on; cancel(mp::force) then stops the whole map.
+        src->when_started([st, ws = std::weak_ptr<detail::TaskSource>(src), e = engine_->link()] {
+            return st->set_running({e, ws, detail::EngineLink::every_task});
+        });
         // The source owns the hook, so a plain pointer back to it cannot dangle.
         src->when_done([st, s = src.get()] {
             try {
@@ -377,11 +380,12 @@ public:
     bool wait(Timeout timeout = forever) const { return st_->wait(detail::Deadline(timeout)); }
     /// True once the result (or the exception) is there.
     [[nodiscard]] bool ready() const noexcept { return st_->done(); }
-    /// Cancels an apply_async task that no worker has yet (as Future::cancel): true then (or
-    /// when already cancelled); false once a worker holds it, when done, and for a map.
+    /// Cancels a task (a map) that no worker has yet (as Future::cancel): true then (or when
+    /// already cancelled); false once a worker holds it (any chunk of a map), and when done.
     bool cancel() { return st_->cancel(); }
-    /// Cancels an apply_async task even when it runs, by killing its worker (replaced; its
-    /// other tasks run elsewhere): true unless done (or a map's). get() then throws
+    /// Cancels even when it runs, by killing its worker (for a map: nothing more of it is
+    /// sent, and every worker running one of its chunks is killed); killed workers are
+    /// replaced and their other tasks run elsewhere. True unless done; get() then throws
     /// mp::CancelledError.
     bool cancel(force_t) { return st_->cancel(true); }
     /// True when cancel() succeeded.

@@ -54,7 +54,9 @@
 //     lost() with mp::TimeoutError naming its function and the limit, and is not retried unless
 //     retry_timeouts; the worker's other tasks run again elsewhere. A kill request
 //     (EngineLink::kill_task, Future::cancel(mp::force)) kills the worker holding the task the
-//     same way; the task fails with mp::CancelledError.
+//     same way; the task fails with mp::CancelledError. A request for every task of a source
+//     (EngineLink::every_task: a map cancelled with force) abandons the source with
+//     mp::CancelledError and kills the workers that run its tasks.
 //   - With max_memory_per_child, a worker whose resident set exceeds it after a batch retires
 //     (finishes what it holds, exits, is replaced). restarts() counts replacements by reason.
 //   - Workers ignore SIGINT (the parent decides what a Ctrl-C does), have every signal unblocked, get OMP_NUM_THREADS & co. (unless the
@@ -106,6 +108,15 @@ constexpr TaskTimeout task_timeout(Timeout limit) noexcept {
     const auto ns = limit.duration().count();
     return {ns > 0 ? ns : 1};
 }
+
+/// Tag of Future::cancel(mp::force), AsyncResult::cancel(mp::force) and
+/// IMapIterator::cancel(mp::force): stop running tasks by killing their workers (as
+/// ray.cancel(force=True)).
+struct force_t {
+    explicit constexpr force_t() = default;
+};
+/// Asks cancel to stop tasks that are already running.
+inline constexpr force_t force{};
 
 }  // namespace mp
 
@@ -202,7 +213,14 @@ public:
     /// Asks the engine to kill the worker holding src's task `tag` (if src->holds(tag, token)
     /// when the engine gets to it): the task fails with mp::CancelledError, the worker is
     /// replaced, its other tasks run elsewhere. A task not on a worker yet just fails.
+    /// With tag every_task, every task of src goes: see every_task.
     void kill_task(std::shared_ptr<TaskSource> src, std::uint64_t tag, const void* token) const;
+    /// kill_task's tag for a whole source (a map cancelled with force): src pulls nothing more
+    /// and is abandoned with mp::CancelledError; a worker running one of its tasks, or holding
+    /// nothing else, is killed and replaced; a worker that holds one behind another source's
+    /// task is killed only if it starts it; the other sources' tasks of a killed worker run
+    /// again elsewhere.
+    static constexpr std::uint64_t every_task = ~std::uint64_t{0};
 
 private:
     std::shared_ptr<WakeChannel> channel_;

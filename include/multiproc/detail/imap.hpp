@@ -65,6 +65,8 @@ public:
     virtual bool refill(std::vector<Outcome<R>>& into, Deadline d) = 0;
     /// The consumer is gone: read nothing more.
     virtual void cancel() = 0;
+    /// cancel(), and the tasks in flight are stopped by killing their workers.
+    virtual void kill() = 0;
 };
 
 /// A ResultStream over a source that hands out one result at a time (the executor's map):
@@ -84,6 +86,7 @@ public:
         return true;
     }
     void cancel() override { src_->cancel(); }
+    void kill() override { src_->kill(); }
 
 private:
     std::shared_ptr<Src> src_;
@@ -239,6 +242,10 @@ public:
         return more;
     }
     void cancel() override { ChunkedSourceBase::cancel(); }
+    void kill() override {
+        ChunkedSourceBase::cancel();
+        kill_in_flight(engine_);
+    }
 
 private:
     // An unordered source hands its outcomes over in completion order; an ordered one keeps
@@ -363,9 +370,9 @@ private:
 
 }  // namespace detail
 
-/// The results of imap / imap_unordered, read lazily (Python's IMapIterator). A single-pass
-/// input range: `for (auto r : pool.imap(f, input))`. Move-only; destroying it stops reading
-/// the input and drops the remaining results.
+/// The results of imap / imap_unordered and ProcessPoolExecutor::map, read lazily (Python's
+/// IMapIterator). A single-pass input range: `for (auto r : pool.imap(f, input))`. Move-only;
+/// destroying it stops reading the input and drops the remaining results (cancel()).
 template <class R>
 class IMapIterator {
 public:
@@ -384,6 +391,21 @@ public:
         Stored* r = step(timeout);
         if (!r) return std::nullopt;
         return std::move(*r);
+    }
+
+    /// Stops the map (as closing Python's generator): nothing more of it is sent to a worker;
+    /// the items running finish, their results dropped. The next step throws
+    /// mp::CancelledError.
+    void cancel() {
+        src_->cancel();
+        cancelled_ = true;
+    }
+    /// cancel(), and the items running are stopped too (as ray.cancel(force=True)): each
+    /// worker running one is killed (SIGTERM, then SIGKILL after a short grace) and replaced;
+    /// the other tasks it held (other maps', other calls') run again on other workers.
+    void cancel(force_t) {
+        src_->kill();
+        cancelled_ = true;
     }
 
     /// Input iterator over the results (each ++ may block; it rethrows an item's exception).
@@ -410,6 +432,7 @@ private:
     }
     // The next result in the buffer (nullptr after the last); rethrows an item's exception.
     Stored* step(Timeout timeout) {
+        if (cancelled_) throw CancelledError("mp::IMapIterator: the map was cancelled");
         if (at_ == buf_.size()) {
             buf_.clear();
             at_ = 0;
@@ -428,6 +451,7 @@ private:
     std::vector<detail::Outcome<R>> buf_;  // results handed over, served from at_
     std::size_t at_ = 0;
     detail::StepProgress progress_;
+    bool cancelled_ = false;
 };
 
 }  // namespace mp

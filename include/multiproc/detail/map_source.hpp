@@ -46,7 +46,8 @@ namespace mp::detail {
 /// What every chunked source shares: items numbered from 0, chunks of consecutive items, the
 /// splitting of a chunk whose worker died (only the item it was running fails), and the
 /// cancel switch its consumer flips when it goes away (then the input is never touched again).
-class ChunkedSourceBase : public TaskSource {
+class ChunkedSourceBase : public TaskSource,
+                          public std::enable_shared_from_this<ChunkedSourceBase> {
 public:
     /// The consumer is gone: never read the input again, drop results.
     void cancel() {
@@ -67,6 +68,9 @@ protected:
     mutable std::mutex m_;
 
     // Out of line (src/map_source.cpp): a source does not instantiate live_'s growth.
+    /// Asks `engine` to stop every task of this source in flight by killing the workers running
+    /// them (EngineLink::every_task); the source is then abandoned with mp::CancelledError.
+    void kill_in_flight(const EngineLink& engine);
     /// A new tag for a chunk of range r in flight.
     std::uint64_t remember(Range r);
     /// The range of a finished chunk, no longer in flight ({0, 0} for an unknown tag).
@@ -113,7 +117,14 @@ public:
     void cancel_remaining() override;
     /// Called when an IMapIterator over this source goes away: nothing more will be read.
     void cancel() { cancel_remaining(); }
+    /// IMapIterator::cancel(mp::force): cancel(), and the items in flight are stopped by
+    /// killing their workers.
+    void kill();
 
+    /// Runs `hook` once, at the first pull, before anything is sent (Pool::map_async marks its
+    /// result running there); when it returns false (the result was cancelled first), every
+    /// item is cancelled and nothing is sent. Call it before submitting.
+    void when_started(std::function<bool()> hook) { on_start_ = std::move(hook); }
     /// Runs `hook` once, on the thread that settles the last item, or now when there are no
     /// items (Pool::map_async hands the results over there). Call it before submitting.
     void when_done(std::function<void()> hook);
@@ -141,6 +152,8 @@ protected:
     bool next_range(std::size_t hint, Range& r);
     /// The range of a finished task (takes m_).
     Range take_range(std::uint64_t tag);
+    /// At the top of pull: false when the when_started hook says the map was cancelled.
+    bool begin_pull();
     /// Marks the items of r settled: those in errs failed, the others succeeded.
     void settle(Range r, Errors& errs);
     /// Under m_, after wait_all: throws the lowest failing item's error, or CancelledError or the
@@ -169,6 +182,7 @@ private:
     std::size_t consumed_ = 0;
     std::atomic<std::size_t> done_{0};
     std::function<void()> on_done_;
+    std::function<bool()> on_start_;
     Notifier notifier_;
 };
 
@@ -188,6 +202,7 @@ public:
     }
 
     bool pull(std::size_t hint, TaskSlot& slot) override {
+        if (!begin_pull()) return false;
         std::lock_guard lk(m_);
         Range r;
         if (!next_range(hint, r)) return false;

@@ -30,18 +30,6 @@
 #include "multiproc/detail/task.hpp"
 #include "multiproc/timeout.hpp"
 
-namespace mp {
-
-/// Tag of Future::cancel(mp::force) and AsyncResult::cancel(mp::force): stop a running task by
-/// killing its worker (as ray.cancel(force=True)).
-struct force_t {
-    explicit constexpr force_t() = default;
-};
-/// Asks cancel to stop a task that is already running.
-inline constexpr force_t force{};
-
-}  // namespace mp
-
 namespace mp::detail {
 
 class ResultWaiter;
@@ -68,7 +56,8 @@ public:
     /// pending -> running (true); false when it was cancelled (Python's
     /// set_running_or_notify_cancel).
     bool set_running_or_notify_cancel() noexcept;
-    /// Where a forced cancel sends its kill request: the engine, the source and its tag.
+    /// Where a forced cancel sends its kill request: the engine, the source and its tag
+    /// (EngineLink::every_task for a map's result: every task of the source).
     struct KillRoute {
         EngineLink engine;
         std::weak_ptr<TaskSource> src;
@@ -76,9 +65,10 @@ public:
     };
     /// set_running_or_notify_cancel, remembering how to kill the task (cancel(true)).
     bool set_running(KillRoute route) noexcept;
-    /// Cancels a pending state, or with `force` a running one too (its worker is killed
-    /// through the route set_running was given; the state is cancelled at once); true when it
-    /// is (or already was) cancelled, false when done, or running without force or route.
+    /// Cancels a pending state, or with `force` a running one too (its worker, or for a map
+    /// every worker running one of its tasks, is killed through the route set_running was
+    /// given; the state is cancelled at once); true when it is (or already was) cancelled,
+    /// false when done, or running without force or route.
     bool cancel(bool force = false);
     /// Finishes with an exception (no-op once done).
     void set_error(std::exception_ptr e);
