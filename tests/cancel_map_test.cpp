@@ -122,18 +122,19 @@ TEST_P(CancelMapTest, ForceCancelKillsTheWorkersRunningTheMap) {
     EXPECT_FALSE(r.successful());
     EXPECT_THROW(r.get(kGuard), mp::CancelledError);
     expect_replaced(pool, before, 2);
-    EXPECT_EQ(pool.map(square, iota(50)), squares(50));
+    EXPECT_EQ(pool.map_async(square, iota(50)).get(kGuard), squares(50));
     EXPECT_EQ(sem.get_value(), 0u);  // the chunks not started never ran
     EXPECT_EQ(pool.stats().restarts_for(mp::RestartReason::cancelled), 2u);
 
     // starmap_async likewise, on the replacements.
     const auto again = pool.worker_pids();
-    auto s = pool.starmap_async(add_then_hang, std::vector<std::tuple<int, int>>{{1, 2}, {3, 4}}, 1);
+    auto s =
+        pool.starmap_async(add_then_hang, std::vector<std::tuple<int, int>>{{1, 2}, {3, 4}}, 1);
     wait_started(sem, 2);
     EXPECT_TRUE(s.cancel(mp::force));
     EXPECT_THROW(s.get(kGuard), mp::CancelledError);
     expect_replaced(pool, again, 2);
-    EXPECT_EQ(pool.apply(square, 9), 81);
+    EXPECT_EQ(pool.apply_async(square, 9).get(kGuard), 81);
 }
 
 TEST_P(CancelMapTest, CancelAfterTheLastResultReturnsFalse) {
@@ -160,7 +161,7 @@ TEST_P(CancelMapTest, CancelAfterTheLastResultReturnsFalse) {
             EXPECT_EQ(r.get(kGuard), squares(64));
         }
     }
-    EXPECT_EQ(pool.map(square, iota(30)), squares(30));
+    EXPECT_EQ(pool.map_async(square, iota(30)).get(kGuard), squares(30));
 }
 
 // The other tasks of a killed worker run again elsewhere: an apply_async queued behind the
@@ -189,12 +190,12 @@ TEST_P(CancelMapTest, ForceCancelKeepsTheOtherTasksOfThePool) {
     go.set();
     EXPECT_EQ(first.get(kGuard), 36);
     EXPECT_EQ(after.get(kGuard), 64);
-    EXPECT_EQ(pool.map(square, iota(20)), squares(20));
+    EXPECT_EQ(pool.map_async(square, iota(20)).get(kGuard), squares(20));
     // The chunk went to the worker before the cancel (then the worker started it once `first`
     // ended and was killed for it: `after` ran on its replacement), or it was never sent.
     EXPECT_LE(sem.get_value(), 1u);
     if (sem.get_value() == 1u) expect_replaced(pool, before, 1);
-    EXPECT_EQ(pool.apply(square, 4), 16);
+    EXPECT_EQ(pool.apply_async(square, 4).get(kGuard), 16);
 }
 
 TEST_P(CancelMapTest, PlainCancelOfAMapNotStarted) {
@@ -211,7 +212,7 @@ TEST_P(CancelMapTest, PlainCancelOfAMapNotStarted) {
     go.set();
     EXPECT_EQ(busy.get(kGuard), 25);
     EXPECT_EQ(spare.get(kGuard), 1);
-    EXPECT_EQ(pool.map(square, iota(10)), squares(10));
+    EXPECT_EQ(pool.map_async(square, iota(10)).get(kGuard), squares(10));
     EXPECT_EQ(sem.get_value(), 0u);  // none of its items ran
 }
 
@@ -233,7 +234,7 @@ TEST_P(CancelMapTest, ExecutorMapIteratorCancel) {
     quick.cancel();
     EXPECT_THROW(quick.next(), mp::CancelledError);
     std::vector<int> out;
-    for (int y : ex.map(square, iota(40))) out.push_back(y);
+    for (int y : ex.map(square, iota(40), kGuard)) out.push_back(y);
     EXPECT_EQ(out, squares(40));
     EXPECT_EQ(sem.get_value(), 0u);
     ex.shutdown(true, true);
@@ -248,7 +249,7 @@ TEST_P(CancelMapTest, PoolImapIteratorForceCancel) {
     it.cancel(mp::force);
     EXPECT_THROW(it.next(kGuard), mp::CancelledError);
     expect_replaced(pool, before, 2);
-    EXPECT_EQ(pool.map(square, iota(25)), squares(25));
+    EXPECT_EQ(pool.map_async(square, iota(25)).get(kGuard), squares(25));
     EXPECT_EQ(sem.get_value(), 0u);
 }
 
