@@ -18,8 +18,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     mp::ManagerServer server(mp::Address::parse(argv[1]), argv[2]);
-    mp::PyQueue jobs;     // Python: QueueManager.register('get_queue')
-    mp::PyDict results;   // Python: QueueManager.register('get_dict', proxytype=DictProxy)
+    mp::PyQueue jobs;    // Python: QueueManager.register('get_queue')
+    mp::PyDict results;  // Python: QueueManager.register('get_dict', proxytype=DictProxy)
     server.register_py("get_queue", jobs);
     server.register_py("get_dict", results);
     std::thread worker([&] {

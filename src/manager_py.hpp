@@ -7,6 +7,7 @@
 // (a RemoteError) or `('#PROXY', (exposed, token))`. Values stay py::object on the server.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -56,6 +57,10 @@ public:
     [[nodiscard]] const std::vector<std::pair<py::object, py::object>>& keywords() const;
     /// The positional arguments.
     [[nodiscard]] std::span<const py::object> positional() const noexcept { return pos_; }
+    /// The arguments without the first n positional ones (`create(typeid, *args, **kwds)`).
+    [[nodiscard]] PyArgs drop(std::size_t n) const {
+        return PyArgs(method_, pos_.subspan(std::min(n, pos_.size())), kw_);
+    }
 
 private:
     const py::object* keyword(std::string_view name) const;

@@ -27,8 +27,8 @@ const py::object* PyArgs::keyword(std::string_view name) const {
 const py::object& PyArgs::at(std::size_t i, std::string_view name) const {
     if (i < pos_.size()) return pos_[i];
     if (const py::object* v = keyword(name)) return *v;
-    py_raise("TypeError", {std::string(method_) + "() missing required argument '" +
-                           std::string(name) + "'"});
+    py_raise("TypeError",
+             {std::string(method_) + "() missing required argument '" + std::string(name) + "'"});
 }
 
 py::object PyArgs::get(std::size_t i, std::string_view name, py::object otherwise) const {
@@ -56,8 +56,8 @@ std::shared_ptr<PyServed> make_py_builtin(std::string_view type, const PyArgs& a
 namespace {
 
 void repr_str(std::string& out, const std::string& s) {
-    const char q = s.find('\'') != std::string::npos && s.find('"') == std::string::npos ? '"'
-                                                                                          : '\'';
+    const char q =
+        s.find('\'') != std::string::npos && s.find('"') == std::string::npos ? '"' : '\'';
     out += q;
     for (const char ch : s) {
         if (ch == q || ch == '\\') out += '\\';

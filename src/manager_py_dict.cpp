@@ -47,9 +47,21 @@ std::string key_of(const object& o) {
         case kind::dict:
         case kind::set:
         case kind::bytearray:
-            py_raise("TypeError", {"unhashable type: '" + std::string(py::kind_name(o.kind())) + "'"});
+            py_raise("TypeError",
+                     {"unhashable type: '" + std::string(py::kind_name(o.kind())) + "'"});
+        case kind::tuple: {
+            std::string k = "t";
+            for (const object& item : o.as_sequence()) {
+                const std::string part = key_of(item);
+                const std::uint64_t n = part.size();
+                k.append(reinterpret_cast<const char*>(&n), 8);
+                k += part;
+            }
+            return k;
+        }
         default: {
-            const auto p = pickle::dumps(o);
+            // A pickle of a copy: the writer's memo depends on how shared the nodes are.
+            const auto p = pickle::dumps(pickle::loads(pickle::dumps(o)));
             return "p" + std::string(reinterpret_cast<const char*>(p.data()), p.size());
         }
     }
@@ -99,9 +111,9 @@ public:
     [[nodiscard]] std::string_view type_name() const override { return "dict"; }
     [[nodiscard]] std::span<const std::string_view> exposed() const override {
         static constexpr std::string_view kExposed[] = {
-            "__contains__", "__delitem__", "__getitem__", "__len__", "__setitem__", "clear",
-            "copy",         "get",         "items",       "keys",    "pop",         "popitem",
-            "setdefault",   "update",      "values"};
+            "__contains__", "__delitem__", "__getitem__", "__len__", "__setitem__",
+            "clear",        "copy",        "get",         "items",   "keys",
+            "pop",          "popitem",     "setdefault",  "update",  "values"};
         return kExposed;
     }
     [[nodiscard]] object value() const override {
@@ -165,7 +177,8 @@ public:
 
     // Python's dict.update(E, **kw): E a dict or pairs.
     object update(const PyArgs& a) {
-        if (a.positional().size() > 1) py_raise("TypeError", {"update expected at most 1 argument"});
+        if (a.positional().size() > 1)
+            py_raise("TypeError", {"update expected at most 1 argument"});
         if (!a.positional().empty()) {
             const object& e = a.positional()[0];
             if (e.kind() == kind::dict) {
@@ -179,8 +192,8 @@ public:
                     t_.set(kv.as_sequence()[0], kv.as_sequence()[1]);
                 }
             } else {
-                py_raise("TypeError", {"'" + std::string(py::kind_name(e.kind())) +
-                                       "' object is not iterable"});
+                py_raise("TypeError",
+                         {"'" + std::string(py::kind_name(e.kind())) + "' object is not iterable"});
             }
         }
         for (const auto& [k, v] : a.keywords()) t_.set(k, v);
@@ -203,7 +216,8 @@ public:
     [[nodiscard]] object value() const override {
         std::lock_guard lk(m_);
         return object(std::make_shared<py::instance>(
-            py::instance{{"multiprocessing.managers", "Namespace"}, std::make_shared<py::tuple>(),
+            py::instance{{"multiprocessing.managers", "Namespace"},
+                         std::make_shared<py::tuple>(),
                          std::make_shared<const object>(t_.copy())}));
     }
     object call(std::string_view m, const PyArgs& a, const PyCallContext&) override {
@@ -216,8 +230,7 @@ public:
             return object();
         }
         if (object* v = t_.find(name)) return m == "__delattr__" ? (t_.erase(name), object()) : *v;
-        py_raise("AttributeError",
-                 {"'Namespace' object has no attribute '" + name.as_str() + "'"});
+        py_raise("AttributeError", {"'Namespace' object has no attribute '" + name.as_str() + "'"});
     }
     void set(object k, object v) {
         std::lock_guard lk(m_);

@@ -20,9 +20,9 @@ bool less(const object& a, const object& b) {
     };
     if (number(a) && number(b)) return a.as_float() < b.as_float();
     if (a.kind() == kind::str && b.kind() == kind::str) return a.as_str() < b.as_str();
-    py_raise("TypeError", {"'<' not supported between instances of '" +
-                           std::string(py::kind_name(a.kind())) + "' and '" +
-                           std::string(py::kind_name(b.kind())) + "'"});
+    py_raise("TypeError",
+             {"'<' not supported between instances of '" + std::string(py::kind_name(a.kind())) +
+              "' and '" + std::string(py::kind_name(b.kind())) + "'"});
 }
 
 // Python's (start, stop) of slice(start, stop, None) over n items; ValueError for a step.
@@ -33,7 +33,8 @@ std::pair<std::size_t, std::size_t> slice_range(const object& s, std::size_t n) 
     const auto bound = [&](const object& o, std::int64_t otherwise) {
         std::int64_t i = o.is_none() ? otherwise : o.as_int();
         if (i < 0) i += static_cast<std::int64_t>(n);
-        return static_cast<std::size_t>(std::clamp<std::int64_t>(i, 0, static_cast<std::int64_t>(n)));
+        return static_cast<std::size_t>(std::clamp<std::int64_t>(i, 0,
+                                                                 static_cast<std::int64_t>(n)));
     };
     const std::size_t start = bound(args[0], 0);
     return {start, std::max(start, bound(args[1], static_cast<std::int64_t>(n)))};
@@ -94,9 +95,8 @@ public:
         if (m == "append") items_.push_back(a.at(0, "object"));
         if (m == "extend" || m == "__add__") {
             const object& o = a.at(0, "iterable");
-            const auto& more = o.kind() == kind::set || o.kind() == kind::frozenset
-                                   ? o.as_set()
-                                   : o.as_sequence();
+            const auto& more =
+                o.kind() == kind::set || o.kind() == kind::frozenset ? o.as_set() : o.as_sequence();
             if (m == "__add__") {
                 std::vector<object> sum = items_;
                 sum.insert(sum.end(), more.begin(), more.end());
@@ -111,7 +111,8 @@ public:
             if (m != "__imul__") return py::make_list(std::move(out));
             items_ = std::move(out);
         }
-        if (m == "insert") items_.insert(items_.begin() + index(a.at(0, "index"), true), a.at(1, "object"));
+        if (m == "insert")
+            items_.insert(items_.begin() + index(a.at(0, "index"), true), a.at(1, "object"));
         if (m == "pop") {
             if (items_.empty()) py_raise("IndexError", {"pop from empty list"});
             const std::size_t k = index(a.get(0, "index", object(-1)));
@@ -124,7 +125,8 @@ public:
             const auto it = std::find(items_.begin(), items_.end(), v);
             if (m == "__contains__") return object(it != items_.end());
             if (m == "count")
-                return object(static_cast<std::int64_t>(std::count(items_.begin(), items_.end(), v)));
+                return object(static_cast<std::int64_t>(std::count(items_.begin(), items_.end(),
+                                                                   v)));
             if (it == items_.end()) py_raise("ValueError", {"list.index(x): x not in list"});
             if (m == "index") return object(static_cast<std::int64_t>(it - items_.begin()));
             items_.erase(it);
@@ -147,8 +149,8 @@ std::shared_ptr<PyServed> make_py_list(const PyArgs& args) {
     auto l = std::make_shared<PyListState>();
     if (!args.positional().empty()) {
         const object& o = args.positional()[0];
-        l->items_ = o.kind() == kind::set || o.kind() == kind::frozenset ? o.as_set()
-                                                                          : o.as_sequence();
+        l->items_ =
+            o.kind() == kind::set || o.kind() == kind::frozenset ? o.as_set() : o.as_sequence();
     }
     return l;
 }

@@ -17,8 +17,8 @@ using py::object;
 
 // queue.Empty (a C class of _queue) and queue.Full, as Python's queue pickles them.
 [[noreturn]] void raise_empty() {
-    throw PyRaise(object(std::make_shared<py::instance>(py::instance{
-                      {"_queue", "Empty"}, std::make_shared<py::tuple>(), nullptr})),
+    throw PyRaise(object(std::make_shared<py::instance>(
+                      py::instance{{"_queue", "Empty"}, std::make_shared<py::tuple>(), nullptr})),
                   "multiproc: queue.Empty");
 }
 [[noreturn]] void raise_full() {
@@ -44,9 +44,9 @@ public:
 
     [[nodiscard]] std::string_view type_name() const override { return "Queue"; }
     [[nodiscard]] std::span<const std::string_view> exposed() const override {
-        static constexpr std::string_view kExposed[] = {
-            "empty", "full", "get", "get_nowait", "join", "put", "put_nowait", "qsize",
-            "task_done"};
+        static constexpr std::string_view kExposed[] = {"empty",      "full",  "get",
+                                                        "get_nowait", "join",  "put",
+                                                        "put_nowait", "qsize", "task_done"};
         return kExposed;
     }
     [[nodiscard]] object value() const override {

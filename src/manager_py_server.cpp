@@ -39,11 +39,11 @@ std::vector<std::byte> traceback(std::string_view type, const std::string& messa
 std::vector<std::byte> traceback_of(const py::object& exception) {
     const auto& inst = exception.node<py::instance>();
     const auto& args = inst->args->items;
-    std::string text = args.size() == 1 && args[0].kind() == py::kind::str &&
-                               inst->cls.name != "KeyError"
-                           ? args[0].as_str()
-                       : args.size() == 1 ? py_repr(args[0])
-                                          : py_repr(object(inst->args));
+    std::string text =
+        args.size() == 1 && args[0].kind() == py::kind::str && inst->cls.name != "KeyError"
+            ? args[0].as_str()
+        : args.size() == 1 ? py_repr(args[0])
+                           : py_repr(object(inst->args));
     return traceback(inst->cls.name, text);
 }
 
@@ -88,8 +88,9 @@ public:
     // The first request (Python's handle_request); true when serve_client follows.
     bool handle_request(const Request& r) {
         static constexpr std::string_view kPublic[] = {
-            "shutdown",      "create",   "accept_connection", "get_methods", "debug_info",
-            "number_of_objects", "dummy", "incref",           "decref"};
+            "shutdown",    "create",     "accept_connection",
+            "get_methods", "debug_info", "number_of_objects",
+            "dummy",       "incref",     "decref"};
         if (std::find(std::begin(kPublic), std::end(kPublic), r.method) == std::end(kPublic)) {
             send(traceback("AssertionError", "'" + r.method + "' unrecognized"));
             return false;
@@ -197,7 +198,8 @@ private:
         if (method == "decref") return incref(a.at(0, "ident"), -1);
         if (method == "get_methods") return get_methods(a.at(0, "token"));
         std::lock_guard lk(o_.m);
-        if (method == "number_of_objects") return object(static_cast<std::int64_t>(o_.entries.size()));
+        if (method == "number_of_objects")
+            return object(static_cast<std::int64_t>(o_.entries.size()));
         std::vector<std::string> lines;  // debug_info
         for (const auto& [ident, e] : o_.entries)
             lines.push_back("  " + ident + ":       refcount=" + std::to_string(e.refs) + "\n    " +
@@ -220,8 +222,7 @@ private:
         if (obj && (a.positional().size() > 1 || !a.keywords().empty()))
             py_raise("TypeError", {"'" + type.as_str() + "' takes no arguments"});
         if (!obj) {
-            const PyArgs rest("create", a.positional().subspan(1), nullptr);
-            obj = make_py_builtin(type.as_str(), rest);
+            obj = make_py_builtin(type.as_str(), a.drop(1));
         }
         std::lock_guard lk(o_.m);
         auto [slot, fresh] = o_.idents.try_emplace(obj.get());
@@ -242,7 +243,8 @@ private:
     object incref(const object& ident, int by) {
         std::shared_ptr<PyServed> dead;  // destroyed outside the lock
         std::lock_guard lk(o_.m);
-        auto it = ident.kind() == py::kind::str ? o_.entries.find(ident.as_str()) : o_.entries.end();
+        auto it =
+            ident.kind() == py::kind::str ? o_.entries.find(ident.as_str()) : o_.entries.end();
         if (it == o_.entries.end()) py_raise("KeyError", {ident});
         if ((it->second.refs += by) <= 0) {
             dead = std::move(it->second.object);

@@ -10,11 +10,11 @@
 #include "manager_protocol.hpp"
 #include "manager_py.hpp"
 #include "manager_store.hpp"
-#include "sys/stream.hpp"
 #include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/logging.hpp"
 #include "multiproc/manager_python.hpp"
 #include "multiproc/managers.hpp"
+#include "sys/stream.hpp"
 
 namespace mp::detail {
 
@@ -81,8 +81,8 @@ struct ServerState {
     PyObjects py;  // what Python clients reach (src/manager_py.hpp)
     PyServerHooks py_hooks{[this] { return stopping.load(); },
                            [this] {
-                               stopping = true;
-                               listener.close();
+        stopping = true;
+        listener.close();
                            },
                            [this] { return listener.address().to_string(); }};
 

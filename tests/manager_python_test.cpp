@@ -184,7 +184,8 @@ TEST(ManagerPython, AClientKilledMidCallLeavesTheServerServing) {
             ASSERT_EQ(p.line(), "blocking");
         }  // SIGKILLed while blocked in q.get()
         s.dict.set("a", 1);
-        EXPECT_EQ(s.run(python, "garbage", "notrequest"), (Lines{"garbage builtins.EOFError", "after 1"}));
+        EXPECT_EQ(s.run(python, "garbage", "notrequest"),
+                  (Lines{"garbage builtins.EOFError", "after 1"}));
         s.queue.put("still here");
         EXPECT_EQ(s.queue.get<std::string>(std::chrono::seconds(60)), "still here");
     });
@@ -204,7 +205,8 @@ TEST(ManagerPython, MalformedAndHostilePicklesCloseOnlyTheirConnection) {
         Served s;
         s.dict.set("a", 1);
         for (const std::string what : {"pickle", "hostile", "notrequest"})
-            EXPECT_EQ(s.run(python, "garbage", what), (Lines{"garbage builtins.EOFError", "after 1"}))
+            EXPECT_EQ(s.run(python, "garbage", what),
+                      (Lines{"garbage builtins.EOFError", "after 1"}))
                 << what;
         // Not a pickle: a multiproc request as far as the server can tell; its error reply is
         // no pickle either.

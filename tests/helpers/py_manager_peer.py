@@ -7,7 +7,8 @@ import sys
 import time
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client
-from multiprocessing.managers import BaseManager, DictProxy, ListProxy, RemoteError, dispatch
+from multiprocessing.managers import (BaseManager, DictProxy, ListProxy, NamespaceProxy,
+                                      dispatch)
 
 
 class QueueManager(BaseManager):
@@ -19,7 +20,7 @@ QueueManager.register('get_queue')
 QueueManager.register('get_dict', proxytype=DictProxy)
 QueueManager.register('get_list', proxytype=ListProxy)
 QueueManager.register('dict', proxytype=DictProxy)
-QueueManager.register('Namespace')
+QueueManager.register('Namespace', proxytype=NamespaceProxy)
 
 scenario, where, key = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3])
 host, port = where.rsplit(':', 1)
