@@ -5,6 +5,7 @@
 // address, a client killed mid-call, a wrong key, malformed and hostile pickles.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
@@ -213,6 +214,38 @@ TEST(ManagerPython, MalformedAndHostilePicklesCloseOnlyTheirConnection) {
         EXPECT_EQ(s.run(python, "garbage", "raw"),
                   (Lines{"garbage _pickle.UnpicklingError", "after 1"}));
     });
+}
+
+std::size_t threads_now() {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task"))
+        ++n;
+    return n;
+}
+
+// serve_forever ends the threads of the clients still connected when it returns (a multiproc
+// client idle on its connection, a Python client blocked in q.get()), so none outlives it.
+TEST(ManagerPython, ServeForeverEndsTheThreadsOfClientsStillConnected) {
+    const mp::test::Interpreters pythons = mp::test::required_interpreters();
+    ASSERT_FALSE(pythons.found.empty()) << "no Python interpreter";
+    std::optional<Served> warm_up;  // whatever the library starts once is started before
+    warm_up.emplace();
+    warm_up.reset();
+    const std::size_t before = threads_now();
+    {
+        mp::ManagerServer server(mp::Address::tcp("127.0.0.1", 0), kKey);
+        mp::PyQueue q;
+        server.register_py("get_queue", q);
+        std::thread serving([&] { server.serve_forever(); });
+        mp::Manager idle = mp::Manager::connect(server.address(), kKey);
+        EXPECT_EQ(idle.object_count(), 0u);
+        auto p = mp::test::PythonPeer(pythons.found[0], kScript,
+                                      {"block", server.address().to_string(), mp::test::hex(kKey)});
+        ASSERT_EQ(p.line(), "blocking");
+        mp::Manager::connect(server.address(), kKey).shutdown();
+        serving.join();
+        EXPECT_EQ(threads_now(), before);
+    }
 }
 
 TEST(ManagerPython, CppSideOfTheObjects) {
