@@ -556,7 +556,64 @@ def _pickle_rows():
 _pickle_rows()
 
 
+# ---- A Python client's DictProxy set + get against a manager server (rows/manager_python.cpp) ----
+
+
+def dict_client(where, hexkey, warmup, iters):
+    """The client of manager_py_dict_ops: prints the seconds of `iters` timed pairs."""
+    from multiprocessing.managers import BaseManager, DictProxy
+
+    class DictManager(BaseManager):
+        pass
+
+    DictManager.register("get_dict", proxytype=DictProxy)
+    host, port = where.rsplit(":", 1)
+    m = DictManager(address=(host, int(port)), authkey=bytes.fromhex(hexkey))
+    m.connect()
+    d = m.get_dict()
+    total = 0
+    for i in range(warmup):
+        d[i & 1023] = i
+        total += d[i & 1023]
+    t0 = time.perf_counter()
+    for i in range(iters):
+        d[i & 1023] = i
+        total += d[i & 1023]
+    print(time.perf_counter() - t0 if total >= 0 else -1, flush=True)
+
+
+_SERVED = {}
+
+
+def _served_dict():
+    return _SERVED
+
+
+@row("manager_py_dict_ops")
+def manager_py_dict_ops(iters, warmup):
+    import subprocess
+    from multiprocessing.managers import BaseManager, DictProxy
+
+    class DictManager(BaseManager):
+        pass
+
+    DictManager.register("get_dict", callable=_served_dict, proxytype=DictProxy)
+    m = DictManager(address=("127.0.0.1", 0), authkey=b"bench", ctx=FORK)
+    m.start()
+    try:
+        host, port = m.address
+        out = subprocess.run([sys.executable, __file__, "--dict-client", f"{host}:{port}",
+                              b"bench".hex(), str(warmup), str(iters)],
+                             check=True, capture_output=True, text=True).stdout
+    finally:
+        m.shutdown()
+    return float(out)
+
+
 def main():
+    if len(sys.argv) == 6 and sys.argv[1] == "--dict-client":
+        dict_client(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--row")

@@ -2,15 +2,19 @@
 // requests there (so a client blocked in a call, or stalling its handshake, holds only its own
 // thread); owns the objects and counts the references each client session holds.
 #include <atomic>
+#include <list>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 
 #include "manager_protocol.hpp"
+#include "manager_py.hpp"
 #include "manager_store.hpp"
 #include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/logging.hpp"
+#include "multiproc/manager_python.hpp"
 #include "multiproc/managers.hpp"
+#include "sys/stream.hpp"
 
 namespace mp::detail {
 
@@ -74,6 +78,25 @@ struct ServerState {
     ManagerOptions options;
     const TypeRegistry types;
     std::atomic<bool> stopping{false};
+    PyObjects py;  // what Python clients reach (src/manager_py.hpp)
+    PyServerHooks py_hooks{[this] { return stopping.load(); },
+                           [this] {
+        stopping = true;
+        listener.close();
+                           },
+                           [this] { return listener.address().to_string(); }};
+
+    // The threads serving connections: each records its socket while it serves (so that the
+    // end of serve_forever can shut the socket down and wake it) and marks itself done; finished
+    // threads are joined at the next accept and at the end, so none outlives serve_forever.
+    struct ConnThread {
+        std::thread thread;
+        int fd = -1;
+        bool done = false;
+    };
+    std::mutex threads_m;
+    std::condition_variable threads_cv;
+    std::list<ConnThread> threads;
 
     std::mutex m;  // guards everything below
     std::unordered_map<std::uint64_t, Entry> objects;
@@ -286,27 +309,91 @@ struct ServerState {
     }
 
     // One client connection, on its own thread, until it closes, sends something that breaks
-    // the framing, or the server stops.
-    void serve(Connection c) {
+    // the framing, or the server stops. A first frame that is a pickle (PROTO, 0x80) comes from
+    // a Python client (multiprocessing.managers); multiproc's first request (hello, object id 0)
+    // starts with a zero byte.
+    void serve(Connection& c) {
         try {
             authenticate_server(c, authkey, options.auth);
         } catch (...) {
             return;  // a wrong key or a stalled handshake costs only this thread
         }
+        std::vector<std::byte> frame;
+        try {
+            frame = c.recv_bytes();
+        } catch (...) {
+            return;
+        }
+        if (!frame.empty() && frame[0] == std::byte{0x80}) {
+            serve_python(c, std::move(frame), py, py_hooks);
+            return;
+        }
         std::uint64_t session = 0;
         for (;;) {
             try {
-                const std::vector<std::byte> frame = c.recv_bytes();
                 if (!answer_attach(c, frame, session)) c.send_bytes(handle(frame, session));
             } catch (...) {
-                break;  // the client is gone (or sent a frame that cannot be read)
+                break;  // the client is gone
             }
             if (stopping) {
                 listener.close();  // ends serve_forever's accept
                 break;
             }
+            try {
+                frame = c.recv_bytes();
+            } catch (...) {
+                break;  // the client is gone (or sent a frame that cannot be read)
+            }
         }
         if (session != 0) end_session(session);
+    }
+
+    // Starts a thread serving c.
+    void start_thread(const std::shared_ptr<ServerState>& self, Connection c) {
+        std::lock_guard lk(threads_m);
+        auto slot = threads.emplace(threads.end());
+        slot->fd = c.fileno();
+        slot->thread = std::thread([self, slot, c = std::move(c)]() mutable {
+            self->serve(c);
+            {
+                std::lock_guard lk(self->threads_m);
+                slot->fd = -1;  // before the close: the number may be reused at once
+                slot->done = true;
+            }
+            c.close();
+            self->threads_cv.notify_all();
+        });
+    }
+
+    // Joins the threads that are done; with `all`, first wakes the others (their sockets shut
+    // down) and waits up to 2 s for them (a call blocked in an object, such as a Queue's get,
+    // ends only when it returns: such a thread is left to finish alone).
+    void join_threads(bool all) {
+        std::list<ConnThread> finished;
+        {
+            std::unique_lock lk(threads_m);
+            if (all) {
+                for (auto& t : threads) {
+                    if (t.fd < 0) continue;
+                    try {
+                        sys::shutdown_socket(t.fd, sys::Shutdown::both);
+                    } catch (const std::exception&) {
+                        // already closed by its peer
+                    }
+                }
+                threads_cv.wait_for(lk, std::chrono::seconds(2), [&] {
+                    return std::all_of(threads.begin(), threads.end(),
+                                       [](const ConnThread& t) { return t.done; });
+                });
+            }
+            for (auto it = threads.begin(); it != threads.end();) {
+                auto next = std::next(it);
+                if (it->done) finished.splice(finished.end(), threads, it);
+                else if (all) it->thread.detach();
+                it = next;
+            }
+        }
+        for (auto& t : finished) t.thread.join();
     }
 };
 
@@ -341,11 +428,17 @@ void ManagerServer::serve_forever() {
         }
         detail::log_lazily(LogLevel::debug,
                            [] { return std::string("manager accepted a client"); });
-        // Each thread holds the state: a client still connected when serve_forever returns
-        // keeps it alive until it leaves.
-        std::thread([s = s_, c = std::move(c)]() mutable { s->serve(std::move(c)); }).detach();
+        s_->join_threads(false);
+        s_->start_thread(s_, std::move(c));
     }
+    s_->join_threads(true);
     detail::log_lazily(LogLevel::info, [] { return std::string("manager server shutting down"); });
+}
+
+void ManagerServer::register_py(const std::string& name, const PyShared& object) {
+    if (!s_) throw UsageError("multiproc: the manager server was moved from");
+    std::lock_guard lk(s_->py.m);
+    s_->py.registered[name] = object.served();
 }
 
 }  // namespace mp

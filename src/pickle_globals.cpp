@@ -184,7 +184,7 @@ py::object find_global(std::string_view module, std::string_view name) {
     };
     if (is_builtins(module)) {
         if (is_exception(name) || name == "set" || name == "frozenset" || name == "bytes" ||
-            name == "bytearray")
+            name == "bytearray" || name == "slice")
             return make("builtins", name);
     } else if ((module == "_codecs" && name == "encode") ||
                (module == "collections" && name == "OrderedDict") ||
@@ -218,7 +218,7 @@ py::object call_global(const py::object& callable, const py::object& args, std::
         if (n == "frozenset") return py::make_frozenset(iterable(a, n));
         if (n == "bytes") return object(byte_arguments(a, n));
         if (n == "bytearray") return object(py::bytearray{byte_arguments(a, n)});
-        if (is_exception(n)) return instance_of(g, args);
+        if (is_exception(n) || n == "slice") return instance_of(g, args);
     } else if (g.module == "_codecs") {
         if (a.size() == 2 && a[0].kind() == py::kind::str && is_latin1_name(a[1]))
             return object(latin1(a[0].as_str()));

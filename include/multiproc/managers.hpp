@@ -342,8 +342,11 @@ private:
     std::shared_ptr<detail::ManagerState> s_;
 };
 
+class PyShared;
+
 /// A manager server in this process, for clients of other programs (Python's
-/// `BaseManager(address, authkey).get_server().serve_forever()`).
+/// `BaseManager(address, authkey).get_server().serve_forever()`). One address serves both
+/// multiproc clients and Python ones (multiprocessing.managers; see register_py).
 class ManagerServer {
 public:
     /// Listens at `address` (TCP port 0 picks one: see address()); clients must hold `authkey`.
@@ -354,8 +357,12 @@ public:
     ~ManagerServer();
     /// Where clients connect.
     [[nodiscard]] const Address& address() const;
-    /// Serves clients until one calls shutdown() on its Manager (or the process ends).
+    /// Serves clients until one calls shutdown() on its Manager (or the process ends); then
+    /// ends the threads that served them (waiting up to 2 s for calls still blocked).
     void serve_forever();
+    /// Serves `object` (an mp::PyQueue, PyDict, PyList: multiproc/manager_python.hpp) to Python
+    /// clients under `name`: Python's `register(name, callable=lambda: object)`.
+    void register_py(const std::string& name, const PyShared& object);
 
 private:
     std::shared_ptr<detail::ServerState> s_;

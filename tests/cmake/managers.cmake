@@ -5,7 +5,5 @@ if(MULTIPROC_BUILD_EXAMPLES)
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cmake/remote_manager.sh
                    $<TARGET_FILE:manager_server> $<TARGET_FILE:manager_client>)
   set_tests_properties(example_remote_manager PROPERTIES TIMEOUT 60
-                       PASS_REGULAR_EXPRESSION "got: hello from another program.*server stopped"
-                       ENVIRONMENT
-                       "LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_SOURCE_DIR}/cmake/lsan_openssl_thread_state.supp")
+                       PASS_REGULAR_EXPRESSION "got: hello from another program.*server stopped")
 endif()
