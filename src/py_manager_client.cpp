@@ -120,8 +120,7 @@ std::shared_ptr<ProxyRef> adopt(const std::shared_ptr<ClientState>& c, std::stri
         if (m.kind() != py::kind::str) fail();
         exposed.push_back(m.as_str());
     }
-    return std::make_shared<ProxyRef>(c, parts[0].as_str(), std::move(type_id),
-                                      std::move(exposed));
+    return std::make_shared<ProxyRef>(c, parts[0].as_str(), std::move(type_id), std::move(exposed));
 }
 
 ProxyRef::ProxyRef(std::shared_ptr<ClientState> c, std::string i, std::string t,
@@ -153,7 +152,9 @@ std::size_t Client::number_of_objects() const {
         detail::dispatch(*s_, detail::request(std::monostate{}, "number_of_objects")));
 }
 
-void Client::shutdown() const { detail::dispatch(*s_, detail::request(std::monostate{}, "shutdown")); }
+void Client::shutdown() const {
+    detail::dispatch(*s_, detail::request(std::monostate{}, "shutdown"));
+}
 
 const Address& Client::address() const noexcept { return s_->address; }
 

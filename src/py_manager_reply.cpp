@@ -93,8 +93,7 @@ std::string exception_text(const py::instance& e) {
     const auto* inst = std::get_if<std::shared_ptr<py::instance>>(&exc.value());
     if (!inst) throw DecodeError("mp::py_manager: an '#ERROR' reply carrying no exception");
     const py::global& cls = (*inst)->cls;
-    const std::string type =
-        cls.module == "builtins" ? cls.name : cls.module + "." + cls.name;
+    const std::string type = cls.module == "builtins" ? cls.name : cls.module + "." + cls.name;
     const std::string text = exception_text(**inst);
     const std::string what = text.empty() ? type : type + ": " + text;
     const std::string& n = cls.name;

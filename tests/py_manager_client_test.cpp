@@ -196,8 +196,9 @@ TEST(PyManagerClient, EveryPickleShapeRoundTripsThroughThePythonServer) {
             EXPECT_EQ(inspector.call<std::string>("type_name", value), type);
         }
         // Typed C++ values, the same way.
-        d.set("typed", std::make_tuple(std::set<int>{1, 2}, std::map<std::string, double>{{"x", 0.5}},
-                                       std::vector<std::string>{"a"}));
+        d.set("typed",
+              std::make_tuple(std::set<int>{1, 2}, std::map<std::string, double>{{"x", 0.5}},
+                              std::vector<std::string>{"a"}));
         const auto back = d.get<std::tuple<std::set<int>, std::map<std::string, double>,
                                            std::vector<std::string>>>("typed");
         EXPECT_EQ(std::get<0>(back), (std::set<int>{1, 2}));

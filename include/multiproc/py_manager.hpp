@@ -132,8 +132,9 @@ public:
     /// replies; errors as the top of this header says.
     template <class R = py::object, class... A>
     R call(std::string_view method, const A&... args) const {
-        return detail::reply_as<R>(
-            detail::call(ref_->client, detail::request(ref_->id, method, args...)), method);
+        return detail::reply_as<R>(detail::call(ref_->client,
+                                                detail::request(ref_->id, method, args...)),
+                                   method);
     }
     /// A copy of the referent (Python's _getvalue(): the '#GETVALUE' fallback).
     template <class T = py::object>
@@ -145,9 +146,7 @@ public:
     /// The typeid the object was made under ("dict", "get_queue", ...).
     [[nodiscard]] const std::string& type_id() const noexcept { return ref_->type_id; }
     /// The method names the server lets this proxy call.
-    [[nodiscard]] const std::vector<std::string>& exposed() const noexcept {
-        return ref_->exposed;
-    }
+    [[nodiscard]] const std::vector<std::string>& exposed() const noexcept { return ref_->exposed; }
 
 protected:
     std::shared_ptr<detail::ProxyRef> ref_;
@@ -337,8 +336,8 @@ public:
     /// get_queue) gives a proxy to that same object on every call.
     template <class P = BaseProxy, class... A>
     P create(std::string_view type_id, const A&... args) const {
-        const py::object created = detail::dispatch(
-            *s_, detail::request(std::monostate{}, "create", type_id, args...));
+        const py::object created =
+            detail::dispatch(*s_, detail::request(std::monostate{}, "create", type_id, args...));
         return P(detail::adopt(s_, std::string(type_id), created));
     }
     /// m.<type_id>() as a DictProxy ("dict": SyncManager's new dict).
