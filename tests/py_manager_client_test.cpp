@@ -56,6 +56,17 @@ struct PyServer {
     std::string address;
 };
 
+// f(server) for a server of `mode` under each required interpreter.
+template <class F>
+void for_each_server(const char* mode, F f) {
+    for (const std::string& python : interpreters()) {
+        SCOPED_TRACE(python);
+        PyServer server(python, mode);
+        ASSERT_FALSE(server.address.empty()) << "the Python server did not start";
+        f(server);
+    }
+}
+
 template <class E, class F>
 std::string what_of(F f) {
     try {
@@ -68,10 +79,7 @@ std::string what_of(F f) {
 }
 
 TEST(PyManagerClient, DictSetGetKeysLenContainsDelAndMissingKeys) {
-    for (const std::string& python : interpreters()) {
-        SCOPED_TRACE(python);
-        PyServer server(python, "serve");
-        ASSERT_FALSE(server.address.empty());
+    for_each_server("serve", [&](PyServer& server) {
         pm::Client m = server.client();
         pm::DictProxy d = m.dict("get_dict");
         d.set("k", 1.5);
@@ -102,13 +110,11 @@ TEST(PyManagerClient, DictSetGetKeysLenContainsDelAndMissingKeys) {
         EXPECT_NE(fresh.id(), d.id());
         d.clear();
         EXPECT_EQ(d.size(), 0u);
-    }
+    });
 }
 
 TEST(PyManagerClient, ListAppendIndexLenAndErrors) {
-    for (const std::string& python : interpreters()) {
-        SCOPED_TRACE(python);
-        PyServer server(python, "serve");
+    for_each_server("serve", [&](PyServer& server) {
         pm::Client m = server.client();
         pm::ListProxy l = m.list("get_list");
         l.append(1);
@@ -129,13 +135,11 @@ TEST(PyManagerClient, ListAppendIndexLenAndErrors) {
         EXPECT_EQ(l.count(3), 1u);
         EXPECT_EQ(m.create<pm::ListProxy>("list", std::vector<int>{1, 2, 3}).copy<int>(),
                   (std::vector<int>{1, 2, 3}));
-    }
+    });
 }
 
 TEST(PyManagerClient, QueuePutGetEmptyTimeoutAndFull) {
-    for (const std::string& python : interpreters()) {
-        SCOPED_TRACE(python);
-        PyServer server(python, "serve");
+    for_each_server("serve", [&](PyServer& server) {
         pm::Client m = server.client();
         pm::QueueProxy q = m.queue("get_queue");
         EXPECT_TRUE(q.empty());
@@ -157,7 +161,7 @@ TEST(PyManagerClient, QueuePutGetEmptyTimeoutAndFull) {
         pm::QueueProxy fresh = m.queue();
         fresh.put(std::vector<double>{1.5});
         EXPECT_EQ(fresh.get<std::vector<double>>(1s), std::vector<double>{1.5});
-    }
+    });
 }
 
 py::object big(std::uint64_t v) { return py::object(py::bigint::from_unsigned(v)); }
@@ -182,9 +186,7 @@ TEST(PyManagerClient, EveryPickleShapeRoundTripsThroughThePythonServer) {
         {py::make_dict({{"a", 1}, {2, py::make_tuple({})}}), "dict"},
         {py::make_set({1, 2, 3}), "set"},
     };
-    for (const std::string& python : interpreters()) {
-        SCOPED_TRACE(python);
-        PyServer server(python, "serve");
+    for_each_server("serve", [&](PyServer& server) {
         pm::Client m = server.client();
         pm::DictProxy d = m.dict();
         pm::BaseProxy inspector = m.create("Inspector");
@@ -213,13 +215,11 @@ TEST(PyManagerClient, EveryPickleShapeRoundTripsThroughThePythonServer) {
             EXPECT_EQ(e.remote_what(), "no");
         }
         EXPECT_THROW(inspector.call("not_exposed"), mp::RemoteError);
-    }
+    });
 }
 
 TEST(PyManagerClient, MethodsReturningProxiesAndReferenceCounting) {
-    for (const std::string& python : interpreters()) {
-        SCOPED_TRACE(python);
-        PyServer server(python, "serve");
+    for_each_server("serve", [&](PyServer& server) {
         pm::Client m = server.client();
         const std::size_t before = m.number_of_objects();
         {
@@ -236,24 +236,20 @@ TEST(PyManagerClient, MethodsReturningProxiesAndReferenceCounting) {
         // A method that returns no proxy, asked for one: a clear error, not a crash.
         pm::DictProxy d = m.dict();
         EXPECT_THROW(d.call<pm::DictProxy>("copy"), mp::DecodeError);
-    }
+    });
 }
 
 TEST(PyManagerClient, WrongAuthkeyIsAnAuthenticationError) {
-    for (const std::string& python : interpreters()) {
-        SCOPED_TRACE(python);
-        PyServer server(python, "serve");
+    for_each_server("serve", [&](PyServer& server) {
         pm::Client wrong(server.address, "not the key");
         EXPECT_THROW(wrong.connect(), mp::AuthenticationError);
         pm::Client m = server.client();  // the server goes on
         m.dict("get_dict").set("after", 1);
-    }
+    });
 }
 
 TEST(PyManagerClient, ServerKilledMidCallIsEOFErrorNotAHang) {
-    for (const std::string& python : interpreters()) {
-        SCOPED_TRACE(python);
-        PyServer server(python, "serve");
+    for_each_server("serve", [&](PyServer& server) {
         pm::Client m = server.client();
         pm::QueueProxy q = m.queue("get_queue");
         std::atomic<int> outcome{0};
@@ -273,13 +269,11 @@ TEST(PyManagerClient, ServerKilledMidCallIsEOFErrorNotAHang) {
         EXPECT_EQ(outcome.load(), 2);
         EXPECT_THROW((void)q.qsize(), mp::EOFError);
         EXPECT_THROW((void)m.dict(), mp::EOFError);
-    }
+    });
 }
 
 TEST(PyManagerClient, MalformedRepliesAreDecodeErrors) {
-    for (const std::string& python : interpreters()) {
-        SCOPED_TRACE(python);
-        PyServer server(python, "fake");
+    for_each_server("fake", [&](PyServer& server) {
         pm::Client m = server.client();
         pm::BaseProxy p = m.create("anything");
         EXPECT_THROW(p.call("kind"), mp::DecodeError);
@@ -296,7 +290,7 @@ TEST(PyManagerClient, MalformedRepliesAreDecodeErrors) {
             EXPECT_NE(e.traceback().find("x.py"), std::string::npos);
         }
         EXPECT_EQ(p.call<int>("ok"), 42);  // the client goes on
-    }
+    });
 }
 
 // --- two C++ client processes, one Python queue --------------------------------------------
