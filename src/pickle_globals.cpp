@@ -96,6 +96,12 @@ bool is_exception(std::string_view name) {
     return std::binary_search(kExceptions.begin(), kExceptions.end(), name);
 }
 
+// queue.Empty and queue.Full, which a manager's queue raises (Empty is _queue.Empty in CPython).
+bool is_queue_exception(std::string_view module, std::string_view name) {
+    return (module == "_queue" && name == "Empty") ||
+           (module == "queue" && (name == "Empty" || name == "Full"));
+}
+
 // builtins, spelled as protocol 2 spells it for Python 2 (`__builtin__`, `exceptions`).
 bool is_builtins(std::string_view module) {
     return module == "builtins" || module == "__builtin__" || module == "exceptions";
@@ -184,11 +190,12 @@ py::object find_global(std::string_view module, std::string_view name) {
     };
     if (is_builtins(module)) {
         if (is_exception(name) || name == "set" || name == "frozenset" || name == "bytes" ||
-            name == "bytearray" || name == "slice")
+            name == "bytearray" || name == "slice" || name == "list")
             return make("builtins", name);
     } else if ((module == "_codecs" && name == "encode") ||
                (module == "collections" && name == "OrderedDict") ||
-               (module == "multiprocessing.managers" && name == "Token")) {
+               (module == "multiprocessing.managers" && name == "Token") ||
+               is_queue_exception(module, name)) {
         return make(module, name);
     }
     bad("global " + std::string(module) + "." + std::string(name) +
@@ -215,6 +222,8 @@ py::object call_global(const py::object& callable, const py::object& args, std::
     const std::string& n = g.name;
     if (g.module == "builtins") {
         if (n == "set") return py::make_set(iterable(a, n));
+        // multiprocessing pickles dict views (a manager dict's keys()) as list(items).
+        if (n == "list") return py::make_list(iterable(a, n));
         if (n == "frozenset") return py::make_frozenset(iterable(a, n));
         if (n == "bytes") return object(byte_arguments(a, n));
         if (n == "bytearray") return object(py::bytearray{byte_arguments(a, n)});
@@ -226,6 +235,8 @@ py::object call_global(const py::object& callable, const py::object& args, std::
     } else if (g.module == "collections") {
         if (a.empty()) return py::make_dict({}, true);
         bad("collections.OrderedDict() with arguments");
+    } else if (is_queue_exception(g.module, n)) {
+        return instance_of(g, args);
     }
     bad("calling " + g.module + "." + n + " is not allowed");
 }
