@@ -13,6 +13,7 @@ pkgs=(
   python3-joblib                                # parallel_map benchmark baseline (joblib)
   chromium                                      # headless browser test of the HTML performance report
   libopenmpi-dev openmpi-bin                    # multiproc::mpi (optional target) and its tests
+  libmpich-dev mpich                            # the same with MPICH (the mpich preset)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -155,7 +155,7 @@ hosts)
         fail "the tasks did not run on both mp-host-a and mp-host-b"
     ;;
 remote_dies | link_down)
-    wait_for "^20 results" 60 || { cat "$out"; fail "the map did not start"; }
+    wait_for "^20 results" 40 || { cat "$out"; fail "the map did not start"; }
     victim=$(remote_rank)
     [ -n "$victim" ] || { cat "$out"; fail "no rank found on mp-host-b"; }
     start=$EPOCHREALTIME
@@ -170,11 +170,11 @@ remote_dies | link_down)
         ip -n "$nsB" link set veth-b down || fail "cannot take the link down"
         report="MPI rank 2 \(pid $victim on host mp-host-b\) sent nothing for 3 s"
     fi
-    wait_for "$report" 40 || { cat "$out"; fail "no report matching: $report"; }
+    wait_for "$report" 30 || { cat "$out"; fail "no report matching: $report"; }
     t_report=$(since "$start")
-    wait_end 40
+    wait_end 30
     t_end=$(since "$start")
-    wait_empty 20
+    wait_empty 15
     t_empty=$(since "$start")
     cat "$out"
     [ "$status" -ne 0 ] || fail "exit status 0, expected non-zero"
