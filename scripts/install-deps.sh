@@ -13,6 +13,8 @@ pkgs=(
   python3-joblib                                # parallel_map benchmark baseline (joblib)
   chromium                                      # headless browser test of the HTML performance report
   libopenmpi-dev openmpi-bin                    # multiproc::mpi (optional target) and its tests
+  libmpich-dev mpich                            # the same with MPICH (the mpich preset)
+  munge slurm-wlm                               # the srun test (tests/mpi/slurm.sh, a one-node Slurm)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -50,6 +52,21 @@ int dies_on_rank_2(int x) {
 int stops_on_rank_2(int x) {
     if (x >= 20 && mp::mpi::rank() == 2) std::raise(SIGSTOP);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return x;
+}
+
+// The host a task ran on (the UTS namespace's name: the two-host test gives each its own).
+std::string host_of(int) {
+    std::ifstream f("/proc/sys/kernel/hostname");
+    std::string name;
+    std::getline(f, name);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return name;
+}
+
+// A task of 10 ms: a map of them lasts long enough for the test driver to break the job.
+int slow(int x) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
     return x;
 }
 
@@ -202,6 +219,35 @@ void run_rank_fails(int (*f)(int)) {
     }
 }
 
+// Tasks of every worker rank, counted by the host each ran on (tests/mpi/two_hosts.sh).
+void run_hosts() {
+    mp::Pool pool(std::nullopt, on_mpi());
+    std::map<std::string, int> by_host;
+    for (const auto& h : pool.map(host_of, iota(300), 1)) ++by_host[h];
+    std::printf("rank 0 runs on host %s; tasks by host:", host_of(0).c_str());
+    for (const auto& [h, n] : by_host) std::printf(" %s=%d", h.c_str(), n);
+    std::printf("\n");
+    check(by_host.size() >= 2, "tasks ran on two hosts or more");
+}
+
+// A long map that something outside breaks (tests/mpi/two_hosts.sh kills a rank or cuts a
+// link once "20 results" is printed): the map must end in mp::BrokenProcessPool.
+void run_until_broken() {
+    mp::Pool pool(std::nullopt, on_mpi());
+    int n = 0;
+    try {
+        for (int v : pool.imap(slow, iota(20000), 1)) {
+            if (++n != 20) continue;
+            std::printf("%d results (the last %d)\n", n, v);
+            std::fflush(stdout);
+        }
+        check(false, "the map is broken before its end");
+    } catch (const mp::BrokenProcessPool& e) {
+        std::printf("caught mp::BrokenProcessPool after %d results: %s\n", n, e.what());
+        std::fflush(stdout);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -221,6 +267,8 @@ int main(int argc, char** argv) {
         else if (what == "descriptor") run_descriptor();
         else if (what == "rank_dies") run_rank_fails(dies_on_rank_2);
         else if (what == "rank_silent") run_rank_fails(stops_on_rank_2);
+        else if (what == "hosts") run_hosts();
+        else if (what == "until_broken") run_until_broken();
         else if (what == "build") check(mp::mpi::size() == 3, "three ranks");
 #ifdef MP_TEST_OTHER_BUILD
         // Another build of this program (tests/mpi/CMakeLists.txt): different bytes, so a
