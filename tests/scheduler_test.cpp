@@ -6,8 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -73,7 +73,8 @@ public:
         counts_->remaining_calls.fetch_add(1, std::memory_order_relaxed);
         return pulled_ ? 0 : 1;
     }
-    void complete(std::uint64_t, std::span<const std::byte>, std::span<mp::detail::UniqueFd>) override {
+    void complete(std::uint64_t, std::span<const std::byte>,
+                  std::span<mp::detail::UniqueFd>) override {
         counts_->finish(true);
     }
     void fail(std::uint64_t, std::exception_ptr) override { counts_->finish(false); }
