@@ -2,7 +2,7 @@
 """Runs every MPI row of docs/bench.md in one go and prints the table with its ratios.
 
     cmake --build --preset default --target mpi_tiny mpi_hello
-    python3 bench/mpi_rows.py [--build-dir build/default] [--runs 5] [--no-mpi4py]
+    python3 bench/mpi_rows.py [--build-dir build/default] [--runs 5] [--no-mpi4py] [--filter RE]
 
 Rows (each side a fresh process or mpirun job per run; runs alternate between the two sides of
 a row, so that the load of the shared machine falls on both alike; the table gives the median
@@ -26,6 +26,7 @@ are skipped with a note. Each C++ run prints the median of its own timed rounds 
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -117,6 +118,7 @@ def main():
     ap.add_argument("--build-dir", default=str(ROOT / "build" / "default"))
     ap.add_argument("--runs", type=int, default=5, help="runs of each side of a row (default 5)")
     ap.add_argument("--no-mpi4py", action="store_true", help="skip the mpi4py.futures rows")
+    ap.add_argument("--filter", help="only the rows whose name matches this regex")
     args = ap.parse_args()
     bench = Path(args.build_dir) / "bench"
     tiny, hello = str(bench / "mpi_tiny"), str(bench / "mpi_hello")
@@ -165,6 +167,8 @@ def main():
          lambda: startup(m3 + [hello], False),
          lambda: startup(m3 + [tiny, "mpi", "1", "first"], False), None),
     ]
+    if args.filter:
+        rows = [r for r in rows if re.search(args.filter, r[0])]
     load_before = os.getloadavg()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results = measure(rows, args.runs)
