@@ -67,16 +67,21 @@ bool Scheduler::can_take(const Worker& w, std::size_t depth) const {
 // idle worker (the batch estimate cannot tell a long task from a short one before it has run:
 // two submissions must not share one worker while another has nothing to do). Unbounded when a
 // source cannot say how much it holds.
+// The sum stops once it reaches a full batch for every idle worker: the answer is then fixed, and
+// a long queue of single tasks (apply_async) costs no walk on every submission.
 std::size_t Scheduler::idle_share(const std::vector<Worker>& workers) const {
     std::size_t idle = 0;
     for (const auto& w : workers) idle += can_take(w, 1) ? 1 : 0;
+    if (idle == 0) return kMaxBatchTasks;
+    const std::size_t enough = idle * kMaxBatchTasks;
     std::size_t waiting = retry_.size();
     for (const auto& e : entries_) {
+        if (waiting >= enough) return kMaxBatchTasks;
         const auto rem = e->src->remaining();
         if (!rem) return kMaxBatchTasks;
         waiting += *rem;
     }
-    return idle == 0 ? kMaxBatchTasks : std::max<std::size_t>(1, (waiting + idle - 1) / idle);
+    return std::max<std::size_t>(1, (waiting + idle - 1) / idle);
 }
 
 void Scheduler::fill(std::vector<Worker>& workers) {
