@@ -3,6 +3,7 @@
 
     python3 bench/compile_time.py [--runs 7] [--compiler c++] [--build-dir build/default]
                                   [--include-dir include] [--per-header] [--before DIR]
+                                  [--std-only]
 
 Compiles small programs against the source tree's include/ directory with the flags the
 library itself is built with (read from the build directory's compile_commands.json when there
@@ -12,6 +13,8 @@ of each and the number of lines its preprocessed form has:
     baseline   a one-line program including <vector> and <string>
     umbrella   a one-line program including <multiproc/multiproc.hpp>
     pool_map   one Pool::map call (the seed's square example)
+    std_only   (--std-only) only the standard and system headers that multiproc's headers
+               include themselves: what the umbrella costs before a line of multiproc is parsed
 
 Runs are interleaved (baseline, umbrella, pool_map, baseline, ...) so that load from other
 processes falls on all of them alike. Both the wall time and the CPU time (user + system) of
@@ -84,6 +87,27 @@ def library_flags(build_dir):
 INCLUDE = os.path.join(ROOT, "include")
 
 
+def std_only_program(cxx, flags, include):
+    """A program including exactly the headers outside include/ that the umbrella's own headers
+    include (the first level below a multiproc header, from `-H`), in the order met."""
+    src = "#include <multiproc/multiproc.hpp>\n"
+    out = subprocess.run([cxx, *flags, "-I", include, "-H", "-fsyntax-only", "-x", "c++", "-"],
+                         input=src, capture_output=True, text=True, check=True).stderr
+    stack, seen = [], []
+    mine = os.path.join(include, "")
+    for line in out.splitlines():
+        dots, _, path = line.partition(" ")
+        if not dots or dots.strip(".") or not path:
+            continue
+        depth = len(dots)
+        del stack[depth - 1:]
+        parent = stack[-1] if stack else mine
+        if parent.startswith(mine) and not path.startswith(mine) and path not in seen:
+            seen.append(path)
+        stack.append(path)
+    return "".join('#include "%s"\n' % h for h in seen) + "int main() { return 0; }\n"
+
+
 def compile_once(cxx, flags, src, out, include):
     """Wall time and CPU time (user + system, of the compiler and its children) of one compile."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -110,6 +134,8 @@ def main():
     ap.add_argument("--include-dir", default=os.path.join(ROOT, "include"))
     ap.add_argument("--per-header", action="store_true")
     ap.add_argument("--before", help="another include directory: adds a 'before' row of each program")
+    ap.add_argument("--std-only", action="store_true",
+                    help="adds a row of only the standard headers that multiproc's headers include")
     args = ap.parse_args()
     global INCLUDE
     INCLUDE = os.path.abspath(args.include_dir)
@@ -122,6 +148,8 @@ def main():
             if h.endswith(".hpp"):
                 programs[h] = "#include <multiproc/%s>\nint main() { return 0; }\n" % h
 
+    if args.std_only:
+        programs["std_only"] = std_only_program(args.compiler, flags, INCLUDE)
     includes = {name: INCLUDE for name in programs}
     if args.before:
         for name in list(PROGRAMS)[1:]:

@@ -216,7 +216,8 @@ void prepare_child_path() {
     g_child_pid.store(sys::current_pid(), std::memory_order_relaxed);
     if (!g_child_path_prepared) reset_children_after_fork();
     sys::sigint_forget_after_fork();  // the parent's mp::SigintGuard is not the child's
-    trace::child_started(info->parent_pid, sys::current_pid());  // waits go to a tracing parent
+    // Waits go to a tracing parent.
+    trace::child_started(info->parent_pid, sys::current_pid(), info->parent_traced);
 
     force_start_method(info->start_method);
     if (info->daemon) arm_daemon_death(*info);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <mutex>
 #include <thread>
 #include <utility>
 

@@ -55,6 +55,9 @@ struct CurrentProcess::Info {
     // the program's own processes.
     std::string authkey;
     std::string parent_name;
+    // The parent recorded a timeline when it started this child (trace::children_record()):
+    // only then does the child look for the recording's directory.
+    bool parent_traced = false;
     // A pidfd of the parent, owned by the child for its whole life. kParentPidfdUnopened until
     // parent_process() first needs it (opening it costs the child a system call and a check
     // at every start); -1 when the parent had already ended (or is not known by pid).

@@ -324,6 +324,7 @@ void Process::start() {
         child->parent_pid = sys::current_pid();
         child->off_main_thread = sys::current_tid() != child->parent_pid;
         child->parent_name = me->name;
+        child->parent_traced = detail::trace::children_record();
         s.starting = true;
     }
     std::unique_ptr<detail::Popen> popen;

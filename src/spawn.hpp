@@ -57,6 +57,7 @@ struct ChildBootstrap {
     pid_t parent_pid = 0;
     std::string parent_name;
     std::string authkey;          // CurrentProcess::Info::authkey
+    bool parent_traced = false;   // CurrentProcess::Info::parent_traced
     std::vector<std::byte> call;  // ShippedCall::bytes
     std::uint32_t nfds = 0;       // how many descriptors travel with the call
 };

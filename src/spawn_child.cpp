@@ -22,7 +22,7 @@ namespace mp::detail {
 namespace {
 
 constexpr std::uint32_t kMagic = 0x6d707370;  // "mpsp"
-constexpr std::uint32_t kVersion = 3;
+constexpr std::uint32_t kVersion = 4;
 
 enum class Role { program, spawned_child, forkserver };
 
@@ -150,7 +150,7 @@ std::vector<std::byte> encode_bootstrap(const CurrentProcess::Info& child,
     const auto n = static_cast<std::uint32_t>(nfds);
     const auto method = static_cast<std::uint8_t>(child.start_method);
     e(kMagic, kVersion, child.name, child.identity, child.daemon, child.off_main_thread, method,
-      parent, child.parent_name, child.authkey);
+      parent, child.parent_name, child.authkey, child.parent_traced);
     e.write_size(call.size());
     e.write_bytes(call.data(), call.size());
     e(n);
@@ -183,7 +183,8 @@ ChildBootstrap decode_bootstrap(std::span<const std::byte> bytes) {
     ChildBootstrap b;
     std::int32_t parent = 0;
     std::uint8_t method = 0;
-    d(b.name, b.identity, b.daemon, b.off_main_thread, method, parent, b.parent_name, b.authkey);
+    d(b.name, b.identity, b.daemon, b.off_main_thread, method, parent, b.parent_name, b.authkey,
+      b.parent_traced);
     if (method > static_cast<std::uint8_t>(StartMethod::forkserver))
         throw DecodeError("multiproc: corrupt bootstrap record: unknown start method");
     b.start_method = static_cast<StartMethod>(method);
@@ -226,6 +227,7 @@ PreparedChild prepare_child(ChildBootstrap b, std::vector<UniqueFd> fds, bool fo
     info.off_main_thread = b.off_main_thread && !forked_by_server;
     info.parent_name = std::move(b.parent_name);
     info.parent_pid = b.parent_pid;
+    info.parent_traced = b.parent_traced;
     if (forked_by_server) {
         // The child's real parent is the server (what its daemon's death signal follows); the
         // parent the user knows is the program, whose pidfd the server passes down (-1 if it

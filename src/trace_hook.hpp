@@ -154,8 +154,14 @@ private:
     std::uint64_t t0_ = 0;
 };
 
-/// In every child as it starts (run_child): records into the parent's directory when it exists.
-void child_started(pid_t parent, pid_t self) noexcept;
+/// True while children started now are to record into this process's directory: it records,
+/// and is not itself a child writing to its parent's. Read when a child's identity is built,
+/// so that a child of a process that does not record opens no file at its start.
+[[nodiscard]] bool children_record() noexcept;
+/// In every child as it starts (run_child): forgets the parent's recording state, then, when
+/// the parent recorded (children_record() there as it started this child), records into the
+/// parent's directory if it still exists.
+void child_started(pid_t parent, pid_t self, bool parent_records) noexcept;
 /// A Process of this process started at t0 (`method` its start method).
 void process_started(pid_t pid, const std::string& name, std::string_view method, std::uint64_t t0);
 /// A Process of this process ended with `code` (Python's exitcode: -N for signal N).

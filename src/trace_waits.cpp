@@ -29,11 +29,12 @@ std::atomic<bool> g_events_on{false};
 namespace {
 
 std::atomic<std::uint64_t> g_threshold_ns{1'000'000};
-std::atomic<bool> g_threshold_set{false};  // by set_wait_threshold: MP_TRACE_WAIT_US yields
-pid_t g_self = 0;                          // this process
-bool g_child = false;                      // events go to g_dir/<pid>.events, not to the session
-std::string g_dir;                         // the recording's directory
-std::FILE* g_file = nullptr;               // this child's events file, opened at its first event
+std::atomic<bool> g_threshold_set{false};    // by set_wait_threshold: MP_TRACE_WAIT_US yields
+std::atomic<bool> g_children_record{false};  // between children_begin and children_end
+pid_t g_self = 0;                            // this process
+bool g_child = false;                        // events go to g_dir/<pid>.events, not to the session
+std::string g_dir;                           // the recording's directory
+std::FILE* g_file = nullptr;                 // this child's events file, opened at its first event
 std::mutex g_file_m;
 std::map<std::string, std::uint64_t>* g_consumed = nullptr;  // bytes merged, per child file
 
@@ -114,12 +115,16 @@ void WaitSpan::done() noexcept {
                      "\"wait_us\":" + std::to_string((t1 - t0_) / 1000)});
 }
 
-void child_started(pid_t parent, pid_t self) noexcept {
+bool children_record() noexcept { return g_children_record.load(std::memory_order_relaxed); }
+
+void child_started(pid_t parent, pid_t self, bool parent_records) noexcept {
     g_events_on.store(false, std::memory_order_relaxed);
+    g_children_record.store(false, std::memory_order_relaxed);  // the directory is the parent's
     g_child = false;
     g_file = nullptr;            // a forked parent's file is the parent's to close
     new (&g_file_m) std::mutex;  // another thread of the parent may have held it at fork
     g_self = self;
+    if (!parent_records) return;
     try {
         const std::string dir = dir_of(parent);
         std::FILE* f = std::fopen((dir + "/wait_ns").c_str(), "r");
@@ -180,6 +185,7 @@ void children_begin(std::uint64_t threshold_ns) {
         std::fprintf(f, "%llu\n", static_cast<unsigned long long>(threshold_ns));
         std::fclose(f);
     }
+    g_children_record.store(true, std::memory_order_relaxed);
 }
 
 void children_merge(Recording& r) {
@@ -202,6 +208,7 @@ void children_merge(Recording& r) {
 
 void children_end() {
     if (g_child || g_dir.empty()) return;
+    g_children_record.store(false, std::memory_order_relaxed);
     std::error_code ec;
     std::filesystem::remove_all(g_dir, ec);
     g_dir.clear();

@@ -4,13 +4,13 @@
 
 #include <gtest/gtest.h>
 
-#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "helpers/capture.hpp"
+#include "helpers/idle_thread.hpp"
 #include "helpers/start_method_test.hpp"
 #include "multiproc/managers.hpp"
 #include "multiproc/pool.hpp"
@@ -193,22 +193,12 @@ TEST(Logging, ForkWarningGoesThroughTheLogger) {
         std::lock_guard lk(g_received.m);
         g_received.lines.clear();
     }
-    std::mutex m;
-    std::condition_variable cv;
-    bool done = false;
-    std::thread other([&] {
-        std::unique_lock lk(m);
-        cv.wait(lk, [&] { return done; });
-    });
-    auto p = mp::get_context("fork").Process([] {});
-    p.start();
-    p.join();
     {
-        std::lock_guard lk(m);
-        done = true;
+        mp::test::IdleThread other;
+        auto p = mp::get_context("fork").Process([] {});
+        p.start();
+        p.join();
     }
-    cv.notify_all();
-    other.join();
     mp::get_logger().reset_handler();
     EXPECT_EQ(g_received.count("is multi-threaded", mp::LogLevel::warning), 1u) << g_received.all();
 }

@@ -12,7 +12,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -26,6 +25,7 @@
 #include <vector>
 
 #include "helpers/capture.hpp"
+#include "helpers/idle_thread.hpp"
 #include "helpers/thread_gone.hpp"
 #include "multiproc/connection.hpp"
 #include "multiproc/errors.hpp"
@@ -914,15 +914,9 @@ TEST(ForkWarning, LoggedOnceWhenMultiThreaded) {
     }
     EXPECT_EQ(count(single, "is multi-threaded"), 0) << single;
 
-    std::mutex m;
-    std::condition_variable cv;
-    bool done = false;
-    std::thread other([&] {
-        std::unique_lock lk(m);
-        cv.wait(lk, [&] { return done; });
-    });
     std::string multi;
     {
+        mp::test::IdleThread other;
         Capture err(2);
         for (int i = 0; i < 3; ++i) {
             auto p = ctx.Process([] {});
@@ -931,12 +925,6 @@ TEST(ForkWarning, LoggedOnceWhenMultiThreaded) {
         }
         multi = err.finish();
     }
-    {
-        std::lock_guard lk(m);
-        done = true;
-    }
-    cv.notify_all();
-    other.join();
     EXPECT_EQ(count(multi, "is multi-threaded"), 1) << multi;
     EXPECT_NE(multi.find("use of fork() may lead to deadlocks in the child"), std::string::npos);
 }

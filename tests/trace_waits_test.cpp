@@ -209,6 +209,20 @@ TEST_P(TraceWaitsTest, NothingIsRecordedWhenTracingIsOff) {
                                          std::to_string(mp::current_process().pid())));
 }
 
+// A directory of this pid left by a recorder that died (its pid reused by this process) is
+// not a recording: a child of a process that records nothing writes no events into it.
+TEST_P(TraceWaitsTest, AChildOfAProcessNotRecordingIgnoresALeftoverDirectory) {
+    const std::string dir = "/tmp/multiproc-trace-" + std::to_string(mp::current_process().pid());
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir + "/wait_ns") << "0\n";
+    mp::Queue<int> q;
+    auto p = start(get_from_empty, q);
+    join_ok(p);
+    const bool events = std::filesystem::exists(dir + "/" + std::to_string(*p.pid()) + ".events");
+    std::filesystem::remove_all(dir);
+    EXPECT_FALSE(events);
+}
+
 INSTANTIATE_TEST_SUITE_P(StartMethods, TraceWaitsTest,
                          ::testing::ValuesIn(mp::get_all_start_methods()),
                          [](const auto& info) { return info.param; });

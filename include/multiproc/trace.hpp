@@ -22,8 +22,10 @@
 // predictable branch per task.
 #pragma once
 
-#include <chrono>
 #include <string>
+
+// std::chrono::microseconds, without <chrono>'s calendar and time zones (see std_parts.hpp).
+#include "multiproc/detail/std_parts.hpp"
 
 namespace mp::trace {
 

@@ -79,7 +79,6 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -267,10 +266,11 @@ private:
     std::unique_ptr<EngineImpl> impl_;
 };
 
-/// A condition that waiting threads block on: wait() polls a private eventfd (with the SIGINT
-/// eventfd of src/sys/signals.hpp while the thread holds an mp::SigintGuard). Other signals'
-/// handlers never end the wait (PEP 475); Ctrl-C under a guard throws mp::KeyboardInterrupt.
-/// notify_all() is cheap when nobody waits (one uncontended lock, no system call).
+/// A condition that waiting threads block on: a futex on a private counter (sliced while the
+/// thread holds an mp::SigintGuard, to look at the SIGINT flag: src/sys/signals.hpp). Other
+/// signals' handlers never end the wait (PEP 475); Ctrl-C under a guard throws
+/// mp::KeyboardInterrupt. notify_all() costs no system call when nobody waits, and one futex
+/// wake otherwise: no descriptor, no lock, so a woken waiter never contends with its waker.
 class Notifier {
 public:
     /// Wakes every thread blocked in wait (they re-check their predicate).
@@ -280,29 +280,34 @@ public:
     template <class Pred>
     bool wait(Pred ready, Deadline deadline) {
         if (ready()) return true;
-        Registration reg(*this);
+        Waiting counted(*this);
         for (;;) {
+            // The counter is read before the predicate: a notify_all after this read changes it,
+            // so block returns at once instead of missing the wake-up.
+            const std::uint32_t seen = seq_.load(std::memory_order_seq_cst);
             if (ready()) return true;
-            if (!reg.block(deadline)) return ready();
+            if (!block(seen, deadline)) return ready();
         }
     }
 
 private:
-    class Registration {
+    // Counts a waiter for its wait's whole length, so notify_all skips the wake when there is
+    // none (seq_cst on both sides: a waiter counted too late reads the new counter).
+    class Waiting {
     public:
-        explicit Registration(Notifier& n);
-        Registration(const Registration&) = delete;
-        Registration& operator=(const Registration&) = delete;
-        ~Registration();
-        bool block(Deadline deadline);  // false on timeout; KeyboardInterrupt on Ctrl-C
+        explicit Waiting(Notifier& n) noexcept : n_(n) {
+            n_.waiting_.fetch_add(1, std::memory_order_seq_cst);
+        }
+        Waiting(const Waiting&) = delete;
+        Waiting& operator=(const Waiting&) = delete;
+        ~Waiting() { n_.waiting_.fetch_sub(1, std::memory_order_seq_cst); }
 
     private:
         Notifier& n_;
-        UniqueFd fd_;
     };
-    std::mutex m_;
-    std::vector<int> waiters_;
-    std::atomic<int> count_{0};
+    bool block(std::uint32_t seen, Deadline deadline);  // false on timeout; KeyboardInterrupt
+    std::atomic<std::uint32_t> seq_{0};
+    std::atomic<int> waiting_{0};
 };
 
 }  // namespace mp::detail
