@@ -267,7 +267,7 @@ TEST(ManagerPython, CppSideOfTheObjects) {
     mp::PyList l;
     l.append(std::vector<int>{1, 2});
     EXPECT_EQ(l.get<std::vector<int>>(0), (std::vector<int>{1, 2}));
-    EXPECT_THROW(l.get(1), std::out_of_range);
+    EXPECT_THROW(static_cast<void>(l.get(1)), std::out_of_range);
 }
 
 }  // namespace
