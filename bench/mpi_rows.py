@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from run import fmt  # the number format of run.py's tables
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = "/usr/bin/python3"
 
@@ -81,16 +83,6 @@ def measure(rows, runs):
         results.append((name, unit, higher, goal, label, b, m))
         print(f"  {name}: {label} {b}, multiproc {m}", file=sys.stderr, flush=True)
     return results
-
-
-def fmt(v):
-    if v >= 1e6:
-        return f"{v / 1e6:.1f} M"
-    if v >= 1e4:
-        return f"{v / 1e3:.0f} k"
-    if v >= 100:
-        return f"{v:.0f}"
-    return f"{v:.3g}"
 
 
 def table(results):

@@ -22,19 +22,13 @@
 #include <string>
 #include <vector>
 
+#include "spin.hpp"
+
 namespace {
 
 int inc(int x) { return x + 1; }
 
-// About ARG loop turns of CPU work, the same on every machine and compiler.
-std::uint64_t spin(std::uint64_t n) {
-    std::uint64_t x = n;
-    for (std::uint64_t i = 0; i < n; ++i) {
-        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-        asm volatile("" : "+r"(x));
-    }
-    return x;
-}
+using mp_bench::spin;
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -42,6 +42,7 @@
 #include "multiproc/context.hpp"
 #include "multiproc/pool.hpp"
 #include "raw.hpp"
+#include "spin.hpp"
 
 namespace bench {
 namespace {
@@ -53,16 +54,7 @@ constexpr int kWorkers = 2;
 
 int square(int x) { return x * x; }
 
-// ~1 ms of CPU for the calibrated n: a chain of multiply-adds the compiler can neither drop
-// nor shorten (the empty asm makes every step's value observable).
-std::uint64_t spin(std::uint64_t n) {
-    std::uint64_t x = n;
-    for (std::uint64_t i = 0; i < n; ++i) {
-        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-        asm volatile("" : "+r"(x));
-    }
-    return x;
-}
+using mp_bench::spin;
 
 // The loop count for ~1 ms: the fastest of several timed trials (the least disturbed by
 // other processes), so that every run, serial or pooled, gets nearly the same count.
