@@ -11,9 +11,11 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <thread>
@@ -537,6 +539,38 @@ TEST(Signals, PendingSigintIsOneExceptionAndTheGuardRestoresTheDisposition) {
     ::sigaction(SIGINT, nullptr, &after);
     EXPECT_EQ(after.sa_handler, before.sa_handler);
     EXPECT_NO_THROW(mp::throw_if_interrupted());  // without a guard, never
+}
+
+// The number of descriptors this process holds.
+std::size_t open_fd_count() {
+    std::size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        static_cast<void>(e);
+        ++n;
+    }
+    return n;
+}
+
+// A get() that blocks holds no descriptor of its own (results wake their waiters through a
+// futex, which signals do not fail and Ctrl-C under a guard interrupts, as the tests above
+// check): threads waiting on results cost no descriptor each.
+TEST(Signals, ABlockedGetHoldsNoDescriptor) {
+    mp::Pool pool(1);
+    ASSERT_EQ(pool.apply(square, 3), 9);  // the worker is up: its descriptors are counted below
+    auto r = pool.apply_async(sleepy, 300);
+    const std::size_t before = open_fd_count();
+    std::atomic<bool> done{false};
+    std::thread getter([&] {
+        EXPECT_EQ(r.get(), 300);
+        done.store(true);
+    });
+    std::size_t most = before;
+    while (!done.load()) {
+        most = std::max(most, open_fd_count());
+        sleep_ms(1);
+    }
+    getter.join();
+    EXPECT_EQ(most, before);
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, SignalsTest,
