@@ -15,6 +15,7 @@
 #include <tuple>
 #include <vector>
 
+#include "helpers/sanitizer.hpp"
 #include "helpers/start_method_test.hpp"
 #include "multiproc/futures.hpp"
 #include "multiproc/pool.hpp"
@@ -151,8 +152,12 @@ TEST_P(CancelMapTest, CancelAfterTheLastResultReturnsFalse) {
     EXPECT_FALSE(done.cancelled());
     EXPECT_TRUE(done.successful());
     EXPECT_EQ(done.get(), squares(200));
-    // A cancel racing the end of a map: either it won (CancelledError) or the map did.
-    for (int round = 0; round < 20; ++round) {
+    // A cancel racing the end of a map: either it won (CancelledError) or the map did. Not
+    // under AddressSanitizer with fork: a won race may kill workers whose replacements are
+    // forked while this thread allocates, and g++ 12's ASan allocator is not fork-safe (the
+    // child hangs; see task_timeout_test's RestartsAreCountedByReason).
+    const int rounds = mp::test::asan && GetParam() == "fork" ? 0 : 20;
+    for (int round = 0; round < rounds; ++round) {
         auto r = pool.map_async(square, iota(64), 4);
         if (round % 2) std::this_thread::sleep_for(std::chrono::microseconds(200 * round));
         if (r.cancel(mp::force)) {

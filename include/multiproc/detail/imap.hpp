@@ -395,7 +395,7 @@ public:
 
     /// Stops the map (as closing Python's generator): nothing more of it is sent to a worker;
     /// the items running finish, their results dropped. The next step throws
-    /// mp::CancelledError.
+    /// mp::CancelledError. Call it (and cancel(mp::force)) from the thread that iterates.
     void cancel() {
         src_->cancel();
         cancelled_ = true;
