@@ -77,8 +77,9 @@ TEST(ManagerPython, DocsQueueClientUnchanged) {
         Served s;
         auto p = s.peer(python, "queue");
         EXPECT_EQ(s.queue.get<std::string>(std::chrono::seconds(60)), "hello");
-        s.queue.put("back");
         EXPECT_EQ(p.line(), "put True");
+        EXPECT_EQ(p.line(), "taken True");  // only now: Python's get must not take "hello"
+        s.queue.put("back");
         EXPECT_EQ(p.line(), "got back");
         EXPECT_EQ(p.line(), "empty _queue.Empty");
         EXPECT_EQ(p.line(), "empty_nowait _queue.Empty");

@@ -1,6 +1,6 @@
-# Sourced by the example runners: starts the server example "$1" on 127.0.0.1 (a free port) with
-# the key abracadabra, waits for its "serving at" line and sets $pid, $out and $address. The
-# server is killed and its output removed when the runner exits.
+# Sourced by the example runners: starts the server example $1 (the runner's first argument)
+# on 127.0.0.1 (a free port) with the key abracadabra, waits for its "serving at" line and sets
+# $pid, $out and $address. The server is killed and its output removed when the runner exits.
 out=$(mktemp)
 trap 'kill $pid 2>/dev/null; rm -f "$out"' EXIT
 "$1" 127.0.0.1:0 abracadabra > "$out" &

@@ -8,9 +8,20 @@ endif()
 # python3): the Python client puts work into the C++ server's queue and reads the results.
 if(MULTIPROC_BUILD_EXAMPLES)
   add_test(NAME example_python_manager
-           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cmake/python_manager.sh
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cmake/serve_and_run.sh
                    $<TARGET_FILE:python_manager_server>
-                   ${PROJECT_SOURCE_DIR}/examples/python_manager_client.py)
+                   /usr/bin/python3 ${PROJECT_SOURCE_DIR}/examples/python_manager_client.py)
   set_tests_properties(example_python_manager PROPERTIES TIMEOUT 60
                        PASS_REGULAR_EXPRESSION "squares: \\[0, 1, 4, 9, 16, 25, 36, 49, 64, 81\\].*server stopped")
+endif()
+
+# The other direction: examples/python_manager_server.py (Python's own BaseManager, Debian's
+# python3) served to examples/py_manager_client.cpp, which computes the server's jobs on a Pool.
+if(MULTIPROC_BUILD_EXAMPLES)
+  add_test(NAME example_py_manager_client
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cmake/serve_and_run.sh
+                   ${PROJECT_SOURCE_DIR}/examples/python_manager_server.py
+                   $<TARGET_FILE:py_manager_client>)
+  set_tests_properties(example_py_manager_client PROPERTIES TIMEOUT 60
+                       PASS_REGULAR_EXPRESSION "computed 20 jobs; the server's dict holds 20 results, 7 -> 343.*server saw 20 results; 7 -> 343")
 endif()

@@ -72,6 +72,12 @@ def main():
         q = m.get_queue()
         q.put('hello')
         say('put', q.qsize() >= 0)
+        # The C++ side takes 'hello' and puts 'back' only after this line: a get of ours before
+        # it took 'hello' could win 'hello' instead.
+        deadline = time.monotonic() + 60
+        while q.qsize() > 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        say('taken', q.qsize() == 0)
         say('got', q.get(timeout=30))  # what the C++ side put back
         say('empty', error_name(lambda: q.get(timeout=0.05)))
         say('empty_nowait', error_name(q.get_nowait))
