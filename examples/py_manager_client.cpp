@@ -35,8 +35,7 @@ int main(int argc, char** argv) {
     const std::vector<std::int64_t> cubes = pool.map(cube, batch);
     for (std::size_t i = 0; i < batch.size(); ++i) results.set(batch[i], cubes[i]);
 
-    std::printf("computed %zu jobs; the server's dict holds %zu results, 7 -> %lld\n",
-                batch.size(), results.size(),
-                static_cast<long long>(results.get<std::int64_t>(std::int64_t{7})));
+    std::printf("computed %zu jobs; the server's dict holds %zu results, 7 -> %lld\n", batch.size(),
+                results.size(), static_cast<long long>(results.get<std::int64_t>(std::int64_t{7})));
     m.shutdown();  // Python: what BaseManager.shutdown sends to a server it started
 }
