@@ -147,10 +147,11 @@ void ResultStateBase::remove_waiter(ResultWaiter* w) noexcept {
 
 
 void ResultWaiter::on_done(ResultStateBase* s) {
-    {
-        std::lock_guard lk(m_);
-        done_.push_back(s);
-    }
+    // Notified under the lock: the waiter sees `s` only after this unlock, so it cannot return
+    // and destroy the notifier (as_completed's waiter lives in the caller's iterator, and a state
+    // it has taken is not removed under the state's lock) while notify_all still touches it.
+    std::lock_guard lk(m_);
+    done_.push_back(s);
     notifier_.notify_all();
 }
 
