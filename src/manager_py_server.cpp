@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "manager_py.hpp"
+#include "manager_wait.hpp"
 #include "multiproc/connection.hpp"
 #include "multiproc/logging.hpp"
 #include "multiproc/pickle.hpp"
@@ -114,15 +115,19 @@ public:
 
     // Python's serve_client: one request after another until the client leaves.
     void serve_client() {
+        RequestWait wait;
         while (!hooks_.stopping()) {
             std::vector<std::byte> frame;
+            wait.before_recv(c_);
             try {
                 frame = c_.recv_bytes();
             } catch (const std::exception&) {
                 return;  // the client is gone
             }
+            wait.received();
             const auto r = parse(frame, hooks_);
             if (!r || !send(call(*r))) return;
+            wait.replied();
         }
     }
 

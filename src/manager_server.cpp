@@ -10,6 +10,7 @@
 #include "manager_protocol.hpp"
 #include "manager_py.hpp"
 #include "manager_store.hpp"
+#include "manager_wait.hpp"
 #include "multiproc/detail/task_protocol.hpp"
 #include "multiproc/logging.hpp"
 #include "multiproc/manager_python.hpp"
@@ -329,21 +330,25 @@ struct ServerState {
             return;
         }
         std::uint64_t session = 0;
+        RequestWait wait;
         for (;;) {
             try {
                 if (!answer_attach(c, frame, session)) c.send_bytes(handle(frame, session));
             } catch (...) {
                 break;  // the client is gone
             }
+            wait.replied();
             if (stopping) {
                 listener.close();  // ends serve_forever's accept
                 break;
             }
+            wait.before_recv(c);
             try {
                 frame = c.recv_bytes();
             } catch (...) {
                 break;  // the client is gone (or sent a frame that cannot be read)
             }
+            wait.received();
         }
         if (session != 0) end_session(session);
     }
