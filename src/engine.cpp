@@ -143,7 +143,8 @@ EngineImpl::EngineImpl(EngineOptions opts)
     trace_engine_started();
     workers_.resize(static_cast<std::size_t>(nproc_));
     try {
-        for (auto& w : workers_) start_worker(w, opts_, threads_per_worker_, next_worker_name_++);
+        for (std::size_t i = 0; i < workers_.size(); ++i)
+            start_worker(workers_[i], opts_, threads_per_worker_, next_worker_name_++, i);
     } catch (...) {
         kill_workers(workers_);
         throw;
@@ -489,7 +490,7 @@ void EngineImpl::on_death(std::size_t index) {
         stopping = terminating_ || broken_;
     }
     if (!stopping) {
-        start_worker(w, opts_, threads_per_worker_, next_worker_name_++);
+        start_worker(w, opts_, threads_per_worker_, next_worker_name_++, index);
         scheduler_.stats().worker_replaced(index, death.reason, death.how, w.pid);
     }
     publish_pids();

@@ -61,8 +61,10 @@ EngineOptions with_host(EngineOptions opts);
 /// How many workers an engine with these options (from with_host) runs.
 int worker_count(const EngineOptions& opts);
 
-/// Starts a worker process (named PoolWorker-<number>) and queues its init frame.
-void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t number);
+/// Starts worker `index` (a process named PoolWorker-<number>, or the host's worker `index`) and
+/// queues its init frame.
+void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t number,
+                  std::size_t index);
 
 /// Queues the exit frame (once): the worker finishes what it holds and exits 0.
 void retire_worker(Worker& w, RestartReason why = RestartReason::max_tasks);
