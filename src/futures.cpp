@@ -211,10 +211,11 @@ ProcessPoolExecutor::ProcessPoolExecutor(std::optional<int> max_workers, Executo
         throw UsageError("mp::ProcessPoolExecutor: max_workers must be at least 1");
     // On the "mpi" context the default is every slot of every worker rank (0), not this host's.
     const bool cluster = options.context && options.context->method() == StartMethod::mpi;
-    auto eo = detail::front_end_engine_options("mp::ProcessPoolExecutor",
-                                               max_workers.value_or(cluster ? 0 : process_cpu_count()),
-                                               options.initializer, options.max_tasks_per_child,
-                                               options.context, options.retries);
+    auto eo =
+        detail::front_end_engine_options("mp::ProcessPoolExecutor",
+                                         max_workers.value_or(cluster ? 0 : process_cpu_count()),
+                                         options.initializer, options.max_tasks_per_child,
+                                         options.context, options.retries);
     detail::set_worker_limits(eo, options.task_timeout, options.retry_timeouts,
                               options.max_memory_per_child);
     engine_ = std::make_unique<detail::Engine>(std::move(eo));

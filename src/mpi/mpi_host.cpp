@@ -49,9 +49,9 @@ struct Channel {
     // Signalled when the rank is found dead or silent, or the slot's worker died.
     UniqueFd sentinel = sys::make_eventfd();
     std::mutex m;
-    std::string ended;                 // how the rank ended, once found dead or silent
-    std::optional<HostedDeath> died;   // how the slot's worker died, until reaped
-    std::uint32_t session = 0;         // 0: no session open
+    std::string ended;                // how the rank ended, once found dead or silent
+    std::optional<HostedDeath> died;  // how the slot's worker died, until reaped
+    std::uint32_t session = 0;        // 0: no session open
     std::vector<std::vector<std::byte>> outgoing;
     std::deque<std::pair<std::vector<std::byte>, std::size_t>> incoming;  // message, read offset
 };
@@ -231,8 +231,8 @@ public:
             std::lock_guard lk(ch.m);
             try {
                 if (!planned && ch.session)
-                    ch.outgoing.push_back(
-                        make_message(MessageKind::cancel, ch.session, {}, ch.slot));
+                    ch.outgoing.push_back(make_message(MessageKind::cancel, ch.session, {},
+                                                       ch.slot));
             } catch (...) {
             }
             ch.session = 0;
@@ -253,8 +253,7 @@ void RootLink::send_some() {
             "Lock, or a vector of 1 MiB or more passed through shared memory), which cannot "
             "reach an MPI rank");
     std::vector<std::vector<std::byte>> msgs;
-    split_data(msgs, session_, std::span<const std::byte>(out_.bytes).subspan(out_.sent),
-               ch_.slot);
+    split_data(msgs, session_, std::span<const std::byte>(out_.bytes).subspan(out_.sent), ch_.slot);
     out_.bytes.clear();
     out_.sent = 0;
     {

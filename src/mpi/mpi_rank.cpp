@@ -53,9 +53,8 @@ void append(wire::FrameInbox& in, std::span<const std::byte> bytes) {
 void send_to_root(const std::vector<std::vector<std::byte>>& msgs) {
     std::lock_guard lk(g_mpi_m);
     for (const auto& m : msgs)
-        check_mpi(
-            MPI_Send(m.data(), static_cast<int>(m.size()), MPI_BYTE, 0, kTag, MPI_COMM_WORLD),
-            "sending to rank 0");
+        check_mpi(MPI_Send(m.data(), static_cast<int>(m.size()), MPI_BYTE, 0, kTag, MPI_COMM_WORLD),
+                  "sending to rank 0");
 }
 
 // One slot: its worker while one runs, the session it serves.
@@ -246,9 +245,9 @@ private:
     }
 
     std::vector<Slot> slots_;
-    std::vector<Worker> workers_;  // by slot
+    std::vector<Worker> workers_;     // by slot
     std::optional<Context> context_;  // the slot workers' start method: spawn
-    int threads_ = 1;              // OMP_NUM_THREADS & co. of a slot's worker
+    int threads_ = 1;                 // OMP_NUM_THREADS & co. of a slot's worker
     std::size_t started_ = 0;
 };
 

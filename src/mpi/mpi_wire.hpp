@@ -49,8 +49,7 @@ struct SlotDeath {
 
 /// A message: the header, then `bytes`.
 std::vector<std::byte> make_message(MessageKind kind, std::uint32_t session,
-                                    std::span<const std::byte> bytes = {},
-                                    std::uint32_t slot = 0);
+                                    std::span<const std::byte> bytes = {}, std::uint32_t slot = 0);
 
 /// Appends to `out` the data messages of `slot` that carry `bytes` (pieces of at most
 /// kMaxPiece).
