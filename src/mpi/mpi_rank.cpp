@@ -80,9 +80,12 @@ public:
     ~Relay() { kill_workers(workers_); }
 
     // Until rank 0 shuts the job down. Waits on the workers' sockets and on MPI at once: MPI
-    // gives no descriptor, so a short poll (up to 1 ms when idle) between probes.
+    // gives no descriptor, so between probes a look at the sockets and a pause that grows while
+    // nothing happens (5 us, doubling, up to a poll of 1 ms: poll's unit), so that a batch rank
+    // 0 sends right after a result reaches the idle worker in microseconds.
     void run() {
-        int idle = 0;
+        using namespace std::chrono;
+        auto pause = microseconds(0);
         std::vector<pollfd> pfds;
         std::vector<std::pair<std::size_t, bool>> polled;  // per entry: (slot, sentinel)
         for (;;) {
@@ -100,21 +103,26 @@ public:
                 pfds.push_back({w.sentinel, POLLIN, 0});
                 polled.emplace_back(i, true);
             }
-            idle = busy ? 0 : std::min(idle + 1, 3);
-            const auto wait = std::chrono::milliseconds(idle < 3 ? 0 : 1);
-            if (sys::poll_until(pfds.data(), pfds.size(), Deadline(Timeout(wait))) == 0) continue;
+            pause = busy ? microseconds(0) : std::min(pause * 2 + microseconds(5), kMaxPause);
+            const auto wait = pause < kMaxPause ? milliseconds(0) : milliseconds(1);
+            if (sys::poll_until(pfds.data(), pfds.size(), Deadline(Timeout(wait))) == 0) {
+                if (pause < kMaxPause) std::this_thread::sleep_for(pause);
+                continue;
+            }
             for (std::size_t k = 0; k < pfds.size(); ++k) {
                 if (!pfds[k].revents) continue;
                 auto [i, sentinel] = polled[k];
                 if (!workers_[i].running()) continue;
                 if (sentinel) on_worker_end(i);
                 else pump(i);
-                idle = 0;
+                pause = microseconds(0);
             }
         }
     }
 
 private:
+    static constexpr auto kMaxPause = std::chrono::microseconds(1000);
+
     // Every message that arrived; false at shutdown. `busy` when any did.
     bool take_messages(bool& busy) {
         for (;;) {
