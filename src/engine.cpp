@@ -359,16 +359,7 @@ void EngineImpl::prepare_poll() {
     polled_.clear();
     pfds_.push_back({wake_->fd.get(), POLLIN, 0});
     polled_.emplace_back(workers_.size(), false);
-    for (std::size_t i = 0; i < workers_.size(); ++i) {
-        auto& w = workers_[i];
-        if (!w.running()) continue;
-        if (!w.link->closed()) {
-            pfds_.push_back(w.link->poll_entry());
-            polled_.emplace_back(i, false);
-        }
-        pfds_.push_back({w.sentinel, POLLIN, 0});
-        polled_.emplace_back(i, true);
-    }
+    add_poll_entries(workers_, pfds_, polled_);
 }
 
 // Time limits: workers past their task's limit are killed (SIGTERM, then SIGKILL after a grace);

@@ -166,6 +166,20 @@ Deadline escalate(Worker& w) {
     return Deadline::never();
 }
 
+void add_poll_entries(const std::vector<Worker>& workers, std::vector<pollfd>& pfds,
+                      std::vector<std::pair<std::size_t, bool>>& polled) {
+    for (std::size_t i = 0; i < workers.size(); ++i) {
+        const Worker& w = workers[i];
+        if (!w.running()) continue;
+        if (!w.link->closed()) {
+            pfds.push_back(w.link->poll_entry());
+            polled.emplace_back(i, false);
+        }
+        pfds.push_back({w.sentinel, POLLIN, 0});
+        polled.emplace_back(i, true);
+    }
+}
+
 WorkerDeath reap_worker(Worker& w) {
     if (w.host) {
         WorkerDeath d;

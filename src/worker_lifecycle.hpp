@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine_protocol.hpp"
@@ -90,6 +91,11 @@ struct WorkerDeath {
     std::deque<std::uint64_t> held;
     std::string how;  // "worker process <pid> was killed by signal 9 (SIGKILL)"
 };
+
+/// Appends to `pfds` what a supervisor's poll waits on for every running worker (its link while
+/// open, its sentinel), and to `polled`, per entry, (the worker's index, true for a sentinel).
+void add_poll_entries(const std::vector<Worker>& workers, std::vector<pollfd>& pfds,
+                      std::vector<std::pair<std::size_t, bool>>& polled);
 
 /// Joins a worker whose sentinel fired, reads its progress page and empties w.
 WorkerDeath reap_worker(Worker& w);

@@ -93,16 +93,7 @@ public:
             if (!take_messages(busy)) return;
             pfds.clear();
             polled.clear();
-            for (std::size_t i = 0; i < workers_.size(); ++i) {
-                const Worker& w = workers_[i];
-                if (!w.running()) continue;
-                if (!w.link->closed()) {
-                    pfds.push_back(w.link->poll_entry());
-                    polled.emplace_back(i, false);
-                }
-                pfds.push_back({w.sentinel, POLLIN, 0});
-                polled.emplace_back(i, true);
-            }
+            add_poll_entries(workers_, pfds, polled);
             pause = busy ? microseconds(0) : std::min(pause * 2 + microseconds(5), kMaxPause);
             const auto wait = pause < kMaxPause ? milliseconds(0) : milliseconds(1);
             if (sys::poll_until(pfds.data(), pfds.size(), Deadline(Timeout(wait))) == 0) {
