@@ -172,7 +172,7 @@ private:
 std::mutex g_ranks_m;
 std::unique_ptr<Ranks> g_ranks;
 
-// One engine's workers: ranks 1..n.
+// One engine's workers: the first n channels (slots of the worker ranks).
 class Host final : public WorkerHost {
 public:
     Host(Ranks& ranks, int n) : ranks_(ranks), n_(n) {}
