@@ -143,7 +143,8 @@ EngineImpl::EngineImpl(EngineOptions opts)
     trace_engine_started();
     workers_.resize(static_cast<std::size_t>(nproc_));
     try {
-        for (auto& w : workers_) start_worker(w, opts_, threads_per_worker_, next_worker_name_++);
+        for (std::size_t i = 0; i < workers_.size(); ++i)
+            start_worker(workers_[i], opts_, threads_per_worker_, next_worker_name_++, i);
     } catch (...) {
         kill_workers(workers_);
         throw;
@@ -358,16 +359,7 @@ void EngineImpl::prepare_poll() {
     polled_.clear();
     pfds_.push_back({wake_->fd.get(), POLLIN, 0});
     polled_.emplace_back(workers_.size(), false);
-    for (std::size_t i = 0; i < workers_.size(); ++i) {
-        auto& w = workers_[i];
-        if (!w.running()) continue;
-        if (!w.link->closed()) {
-            pfds_.push_back(w.link->poll_entry());
-            polled_.emplace_back(i, false);
-        }
-        pfds_.push_back({w.sentinel, POLLIN, 0});
-        polled_.emplace_back(i, true);
-    }
+    add_poll_entries(workers_, pfds_, polled_);
 }
 
 // Time limits: workers past their task's limit are killed (SIGTERM, then SIGKILL after a grace);
@@ -489,7 +481,7 @@ void EngineImpl::on_death(std::size_t index) {
         stopping = terminating_ || broken_;
     }
     if (!stopping) {
-        start_worker(w, opts_, threads_per_worker_, next_worker_name_++);
+        start_worker(w, opts_, threads_per_worker_, next_worker_name_++, index);
         scheduler_.stats().worker_replaced(index, death.reason, death.how, w.pid);
     }
     publish_pids();

@@ -209,10 +209,13 @@ void ExecutorSource::abandon(std::exception_ptr error) {
 ProcessPoolExecutor::ProcessPoolExecutor(std::optional<int> max_workers, ExecutorOptions options) {
     if (max_workers && *max_workers < 1)
         throw UsageError("mp::ProcessPoolExecutor: max_workers must be at least 1");
-    auto eo = detail::front_end_engine_options("mp::ProcessPoolExecutor",
-                                               max_workers.value_or(process_cpu_count()),
-                                               options.initializer, options.max_tasks_per_child,
-                                               options.context, options.retries);
+    // On the "mpi" context the default is every slot of every worker rank (0), not this host's.
+    const bool cluster = options.context && options.context->method() == StartMethod::mpi;
+    auto eo =
+        detail::front_end_engine_options("mp::ProcessPoolExecutor",
+                                         max_workers.value_or(cluster ? 0 : process_cpu_count()),
+                                         options.initializer, options.max_tasks_per_child,
+                                         options.context, options.retries);
     detail::set_worker_limits(eo, options.task_timeout, options.retry_timeouts,
                               options.max_memory_per_child);
     engine_ = std::make_unique<detail::Engine>(std::move(eo));

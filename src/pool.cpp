@@ -11,9 +11,12 @@ namespace mp {
 Pool::Pool(std::optional<int> processes, PoolOptions options) {
     if (processes && *processes < 1)
         throw UsageError("mp::Pool: the number of processes must be at least 1");
-    auto eo = detail::front_end_engine_options("mp::Pool", processes.value_or(cpu_count()),
-                                               options.initializer, options.maxtasksperchild,
-                                               options.context, options.retries);
+    // On the "mpi" context the default is every slot of every worker rank (0), not this host's.
+    const bool cluster = options.context && options.context->method() == StartMethod::mpi;
+    auto eo =
+        detail::front_end_engine_options("mp::Pool", processes.value_or(cluster ? 0 : cpu_count()),
+                                         options.initializer, options.maxtasksperchild,
+                                         options.context, options.retries);
     detail::set_worker_limits(eo, options.task_timeout, options.retry_timeouts,
                               options.max_memory_per_child);
     engine_ = std::make_unique<detail::Engine>(std::move(eo));

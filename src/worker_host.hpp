@@ -1,10 +1,13 @@
-// Workers the engine does not start as local processes: the ranks of an MPI job (multiproc::mpi
-// implements this). A fixed set, each a session the engine opens (then queues the init frame on
-// its link, as for a local worker), watches through a sentinel and closes; a worker that dies
-// cannot be replaced, so the engine breaks instead (worker_lifecycle.cpp).
+// Workers the engine does not start as local processes: the slots of an MPI job's ranks
+// (multiproc::mpi implements this). A fixed set, each a session the engine opens (then queues
+// the init frame on its link, as for a local worker), watches through a sentinel and closes. A
+// worker whose process died while its host lives is opened again (a new session, as a local
+// worker is replaced); one whose host is gone cannot be, so the engine breaks instead
+// (worker_lifecycle.cpp).
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -19,18 +22,24 @@ struct HostedWorker {
     long pid = 0;                           ///< its process id on its own host
 };
 
-/// A fixed set of workers that run elsewhere (MPI ranks).
+/// How a hosted worker ended, once its sentinel fired.
+struct HostedDeath {
+    std::string how;            ///< "MPI rank 2 (pid 4711 on host n1) died"
+    std::uint64_t culprit = 0;  ///< the task it was running (0: none, or not known)
+    std::size_t element = 0;    ///< the item of that task it was running
+};
+
+/// A fixed set of workers that run elsewhere (the slots of MPI ranks).
 class WorkerHost {
 public:
     virtual ~WorkerHost() = default;
     /// How many workers it has.
     [[nodiscard]] virtual int size() const noexcept = 0;
-    /// Opens worker `index`'s session; mp::BrokenProcessPool (saying why) for an index past
-    /// size(): a worker asked for as a replacement, which a host cannot give.
+    /// Opens worker `index`'s session (again after its process died); mp::BrokenProcessPool
+    /// (saying why) when it cannot be: its host is gone.
     virtual HostedWorker open(std::size_t index) = 0;
-    /// Once worker `index`'s sentinel fired: how it ended ("MPI rank 2 (pid 4711 on host n1)
-    /// died"), told the tasks it held (`held` of them).
-    virtual std::string reap(std::size_t index, std::size_t held) = 0;
+    /// Once worker `index`'s sentinel fired: how it ended, told the tasks it held (`held`).
+    virtual HostedDeath reap(std::size_t index, std::size_t held) = 0;
     /// Ends worker `index`'s session: after its exit frame was sent (`planned`), or at once
     /// (the pool is terminated: the worker drops what it holds).
     virtual void close(std::size_t index, bool planned) noexcept = 0;

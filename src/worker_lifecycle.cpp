@@ -42,7 +42,7 @@ std::string what_of(const std::exception_ptr& ex) {
 constexpr std::size_t kSlotBytes = wire::kSlotWithTraceBytes;
 
 void queue_init_frame(Worker& w, const EngineOptions& opts);
-void start_hosted(Worker& w, const EngineOptions& opts, std::size_t number);
+void start_hosted(Worker& w, const EngineOptions& opts, std::size_t index);
 
 // How long a worker sent SIGTERM has to exit before SIGKILL: enough for a handler that
 // flushes a file, short enough that a stuck pool recovers at once.
@@ -50,9 +50,10 @@ constexpr auto kTermGrace = std::chrono::milliseconds(500);
 
 }  // namespace
 
-void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t number) {
+void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t number,
+                  std::size_t index) {
     if (opts.host) {
-        start_hosted(w, opts, number);
+        start_hosted(w, opts, index);
         return;
     }
     w = Worker{};
@@ -100,11 +101,11 @@ void queue_init_frame(Worker& w, const EngineOptions& opts) {
 
 // A worker of the options' host: its session, then the init frame (no progress page: the
 // host's workers share no memory with the supervisor).
-void start_hosted(Worker& w, const EngineOptions& opts, std::size_t number) {
+void start_hosted(Worker& w, const EngineOptions& opts, std::size_t index) {
     w = Worker{};
-    HostedWorker hw = opts.host->open(number - 1);
+    HostedWorker hw = opts.host->open(index);
     w.host = opts.host;
-    w.host_index = number - 1;
+    w.host_index = index;
     w.pid = static_cast<pid_t>(hw.pid);
     w.sentinel = hw.sentinel;
     w.link = std::move(hw.link);
@@ -165,12 +166,29 @@ Deadline escalate(Worker& w) {
     return Deadline::never();
 }
 
+void add_poll_entries(const std::vector<Worker>& workers, std::vector<pollfd>& pfds,
+                      std::vector<std::pair<std::size_t, bool>>& polled) {
+    for (std::size_t i = 0; i < workers.size(); ++i) {
+        const Worker& w = workers[i];
+        if (!w.running()) continue;
+        if (!w.link->closed()) {
+            pfds.push_back(w.link->poll_entry());
+            polled.emplace_back(i, false);
+        }
+        pfds.push_back({w.sentinel, POLLIN, 0});
+        polled.emplace_back(i, true);
+    }
+}
+
 WorkerDeath reap_worker(Worker& w) {
     if (w.host) {
         WorkerDeath d;
         d.pid = w.pid;
         d.was_ready = w.ready;
-        d.how = w.host->reap(w.host_index, w.held.size());
+        HostedDeath hd = w.host->reap(w.host_index, w.held.size());
+        d.how = std::move(hd.how);
+        d.culprit = hd.culprit;
+        d.element = hd.element;
         d.held = std::move(w.held);
         w = Worker{};
         return d;

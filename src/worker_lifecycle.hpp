@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine_protocol.hpp"
@@ -61,8 +62,10 @@ EngineOptions with_host(EngineOptions opts);
 /// How many workers an engine with these options (from with_host) runs.
 int worker_count(const EngineOptions& opts);
 
-/// Starts a worker process (named PoolWorker-<number>) and queues its init frame.
-void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t number);
+/// Starts worker `index` (a process named PoolWorker-<number>, or the host's worker `index`) and
+/// queues its init frame.
+void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t number,
+                  std::size_t index);
 
 /// Queues the exit frame (once): the worker finishes what it holds and exits 0.
 void retire_worker(Worker& w, RestartReason why = RestartReason::max_tasks);
@@ -88,6 +91,11 @@ struct WorkerDeath {
     std::deque<std::uint64_t> held;
     std::string how;  // "worker process <pid> was killed by signal 9 (SIGKILL)"
 };
+
+/// Appends to `pfds` what a supervisor's poll waits on for every running worker (its link while
+/// open, its sentinel), and to `polled`, per entry, (the worker's index, true for a sentinel).
+void add_poll_entries(const std::vector<Worker>& workers, std::vector<pollfd>& pfds,
+                      std::vector<std::pair<std::size_t, bool>>& polled);
 
 /// Joins a worker whose sentinel fired, reads its progress page and empties w.
 WorkerDeath reap_worker(Worker& w);

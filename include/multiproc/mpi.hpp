@@ -24,7 +24,8 @@ namespace mp::mpi {
 /// True when mp::init started MPI (this process runs under an MPI launcher, with the
 /// multiproc::mpi target linked).
 [[nodiscard]] bool active() noexcept;
-/// This process's rank in MPI_COMM_WORLD (0 outside an MPI run).
+/// This process's rank in MPI_COMM_WORLD (0 outside an MPI run); in a task, the rank whose slot
+/// runs it.
 [[nodiscard]] int rank() noexcept;
 /// The number of ranks of the job (1 outside an MPI run).
 [[nodiscard]] int size() noexcept;

@@ -1,8 +1,9 @@
-// Rank 0's side of the MPI transport (mpi_host.hpp). The engine's thread hands a rank's frames
-// to a Channel and takes what arrived from it; the progress thread moves them with MPI
-// (Isend, Iprobe + Recv, Test) and signals a Channel's eventfd when bytes arrive, so that the
-// engine sleeps in poll as it does for local workers. A rank's death is seen through a pidfd
-// when it runs on rank 0's host.
+// Rank 0's side of the MPI transport (mpi_host.hpp). Every slot of every worker rank is one of
+// the engine's workers, with a Channel: the engine's thread hands a slot's frames to its Channel
+// and takes what arrived from it; the progress thread moves them with MPI (Isend, Iprobe + Recv,
+// Test) and signals a Channel's eventfd when bytes arrive, so that the engine sleeps in poll as
+// it does for local workers. A rank's death is seen through a pidfd when it runs on rank 0's
+// host, else by its silence; a slot's worker's death is told by its rank (slot_died).
 #include "mpi/mpi_host.hpp"
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,18 +40,29 @@ std::chrono::seconds silence_deadline() {
     return std::chrono::seconds(s > 0 ? s : 10);
 }
 
-// One worker rank, shared by the engine's thread (through RootLink) and the progress thread.
+// One slot of a worker rank, shared by the engine's thread (through RootLink) and the progress
+// thread.
 struct Channel {
     int rank = 0;
-    UniqueFd ready = sys::make_eventfd();     // readable while `incoming` holds bytes
-    UniqueFd sentinel = sys::make_eventfd();  // signalled when the rank is found dead or silent
-    UniqueFd pidfd;                           // the rank's process, when on rank 0's host
-    std::chrono::steady_clock::time_point heard = std::chrono::steady_clock::now();
+    std::uint32_t slot = 0;
+    UniqueFd ready = sys::make_eventfd();  // readable while `incoming` holds bytes
+    // Signalled when the rank is found dead or silent, or the slot's worker died.
+    UniqueFd sentinel = sys::make_eventfd();
     std::mutex m;
-    std::string ended;          // how it ended, once found dead or silent
-    std::uint32_t session = 0;  // 0: no session open
+    std::string ended;                // how the rank ended, once found dead or silent
+    std::optional<HostedDeath> died;  // how the slot's worker died, until reaped
+    std::uint32_t session = 0;        // 0: no session open
     std::vector<std::vector<std::byte>> outgoing;
     std::deque<std::pair<std::vector<std::byte>, std::size_t>> incoming;  // message, read offset
+};
+
+// A worker rank as the progress thread watches it.
+struct RankWatch {
+    int rank = 0;
+    UniqueFd pidfd;  // its process, when on rank 0's host
+    std::chrono::steady_clock::time_point heard = std::chrono::steady_clock::now();
+    bool ended = false;
+    std::vector<std::size_t> channels;  // its slots' channels, by slot
 };
 
 class Ranks;
@@ -81,18 +94,34 @@ private:
 // on the "mpi" context until rank 0's exit (shut_down_ranks).
 class Ranks {
 public:
+    // The channels go round the ranks, slot 0 of each first: an engine that asks for fewer
+    // workers than there are slots spreads its tasks over the ranks.
     Ranks() {
         const auto& w = world();
+        int most = 0;
         for (int r = 1; r < w.size; ++r) {
-            auto ch = std::make_unique<Channel>();
-            ch->rank = r;
+            RankWatch rw;
+            rw.rank = r;
             const auto& info = w.ranks[static_cast<std::size_t>(r)];
             if (info.host == w.ranks[0].host)
-                ch->pidfd = sys::pidfd_open(static_cast<pid_t>(info.pid));
-            channels_.push_back(std::move(ch));
+                rw.pidfd = sys::pidfd_open(static_cast<pid_t>(info.pid));
+            most = std::max(most, info.slots);
+            watches_.push_back(std::move(rw));
+        }
+        for (int s = 0; s < most; ++s) {
+            for (auto& rw : watches_) {
+                if (s >= w.ranks[static_cast<std::size_t>(rw.rank)].slots) continue;
+                auto ch = std::make_unique<Channel>();
+                ch->rank = rw.rank;
+                ch->slot = static_cast<std::uint32_t>(s);
+                rw.channels.push_back(channels_.size());
+                channels_.push_back(std::move(ch));
+            }
         }
         progress_ = std::thread([this] { progress(); });
     }
+
+    std::size_t size() const noexcept { return channels_.size(); }
 
     // Flushes what is in flight (the exit frames) and stops the progress thread.
     void stop() noexcept {
@@ -123,8 +152,10 @@ private:
     bool send_queued();
     bool receive_arrived();
     void watch();
-    void declare_ended(Channel& ch, std::string how);
+    void declare_ended(RankWatch& rw, const std::string& how);
+    void slot_died(RankWatch& rw, const MessageHeader& h, std::span<const std::byte> body);
 
+    std::vector<RankWatch> watches_;  // by rank - 1
     std::vector<std::unique_ptr<Channel>> channels_;
     std::thread progress_;
     std::mutex wake_m_;
@@ -141,7 +172,7 @@ private:
 std::mutex g_ranks_m;
 std::unique_ptr<Ranks> g_ranks;
 
-// One engine's workers: ranks 1..n.
+// One engine's workers: the first n channels (slots of the worker ranks).
 class Host final : public WorkerHost {
 public:
     Host(Ranks& ranks, int n) : ranks_(ranks), n_(n) {}
@@ -149,12 +180,12 @@ public:
     int size() const noexcept override { return n_; }
 
     HostedWorker open(std::size_t index) override {
-        if (index >= static_cast<std::size_t>(n_))
+        Channel& ch = ranks_.channel(index);
+        std::lock_guard lk(ch.m);
+        if (!ch.ended.empty() && !ranks_.lost.empty())
             throw BrokenProcessPool(
                 "multiproc: mpi: " + ranks_.lost +
                 "; an MPI job cannot replace a lost rank, so the pool cannot go on");
-        Channel& ch = ranks_.channel(index);
-        std::lock_guard lk(ch.m);
         if (!ch.ended.empty())
             throw BrokenProcessPool("multiproc: mpi: MPI " + describe_rank(ch.rank) + " " +
                                     ch.ended + "; the job cannot run tasks any more");
@@ -164,7 +195,9 @@ public:
                              "that one first");
         ch.session = g_next_session++;
         ch.incoming.clear();
+        ch.died.reset();
         sys::drain_eventfd(ch.ready.get());
+        sys::drain_eventfd(ch.sentinel.get());
         HostedWorker hw;
         hw.link = std::make_unique<RootLink>(ranks_, ch, ch.session);
         hw.sentinel = ch.sentinel.get();
@@ -172,18 +205,24 @@ public:
         return hw;
     }
 
-    std::string reap(std::size_t index, std::size_t held) override {
+    HostedDeath reap(std::size_t index, std::size_t held) override {
         Channel& ch = ranks_.channel(index);
         std::string how;
         {
             std::lock_guard lk(ch.m);
             ch.session = 0;
+            if (ch.died && ch.ended.empty()) {
+                // Only the slot's worker: the rank lives and opens the slot again.
+                HostedDeath d = std::move(*ch.died);
+                ch.died.reset();
+                return d;
+            }
             how = "MPI " + describe_rank(ch.rank) + " " + ch.ended;
         }
         ranks_.lost = how + "; the " + std::to_string(held) + " task" +
                       (held == 1 ? " it held is" : "s it held are") + " lost";
         doom_job(ranks_.lost);
-        return how;
+        return {how};
     }
 
     void close(std::size_t index, bool planned) noexcept override {
@@ -192,7 +231,8 @@ public:
             std::lock_guard lk(ch.m);
             try {
                 if (!planned && ch.session)
-                    ch.outgoing.push_back(make_message(MessageKind::cancel, ch.session));
+                    ch.outgoing.push_back(make_message(MessageKind::cancel, ch.session, {},
+                                                       ch.slot));
             } catch (...) {
             }
             ch.session = 0;
@@ -213,7 +253,7 @@ void RootLink::send_some() {
             "Lock, or a vector of 1 MiB or more passed through shared memory), which cannot "
             "reach an MPI rank");
     std::vector<std::vector<std::byte>> msgs;
-    split_data(msgs, session_, std::span<const std::byte>(out_.bytes).subspan(out_.sent));
+    split_data(msgs, session_, std::span<const std::byte>(out_.bytes).subspan(out_.sent), ch_.slot);
     out_.bytes.clear();
     out_.sent = 0;
     {
@@ -276,23 +316,47 @@ void Ranks::watch() {
     const auto now = std::chrono::steady_clock::now();
     if (now < next_watch_) return;
     next_watch_ = now + std::chrono::milliseconds(5);
-    for (auto& ch : channels_) {
-        if (ch->pidfd && sys::pidfd_exited(ch->pidfd.get())) {
-            declare_ended(*ch, "died");
-            ch->pidfd.reset();
-        } else if (now - ch->heard > silence_) {
-            declare_ended(*ch, "sent nothing for " + std::to_string(silence_.count()) +
-                                   " s, not even a heartbeat (dead host or lost link)");
+    for (auto& rw : watches_) {
+        if (rw.pidfd && sys::pidfd_exited(rw.pidfd.get())) {
+            declare_ended(rw, "died");
+            rw.pidfd.reset();
+        } else if (now - rw.heard > silence_) {
+            declare_ended(rw, "sent nothing for " + std::to_string(silence_.count()) +
+                                  " s, not even a heartbeat (dead host or lost link)");
         }
     }
 }
 
-void Ranks::declare_ended(Channel& ch, std::string how) {
+// Every slot of the rank ends; an engine that holds one reaps it, else the job ends at once.
+void Ranks::declare_ended(RankWatch& rw, const std::string& how) {
+    if (rw.ended) return;
+    rw.ended = true;
+    bool held = false;
+    for (const auto i : rw.channels) {
+        Channel& ch = *channels_[i];
+        std::lock_guard lk(ch.m);
+        ch.ended = how;
+        if (!ch.session) continue;
+        held = true;
+        sys::signal_eventfd(ch.sentinel.get());
+    }
+    if (!held) doom_job("MPI " + describe_rank(rw.rank) + " " + how);
+}
+
+// The rank's word that a slot's worker died mid-session: the engine that holds the slot reaps
+// it as a dead local worker (its task failed or retried, the slot opened again).
+void Ranks::slot_died(RankWatch& rw, const MessageHeader& h, std::span<const std::byte> body) {
+    SlotDeath sd{};
+    if (body.size() < sizeof sd || h.slot >= rw.channels.size())
+        throw DecodeError("multiproc: mpi: a bad slot_died message");
+    std::memcpy(&sd, body.data(), sizeof sd);
+    const auto text = body.subspan(sizeof sd);
+    Channel& ch = *channels_[rw.channels[h.slot]];
     std::lock_guard lk(ch.m);
-    if (!ch.ended.empty()) return;
-    ch.ended = std::move(how);
-    if (ch.session) sys::signal_eventfd(ch.sentinel.get());
-    else doom_job("MPI " + describe_rank(ch.rank) + " " + ch.ended);
+    if (h.session != ch.session) return;
+    ch.died = HostedDeath{std::string(reinterpret_cast<const char*>(text.data()), text.size()),
+                          sd.culprit, static_cast<std::size_t>(sd.element)};
+    sys::signal_eventfd(ch.sentinel.get());
 }
 
 bool Ranks::receive_arrived() {
@@ -306,10 +370,15 @@ bool Ranks::receive_arrived() {
         auto msg = receive_probed(st, "receiving from a worker rank");
         const auto h = header_of(msg);
         const auto index = static_cast<std::size_t>(st.MPI_SOURCE - 1);
-        if (index >= channels_.size()) continue;
-        Channel& ch = *channels_[index];
-        ch.heard = std::chrono::steady_clock::now();
+        if (index >= watches_.size()) continue;
+        RankWatch& rw = watches_[index];
+        rw.heard = std::chrono::steady_clock::now();
+        if (h.kind == MessageKind::slot_died)
+            slot_died(rw, h, std::span<const std::byte>(msg).subspan(sizeof(MessageHeader)));
         if (h.kind != MessageKind::data) continue;
+        if (h.slot >= rw.channels.size())
+            throw DecodeError("multiproc: mpi: a message for a slot the rank does not have");
+        Channel& ch = *channels_[rw.channels[h.slot]];
         std::lock_guard lk(ch.m);
         if (h.session != ch.session) continue;  // what a closed session left behind
         ch.incoming.emplace_back(std::move(msg), sizeof(MessageHeader));
@@ -357,11 +426,11 @@ void Ranks::progress() noexcept {
 
 std::shared_ptr<WorkerHost> open_host(int processes) {
     // The front ends fill a missing count with the local core count, which says nothing about
-    // the job: a count beyond the worker ranks means all of them.
-    const int ranks = world().size - 1;
-    const int n = processes > 0 ? std::min(processes, ranks) : ranks;
+    // the job: a count beyond the ranks' slots means all of them.
     std::lock_guard lk(g_ranks_m);
     if (!g_ranks) g_ranks = std::make_unique<Ranks>();
+    const int slots = static_cast<int>(g_ranks->size());
+    const int n = processes > 0 ? std::min(processes, slots) : slots;
     return std::make_shared<Host>(*g_ranks, n);
 }
 

@@ -1,5 +1,6 @@
-// Rank 0's side of the MPI transport: the worker ranks as an engine's WorkerHost, with one
-// progress thread that makes every MPI call while the host is open (MPI_THREAD_SERIALIZED).
+// Rank 0's side of the MPI transport: the slots of the worker ranks as an engine's WorkerHost,
+// with one progress thread that makes every MPI call while the host is open
+// (MPI_THREAD_SERIALIZED).
 #pragma once
 
 #include <memory>
@@ -8,9 +9,9 @@
 
 namespace mp::detail::mpi {
 
-/// The worker ranks 1..processes as one engine's workers (all of them when processes <= 0 or
-/// more than there are).
-/// A rank serves one engine at a time: mp::UsageError from the engine while another holds it.
+/// The first `processes` slots of the worker ranks (slot 0 of every rank first) as one engine's
+/// workers (all of them when processes <= 0 or more than there are).
+/// A slot serves one engine at a time: mp::UsageError from the engine while another holds it.
 std::shared_ptr<WorkerHost> open_host(int processes);
 
 /// Rank 0 at its exit, with no host open: tells every worker rank to finalize and exit 0.

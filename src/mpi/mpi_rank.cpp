@@ -1,113 +1,257 @@
-// A worker rank's side of the MPI transport: the engine's worker loop (serve_engine, the same
-// loop as a local worker's) over a RankLink, one session after another, until rank 0 shuts the
-// job down.
+// A worker rank's side of the MPI transport: a relay. The rank runs no task itself: each of its
+// slots (slot_count()) is a local worker process, started as a local pool starts one
+// (worker_lifecycle.hpp: start_worker under the spawn start method, a fresh exec, since a bare
+// fork after MPI_Init is unsafe with transports that register memory) and linked to the rank by
+// a socket. The rank moves frames between rank 0's messages for a slot and that slot's socket.
+// A slot's worker lives for one session (init frame .. exit frame, as a local worker's life); a
+// worker that dies mid-session is reported to rank 0 (slot_died), which fails or retries the
+// task it ran as a local pool does, and opens the slot again.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "engine_protocol.hpp"
 #include "exception_trace.hpp"
 #include "mpi/mpi_runtime.hpp"
 #include "mpi/mpi_wire.hpp"
 #include "multiproc/errors.hpp"
+#include "sys/cpus.hpp"
+#include "worker_lifecycle.hpp"
 
 namespace mp::detail::mpi {
 
 namespace {
 
-bool g_shutdown = false;
-// Every MPI call of a worker rank, from its main thread or its heartbeat thread, is made under
+// Every MPI call of a worker rank, from its relay loop or its heartbeat thread, is made under
 // this mutex (MPI_THREAD_SERIALIZED).
 std::mutex g_mpi_m;
-std::uint32_t g_last_session = 0;  // the latest session this rank served
 
-// One session's link to rank 0. Blocking, as a worker's end is: a receive probes with a short
-// sleep between tries (an idle rank costs little CPU; MPI gives no descriptor to sleep on).
-class RankLink final : public wire::Transport {
-public:
-    void send_some() override { send_all(); }
-    Received receive_some() override { return Received::nothing; }  // a worker end blocks
-    pollfd poll_entry() const override { return {-1, 0, 0}; }
+int env_count(const char* name) {
+    const char* v = std::getenv(name);
+    const long n = v ? std::strtol(v, nullptr, 10) : 0;
+    return n > 0 && n < 1 << 20 ? static_cast<int>(n) : 0;
+}
 
-    void send_all() override {
-        if (!out_.pending()) return;
-        if (!out_.fds.empty())
-            throw ProcessError(
-                "multiproc: mpi: a task's result carries a file descriptor, which cannot "
-                "reach rank 0");
-        std::vector<std::vector<std::byte>> msgs;
-        split_data(msgs, session_, std::span<const std::byte>(out_.bytes).subspan(out_.sent));
-        std::lock_guard lk(g_mpi_m);
-        for (auto& m : msgs)
-            check_mpi(MPI_Send(m.data(), static_cast<int>(m.size()), MPI_BYTE, 0, kTag,
-                               MPI_COMM_WORLD),
-                      "sending to rank 0");
-        out_.bytes.clear();
-        out_.sent = 0;
+void append(wire::FrameInbox& in, std::span<const std::byte> bytes) {
+    while (!bytes.empty()) {
+        const auto room = in.space();
+        const std::size_t n = std::min(room.size(), bytes.size());
+        std::memcpy(room.data(), bytes.data(), n);
+        in.commit(n);
+        bytes = bytes.subspan(n);
     }
+}
 
-    bool receive_frame(wire::Frame& f) override {
-        while (!in_.next(f, "multiproc: mpi: rank 0")) {
-            if (!receive_message()) return false;
+void send_to_root(const std::vector<std::vector<std::byte>>& msgs) {
+    std::lock_guard lk(g_mpi_m);
+    for (const auto& m : msgs)
+        check_mpi(MPI_Send(m.data(), static_cast<int>(m.size()), MPI_BYTE, 0, kTag, MPI_COMM_WORLD),
+                  "sending to rank 0");
+}
+
+// One slot: its worker while one runs, the session it serves.
+struct Slot {
+    std::uint32_t index = 0;
+    std::uint32_t session = 0;       // the session its worker serves (0: none)
+    std::uint32_t last_session = 0;  // the latest session it was sent: older ones are stale
+    wire::FrameInbox from_root;      // the session's bytes from rank 0, cut into frames here
+};
+
+// The rank's slots and the loop that relays between them and rank 0.
+class Relay {
+public:
+    explicit Relay(int slots) : slots_(static_cast<std::size_t>(slots)), workers_(slots_.size()) {
+        for (std::size_t i = 0; i < slots_.size(); ++i)
+            slots_[i].index = static_cast<std::uint32_t>(i);
+        context_ = get_context("spawn");
+        const int omp = env_count("OMP_NUM_THREADS");
+        threads_ = omp ? omp : std::max(1, sys::allowed_cpu_count() / slots);
+    }
+    Relay(const Relay&) = delete;
+    Relay& operator=(const Relay&) = delete;
+    ~Relay() { kill_workers(workers_); }
+
+    // Until rank 0 shuts the job down. Waits on the workers' sockets and on MPI at once: MPI
+    // gives no descriptor, so between probes a look at the sockets and a pause that grows while
+    // nothing happens (5 us, doubling, up to a poll of 1 ms: poll's unit), so that a batch rank
+    // 0 sends right after a result reaches the idle worker in microseconds.
+    void run() {
+        using namespace std::chrono;
+        auto pause = microseconds(0);
+        std::vector<pollfd> pfds;
+        std::vector<std::pair<std::size_t, bool>> polled;  // per entry: (slot, sentinel)
+        for (;;) {
+            bool busy = false;
+            if (!take_messages(busy)) return;
+            pfds.clear();
+            polled.clear();
+            add_poll_entries(workers_, pfds, polled);
+            pause = busy ? microseconds(0) : std::min(pause * 2 + microseconds(5), kMaxPause);
+            const auto wait = pause < kMaxPause ? milliseconds(0) : milliseconds(1);
+            if (sys::poll_until(pfds.data(), pfds.size(), Deadline(Timeout(wait))) == 0) {
+                if (pause < kMaxPause) std::this_thread::sleep_for(pause);
+                continue;
+            }
+            for (std::size_t k = 0; k < pfds.size(); ++k) {
+                if (!pfds[k].revents) continue;
+                auto [i, sentinel] = polled[k];
+                if (!workers_[i].running()) continue;
+                if (sentinel) on_worker_end(i);
+                else pump(i);
+                pause = microseconds(0);
+            }
         }
-        return true;
     }
 
 private:
-    // The next message of this session into the inbox; false when the session ended (cancel)
-    // or the job did (shutdown).
-    bool receive_message() {
-        using namespace std::chrono;
-        auto pause = microseconds(0);
+    static constexpr auto kMaxPause = std::chrono::microseconds(1000);
+
+    // Every message that arrived; false at shutdown. `busy` when any did.
+    bool take_messages(bool& busy) {
         for (;;) {
             int flag = 0;
             MPI_Status st;
-            std::unique_lock lk(g_mpi_m);
-            check_mpi(MPI_Iprobe(0, kTag, MPI_COMM_WORLD, &flag, &st), "MPI_Iprobe");
-            if (!flag) {
-                lk.unlock();
-                pause = std::min(pause * 2 + microseconds(5), microseconds(1000));
-                std::this_thread::sleep_for(pause);
-                continue;
+            std::vector<std::byte> msg;
+            {
+                std::lock_guard lk(g_mpi_m);
+                check_mpi(MPI_Iprobe(0, kTag, MPI_COMM_WORLD, &flag, &st), "MPI_Iprobe");
+                if (!flag) return true;
+                msg = receive_probed(st, "receiving from rank 0");
             }
-            pause = microseconds(0);
-            const auto msg = receive_probed(st, "receiving from rank 0");
-            lk.unlock();
+            busy = true;
             const auto h = header_of(msg);
-            if (h.kind == MessageKind::shutdown) {
-                g_shutdown = true;
-                return false;
-            }
-            if (h.session <= g_last_session && h.session != session_) continue;  // stale
+            if (h.kind == MessageKind::shutdown) return false;
+            if (h.slot >= slots_.size())
+                throw DecodeError("multiproc: mpi: a message for slot " + std::to_string(h.slot) +
+                                  " of a rank with " + std::to_string(slots_.size()));
+            Slot& s = slots_[h.slot];
+            if (h.session < s.last_session) continue;  // stale: a closed session's
             if (h.kind == MessageKind::cancel) {
-                if (h.session == session_) return false;
+                if (h.session == s.session) end_session(h.slot);
                 continue;
             }
-            session_ = g_last_session = h.session;
-            append(std::span<const std::byte>(msg).subspan(sizeof(MessageHeader)));
-            return true;
+            if (h.kind != MessageKind::data) continue;
+            if (h.session != s.last_session) {
+                // A new session: a worker still ending the previous one is not waited for.
+                end_session(h.slot);
+                s.session = s.last_session = h.session;
+                s.from_root = wire::FrameInbox{};
+            } else if (h.session != s.session) {
+                continue;  // the session whose worker died: what rank 0 sent before it knew
+            }
+            append(s.from_root, std::span<const std::byte>(msg).subspan(sizeof(MessageHeader)));
+            to_worker(h.slot);
         }
     }
 
-    void append(std::span<const std::byte> bytes) {
-        while (!bytes.empty()) {
-            const auto room = in_.space();
-            const std::size_t n = std::min(room.size(), bytes.size());
-            std::memcpy(room.data(), bytes.data(), n);
-            in_.commit(n);
-            bytes = bytes.subspan(n);
+    // The whole frames rank 0 sent for the slot, to its worker: the init frame starts the
+    // worker (with the initializer it carries), the exit frame retires it.
+    void to_worker(std::size_t i) {
+        Slot& s = slots_[i];
+        Worker& w = workers_[i];
+        wire::Frame f;
+        while (s.from_root.next(f, "multiproc: mpi: rank 0")) {
+            if (f.kind() == wire::Kind::init) {
+                start(i, f.payload);
+            } else if (!w.running()) {
+                throw DecodeError("multiproc: mpi: a frame for a slot before its init frame");
+            } else if (f.kind() == wire::Kind::exit) {
+                retire_worker(w);
+            } else if (f.kind() == wire::Kind::tasks) {
+                wire::put_frame(w.link->out().bytes, wire::Kind::tasks, f.payload);
+            } else {
+                throw DecodeError("multiproc: mpi: an unexpected frame from rank 0");
+            }
         }
+        if (w.running() && !w.link->closed()) w.link->send_some();
     }
 
-    std::uint32_t session_ = 0;
+    // The init frame's payload: u64 n | n bytes of the initializer call (engine_protocol.hpp).
+    void start(std::size_t i, std::span<const std::byte> init) {
+        Decoder d(init);
+        const auto n = d.read_count(1);
+        EngineOptions o;
+        o.context = context_;
+        if (n) {
+            const auto call = d.take(n);
+            o.initializer.emplace();
+            o.initializer->bytes.assign(call.begin(), call.end());
+        }
+        start_worker(workers_[i], o, threads_, ++started_, i);
+    }
+
+    // Sends what is pending to the worker and what it sent to rank 0.
+    void pump(std::size_t i) {
+        Worker& w = workers_[i];
+        Slot& s = slots_[i];
+        w.link->send_some();
+        std::vector<std::byte> bytes;
+        wire::Frame f;
+        for (;;) {
+            const auto got = w.link->receive_some();
+            while (w.link->in().next(f, "multiproc: mpi: a slot's worker")) {
+                if (!f.fds.empty())
+                    throw ProcessError(
+                        "multiproc: mpi: a task's result carries a file descriptor, which "
+                        "cannot reach rank 0");
+                wire::put_frame(bytes, f.kind(), f.payload);
+            }
+            if (got != wire::Transport::Received::filled) break;
+        }
+        if (bytes.empty() || !s.session) return;
+        std::vector<std::vector<std::byte>> msgs;
+        split_data(msgs, s.session, bytes, s.index);
+        send_to_root(msgs);
+    }
+
+    // The worker's process ended: what it sent first goes on; a death mid-session is told to
+    // rank 0 with the task it ran (its progress page), so that rank 0 treats it as a local
+    // pool treats a dead worker.
+    void on_worker_end(std::size_t i) {
+        Worker& w = workers_[i];
+        Slot& s = slots_[i];
+        pump(i);
+        const WorkerDeath d = reap_worker(w);
+        if (d.planned || !s.session) return;
+        const SlotDeath sd{d.culprit, d.element};
+        // "worker process 4711 (slot 1 of MPI rank 2 (pid 80 on host n1)) was killed by ..."
+        const std::string who = "worker process " + std::to_string(d.pid);
+        const std::string how = who + " (slot " + std::to_string(s.index) + " of MPI " +
+                                describe_rank(world().rank) + ")" + d.how.substr(who.size());
+        std::vector<std::byte> body(sizeof sd + how.size());
+        std::memcpy(body.data(), &sd, sizeof sd);
+        std::memcpy(body.data() + sizeof sd, how.data(), how.size());
+        send_to_root({make_message(MessageKind::slot_died, s.session, body, s.index)});
+        s.session = 0;
+    }
+
+    // Rank 0 closed the session without its exit frame (a terminated pool), or opened the
+    // next: the worker goes at once, and nothing of it is reported.
+    void end_session(std::size_t i) {
+        slots_[i].session = 0;
+        if (!workers_[i].running()) return;
+        std::vector<Worker> one(1);
+        std::swap(one[0], workers_[i]);
+        kill_workers(one);
+    }
+
+    std::vector<Slot> slots_;
+    std::vector<Worker> workers_;     // by slot
+    std::optional<Context> context_;  // the slot workers' start method: spawn
+    int threads_ = 1;                 // OMP_NUM_THREADS & co. of a slot's worker
+    std::size_t started_ = 0;
 };
 
 // Tells rank 0 every kHeartbeat that this rank lives, whatever its main thread is doing (a
-// long task, a large send), until `stop`.
+// large send), until destroyed.
 class Heartbeat {
 public:
     Heartbeat()
@@ -140,14 +284,20 @@ private:
 
 }  // namespace
 
+int slot_count() {
+    if (const int n = env_count("MULTIPROC_MPI_TASKS_PER_RANK")) return n;
+    const int omp = env_count("OMP_NUM_THREADS");
+    return std::max(1, sys::allowed_cpu_count() / std::max(1, omp));
+}
+
 void serve_rank() {
     record_throw_traces(true);
     try {
+        // Before any thread: the slots' workers inherit it.
+        ::setenv(kSlotRankVar, std::to_string(world().rank).c_str(), 1);
+        Relay relay(world().ranks.at(static_cast<std::size_t>(world().rank)).slots);
         Heartbeat heartbeat;
-        while (!g_shutdown) {
-            RankLink link;
-            wire::serve_engine(link);
-        }
+        relay.run();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "multiproc: mpi: rank %d: %s\n", world().rank, e.what());
         MPI_Abort(MPI_COMM_WORLD, 1);

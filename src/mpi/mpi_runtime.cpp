@@ -41,6 +41,7 @@ struct RankRecord {
     char build[256];
     char host[MPI_MAX_PROCESSOR_NAME];
     std::int64_t pid;
+    std::int32_t slots;
 };
 
 // The build: the identity of the main executable and of the module holding multiproc (the same
@@ -68,11 +69,12 @@ void check_same_build() {
     int len = 0;
     MPI_Get_processor_name(mine.host, &len);
     mine.pid = static_cast<std::int64_t>(current_process().pid());
+    mine.slots = g_world.rank == 0 ? 0 : slot_count();
     std::vector<RankRecord> all(static_cast<std::size_t>(g_world.size));
     check_mpi(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE,
                             MPI_COMM_WORLD),
               "the start-up exchange");
-    for (const auto& r : all) g_world.ranks.push_back({std::string(r.host), r.pid});
+    for (const auto& r : all) g_world.ranks.push_back({std::string(r.host), r.pid, r.slots});
     std::string errors;
     for (int i = 1; i < g_world.size; ++i) {
         const auto& r = all[static_cast<std::size_t>(i)];
@@ -179,7 +181,16 @@ int mp_mpi_register = 0;
 namespace mp::mpi {
 
 bool active() noexcept { return detail::mpi::world().active; }
-int rank() noexcept { return detail::mpi::world().rank; }
+
+int rank() noexcept {
+    if (detail::mpi::world().active) return detail::mpi::world().rank;
+    // A slot worker of a rank (a local process the rank started) runs that rank's tasks.
+    static const int slot_rank = [] {
+        const char* v = std::getenv(detail::mpi::kSlotRankVar);
+        return v ? static_cast<int>(std::strtol(v, nullptr, 10)) : 0;
+    }();
+    return slot_rank;
+}
 int size() noexcept { return detail::mpi::world().size; }
 
 }  // namespace mp::mpi

@@ -12,6 +12,7 @@ namespace mp::detail::mpi {
 struct RankInfo {
     std::string host;  ///< MPI_Get_processor_name
     long pid = 0;      ///< its process id on its host
+    int slots = 1;     ///< how many tasks it runs at once (worker ranks; slot_count())
 };
 
 /// The job, on this process (empty and !active outside an MPI run).
@@ -33,7 +34,17 @@ std::string describe_rank(int rank);
 /// or after a grace period, whichever comes first, so that every rank ends within seconds.
 void doom_job(const std::string& report) noexcept;
 
-/// A worker rank's life: serves the sessions rank 0 opens until it shuts the job down.
+/// How many tasks this rank runs at once: MULTIPROC_MPI_TASKS_PER_RANK when set (> 0), else the
+/// CPUs its affinity mask allows (how --map-by/--bind-to and Slurm's --cpus-per-task show),
+/// divided by OMP_NUM_THREADS when set; at least 1.
+int slot_count();
+
+/// The environment variable that tells a rank's slot worker (a local process, which inherits the
+/// launcher's environment) the rank it serves: mp::mpi::rank() there.
+inline constexpr const char* kSlotRankVar = "MULTIPROC_MPI_SLOT_RANK";
+
+/// A worker rank's life: relays the sessions rank 0 opens to its slots' worker processes until
+/// rank 0 shuts the job down.
 [[noreturn]] void serve_rank();
 
 }  // namespace mp::detail::mpi

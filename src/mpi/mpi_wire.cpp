@@ -9,19 +9,19 @@
 namespace mp::detail::mpi {
 
 std::vector<std::byte> make_message(MessageKind kind, std::uint32_t session,
-                                    std::span<const std::byte> bytes) {
+                                    std::span<const std::byte> bytes, std::uint32_t slot) {
     std::vector<std::byte> m(sizeof(MessageHeader) + bytes.size());
-    const MessageHeader h{kind, session};
+    const MessageHeader h{kind, session, slot};
     std::memcpy(m.data(), &h, sizeof h);
     if (!bytes.empty()) std::memcpy(m.data() + sizeof h, bytes.data(), bytes.size());
     return m;
 }
 
 void split_data(std::vector<std::vector<std::byte>>& out, std::uint32_t session,
-                std::span<const std::byte> bytes) {
+                std::span<const std::byte> bytes, std::uint32_t slot) {
     while (!bytes.empty()) {
         const std::size_t n = std::min(bytes.size(), kMaxPiece);
-        out.push_back(make_message(MessageKind::data, session, bytes.first(n)));
+        out.push_back(make_message(MessageKind::data, session, bytes.first(n), slot));
         bytes = bytes.subspan(n);
     }
 }

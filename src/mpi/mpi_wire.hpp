@@ -1,9 +1,11 @@
 // What travels between rank 0 (the engine's supervisor) and a worker rank: MPI messages on one
-// tag of MPI_COMM_WORLD, each a MessageHeader then bytes. Data messages carry the engine's frame
-// stream (frame.hpp) cut anywhere (at most kMaxPiece bytes a message: MPI counts are ints); MPI
-// keeps the order of the messages of one sender to one receiver on one tag, so the receiver
-// appends their bytes to one stream. A session is one engine's use of the rank (init frame ..
-// exit frame); the session number lets either end drop what a cancelled session left behind.
+// tag of MPI_COMM_WORLD, each a MessageHeader then bytes. A rank has slots (one local worker
+// process each, mpi_rank.cpp); rank 0 holds each slot as one engine worker. Data messages carry
+// a slot's frame stream (frame.hpp) cut anywhere (at most kMaxPiece bytes a message: MPI counts
+// are ints); MPI keeps the order of the messages of one sender to one receiver on one tag, so the
+// receiver appends their bytes to the slot's stream. A session is one engine's use of a slot
+// (init frame .. exit frame); the session number lets either end drop what a cancelled session
+// left behind.
 #pragma once
 
 #include <mpi.h>
@@ -26,6 +28,7 @@ enum class MessageKind : std::uint32_t {
     cancel = 2,     ///< rank 0 -> rank: the session ends now (the pool was terminated)
     shutdown = 3,   ///< rank 0 -> rank: the job ends; the rank finalizes MPI and exits 0
     heartbeat = 4,  ///< rank -> rank 0, every kHeartbeat: the rank is alive (even in a long task)
+    slot_died = 5,  ///< rank -> rank 0: the slot's worker process died mid-session (SlotDeath)
 };
 
 /// How often a worker rank says it is alive.
@@ -34,15 +37,24 @@ inline constexpr auto kHeartbeat = std::chrono::milliseconds(500);
 struct MessageHeader {
     MessageKind kind;
     std::uint32_t session;
+    std::uint32_t slot;  ///< which of the rank's slots (0 for shutdown and heartbeat)
+};
+
+/// A slot_died message's bytes, then the text of how it died ("worker process 4711 was killed
+/// by signal 9 (SIGKILL)").
+struct SlotDeath {
+    std::uint64_t culprit;  ///< the task it was running (0: none)
+    std::uint64_t element;  ///< the item of that task it was running
 };
 
 /// A message: the header, then `bytes`.
 std::vector<std::byte> make_message(MessageKind kind, std::uint32_t session,
-                                    std::span<const std::byte> bytes = {});
+                                    std::span<const std::byte> bytes = {}, std::uint32_t slot = 0);
 
-/// Appends to `out` the data messages that carry `bytes` (pieces of at most kMaxPiece).
+/// Appends to `out` the data messages of `slot` that carry `bytes` (pieces of at most
+/// kMaxPiece).
 void split_data(std::vector<std::vector<std::byte>>& out, std::uint32_t session,
-                std::span<const std::byte> bytes);
+                std::span<const std::byte> bytes, std::uint32_t slot = 0);
 
 /// The header of a received message (mp::DecodeError when it is shorter than one).
 MessageHeader header_of(std::span<const std::byte> message);

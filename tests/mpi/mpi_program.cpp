@@ -5,14 +5,22 @@
 #include <multiproc/mpi.hpp>
 #include <multiproc/multiproc.hpp>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -41,16 +49,17 @@ std::vector<unsigned char> large(int mib) {
     return v;
 }
 
-// Rank 2 kills itself at its first item >= 20; the others take a little time each.
+// Rank 2 is killed at its first item >= 20 (a task runs in a slot's worker process, a child of
+// its rank); the others take a little time each.
 int dies_on_rank_2(int x) {
-    if (x >= 20 && mp::mpi::rank() == 2) std::raise(SIGKILL);
+    if (x >= 20 && mp::mpi::rank() == 2) ::kill(::getppid(), SIGKILL);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     return x;
 }
 
-// Rank 2 stops (SIGSTOP: alive, silent) at its first item >= 20.
+// Rank 2 is stopped (SIGSTOP: alive, silent) at its first item >= 20.
 int stops_on_rank_2(int x) {
-    if (x >= 20 && mp::mpi::rank() == 2) std::raise(SIGSTOP);
+    if (x >= 20 && mp::mpi::rank() == 2) ::kill(::getppid(), SIGSTOP);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     return x;
 }
@@ -74,6 +83,43 @@ double sum(const std::vector<double>& v) {
     double s = 0;
     for (double x : v) s += x;
     return s;
+}
+
+// Arrives at a rendezvous in `dir` and waits until `n` tasks are there at once (each a file named
+// after its process): true only when they all run at the same time. Bounded (60 s) so that a
+// failure does not hang.
+bool rendezvous(const std::string& dir, int n) {
+    namespace fs = std::filesystem;
+    std::ofstream(dir + "/" + std::to_string(::getpid())).put('x');
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < give_up) {
+        const auto it = fs::directory_iterator(dir);
+        if (std::distance(fs::begin(it), fs::end(it)) >= n) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return false;
+}
+
+// What a task sees of its rank's slot: the process it runs in and its OMP_NUM_THREADS.
+std::string slot_env(int) {
+    const char* omp = std::getenv("OMP_NUM_THREADS");
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return std::to_string(::getpid()) + " " + (omp ? omp : "unset");
+}
+
+// Kills the slot's worker process it runs in, the first time it runs item 7 (a marker file in
+// `dir` remembers).
+int dies_once(const std::string& dir, int x) {
+    if (x == 7 && !std::filesystem::exists(dir + "/died")) {
+        std::ofstream(dir + "/died").put('x');
+        std::raise(SIGKILL);
+    }
+    return x * x;
+}
+
+int kills_its_worker(int) {
+    std::raise(SIGKILL);
+    return 0;
 }
 
 int failures = 0;
@@ -219,6 +265,83 @@ void run_rank_fails(int (*f)(int)) {
     }
 }
 
+std::string fresh_dir(const char* what) {
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("mp_mpi_" + std::string(what) + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir.string();
+}
+
+// `want` slots per worker rank (argv[2]): the pool has that many workers per rank, and, when
+// argv[3] is given, each task sees OMP_NUM_THREADS equal to it.
+void run_slots(int want, const char* omp) {
+    mp::Pool pool(std::nullopt, on_mpi());
+    std::printf("%d workers over %d worker ranks\n", pool.processes(), mp::mpi::size() - 1);
+    check(pool.processes() == want * (mp::mpi::size() - 1), "workers = slots x worker ranks");
+    std::set<std::string> pids, omps;
+    for (const auto& e : pool.map(slot_env, iota(200), 1)) {
+        pids.insert(e.substr(0, e.find(' ')));
+        omps.insert(e.substr(e.find(' ') + 1));
+    }
+    check(pids.size() <= static_cast<std::size_t>(pool.processes()), "one process per slot");
+    for (const auto& o : omps) std::printf("a task saw OMP_NUM_THREADS=%s\n", o.c_str());
+    if (omp) check(omps == std::set<std::string>{omp}, "OMP_NUM_THREADS in every slot");
+}
+
+// `n` tasks at once (argv[2]: the slots of the one worker rank): each waits until all have
+// arrived.
+void run_concurrent(int n) {
+    mp::Pool pool(std::nullopt, on_mpi());
+    check(pool.processes() == n, "as many workers as the rank has slots");
+    const auto dir = fresh_dir("rendezvous");
+    std::vector<std::tuple<std::string, int>> args(static_cast<std::size_t>(n), {dir, n});
+    const auto met = pool.starmap(rendezvous, args, 1);
+    std::printf("%d tasks met at once on %d worker ranks\n",
+                static_cast<int>(std::count(met.begin(), met.end(), true)), mp::mpi::size() - 1);
+    check(std::count(met.begin(), met.end(), true) == n, "every task met the others at once");
+    std::filesystem::remove_all(dir);
+    // In order, across slots.
+    const auto r = pool.map(square, iota(2000), 3);
+    bool ordered = r.size() == 2000;
+    for (int i = 0; ordered && i < 2000; ++i) ordered = r[static_cast<std::size_t>(i)] == i * i;
+    check(ordered, "map's results in order");
+}
+
+// A slot's worker SIGKILLed mid-map: its task is retried (retries = 1) or fails (retries = 0)
+// as in a local pool; the rank, the pool and the job go on.
+void run_slot_dies() {
+    const auto dir = fresh_dir("slot_dies");
+    {
+        auto o = on_mpi();
+        o.retries = 1;
+        mp::Pool pool(std::nullopt, o);
+        std::vector<std::tuple<std::string, int>> args;
+        for (int i = 0; i < 40; ++i) args.emplace_back(dir, i);
+        const auto r = pool.starmap(dies_once, args, 1);
+        bool ok = r.size() == 40;
+        for (int i = 0; ok && i < 40; ++i) ok = r[static_cast<std::size_t>(i)] == i * i;
+        check(ok, "the lost task was retried, every result in order");
+        check(std::filesystem::exists(dir + "/died"), "a slot's worker was killed");
+        const auto st = pool.stats();
+        std::printf("retried %zu, restarts %zu\n", st.tasks_retried, st.total_restarts());
+        check(st.total_restarts() == 1, "one slot's worker replaced");
+    }
+    mp::Pool pool(std::nullopt, on_mpi());
+    try {
+        pool.apply_async(kills_its_worker, 1).get();
+        check(false, "the task that kills its worker fails");
+    } catch (const mp::BrokenProcessPool& e) {
+        std::printf("caught mp::BrokenProcessPool: %s\n", e.what());
+        const std::string what = e.what();
+        check(what.find("was killed by signal 9") != std::string::npos &&
+                  what.find("of MPI rank 1") != std::string::npos,
+              "the error names the signal, the slot and the rank");
+    }
+    check(pool.map(square, iota(100))[99] == 99 * 99, "the pool works after the death");
+    std::filesystem::remove_all(dir);
+}
+
 // Tasks of every worker rank, counted by the host each ran on (tests/mpi/two_hosts.sh).
 void run_hosts() {
     mp::Pool pool(std::nullopt, on_mpi());
@@ -268,6 +391,10 @@ int main(int argc, char** argv) {
         else if (what == "rank_dies") run_rank_fails(dies_on_rank_2);
         else if (what == "rank_silent") run_rank_fails(stops_on_rank_2);
         else if (what == "hosts") run_hosts();
+        else if (what == "slots" && argc > 2)
+            run_slots(std::atoi(argv[2]), argc > 3 ? argv[3] : nullptr);
+        else if (what == "concurrent" && argc > 2) run_concurrent(std::atoi(argv[2]));
+        else if (what == "slot_dies") run_slot_dies();
         else if (what == "until_broken") run_until_broken();
         else if (what == "build") check(mp::mpi::size() == 3, "three ranks");
 #ifdef MP_TEST_OTHER_BUILD
