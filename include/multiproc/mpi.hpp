@@ -29,5 +29,9 @@ namespace mp::mpi {
 [[nodiscard]] int rank() noexcept;
 /// The number of ranks of the job (1 outside an MPI run).
 [[nodiscard]] int size() noexcept;
+/// On request instead of static workers: rank 0 of a job started with one rank (`mpirun -n 1`)
+/// starts n worker processes of this program with MPI_Comm_spawn; call it after mp::init and
+/// before the first pool on the "mpi" context. mp::UsageError in a job with static workers.
+void spawn_workers(int n);
 
 }  // namespace mp::mpi

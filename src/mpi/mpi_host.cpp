@@ -295,7 +295,7 @@ bool Ranks::send_queued() {
             inflight_.emplace_back(MPI_REQUEST_NULL, std::move(m));
             auto& [req, bytes] = inflight_.back();
             check_mpi(MPI_Isend(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, ch->rank,
-                                kTag, MPI_COMM_WORLD, &req),
+                                kTag, job_comm(), &req),
                       "sending to a worker rank");
             any = true;
         }
@@ -364,7 +364,7 @@ bool Ranks::receive_arrived() {
     for (;;) {
         int flag = 0;
         MPI_Status st;
-        check_mpi(MPI_Iprobe(MPI_ANY_SOURCE, kTag, MPI_COMM_WORLD, &flag, &st), "MPI_Iprobe");
+        check_mpi(MPI_Iprobe(MPI_ANY_SOURCE, kTag, job_comm(), &flag, &st), "MPI_Iprobe");
         if (!flag) return any;
         any = true;
         auto msg = receive_probed(st, "receiving from a worker rank");
@@ -434,6 +434,11 @@ std::shared_ptr<WorkerHost> open_host(int processes) {
     return std::make_shared<Host>(*g_ranks, n);
 }
 
+bool ranks_in_use() noexcept {
+    std::lock_guard lk(g_ranks_m);
+    return g_ranks != nullptr;
+}
+
 void shut_down_ranks() noexcept {
     {
         std::lock_guard lk(g_ranks_m);
@@ -441,7 +446,7 @@ void shut_down_ranks() noexcept {
     }
     const auto msg = make_message(MessageKind::shutdown, 0);
     for (int r = 1; r < world().size; ++r)
-        MPI_Send(msg.data(), static_cast<int>(msg.size()), MPI_BYTE, r, kTag, MPI_COMM_WORLD);
+        MPI_Send(msg.data(), static_cast<int>(msg.size()), MPI_BYTE, r, kTag, job_comm());
 }
 
 }  // namespace mp::detail::mpi

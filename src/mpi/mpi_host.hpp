@@ -14,6 +14,9 @@ namespace mp::detail::mpi {
 /// A slot serves one engine at a time: mp::UsageError from the engine while another holds it.
 std::shared_ptr<WorkerHost> open_host(int processes);
 
+/// True once a pool, executor or parallel_map used the worker ranks.
+bool ranks_in_use() noexcept;
+
 /// Rank 0 at its exit, with no host open: tells every worker rank to finalize and exit 0.
 void shut_down_ranks() noexcept;
 

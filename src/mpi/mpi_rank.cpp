@@ -53,7 +53,7 @@ void append(wire::FrameInbox& in, std::span<const std::byte> bytes) {
 void send_to_root(const std::vector<std::vector<std::byte>>& msgs) {
     std::lock_guard lk(g_mpi_m);
     for (const auto& m : msgs)
-        check_mpi(MPI_Send(m.data(), static_cast<int>(m.size()), MPI_BYTE, 0, kTag, MPI_COMM_WORLD),
+        check_mpi(MPI_Send(m.data(), static_cast<int>(m.size()), MPI_BYTE, 0, kTag, job_comm()),
                   "sending to rank 0");
 }
 
@@ -122,7 +122,7 @@ private:
             std::vector<std::byte> msg;
             {
                 std::lock_guard lk(g_mpi_m);
-                check_mpi(MPI_Iprobe(0, kTag, MPI_COMM_WORLD, &flag, &st), "MPI_Iprobe");
+                check_mpi(MPI_Iprobe(0, kTag, job_comm(), &flag, &st), "MPI_Iprobe");
                 if (!flag) return true;
                 msg = receive_probed(st, "receiving from rank 0");
             }
@@ -260,8 +260,7 @@ public:
               std::unique_lock lk(m_);
               while (!cv_.wait_for(lk, kHeartbeat, [this] { return stop_; })) {
                   std::lock_guard mpi(g_mpi_m);
-                  MPI_Send(msg.data(), static_cast<int>(msg.size()), MPI_BYTE, 0, kTag,
-                           MPI_COMM_WORLD);
+                  MPI_Send(msg.data(), static_cast<int>(msg.size()), MPI_BYTE, 0, kTag, job_comm());
               }
           }) {}
     Heartbeat(const Heartbeat&) = delete;
@@ -300,9 +299,9 @@ void serve_rank() {
         relay.run();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "multiproc: mpi: rank %d: %s\n", world().rank, e.what());
-        MPI_Abort(MPI_COMM_WORLD, 1);
+        MPI_Abort(job_comm(), 1);
     }
-    MPI_Finalize();
+    finalize();
     std::exit(0);
 }
 

@@ -9,7 +9,10 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "context_cluster.hpp"
 #include "mpi/mpi_host.hpp"
@@ -24,7 +27,10 @@ namespace mp::detail::mpi {
 namespace {
 
 World g_world;
+MPI_Comm g_comm = MPI_COMM_WORLD;
+MPI_Comm g_inter = MPI_COMM_NULL;  // rank 0 and the workers it spawned, as two groups
 std::atomic<bool> g_doomed{false};
+std::vector<std::string> g_args;  // the program's arguments after argv[0], for spawned workers
 
 // Grace between a rank's death and the abort of the job: the program may report the error it
 // got, and mpirun usually tears the job down sooner by itself (about a second).
@@ -72,7 +78,7 @@ void check_same_build() {
     mine.slots = g_world.rank == 0 ? 0 : slot_count();
     std::vector<RankRecord> all(static_cast<std::size_t>(g_world.size));
     check_mpi(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE,
-                            MPI_COMM_WORLD),
+                            g_comm),
               "the start-up exchange");
     for (const auto& r : all) g_world.ranks.push_back({std::string(r.host), r.pid, r.slots});
     std::string errors;
@@ -86,6 +92,7 @@ void check_same_build() {
     const std::string msg =
         "multiproc: mpi: not every rank runs the same build of the program:" + errors;
     MPI_Finalize();
+    g_world.active = false;
     if (g_world.rank == 0) throw ProcessError(msg);
     std::fprintf(stderr, "%s (seen from rank %d)\n", msg.c_str(), g_world.rank);
     std::exit(1);
@@ -95,10 +102,10 @@ void at_exit() noexcept {
     if (!g_world.active || g_world.rank != 0) return;
     if (g_doomed.load()) {
         std::fflush(nullptr);  // MPI_Abort ends the process without flushing what it printed
-        MPI_Abort(MPI_COMM_WORLD, 1);
+        MPI_Abort(g_comm, 1);
     }
     shut_down_ranks();
-    MPI_Finalize();
+    finalize();
 }
 
 void enter(int argc, char** argv) {
@@ -110,9 +117,17 @@ void enter(int argc, char** argv) {
         throw ProcessError(
             "multiproc: mpi: this MPI library does not support MPI_THREAD_SERIALIZED");
     }
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_world.rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_world.size);
+    // A worker that rank 0 spawned joins it in one communicator (rank 0 first).
+    MPI_Comm parent = MPI_COMM_NULL;
+    MPI_Comm_get_parent(&parent);
+    if (parent != MPI_COMM_NULL) {
+        g_inter = parent;
+        check_mpi(MPI_Intercomm_merge(parent, 1, &g_comm), "joining the spawning rank 0");
+    }
+    MPI_Comm_rank(g_comm, &g_world.rank);
+    MPI_Comm_size(g_comm, &g_world.size);
     g_world.active = true;
+    for (int i = 1; i < argc; ++i) g_args.emplace_back(argv[i]);
     check_same_build();
     if (g_world.rank != 0) serve_rank();
     std::atexit(at_exit);
@@ -164,11 +179,59 @@ void doom_job(const std::string& report) noexcept {
         std::thread([] {
             std::this_thread::sleep_for(kAbortGrace);
             std::fflush(nullptr);
-            MPI_Abort(MPI_COMM_WORLD, 1);
+            MPI_Abort(g_comm, 1);
         }).detach();
     } catch (...) {
-        MPI_Abort(MPI_COMM_WORLD, 1);
+        MPI_Abort(g_comm, 1);
     }
+}
+
+MPI_Comm job_comm() noexcept { return g_comm; }
+
+void finalize() noexcept {
+    // Spawned workers and rank 0 part first (MPI_Comm_disconnect waits for what is in flight
+    // between them): finalizing the TCP links between two jobs without it fails with EPIPE or
+    // hangs in Open MPI 4.1's teardown.
+    if (g_inter != MPI_COMM_NULL) {
+        MPI_Comm_free(&g_comm);
+        MPI_Comm_disconnect(&g_inter);
+    }
+    MPI_Finalize();
+}
+
+void spawn(int n) {
+    if (!g_world.active)
+        throw ProcessError(
+            "multiproc: mp::mpi::spawn_workers needs the program started by an MPI launcher "
+            "(mpirun -n 1 ./prog) and mp::init(argc, argv) called first thing in main");
+    if (n < 1)
+        throw std::invalid_argument("multiproc: mp::mpi::spawn_workers: n must be at least 1");
+    if (g_world.size != 1)
+        throw UsageError("multiproc: mp::mpi::spawn_workers: the job already has " +
+                         std::to_string(g_world.size) +
+                         " ranks (static workers); spawning is for a job started with one rank "
+                         "(mpirun -n 1)");
+    if (ranks_in_use())
+        throw UsageError(
+            "multiproc: mp::mpi::spawn_workers: call it before the first pool on the \"mpi\" "
+            "context");
+    std::vector<char*> args;
+    for (auto& a : g_args) args.push_back(a.data());
+    args.push_back(nullptr);
+    auto list = sys::loaded_modules();
+    const auto* self = sys::main_module(*list);
+    std::string program = self ? self->path : std::string();
+    std::vector<int> codes(static_cast<std::size_t>(n), MPI_SUCCESS);
+    // Errors come back as codes, not as an abort, whatever the handler of MPI_COMM_SELF is.
+    MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
+    const int rc = MPI_Comm_spawn(program.data(), args.data(), n, MPI_INFO_NULL, 0, MPI_COMM_SELF,
+                                  &g_inter, codes.data());
+    check_mpi(rc, "MPI_Comm_spawn");
+    for (int c : codes) check_mpi(c, "MPI_Comm_spawn (a worker)");
+    check_mpi(MPI_Intercomm_merge(g_inter, 0, &g_comm), "joining the spawned workers");
+    MPI_Comm_size(g_comm, &g_world.size);
+    g_world.ranks.clear();
+    check_same_build();
 }
 
 }  // namespace mp::detail::mpi
@@ -181,7 +244,7 @@ int mp_mpi_register = 0;
 namespace mp::mpi {
 
 bool active() noexcept { return detail::mpi::world().active; }
-
+void spawn_workers(int n) { detail::mpi::spawn(n); }
 int rank() noexcept {
     if (detail::mpi::world().active) return detail::mpi::world().rank;
     // A slot worker of a rank (a local process the rank started) runs that rank's tasks.

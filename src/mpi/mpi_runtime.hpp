@@ -3,6 +3,8 @@
 // rank 0 shuts the job down at its exit (or aborts it after a rank died).
 #pragma once
 
+#include <mpi.h>
+
 #include <string>
 #include <vector>
 
@@ -26,6 +28,10 @@ struct World {
 /// This process's job.
 const World& world() noexcept;
 
+/// The job's communicator: MPI_COMM_WORLD, or, once rank 0 spawned its workers
+/// (mp::mpi::spawn_workers), rank 0 merged with them (rank 0 first, the spawned after it).
+MPI_Comm job_comm() noexcept;
+
 /// "rank 2 (pid 4711 on host n1)".
 std::string describe_rank(int rank);
 
@@ -42,6 +48,14 @@ int slot_count();
 /// The environment variable that tells a rank's slot worker (a local process, which inherits the
 /// launcher's environment) the rank it serves: mp::mpi::rank() there.
 inline constexpr const char* kSlotRankVar = "MULTIPROC_MPI_SLOT_RANK";
+
+/// MPI_Finalize; where rank 0 spawned its workers, they part first.
+void finalize() noexcept;
+
+/// Rank 0 of a one-rank job: starts n workers with MPI_Comm_spawn (this program, its
+/// arguments), joins them into job_comm and checks their build; mp::UsageError when the job has
+/// static workers or a pool already uses the ranks.
+void spawn(int n);
 
 /// A worker rank's life: relays the sessions rank 0 opens to its slots' worker processes until
 /// rank 0 shuts the job down.

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "mpi/mpi_runtime.hpp"
 #include "multiproc/errors.hpp"
 
 namespace mp::detail::mpi {
@@ -46,7 +47,7 @@ std::vector<std::byte> receive_probed(MPI_Status& status, const char* what) {
     int count = 0;
     check_mpi(MPI_Get_count(&status, MPI_BYTE, &count), what);
     std::vector<std::byte> m(static_cast<std::size_t>(std::max(count, 0)));
-    check_mpi(MPI_Recv(m.data(), count, MPI_BYTE, status.MPI_SOURCE, kTag, MPI_COMM_WORLD,
+    check_mpi(MPI_Recv(m.data(), count, MPI_BYTE, status.MPI_SOURCE, kTag, job_comm(),
                        MPI_STATUS_IGNORE),
               what);
     return m;

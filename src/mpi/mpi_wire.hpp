@@ -1,5 +1,5 @@
 // What travels between rank 0 (the engine's supervisor) and a worker rank: MPI messages on one
-// tag of MPI_COMM_WORLD, each a MessageHeader then bytes. A rank has slots (one local worker
+// tag of the job's communicator (job_comm: MPI_COMM_WORLD unless rank 0 spawned its workers), each a MessageHeader then bytes. A rank has slots (one local worker
 // process each, mpi_rank.cpp); rank 0 holds each slot as one engine worker. Data messages carry
 // a slot's frame stream (frame.hpp) cut anywhere (at most kMaxPiece bytes a message: MPI counts
 // are ints); MPI keeps the order of the messages of one sender to one receiver on one tag, so the

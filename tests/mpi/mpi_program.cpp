@@ -371,6 +371,31 @@ void run_until_broken() {
     }
 }
 
+// A job started with one rank spawns its two workers on request (MPI_Comm_spawn).
+void run_spawn(int (*f)(int)) {
+    mp::mpi::spawn_workers(2);
+    check(mp::mpi::size() == 3, "three ranks after spawning two");
+    try {
+        mp::mpi::spawn_workers(1);
+        check(false, "a second spawn is refused");
+    } catch (const mp::UsageError&) {
+    }
+    if (f) return run_rank_fails(f);
+    run_map();
+}
+
+// Static workers (mpirun -n 3): spawning is refused, and the ranks still serve.
+void run_spawn_static() {
+    try {
+        mp::mpi::spawn_workers(2);
+        check(false, "spawn_workers is refused in a job with static workers");
+    } catch (const mp::UsageError& e) {
+        check(std::string(e.what()).find("static") != std::string::npos, "the error says why");
+    }
+    mp::Pool pool(std::nullopt, on_mpi());
+    check(pool.map(square, std::vector<int>{5})[0] == 25, "the static ranks serve");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -395,6 +420,9 @@ int main(int argc, char** argv) {
             run_slots(std::atoi(argv[2]), argc > 3 ? argv[3] : nullptr);
         else if (what == "concurrent" && argc > 2) run_concurrent(std::atoi(argv[2]));
         else if (what == "slot_dies") run_slot_dies();
+        else if (what == "spawn") run_spawn(nullptr);
+        else if (what == "spawn_rank_dies") run_spawn(dies_on_rank_2);
+        else if (what == "spawn_static") run_spawn_static();
         else if (what == "until_broken") run_until_broken();
         else if (what == "build") check(mp::mpi::size() == 3, "three ranks");
 #ifdef MP_TEST_OTHER_BUILD
