@@ -67,7 +67,8 @@ bool is_set(const object& o) { return o.kind() == kind::set || o.kind() == kind:
 // Every item of `part` equals one of `whole`.
 bool all_in(const std::vector<object>& part, const std::vector<object>& whole) {
     return std::all_of(part.begin(), part.end(), [&](const object& x) {
-        return std::any_of(whole.begin(), whole.end(), [&](const object& y) { return py_eq(x, y); });
+        return std::any_of(whole.begin(), whole.end(),
+                           [&](const object& y) { return py_eq(x, y); });
     });
 }
 

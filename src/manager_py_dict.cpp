@@ -112,10 +112,9 @@ public:
     [[nodiscard]] std::string_view type_name() const override { return "dict"; }
     [[nodiscard]] std::span<const std::string_view> exposed() const override {
         static constexpr std::string_view kExposed[] = {
-            "__contains__", "__delitem__", "__getitem__", "__iter__", "__len__",
-            "__setitem__",  "clear",       "copy",        "get",      "items",
-            "keys",         "pop",         "popitem",     "setdefault", "update",
-            "values"};
+            "__contains__", "__delitem__", "__getitem__", "__iter__", "__len__", "__setitem__",
+            "clear",        "copy",        "get",         "items",    "keys",    "pop",
+            "popitem",      "setdefault",  "update",      "values"};
         return kExposed;
     }
     [[nodiscard]] object value() const override {
@@ -190,9 +189,9 @@ public:
         for (const auto& kv : t_.entries()) keys.push_back(kv.first);
         const std::size_t n = keys.size();
         return make_py_iterator(std::move(keys), [self = shared_from_this(), n] {
-                                    std::lock_guard lk(self->m_);
-                                    return self->t_.entries().size() != n;
-                                });
+            std::lock_guard lk(self->m_);
+            return self->t_.entries().size() != n;
+        });
     }
 
     // Python's dict.update(E, **kw): E a dict or pairs.

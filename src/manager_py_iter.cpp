@@ -23,12 +23,11 @@ public:
     // iter(remaining items), as Python pickles a dict's iterator.
     [[nodiscard]] object value() const override {
         std::lock_guard lk(m_);
-        std::vector<object> rest(items_.begin() + static_cast<std::ptrdiff_t>(next_),
-                                 items_.end());
-        return object(std::make_shared<py::instance>(py::instance{
-            {"builtins", "iter"},
-            std::make_shared<py::tuple>(py::tuple{{py::make_list(std::move(rest))}}),
-            nullptr}));
+        std::vector<object> rest(items_.begin() + static_cast<std::ptrdiff_t>(next_), items_.end());
+        return object(std::make_shared<py::instance>(
+            py::instance{{"builtins", "iter"},
+                         std::make_shared<py::tuple>(py::tuple{{py::make_list(std::move(rest))}}),
+                         nullptr}));
     }
     [[nodiscard]] std::string repr() const override { return "<dict_keyiterator object>"; }
 

@@ -64,6 +64,25 @@ std::vector<object> items_of(const object& o, const std::string& not_iterable) {
     }
 }
 
+// Python's bool(o).
+bool truth(const object& o) {
+    switch (o.kind()) {
+        case kind::none: return false;
+        case kind::boolean:
+        case kind::integer: return o.as_int() != 0;
+        case kind::floating: return o.as_float() != 0;
+        case kind::str: return !o.as_str().empty();
+        case kind::bytes:
+        case kind::bytearray: return !o.as_bytes().empty();
+        case kind::list:
+        case kind::tuple: return !o.as_sequence().empty();
+        case kind::dict: return !o.as_dict().empty();
+        case kind::set:
+        case kind::frozenset: return !o.as_set().empty();
+        default: return true;
+    }
+}
+
 std::string not_iterable(const object& o) {
     return "'" + std::string(py::kind_name(o.kind())) + "' object is not iterable";
 }
@@ -117,10 +136,10 @@ public:
     [[nodiscard]] std::string_view type_name() const override { return "list"; }
     [[nodiscard]] std::span<const std::string_view> exposed() const override {
         static constexpr std::string_view kExposed[] = {
-            "__add__",      "__contains__", "__delitem__", "__getitem__", "__len__",
-            "__mul__",      "__reversed__", "__rmul__",    "__setitem__", "append",
-            "count",        "extend",       "index",       "insert",      "pop",
-            "remove",       "reverse",      "sort",        "__imul__"};
+            "__add__", "__contains__", "__delitem__", "__getitem__", "__len__",
+            "__mul__", "__reversed__", "__rmul__",    "__setitem__", "append",
+            "count",   "extend",       "index",       "insert",      "pop",
+            "remove",  "reverse",      "sort",        "__imul__"};
         return kExposed;
     }
     [[nodiscard]] object value() const override {
@@ -175,7 +194,8 @@ public:
                                          "items in one call"});
             std::vector<object> out;
             out.reserve(items_.size() * static_cast<std::size_t>(r));
-            for (std::int64_t k = 0; k < r; ++k) out.insert(out.end(), items_.begin(), items_.end());
+            for (std::int64_t k = 0; k < r; ++k)
+                out.insert(out.end(), items_.begin(), items_.end());
             if (m != "__imul__") return py::make_list(std::move(out));
             items_ = std::move(out);
         }
@@ -183,8 +203,8 @@ public:
             const object& v = a.at(0, "value");
             const auto same = [&](const object& x) { return py_eq(x, v); };
             if (m == "count")
-                return object(static_cast<std::int64_t>(
-                    std::count_if(items_.begin(), items_.end(), same)));
+                return object(static_cast<std::int64_t>(std::count_if(items_.begin(), items_.end(),
+                                                                      same)));
             const auto it = std::find_if(items_.begin(), items_.end(), same);
             if (m == "__contains__") return object(it != items_.end());
             if (it == items_.end()) py_raise("ValueError", {"list.remove(x): x not in list"});
@@ -221,8 +241,8 @@ private:
         a.at_most(m == "__setitem__" ? 2 : 1);
         const object& i = a.at(0, "index");
         if (!is_slice(i)) {
-            const char* beyond =
-                m == "__getitem__" ? "list index out of range" : "list assignment index out of range";
+            const char* beyond = m == "__getitem__" ? "list index out of range"
+                                                    : "list assignment index out of range";
             const std::size_t k = existing(position(i), beyond);
             if (m == "__getitem__") return items_[k];
             if (m == "__setitem__") items_[k] = a.at(1, "value");
@@ -239,13 +259,14 @@ private:
         std::vector<bool> selected(items_.size());
         for (std::int64_t k = 0; k < s.length; ++k) selected[s.at(k)] = true;
         if (m == "__setitem__") {
-            auto v = items_of(a.at(1, "value"), s.step == 1 ? "can only assign an iterable"
-                                                             : "must assign iterable to extended slice");
+            auto v =
+                items_of(a.at(1, "value"), s.step == 1 ? "can only assign an iterable"
+                                                       : "must assign iterable to extended slice");
             if (s.step != 1) {
                 if (static_cast<std::int64_t>(v.size()) != s.length)
-                    py_raise("ValueError", {"attempt to assign sequence of size " +
-                                            std::to_string(v.size()) + " to extended slice of size " +
-                                            std::to_string(s.length)});
+                    py_raise("ValueError",
+                             {"attempt to assign sequence of size " + std::to_string(v.size()) +
+                              " to extended slice of size " + std::to_string(s.length)});
                 for (std::int64_t k = 0; k < s.length; ++k) items_[s.at(k)] = std::move(v[k]);
                 return object();
             }
@@ -280,15 +301,13 @@ private:
 
     // l.sort(*, key=None, reverse=False): key must be None (a Python function cannot run here).
     object sort(const PyArgs& a) {
-        if (!a.positional().empty()) py_raise("TypeError", {"sort() takes no positional arguments"});
+        if (!a.positional().empty())
+            py_raise("TypeError", {"sort() takes no positional arguments"});
         bool reverse = false;
         for (const auto& [k, v] : a.keywords()) {
             const std::string name = k.kind() == kind::str ? k.as_str() : "";
             if (name == "reverse") {
-                if (!is_int(v))
-                    py_raise("TypeError", {"'" + std::string(py::kind_name(v.kind())) +
-                                           "' object cannot be interpreted as an integer"});
-                reverse = v.kind() == kind::big_integer || v.as_int() != 0;
+                reverse = truth(v);  // Python 3.12's rule (3.11 took ints only)
             } else if (name == "key") {
                 if (v.kind() == kind::global)
                     py_raise("NotImplementedError",

@@ -79,10 +79,16 @@ std::optional<Request> parse(std::span<const std::byte> frame, const PyServerHoo
         } catch (const DecodeError& e) {
             if (std::string_view(e.what()).find("is not on the allowlist") == std::string::npos)
                 throw;
-            return Request{{}, {}, {}, {}, py::make_exception("NotImplementedError", {
-                "a multiproc manager server holds plain data only and runs no Python code, so it "
-                "refuses this request (a function such as sort's key= cannot run in C++): " +
-                std::string(e.what())})};
+            return Request{
+                {},
+                {},
+                {},
+                {},
+                py::make_exception(
+                    "NotImplementedError",
+                    {"a multiproc manager server holds plain data only and runs no Python code, so it "
+                     "refuses this request (a function such as sort's key= cannot run in C++): " +
+                     std::string(e.what())})};
         }
     } catch (const std::exception& e) {
         why = e.what();
@@ -200,13 +206,14 @@ private:
         object address(where);
         if (colon != std::string::npos && colon + 1 < where.size() &&
             where.find_first_not_of("0123456789", colon + 1) == std::string::npos)
-            address = py::make_tuple({object(where.substr(0, colon)),
-                                      object(static_cast<std::int64_t>(
-                                          std::stoll(where.substr(colon + 1))))});
+            address = py::make_tuple(
+                {object(where.substr(0, colon)),
+                 object(static_cast<std::int64_t>(std::stoll(where.substr(colon + 1))))});
         auto token = std::make_shared<py::instance>(py::instance{
-            {"multiprocessing.managers", "Token"}, std::make_shared<py::tuple>(),
-            std::make_shared<const object>(
-                py::make_tuple({object(p.type_id), std::move(address), object(ident)}))});
+            {"multiprocessing.managers", "Token"},
+            std::make_shared<py::tuple>(),
+            std::make_shared<const object>(py::make_tuple({object(p.type_id), std::move(address),
+                                                           object(ident)}))});
         return py::make_tuple({exposed_of(*p.object), object(std::move(token))});
     }
 

@@ -14,9 +14,10 @@ using py::kind;
 using py::object;
 
 object instance_of(std::string module, std::string name, std::vector<object> args) {
-    return object(std::make_shared<py::instance>(
-        py::instance{{std::move(module), std::move(name)},
-                     std::make_shared<py::tuple>(py::tuple{std::move(args)}), nullptr}));
+    return object(std::make_shared<py::instance>(py::instance{{std::move(module), std::move(name)},
+                                                              std::make_shared<py::tuple>(py::tuple{
+                                                                  std::move(args)}),
+                                                              nullptr}));
 }
 
 class PyValueState final : public PyServed {
@@ -56,11 +57,12 @@ struct Typecode {
     bool floating, is_signed;
 };
 
-constexpr Typecode kTypecodes[] = {
-    {'b', 1, false, true},  {'B', 1, false, false}, {'h', 2, false, true},
-    {'H', 2, false, false}, {'i', 4, false, true},  {'I', 4, false, false},
-    {'l', 8, false, true},  {'L', 8, false, false}, {'q', 8, false, true},
-    {'Q', 8, false, false}, {'f', 4, true, true},   {'d', 8, true, true}};
+constexpr Typecode kTypecodes[] = {{'b', 1, false, true}, {'B', 1, false, false},
+                                   {'h', 2, false, true}, {'H', 2, false, false},
+                                   {'i', 4, false, true}, {'I', 4, false, false},
+                                   {'l', 8, false, true}, {'L', 8, false, false},
+                                   {'q', 8, false, true}, {'Q', 8, false, false},
+                                   {'f', 4, true, true},  {'d', 8, true, true}};
 
 const Typecode& typecode_of(const object& o) {
     if (o.kind() != kind::str || o.as_str().size() != 1)
@@ -137,16 +139,16 @@ private:
         const bool is_int = v.kind() == kind::integer || v.kind() == kind::boolean;
         if (t_.floating) {
             if (!is_int && v.kind() != kind::floating)
-                py_raise("TypeError", {"must be real number, not " +
-                                       std::string(py::kind_name(v.kind()))});
-            const double d = v.kind() == kind::boolean ? static_cast<double>(v.as_int())
-                                                      : v.as_float();
+                py_raise("TypeError",
+                         {"must be real number, not " + std::string(py::kind_name(v.kind()))});
+            const double d =
+                v.kind() == kind::boolean ? static_cast<double>(v.as_int()) : v.as_float();
             return object(t_.size == 4 ? static_cast<double>(static_cast<float>(d)) : d);
         }
         if (v.kind() == kind::big_integer) {  // fits only an unsigned 64-bit item
             const auto& le = v.node<const py::bigint>()->le;
-            const bool fits = !t_.is_signed && t_.size == 8 &&
-                              le.size() == 9 && le[8] == std::byte{0};
+            const bool fits =
+                !t_.is_signed && t_.size == 8 && le.size() == 9 && le[8] == std::byte{0};
             if (!fits) py_raise("OverflowError", {"array item out of range"});
             return v;
         }
