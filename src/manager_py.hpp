@@ -139,6 +139,8 @@ PySlice py_slice_of(const py::object& slice, std::size_t size);
 /// Python's `a == b` for plain values (1 == 1.0 == True; list and tuple item by item; sets and
 /// dicts regardless of order).
 bool py_eq(const py::object& a, const py::object& b);
+/// Python's `bool(o)`.
+bool py_truth(const py::object& o);
 /// Python's `a < b` for numbers, str, bytes, and lists or tuples of those; TypeError otherwise.
 bool py_less(const py::object& a, const py::object& b);
 

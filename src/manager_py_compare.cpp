@@ -1,4 +1,4 @@
-// Python's == and < on the plain values a manager server holds for Python clients: what a list's
+// Python's ==, < and bool() on the plain values a manager server holds for Python clients: what a list's
 // count, index, remove, `in` and sort compare with (1 == 1.0 == True; tuples item by item).
 #include <algorithm>
 #include <cmath>
@@ -97,6 +97,24 @@ bool py_eq(const object& a, const object& b) {
                });
     }
     return a == b;
+}
+
+bool py_truth(const object& o) {
+    switch (o.kind()) {
+        case kind::none: return false;
+        case kind::boolean:
+        case kind::integer: return o.as_int() != 0;
+        case kind::floating: return o.as_float() != 0;
+        case kind::str: return !o.as_str().empty();
+        case kind::bytes:
+        case kind::bytearray: return !o.as_bytes().empty();
+        case kind::list:
+        case kind::tuple: return !o.as_sequence().empty();
+        case kind::dict: return !o.as_dict().empty();
+        case kind::set:
+        case kind::frozenset: return !o.as_set().empty();
+        default: return true;
+    }
 }
 
 bool py_less(const object& a, const object& b) {

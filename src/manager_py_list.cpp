@@ -64,25 +64,6 @@ std::vector<object> items_of(const object& o, const std::string& not_iterable) {
     }
 }
 
-// Python's bool(o).
-bool truth(const object& o) {
-    switch (o.kind()) {
-        case kind::none: return false;
-        case kind::boolean:
-        case kind::integer: return o.as_int() != 0;
-        case kind::floating: return o.as_float() != 0;
-        case kind::str: return !o.as_str().empty();
-        case kind::bytes:
-        case kind::bytearray: return !o.as_bytes().empty();
-        case kind::list:
-        case kind::tuple: return !o.as_sequence().empty();
-        case kind::dict: return !o.as_dict().empty();
-        case kind::set:
-        case kind::frozenset: return !o.as_set().empty();
-        default: return true;
-    }
-}
-
 std::string not_iterable(const object& o) {
     return "'" + std::string(py::kind_name(o.kind())) + "' object is not iterable";
 }
@@ -307,7 +288,7 @@ private:
         for (const auto& [k, v] : a.keywords()) {
             const std::string name = k.kind() == kind::str ? k.as_str() : "";
             if (name == "reverse") {
-                reverse = truth(v);  // Python 3.12's rule (3.11 took ints only)
+                reverse = py_truth(v);  // Python 3.12's rule (3.11 took ints only)
             } else if (name == "key") {
                 if (v.kind() == kind::global)
                     py_raise("NotImplementedError",
