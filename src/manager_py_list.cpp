@@ -14,8 +14,13 @@ namespace {
 using py::kind;
 using py::object;
 
-// The most items one call may build (`l * n`): beyond it Python's MemoryError, not an attempt.
-constexpr std::size_t kMaxBuilt = std::size_t{1} << 24;
+// The most items one call may build (`l * n`, the characters of a str): beyond it Python's
+// MemoryError, not an attempt.
+constexpr std::size_t kMaxBuilt = std::size_t{1} << 22;
+
+[[noreturn]] void too_many() {
+    py_raise("MemoryError", {"a multiproc manager server builds at most 2**22 items in one call"});
+}
 // Python clamps slice bounds beyond the machine's index range; these stay clear of overflow.
 constexpr std::int64_t kHuge = std::numeric_limits<std::int64_t>::max() / 4;
 
@@ -47,9 +52,12 @@ std::vector<object> items_of(const object& o, const std::string& not_iterable) {
         case kind::tuple: return o.as_sequence();
         case kind::set:
         case kind::frozenset: return o.as_set();
-        case kind::str: return characters(o.as_str());
+        case kind::str:
+            if (o.as_str().size() > kMaxBuilt) too_many();
+            return characters(o.as_str());
         case kind::bytes:
         case kind::bytearray: {
+            if (o.as_bytes().size() > kMaxBuilt) too_many();
             std::vector<object> out;
             for (const std::byte b : o.as_bytes())
                 out.emplace_back(static_cast<std::int64_t>(std::to_integer<unsigned>(b)));
@@ -169,10 +177,9 @@ public:
             return py::make_list(std::move(sum));
         }
         if (m == "__mul__" || m == "__rmul__" || m == "__imul__") {
-            const std::int64_t r = repeats(a.at(0, "value"));
+            const std::int64_t r = items_.empty() ? 0 : repeats(a.at(0, "value"));
             if (!items_.empty() && static_cast<std::uint64_t>(r) > kMaxBuilt / items_.size())
-                py_raise("MemoryError", {"a multiproc manager server builds at most 2**24 "
-                                         "items in one call"});
+                too_many();
             std::vector<object> out;
             out.reserve(items_.size() * static_cast<std::size_t>(r));
             for (std::int64_t k = 0; k < r; ++k)

@@ -286,6 +286,7 @@ CASES = [
     ('list mul negative', L, lambda l: l * -3),
     ('list mul float', L, lambda l: l * 1.5),
     ('list mul huge', L, lambda l: l * 2**100),
+    ('list empty mul huge', pooled('list', []), lambda l: l * 10**18),
     ('list rmul', L, lambda l: 2 * l),
     ('list imul', L, lambda l: imul(l, 2)),
     ('list iadd', L, lambda l: iadd(l, [1, 2])),
@@ -424,6 +425,23 @@ if sys.version_info < (3, 12):
     KNOWN['list sort reverse str'] = ('ok', None)
 
 
+class Hostile:
+    def __reduce__(self):
+        import os
+        return (os.system, ('echo the server ran os.system',))
+
+
+# Calls made on the multiproc server only (Python's would try them), with the outcome it must
+# give; each leaves the connection usable for the next.
+OURS_ONLY = [
+    ('list mul beyond the bound', L, lambda l: l * 10**6, ('raise', 'MemoryError')),
+    ('list extend beyond the bound', L, lambda l: l.extend('x' * (2**22 + 1)),
+     ('raise', 'MemoryError')),
+    ('dict hostile key', D, lambda d: d[Hostile()], ('raise', 'NotImplementedError')),
+    ('dict after hostile', D, lambda d: d['a'], ('ok', 1)),
+]
+
+
 def run(m, make, op):
     try:
         obj = make(m)
@@ -456,10 +474,15 @@ def main():
             elif python != multiproc:
                 unexpected += 1
                 print('DIFF', name, 'python', python, 'multiproc', multiproc, flush=True)
+        for name, make, op, expected in OURS_ONLY:
+            got = run(ours, make, op)[0]
+            if got != expected:
+                unexpected += 1
+                print('DIFF', name, 'expected', expected, 'multiproc', got, flush=True)
     finally:
         theirs.shutdown()
-    print('differential', len(CASES), 'cases,', known, 'known differences,', unexpected,
-          'unexpected', flush=True)
+    print('differential', len(CASES), 'cases,', known, 'known differences,', len(OURS_ONLY),
+          'multiproc only,', unexpected, 'unexpected', flush=True)
     sys.exit(1 if unexpected else 0)
 
 
