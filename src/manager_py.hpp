@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -69,11 +70,22 @@ private:
     const py::object* kw_;
 };
 
+class PyServed;
+
+/// A method's result that the client reaches through a proxy (Python's method_to_typeid, e.g.
+/// dict.__iter__ -> 'Iterator'): the server serves `object` and replies `#PROXY`.
+struct PyProxied {
+    std::shared_ptr<PyServed> object;
+    std::string_view type_id;
+};
+
 /// What a call may need besides its arguments.
 struct PyCallContext {
     /// True once the caller is gone (its connection closed) or the server stops: a blocking
     /// call polls it and gives up, so a killed client frees its thread and takes no item.
     std::function<bool()> abandoned;
+    /// Set by a method whose result is a new served object (its py::object result is ignored).
+    mutable std::optional<PyProxied> proxied;
 };
 
 /// An object served to Python clients (a queue, dict, list or Namespace). Objects lock
@@ -91,6 +103,8 @@ public:
                             const PyCallContext& ctx) = 0;
     /// A copy of the value (`#GETVALUE`); PyNoMethod when it has none to send (a queue).
     [[nodiscard]] virtual py::object value() const = 0;
+    /// Python's repr() of the object (`__str__`, `__repr__`, debug_info); the value's by default.
+    [[nodiscard]] virtual std::string repr() const;
 };
 
 /// The objects Python clients may create (Python's `create(typeid, ...)`): a registered one (the
@@ -101,6 +115,34 @@ std::shared_ptr<PyServed> make_py_queue(const PyArgs& args, bool joinable);
 std::shared_ptr<PyServed> make_py_dict(const PyArgs& args);
 std::shared_ptr<PyServed> make_py_list(const PyArgs& args);
 std::shared_ptr<PyServed> make_py_namespace(const PyArgs& args);
+std::shared_ptr<PyServed> make_py_value(const PyArgs& args);
+std::shared_ptr<PyServed> make_py_array(const PyArgs& args);
+/// Python's iterator over `items` (a snapshot of a dict's keys): `__next__` raises StopIteration
+/// after the last, and RuntimeError from the first call on which `changed()` is true (the dict
+/// changed size), as a dict's own iterator does.
+std::shared_ptr<PyServed> make_py_iterator(std::vector<py::object> items,
+                                           std::function<bool()> changed);
+
+/// Python's slice.indices(n) of a slice object: the first index, the step and how many items
+/// it selects (items start + k * step for k below length).
+struct PySlice {
+    std::int64_t start = 0, step = 1, length = 0;
+    [[nodiscard]] std::size_t at(std::int64_t k) const {
+        return static_cast<std::size_t>(start + k * step);
+    }
+};
+/// True for a builtins.slice(start, stop, step).
+bool is_slice(const py::object& o);
+/// The slice's indices over `size` items: TypeError, ValueError (a zero step) as Python's.
+PySlice py_slice_of(const py::object& slice, std::size_t size);
+
+/// Python's `a == b` for plain values (1 == 1.0 == True; list and tuple item by item; sets and
+/// dicts regardless of order).
+bool py_eq(const py::object& a, const py::object& b);
+/// Python's `bool(o)`.
+bool py_truth(const py::object& o);
+/// Python's `a < b` for numbers, str, bytes, and lists or tuples of those; TypeError otherwise.
+bool py_less(const py::object& a, const py::object& b);
 
 /// Python's repr() of a value, for messages and `__repr__` (a big int is shown as <int>).
 std::string py_repr(const py::object& o);

@@ -50,6 +50,8 @@ std::shared_ptr<PyServed> make_py_builtin(std::string_view type, const PyArgs& a
     if (type == "Queue") return make_py_queue(args, false);
     if (type == "JoinableQueue") return make_py_queue(args, true);
     if (type == "Namespace") return make_py_namespace(args);
+    if (type == "Value") return make_py_value(args);
+    if (type == "Array") return make_py_array(args);
     py_raise("KeyError", {py::object(type)});
 }
 
@@ -147,6 +149,14 @@ void repr_to(std::string& out, const py::object& o, int depth) {
 }
 
 }  // namespace
+
+std::string PyServed::repr() const {
+    try {
+        return py_repr(value());
+    } catch (const PyNoMethod&) {
+        return "<" + std::string(type_name()) + " object served by multiproc>";
+    }
+}
 
 std::string py_repr(const py::object& o) {
     std::string out;

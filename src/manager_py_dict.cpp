@@ -3,6 +3,7 @@
 //
 // Keys are found by a byte string made from the key: equal for keys Python finds equal in the
 // common cases (1, 1.0 and True are one key; a str, bytes, None; tuples by their pickle).
+#include <algorithm>
 #include <cstring>
 #include <list>
 #include <stdexcept>
@@ -106,14 +107,14 @@ private:
     std::unordered_map<std::string, Entries::iterator> index_;
 };
 
-class PyDictState final : public PyServed {
+class PyDictState final : public PyServed, public std::enable_shared_from_this<PyDictState> {
 public:
     [[nodiscard]] std::string_view type_name() const override { return "dict"; }
     [[nodiscard]] std::span<const std::string_view> exposed() const override {
         static constexpr std::string_view kExposed[] = {
-            "__contains__", "__delitem__", "__getitem__", "__len__", "__setitem__",
-            "clear",        "copy",        "get",         "items",   "keys",
-            "pop",          "popitem",     "setdefault",  "update",  "values"};
+            "__contains__", "__delitem__", "__getitem__", "__iter__", "__len__", "__setitem__",
+            "clear",        "copy",        "get",         "items",    "keys",    "pop",
+            "popitem",      "setdefault",  "update",      "values"};
         return kExposed;
     }
     [[nodiscard]] object value() const override {
@@ -121,8 +122,13 @@ public:
         return t_.copy();
     }
 
-    object call(std::string_view m, const PyArgs& a, const PyCallContext&) override {
+    object call(std::string_view m, const PyArgs& a, const PyCallContext& ctx) override {
         std::lock_guard lk(m_);
+        if (m == "__iter__") {
+            a.at_most(0);
+            ctx.proxied = PyProxied{iterator(), "Iterator"};
+            return object();
+        }
         if (m == "__getitem__") {
             a.at_most(1);
             const object& k = a.at(0, "key");
@@ -175,6 +181,19 @@ public:
         return object();  // clear
     }
 
+    // An iterator over the keys as they are now; it fails once the dict changes size, as
+    // Python's does ("dictionary changed size during iteration").
+    std::shared_ptr<PyServed> iterator() {
+        std::vector<object> keys;
+        keys.reserve(t_.entries().size());
+        for (const auto& kv : t_.entries()) keys.push_back(kv.first);
+        const std::size_t n = keys.size();
+        return make_py_iterator(std::move(keys), [self = shared_from_this(), n] {
+            std::lock_guard lk(self->m_);
+            return self->t_.entries().size() != n;
+        });
+    }
+
     // Python's dict.update(E, **kw): E a dict or pairs.
     object update(const PyArgs& a) {
         if (a.positional().size() > 1)
@@ -219,6 +238,20 @@ public:
             py::instance{{"multiprocessing.managers", "Namespace"},
                          std::make_shared<py::tuple>(),
                          std::make_shared<const object>(t_.copy())}));
+    }
+    // Python's Namespace.__repr__: the public attributes, sorted.
+    [[nodiscard]] std::string repr() const override {
+        std::vector<std::string> parts;
+        {
+            std::lock_guard lk(m_);
+            for (const auto& [k, v] : t_.entries())
+                if (k.kind() == kind::str && k.as_str().rfind('_', 0) != 0)
+                    parts.push_back(k.as_str() + "=" + py_repr(v));
+        }
+        std::sort(parts.begin(), parts.end());
+        std::string out = "Namespace(";
+        for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? ", " : "") + parts[i];
+        return out + ")";
     }
     object call(std::string_view m, const PyArgs& a, const PyCallContext&) override {
         std::lock_guard lk(m_);

@@ -1,5 +1,6 @@
 // Python's queue.Queue as a manager server serves it to Python clients (an AutoProxy's put, get,
 // qsize, ...), and mp::PyQueue, the C++ side of the same queue in the server's process.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -19,12 +20,18 @@ using py::object;
 [[noreturn]] void raise_empty() {
     throw PyRaise(object(std::make_shared<py::instance>(
                       py::instance{{"_queue", "Empty"}, std::make_shared<py::tuple>(), nullptr})),
-                  "multiproc: queue.Empty");
+                  "multiproc: the PyQueue is empty");
 }
 [[noreturn]] void raise_full() {
     throw PyRaise(object(std::make_shared<py::instance>(
                       py::instance{{"queue", "Full"}, std::make_shared<py::tuple>(), nullptr})),
-                  "multiproc: queue.Full");
+                  "multiproc: the PyQueue is full");
+}
+// queue.ShutDown (Python 3.13): a put, or a get from an empty queue, after shutdown().
+[[noreturn]] void raise_shut_down() {
+    throw PyRaise(object(std::make_shared<py::instance>(
+                      py::instance{{"queue", "ShutDown"}, std::make_shared<py::tuple>(), nullptr})),
+                  "multiproc: the PyQueue was shut down (a Python client called shutdown())");
 }
 
 // A wait's limit from (block, timeout) as Python's queue takes them: -1 forever.
@@ -46,7 +53,8 @@ public:
     [[nodiscard]] std::span<const std::string_view> exposed() const override {
         static constexpr std::string_view kExposed[] = {"empty",      "full",  "get",
                                                         "get_nowait", "join",  "put",
-                                                        "put_nowait", "qsize", "task_done"};
+                                                        "put_nowait", "qsize", "shutdown",
+                                                        "task_done"};
         return kExposed;
     }
     [[nodiscard]] object value() const override {
@@ -68,8 +76,19 @@ public:
             return get(now ? 0 : wait_ns(a.get(0, "block", true), a.get(1, "timeout", object())),
                        &ctx.abandoned);
         }
-        a.at_most(0);
+        a.at_most(m == "shutdown" ? 1 : 0);
         std::unique_lock lk(m_);
+        if (m == "shutdown") {
+            shut_ = true;
+            if (py_truth(a.get(0, "immediate", false))) {  // drop the items, their tasks done
+                unfinished_ -= std::min(unfinished_, items_.size());
+                items_.clear();
+                done_.notify_all();
+            }
+            not_empty_.notify_all();
+            not_full_.notify_all();
+            return object();
+        }
         if (m == "qsize") return object(static_cast<std::int64_t>(items_.size()));
         if (m == "empty") return object(items_.empty());
         if (m == "full") return object(maxsize_ > 0 && items_.size() >= maxsize_);
@@ -104,9 +123,11 @@ public:
 
     void put(object v, std::int64_t ns, const std::function<bool()>* abandoned) {
         std::unique_lock lk(m_);
+        if (shut_) raise_shut_down();
         if (!wait(lk, not_full_, ns, abandoned,
-                  [&] { return maxsize_ == 0 || items_.size() < maxsize_; }))
+                  [&] { return shut_ || maxsize_ == 0 || items_.size() < maxsize_; }))
             raise_full();
+        if (shut_) raise_shut_down();
         items_.push_back(std::move(v));
         ++unfinished_;
         not_empty_.notify_one();
@@ -114,7 +135,10 @@ public:
 
     object get(std::int64_t ns, const std::function<bool()>* abandoned) {
         std::unique_lock lk(m_);
-        if (!wait(lk, not_empty_, ns, abandoned, [&] { return !items_.empty(); })) raise_empty();
+        if (shut_ && items_.empty()) raise_shut_down();
+        if (!wait(lk, not_empty_, ns, abandoned, [&] { return shut_ || !items_.empty(); }))
+            raise_empty();
+        if (items_.empty()) raise_shut_down();
         object v = std::move(items_.front());
         items_.pop_front();
         not_full_.notify_one();
@@ -132,6 +156,7 @@ private:
     std::deque<object> items_;
     std::size_t maxsize_;
     std::size_t unfinished_ = 0;
+    bool shut_ = false;  // Python 3.13's shutdown()
 };
 
 std::shared_ptr<PyServed> make_py_queue(const PyArgs& args, bool) {
@@ -157,16 +182,16 @@ PyQueue::PyQueue(std::size_t maxsize) : PyShared(std::make_shared<detail::PyQueu
 void PyQueue::put_object(py::object value, Timeout timeout) {
     try {
         state(s_).put(std::move(value), ns_of(timeout), nullptr);
-    } catch (const detail::PyRaise&) {
-        throw Full("multiproc: the PyQueue is full");
+    } catch (const detail::PyRaise& e) {
+        throw Full(e.what());
     }
 }
 
 py::object PyQueue::get_object(Timeout timeout) {
     try {
         return state(s_).get(ns_of(timeout), nullptr);
-    } catch (const detail::PyRaise&) {
-        throw Empty("multiproc: the PyQueue is empty");
+    } catch (const detail::PyRaise& e) {
+        throw Empty(e.what());
     }
 }
 

@@ -7,6 +7,7 @@
 #include "manager_py.hpp"
 #include "manager_wait.hpp"
 #include "multiproc/connection.hpp"
+#include "multiproc/errors.hpp"
 #include "multiproc/logging.hpp"
 #include "multiproc/pickle.hpp"
 
@@ -48,27 +49,48 @@ std::vector<std::byte> traceback_of(const py::object& exception) {
     return traceback(inst->cls.name, text);
 }
 
-// One request: (ident, methodname, args, kwds).
+// One request: (ident, methodname, args, kwds), or the exception that refuses a well-formed
+// pickle naming what the server cannot hold (a Python function: `l.sort(key=len)`).
 struct Request {
     object ident;
     std::string method;
     object args, kwds;
+    std::optional<object> refused;
 };
+
+// The request a decoded frame holds; DecodeError when it is none.
+Request request_of(const object& o) {
+    if (o.kind() == py::kind::tuple && o.as_sequence().size() == 4) {
+        const auto& t = o.as_sequence();
+        if (t[1].kind() == py::kind::str &&
+            (t[2].kind() == py::kind::tuple || t[2].kind() == py::kind::list) &&
+            (t[3].kind() == py::kind::dict || t[3].is_none()))
+            return Request{t[0], t[1].as_str(), t[2], t[3], std::nullopt};
+    }
+    throw DecodeError("a " + std::string(py::kind_name(o.kind())) +
+                      ", not a request (ident, methodname, args, kwds)");
+}
 
 // The request in a frame, or nothing (logged) when the frame is not one.
 std::optional<Request> parse(std::span<const std::byte> frame, const PyServerHooks& hooks) {
     std::string why;
     try {
-        object o = pickle::loads(frame);
-        if (o.kind() == py::kind::tuple && o.as_sequence().size() == 4) {
-            const auto& t = o.as_sequence();
-            if (t[1].kind() == py::kind::str &&
-                (t[2].kind() == py::kind::tuple || t[2].kind() == py::kind::list) &&
-                (t[3].kind() == py::kind::dict || t[3].is_none()))
-                return Request{t[0], t[1].as_str(), t[2], t[3]};
+        try {
+            return request_of(pickle::loads(frame));
+        } catch (const DecodeError& e) {
+            if (std::string_view(e.what()).find("is not on the allowlist") == std::string::npos)
+                throw;
+            return Request{
+                {},
+                {},
+                {},
+                {},
+                py::make_exception(
+                    "NotImplementedError",
+                    {"a multiproc manager server holds plain data only and runs no Python code, so it "
+                     "refuses this request (a function such as sort's key= cannot run in C++): " +
+                     std::string(e.what())})};
         }
-        why = "a " + std::string(py::kind_name(o.kind())) +
-              ", not a request (ident, methodname, args, kwds)";
     } catch (const std::exception& e) {
         why = e.what();
     }
@@ -150,6 +172,7 @@ private:
     }
 
     std::vector<std::byte> call(const Request& r) {
+        if (r.refused) return reply("#ERROR", *r.refused);
         std::shared_ptr<PyServed> obj;
         try {
             obj = find(r.ident);
@@ -160,12 +183,14 @@ private:
         const auto exposed = obj->exposed();
         try {
             if (std::find(exposed.begin(), exposed.end(), r.method) != exposed.end()) {
-                const PyCallContext ctx{[this] { return abandoned(); }};
-                return reply("#RETURN", obj->call(r.method, args, ctx));
+                const PyCallContext ctx{[this] { return abandoned(); }, std::nullopt};
+                object result = obj->call(r.method, args, ctx);
+                if (ctx.proxied) return reply("#PROXY", proxy(*ctx.proxied));
+                return reply("#RETURN", std::move(result));
             }
             if (r.method == "#GETVALUE") return reply("#RETURN", obj->value());
             if (r.method == "__str__" || r.method == "__repr__")
-                return reply("#RETURN", object(repr_of(*obj)));
+                return reply("#RETURN", object(obj->repr()));
             throw PyNoMethod("method '" + r.method + "' of '" + std::string(obj->type_name()) +
                              "' object is not in exposed");
         } catch (const PyRaise& e) {
@@ -177,12 +202,30 @@ private:
         }
     }
 
-    static std::string repr_of(const PyServed& obj) {
-        try {
-            return py_repr(obj.value());
-        } catch (const PyNoMethod&) {
-            return "<" + std::string(obj.type_name()) + " object served by multiproc>";
-        }
+    // (exposed, Token(typeid, address, ident)) of a method's result served as a new object, as
+    // Python's serve_client creates it (the client's proxy takes its own reference).
+    object proxy(const PyProxied& p) {
+        const std::string ident = serve(p.object);
+        const std::string where = hooks_.where();
+        const auto colon = where.rfind(':');
+        object address(where);
+        if (colon != std::string::npos && colon + 1 < where.size() &&
+            where.find_first_not_of("0123456789", colon + 1) == std::string::npos)
+            address = py::make_tuple(
+                {object(where.substr(0, colon)),
+                 object(static_cast<std::int64_t>(std::stoll(where.substr(colon + 1))))});
+        auto token = std::make_shared<py::instance>(py::instance{
+            {"multiprocessing.managers", "Token"},
+            std::make_shared<py::tuple>(),
+            std::make_shared<const object>(py::make_tuple({object(p.type_id), std::move(address),
+                                                           object(ident)}))});
+        return py::make_tuple({exposed_of(*p.object), object(std::move(token))});
+    }
+
+    static object exposed_of(const PyServed& obj) {
+        std::vector<object> exposed;
+        for (auto m : obj.exposed()) exposed.emplace_back(m);
+        return py::make_tuple(std::move(exposed));
     }
 
     // The caller is gone (a readable connection while it waits for a reply: its end) or the
@@ -208,7 +251,7 @@ private:
         std::vector<std::string> lines;  // debug_info
         for (const auto& [ident, e] : o_.entries)
             lines.push_back("  " + ident + ":       refcount=" + std::to_string(e.refs) + "\n    " +
-                            repr_of(*e.object).substr(0, 75));
+                            e.object->repr().substr(0, 75));
         std::sort(lines.begin(), lines.end());
         std::string text;
         for (const auto& l : lines) text += (text.empty() ? "" : "\n") + l;
@@ -226,9 +269,12 @@ private:
         }
         if (obj && (a.positional().size() > 1 || !a.keywords().empty()))
             py_raise("TypeError", {"'" + type.as_str() + "' takes no arguments"});
-        if (!obj) {
-            obj = make_py_builtin(type.as_str(), a.drop(1));
-        }
+        if (!obj) obj = make_py_builtin(type.as_str(), a.drop(1));
+        return py::make_tuple({object(serve(obj)), exposed_of(*obj)});
+    }
+
+    // Serves obj to clients (once: its ident is stable) and takes a reference: its ident.
+    std::string serve(const std::shared_ptr<PyServed>& obj) {
         std::lock_guard lk(o_.m);
         auto [slot, fresh] = o_.idents.try_emplace(obj.get());
         if (fresh) {
@@ -240,9 +286,7 @@ private:
         auto& entry = o_.entries[slot->second];
         entry.object = obj;
         ++entry.refs;
-        std::vector<object> exposed;
-        for (auto m : obj->exposed()) exposed.emplace_back(m);
-        return py::make_tuple({object(slot->second), py::make_tuple(std::move(exposed))});
+        return slot->second;
     }
 
     object incref(const object& ident, int by) {
@@ -264,10 +308,7 @@ private:
         if (!inst || !(*inst)->state || (*inst)->state->kind() != py::kind::tuple ||
             (*inst)->state->as_sequence().size() != 3)
             py_raise("TypeError", {"get_methods takes a Token"});
-        const auto obj = find((*inst)->state->as_sequence()[2]);
-        std::vector<object> exposed;
-        for (auto m : obj->exposed()) exposed.emplace_back(m);
-        return py::make_tuple(std::move(exposed));
+        return exposed_of(*find((*inst)->state->as_sequence()[2]));
     }
 
     Connection& c_;
@@ -281,6 +322,14 @@ void serve_python(Connection& c, std::vector<std::byte> first, PyObjects& object
                   const PyServerHooks& hooks) {
     const auto r = parse(first, hooks);
     if (!r) return;
+    if (r->refused) {  // before accept_connection a client only speaks to the server itself
+        log_lazily(LogLevel::warning, [&] {
+            return "manager at " + hooks.where() +
+                   ": a Python client's first request names what the server cannot hold, its "
+                   "connection is closed";
+        });
+        return;
+    }
     PythonSession session(c, objects, hooks);
     if (session.handle_request(*r) && r->method == "accept_connection") session.serve_client();
 }

@@ -57,17 +57,19 @@ protected:
 };
 
 /// Python's queue.Queue as a manager serves it (a Python client's AutoProxy: put, get, qsize,
-/// empty, full, task_done, join, *_nowait).
+/// empty, full, task_done, join, *_nowait, and 3.13's shutdown).
 class PyQueue : public PyShared {
 public:
     /// A queue of at most maxsize items (0: unbounded).
     explicit PyQueue(std::size_t maxsize = 0);
-    /// Puts a value; waits while the queue is full (mp::Full after `timeout`).
+    /// Puts a value; waits while the queue is full (mp::Full after `timeout`, or at once when a
+    /// Python client shut the queue down).
     template <class T>
     void put(const T& value, Timeout timeout = forever) {
         put_object(detail::to_py(value), timeout);
     }
-    /// Takes the oldest value as a T; waits while the queue is empty (mp::Empty after `timeout`).
+    /// Takes the oldest value as a T; waits while the queue is empty (mp::Empty after `timeout`,
+    /// or when it is empty and a Python client shut it down).
     template <class T = py::object>
     T get(Timeout timeout = forever) {
         return pickle::detail::convert<T>(get_object(timeout));
