@@ -107,19 +107,6 @@ private:
     std::size_t last_done_ = 0;
 };
 
-/// Waits until src (with wait_all, done_count and size) has settled every item, reporting
-/// progress meanwhile.
-template <class Src>
-void wait_with_progress(Src& src, const Progress& progress, const char* label) {
-    if (!progress.enabled()) {
-        src.wait_all(Deadline::never());
-        return;
-    }
-    ProgressBar bar(progress, src.size(), label);
-    while (!src.wait_all(Deadline(ProgressBar::interval()))) bar.update(src.done_count());
-    bar.finish(src.done_count());
-}
-
 /// A ProgressBar for a lazy iteration, counting the results stepped over (none when disabled).
 class StepProgress {
 public:

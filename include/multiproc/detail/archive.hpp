@@ -28,8 +28,12 @@ public:
 
     /// Appends raw bytes.
     void write_bytes(const void* p, std::size_t n) {
-        const auto* b = static_cast<const std::byte*>(p);
-        bytes_.insert(bytes_.end(), b, b + n);
+        // Small writes grow the vector in place; large ones go out of line (src/reduction.cpp),
+        // which also spares every program the instantiation of vector::insert.
+        if (n > 256) return append_large(p, n);
+        const std::size_t old = bytes_.size();
+        bytes_.resize(old + n);
+        if (n) std::memcpy(bytes_.data() + old, p, n);
     }
     /// Appends a length or count.
     void write_size(std::uint64_t n) { write_bytes(&n, sizeof n); }
@@ -46,6 +50,7 @@ public:
     [[nodiscard]] const std::vector<int>& fds() const noexcept { return fds_; }
 
 private:
+    void append_large(const void* p, std::size_t n);
     std::vector<std::byte> bytes_;
     std::vector<int> fds_;
 };
