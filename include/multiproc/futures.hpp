@@ -281,7 +281,9 @@ requires detail::is_future<std::remove_cvref_t<std::ranges::range_value_t<Range>
         if (!f.valid()) throw UsageError("mp::wait: a future has no state");
         states.push_back(detail::FutureAccess::state(f));
     }
-    return detail::wait_futures(states, timeout, return_when);
+    return detail::wait_futures(std::span<detail::ResultStateBase* const>(states.data(),
+                                                                          states.size()),
+                                timeout, return_when);
 }
 
 /// Options of a ProcessPoolExecutor (Python's initializer, initargs, max_tasks_per_child,

@@ -110,11 +110,13 @@ private:
 /// A ProgressBar for a lazy iteration, counting the results stepped over (none when disabled).
 class StepProgress {
 public:
-    StepProgress() = default;
+    // Out of line (src/progress.cpp): no program compiles the bar's ownership.
+    StepProgress() noexcept;
     /// Reports `progress` for an iteration of `total` results (nullopt: unknown).
-    StepProgress(const Progress& progress, std::optional<std::size_t> total, const char* label)
-        : bar_(progress.enabled() ? std::make_unique<ProgressBar>(progress, total, label)
-                                  : nullptr) {}
+    StepProgress(const Progress& progress, std::optional<std::size_t> total, const char* label);
+    StepProgress(StepProgress&&) noexcept;
+    StepProgress& operator=(StepProgress&&) noexcept;
+    ~StepProgress();
     /// One more result handed to the consumer.
     void step() {
         if (bar_) bar_->update(++done_);

@@ -39,10 +39,7 @@ public:
     void write_size(std::uint64_t n) { write_bytes(&n, sizeof n); }
     /// Records a descriptor to travel beside the bytes (not owned: it must stay open until the
     /// message is sent) and writes its index.
-    void add_fd(int fd) {
-        write_size(fds_.size());
-        fds_.push_back(fd);
-    }
+    void add_fd(int fd);
     /// The bytes written so far.
     [[nodiscard]] std::vector<std::byte>& bytes() noexcept { return bytes_; }
     [[nodiscard]] const std::vector<std::byte>& bytes() const noexcept { return bytes_; }
@@ -84,7 +81,7 @@ public:
     /// Consumes n bytes and returns them (DecodeError when fewer remain).
     std::span<const std::byte> take(std::size_t n) {
         if (n > remaining()) truncated(n);
-        auto s = bytes_.subspan(pos_, n);
+        const std::span<const std::byte> s(bytes_.data() + pos_, n);
         pos_ += n;
         return s;
     }
