@@ -155,7 +155,7 @@ void OrderedMapCore::when_done(std::function<void()> hook) {
 }
 
 bool OrderedMapCore::wait_all(Deadline d) {
-    return notifier_.wait([this] { return done_count() == size_; }, d);
+    return all_done_.wait([this] { return done_count() == size_; }, d);
 }
 
 void OrderedMapCore::throw_if_failed_locked() const {
@@ -240,7 +240,10 @@ void OrderedMapCore::settle(Range r, Errors& errs) {
 void OrderedMapCore::add_done(std::size_t n) {
     const std::size_t before = done_.fetch_add(n, std::memory_order_acq_rel);
     // Exactly one call moves the count onto the size; that one runs the hook.
-    if (n > 0 && before + n == size_ && on_done_) on_done_();
+    if (n > 0 && before + n == size_) {
+        if (on_done_) on_done_();
+        all_done_.notify_all();
+    }
     notifier_.notify_all();
 }
 

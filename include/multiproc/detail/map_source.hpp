@@ -188,7 +188,8 @@ private:
     std::atomic<std::size_t> done_{0};
     std::function<void()> on_done_;
     std::function<bool()> on_start_;
-    Notifier notifier_;
+    Notifier notifier_;  // every settled item (next_index)
+    Notifier all_done_;  // the last one only (wait_all): a map's waiter sleeps until then
 };
 
 /// Waits until every item of src is settled, reporting progress meanwhile (a bar labelled
