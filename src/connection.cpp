@@ -194,6 +194,12 @@ void Connection::finish_send_(Encoder& e) const {
     if (e.bytes().capacity() <= kKeepBuffer) s.send_buf.swap(e.bytes());
 }
 
+Decoder Connection::frame_decoder_(detail::ReceivedFrame& f) {
+    Decoder d(f.bytes, f.fds);
+    if (f.refuse_code) d.refuse_code();
+    return d;
+}
+
 detail::ReceivedFrame Connection::recv_frame_() const {
     ConnectionState& s = readable_state(s_);
     detail::ReceivedFrame f;
@@ -314,6 +320,10 @@ std::pair<Connection, Connection> Pipe(bool duplex) {
     sys::shutdown_socket(p.write.get(), sys::Shutdown::reads);
     return {Connection(std::move(p.read), true, false),
             Connection(std::move(p.write), false, true)};
+}
+
+std::vector<std::size_t> wait(std::initializer_list<Waitable> objects, Timeout timeout) {
+    return wait(std::span<const Waitable>(objects.begin(), objects.size()), timeout);
 }
 
 std::vector<std::size_t> wait(std::span<const Waitable> objects, Timeout timeout) {

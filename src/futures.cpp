@@ -3,6 +3,8 @@
 #include "multiproc/futures.hpp"
 
 #include <algorithm>
+#include <deque>
+#include <mutex>
 #include <string>
 #include <system_error>
 
@@ -11,7 +13,77 @@
 namespace mp {
 namespace detail {
 
+/// Yields the indices of futures in completion order (as_completed's non-template core).
+class CompletionOrder {
+public:
+    CompletionOrder(std::vector<ResultStateBase*> states, Timeout timeout);
+    CompletionOrder(const CompletionOrder&) = delete;
+    CompletionOrder& operator=(const CompletionOrder&) = delete;
+    ~CompletionOrder();
+    /// The index (into the constructor's vector) of the next completed future, nullopt after
+    /// the last; mp::TimeoutError when the deadline passes first.
+    std::optional<std::size_t> next();
+
+private:
+    std::vector<ResultStateBase*> states_;
+    std::vector<std::size_t> order_;  // distinct states, first index of each
+    std::vector<std::pair<ResultStateBase*, std::size_t>> by_state_;  // sorted, for lookup
+    std::vector<std::size_t> ready_;                                  // indices ready to yield
+    std::size_t ready_pos_ = 0;
+    std::size_t yielded_ = 0;
+    std::vector<ResultStateBase*> registered_;
+    ResultWaiter waiter_;
+    Deadline deadline_;
+};
+
+/// The executor's single task source: a queue of submitted calls, one future each.
+class ExecutorSource final : public TaskSource,
+                             public std::enable_shared_from_this<ExecutorSource> {
+public:
+    explicit ExecutorSource(Engine& engine) : engine_(engine.link()) {}
+    /// Queues a call for st with its time limit (TaskSlot::timeout_ns); throws (UsageError
+    /// after shutdown, the engine's error once broken).
+    void push(std::shared_ptr<ResultStateBase> st, OwnedCall call, std::int64_t timeout_ns = -1);
+    /// Cancels every future still queued.
+    void cancel_pending();
+    /// No more pushes: the source ends once its queue is empty.
+    void close();
+
+    bool pull(std::size_t hint, TaskSlot& slot) override;
+    bool exhausted() const override;
+    std::optional<std::size_t> remaining() const override;
+    void complete(std::uint64_t tag, std::span<const std::byte> bytes,
+                  std::span<UniqueFd> fds) override;
+    void fail(std::uint64_t tag, std::exception_ptr error) override;
+    void abandon(std::exception_ptr error) override;
+    bool holds(std::uint64_t tag, const void* token) const override;
+
+private:
+    struct Queued {
+        std::shared_ptr<ResultStateBase> st;
+        OwnedCall call;
+        std::int64_t timeout_ns;
+    };
+    std::shared_ptr<ResultStateBase> take(std::uint64_t tag);
+
+    EngineLink engine_;
+    mutable std::mutex m_;
+    std::deque<Queued> queue_;
+    std::vector<std::shared_ptr<ResultStateBase>> inflight_;  // indexed by tag
+    std::vector<std::uint64_t> free_;                         // free slots of inflight_
+    bool closed_ = false;
+    std::exception_ptr abandoned_;
+};
+
 // --- as_completed ------------------------------------------------------------------------------
+
+void CompletionOrderDeleter::operator()(CompletionOrder* order) const noexcept { delete order; }
+
+CompletionOrderPtr make_completion_order(std::vector<ResultStateBase*> states, Timeout timeout) {
+    return CompletionOrderPtr(new CompletionOrder(std::move(states), timeout));
+}
+
+std::optional<std::size_t> next_completed(CompletionOrder& order) { return order.next(); }
 
 CompletionOrder::CompletionOrder(std::vector<ResultStateBase*> states, Timeout timeout)
     : states_(std::move(states)), deadline_(timeout) {
@@ -103,6 +175,11 @@ DoneAndNotDoneFutures wait_futures(std::span<ResultStateBase* const> states, Tim
 }
 
 // --- ExecutorSource ----------------------------------------------------------------------------
+
+void push_task(ExecutorSource& src, std::shared_ptr<ResultStateBase> st, OwnedCall call,
+               std::int64_t timeout_ns) {
+    src.push(std::move(st), std::move(call), timeout_ns);
+}
 
 void ExecutorSource::push(std::shared_ptr<ResultStateBase> st, OwnedCall call,
                           std::int64_t timeout_ns) {

@@ -169,6 +169,12 @@ detail::ProxyCore Manager::lookup_raw(const std::string& name) {
     return detail::ProxyCore(std::make_shared<detail::ProxyRef>(s_->client, id));
 }
 
+detail::TypeEntry& BaseManager::add_type(std::string name, detail::CodeRef construct,
+                                         detail::CodeRef destroy) {
+    types_.push_back(detail::TypeEntry{std::move(name), construct, destroy, {}});
+    return types_.back();
+}
+
 Manager BaseManager::start() const { return start(get_context()); }
 
 Manager BaseManager::start(const Context& ctx) const {

@@ -8,6 +8,8 @@
 #include <string>
 #include <utility>
 
+#include "multiproc/progress.hpp"
+
 namespace mp::detail {
 
 namespace {
@@ -55,6 +57,8 @@ OrderedMapCore::OrderedMapCore(std::size_t size, std::size_t chunksize, bool per
                                Engine& engine, bool stop_on_error, Deadline deadline)
     : size_(size), chunksize_(chunksize), per_item_(per_item), engine_(engine.link()),
       stop_on_error_(stop_on_error), deadline_(deadline), state_(size, kPending) {}
+
+OrderedMapCore::~OrderedMapCore() = default;
 
 bool OrderedMapCore::exhausted() const {
     // Under m_: a consumer going away clears redo_ (cancel_unsent_locked) meanwhile.
@@ -151,7 +155,7 @@ void OrderedMapCore::when_done(std::function<void()> hook) {
 }
 
 bool OrderedMapCore::wait_all(Deadline d) {
-    return notifier_.wait([this] { return done_count() == size_; }, d);
+    return all_done_.wait([this] { return done_count() == size_; }, d);
 }
 
 void OrderedMapCore::throw_if_failed_locked() const {
@@ -236,8 +240,21 @@ void OrderedMapCore::settle(Range r, Errors& errs) {
 void OrderedMapCore::add_done(std::size_t n) {
     const std::size_t before = done_.fetch_add(n, std::memory_order_acq_rel);
     // Exactly one call moves the count onto the size; that one runs the hook.
-    if (n > 0 && before + n == size_ && on_done_) on_done_();
+    if (n > 0 && before + n == size_) {
+        if (on_done_) on_done_();
+        all_done_.notify_all();
+    }
     notifier_.notify_all();
+}
+
+void wait_with_progress(OrderedMapCore& src, const Progress& progress, const char* label) {
+    if (!progress.enabled()) {
+        src.wait_all(Deadline::never());
+        return;
+    }
+    ProgressBar bar(progress, src.size(), label);
+    while (!src.wait_all(Deadline(ProgressBar::interval()))) bar.update(src.done_count());
+    bar.finish(src.done_count());
 }
 
 }  // namespace mp::detail

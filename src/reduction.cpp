@@ -14,6 +14,16 @@
 
 namespace mp {
 
+void Encoder::add_fd(int fd) {
+    write_size(fds_.size());
+    fds_.push_back(fd);
+}
+
+void Encoder::append_large(const void* p, std::size_t n) {
+    const auto* b = static_cast<const std::byte*>(p);
+    bytes_.insert(bytes_.end(), b, b + n);
+}
+
 void Decoder::truncated(std::size_t n) const {
     throw DecodeError("multiproc: truncated message: needed " + std::to_string(n) +
                       " more bytes, " + std::to_string(remaining()) + " left");

@@ -4,6 +4,20 @@
 
 namespace mp::detail {
 
+// Out of line: every program including multiproc would otherwise compile the clock arithmetic.
+Deadline::Deadline(Timeout t) noexcept {
+    if (!t.is_forever()) at_ = clock::now() + t.duration();
+}
+
+bool Deadline::expired() const noexcept { return at_ && clock::now() >= *at_; }
+
+std::chrono::nanoseconds Deadline::remaining() const noexcept {
+    if (!at_) return std::chrono::nanoseconds::max();
+    auto left = *at_ - clock::now();
+    return left.count() > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(left)
+                            : std::chrono::nanoseconds::zero();
+}
+
 int Deadline::poll_ms() const noexcept {
     if (!at_) return -1;
     auto ns = remaining().count();

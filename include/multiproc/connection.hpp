@@ -115,8 +115,7 @@ public:
     template <class T>
     T recv() {
         detail::ReceivedFrame f = recv_frame_();
-        Decoder d(f.bytes, f.fds);
-        if (f.refuse_code) d.refuse_code();
+        Decoder d = frame_decoder_(f);
         return detail::decode_rest<T>(d);
     }
 
@@ -194,6 +193,8 @@ private:
     Encoder begin_send_() const;
     void finish_send_(Encoder& e) const;
     detail::ReceivedFrame recv_frame_() const;
+    // A decoder of f's payload and descriptors (out of line: recv<T> compiles less).
+    static Decoder frame_decoder_(detail::ReceivedFrame& f);
 
     std::shared_ptr<detail::ConnectionState> s_;
 };
@@ -219,7 +220,7 @@ concept has_fileno = requires(T& t) {
 class Waitable {
 public:
     /// A connection (a shared handle to it is kept).
-    Waitable(const Connection& c) : conn_(c), fd_(-1) {}  // NOLINT: implicit on purpose
+    Waitable(const Connection& c) : conn_(c), is_conn_(true), fd_(-1) {}  // NOLINT: implicit
     /// Any object with a sentinel() member returning a descriptor, such as mp::Process.
     template <class T>
     requires detail::has_sentinel<T> &&(!std::same_as<std::remove_cvref_t<T>, Waitable>)
@@ -237,10 +238,11 @@ public:
     Waitable(int fd) noexcept : fd_(fd) {}  // NOLINT: implicit on purpose
 
     /// The descriptor to wait on (mp::UsageError for a closed connection).
-    [[nodiscard]] int fileno() const { return conn_ ? conn_->fileno() : fd_; }
+    [[nodiscard]] int fileno() const { return is_conn_ ? conn_.fileno() : fd_; }
 
 private:
-    std::optional<Connection> conn_;
+    Connection conn_;  // when is_conn_
+    bool is_conn_ = false;
     int fd_;
 };
 
@@ -249,9 +251,6 @@ private:
 /// empty on timeout.
 std::vector<std::size_t> wait(std::span<const Waitable> objects, Timeout timeout = forever);
 /// wait() over a braced list: `mp::wait({a, b, p}, 1s)`.
-inline std::vector<std::size_t> wait(std::initializer_list<Waitable> objects,
-                                     Timeout timeout = forever) {
-    return wait(std::span<const Waitable>(objects.begin(), objects.size()), timeout);
-}
+std::vector<std::size_t> wait(std::initializer_list<Waitable> objects, Timeout timeout = forever);
 
 }  // namespace mp

@@ -44,7 +44,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -89,28 +88,18 @@ struct is_future : std::false_type {};
 template <class R>
 struct is_future<Future<R>> : std::true_type {};
 
-/// Yields the indices of futures in completion order (as_completed's non-template core).
-class CompletionOrder {
-public:
-    CompletionOrder(std::vector<ResultStateBase*> states, Timeout timeout);
-    CompletionOrder(const CompletionOrder&) = delete;
-    CompletionOrder& operator=(const CompletionOrder&) = delete;
-    ~CompletionOrder();
-    /// The index (into the constructor's vector) of the next completed future, nullopt after
-    /// the last; mp::TimeoutError when the deadline passes first.
-    std::optional<std::size_t> next();
-
-private:
-    std::vector<ResultStateBase*> states_;
-    std::vector<std::size_t> order_;  // distinct states, first index of each
-    std::vector<std::pair<ResultStateBase*, std::size_t>> by_state_;  // sorted, for lookup
-    std::vector<std::size_t> ready_;                                  // indices ready to yield
-    std::size_t ready_pos_ = 0;
-    std::size_t yielded_ = 0;
-    std::vector<ResultStateBase*> registered_;
-    ResultWaiter waiter_;
-    Deadline deadline_;
+class CompletionOrder;
+/// Deletes a CompletionOrder (defined in src/futures.cpp, so users never compile it).
+struct CompletionOrderDeleter {
+    void operator()(CompletionOrder* order) const noexcept;
 };
+/// Owns a CompletionOrder.
+using CompletionOrderPtr = std::unique_ptr<CompletionOrder, CompletionOrderDeleter>;
+/// The completion order of `states` (the futures' states, in input order), ending at `timeout`.
+CompletionOrderPtr make_completion_order(std::vector<ResultStateBase*> states, Timeout timeout);
+/// The index (into the states given) of the next completed future, nullopt after the last;
+/// mp::TimeoutError when the deadline passes first.
+std::optional<std::size_t> next_completed(CompletionOrder& order);
 
 }  // namespace detail
 
@@ -231,13 +220,13 @@ public:
 
     AsCompleted(std::vector<Fut*> futures, Timeout timeout, const Progress& progress = {})
         : futures_(std::move(futures)),
-          order_(std::make_unique<detail::CompletionOrder>(states(futures_), timeout)),
+          order_(detail::make_completion_order(states(futures_), timeout)),
           progress_(progress, futures_.size(), "as_completed") {}
 
 private:
     friend iterator;
     Fut* pull() {
-        const auto i = order_->next();
+        const auto i = detail::next_completed(*order_);
         if (!i) {
             progress_.end();
             return nullptr;
@@ -252,7 +241,7 @@ private:
         return s;
     }
     std::vector<Fut*> futures_;
-    std::unique_ptr<detail::CompletionOrder> order_;
+    detail::CompletionOrderPtr order_;
     detail::StepProgress progress_;
 };
 
@@ -292,7 +281,9 @@ requires detail::is_future<std::remove_cvref_t<std::ranges::range_value_t<Range>
         if (!f.valid()) throw UsageError("mp::wait: a future has no state");
         states.push_back(detail::FutureAccess::state(f));
     }
-    return detail::wait_futures(states, timeout, return_when);
+    return detail::wait_futures(std::span<detail::ResultStateBase* const>(states.data(),
+                                                                          states.size()),
+                                timeout, return_when);
 }
 
 /// Options of a ProcessPoolExecutor (Python's initializer, initargs, max_tasks_per_child,
@@ -312,44 +303,10 @@ struct ExecutorOptions {
 
 namespace detail {
 
-/// The executor's single task source: a queue of submitted calls, one future each.
-class ExecutorSource final : public TaskSource,
-                             public std::enable_shared_from_this<ExecutorSource> {
-public:
-    explicit ExecutorSource(Engine& engine) : engine_(engine.link()) {}
-    /// Queues a call for st with its time limit (TaskSlot::timeout_ns); throws (UsageError
-    /// after shutdown, the engine's error once broken).
-    void push(std::shared_ptr<ResultStateBase> st, OwnedCall call, std::int64_t timeout_ns = -1);
-    /// Cancels every future still queued.
-    void cancel_pending();
-    /// No more pushes: the source ends once its queue is empty.
-    void close();
-
-    bool pull(std::size_t hint, TaskSlot& slot) override;
-    bool exhausted() const override;
-    std::optional<std::size_t> remaining() const override;
-    void complete(std::uint64_t tag, std::span<const std::byte> bytes,
-                  std::span<UniqueFd> fds) override;
-    void fail(std::uint64_t tag, std::exception_ptr error) override;
-    void abandon(std::exception_ptr error) override;
-    bool holds(std::uint64_t tag, const void* token) const override;
-
-private:
-    struct Queued {
-        std::shared_ptr<ResultStateBase> st;
-        OwnedCall call;
-        std::int64_t timeout_ns;
-    };
-    std::shared_ptr<ResultStateBase> take(std::uint64_t tag);
-
-    EngineLink engine_;
-    mutable std::mutex m_;
-    std::deque<Queued> queue_;
-    std::vector<std::shared_ptr<ResultStateBase>> inflight_;  // indexed by tag
-    std::vector<std::uint64_t> free_;                         // free slots of inflight_
-    bool closed_ = false;
-    std::exception_ptr abandoned_;
-};
+class ExecutorSource;
+/// Queues one submitted call of the executor's task source (src/futures.cpp), st its future.
+void push_task(ExecutorSource& src, std::shared_ptr<ResultStateBase> st, OwnedCall call,
+               std::int64_t timeout_ns);
 
 }  // namespace detail
 
@@ -377,7 +334,7 @@ public:
         using R = detail::task_result_t<F, Args...>;
         detail::OwnedCall call = detail::package_pool_task(f, args...);
         auto st = std::make_shared<detail::ResultState<R>>();
-        source_->push(st, std::move(call), limit.ns);
+        detail::push_task(*source_, st, std::move(call), limit.ns);
         return Future<R>(std::move(st));
     }
 

@@ -382,11 +382,9 @@ public:
     /// registration to add methods to.
     template <class T, class... A>
     TypeRegistration<T> register_type(std::string name) {
-        types_.push_back(detail::TypeEntry{std::move(name),
-                                           detail::code_ref(&detail::construct_object<T, A...>),
-                                           detail::code_ref(&detail::destroy_object<T>),
-                                           {}});
-        return TypeRegistration<T>(types_.back());
+        return TypeRegistration<T>(add_type(std::move(name),
+                                            detail::code_ref(&detail::construct_object<T, A...>),
+                                            detail::code_ref(&detail::destroy_object<T>)));
     }
     /// Starts a server process (with the built-in types and the registered ones) with the
     /// default start method.
@@ -398,6 +396,9 @@ public:
                                        ManagerOptions options = {}) const;
 
 private:
+    // Appends a type to types_ (out of line: no program compiles the vector's growth).
+    detail::TypeEntry& add_type(std::string name, detail::CodeRef construct,
+                                detail::CodeRef destroy);
     detail::TypeRegistry types_;
 };
 

@@ -77,6 +77,11 @@ struct PoolOptions {
 
 namespace detail {
 struct NoCallback {};
+/// Cancels the items of a map not sent yet when the wait for it ends (normally: none are left).
+struct CancelRemaining {
+    MapSourceBase* src;
+    ~CancelRemaining() { src->cancel_remaining(); }
+};
 }  // namespace detail
 
 /// A result callback and an error callback for apply_async / map_async / starmap_async, run in
@@ -176,54 +181,44 @@ public:
     /// [f(x) for x in range], in input order; chunksize 0 adapts to the task duration.
     template <class F, std::ranges::input_range Range>
     auto map(const F& f, Range&& range, std::size_t chunksize = 0) {
-        return map_impl<false>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range),
-                               chunksize)
-            .get_and_cancel();
+        return map_wait<false>(f, std::forward<Range>(range), chunksize, nullptr);
     }
     /// map, reporting its progress (mp::progress_bar(), mp::progress_callback(f)).
     template <class F, std::ranges::input_range Range>
     auto map(const F& f, Range&& range, Progress progress, std::size_t chunksize = 0) {
-        return map_impl<false>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range),
-                               chunksize, &progress)
-            .get_and_cancel();
+        return map_wait<false>(f, std::forward<Range>(range), chunksize, &progress);
     }
     /// map, returning at once.
     template <class F, std::ranges::input_range Range>
     auto map_async(const F& f, Range&& range, std::size_t chunksize = 0) {
         return map_impl<false>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range),
-                               chunksize)
-            .result;
+                               chunksize);
     }
     /// map_async with callbacks (the callback receives the whole result vector).
     template <class C, class E, class F, std::ranges::input_range Range>
     auto map_async(Callbacks<C, E> cbs, const F& f, Range&& range, std::size_t chunksize = 0) {
-        return map_impl<false>(std::move(cbs), f, std::forward<Range>(range), chunksize).result;
+        return map_impl<false>(std::move(cbs), f, std::forward<Range>(range), chunksize);
     }
     /// [f(a, b, ...) for (a, b, ...) in range of tuples], in input order.
     template <class F, std::ranges::input_range Range>
     auto starmap(const F& f, Range&& range, std::size_t chunksize = 0) {
-        return map_impl<true>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range),
-                              chunksize)
-            .get_and_cancel();
+        return map_wait<true>(f, std::forward<Range>(range), chunksize, nullptr);
     }
     /// starmap, reporting its progress (mp::progress_bar(), mp::progress_callback(f)).
     template <class F, std::ranges::input_range Range>
     auto starmap(const F& f, Range&& range, Progress progress, std::size_t chunksize = 0) {
-        return map_impl<true>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range),
-                              chunksize, &progress)
-            .get_and_cancel();
+        return map_wait<true>(f, std::forward<Range>(range), chunksize, &progress);
     }
     /// starmap, returning at once.
     template <class F, std::ranges::input_range Range>
     auto starmap_async(const F& f, Range&& range, std::size_t chunksize = 0) {
         return map_impl<true>(Callbacks<detail::NoCallback>{}, f, std::forward<Range>(range),
-                              chunksize)
-            .result;
+                              chunksize);
     }
     /// starmap_async with callbacks.
     template <class C, class E, class F, std::ranges::input_range Range>
     auto starmap_async(Callbacks<C, E> cbs, const F& f, Range&& range, std::size_t chunksize = 0) {
-        return map_impl<true>(std::move(cbs), f, std::forward<Range>(range), chunksize).result;
+        return map_impl<true>(std::move(cbs), f, std::forward<Range>(range), chunksize);
     }
 
     /// Results of f over the input, in input order, read lazily: at most `buffersize` items
@@ -270,22 +265,9 @@ public:
     [[nodiscard]] PoolStats stats() const;
 
 private:
-    template <class Res>
-    struct Launched {
-        Res result;
-        std::shared_ptr<detail::MapSourceBase> src;
-        auto get_and_cancel() {
-            struct Guard {
-                detail::MapSourceBase* s;
-                ~Guard() { s->cancel_remaining(); }
-            } g{src.get()};
-            return std::move(result).get();
-        }
-    };
-
-    template <bool Star, class C, class E, class F, class Range>
-    auto map_impl(Callbacks<C, E> cbs, const F& f, Range&& range, std::size_t chunksize,
-                  const Progress* progress = nullptr) {
+    // The source of a map over range, not submitted yet (map, map_async, starmap...).
+    template <bool Star, class F, class Range>
+    auto make_map_source(const F& f, Range&& range, std::size_t chunksize) {
         using V = std::remove_cvref_t<std::ranges::range_value_t<Range>>;
         static_assert(detail::check_chunk<Star, F, V>(),
                       "mp::Pool: the function or the items of this map cannot be shipped to a "
@@ -293,13 +275,35 @@ private:
         using R = detail::chunk_result_t<Star, F, V>;
         static_assert(std::is_void_v<R> || std::is_default_constructible_v<R>,
                       "mp::Pool::map: the result type must be default constructible");
-        using Res = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
         check_running("map");
+        using Src = detail::OrderedMapSource<std::decay_t<F>, V, R, Star, false>;
+        return std::make_shared<Src>(f, detail::materialize<V>(std::forward<Range>(range)),
+                                     chunksize, *engine_, false);
+    }
+
+    // map and starmap: waits for the source itself (no result state is needed), and cancels
+    // the items not sent yet when the wait ends early (Ctrl-C), as Python's map.
+    template <bool Star, class F, class Range>
+    auto map_wait(const F& f, Range&& range, std::size_t chunksize, const Progress* progress) {
+        auto src = make_map_source<Star>(f, std::forward<Range>(range), chunksize);
+        engine_->submit(src);
+        const detail::CancelRemaining guard{src.get()};
+        detail::wait_with_progress(*src, progress ? *progress : Progress(),
+                                   Star ? "Pool.starmap" : "Pool.map");
+        if constexpr (std::is_void_v<typename decltype(src)::element_type::result_type>)
+            src->take_results();
+        else return src->take_results();
+    }
+
+    // map_async and starmap_async: the results are handed to an AsyncResult when the last item
+    // settles.
+    template <bool Star, class C, class E, class F, class Range>
+    auto map_impl(Callbacks<C, E> cbs, const F& f, Range&& range, std::size_t chunksize) {
+        auto src = make_map_source<Star>(f, std::forward<Range>(range), chunksize);
+        using R = typename decltype(src)::element_type::result_type;
+        using Res = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
         auto st = std::make_shared<detail::ResultState<Res>>();
         detail::install_callbacks(*st, cbs);
-        using Src = detail::OrderedMapSource<std::decay_t<F>, V, R, Star, false>;
-        auto src = std::make_shared<Src>(f, detail::materialize<V>(std::forward<Range>(range)),
-                                         chunksize, *engine_, false);
         // Running from its first chunk on; cancel(mp::force) then stops the whole map.
         src->when_started([st, ws = std::weak_ptr<detail::TaskSource>(src), e = engine_->link()] {
             return st->set_running({e, ws, detail::EngineLink::every_task});
@@ -307,7 +311,7 @@ private:
         // The source owns the hook, so a plain pointer back to it cannot dangle.
         src->when_done([st, s = src.get()] {
             try {
-                if constexpr (std::is_void_v<R>) {
+                if constexpr (std::is_void_v<Res>) {
                     s->take_results();
                     st->set_value({});
                 } else {
@@ -318,15 +322,7 @@ private:
             }
         });
         engine_->submit(src);
-        if (progress && progress->enabled()) {
-            try {
-                detail::wait_with_progress(*src, *progress, Star ? "Pool.starmap" : "Pool.map");
-            } catch (...) {
-                src->cancel_remaining();  // interrupted, as get_and_cancel would
-                throw;
-            }
-        }
-        return Launched<AsyncResult<Res>>{AsyncResult<Res>(std::move(st)), std::move(src)};
+        return AsyncResult<Res>(std::move(st));
     }
 
     template <bool Star, bool Ordered, class F, class Range>

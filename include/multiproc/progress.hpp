@@ -107,27 +107,16 @@ private:
     std::size_t last_done_ = 0;
 };
 
-/// Waits until src (with wait_all, done_count and size) has settled every item, reporting
-/// progress meanwhile.
-template <class Src>
-void wait_with_progress(Src& src, const Progress& progress, const char* label) {
-    if (!progress.enabled()) {
-        src.wait_all(Deadline::never());
-        return;
-    }
-    ProgressBar bar(progress, src.size(), label);
-    while (!src.wait_all(Deadline(ProgressBar::interval()))) bar.update(src.done_count());
-    bar.finish(src.done_count());
-}
-
 /// A ProgressBar for a lazy iteration, counting the results stepped over (none when disabled).
 class StepProgress {
 public:
-    StepProgress() = default;
+    // Out of line (src/progress.cpp): no program compiles the bar's ownership.
+    StepProgress() noexcept;
     /// Reports `progress` for an iteration of `total` results (nullopt: unknown).
-    StepProgress(const Progress& progress, std::optional<std::size_t> total, const char* label)
-        : bar_(progress.enabled() ? std::make_unique<ProgressBar>(progress, total, label)
-                                  : nullptr) {}
+    StepProgress(const Progress& progress, std::optional<std::size_t> total, const char* label);
+    StepProgress(StepProgress&&) noexcept;
+    StepProgress& operator=(StepProgress&&) noexcept;
+    ~StepProgress();
     /// One more result handed to the consumer.
     void step() {
         if (bar_) bar_->update(++done_);

@@ -53,9 +53,7 @@ class Deadline {
 public:
     using clock = std::chrono::steady_clock;
     /// A deadline `t` from now.
-    explicit Deadline(Timeout t) noexcept {
-        if (!t.is_forever()) at_ = clock::now() + t.duration();
-    }
+    explicit Deadline(Timeout t) noexcept;
     /// An absolute deadline.
     explicit Deadline(clock::time_point at) noexcept : at_(at) {}
     /// No deadline.
@@ -63,14 +61,9 @@ public:
     /// True when there is no deadline.
     [[nodiscard]] bool is_forever() const noexcept { return !at_.has_value(); }
     /// True once the deadline has passed.
-    [[nodiscard]] bool expired() const noexcept { return at_ && clock::now() >= *at_; }
+    [[nodiscard]] bool expired() const noexcept;
     /// Time left, zero once expired; meaningless when is_forever().
-    [[nodiscard]] std::chrono::nanoseconds remaining() const noexcept {
-        if (!at_) return std::chrono::nanoseconds::max();
-        auto left = *at_ - clock::now();
-        return left.count() > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(left)
-                                : std::chrono::nanoseconds::zero();
-    }
+    [[nodiscard]] std::chrono::nanoseconds remaining() const noexcept;
     /// Milliseconds left for poll(2): rounded up, -1 for forever.
     [[nodiscard]] int poll_ms() const noexcept;
     /// The absolute time point, if any.

@@ -28,17 +28,18 @@ public:
 
     /// Appends raw bytes.
     void write_bytes(const void* p, std::size_t n) {
-        const auto* b = static_cast<const std::byte*>(p);
-        bytes_.insert(bytes_.end(), b, b + n);
+        // Small writes grow the vector in place; large ones go out of line (src/reduction.cpp),
+        // which also spares every program the instantiation of vector::insert.
+        if (n > 256) return append_large(p, n);
+        const std::size_t old = bytes_.size();
+        bytes_.resize(old + n);
+        if (n) std::memcpy(bytes_.data() + old, p, n);
     }
     /// Appends a length or count.
     void write_size(std::uint64_t n) { write_bytes(&n, sizeof n); }
     /// Records a descriptor to travel beside the bytes (not owned: it must stay open until the
     /// message is sent) and writes its index.
-    void add_fd(int fd) {
-        write_size(fds_.size());
-        fds_.push_back(fd);
-    }
+    void add_fd(int fd);
     /// The bytes written so far.
     [[nodiscard]] std::vector<std::byte>& bytes() noexcept { return bytes_; }
     [[nodiscard]] const std::vector<std::byte>& bytes() const noexcept { return bytes_; }
@@ -46,6 +47,7 @@ public:
     [[nodiscard]] const std::vector<int>& fds() const noexcept { return fds_; }
 
 private:
+    void append_large(const void* p, std::size_t n);
     std::vector<std::byte> bytes_;
     std::vector<int> fds_;
 };
@@ -79,7 +81,7 @@ public:
     /// Consumes n bytes and returns them (DecodeError when fewer remain).
     std::span<const std::byte> take(std::size_t n) {
         if (n > remaining()) truncated(n);
-        auto s = bytes_.subspan(pos_, n);
+        const std::span<const std::byte> s(bytes_.data() + pos_, n);
         pos_ += n;
         return s;
     }

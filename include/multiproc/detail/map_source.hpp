@@ -41,6 +41,10 @@
 #include "multiproc/errors.hpp"
 #include "multiproc/timeout.hpp"
 
+namespace mp {
+class Progress;
+}  // namespace mp
+
 namespace mp::detail {
 
 /// What every chunked source shares: items numbered from 0, chunks of consecutive items, the
@@ -109,6 +113,7 @@ public:
 /// abandon, and the waits. OrderedMapSource adds the function, the items and the results.
 class OrderedMapCore : public MapSourceBase {
 public:
+    ~OrderedMapCore() override;  // out of line: a map does not compile the members' cleanup
     bool exhausted() const override;
     std::optional<std::size_t> remaining() const override;
     void fail(std::uint64_t tag, std::exception_ptr e) override;
@@ -183,12 +188,18 @@ private:
     std::atomic<std::size_t> done_{0};
     std::function<void()> on_done_;
     std::function<bool()> on_start_;
-    Notifier notifier_;
+    Notifier notifier_;  // every settled item (next_index)
+    Notifier all_done_;  // the last one only (wait_all): a map's waiter sleeps until then
 };
+
+/// Waits until every item of src is settled, reporting progress meanwhile (a bar labelled
+/// `label` unless progress is disabled).
+void wait_with_progress(OrderedMapCore& src, const Progress& progress, const char* label);
 
 template <class F, class V, class R, bool Star = false, bool PerItem = per_item_v<V>>
 class OrderedMapSource final : public OrderedMapCore {
 public:
+    using result_type = R;
     using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
     static constexpr bool per_item = PerItem;
     static_assert(!(Star && PerItem), "starmap items go in chunks");
@@ -278,10 +289,14 @@ private:
 /// Copies an input range into a vector of its values (the map sources own their input).
 template <class V, class Range>
 std::vector<V> materialize(Range&& range) {
-    std::vector<V> items;
-    if constexpr (std::ranges::sized_range<Range>) items.reserve(std::ranges::size(range));
-    for (auto&& v : range) items.push_back(static_cast<V>(v));
-    return items;
+    if constexpr (std::is_same_v<std::remove_cvref_t<Range>, std::vector<V>>) {
+        return std::vector<V>(range);  // a copy: the caller's vector stays as it was
+    } else {
+        std::vector<V> items;
+        if constexpr (std::ranges::sized_range<Range>) items.reserve(std::ranges::size(range));
+        for (auto&& v : range) items.push_back(static_cast<V>(v));
+        return items;
+    }
 }
 
 }  // namespace mp::detail

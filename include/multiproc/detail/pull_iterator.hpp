@@ -4,7 +4,8 @@
 #pragma once
 
 #include <cstddef>
-#include <iterator>
+
+#include "multiproc/detail/std_parts.hpp"
 
 namespace mp::detail {
 
