@@ -16,6 +16,12 @@ constexpr std::size_t kMaxHint = std::size_t{1} << 20;
 constexpr std::size_t kMaxBatchTasks = 1024;
 constexpr std::size_t kMaxBatchBytes = std::size_t{4} << 20;
 constexpr std::size_t kBatchesPerWorker = 2;  // one running, one prefetched
+// A hosted worker (an MPI rank's slot) is several hops from the engine (rank 0's progress
+// thread, MPI, the rank's relay), each of which must get a CPU beside busy workers: a batch sent
+// when one comes back arrives after the prefetched batch (about kTargetTaskNs of work) has run,
+// and the worker waits. Three prefetched batches cover it (1 ms tasks over 2 ranks, against 2
+// local workers: 0.76x with one, 0.88x with two, 0.93x-0.97x with three; docs/mpi.md).
+constexpr std::size_t kBatchesPerHostedWorker = 4;
 // How often a worker holding a dropped task behind another source's task is looked at: a task
 // start sends no message, so the progress slot is polled, only while such a task waits.
 constexpr auto kDroppedPoll = std::chrono::milliseconds(10);
@@ -87,7 +93,8 @@ std::size_t Scheduler::idle_share(const std::vector<Worker>& workers) const {
 void Scheduler::fill(std::vector<Worker>& workers) {
     // Idle workers first, each with its share of what waits; then one prefetched batch for each
     // busy worker: no task waits behind another while some worker has nothing to do.
-    for (std::size_t depth = 1; depth <= kBatchesPerWorker; ++depth) {
+    const std::size_t batches = opts_.host ? kBatchesPerHostedWorker : kBatchesPerWorker;
+    for (std::size_t depth = 1; depth <= batches; ++depth) {
         const std::size_t max_tasks = depth == 1 ? idle_share(workers) : kMaxBatchTasks;
         bool progress = true;
         while (progress) {

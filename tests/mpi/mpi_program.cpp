@@ -308,6 +308,37 @@ void run_concurrent(int n) {
     check(ordered, "map's results in order");
 }
 
+// Waits (at most 60 s) until the file `path` exists.
+int hold_until(const std::string& path) {
+    for (int i = 0; i < 6000 && !std::filesystem::exists(path); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return std::filesystem::exists(path) ? 1 : 0;
+}
+
+// A rank's slot is several hops from rank 0's engine, so it holds three prefetched batches
+// besides the running one (a local worker holds one): with its only worker held by a task, four
+// of six single tasks are in flight, the other two wait on rank 0.
+void run_prefetch() {
+    const auto dir = fresh_dir("prefetch");
+    const auto go = dir + "/go";
+    mp::Pool pool(1, on_mpi());
+    std::vector<mp::AsyncResult<int>> rs;
+    rs.push_back(pool.apply_async(hold_until, go));
+    for (int i = 0; i < 5; ++i) rs.push_back(pool.apply_async(square, i));
+    mp::PoolStats s = pool.stats();
+    for (int i = 0; i < 500 && s.in_flight_tasks < 4; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        s = pool.stats();
+    }
+    std::printf("in flight %zu, queued %zu\n", s.in_flight_tasks, s.queued_items);
+    check(s.in_flight_tasks == 4, "four batches in flight at the held worker");
+    { std::ofstream(go).put('1'); }
+    check(rs[0].get() == 1, "the held task ran to its end");
+    for (int i = 0; i < 5; ++i)
+        check(rs[static_cast<std::size_t>(i) + 1].get() == i * i, "results");
+    std::filesystem::remove_all(dir);
+}
+
 // A slot's worker SIGKILLed mid-map: its task is retried (retries = 1) or fails (retries = 0)
 // as in a local pool; the rank, the pool and the job go on.
 void run_slot_dies() {
@@ -420,6 +451,7 @@ int main(int argc, char** argv) {
             run_slots(std::atoi(argv[2]), argc > 3 ? argv[3] : nullptr);
         else if (what == "concurrent" && argc > 2) run_concurrent(std::atoi(argv[2]));
         else if (what == "slot_dies") run_slot_dies();
+        else if (what == "prefetch") run_prefetch();
         else if (what == "spawn") run_spawn(nullptr);
         else if (what == "spawn_rank_dies") run_spawn(dies_on_rank_2);
         else if (what == "spawn_static") run_spawn_static();
