@@ -209,8 +209,8 @@ void spawn(int n) {
     if (g_world.size != 1)
         throw UsageError("multiproc: mp::mpi::spawn_workers: the job already has " +
                          std::to_string(g_world.size) +
-                         " ranks (static workers); spawning is for a job started with one rank "
-                         "(mpirun -n 1)");
+                         " ranks (static workers, or workers spawned before); spawning is for "
+                         "a job started with one rank (mpirun -n 1), once");
     if (ranks_in_use())
         throw UsageError(
             "multiproc: mp::mpi::spawn_workers: call it before the first pool on the \"mpi\" "
