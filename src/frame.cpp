@@ -105,6 +105,23 @@ std::span<std::byte> FrameInbox::space() {
     return std::span<std::byte>(buf_).subspan(len_);
 }
 
+void FrameInbox::append(std::vector<std::byte>&& bytes, std::size_t n) {
+    n = std::min(n, bytes.size());
+    if (pos_ == len_) {
+        buf_ = std::move(bytes);
+        pos_ = 0;
+        len_ = n;
+        return;
+    }
+    for (std::span<const std::byte> rest(bytes.data(), n); !rest.empty();) {
+        const auto room = space();
+        const std::size_t k = std::min(room.size(), rest.size());
+        std::memcpy(room.data(), rest.data(), k);
+        commit(k);
+        rest = rest.subspan(k);
+    }
+}
+
 bool FrameInbox::next(Frame& f, const char* who) {
     if (len_ - pos_ < sizeof(FrameHeader)) return false;
     FrameHeader h;

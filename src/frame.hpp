@@ -118,6 +118,9 @@ public:
     std::span<std::byte> space();
     /// `n` bytes were read into space().
     void commit(std::size_t n) noexcept { len_ += n; }
+    /// The first `n` bytes of `bytes` arrived (a transport that receives whole buffers): taken
+    /// as the inbox's buffer when nothing waits in it, without a copy, else copied after.
+    void append(std::vector<std::byte>&& bytes, std::size_t n);
     /// Where arriving descriptors are appended.
     std::vector<UniqueFd>& arriving_fds() noexcept { return fds_; }
     /// The next whole frame into f; false when its bytes are not all here. mp::DecodeError on a

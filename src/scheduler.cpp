@@ -21,6 +21,10 @@ constexpr std::size_t kBatchesPerWorker = 2;  // one running, one prefetched
 // when one comes back arrives after the prefetched batch (about kTargetTaskNs of work) has run,
 // and the worker waits. Three prefetched batches cover it (1 ms tasks over 2 ranks, against 2
 // local workers: 0.76x with one, 0.88x with two, 0.93x-0.97x with three; docs/mpi.md).
+// Not while the tasks come from a source whose cost is not known yet (probing()): those batches
+// are sized blind (single items), and a hosted worker holding four of them runs them all before
+// the first well-sized chunk that the first result makes possible (tiny tasks over MPI: a third
+// of a round went on them).
 constexpr std::size_t kBatchesPerHostedWorker = 4;
 // How often a worker holding a dropped task behind another source's task is looked at: a task
 // start sends no message, so the progress slot is polled, only while such a task waits.
@@ -93,7 +97,8 @@ std::size_t Scheduler::idle_share(const std::vector<Worker>& workers) const {
 void Scheduler::fill(std::vector<Worker>& workers) {
     // Idle workers first, each with its share of what waits; then one prefetched batch for each
     // busy worker: no task waits behind another while some worker has nothing to do.
-    const std::size_t batches = opts_.host ? kBatchesPerHostedWorker : kBatchesPerWorker;
+    const std::size_t batches =
+        !opts_.host ? kBatchesPerWorker : (probing() ? 1 : kBatchesPerHostedWorker);
     for (std::size_t depth = 1; depth <= batches; ++depth) {
         const std::size_t max_tasks = depth == 1 ? idle_share(workers) : kMaxBatchTasks;
         bool progress = true;
@@ -108,6 +113,15 @@ void Scheduler::fill(std::vector<Worker>& workers) {
             ++rr_;
         }
     }
+}
+
+bool Scheduler::probing() const {
+    for (const auto& e : entries_) {
+        if (e->src->exhausted()) continue;
+        const auto rem = e->src->remaining();
+        return e->ns_per_elem < 0 && (!rem || *rem > 1);
+    }
+    return false;
 }
 
 bool Scheduler::fill_one(Worker& w, std::size_t max_tasks) {

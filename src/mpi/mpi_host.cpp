@@ -53,8 +53,14 @@ struct Channel {
     std::optional<HostedDeath> died;  // how the slot's worker died, until reaped
     std::uint32_t session = 0;        // 0: no session open
     std::vector<std::vector<std::byte>> outgoing;
-    std::deque<std::pair<std::vector<std::byte>, std::size_t>> incoming;  // message, read offset
+    std::deque<std::vector<std::byte>> incoming;  // messages, with their trailers
+    // Buffers of sent messages, for the engine's next batches (a batch of tiny tasks is
+    // megabytes: a fresh buffer would be grown and faulted in again for each).
+    std::vector<std::vector<std::byte>> spare;
 };
+
+// Buffers above this size are not kept as spares.
+constexpr std::size_t kMaxSpareBytes = std::size_t{16} << 20;
 
 // A worker rank as the progress thread watches it.
 struct RankWatch {
@@ -153,7 +159,7 @@ private:
     bool receive_arrived();
     void watch();
     void declare_ended(RankWatch& rw, const std::string& how);
-    void slot_died(RankWatch& rw, const MessageHeader& h, std::span<const std::byte> body);
+    void slot_died(RankWatch& rw, const MessageTrailer& t, std::span<const std::byte> body);
 
     std::vector<RankWatch> watches_;  // by rank - 1
     std::vector<std::unique_ptr<Channel>> channels_;
@@ -162,8 +168,13 @@ private:
     std::condition_variable wake_cv_;
     bool poked_ = false;
     bool stop_ = false;
-    // The progress thread's own: sends in flight.
-    std::vector<std::pair<MPI_Request, std::vector<std::byte>>> inflight_;
+    // The progress thread's own: sends in flight, and the channel each buffer goes back to.
+    struct Send {
+        MPI_Request req = MPI_REQUEST_NULL;
+        std::vector<std::byte> bytes;
+        Channel* ch = nullptr;
+    };
+    std::vector<Send> inflight_;
     std::chrono::steady_clock::time_point next_watch_{};
     std::chrono::seconds silence_ = silence_deadline();
 };
@@ -252,35 +263,38 @@ void RootLink::send_some() {
             "multiproc: mpi: a task carries a file descriptor (a handle such as a Queue or "
             "Lock, or a vector of 1 MiB or more passed through shared memory), which cannot "
             "reach an MPI rank");
-    std::vector<std::vector<std::byte>> msgs;
-    split_data(msgs, session_, std::span<const std::byte>(out_.bytes).subspan(out_.sent), ch_.slot);
+    // The outbox's buffer becomes the message; a spare one takes its place.
+    std::vector<std::byte> bytes;
+    if (out_.sent)
+        bytes.assign(out_.bytes.begin() + static_cast<std::ptrdiff_t>(out_.sent), out_.bytes.end());
+    else bytes.swap(out_.bytes);
     out_.bytes.clear();
     out_.sent = 0;
+    std::vector<std::vector<std::byte>> msgs;
+    split_data(msgs, session_, std::move(bytes), ch_.slot);
     {
         std::lock_guard lk(ch_.m);
         if (ch_.session != session_) return;  // closed: the rank is gone or released
         for (auto& m : msgs) ch_.outgoing.push_back(std::move(m));
+        if (!ch_.spare.empty()) {
+            out_.bytes.swap(ch_.spare.back());
+            ch_.spare.pop_back();
+        }
     }
     ranks_.poke();
 }
 
 wire::Transport::Received RootLink::receive_some() {
     std::lock_guard lk(ch_.m);
-    const auto room = in_.space();
-    std::size_t got = 0;
-    while (got < room.size() && !ch_.incoming.empty()) {
-        auto& [msg, at] = ch_.incoming.front();
-        const std::size_t n = std::min(room.size() - got, msg.size() - at);
-        std::memcpy(room.data() + got, msg.data() + at, n);
-        got += n;
-        at += n;
-        if (at == msg.size()) ch_.incoming.pop_front();
-    }
-    if (got) in_.commit(got);
     // Under the lock, so that a signal for bytes pushed after this drain is not lost.
-    if (ch_.incoming.empty()) sys::drain_eventfd(ch_.ready.get());
-    if (!got) return Received::nothing;
-    return got == room.size() ? Received::filled : Received::some;
+    sys::drain_eventfd(ch_.ready.get());
+    if (ch_.incoming.empty()) return Received::nothing;
+    for (; !ch_.incoming.empty(); ch_.incoming.pop_front()) {
+        auto& msg = ch_.incoming.front();
+        const std::size_t n = body_of(msg).size();
+        in_.append(std::move(msg), n);
+    }
+    return Received::some;
 }
 
 bool Ranks::send_queued() {
@@ -292,18 +306,23 @@ bool Ranks::send_queued() {
             msgs.swap(ch->outgoing);
         }
         for (auto& m : msgs) {
-            inflight_.emplace_back(MPI_REQUEST_NULL, std::move(m));
-            auto& [req, bytes] = inflight_.back();
-            check_mpi(MPI_Isend(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, ch->rank,
-                                kTag, job_comm(), &req),
+            auto& s = inflight_.emplace_back(Send{MPI_REQUEST_NULL, std::move(m), ch.get()});
+            check_mpi(MPI_Isend(s.bytes.data(), static_cast<int>(s.bytes.size()), MPI_BYTE,
+                                ch->rank, kTag, job_comm(), &s.req),
                       "sending to a worker rank");
             any = true;
         }
     }
-    std::erase_if(inflight_, [](auto& s) {
+    std::erase_if(inflight_, [](Send& s) {
         int done = 0;
-        MPI_Test(&s.first, &done, MPI_STATUS_IGNORE);
-        return done != 0;
+        MPI_Test(&s.req, &done, MPI_STATUS_IGNORE);
+        if (!done) return false;
+        if (s.bytes.capacity() <= kMaxSpareBytes) {
+            s.bytes.clear();
+            std::lock_guard lk(s.ch->m);
+            if (s.ch->spare.size() < 2) s.ch->spare.push_back(std::move(s.bytes));
+        }
+        return true;
     });
     return any;
 }
@@ -345,7 +364,7 @@ void Ranks::declare_ended(RankWatch& rw, const std::string& how) {
 
 // The rank's word that a slot's worker died mid-session: the engine that holds the slot reaps
 // it as a dead local worker (its task failed or retried, the slot opened again).
-void Ranks::slot_died(RankWatch& rw, const MessageHeader& h, std::span<const std::byte> body) {
+void Ranks::slot_died(RankWatch& rw, const MessageTrailer& h, std::span<const std::byte> body) {
     SlotDeath sd{};
     if (body.size() < sizeof sd || h.slot >= rw.channels.size())
         throw DecodeError("multiproc: mpi: a bad slot_died message");
@@ -368,20 +387,19 @@ bool Ranks::receive_arrived() {
         if (!flag) return any;
         any = true;
         auto msg = receive_probed(st, "receiving from a worker rank");
-        const auto h = header_of(msg);
+        const auto h = trailer_of(msg);
         const auto index = static_cast<std::size_t>(st.MPI_SOURCE - 1);
         if (index >= watches_.size()) continue;
         RankWatch& rw = watches_[index];
         rw.heard = std::chrono::steady_clock::now();
-        if (h.kind == MessageKind::slot_died)
-            slot_died(rw, h, std::span<const std::byte>(msg).subspan(sizeof(MessageHeader)));
+        if (h.kind == MessageKind::slot_died) slot_died(rw, h, body_of(msg));
         if (h.kind != MessageKind::data) continue;
         if (h.slot >= rw.channels.size())
             throw DecodeError("multiproc: mpi: a message for a slot the rank does not have");
         Channel& ch = *channels_[rw.channels[h.slot]];
         std::lock_guard lk(ch.m);
         if (h.session != ch.session) continue;  // what a closed session left behind
-        ch.incoming.emplace_back(std::move(msg), sizeof(MessageHeader));
+        ch.incoming.push_back(std::move(msg));
         sys::signal_eventfd(ch.ready.get());
     }
 }
@@ -417,8 +435,8 @@ void Ranks::progress() noexcept {
     // allocated until the process ends.
     static auto* orphans = new std::vector<std::vector<std::byte>>;
     for (auto& s : inflight_) {
-        MPI_Request_free(&s.first);
-        orphans->push_back(std::move(s.second));
+        MPI_Request_free(&s.req);
+        orphans->push_back(std::move(s.bytes));
     }
 }
 

@@ -40,16 +40,6 @@ int env_count(const char* name) {
     return n > 0 && n < 1 << 20 ? static_cast<int>(n) : 0;
 }
 
-void append(wire::FrameInbox& in, std::span<const std::byte> bytes) {
-    while (!bytes.empty()) {
-        const auto room = in.space();
-        const std::size_t n = std::min(room.size(), bytes.size());
-        std::memcpy(room.data(), bytes.data(), n);
-        in.commit(n);
-        bytes = bytes.subspan(n);
-    }
-}
-
 void send_to_root(const std::vector<std::vector<std::byte>>& msgs) {
     std::lock_guard lk(g_mpi_m);
     for (const auto& m : msgs)
@@ -80,9 +70,9 @@ public:
     ~Relay() { kill_workers(workers_); }
 
     // Until rank 0 shuts the job down. Waits on the workers' sockets and on MPI at once: MPI
-    // gives no descriptor, so between probes a look at the sockets and a pause that grows while
-    // nothing happens (5 us, doubling, up to a poll of 1 ms: poll's unit), so that a batch rank
-    // 0 sends right after a result reaches the idle worker in microseconds.
+    // gives no descriptor, so between probes a wait on the sockets that grows while nothing
+    // happens (5 us, doubling, up to 1 ms), so that a batch rank 0 sends right after a result
+    // reaches the idle worker in microseconds, and a result the worker writes leaves at once.
     void run() {
         using namespace std::chrono;
         auto pause = microseconds(0);
@@ -95,11 +85,7 @@ public:
             polled.clear();
             add_poll_entries(workers_, pfds, polled);
             pause = busy ? microseconds(0) : std::min(pause * 2 + microseconds(5), kMaxPause);
-            const auto wait = pause < kMaxPause ? milliseconds(0) : milliseconds(1);
-            if (sys::poll_until(pfds.data(), pfds.size(), Deadline(Timeout(wait))) == 0) {
-                if (pause < kMaxPause) std::this_thread::sleep_for(pause);
-                continue;
-            }
+            if (sys::poll_until(pfds.data(), pfds.size(), Deadline(Timeout(pause))) == 0) continue;
             for (std::size_t k = 0; k < pfds.size(); ++k) {
                 if (!pfds[k].revents) continue;
                 auto [i, sentinel] = polled[k];
@@ -127,7 +113,7 @@ private:
                 msg = receive_probed(st, "receiving from rank 0");
             }
             busy = true;
-            const auto h = header_of(msg);
+            const auto h = trailer_of(msg);
             if (h.kind == MessageKind::shutdown) return false;
             if (h.slot >= slots_.size())
                 throw DecodeError("multiproc: mpi: a message for slot " + std::to_string(h.slot) +
@@ -147,7 +133,8 @@ private:
             } else if (h.session != s.session) {
                 continue;  // the session whose worker died: what rank 0 sent before it knew
             }
-            append(s.from_root, std::span<const std::byte>(msg).subspan(sizeof(MessageHeader)));
+            const std::size_t n = body_of(msg).size();
+            s.from_root.append(std::move(msg), n);
             to_worker(h.slot);
         }
     }
@@ -208,7 +195,7 @@ private:
         }
         if (bytes.empty() || !s.session) return;
         std::vector<std::vector<std::byte>> msgs;
-        split_data(msgs, s.session, bytes, s.index);
+        split_data(msgs, s.session, std::move(bytes), s.index);
         send_to_root(msgs);
     }
 

@@ -9,30 +9,47 @@
 
 namespace mp::detail::mpi {
 
+namespace {
+
+void append_trailer(std::vector<std::byte>& m, MessageKind kind, std::uint32_t session,
+                    std::uint32_t slot) {
+    const MessageTrailer t{kind, session, slot};
+    const auto* p = reinterpret_cast<const std::byte*>(&t);
+    m.insert(m.end(), p, p + sizeof t);
+}
+
+}  // namespace
+
 std::vector<std::byte> make_message(MessageKind kind, std::uint32_t session,
                                     std::span<const std::byte> bytes, std::uint32_t slot) {
-    std::vector<std::byte> m(sizeof(MessageHeader) + bytes.size());
-    const MessageHeader h{kind, session, slot};
-    std::memcpy(m.data(), &h, sizeof h);
-    if (!bytes.empty()) std::memcpy(m.data() + sizeof h, bytes.data(), bytes.size());
+    std::vector<std::byte> m;
+    m.reserve(bytes.size() + sizeof(MessageTrailer));
+    m.assign(bytes.begin(), bytes.end());
+    append_trailer(m, kind, session, slot);
     return m;
 }
 
 void split_data(std::vector<std::vector<std::byte>>& out, std::uint32_t session,
-                std::span<const std::byte> bytes, std::uint32_t slot) {
-    while (!bytes.empty()) {
-        const std::size_t n = std::min(bytes.size(), kMaxPiece);
-        out.push_back(make_message(MessageKind::data, session, bytes.first(n), slot));
-        bytes = bytes.subspan(n);
+                std::vector<std::byte>&& bytes, std::uint32_t slot) {
+    if (bytes.size() <= kMaxPiece) {
+        if (bytes.empty()) return;
+        append_trailer(bytes, MessageKind::data, session, slot);
+        out.push_back(std::move(bytes));
+        return;
+    }
+    for (std::span<const std::byte> rest(bytes); !rest.empty();) {
+        const std::size_t n = std::min(rest.size(), kMaxPiece);
+        out.push_back(make_message(MessageKind::data, session, rest.first(n), slot));
+        rest = rest.subspan(n);
     }
 }
 
-MessageHeader header_of(std::span<const std::byte> message) {
-    if (message.size() < sizeof(MessageHeader))
-        throw DecodeError("multiproc: mpi: a message shorter than its header");
-    MessageHeader h;
-    std::memcpy(&h, message.data(), sizeof h);
-    return h;
+MessageTrailer trailer_of(std::span<const std::byte> message) {
+    if (message.size() < sizeof(MessageTrailer))
+        throw DecodeError("multiproc: mpi: a message shorter than its trailer");
+    MessageTrailer t;
+    std::memcpy(&t, message.data() + message.size() - sizeof t, sizeof t);
+    return t;
 }
 
 void check_mpi(int rc, const char* what) {

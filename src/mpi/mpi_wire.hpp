@@ -1,11 +1,12 @@
 // What travels between rank 0 (the engine's supervisor) and a worker rank: MPI messages on one
-// tag of the job's communicator (job_comm: MPI_COMM_WORLD unless rank 0 spawned its workers), each a MessageHeader then bytes. A rank has slots (one local worker
-// process each, mpi_rank.cpp); rank 0 holds each slot as one engine worker. Data messages carry
-// a slot's frame stream (frame.hpp) cut anywhere (at most kMaxPiece bytes a message: MPI counts
-// are ints); MPI keeps the order of the messages of one sender to one receiver on one tag, so the
-// receiver appends their bytes to the slot's stream. A session is one engine's use of a slot
-// (init frame .. exit frame); the session number lets either end drop what a cancelled session
-// left behind.
+// tag of the job's communicator (job_comm: MPI_COMM_WORLD unless rank 0 spawned its workers),
+// each bytes then a MessageTrailer (at the end, so that a buffer of frames becomes a message by
+// appending 12 bytes, not by a copy). A rank has slots (one local worker process each,
+// mpi_rank.cpp); rank 0 holds each slot as one engine worker. Data messages carry a slot's frame
+// stream (frame.hpp) cut anywhere (at most kMaxPiece bytes a message: MPI counts are ints); MPI
+// keeps the order of the messages of one sender to one receiver on one tag, so the receiver
+// appends their bytes to the slot's stream. A session is one engine's use of a slot (init frame
+// .. exit frame); the session number lets either end drop what a cancelled session left behind.
 #pragma once
 
 #include <mpi.h>
@@ -34,7 +35,7 @@ enum class MessageKind : std::uint32_t {
 /// How often a worker rank says it is alive.
 inline constexpr auto kHeartbeat = std::chrono::milliseconds(500);
 
-struct MessageHeader {
+struct MessageTrailer {
     MessageKind kind;
     std::uint32_t session;
     std::uint32_t slot;  ///< which of the rank's slots (0 for shutdown and heartbeat)
@@ -47,17 +48,23 @@ struct SlotDeath {
     std::uint64_t element;  ///< the item of that task it was running
 };
 
-/// A message: the header, then `bytes`.
+/// A message: `bytes`, then the trailer.
 std::vector<std::byte> make_message(MessageKind kind, std::uint32_t session,
                                     std::span<const std::byte> bytes = {}, std::uint32_t slot = 0);
 
-/// Appends to `out` the data messages of `slot` that carry `bytes` (pieces of at most
-/// kMaxPiece).
+/// Appends to `out` the data messages of `slot` that carry `bytes`, which it takes: a buffer of
+/// at most kMaxPiece becomes the one message (its trailer appended in place, no copy), a larger
+/// one is cut into pieces.
 void split_data(std::vector<std::vector<std::byte>>& out, std::uint32_t session,
-                std::span<const std::byte> bytes, std::uint32_t slot = 0);
+                std::vector<std::byte>&& bytes, std::uint32_t slot = 0);
 
-/// The header of a received message (mp::DecodeError when it is shorter than one).
-MessageHeader header_of(std::span<const std::byte> message);
+/// The trailer of a received message (mp::DecodeError when it is shorter than one).
+MessageTrailer trailer_of(std::span<const std::byte> message);
+
+/// The bytes of a received message before its trailer.
+inline std::span<const std::byte> body_of(std::span<const std::byte> message) noexcept {
+    return message.first(message.size() - sizeof(MessageTrailer));
+}
 
 /// Receives the message `status` (from MPI_Iprobe) announced; mp::ProcessError naming `what` if
 /// MPI fails.

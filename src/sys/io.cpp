@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "multiproc/errors.hpp"
@@ -74,7 +76,15 @@ int poll_until(pollfd* fds, std::size_t n, detail::Deadline deadline, Interrupti
     pollfd* set = sig >= 0 ? with_sig.data() : fds;
     const std::size_t count = sig >= 0 ? n + 1 : n;
     const int r = wait_until(deadline, i, sig >= 0, [&](detail::Deadline until) -> int {
-        int ready = ::poll(set, count, until.poll_ms());
+        // ppoll: a deadline microseconds away is kept, where poll's milliseconds round it up.
+        timespec rel{};
+        timespec* timeout = nullptr;
+        if (!until.is_forever()) {
+            const auto ns = std::max<std::int64_t>(until.remaining().count(), 0);
+            rel = {static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+            timeout = &rel;
+        }
+        int ready = ::ppoll(set, count, timeout, nullptr);
         if (ready > 0 && sig >= 0 && set[n].revents) {
             --ready;
             if (ready == 0) {

@@ -32,7 +32,7 @@ void writev_all(int fd, iovec* iov, int iovcnt);
 /// poll_until.
 [[nodiscard]] bool wait_readable(int fd, detail::Deadline deadline,
                                  Interruptible i = Interruptible::no);
-/// poll(2) over fds, retried after handled signals against the deadline (sys::wait_until);
+/// ppoll(2) over fds (the deadline kept to the nanosecond), retried after handled signals against the deadline (sys::wait_until);
 /// returns the number of ready entries, 0 when the deadline passed. With Interruptible::yes a
 /// SIGINT under mp::SigintGuard throws mp::KeyboardInterrupt.
 int poll_until(pollfd* fds, std::size_t n, detail::Deadline deadline,

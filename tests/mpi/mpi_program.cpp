@@ -339,6 +339,37 @@ void run_prefetch() {
     std::filesystem::remove_all(dir);
 }
 
+// Holds (hold_until) for item 0, squares the others.
+int held_square(const std::string& go, int x) { return x == 0 ? hold_until(go) - 1 : x * x; }
+
+// While a map's cost per item is not known (no result has come back), a slot holds only the
+// batch it runs: with its only worker held by the first item, one task is in flight and the
+// other items wait on rank 0 for the chunk sizes the first result gives.
+void run_probe() {
+    const auto dir = fresh_dir("probe");
+    const auto go = dir + "/go";
+    mp::Pool pool(1, on_mpi());
+    std::vector<std::tuple<std::string, int>> args;
+    for (int i = 0; i < 200; ++i) args.emplace_back(go, i);
+    auto r = pool.starmap_async(held_square, args);
+    mp::PoolStats s = pool.stats();
+    for (int i = 0; i < 500 && s.in_flight_tasks < 1; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        s = pool.stats();
+    }
+    // Time for more batches to reach the slot, were they sent.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    s = pool.stats();
+    std::printf("in flight %zu, queued %zu\n", s.in_flight_tasks, s.queued_items);
+    check(s.in_flight_tasks == 1, "one task in flight while the cost is unknown");
+    { std::ofstream(go).put('1'); }
+    const auto out = r.get();
+    bool ok = out.size() == 200;
+    for (int i = 0; ok && i < 200; ++i) ok = out[static_cast<std::size_t>(i)] == i * i;
+    check(ok, "every result in order");
+    std::filesystem::remove_all(dir);
+}
+
 // A slot's worker SIGKILLed mid-map: its task is retried (retries = 1) or fails (retries = 0)
 // as in a local pool; the rank, the pool and the job go on.
 void run_slot_dies() {
@@ -452,6 +483,7 @@ int main(int argc, char** argv) {
         else if (what == "concurrent" && argc > 2) run_concurrent(std::atoi(argv[2]));
         else if (what == "slot_dies") run_slot_dies();
         else if (what == "prefetch") run_prefetch();
+        else if (what == "probe") run_probe();
         else if (what == "spawn") run_spawn(nullptr);
         else if (what == "spawn_rank_dies") run_spawn(dies_on_rank_2);
         else if (what == "spawn_static") run_spawn_static();
