@@ -21,10 +21,11 @@ constexpr std::size_t kBatchesPerWorker = 2;  // one running, one prefetched
 // when one comes back arrives after the prefetched batch (about kTargetTaskNs of work) has run,
 // and the worker waits. Three prefetched batches cover it (1 ms tasks over 2 ranks, against 2
 // local workers: 0.76x with one, 0.88x with two, 0.93x-0.97x with three; docs/mpi.md).
-// Not while the tasks come from a source whose cost is not known yet (probing()): those batches
-// are sized blind (single items), and a hosted worker holding four of them runs them all before
-// the first well-sized chunk that the first result makes possible (tiny tasks over MPI: a third
-// of a round went on them).
+// Not while the tasks come from a large source whose cost is not known yet (probing()): those
+// batches are sized blind (single items), and a hosted worker holding four of them runs them all
+// before the first well-sized chunk that the first result makes possible (a map of 2,000,000
+// tiny tasks over MPI: a third of its time went on them). A source that blind batches cover
+// whole goes out at once: no chunk would follow them.
 constexpr std::size_t kBatchesPerHostedWorker = 4;
 // How often a worker holding a dropped task behind another source's task is looked at: a task
 // start sends no message, so the progress slot is polled, only while such a task waits.
@@ -116,10 +117,12 @@ void Scheduler::fill(std::vector<Worker>& workers) {
 }
 
 bool Scheduler::probing() const {
+    const std::size_t blind =
+        kBatchesPerHostedWorker * kMaxBatchTasks * static_cast<std::size_t>(nproc_);
     for (const auto& e : entries_) {
         if (e->src->exhausted()) continue;
         const auto rem = e->src->remaining();
-        return e->ns_per_elem < 0 && (!rem || *rem > 1);
+        return e->ns_per_elem < 0 && (!rem || *rem > blind);
     }
     return false;
 }

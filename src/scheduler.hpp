@@ -105,8 +105,9 @@ private:
     void write_batch(Worker& w, const std::vector<std::uint64_t>& ids);
     [[nodiscard]] std::size_t idle_share(const std::vector<Worker>& workers) const;
     [[nodiscard]] bool can_take(const Worker& w, std::size_t depth) const;
-    /// True while the next tasks come from a source of several items whose cost per item is
-    /// not known yet (no result of it has come back): its chunks are sized blind.
+    /// True while the next tasks come from a source whose cost per item is not known yet (no
+    /// result of it has come back) and which holds more items than every worker's full queue
+    /// of blind batches (single items) would take.
     [[nodiscard]] bool probing() const;
     [[nodiscard]] std::size_t hint_for(const Entry& e) const;
     void learn(Entry& e, std::size_t elements, std::uint64_t ns);

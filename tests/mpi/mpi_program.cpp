@@ -342,15 +342,17 @@ void run_prefetch() {
 // Holds (hold_until) for item 0, squares the others.
 int held_square(const std::string& go, int x) { return x == 0 ? hold_until(go) - 1 : x * x; }
 
-// While a map's cost per item is not known (no result has come back), a slot holds only the
-// batch it runs: with its only worker held by the first item, one task is in flight and the
-// other items wait on rank 0 for the chunk sizes the first result gives.
+// While a large map's cost per item is not known (no result has come back), a slot holds only
+// the batch it runs: with its only worker held by the first item, one task is in flight and the
+// other items wait on rank 0 for the chunk sizes the first result gives. (A map that the blind
+// batches of every worker's full queue cover, 4 x 1024 items a worker, goes out at once.)
 void run_probe() {
     const auto dir = fresh_dir("probe");
     const auto go = dir + "/go";
     mp::Pool pool(1, on_mpi());
     std::vector<std::tuple<std::string, int>> args;
-    for (int i = 0; i < 200; ++i) args.emplace_back(go, i);
+    const int n = 5000;
+    for (int i = 0; i < n; ++i) args.emplace_back(go, i);
     auto r = pool.starmap_async(held_square, args);
     mp::PoolStats s = pool.stats();
     for (int i = 0; i < 500 && s.in_flight_tasks < 1; ++i) {
@@ -364,8 +366,8 @@ void run_probe() {
     check(s.in_flight_tasks == 1, "one task in flight while the cost is unknown");
     { std::ofstream(go).put('1'); }
     const auto out = r.get();
-    bool ok = out.size() == 200;
-    for (int i = 0; ok && i < 200; ++i) ok = out[static_cast<std::size_t>(i)] == i * i;
+    bool ok = out.size() == static_cast<std::size_t>(n);
+    for (int i = 0; ok && i < n; ++i) ok = out[static_cast<std::size_t>(i)] == i * i;
     check(ok, "every result in order");
     std::filesystem::remove_all(dir);
 }
