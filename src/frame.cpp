@@ -91,6 +91,19 @@ bool FrameRecords::next(FrameRecord& r) {
     return true;
 }
 
+bool whole_frames_of(std::span<const std::byte> bytes, Kind kind) noexcept {
+    while (!bytes.empty()) {
+        FrameHeader h;
+        if (bytes.size() < sizeof h) return false;
+        std::memcpy(&h, bytes.data(), sizeof h);
+        if (h.kind != static_cast<std::uint32_t>(kind) || h.nfds != 0 ||
+            h.length > bytes.size() - sizeof h)
+            return false;
+        bytes = bytes.subspan(sizeof h + static_cast<std::size_t>(h.length));
+    }
+    return true;
+}
+
 std::span<std::byte> FrameInbox::space() {
     if (pos_ == len_) pos_ = len_ = 0;  // everything taken: start over, nothing to move
     if (buf_.size() - len_ < kReadChunk / 4 && pos_) {
@@ -105,13 +118,13 @@ std::span<std::byte> FrameInbox::space() {
     return std::span<std::byte>(buf_).subspan(len_);
 }
 
-void FrameInbox::append(std::vector<std::byte>&& bytes, std::size_t n) {
+std::vector<std::byte> FrameInbox::append(std::vector<std::byte>&& bytes, std::size_t n) {
     n = std::min(n, bytes.size());
     if (pos_ == len_) {
-        buf_ = std::move(bytes);
+        buf_.swap(bytes);
         pos_ = 0;
         len_ = n;
-        return;
+        return std::move(bytes);
     }
     for (std::span<const std::byte> rest(bytes.data(), n); !rest.empty();) {
         const auto room = space();
@@ -120,6 +133,7 @@ void FrameInbox::append(std::vector<std::byte>&& bytes, std::size_t n) {
         commit(k);
         rest = rest.subspan(k);
     }
+    return std::move(bytes);
 }
 
 bool FrameInbox::next(Frame& f, const char* who) {

@@ -99,6 +99,10 @@ private:
     std::size_t fd_at_ = 0;
 };
 
+/// True when `bytes` are whole frames, every one of `kind` and without descriptors: a relay may
+/// pass them on as they are.
+[[nodiscard]] bool whole_frames_of(std::span<const std::byte> bytes, Kind kind) noexcept;
+
 /// A frame cut out of the received bytes: valid until the inbox is read into again.
 struct Frame {
     FrameHeader header{};
@@ -120,7 +124,10 @@ public:
     void commit(std::size_t n) noexcept { len_ += n; }
     /// The first `n` bytes of `bytes` arrived (a transport that receives whole buffers): taken
     /// as the inbox's buffer when nothing waits in it, without a copy, else copied after.
-    void append(std::vector<std::byte>&& bytes, std::size_t n);
+    /// Returns the buffer it no longer needs (its old one, or `bytes`), for the next receive.
+    std::vector<std::byte> append(std::vector<std::byte>&& bytes, std::size_t n);
+    /// True when every byte and descriptor that arrived was taken as frames.
+    [[nodiscard]] bool empty() const noexcept { return pos_ == len_ && fds_.empty(); }
     /// Where arriving descriptors are appended.
     std::vector<UniqueFd>& arriving_fds() noexcept { return fds_; }
     /// The next whole frame into f; false when its bytes are not all here. mp::DecodeError on a

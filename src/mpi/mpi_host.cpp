@@ -54,13 +54,8 @@ struct Channel {
     std::uint32_t session = 0;        // 0: no session open
     std::vector<std::vector<std::byte>> outgoing;
     std::deque<std::vector<std::byte>> incoming;  // messages, with their trailers
-    // Buffers of sent messages, for the engine's next batches (a batch of tiny tasks is
-    // megabytes: a fresh buffer would be grown and faulted in again for each).
-    std::vector<std::vector<std::byte>> spare;
+    std::vector<std::vector<std::byte>> spare;    // buffers of sent messages, for the next batches
 };
-
-// Buffers above this size are not kept as spares.
-constexpr std::size_t kMaxSpareBytes = std::size_t{16} << 20;
 
 // A worker rank as the progress thread watches it.
 struct RankWatch {
@@ -151,6 +146,13 @@ public:
         wake_cv_.notify_one();
     }
 
+    // A buffer the engine's inbox no longer needs, for the progress thread's next receive.
+    void give_back(std::vector<std::byte>&& buf) {
+        if (buf.capacity() > kMaxSpareBytes) return;
+        std::lock_guard lk(spare_m_);
+        if (recv_spares_.size() < 4) recv_spares_.push_back(std::move(buf));
+    }
+
     std::string lost;  // what happened to the rank that died, once one did
 
 private:
@@ -176,6 +178,8 @@ private:
     };
     std::vector<Send> inflight_;
     std::chrono::steady_clock::time_point next_watch_{};
+    std::mutex spare_m_;
+    std::vector<std::vector<std::byte>> recv_spares_;  // see give_back
     std::chrono::seconds silence_ = silence_deadline();
 };
 
@@ -292,7 +296,7 @@ wire::Transport::Received RootLink::receive_some() {
     for (; !ch_.incoming.empty(); ch_.incoming.pop_front()) {
         auto& msg = ch_.incoming.front();
         const std::size_t n = body_of(msg).size();
-        in_.append(std::move(msg), n);
+        ranks_.give_back(in_.append(std::move(msg), n));
     }
     return Received::some;
 }
@@ -386,7 +390,15 @@ bool Ranks::receive_arrived() {
         check_mpi(MPI_Iprobe(MPI_ANY_SOURCE, kTag, job_comm(), &flag, &st), "MPI_Iprobe");
         if (!flag) return any;
         any = true;
-        auto msg = receive_probed(st, "receiving from a worker rank");
+        std::vector<std::byte> spare;
+        {
+            std::lock_guard lk(spare_m_);
+            if (!recv_spares_.empty()) {
+                spare.swap(recv_spares_.back());
+                recv_spares_.pop_back();
+            }
+        }
+        auto msg = receive_probed(st, "receiving from a worker rank", std::move(spare));
         const auto h = trailer_of(msg);
         const auto index = static_cast<std::size_t>(st.MPI_SOURCE - 1);
         if (index >= watches_.size()) continue;

@@ -110,7 +110,7 @@ private:
                 std::lock_guard lk(g_mpi_m);
                 check_mpi(MPI_Iprobe(0, kTag, job_comm(), &flag, &st), "MPI_Iprobe");
                 if (!flag) return true;
-                msg = receive_probed(st, "receiving from rank 0");
+                msg = receive_probed(st, "receiving from rank 0", std::move(spare_));
             }
             busy = true;
             const auto h = trailer_of(msg);
@@ -134,9 +134,31 @@ private:
                 continue;  // the session whose worker died: what rank 0 sent before it knew
             }
             const std::size_t n = body_of(msg).size();
-            s.from_root.append(std::move(msg), n);
+            if (pass_on(h.slot, msg, n)) continue;
+            keep(s.from_root.append(std::move(msg), n));
             to_worker(h.slot);
         }
+    }
+
+    // A message of whole tasks frames for a running worker with nothing else queued goes to its
+    // socket as it is: the message's buffer becomes the worker's outbox (no copy of the batch).
+    bool pass_on(std::size_t i, std::vector<std::byte>& msg, std::size_t n) {
+        Worker& w = workers_[i];
+        if (!slots_[i].from_root.empty() || !w.running() || w.link->closed()) return false;
+        auto& out = w.link->out();
+        if (out.pending() || !wire::whole_frames_of(std::span(msg).first(n), wire::Kind::tasks))
+            return false;
+        msg.resize(n);
+        out.bytes.swap(msg);
+        out.sent = 0;
+        keep(std::move(msg));
+        w.link->send_some();
+        return true;
+    }
+
+    // The next message is received into `buf` (see receive_probed).
+    void keep(std::vector<std::byte>&& buf) {
+        if (buf.capacity() <= kMaxSpareBytes) spare_ = std::move(buf);
     }
 
     // The whole frames rank 0 sent for the slot, to its worker: the init frame starts the
@@ -234,6 +256,7 @@ private:
     std::vector<Worker> workers_;     // by slot
     std::optional<Context> context_;  // the slot workers' start method: spawn
     int threads_ = 1;                 // OMP_NUM_THREADS & co. of a slot's worker
+    std::vector<std::byte> spare_;    // a buffer for the next message (keep)
     std::size_t started_ = 0;
 };
 

@@ -60,10 +60,12 @@ void check_mpi(int rc, const char* what) {
     throw ProcessError(std::string("multiproc: mpi: ") + what + ": " + std::string(text, len));
 }
 
-std::vector<std::byte> receive_probed(MPI_Status& status, const char* what) {
+std::vector<std::byte> receive_probed(MPI_Status& status, const char* what,
+                                      std::vector<std::byte> into) {
     int count = 0;
     check_mpi(MPI_Get_count(&status, MPI_BYTE, &count), what);
-    std::vector<std::byte> m(static_cast<std::size_t>(std::max(count, 0)));
+    std::vector<std::byte> m = std::move(into);
+    m.resize(static_cast<std::size_t>(std::max(count, 0)));
     check_mpi(MPI_Recv(m.data(), count, MPI_BYTE, status.MPI_SOURCE, kTag, job_comm(),
                        MPI_STATUS_IGNORE),
               what);

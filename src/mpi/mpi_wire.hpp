@@ -23,6 +23,9 @@ namespace mp::detail::mpi {
 inline constexpr int kTag = 0x6d70;
 /// Bytes of one data message at most.
 inline constexpr std::size_t kMaxPiece = std::size_t{1} << 30;
+/// Buffers of sent or received messages are kept for the next ones (a batch of tiny tasks is
+/// megabytes: a fresh buffer would be faulted in and zeroed again for each) up to this size.
+inline constexpr std::size_t kMaxSpareBytes = std::size_t{16} << 20;
 
 enum class MessageKind : std::uint32_t {
     data = 1,       ///< frame bytes of the session
@@ -66,9 +69,11 @@ inline std::span<const std::byte> body_of(std::span<const std::byte> message) no
     return message.first(message.size() - sizeof(MessageTrailer));
 }
 
-/// Receives the message `status` (from MPI_Iprobe) announced; mp::ProcessError naming `what` if
-/// MPI fails.
-std::vector<std::byte> receive_probed(MPI_Status& status, const char* what);
+/// Receives the message `status` (from MPI_Iprobe) announced, into `into` (a buffer of an
+/// earlier message, reused: sized down, not cleared, so that its bytes are not zeroed again);
+/// mp::ProcessError naming `what` if MPI fails.
+std::vector<std::byte> receive_probed(MPI_Status& status, const char* what,
+                                      std::vector<std::byte> into = {});
 
 /// Throws mp::ProcessError "<what>: MPI error <text>" unless rc is MPI_SUCCESS.
 void check_mpi(int rc, const char* what);
