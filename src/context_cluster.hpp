@@ -19,6 +19,9 @@ struct ClusterHooks {
     void (*check)();
     /// The workers of one engine: `processes` of them, or all when processes <= 0.
     std::shared_ptr<WorkerHost> (*open_host)(int processes);
+    /// How many workers the cluster has in all (what "every CPU" means for it): throws as
+    /// `check` when this process cannot use it.
+    int (*workers)();
 };
 
 /// Registers the cluster hooks (the library's static initializer; the last call wins).

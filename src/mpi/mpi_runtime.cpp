@@ -154,7 +154,14 @@ std::shared_ptr<WorkerHost> open_host_hook(int processes) {
     return open_host(processes);
 }
 
-constexpr ClusterHooks kHooks{&enter, &check, &open_host_hook};
+int workers_hook() {
+    check();
+    int n = 0;
+    for (int r = 1; r < g_world.size; ++r) n += g_world.ranks[static_cast<std::size_t>(r)].slots;
+    return n;
+}
+
+constexpr ClusterHooks kHooks{&enter, &check, &open_host_hook, &workers_hook};
 
 // Registered when this library is part of the program: linking multiproc::mpi forces this
 // object in (the target's link options name mp_mpi_register).

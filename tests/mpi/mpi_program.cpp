@@ -273,9 +273,9 @@ std::string fresh_dir(const char* what) {
     return dir.string();
 }
 
-// `want` slots per worker rank (argv[2]): the pool has that many workers per rank, and, when
-// argv[3] is given, each task sees OMP_NUM_THREADS equal to it.
-void run_slots(int want, const char* omp) {
+// A pool of every slot: `want` per worker rank, and, when `omp` is given, each task sees
+// OMP_NUM_THREADS equal to it.
+void run_slots_pool(int want, const char* omp) {
     mp::Pool pool(std::nullopt, on_mpi());
     std::printf("%d workers over %d worker ranks\n", pool.processes(), mp::mpi::size() - 1);
     check(pool.processes() == want * (mp::mpi::size() - 1), "workers = slots x worker ranks");
@@ -287,6 +287,29 @@ void run_slots(int want, const char* omp) {
     check(pids.size() <= static_cast<std::size_t>(pool.processes()), "one process per slot");
     for (const auto& o : omps) std::printf("a task saw OMP_NUM_THREADS=%s\n", o.c_str());
     if (omp) check(omps == std::set<std::string>{omp}, "OMP_NUM_THREADS in every slot");
+}
+
+// joblib's n_jobs on the "mpi" context counts the job's slots, not rank 0's CPUs.
+void parallel_jobs(int slots) {
+    mp::ParallelOptions po;
+    po.context = mp::get_context("mpi");
+    check(mp::Parallel(po).jobs() == slots, "parallel_map's jobs -1: every slot");
+    po.jobs = -2;
+    check(mp::Parallel(po).jobs() == std::max(1, slots - 1), "jobs -2: all but one");
+    po.jobs = -1;
+    std::set<std::string> pids;
+    for (const auto& e : mp::parallel_map(slot_env, iota(200), po))
+        pids.insert(e.substr(0, e.find(' ')));
+    std::printf("parallel_map ran on %zu slots\n", pids.size());
+    check(!pids.empty() && pids.size() <= static_cast<std::size_t>(slots),
+          "parallel_map ran on the slots");
+}
+
+// `want` slots per worker rank (argv[2]), OMP_NUM_THREADS `omp` (argv[3]) when given: a pool,
+// then parallel_map, take them all.
+void run_slots(int want, const char* omp) {
+    run_slots_pool(want, omp);
+    parallel_jobs(want * (mp::mpi::size() - 1));
 }
 
 // `n` tasks at once (argv[2]: the slots of the one worker rank): each waits until all have
