@@ -27,6 +27,7 @@ struct HostedDeath {
     std::string how;            ///< "MPI rank 2 (pid 4711 on host n1) died"
     std::uint64_t culprit = 0;  ///< the task it was running (0: none, or not known)
     std::size_t element = 0;    ///< the item of that task it was running
+    bool planned = false;       ///< it exited after its exit frame (retired), not by a death
 };
 
 /// A fixed set of workers that run elsewhere (the slots of MPI ranks).

@@ -118,12 +118,12 @@ EngineOptions with_host(EngineOptions opts) {
     if (!opts.host && opts.context && opts.context->method() == StartMethod::mpi) {
         const auto* hooks = cluster();
         if (!hooks) static_cast<void>(get_context("mpi"));  // throws the reason
-        // A host's worker is never replaced: one retired after its tasks would be gone.
-        if (opts.max_tasks_per_child || opts.max_memory_per_child || opts.task_timeout_ns)
+        // Both need the worker's progress page (its memory use, the start of its task), which
+        // a rank's slot does not share with rank 0.
+        if (opts.max_memory_per_child || opts.task_timeout_ns)
             throw UsageError(opts.owner +
-                             ": maxtasksperchild, max_memory_per_child and task_timeout need "
-                             "workers that can be replaced; the \"mpi\" context's ranks "
-                             "cannot be");
+                             ": max_memory_per_child and task_timeout need workers that share "
+                             "memory with the pool; the \"mpi\" context's ranks do not");
         opts.host = hooks->open_host(opts.processes);
     }
     return opts;
@@ -186,6 +186,8 @@ WorkerDeath reap_worker(Worker& w) {
         d.pid = w.pid;
         d.was_ready = w.ready;
         HostedDeath hd = w.host->reap(w.host_index, w.held.size());
+        d.planned = w.exiting && hd.planned;
+        d.reason = d.planned ? w.retire_reason : RestartReason::crash;
         d.how = std::move(hd.how);
         d.culprit = hd.culprit;
         d.element = hd.element;

@@ -367,7 +367,8 @@ void Ranks::declare_ended(RankWatch& rw, const std::string& how) {
 }
 
 // The rank's word that a slot's worker died mid-session: the engine that holds the slot reaps
-// it as a dead local worker (its task failed or retried, the slot opened again).
+// it as a dead local worker (its task failed or retried, the slot opened again); or that it
+// retired (slot_retired), which the engine reaps as a local worker that exited after its tasks.
 void Ranks::slot_died(RankWatch& rw, const MessageTrailer& h, std::span<const std::byte> body) {
     SlotDeath sd{};
     if (body.size() < sizeof sd || h.slot >= rw.channels.size())
@@ -378,7 +379,8 @@ void Ranks::slot_died(RankWatch& rw, const MessageTrailer& h, std::span<const st
     std::lock_guard lk(ch.m);
     if (h.session != ch.session) return;
     ch.died = HostedDeath{std::string(reinterpret_cast<const char*>(text.data()), text.size()),
-                          sd.culprit, static_cast<std::size_t>(sd.element)};
+                          sd.culprit, static_cast<std::size_t>(sd.element),
+                          h.kind == MessageKind::slot_retired};
     sys::signal_eventfd(ch.sentinel.get());
 }
 
@@ -404,7 +406,8 @@ bool Ranks::receive_arrived() {
         if (index >= watches_.size()) continue;
         RankWatch& rw = watches_[index];
         rw.heard = std::chrono::steady_clock::now();
-        if (h.kind == MessageKind::slot_died) slot_died(rw, h, body_of(msg));
+        if (h.kind == MessageKind::slot_died || h.kind == MessageKind::slot_retired)
+            slot_died(rw, h, body_of(msg));
         if (h.kind != MessageKind::data) continue;
         if (h.slot >= rw.channels.size())
             throw DecodeError("multiproc: mpi: a message for a slot the rank does not have");

@@ -223,14 +223,15 @@ private:
 
     // The worker's process ended: what it sent first goes on; a death mid-session is told to
     // rank 0 with the task it ran (its progress page), so that rank 0 treats it as a local
-    // pool treats a dead worker.
+    // pool treats a dead worker, and so is a retirement (the exit frame, after maxtasksperchild
+    // tasks), so that rank 0 opens the slot again.
     void on_worker_end(std::size_t i) {
         Worker& w = workers_[i];
         Slot& s = slots_[i];
         pump(i);
         const WorkerDeath d = reap_worker(w);
-        if (d.planned || !s.session) return;
-        const SlotDeath sd{d.culprit, d.element};
+        if (!s.session) return;
+        const SlotDeath sd{d.planned ? 0 : d.culprit, d.planned ? 0 : d.element};
         // "worker process 4711 (slot 1 of MPI rank 2 (pid 80 on host n1)) was killed by ..."
         const std::string who = "worker process " + std::to_string(d.pid);
         const std::string how = who + " (slot " + std::to_string(s.index) + " of MPI " +
@@ -238,7 +239,8 @@ private:
         std::vector<std::byte> body(sizeof sd + how.size());
         std::memcpy(body.data(), &sd, sizeof sd);
         std::memcpy(body.data() + sizeof sd, how.data(), how.size());
-        send_to_root({make_message(MessageKind::slot_died, s.session, body, s.index)});
+        const auto kind = d.planned ? MessageKind::slot_retired : MessageKind::slot_died;
+        send_to_root({make_message(kind, s.session, body, s.index)});
         s.session = 0;
     }
 

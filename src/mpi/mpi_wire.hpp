@@ -33,6 +33,9 @@ enum class MessageKind : std::uint32_t {
     shutdown = 3,   ///< rank 0 -> rank: the job ends; the rank finalizes MPI and exits 0
     heartbeat = 4,  ///< rank -> rank 0, every kHeartbeat: the rank is alive (even in a long task)
     slot_died = 5,  ///< rank -> rank 0: the slot's worker process died mid-session (SlotDeath)
+    /// rank -> rank 0: the slot's worker process exited after its exit frame (retired after
+    /// maxtasksperchild tasks; SlotDeath, culprit 0): rank 0 opens the slot again.
+    slot_retired = 6,
 };
 
 /// How often a worker rank says it is alive.

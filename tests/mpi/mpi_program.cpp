@@ -153,15 +153,33 @@ void run_map() {
               std::find(where.begin(), where.end(), 2) != where.end(),
           "both worker ranks ran tasks");
     check(pool.apply_async(square, 12).get() == 144, "apply_async");
-    try {
-        auto o = on_mpi();
-        o.maxtasksperchild = 10;
-        mp::Pool retiring(std::nullopt, o);
-        check(false, "maxtasksperchild is refused");
-    } catch (const mp::UsageError&) {
+    for (int limit : {0, 1}) {
+        try {
+            auto o = on_mpi();
+            if (limit) o.task_timeout = std::chrono::seconds(5);
+            else o.max_memory_per_child = 1 << 30;
+            mp::Pool limited(std::nullopt, o);
+            check(false, "max_memory_per_child and task_timeout are refused");
+        } catch (const mp::UsageError&) {
+        }
     }
     pool.close();
     pool.join();
+    // maxtasksperchild: a slot's worker retires after 2 tasks and its rank starts another.
+    {
+        auto o = on_mpi();
+        o.maxtasksperchild = 2;
+        mp::Pool retiring(std::nullopt, o);
+        std::set<std::string> pids;
+        for (const auto& e : retiring.map(slot_env, iota(20), 1))
+            pids.insert(e.substr(0, e.find(' ')));
+        const auto st = retiring.stats();
+        std::printf("maxtasksperchild 2: %zu processes ran 20 tasks, %zu retired\n", pids.size(),
+                    st.restarts_for(mp::RestartReason::max_tasks));
+        check(pids.size() >= 10, "maxtasksperchild: at most 2 tasks a worker process");
+        check(st.restarts_for(mp::RestartReason::max_tasks) >= 6, "retirements counted");
+        check(retiring.map(square, iota(50), 1).back() == 49 * 49, "the pool goes on");
+    }
     // A second pool after the first: the ranks serve a new session.
     mp::Pool again(std::nullopt, on_mpi());
     check(again.map(square, std::vector<int>{7})[0] == 49, "a second pool");
