@@ -47,12 +47,6 @@ void StatsRecorder::worker_replaced(std::size_t slot, RestartReason reason, cons
     });
 }
 
-WorkerStats* StatsRecorder::find(pid_t pid) noexcept {
-    for (auto& w : workers_)
-        if (w.pid == pid) return &w;
-    return nullptr;
-}
-
 void StatsRecorder::task_done(WorkerStats* w, std::size_t items, std::uint64_t ns,
                               std::span<const std::byte> result) noexcept {
     if (!w) return;

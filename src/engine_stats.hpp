@@ -28,8 +28,11 @@ public:
     void worker_replaced(std::size_t slot, RestartReason reason, const std::string& how,
                          pid_t new_pid);
 
-    /// The slot of the worker process `pid` (nullptr: not a worker of this engine).
-    WorkerStats* find(pid_t pid) noexcept;
+    /// The counts of the engine's worker `index` (nullptr: no such worker). By place, not by
+    /// pid: the slots of one MPI rank share the rank's pid.
+    WorkerStats* at(std::size_t index) noexcept {
+        return index < workers_.size() ? &workers_[index] : nullptr;
+    }
     /// A task's result came back from `w` (null: not counted); its status byte says whether it
     /// failed as a whole.
     static void task_done(WorkerStats* w, std::size_t items, std::uint64_t ns,

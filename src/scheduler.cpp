@@ -220,7 +220,7 @@ void Scheduler::on_results(Worker& w, wire::Frame& f) {
     if (trace::on()) trace_results(w);
     auto& fds = f.fds;  // each record's descriptors go to its source
     wire::FrameRecords records(wire::Kind::results, f.payload, fds.size());
-    WorkerStats* counted = stats_.find(w.pid);
+    WorkerStats* counted = stats_.at(w.index);
     for (wire::FrameRecord rec; records.next(rec);) {
         // The worker answers in the order it was sent; anything else is a protocol error.
         if (w.held.empty() || w.held.front() != rec.id)
@@ -257,7 +257,7 @@ void Scheduler::requeue(const std::deque<std::uint64_t>& held) {
 }
 
 void Scheduler::on_death(WorkerDeath& death) {
-    WorkerStats* counted = stats_.find(death.pid);
+    WorkerStats* counted = stats_.at(death.index);
     for (auto id : death.held) {
         if (!tasks_.count(id)) continue;
         if (death.doomed_task) {
@@ -286,7 +286,7 @@ void Scheduler::quarantine_or_retry(std::uint64_t id, const WorkerDeath& death) 
     ++t.deaths;
     if (!t.history.empty()) t.history += "; ";
     t.history += "attempt " + std::to_string(t.deaths) + ": " + death.how;
-    WorkerStats* counted = stats_.find(death.pid);
+    WorkerStats* counted = stats_.at(death.index);
     if (trace::on()) trace_task_lost(&opts_, id, death.pid, t.deaths <= opts_.retries);
     if (t.deaths <= opts_.retries) {
         retry_.push_front(id);

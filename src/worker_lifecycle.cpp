@@ -68,6 +68,7 @@ void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t
     p.start();
     child_end.close();
     w.pid = *p.pid();
+    w.index = index;
     w.sentinel = p.sentinel();
     w.proc.emplace(std::move(p));
     sys::set_nonblocking(pair.read.get(), true);
@@ -106,6 +107,7 @@ void start_hosted(Worker& w, const EngineOptions& opts, std::size_t index) {
     HostedWorker hw = opts.host->open(index);
     w.host = opts.host;
     w.host_index = index;
+    w.index = index;
     w.pid = static_cast<pid_t>(hw.pid);
     w.sentinel = hw.sentinel;
     w.link = std::move(hw.link);
@@ -184,6 +186,7 @@ WorkerDeath reap_worker(Worker& w) {
     if (w.host) {
         WorkerDeath d;
         d.pid = w.pid;
+        d.index = w.index;
         d.was_ready = w.ready;
         HostedDeath hd = w.host->reap(w.host_index, w.held.size());
         d.planned = w.exiting && hd.planned;
@@ -199,6 +202,7 @@ WorkerDeath reap_worker(Worker& w) {
     const int code = w.proc->exitcode().value_or(-SIGKILL);
     WorkerDeath d;
     d.pid = w.pid;
+    d.index = w.index;
     d.planned = w.exiting && code == 0;
     d.reason = w.doom ? *w.doom : d.planned ? w.retire_reason : RestartReason::crash;
     d.doomed_task = w.doomed_task;

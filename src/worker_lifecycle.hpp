@@ -32,6 +32,7 @@ struct Worker {
     std::optional<Process> proc;
     std::shared_ptr<WorkerHost> host;  // a hosted worker's host, and its index there
     std::size_t host_index = 0;
+    std::size_t index = 0;  // its place among the engine's workers (its statistics)
     pid_t pid = 0;
     int sentinel = -1;
     std::unique_ptr<wire::Transport> link;
@@ -81,7 +82,8 @@ Deadline escalate(Worker& w);
 /// What the supervisor learns from a dead worker.
 struct WorkerDeath {
     pid_t pid = 0;
-    bool planned = false;  // it exited 0 after the exit frame
+    std::size_t index = 0;  // the worker's place among the engine's workers
+    bool planned = false;   // it exited 0 after the exit frame
     RestartReason reason = RestartReason::crash;
     std::uint64_t doomed_task = 0;   // the task it was killed for (timeout, cancelled)
     std::size_t doomed_element = 0;  // the item of that task it was running then

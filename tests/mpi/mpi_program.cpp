@@ -303,6 +303,15 @@ void run_slots_pool(int want, const char* omp) {
         omps.insert(e.substr(e.find(' ') + 1));
     }
     check(pids.size() <= static_cast<std::size_t>(pool.processes()), "one process per slot");
+    // Counted per slot, though the slots of a rank share its pid.
+    const auto st = pool.stats();
+    std::size_t counted = 0, tasks = 0;
+    for (const auto& w : st.workers) {
+        counted += w.tasks_done ? 1 : 0;
+        tasks += w.tasks_done;
+    }
+    std::printf("%zu slots counted tasks, %zu processes ran them\n", counted, pids.size());
+    check(tasks == 200 && counted == pids.size(), "every slot's tasks counted as its own");
     for (const auto& o : omps) std::printf("a task saw OMP_NUM_THREADS=%s\n", o.c_str());
     if (omp) check(omps == std::set<std::string>{omp}, "OMP_NUM_THREADS in every slot");
 }
