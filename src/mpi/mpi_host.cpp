@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "mpi/mpi_pause.hpp"
 #include "mpi/mpi_runtime.hpp"
 #include "mpi/mpi_wire.hpp"
 #include "multiproc/errors.hpp"
@@ -419,12 +420,12 @@ bool Ranks::receive_arrived() {
     }
 }
 
-// Sends what the engine queued and takes what arrived; sleeps a little longer each idle turn
-// (up to 1 ms: MPI gives no descriptor to sleep on), at once woken by a queued send. At the
-// end, flushes what is in flight (the exit frames) for at most a few seconds.
+// Sends what the engine queued and takes what arrived; sleeps a ProbePause between turns (MPI
+// gives no descriptor to sleep on), at once woken by a queued send. At the end, flushes what is
+// in flight (the exit frames) for at most a few seconds.
 void Ranks::progress() noexcept {
     using namespace std::chrono;
-    auto idle = microseconds(0);
+    ProbePause pause;
     steady_clock::time_point flush_until{};
     try {
         for (;;) {
@@ -438,8 +439,7 @@ void Ranks::progress() noexcept {
                     flush_until = steady_clock::now() + seconds(2);
                 if (inflight_.empty() || steady_clock::now() > flush_until) break;
             }
-            idle = busy || poked_ ? microseconds(0)
-                                  : std::min(idle * 2 + microseconds(5), microseconds(1000));
+            const auto idle = pause.next(busy || poked_);
             if (idle.count() && !poked_) wake_cv_.wait_for(lk, idle, [this] { return poked_; });
             poked_ = false;
         }

@@ -20,6 +20,7 @@
 
 #include "engine_protocol.hpp"
 #include "exception_trace.hpp"
+#include "mpi/mpi_pause.hpp"
 #include "mpi/mpi_runtime.hpp"
 #include "mpi/mpi_wire.hpp"
 #include "multiproc/errors.hpp"
@@ -70,36 +71,34 @@ public:
     ~Relay() { kill_workers(workers_); }
 
     // Until rank 0 shuts the job down. Waits on the workers' sockets and on MPI at once: MPI
-    // gives no descriptor, so between probes a wait on the sockets that grows while nothing
-    // happens (5 us, doubling, up to 1 ms), so that a batch rank 0 sends right after a result
-    // reaches the idle worker in microseconds, and a result the worker writes leaves at once.
+    // gives no descriptor, so between probes a wait on the sockets for a ProbePause, so that a
+    // batch rank 0 sends right after a result reaches the idle worker in microseconds, and a
+    // result the worker writes leaves at once.
     void run() {
-        using namespace std::chrono;
-        auto pause = microseconds(0);
+        ProbePause pause;
+        bool busy = false;
         std::vector<pollfd> pfds;
         std::vector<std::pair<std::size_t, bool>> polled;  // per entry: (slot, sentinel)
         for (;;) {
-            bool busy = false;
             if (!take_messages(busy)) return;
             pfds.clear();
             polled.clear();
             add_poll_entries(workers_, pfds, polled);
-            pause = busy ? microseconds(0) : std::min(pause * 2 + microseconds(5), kMaxPause);
-            if (sys::poll_until(pfds.data(), pfds.size(), Deadline(Timeout(pause))) == 0) continue;
-            for (std::size_t k = 0; k < pfds.size(); ++k) {
+            const int ready =
+                sys::poll_until(pfds.data(), pfds.size(), Deadline(Timeout(pause.next(busy))));
+            busy = false;
+            for (std::size_t k = 0; ready > 0 && k < pfds.size(); ++k) {
                 if (!pfds[k].revents) continue;
                 auto [i, sentinel] = polled[k];
                 if (!workers_[i].running()) continue;
                 if (sentinel) on_worker_end(i);
                 else pump(i);
-                pause = microseconds(0);
+                busy = true;
             }
         }
     }
 
 private:
-    static constexpr auto kMaxPause = std::chrono::microseconds(1000);
-
     // Every message that arrived; false at shutdown. `busy` when any did.
     bool take_messages(bool& busy) {
         for (;;) {
