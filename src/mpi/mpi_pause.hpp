@@ -15,10 +15,10 @@ namespace mp::detail::mpi {
 /// it has been idle for longer (an idle pool costs a thousand wake-ups a second, not twenty).
 class ProbePause {
 public:
-    /// The pause after a turn (`busy`: the turn sent or received something).
-    std::chrono::microseconds next(bool busy) noexcept {
+    /// The pause after a turn (`busy`: the turn sent or received something) that ended `now`.
+    std::chrono::microseconds next(bool busy, std::chrono::steady_clock::time_point now =
+                                                  std::chrono::steady_clock::now()) noexcept {
         using namespace std::chrono;
-        const auto now = steady_clock::now();
         if (busy) {
             last_busy_ = now;
             return pause_ = microseconds(0);
