@@ -453,8 +453,13 @@ void EngineImpl::handle_frame(Worker& w, wire::Frame& f) {
                      w.held.empty())
                 retire_worker(w);
             return;
-        default: throw DecodeError(opts_.owner + ": unexpected frame from a worker");
+        case wire::Kind::retire:  // a hosted worker over its memory bound (its rank says so)
+            if (!w.host) break;
+            retire_worker(w, RestartReason::max_memory);
+            return;
+        default: break;
     }
+    throw DecodeError(opts_.owner + ": unexpected frame from a worker");
 }
 
 void EngineImpl::on_death(std::size_t index) {

@@ -3,7 +3,9 @@
 // socket, or any other transport). Frames and their records are laid out as frame.hpp says;
 // their meaning:
 //
-//   init        parent -> worker  u64 n | n bytes of the initializer call (n = 0: none);
+//   init        parent -> worker  u64 n | n bytes of the initializer call (n = 0: none) |
+//                                 u64 max_memory_per_child (for an MPI rank's relay, which
+//                                 starts the worker: a local worker has it from its boot);
 //                                 fds: [progress slot memfd, initializer's fds...]
 //   tasks       parent -> worker  records: the calls to run, in order
 //   exit        parent -> worker  (empty) finish and exit 0
@@ -11,6 +13,8 @@
 //   init_failed worker -> parent  the initializer's exception (codec)
 //   results     worker -> parent  records: the tasks' results (run_shipped_task's bytes) and
 //                                 times, in the order the tasks were sent
+//   retire      relay -> parent   (empty) after results: the worker is over its memory bound
+//                                 (a local worker says so in its progress slot instead)
 //
 // The progress slot is a page of shared memory where the worker publishes the task and chunk
 // item it is running, so the supervisor knows exactly what a crash interrupted.

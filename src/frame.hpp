@@ -31,7 +31,8 @@ enum class Kind : std::uint32_t {
     exit = 3,
     ready = 4,
     init_failed = 5,
-    results = 6
+    results = 6,
+    retire = 7
 };
 
 struct FrameHeader {

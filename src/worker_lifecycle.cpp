@@ -83,8 +83,9 @@ void start_worker(Worker& w, const EngineOptions& opts, int threads, std::size_t
 
 namespace {
 
-// The init frame: the initializer's call (u64 n | n bytes; n = 0: none); descriptors: the
-// progress page (a local worker's; already in the outbox), then the initializer's.
+// The init frame: the initializer's call (u64 n | n bytes; n = 0: none), the memory bound (u64);
+// descriptors: the progress page (a local worker's; already in the outbox), then the
+// initializer's.
 void queue_init_frame(Worker& w, const EngineOptions& opts) {
     auto& out = w.link->out();
     std::vector<std::byte> payload(sizeof(std::uint64_t));
@@ -96,6 +97,9 @@ void queue_init_frame(Worker& w, const EngineOptions& opts) {
         for (auto& fd : opts.initializer->fds) out.fds.push_back(fd.get());
     }
     std::memcpy(payload.data(), &n, sizeof n);
+    const std::uint64_t max_rss = opts.max_memory_per_child;
+    const auto* p = reinterpret_cast<const std::byte*>(&max_rss);
+    payload.insert(payload.end(), p, p + sizeof max_rss);
     wire::put_frame(out.bytes, wire::Kind::init, payload,
                     static_cast<std::uint32_t>(out.fds.size()));
 }
@@ -120,12 +124,12 @@ EngineOptions with_host(EngineOptions opts) {
     if (!opts.host && opts.context && opts.context->method() == StartMethod::mpi) {
         const auto* hooks = cluster();
         if (!hooks) static_cast<void>(get_context("mpi"));  // throws the reason
-        // Both need the worker's progress page (its memory use, the start of its task), which
-        // a rank's slot does not share with rank 0.
-        if (opts.max_memory_per_child || opts.task_timeout_ns)
+        // It needs the worker's progress page (when its task started), which a rank's slot
+        // does not share with rank 0.
+        if (opts.task_timeout_ns)
             throw UsageError(opts.owner +
-                             ": max_memory_per_child and task_timeout need workers that share "
-                             "memory with the pool; the \"mpi\" context's ranks do not");
+                             ": task_timeout needs workers that share memory with the pool; "
+                             "the \"mpi\" context's ranks do not");
         opts.host = hooks->open_host(opts.processes);
     }
     return opts;

@@ -54,6 +54,7 @@ struct Slot {
     std::uint32_t session = 0;       // the session its worker serves (0: none)
     std::uint32_t last_session = 0;  // the latest session it was sent: older ones are stale
     wire::FrameInbox from_root;      // the session's bytes from rank 0, cut into frames here
+    bool retire_asked = false;       // its worker's retirement was asked of rank 0
 };
 
 // The rank's slots and the loop that relays between them and rank 0.
@@ -182,7 +183,8 @@ private:
         if (w.running() && !w.link->closed()) w.link->send_some();
     }
 
-    // The init frame's payload: u64 n | n bytes of the initializer call (engine_protocol.hpp).
+    // The init frame's payload: u64 n | n bytes of the initializer call | u64 memory bound
+    // (engine_protocol.hpp).
     void start(std::size_t i, std::span<const std::byte> init) {
         Decoder d(init);
         const auto n = d.read_count(1);
@@ -193,6 +195,10 @@ private:
             o.initializer.emplace();
             o.initializer->bytes.assign(call.begin(), call.end());
         }
+        std::uint64_t max_rss = 0;
+        d.read_bytes(&max_rss, sizeof max_rss);
+        o.max_memory_per_child = static_cast<std::size_t>(max_rss);
+        slots_[i].retire_asked = false;
         start_worker(workers_[i], o, threads_, ++started_, i);
     }
 
@@ -213,6 +219,13 @@ private:
                 wire::put_frame(bytes, f.kind(), f.payload);
             }
             if (got != wire::Transport::Received::filled) break;
+        }
+        // Over its memory bound (its progress page says so, after a batch): rank 0 retires it,
+        // as a local pool retires a local worker.
+        if (!bytes.empty() && !s.retire_asked && w.slot &&
+            w.slot->retire.load(std::memory_order_relaxed)) {
+            wire::put_frame(bytes, wire::Kind::retire);
+            s.retire_asked = true;
         }
         if (bytes.empty() || !s.session) return;
         std::vector<std::vector<std::byte>> msgs;
