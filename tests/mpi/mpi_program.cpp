@@ -141,6 +141,22 @@ mp::PoolOptions on_mpi() {
     return o;
 }
 
+// A pool whose slots' workers retire (options `o`): 20 tasks of chunksize 1 run in at least
+// `processes` worker processes, at least `retired` retirements are counted as `why`, and the
+// pool goes on.
+void retires(const mp::PoolOptions& o, mp::RestartReason why, std::size_t processes,
+             std::size_t retired) {
+    mp::Pool pool(std::nullopt, o);
+    std::set<std::string> pids;
+    for (const auto& e : pool.map(slot_env, iota(20), 1)) pids.insert(e.substr(0, e.find(' ')));
+    const auto st = pool.stats();
+    std::printf("%s: %zu processes ran 20 tasks, %zu retired\n", mp::to_string(why), pids.size(),
+                st.restarts_for(why));
+    check(pids.size() >= processes, "retired workers replaced by new processes");
+    check(st.restarts_for(why) >= retired, "retirements counted");
+    check(pool.map(square, iota(50), 1).back() == 49 * 49, "the pool goes on");
+}
+
 void run_map() {
     mp::Pool pool(std::nullopt, on_mpi());
     const auto r = pool.map(square, iota(1000));
@@ -163,36 +179,14 @@ void run_map() {
     pool.close();
     pool.join();
     // maxtasksperchild: a slot's worker retires after 2 tasks and its rank starts another.
-    {
-        auto o = on_mpi();
-        o.maxtasksperchild = 2;
-        mp::Pool retiring(std::nullopt, o);
-        std::set<std::string> pids;
-        for (const auto& e : retiring.map(slot_env, iota(20), 1))
-            pids.insert(e.substr(0, e.find(' ')));
-        const auto st = retiring.stats();
-        std::printf("maxtasksperchild 2: %zu processes ran 20 tasks, %zu retired\n", pids.size(),
-                    st.restarts_for(mp::RestartReason::max_tasks));
-        check(pids.size() >= 10, "maxtasksperchild: at most 2 tasks a worker process");
-        check(st.restarts_for(mp::RestartReason::max_tasks) >= 6, "retirements counted");
-        check(retiring.map(square, iota(50), 1).back() == 49 * 49, "the pool goes on");
-    }
+    auto o = on_mpi();
+    o.maxtasksperchild = 2;
+    retires(o, mp::RestartReason::max_tasks, 10, 6);
     // max_memory_per_child: a slot's worker over the bound (1 byte: every one, after its first
     // batch) is retired by rank 0 at its rank's word, and replaced.
-    {
-        auto o = on_mpi();
-        o.max_memory_per_child = 1;
-        mp::Pool bounded(std::nullopt, o);
-        std::set<std::string> pids;
-        for (const auto& e : bounded.map(slot_env, iota(20), 1))
-            pids.insert(e.substr(0, e.find(' ')));
-        const auto st = bounded.stats();
-        std::printf("max_memory_per_child 1: %zu processes ran 20 tasks, %zu retired\n",
-                    pids.size(), st.restarts_for(mp::RestartReason::max_memory));
-        check(pids.size() >= 3, "max_memory_per_child: workers over the bound replaced");
-        check(st.restarts_for(mp::RestartReason::max_memory) >= 2, "counted as max_memory");
-        check(bounded.map(square, iota(50), 1).back() == 49 * 49, "the pool goes on");
-    }
+    o = on_mpi();
+    o.max_memory_per_child = 1;
+    retires(o, mp::RestartReason::max_memory, 3, 2);
     // A second pool after the first: the ranks serve a new session.
     mp::Pool again(std::nullopt, on_mpi());
     check(again.map(square, std::vector<int>{7})[0] == 49, "a second pool");
