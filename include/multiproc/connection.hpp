@@ -165,7 +165,7 @@ public:
 
     /// True when a message (or the peer's end of file) is ready to read: waits up to `timeout`
     /// (zero: just look; mp::forever: until then).
-    [[nodiscard]] bool poll(Timeout timeout = std::chrono::seconds(0));
+    [[nodiscard]] bool poll(Timeout timeout = std::chrono::nanoseconds(0));
 
     /// Closes the descriptor for every copy of this handle; closing twice is harmless.
     void close() noexcept;
