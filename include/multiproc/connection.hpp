@@ -139,9 +139,7 @@ public:
                     std::optional<std::size_t> size = {});
     /// Sends the characters s[offset, offset + size) as one message.
     void send_bytes(std::string_view s, std::size_t offset = 0,
-                    std::optional<std::size_t> size = {}) {
-        send_bytes(std::as_bytes(std::span(s.data(), s.size())), offset, size);
-    }
+                    std::optional<std::size_t> size = {});
     /// Sends the bytes of a contiguous range of trivially copyable values; offset and size count
     /// bytes, as in Python (where a buffer is cast to bytes first).
     template <std::ranges::contiguous_range R>
