@@ -52,7 +52,8 @@ public:
 private:
     static void destroy(T* p) noexcept {
         if constexpr (std::is_void_v<D>) {
-            static_assert(sizeof(T) > 0, "mp::detail::Owned: T must be complete where it is deleted");
+            static_assert(sizeof(T) > 0,
+                          "mp::detail::Owned: T must be complete where it is deleted");
             delete p;
         } else {
             if (p) D{}(p);
