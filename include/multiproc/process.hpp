@@ -95,8 +95,11 @@ Owned<TargetCall> make_target_call(F&& f, Args&&... args) {
                   "(the child calls target(args...) on copies, as lvalues)");
     static_assert((std::is_copy_constructible_v<std::decay_t<Args>> && ...),
                   "mp::Process: arguments must be copyable");
-    return Owned<TargetCall>(new TargetCallImpl<Fn, Tuple>(std::forward<F>(f),
-                                                           Tuple(std::forward<Args>(args)...)));
+    // Through std::make_unique, not a bare new: with the latter g++ 12 -O2 inlines differently
+    // and warns of a spurious maybe-uninitialized std::optional in a thunk (-Werror builds).
+    return Owned<TargetCall>(std::make_unique<TargetCallImpl<Fn, Tuple>>(
+                                 std::forward<F>(f), Tuple(std::forward<Args>(args)...))
+                                 .release());
 }
 
 /// What Process and ChildProcess share: the queries and controls of a started child.
