@@ -3,7 +3,7 @@
 
     python3 bench/compile_time.py [--runs 7] [--compiler c++] [--build-dir build/default]
                                   [--include-dir include] [--per-header] [--before DIR]
-                                  [--std-only]
+                                  [--std-only] [--memory]
 
 Compiles small programs against the source tree's include/ directory with the flags the
 library itself is built with (read from the build directory's compile_commands.json when there
@@ -22,12 +22,16 @@ the compiler are given: on a machine busy with other work the CPU time is the st
 including only it), to see which header costs what. --include-dir measures another tree's
 headers (a checkout of an older commit, for a before/after in one sitting). --before DIR adds
 a `before` row of each program compiled against DIR's headers, interleaved with the others: the
-fairest before/after on a machine whose load changes from one minute to the next.
+fairest before/after on a machine whose load changes from one minute to the next. --memory adds
+the memory g++ allocates for each program (its -ftime-report TOTAL, and the part spent on
+template instantiation): unlike the timings it does not move with the load, and it follows the
+instantiation work a change adds or removes.
 """
 
 import argparse
 import json
 import os
+import re
 import resource
 import shlex
 import statistics
@@ -126,6 +130,24 @@ def preprocessed_lines(cxx, flags, src, include):
     return out.count("\n")
 
 
+def gcc_memory(cxx, flags, src, out, include):
+    """g++'s garbage-collected memory for one compile, in MB: (total, template instantiation),
+    from -ftime-report; None when the compiler does not report it."""
+    err = subprocess.run([cxx, *flags, "-I", include, "-c", src, "-o", out, "-ftime-report"],
+                         check=True, capture_output=True, text=True).stderr
+
+    def mb(name):
+        for line in err.splitlines():
+            if line.strip().startswith(name):
+                m = re.search(r"(\d+)([kM])\s*(\(\s*\d+%\))?\s*$", line)
+                if m:
+                    return int(m.group(1)) / (1 if m.group(2) == "M" else 1024)
+        return None
+
+    total, inst = mb("TOTAL"), mb("template instantiation")
+    return (total, inst) if total is not None and inst is not None else None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=7)
@@ -136,6 +158,8 @@ def main():
     ap.add_argument("--before", help="another include directory: adds a 'before' row of each program")
     ap.add_argument("--std-only", action="store_true",
                     help="adds a row of only the standard headers that multiproc's headers include")
+    ap.add_argument("--memory", action="store_true",
+                    help="adds g++'s allocated memory (total, template instantiation) per program")
     args = ap.parse_args()
     global INCLUDE
     INCLUDE = os.path.abspath(args.include_dir)
@@ -170,16 +194,25 @@ def main():
                 wall[name].append(w)
                 cpu[name].append(c)
         lines = {name: preprocessed_lines(args.compiler, flags, srcs[name], includes[name]) for name in programs}
+        memory = {}
+        if args.memory:
+            memory = {name: gcc_memory(args.compiler, flags, srcs[name], obj, includes[name])
+                      for name in programs}
 
     print("compiler: %s %s -I %s" % (args.compiler, " ".join(flags), INCLUDE))
     print("medians of %d runs, in seconds (load average %.1f)" % (args.runs, os.getloadavg()[0]))
     base_wall = statistics.median(wall["baseline"])
     base_cpu = statistics.median(cpu["baseline"])
-    print("%-22s %8s %8s %8s %8s %10s" % ("program", "wall", "+base", "cpu", "+base", "pp lines"))
+    head = "%-22s %8s %8s %8s %8s %10s" % ("program", "wall", "+base", "cpu", "+base", "pp lines")
+    print(head + ("  %8s %8s" % ("mem MB", "inst MB") if args.memory else ""))
     for name in programs:
         w = statistics.median(wall[name])
         c = statistics.median(cpu[name])
-        print("%-22s %8.2f %+8.2f %8.2f %+8.2f %10d" % (name, w, w - base_wall, c, c - base_cpu, lines[name]))
+        row = "%-22s %8.2f %+8.2f %8.2f %+8.2f %10d" % (name, w, w - base_wall, c, c - base_cpu, lines[name])
+        if args.memory:
+            m = memory[name]
+            row += "  %8.0f %8.0f" % m if m else "  %8s %8s" % ("-", "-")
+        print(row)
     return 0
 
 

@@ -222,6 +222,11 @@ detail::ReceivedFrame Connection::recv_frame_() const {
     return f;
 }
 
+void Connection::send_bytes(std::string_view s, std::size_t offset,
+                            std::optional<std::size_t> size) {
+    send_bytes(std::as_bytes(std::span(s.data(), s.size())), offset, size);
+}
+
 void Connection::send_bytes(std::span<const std::byte> buf, std::size_t offset,
                             std::optional<std::size_t> size) {
     ConnectionState& s = writable_state(s_);

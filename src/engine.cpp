@@ -531,7 +531,7 @@ void EngineImpl::abandon_all(const std::exception_ptr& err) noexcept {
 
 // --- Engine forwards ----------------------------------------------------------------------------
 
-Engine::Engine(EngineOptions options) : impl_(std::make_unique<EngineImpl>(std::move(options))) {}
+Engine::Engine(EngineOptions options) : impl_(make_owned<EngineImpl>(std::move(options))) {}
 Engine::~Engine() = default;
 void Engine::submit(std::shared_ptr<TaskSource> src) { impl_->submit(std::move(src)); }
 void Engine::wake() noexcept { impl_->wake(); }

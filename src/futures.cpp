@@ -295,7 +295,7 @@ ProcessPoolExecutor::ProcessPoolExecutor(std::optional<int> max_workers, Executo
                                          options.context, options.retries);
     detail::set_worker_limits(eo, options.task_timeout, options.retry_timeouts,
                               options.max_memory_per_child);
-    engine_ = std::make_unique<detail::Engine>(std::move(eo));
+    engine_ = detail::make_owned<detail::Engine>(std::move(eo));
     source_ = std::make_shared<detail::ExecutorSource>(*engine_);
     engine_->submit(source_);
 }

@@ -286,7 +286,7 @@ struct ListenerState {
 
 Listener::Listener(const Address& address, int backlog, std::optional<std::string> authkey,
                    AuthOptions auth) {
-    auto s = std::make_unique<detail::ListenerState>(address, std::move(authkey), auth);
+    auto s = detail::make_owned<detail::ListenerState>(address, std::move(authkey), auth);
     if (address.family() == Address::Family::tcp) {
         std::exception_ptr last;
         for (const auto& a : sys::tcp_addresses(address.host(), address.port(), true)) {

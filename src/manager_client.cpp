@@ -310,4 +310,29 @@ std::size_t BarrierProxy::wait(Timeout timeout) {
     }
 }
 
+// The proxies' calls that depend on no user type, compiled here once rather than in every
+// program that includes multiproc/managers.hpp.
+int SemaphoreProxy::get_value() const { return invoke<std::int32_t>("get_value"); }
+
+void ConditionProxy::notify(int n) {
+    Encoder e = core_.request("notify");
+    e(core_.owner(), static_cast<std::int32_t>(n));
+    core_.call(e).get<void>();
+}
+
+void EventProxy::set() { invoke<void>("set"); }
+void EventProxy::clear() { invoke<void>("clear"); }
+bool EventProxy::is_set() const { return invoke<bool>("is_set"); }
+
+void BarrierProxy::reset() { invoke<void>("reset"); }
+void BarrierProxy::abort() { invoke<void>("abort"); }
+std::size_t BarrierProxy::parties() const { return invoke<std::uint64_t>("parties"); }
+std::size_t BarrierProxy::n_waiting() const { return invoke<std::uint64_t>("n_waiting"); }
+bool BarrierProxy::broken() const { return invoke<bool>("broken"); }
+
+bool NamespaceProxy::contains(const std::string& name) const {
+    return invoke<bool>("contains", name);
+}
+bool NamespaceProxy::erase(const std::string& name) { return invoke<bool>("erase", name); }
+
 }  // namespace mp

@@ -149,6 +149,8 @@ bool OrderedMapCore::begin_pull() {
     return false;
 }
 
+void OrderedMapCore::when_started(std::function<bool()> hook) { on_start_ = std::move(hook); }
+
 void OrderedMapCore::when_done(std::function<void()> hook) {
     if (size_ == 0) hook();
     else on_done_ = std::move(hook);

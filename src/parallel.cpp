@@ -50,12 +50,12 @@ ParallelOptions options_for(ParallelOptions options, std::size_t n) {
     return options;
 }
 
-std::unique_ptr<Engine> make_parallel_engine(int processes, const std::optional<Context>& context) {
+std::shared_ptr<Engine> make_parallel_engine(int processes, const std::optional<Context>& context) {
     EngineOptions eo;
     eo.processes = processes;
     eo.context = context;
     eo.owner = "mp::parallel_map";
-    return std::make_unique<Engine>(std::move(eo));
+    return std::make_shared<Engine>(std::move(eo));
 }
 
 }  // namespace detail

@@ -19,7 +19,7 @@ Pool::Pool(std::optional<int> processes, PoolOptions options) {
                                          options.context, options.retries);
     detail::set_worker_limits(eo, options.task_timeout, options.retry_timeouts,
                               options.max_memory_per_child);
-    engine_ = std::make_unique<detail::Engine>(std::move(eo));
+    engine_ = detail::make_owned<detail::Engine>(std::move(eo));
 }
 
 Pool::~Pool() { terminate(); }

@@ -24,10 +24,10 @@ struct ProcessState {
     std::string name;
     std::vector<int> identity;
     bool daemon = false;
-    std::string authkey;                 // the child's current_process().authkey()
-    std::optional<StartMethod> method;   // empty: the default, resolved at start()
-    std::unique_ptr<TargetCall> target;  // dropped once the child has its copy
-    std::unique_ptr<Popen> popen;        // set once by start(); stable afterwards
+    std::string authkey;                // the child's current_process().authkey()
+    std::optional<StartMethod> method;  // empty: the default, resolved at start()
+    Owned<TargetCall> target;           // dropped once the child has its copy
+    std::unique_ptr<Popen> popen;       // set once by start(); stable afterwards
     // The child's identity record, kept as long as this object: freeing it in start() would
     // write the heap while a fork child still shares the page (a page copied).
     std::shared_ptr<CurrentProcess::Info> child_info;
@@ -287,7 +287,7 @@ int ProcessView::sentinel() const {
 }  // namespace detail
 
 Process::Process(detail::MakeTag, std::optional<StartMethod> method,
-                 std::unique_ptr<detail::TargetCall> target)
+                 detail::Owned<detail::TargetCall> target)
     : ProcessView(std::make_shared<detail::ProcessState>()) {
     auto& s = *st_;
     s.identity = detail::next_identity();

@@ -13,7 +13,7 @@ namespace mp::detail {
 StepProgress::StepProgress() noexcept = default;
 StepProgress::StepProgress(const Progress& progress, std::optional<std::size_t> total,
                            const char* label)
-    : bar_(progress.enabled() ? std::make_unique<ProgressBar>(progress, total, label) : nullptr) {}
+    : bar_(progress.enabled() ? new ProgressBar(progress, total, label) : nullptr) {}
 StepProgress::StepProgress(StepProgress&&) noexcept = default;
 StepProgress& StepProgress::operator=(StepProgress&&) noexcept = default;
 StepProgress::~StepProgress() = default;

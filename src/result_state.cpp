@@ -30,7 +30,8 @@ bool ResultStateBase::set_running_or_notify_cancel() noexcept {
 bool ResultStateBase::set_running(KillRoute route) noexcept {
     std::lock_guard lk(m_);
     if (status_.load(std::memory_order_relaxed) != Status::pending) return false;
-    route_.emplace(std::move(route));
+    route_ = std::move(route);
+    has_route_ = true;
     status_.store(Status::running, std::memory_order_release);
     return true;
 }
@@ -42,8 +43,11 @@ bool ResultStateBase::cancel(bool force) {
         const Status s = status_.load(std::memory_order_relaxed);
         if (s == Status::cancelled) return true;
         if (claimed_) return false;
-        if (s == Status::running && force && route_) route.swap(route_);
-        else if (s != Status::pending) return false;
+        if (s == Status::running && force && has_route_) {
+            route.emplace(std::move(route_));
+            route_ = KillRoute{EngineLink(nullptr), {}, 0};
+            has_route_ = false;
+        } else if (s != Status::pending) return false;
         claimed_ = true;
     }
     // Cancelled at once: the worker is killed afterwards, and whatever the task still

@@ -139,9 +139,7 @@ public:
                     std::optional<std::size_t> size = {});
     /// Sends the characters s[offset, offset + size) as one message.
     void send_bytes(std::string_view s, std::size_t offset = 0,
-                    std::optional<std::size_t> size = {}) {
-        send_bytes(std::as_bytes(std::span(s.data(), s.size())), offset, size);
-    }
+                    std::optional<std::size_t> size = {});
     /// Sends the bytes of a contiguous range of trivially copyable values; offset and size count
     /// bytes, as in Python (where a buffer is cast to bytes first).
     template <std::ranges::contiguous_range R>
@@ -165,7 +163,7 @@ public:
 
     /// True when a message (or the peer's end of file) is ready to read: waits up to `timeout`
     /// (zero: just look; mp::forever: until then).
-    [[nodiscard]] bool poll(Timeout timeout = std::chrono::seconds(0));
+    [[nodiscard]] bool poll(Timeout timeout = std::chrono::nanoseconds(0));
 
     /// Closes the descriptor for every copy of this handle; closing twice is harmless.
     void close() noexcept;

@@ -60,6 +60,7 @@
 #include "multiproc/detail/imap.hpp"
 #include "multiproc/detail/initializer.hpp"
 #include "multiproc/detail/map_source.hpp"
+#include "multiproc/detail/owned.hpp"
 #include "multiproc/detail/pull_iterator.hpp"
 #include "multiproc/detail/result_state.hpp"
 #include "multiproc/detail/std_parts.hpp"
@@ -94,7 +95,7 @@ struct CompletionOrderDeleter {
     void operator()(CompletionOrder* order) const noexcept;
 };
 /// Owns a CompletionOrder.
-using CompletionOrderPtr = std::unique_ptr<CompletionOrder, CompletionOrderDeleter>;
+using CompletionOrderPtr = Owned<CompletionOrder, CompletionOrderDeleter>;
 /// The completion order of `states` (the futures' states, in input order), ending at `timeout`.
 CompletionOrderPtr make_completion_order(std::vector<ResultStateBase*> states, Timeout timeout);
 /// The index (into the states given) of the next completed future, nullopt after the last;
@@ -396,7 +397,7 @@ private:
     void stop_workers(bool gently);
     void track(std::shared_ptr<detail::MapSourceBase> src);
 
-    std::unique_ptr<detail::Engine> engine_;
+    detail::Owned<detail::Engine> engine_;
     std::shared_ptr<detail::ExecutorSource> source_;
     std::mutex maps_m_;
     std::vector<std::weak_ptr<detail::MapSourceBase>> maps_;

@@ -35,12 +35,12 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "multiproc/connection.hpp"
+#include "multiproc/detail/owned.hpp"
 #include "multiproc/detail/std_parts.hpp"
 
 namespace mp {
@@ -133,7 +133,7 @@ public:
     [[nodiscard]] int fileno() const;
 
 private:
-    std::unique_ptr<detail::ListenerState> s_;
+    detail::Owned<detail::ListenerState> s_;
 };
 
 /// Connects to a Listener at `address` (Python's Client) and, with an authkey, answers its

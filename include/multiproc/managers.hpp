@@ -174,11 +174,9 @@ public:
         return invoke<T>("get", name);
     }
     /// hasattr(ns, name).
-    [[nodiscard]] bool contains(const std::string& name) const {
-        return invoke<bool>("contains", name);
-    }
+    [[nodiscard]] bool contains(const std::string& name) const;
     /// del ns.name; returns whether it was there.
-    bool erase(const std::string& name) { return invoke<bool>("erase", name); }
+    bool erase(const std::string& name);
 };
 
 /// One value on the server (Python's manager Value).

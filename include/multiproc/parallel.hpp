@@ -73,7 +73,7 @@ int resolve_jobs(int jobs);
 /// True inside a worker process of a multiproc pool (nested calls then run in place).
 bool in_pool_worker() noexcept;
 /// Starts a parallel engine of `processes` workers.
-std::unique_ptr<Engine> make_parallel_engine(int processes, const std::optional<Context>& context);
+std::shared_ptr<Engine> make_parallel_engine(int processes, const std::optional<Context>& context);
 
 /// Runs the source to its end on `engine`, drawing the progress bar if asked.
 template <class Src>
@@ -88,8 +88,7 @@ auto run_in_place(const F& f, std::vector<V>& items, bool progress) {
     using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
     std::vector<Stored> out;
     out.reserve(items.size());
-    std::optional<ProgressBar> bar;
-    if (progress) bar.emplace(progress_bar(), items.size(), "parallel_map");
+    StepProgress bar(progress ? progress_bar() : Progress(), items.size(), "parallel_map");
     for (std::size_t i = 0; i < items.size(); ++i) {
         if constexpr (std::is_void_v<R>) {
             detail::invoke(f, items[i]);
@@ -97,9 +96,9 @@ auto run_in_place(const F& f, std::vector<V>& items, bool progress) {
         } else {
             out.push_back(static_cast<R>(detail::invoke(f, items[i])));
         }
-        if (bar) bar->update(i + 1);
+        bar.step();
     }
-    if (bar) bar->finish(items.size());
+    bar.end();
     return out;
 }
 

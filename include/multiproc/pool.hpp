@@ -52,6 +52,7 @@
 #include "multiproc/detail/imap.hpp"
 #include "multiproc/detail/initializer.hpp"
 #include "multiproc/detail/map_source.hpp"
+#include "multiproc/detail/owned.hpp"
 #include "multiproc/detail/result_state.hpp"
 #include "multiproc/detail/std_parts.hpp"
 #include "multiproc/detail/task.hpp"
@@ -347,7 +348,7 @@ private:
 
     void check_running(const char* what) const;
 
-    std::unique_ptr<detail::Engine> engine_;
+    detail::Owned<detail::Engine> engine_;
     std::atomic<int> state_{0};  // 0 running, 1 closed, 2 terminated
 };
 

@@ -46,6 +46,7 @@
 
 #include "multiproc/callable.hpp"
 #include "multiproc/detail/context.hpp"
+#include "multiproc/detail/owned.hpp"
 #include "multiproc/detail/std_parts.hpp"
 #include "multiproc/timeout.hpp"
 
@@ -86,7 +87,7 @@ private:
 
 /// Decay-copies target and args into a TargetCall (the Process constructors' one helper).
 template <class F, class... Args>
-std::unique_ptr<TargetCall> make_target_call(F&& f, Args&&... args) {
+Owned<TargetCall> make_target_call(F&& f, Args&&... args) {
     using Fn = std::decay_t<F>;
     using Tuple = std::tuple<std::decay_t<Args>...>;
     static_assert(std::is_invocable_v<Fn&, std::decay_t<Args>&...>,
@@ -94,8 +95,11 @@ std::unique_ptr<TargetCall> make_target_call(F&& f, Args&&... args) {
                   "(the child calls target(args...) on copies, as lvalues)");
     static_assert((std::is_copy_constructible_v<std::decay_t<Args>> && ...),
                   "mp::Process: arguments must be copyable");
-    return std::make_unique<TargetCallImpl<Fn, Tuple>>(std::forward<F>(f),
-                                                       Tuple(std::forward<Args>(args)...));
+    // Through std::make_unique, not a bare new: with the latter g++ 12 -O2 inlines differently
+    // and warns of a spurious maybe-uninitialized std::optional in a thunk (-Werror builds).
+    return Owned<TargetCall>(std::make_unique<TargetCallImpl<Fn, Tuple>>(
+                                 std::forward<F>(f), Tuple(std::forward<Args>(args)...))
+                                 .release());
 }
 
 /// What Process and ChildProcess share: the queries and controls of a started child.
@@ -178,7 +182,7 @@ public:
 
 private:
     Process(detail::MakeTag, std::optional<StartMethod> method,
-            std::unique_ptr<detail::TargetCall> target);
+            detail::Owned<detail::TargetCall> target);
 };
 
 /// A shared reference to a started child (what active_children() returns). Copyable.

@@ -27,6 +27,7 @@
 #include <optional>
 #include <utility>
 
+#include "multiproc/detail/owned.hpp"
 #include "multiproc/detail/std_parts.hpp"
 #include "multiproc/timeout.hpp"
 
@@ -127,7 +128,7 @@ public:
     }
 
 private:
-    std::unique_ptr<ProgressBar> bar_;
+    Owned<ProgressBar> bar_;
     std::size_t done_ = 0;
 };
 

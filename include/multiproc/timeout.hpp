@@ -55,22 +55,24 @@ public:
     /// A deadline `t` from now.
     explicit Deadline(Timeout t) noexcept;
     /// An absolute deadline.
-    explicit Deadline(clock::time_point at) noexcept : at_(at) {}
+    explicit Deadline(clock::time_point at) noexcept : at_(at), forever_(false) {}
     /// No deadline.
     static Deadline never() noexcept { return Deadline(Timeout(forever)); }
     /// True when there is no deadline.
-    [[nodiscard]] bool is_forever() const noexcept { return !at_.has_value(); }
+    [[nodiscard]] bool is_forever() const noexcept { return forever_; }
     /// True once the deadline has passed.
     [[nodiscard]] bool expired() const noexcept;
     /// Time left, zero once expired; meaningless when is_forever().
     [[nodiscard]] std::chrono::nanoseconds remaining() const noexcept;
     /// Milliseconds left for poll(2): rounded up, -1 for forever.
     [[nodiscard]] int poll_ms() const noexcept;
-    /// The absolute time point, if any.
-    [[nodiscard]] std::optional<clock::time_point> at() const noexcept { return at_; }
+    /// The absolute time point, if any (out of line: programs that include this header do not
+    /// compile a std::optional of a time point).
+    [[nodiscard]] std::optional<clock::time_point> at() const noexcept;
 
 private:
-    std::optional<clock::time_point> at_;
+    clock::time_point at_{};  // meaningless when forever_
+    bool forever_ = true;
 };
 
 }  // namespace detail

@@ -87,6 +87,7 @@
 #include "multiproc/callable.hpp"
 #include "multiproc/context.hpp"
 #include "multiproc/detail/fd.hpp"
+#include "multiproc/detail/owned.hpp"
 #include "multiproc/engine_stats.hpp"
 #include "multiproc/timeout.hpp"
 
@@ -263,7 +264,7 @@ public:
     [[nodiscard]] PoolStats stats() const;
 
 private:
-    std::unique_ptr<EngineImpl> impl_;
+    Owned<EngineImpl> impl_;
 };
 
 /// A condition that waiting threads block on: a futex on a private counter (sliced while the

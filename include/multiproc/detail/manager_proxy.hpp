@@ -40,7 +40,7 @@ struct ManagerReply {
     /// Decodes the result as an R (void: checks that nothing came).
     template <class R>
     R get() const {
-        Decoder d(std::span<const std::byte>(bytes).subspan(offset));
+        Decoder d(std::span<const std::byte>(bytes.data() + offset, bytes.size() - offset));
         d.refuse_code();
         return decode_rest<R>(d);
     }

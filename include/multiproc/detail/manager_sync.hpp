@@ -98,7 +98,7 @@ public:
     /// Gives one back.
     void release() { owner_call("release"); }
     /// The current value.
-    [[nodiscard]] int get_value() const { return invoke<std::int32_t>("get_value"); }
+    [[nodiscard]] int get_value() const;
     /// Lockable.
     void lock() { acquire(); }
     /// Lockable.
@@ -116,11 +116,7 @@ public:
     /// std::runtime_error when the caller does not hold the lock.
     bool wait(Timeout timeout = forever) { return wait_call("wait", true, timeout); }
     /// Wakes up to n waiters (the caller must hold the lock).
-    void notify(int n = 1) {
-        Encoder e = core_.request("notify");
-        e(core_.owner(), static_cast<std::int32_t>(n));
-        core_.call(e).template get<void>();
-    }
+    void notify(int n = 1);
     /// Wakes every waiter (the caller must hold the lock).
     void notify_all() { notify(-1); }
 };
@@ -131,11 +127,11 @@ public:
     EventProxy() = default;
     explicit EventProxy(detail::ProxyCore core) : BaseProxy(std::move(core)) {}
     /// Sets the flag and wakes every waiter.
-    void set() { invoke<void>("set"); }
+    void set();
     /// Clears the flag.
-    void clear() { invoke<void>("clear"); }
+    void clear();
     /// The flag.
-    [[nodiscard]] bool is_set() const { return invoke<bool>("is_set"); }
+    [[nodiscard]] bool is_set() const;
     /// Waits up to timeout for the flag; returns it.
     bool wait(Timeout timeout = forever) { return wait_call("wait", true, timeout); }
 };
@@ -149,15 +145,15 @@ public:
     /// index. mp::BrokenBarrierError when it is or becomes broken.
     std::size_t wait(Timeout timeout = forever);
     /// Back to the initial state; parties waiting get mp::BrokenBarrierError.
-    void reset() { invoke<void>("reset"); }
+    void reset();
     /// Breaks the barrier.
-    void abort() { invoke<void>("abort"); }
+    void abort();
     /// The number of parties.
-    [[nodiscard]] std::size_t parties() const { return invoke<std::uint64_t>("parties"); }
+    [[nodiscard]] std::size_t parties() const;
     /// The parties waiting now.
-    [[nodiscard]] std::size_t n_waiting() const { return invoke<std::uint64_t>("n_waiting"); }
+    [[nodiscard]] std::size_t n_waiting() const;
     /// True when broken.
-    [[nodiscard]] bool broken() const { return invoke<bool>("broken"); }
+    [[nodiscard]] bool broken() const;
 };
 
 }  // namespace mp

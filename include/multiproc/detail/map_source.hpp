@@ -129,7 +129,7 @@ public:
     /// Runs `hook` once, at the first pull, before anything is sent (Pool::map_async marks its
     /// result running there); when it returns false (the result was cancelled first), every
     /// item is cancelled and nothing is sent. Call it before submitting.
-    void when_started(std::function<bool()> hook) { on_start_ = std::move(hook); }
+    void when_started(std::function<bool()> hook);
     /// Runs `hook` once, on the thread that settles the last item, or now when there are no
     /// items (Pool::map_async hands the results over there). Call it before submitting.
     void when_done(std::function<void()> hook);

@@ -106,7 +106,9 @@ private:
     std::exception_ptr error_;
     std::vector<std::function<void(ResultStateBase&)>> callbacks_;
     std::vector<ResultWaiter*> waiters_;
-    std::optional<KillRoute> route_;
+    // Meaningful while has_route_ (no std::optional: every program would instantiate it).
+    KillRoute route_{EngineLink(nullptr), {}, 0};
+    bool has_route_ = false;
     Notifier notifier_;
 };
 

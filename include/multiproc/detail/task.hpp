@@ -230,7 +230,7 @@ public:
     /// range); with by_item, failed(i) answers for every i < n.
     void read(Decoder& in, std::size_t n, bool by_item);
     /// After read(in, n, true): whether item i failed.
-    [[nodiscard]] bool failed(std::size_t i) const { return failed_[i]; }
+    [[nodiscard]] bool failed(std::size_t i) const { return failed_[i] != 0; }
     /// Hands every failure to on_error(i, exception_ptr), in the order they were added.
     template <class OnError>
     void each(OnError& on_error) {
@@ -239,7 +239,7 @@ public:
 
 private:
     std::vector<std::pair<std::size_t, std::exception_ptr>> list_;
-    std::vector<bool> failed_;
+    std::vector<unsigned char> failed_;  // not vector<bool>: every program would instantiate it
 };
 
 template <bool Star, class F, class A>
