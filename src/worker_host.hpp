@@ -44,6 +44,9 @@ public:
     /// Ends worker `index`'s session: after its exit frame was sent (`planned`), or at once
     /// (the pool is terminated: the worker drops what it holds).
     virtual void close(std::size_t index, bool planned) noexcept = 0;
+    /// Kills worker `index`'s process now (its task was cancelled with mp::force); its death is
+    /// then reported through its sentinel as any other, and the session stays open.
+    virtual void kill(std::size_t index) noexcept = 0;
 };
 
 }  // namespace mp::detail

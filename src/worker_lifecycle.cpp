@@ -148,10 +148,14 @@ void retire_worker(Worker& w, RestartReason why) {
 }
 
 bool doom_worker(Worker& w, RestartReason why, std::uint64_t task, std::size_t element) {
-    if (!w.proc || w.doom) return false;
+    if (!w.running() || w.doom) return false;
     w.doom = why;
     w.doomed_task = task;
     w.doomed_element = element;
+    if (w.host) {  // its host kills it at once (no SIGTERM first: it is not ours to signal)
+        w.host->kill(w.host_index);
+        return true;
+    }
     w.kill_at = Deadline(kTermGrace);
     // A process that is already gone is reaped through its sentinel as any other.
     try {
@@ -194,7 +198,9 @@ WorkerDeath reap_worker(Worker& w) {
         d.was_ready = w.ready;
         HostedDeath hd = w.host->reap(w.host_index, w.held.size());
         d.planned = w.exiting && hd.planned;
-        d.reason = d.planned ? w.retire_reason : RestartReason::crash;
+        d.reason = w.doom ? *w.doom : d.planned ? w.retire_reason : RestartReason::crash;
+        d.doomed_task = w.doomed_task;
+        d.doomed_element = w.doomed_element;
         d.how = std::move(hd.how);
         d.culprit = hd.culprit;
         d.element = hd.element;

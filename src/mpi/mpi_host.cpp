@@ -256,6 +256,20 @@ public:
         ranks_.poke();
     }
 
+    void kill(std::size_t index) noexcept override {
+        Channel& ch = ranks_.channel(index);
+        {
+            std::lock_guard lk(ch.m);
+            if (!ch.session) return;
+            try {
+                ch.outgoing.push_back(make_message(MessageKind::kill, ch.session, {}, ch.slot));
+            } catch (...) {
+                return;  // out of memory: the task runs to its end instead
+            }
+        }
+        ranks_.poke();
+    }
+
 private:
     Ranks& ranks_;
     int n_;

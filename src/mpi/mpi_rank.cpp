@@ -124,6 +124,11 @@ private:
                 if (h.session == s.session) end_session(h.slot);
                 continue;
             }
+            if (h.kind == MessageKind::kill) {
+                // Its death is reported (slot_died) with the task it ran, as any other.
+                if (h.session == s.session && workers_[h.slot].proc) workers_[h.slot].proc->kill();
+                continue;
+            }
             if (h.kind != MessageKind::data) continue;
             if (h.session != s.last_session) {
                 // A new session: a worker still ending the previous one is not waited for.

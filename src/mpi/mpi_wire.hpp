@@ -36,6 +36,9 @@ enum class MessageKind : std::uint32_t {
     /// rank -> rank 0: the slot's worker process exited after its exit frame (retired after
     /// maxtasksperchild tasks; SlotDeath, culprit 0): rank 0 opens the slot again.
     slot_retired = 6,
+    /// rank 0 -> rank: kill the slot's worker process now (its task was cancelled with
+    /// mp::force); the rank reports its death (slot_died) and the session goes on.
+    kill = 7,
 };
 
 /// How often a worker rank says it is alive.

@@ -429,6 +429,39 @@ void run_probe() {
     std::filesystem::remove_all(dir);
 }
 
+// Marks that it started (a file in `dir`), then sleeps a minute: until killed.
+int marks_then_hangs(const std::string& dir) {
+    std::ofstream(dir + "/started").put('1');
+    std::this_thread::sleep_for(std::chrono::seconds(60));
+    return -1;
+}
+
+// Future::cancel(mp::force) over MPI: the rank kills the slot's worker running the task, the
+// future is cancelled, the task queued behind it runs on the slot's next worker.
+void run_cancel() {
+    const auto dir = fresh_dir("cancel");
+    mp::ExecutorOptions o;
+    o.context = mp::get_context("mpi");
+    mp::ProcessPoolExecutor ex(1, o);
+    auto victim = ex.submit(marks_then_hangs, dir);
+    check(hold_until(dir + "/started") == 1, "the task started");
+    auto queued = ex.submit(square, 3);
+    check(!victim.cancel(), "a plain cancel leaves a running task alone");
+    check(victim.cancel(mp::force), "cancel(mp::force) of a running task");
+    check(victim.cancelled(), "cancelled");
+    try {
+        static_cast<void>(victim.result());
+        check(false, "a cancelled future's result throws");
+    } catch (const mp::CancelledError&) {
+    }
+    check(queued.result(std::chrono::seconds(60)) == 9, "the next task ran");
+    check(ex.submit(square, 4).result(std::chrono::seconds(60)) == 16, "the executor goes on");
+    const auto st = ex.stats();
+    std::printf("restarts: cancelled %zu\n", st.restarts_for(mp::RestartReason::cancelled));
+    check(st.restarts_for(mp::RestartReason::cancelled) == 1, "the killed worker counted");
+    std::filesystem::remove_all(dir);
+}
+
 // A slot's worker SIGKILLed mid-map: its task is retried (retries = 1) or fails (retries = 0)
 // as in a local pool; the rank, the pool and the job go on.
 void run_slot_dies() {
@@ -543,6 +576,7 @@ int main(int argc, char** argv) {
         else if (what == "slot_dies") run_slot_dies();
         else if (what == "prefetch") run_prefetch();
         else if (what == "probe") run_probe();
+        else if (what == "cancel") run_cancel();
         else if (what == "spawn") run_spawn(nullptr);
         else if (what == "spawn_rank_dies") run_spawn(dies_on_rank_2);
         else if (what == "spawn_static") run_spawn_static();
