@@ -469,7 +469,7 @@ void EngineImpl::on_death(std::size_t index) {
     // already failed (closed()): what it wrote before exiting is still there to read.
     read_frames(w, true);
     WorkerDeath death = reap_worker(w);
-    if (death.doomed_task) --doomed_;
+    if (death.doomed_task && !death.host_killed) --doomed_;
     if (!death.was_ready && !death.planned && !death.doomed_task) {
         // It died before the initializer finished: the initializer (or the start) kills workers,
         // and replacing them would only loop.

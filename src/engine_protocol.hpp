@@ -15,6 +15,10 @@
 //                                 times, in the order the tasks were sent
 //   retire      relay -> parent   (empty) after results: the worker is over its memory bound
 //                                 (a local worker says so in its progress slot instead)
+//   limits      parent -> relay   before a tasks frame: (u64 id | i64 ns) of each of its tasks
+//                                 with a time limit, which an MPI rank's relay enforces (rank 0
+//                                 does not share the worker's progress slot); never sent to a
+//                                 local worker
 //
 // The progress slot is a page of shared memory where the worker publishes the task and chunk
 // item it is running, so the supervisor knows exactly what a crash interrupted.

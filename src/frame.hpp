@@ -32,7 +32,8 @@ enum class Kind : std::uint32_t {
     ready = 4,
     init_failed = 5,
     results = 6,
-    retire = 7
+    retire = 7,
+    limits = 8
 };
 
 struct FrameHeader {

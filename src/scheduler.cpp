@@ -184,7 +184,22 @@ bool Scheduler::fill_one(Worker& w, std::size_t max_tasks) {
     return true;
 }
 
+// A hosted worker's time limits go ahead of its batch: its rank enforces them.
+void Scheduler::write_limits(Worker& w, const std::vector<std::uint64_t>& ids) {
+    std::vector<std::byte> payload;
+    for (auto id : ids) {
+        const std::int64_t ns = tasks_.at(id).timeout_ns;
+        if (!ns) continue;
+        const auto* a = reinterpret_cast<const std::byte*>(&id);
+        const auto* b = reinterpret_cast<const std::byte*>(&ns);
+        payload.insert(payload.end(), a, a + sizeof id);
+        payload.insert(payload.end(), b, b + sizeof ns);
+    }
+    if (!payload.empty()) wire::put_frame(w.link->out().bytes, wire::Kind::limits, payload);
+}
+
 void Scheduler::write_batch(Worker& w, const std::vector<std::uint64_t>& ids) {
+    if (w.host) write_limits(w, ids);
     auto& out = w.link->out();
     const std::size_t bytes_before = out.bytes.size();
     wire::RecordWriter frame(out.bytes, wire::Kind::tasks);

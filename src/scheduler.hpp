@@ -103,6 +103,7 @@ private:
     bool fill_one(Worker& w, std::size_t max_tasks);
     bool pull_into(Batch& b);
     void write_batch(Worker& w, const std::vector<std::uint64_t>& ids);
+    void write_limits(Worker& w, const std::vector<std::uint64_t>& ids);
     [[nodiscard]] std::size_t idle_share(const std::vector<Worker>& workers) const;
     [[nodiscard]] bool can_take(const Worker& w, std::size_t depth) const;
     /// True while the next tasks come from a source whose cost per item is not known yet (no

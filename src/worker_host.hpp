@@ -6,6 +6,8 @@
 // (worker_lifecycle.cpp).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -28,6 +30,8 @@ struct HostedDeath {
     std::uint64_t culprit = 0;  ///< the task it was running (0: none, or not known)
     std::size_t element = 0;    ///< the item of that task it was running
     bool planned = false;       ///< it exited after its exit frame (retired), not by a death
+    bool timed_out = false;     ///< its host killed it: task `culprit` overran its time limit
+    pid_t pid = 0;              ///< its process, when the host knows it (0: the HostedWorker's)
 };
 
 /// A fixed set of workers that run elsewhere (the slots of MPI ranks).

@@ -124,12 +124,6 @@ EngineOptions with_host(EngineOptions opts) {
     if (!opts.host && opts.context && opts.context->method() == StartMethod::mpi) {
         const auto* hooks = cluster();
         if (!hooks) static_cast<void>(get_context("mpi"));  // throws the reason
-        // It needs the worker's progress page (when its task started), which a rank's slot
-        // does not share with rank 0.
-        if (opts.task_timeout_ns)
-            throw UsageError(opts.owner +
-                             ": task_timeout needs workers that share memory with the pool; "
-                             "the \"mpi\" context's ranks do not");
         opts.host = hooks->open_host(opts.processes);
     }
     return opts;
@@ -197,10 +191,17 @@ WorkerDeath reap_worker(Worker& w) {
         d.index = w.index;
         d.was_ready = w.ready;
         HostedDeath hd = w.host->reap(w.host_index, w.held.size());
+        if (hd.pid) d.pid = hd.pid;
         d.planned = w.exiting && hd.planned;
         d.reason = w.doom ? *w.doom : d.planned ? w.retire_reason : RestartReason::crash;
         d.doomed_task = w.doomed_task;
         d.doomed_element = w.doomed_element;
+        if (hd.timed_out && !w.doom) {
+            d.host_killed = true;
+            d.reason = RestartReason::timeout;
+            d.doomed_task = hd.culprit;
+            d.doomed_element = hd.element;
+        }
         d.how = std::move(hd.how);
         d.culprit = hd.culprit;
         d.element = hd.element;

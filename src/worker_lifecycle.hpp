@@ -91,7 +91,8 @@ struct WorkerDeath {
     std::uint64_t culprit = 0;       // the task it was running (0: none)
     std::size_t element = 0;         // the item of that task it was running
     std::deque<std::uint64_t> held;
-    std::string how;  // "worker process <pid> was killed by signal 9 (SIGKILL)"
+    std::string how;           // "worker process <pid> was killed by signal 9 (SIGKILL)"
+    bool host_killed = false;  // its host killed it over doomed_task's time limit, not the engine
 };
 
 /// Appends to `pfds` what a supervisor's poll waits on for every running worker (its link while

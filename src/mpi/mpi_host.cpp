@@ -394,8 +394,11 @@ void Ranks::slot_died(RankWatch& rw, const MessageTrailer& h, std::span<const st
     std::lock_guard lk(ch.m);
     if (h.session != ch.session) return;
     ch.died = HostedDeath{std::string(reinterpret_cast<const char*>(text.data()), text.size()),
-                          sd.culprit, static_cast<std::size_t>(sd.element),
-                          h.kind == MessageKind::slot_retired};
+                          sd.culprit,
+                          static_cast<std::size_t>(sd.element),
+                          h.kind == MessageKind::slot_retired,
+                          sd.timed_out != 0,
+                          static_cast<pid_t>(sd.pid)};
     sys::signal_eventfd(ch.sentinel.get());
 }
 

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "engine_protocol.hpp"
@@ -55,6 +56,10 @@ struct Slot {
     std::uint32_t last_session = 0;  // the latest session it was sent: older ones are stale
     wire::FrameInbox from_root;      // the session's bytes from rank 0, cut into frames here
     bool retire_asked = false;       // its worker's retirement was asked of rank 0
+    // Time limits of the tasks sent to its worker (task id -> ns), enforced here (limits frame).
+    std::unordered_map<std::uint64_t, std::int64_t> limits;
+    std::uint64_t timed_out = 0;        // the task its worker was killed for overrunning
+    std::size_t timed_out_element = 0;  // the item of that task it was running
 };
 
 // The rank's slots and the loop that relays between them and rank 0.
@@ -82,6 +87,7 @@ public:
         std::vector<std::pair<std::size_t, bool>> polled;  // per entry: (slot, sentinel)
         for (;;) {
             if (!take_messages(busy)) return;
+            enforce_limits();
             pfds.clear();
             polled.clear();
             add_poll_entries(workers_, pfds, polled);
@@ -179,6 +185,8 @@ private:
                 throw DecodeError("multiproc: mpi: a frame for a slot before its init frame");
             } else if (f.kind() == wire::Kind::exit) {
                 retire_worker(w);
+            } else if (f.kind() == wire::Kind::limits) {
+                add_limits(i, f.payload);
             } else if (f.kind() == wire::Kind::tasks) {
                 wire::put_frame(w.link->out().bytes, wire::Kind::tasks, f.payload);
             } else {
@@ -186,6 +194,43 @@ private:
             }
         }
         if (w.running() && !w.link->closed()) w.link->send_some();
+    }
+
+    // A limits frame: (u64 id | i64 ns) per task of the next batch with a time limit. The
+    // worker then stamps the start of every item, as for a local pool that watches limits.
+    void add_limits(std::size_t i, std::span<const std::byte> payload) {
+        constexpr std::size_t kPair = sizeof(std::uint64_t) + sizeof(std::int64_t);
+        if (payload.size() % kPair)
+            throw DecodeError("multiproc: mpi: a limits frame of " +
+                              std::to_string(payload.size()) + " bytes");
+        for (std::size_t at = 0; at < payload.size(); at += kPair) {
+            std::uint64_t id = 0;
+            std::int64_t ns = 0;
+            std::memcpy(&id, payload.data() + at, sizeof id);
+            std::memcpy(&ns, payload.data() + at + sizeof id, sizeof ns);
+            slots_[i].limits[id] = ns;
+        }
+        if (workers_[i].slot) workers_[i].slot->stamp_items.store(1, std::memory_order_relaxed);
+    }
+
+    // Kills a worker whose running task (or chunk item) has overrun its limit; rank 0 fails the
+    // task with mp::TimeoutError when its death is told (on_worker_end).
+    void enforce_limits() {
+        const std::int64_t now = monotonic_ns();
+        for (std::size_t i = 0; i < slots_.size(); ++i) {
+            Slot& s = slots_[i];
+            Worker& w = workers_[i];
+            if (s.limits.empty() || s.timed_out || !w.proc || !w.slot) continue;
+            // The start time after the ids it belongs to (see run_batch): never an earlier one's.
+            const std::uint64_t running = w.slot->task.load(std::memory_order_acquire);
+            const auto element = w.slot->element.load(std::memory_order_acquire);
+            const std::int64_t started = w.slot->started_ns.load(std::memory_order_relaxed);
+            const auto it = s.limits.find(running);
+            if (it == s.limits.end() || now - started < it->second) continue;
+            s.timed_out = running;
+            s.timed_out_element = static_cast<std::size_t>(element);
+            w.proc->kill();
+        }
     }
 
     // The init frame's payload: u64 n | n bytes of the initializer call | u64 memory bound
@@ -204,6 +249,8 @@ private:
         d.read_bytes(&max_rss, sizeof max_rss);
         o.max_memory_per_child = static_cast<std::size_t>(max_rss);
         slots_[i].retire_asked = false;
+        slots_[i].limits.clear();
+        slots_[i].timed_out = 0;
         start_worker(workers_[i], o, threads_, ++started_, i);
     }
 
@@ -221,6 +268,10 @@ private:
                     throw ProcessError(
                         "multiproc: mpi: a task's result carries a file descriptor, which "
                         "cannot reach rank 0");
+                if (!s.limits.empty() && f.kind() == wire::Kind::results) {
+                    wire::FrameRecords records(wire::Kind::results, f.payload, 0);
+                    for (wire::FrameRecord rec; records.next(rec);) s.limits.erase(rec.id);
+                }
                 wire::put_frame(bytes, f.kind(), f.payload);
             }
             if (got != wire::Transport::Received::filled) break;
@@ -248,7 +299,15 @@ private:
         pump(i);
         const WorkerDeath d = reap_worker(w);
         if (!s.session) return;
-        const SlotDeath sd{d.planned ? 0 : d.culprit, d.planned ? 0 : d.element};
+        SlotDeath sd{0, 0, 0, static_cast<std::uint64_t>(d.pid)};
+        if (!d.planned && s.timed_out) {  // killed here, over its task's limit
+            sd.timed_out = 1;
+            sd.culprit = s.timed_out;
+            sd.element = s.timed_out_element;
+        } else if (!d.planned) {
+            sd.culprit = d.culprit;
+            sd.element = d.element;
+        }
         // "worker process 4711 (slot 1 of MPI rank 2 (pid 80 on host n1)) was killed by ..."
         const std::string who = "worker process " + std::to_string(d.pid);
         const std::string how = who + " (slot " + std::to_string(s.index) + " of MPI " +

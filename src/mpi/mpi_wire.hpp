@@ -53,8 +53,10 @@ struct MessageTrailer {
 /// A slot_died message's bytes, then the text of how it died ("worker process 4711 was killed
 /// by signal 9 (SIGKILL)").
 struct SlotDeath {
-    std::uint64_t culprit;  ///< the task it was running (0: none)
-    std::uint64_t element;  ///< the item of that task it was running
+    std::uint64_t timed_out;  ///< 1: the rank killed it, its task overran its time limit
+    std::uint64_t culprit;    ///< the task it was running (0: none)
+    std::uint64_t element;    ///< the item of that task it was running
+    std::uint64_t pid;        ///< the worker process's pid (on the rank's host)
 };
 
 /// A message: `bytes`, then the trailer.

@@ -169,13 +169,6 @@ void run_map() {
               std::find(where.begin(), where.end(), 2) != where.end(),
           "both worker ranks ran tasks");
     check(pool.apply_async(square, 12).get() == 144, "apply_async");
-    try {
-        auto o = on_mpi();
-        o.task_timeout = std::chrono::seconds(5);
-        mp::Pool limited(std::nullopt, o);
-        check(false, "task_timeout is refused");
-    } catch (const mp::UsageError&) {
-    }
     pool.close();
     pool.join();
     // maxtasksperchild: a slot's worker retires after 2 tasks and its rank starts another.
@@ -429,9 +422,10 @@ void run_probe() {
     std::filesystem::remove_all(dir);
 }
 
-// Marks that it started (a file in `dir`), then sleeps a minute: until killed.
+// Marks that it started (a file in `dir` holding its pid), then sleeps a minute: until killed.
 int marks_then_hangs(const std::string& dir) {
-    std::ofstream(dir + "/started").put('1');
+    { std::ofstream(dir + "/pid") << ::getpid(); }
+    std::filesystem::rename(dir + "/pid", dir + "/started");
     std::this_thread::sleep_for(std::chrono::seconds(60));
     return -1;
 }
@@ -459,6 +453,36 @@ void run_cancel() {
     const auto st = ex.stats();
     std::printf("restarts: cancelled %zu\n", st.restarts_for(mp::RestartReason::cancelled));
     check(st.restarts_for(mp::RestartReason::cancelled) == 1, "the killed worker counted");
+    std::filesystem::remove_all(dir);
+}
+
+// task_timeout over MPI: the rank kills the slot's worker whose task overran its limit, rank 0
+// fails that task with mp::TimeoutError, the task queued behind it runs on the slot's next
+// worker; tasks within their limits (a map) are not touched.
+void run_timeout() {
+    const auto dir = fresh_dir("timeout");
+    auto o = on_mpi();
+    o.task_timeout = std::chrono::milliseconds(500);
+    mp::Pool pool(1, o);
+    auto slow = pool.apply_async(marks_then_hangs, dir);
+    auto next = pool.apply_async(square, 5);
+    try {
+        static_cast<void>(slow.get());
+        check(false, "an overrunning task fails");
+    } catch (const mp::TimeoutError& e) {
+        std::printf("TimeoutError: %s\n", e.what());
+        check(std::string(e.what()).find("timed out after 500 ms") != std::string::npos,
+              "the error names the limit");
+        std::string pid;
+        std::ifstream(dir + "/started") >> pid;
+        check(!pid.empty() &&
+                  std::string(e.what()).find("worker process " + pid + " ") != std::string::npos,
+              "the error names the slot's worker process");
+    }
+    check(next.get() == 25, "the task behind it ran");
+    check(pool.map(square, iota(100), 1).back() == 99 * 99, "tasks within their limits run");
+    const auto st = pool.stats();
+    check(st.restarts_for(mp::RestartReason::timeout) == 1, "one worker killed for a timeout");
     std::filesystem::remove_all(dir);
 }
 
@@ -577,6 +601,7 @@ int main(int argc, char** argv) {
         else if (what == "prefetch") run_prefetch();
         else if (what == "probe") run_probe();
         else if (what == "cancel") run_cancel();
+        else if (what == "timeout") run_timeout();
         else if (what == "spawn") run_spawn(nullptr);
         else if (what == "spawn_rank_dies") run_spawn(dies_on_rank_2);
         else if (what == "spawn_static") run_spawn_static();
