@@ -1,0 +1,25 @@
+// What the cross-process synchronize tests (tests/synchronize_test.cpp,
+// tests/synchronize_owner_death_test.cpp) share: their fixture and a Condition waiter.
+#pragma once
+
+#include <chrono>
+#include <cstdlib>
+#include <mutex>
+
+#include "helpers/start_method_test.hpp"
+#include "multiproc/sharedctypes.hpp"
+#include "multiproc/synchronize.hpp"
+
+namespace mp::test {
+
+/// A synchronize test across processes, run once per start method.
+class SyncP : public StartMethodTest {};
+
+/// In a child: counts itself in `waiting`, then waits on c until go is set (exit 2 after 30 s).
+inline void wait_for_go(mp::Condition c, mp::RawValue<int> go, mp::RawValue<int> waiting) {
+    std::scoped_lock lk(c);
+    ++waiting.value();
+    if (!c.wait_for([&] { return go.value() != 0; }, std::chrono::seconds(30))) std::exit(2);
+}
+
+}  // namespace mp::test
