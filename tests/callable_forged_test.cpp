@@ -28,23 +28,7 @@
 
 namespace {
 
-using mp::detail::decode_task_result;
-using mp::detail::package_call;
-using mp::detail::package_task;
-using mp::detail::run_shipped_call;
-using mp::detail::run_shipped_task;
-using mp::detail::ShippedCall;
-using mp::detail::UniqueFd;
-using mp::test::Affine;
-using mp::test::always_invalid;
-using mp::test::find_bytes;
-using mp::test::join;
-using mp::test::PipeEnd;
-using mp::test::plugin_loaded;
-using mp::test::Prefixer;
-using mp::test::run_here;
-using mp::test::square;
-using mp::test::write_to;
+using namespace mp::test;  // the shared targets and the protocol names
 
 // ---- forging identities ----------------------------------------------------------------------
 //

@@ -40,10 +40,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-using mp::test::Sample;
-using mp::test::string_of;
-using mp::test::write_be32;
-using mp::test::write_raw;
+using namespace mp::test;  // raw frames, Sample
 
 constexpr bool kAsan = mp::test::asan;
 

@@ -31,9 +31,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-using mp::test::PoolTest;
-using mp::test::sleep_ms;
-using mp::test::square;
+using namespace mp::test;  // PoolTest, square, sleep_ms
 
 // --- task functions (plain functions: they travel by identity under every start method) ---
 

@@ -29,18 +29,8 @@
 namespace {
 
 using namespace std::chrono_literals;
+using namespace mp::test;  // the fixture, PassFd, the report protocol, Capture
 using mp::detail::UniqueFd;
-using mp::test::block_forever;
-using mp::test::count;
-using mp::test::PassFd;
-using mp::test::ProcessTest;
-using mp::test::read_str;
-using mp::test::readable;
-using mp::test::write_str;
-
-// Redirects a descriptor (stdout, stderr) into a memfd for the test's duration; children
-// started meanwhile inherit the redirection.
-using mp::test::Capture;
 
 // A process that has gone (no /proc entry, or a zombie waiting for its new parent to reap it).
 bool process_gone(pid_t pid) {

@@ -31,9 +31,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-using mp::test::mixed_sizes;
-using mp::test::pattern;
-using mp::test::QueuesP;
+using namespace mp::test;  // QueuesP, pattern, mixed_sizes
 
 // Names in /dev/shm that mention one of the pids (what a named segment of theirs would be
 // called); other programs on the machine may come and go there meanwhile.

@@ -33,9 +33,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-using mp::test::mixed_sizes;
-using mp::test::pattern;
-using mp::test::QueuesP;
+using namespace mp::test;  // QueuesP, pattern, mixed_sizes
 
 // The 4 x 4 x 100,000 test moves 400,000 items; under ASan each put and get is several times
 // slower on this 2-core machine, so the sanitizer build moves a quarter of them.

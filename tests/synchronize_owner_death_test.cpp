@@ -15,7 +15,6 @@
 #include <thread>
 #include <vector>
 
-#include "helpers/shm_leftovers.hpp"
 #include "helpers/start_method_test.hpp"
 #include "helpers/synchronize_fixture.hpp"
 #include "multiproc/process.hpp"
@@ -24,13 +23,9 @@
 
 namespace {
 
-// At the end of the binary: no /dev/shm segment of this binary's processes remains.
-[[maybe_unused]] const bool g_shm_check = mp::test::install_shm_leftover_check();
-
 using namespace std::chrono_literals;
+using namespace mp::test;  // SyncP, wait_for_go
 using Clock = std::chrono::steady_clock;
-using mp::test::SyncP;
-using mp::test::wait_for_go;
 
 template <class L>
 void hold_and_hang(L l, mp::Event held) {

@@ -19,6 +19,15 @@
 
 namespace mp::test {
 
+// The names of the call protocol the tests spell unqualified (`using namespace mp::test`).
+using mp::detail::decode_task_result;
+using mp::detail::package_call;
+using mp::detail::package_task;
+using mp::detail::run_shipped_call;
+using mp::detail::run_shipped_task;
+using mp::detail::ShippedCall;
+using mp::detail::UniqueFd;
+
 /// Returns x squared.
 inline int square(int x) { return x * x; }
 

@@ -1,16 +1,21 @@
 // What the cross-process synchronize tests (tests/synchronize_test.cpp,
-// tests/synchronize_owner_death_test.cpp) share: their fixture and a Condition waiter.
+// tests/synchronize_owner_death_test.cpp) share: their fixture, a Condition waiter, and the check
+// that at the end of the binary no /dev/shm segment of its processes remains.
 #pragma once
 
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
 
+#include "helpers/shm_leftovers.hpp"
 #include "helpers/start_method_test.hpp"
 #include "multiproc/sharedctypes.hpp"
 #include "multiproc/synchronize.hpp"
 
 namespace mp::test {
+
+// At the end of the binary: no /dev/shm segment of this binary's processes remains.
+[[maybe_unused]] inline const bool g_synchronize_shm_check = install_shm_leftover_check();
 
 /// A synchronize test across processes, run once per start method.
 class SyncP : public StartMethodTest {};
