@@ -208,6 +208,8 @@ TEST_P(PoolTest, RetriesThenQuarantine) {
     EXPECT_EQ(pool.apply(square, 4), 16);
 }
 
+// --- initializer failure ------------------------------------------------------------------------
+
 TEST_P(PoolTest, InitializerFailureIsAClearErrorNotAHang) {
     {
         auto o = opts();
