@@ -96,6 +96,15 @@ class CheckLayersTest(unittest.TestCase):
         self.write("src/pool.cpp", "int x;\n" * 601)
         self.assert_fails_with("src/pool.cpp:601: file size: 601 lines")
 
+    def test_file_size_of_tests_bench_and_examples(self):
+        for rel in ("tests/pool_test.cpp", "bench/harness.cpp", "examples/demo.cpp"):
+            self.write(rel, "int x;\n" * 600)
+            rc, out = self.run_check()
+            self.assertEqual(rc, 0, out)
+            self.write(rel, "int x;\n" * 601)
+            self.assert_fails_with(f"error: {rel}:601: file size: 601 lines")
+            self.write(rel, "int x;\n")
+
     def test_function_size_and_its_escape_hatch(self):
         body = "    x();\n" * 125
         self.write("src/pool.cpp", "namespace mp {\nstruct S {\n    S(int a) : a_{a}, b_{{1, 2}} {\n"

@@ -1,4 +1,4 @@
-// A shared library linked to callable_test: targets that live in a module other than the
+// A shared library linked to callable's tests: targets that live in a module other than the
 // executable, and a task packaged inside the library (so its thunk lives here too).
 #pragma once
 

@@ -1,15 +1,16 @@
-# callable_test's helpers: targets in shared libraries (one linked, one without a build id, one
-# only dlopen'ed at run time, one stripped, one that must never be loaded), and the
-# compile-failure checks of package_task.
+# The helpers of callable's tests (callable_test, callable_exec_test, callable_forged_test):
+# targets in shared libraries (one linked, one without a build id, one only dlopen'ed at run
+# time, one stripped, one that must never be loaded), and the compile-failure checks of
+# package_task.
 
 set(MP_CALLABLE_LIB_DIR ${CMAKE_CURRENT_SOURCE_DIR}/callable_lib)
 
-# Linked to callable_test: functions and a packaged task that live outside the executable.
+# Linked to the tests: functions and a packaged task that live outside the executable.
 add_library(mp_callable_testlib SHARED ${MP_CALLABLE_LIB_DIR}/callable_lib.cpp)
 target_link_libraries(mp_callable_testlib PUBLIC multiproc::multiproc PRIVATE multiproc_warnings)
 target_include_directories(mp_callable_testlib PUBLIC ${MP_CALLABLE_LIB_DIR})
 
-# Linked to callable_test, without a GNU build id: identified by path + size + mtime instead.
+# Linked to the tests, without a GNU build id: identified by path + size + mtime instead.
 add_library(mp_callable_nobid SHARED ${MP_CALLABLE_LIB_DIR}/callable_nobid.cpp)
 target_link_libraries(mp_callable_nobid PRIVATE multiproc_warnings)
 target_link_options(mp_callable_nobid PRIVATE -Wl,--build-id=none)
@@ -28,14 +29,17 @@ add_library(mp_callable_stripped MODULE ${MP_CALLABLE_LIB_DIR}/callable_stripped
 target_link_libraries(mp_callable_stripped PRIVATE multiproc_warnings)
 target_link_options(mp_callable_stripped PRIVATE -s)
 
-if(TARGET callable_test)
-  target_link_libraries(callable_test PRIVATE mp_callable_testlib mp_callable_nobid)
-  add_dependencies(callable_test mp_callable_plugin mp_callable_trace mp_callable_stripped)
-  target_compile_definitions(callable_test PRIVATE
-    MP_CALLABLE_PLUGIN_PATH="$<TARGET_FILE:mp_callable_plugin>"
-    MP_CALLABLE_TRACE_PATH="$<TARGET_FILE:mp_callable_trace>"
-    MP_CALLABLE_STRIPPED_PATH="$<TARGET_FILE:mp_callable_stripped>")
-endif()
+# The three binaries of callable's tests (in process, across fork and exec, forged packages).
+foreach(t callable_test callable_exec_test callable_forged_test)
+  if(TARGET ${t})
+    target_link_libraries(${t} PRIVATE mp_callable_testlib mp_callable_nobid)
+    add_dependencies(${t} mp_callable_plugin mp_callable_trace mp_callable_stripped)
+    target_compile_definitions(${t} PRIVATE
+      MP_CALLABLE_PLUGIN_PATH="$<TARGET_FILE:mp_callable_plugin>"
+      MP_CALLABLE_TRACE_PATH="$<TARGET_FILE:mp_callable_trace>"
+      MP_CALLABLE_STRIPPED_PATH="$<TARGET_FILE:mp_callable_stripped>")
+  endif()
+endforeach()
 
 # package_task must reject what cannot ship at compile time, with the reason in the message.
 # Each check runs the compiler on one source (tests/compile_fail/compile_check.cmake).

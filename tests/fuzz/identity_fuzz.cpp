@@ -1,8 +1,8 @@
 // Fuzzes the decoding and resolution of function identities and shipped calls (callable.hpp)
 // against this harness's own modules. Nothing decoded is ever called: the harness resolves what
 // a receiver resolves before the call (the thunk, then the target identity that follows it) and
-// stops. Whether an accepted address is a real entry point is for tests/callable_test.cpp; here
-// the finds are crashes, sanitizer reports, hangs (a path naming a FIFO) and over-allocations.
+// stops. Whether an accepted address is a real entry point is for tests/callable_forged_test.cpp;
+// here the finds are crashes, sanitizer reports, hangs (a path naming a FIFO) and over-allocations.
 // mp::DecodeError and mp::ProcessError are the right answers to bad bytes.
 //
 // Inputs come in two forms. Raw bytes are decoded as they are. An input that starts with the tag
