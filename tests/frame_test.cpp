@@ -18,9 +18,8 @@ namespace {
 namespace wire = mp::detail::wire;
 
 std::vector<std::byte> bytes_of(const std::string& s) {
-    std::vector<std::byte> b(s.size());
-    std::memcpy(b.data(), s.data(), s.size());
-    return b;
+    const auto* p = reinterpret_cast<const std::byte*>(s.data());
+    return std::vector<std::byte>(p, p + s.size());
 }
 
 std::string text_of(std::span<const std::byte> b) {
