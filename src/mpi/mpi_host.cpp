@@ -55,7 +55,7 @@ struct Channel {
     std::uint32_t session = 0;        // 0: no session open
     std::vector<std::vector<std::byte>> outgoing;
     std::deque<std::vector<std::byte>> incoming;  // messages, with their trailers
-    std::vector<std::vector<std::byte>> spare;    // buffers of sent messages, for the next batches
+    SpareBuffers<2> spare;                        // buffers of sent messages, for the next batches
 };
 
 // A worker rank as the progress thread watches it.
@@ -149,9 +149,8 @@ public:
 
     // A buffer the engine's inbox no longer needs, for the progress thread's next receive.
     void give_back(std::vector<std::byte>&& buf) {
-        if (buf.capacity() > kMaxSpareBytes) return;
         std::lock_guard lk(spare_m_);
-        if (recv_spares_.size() < 4) recv_spares_.push_back(std::move(buf));
+        recv_spares_.keep(std::move(buf));
     }
 
     std::string lost;  // what happened to the rank that died, once one did
@@ -180,7 +179,7 @@ private:
     std::vector<Send> inflight_;
     std::chrono::steady_clock::time_point next_watch_{};
     std::mutex spare_m_;
-    std::vector<std::vector<std::byte>> recv_spares_;  // see give_back
+    SpareBuffers<4> recv_spares_;  // see give_back
     std::chrono::seconds silence_ = silence_deadline();
 };
 
@@ -295,10 +294,7 @@ void RootLink::send_some() {
         std::lock_guard lk(ch_.m);
         if (ch_.session != session_) return;  // closed: the rank is gone or released
         for (auto& m : msgs) ch_.outgoing.push_back(std::move(m));
-        if (!ch_.spare.empty()) {
-            out_.bytes.swap(ch_.spare.back());
-            ch_.spare.pop_back();
-        }
+        out_.bytes = ch_.spare.take();
     }
     ranks_.poke();
 }
@@ -336,11 +332,9 @@ bool Ranks::send_queued() {
         int done = 0;
         MPI_Test(&s.req, &done, MPI_STATUS_IGNORE);
         if (!done) return false;
-        if (s.bytes.capacity() <= kMaxSpareBytes) {
-            s.bytes.clear();
-            std::lock_guard lk(s.ch->m);
-            if (s.ch->spare.size() < 2) s.ch->spare.push_back(std::move(s.bytes));
-        }
+        s.bytes.clear();  // the engine appends its next batch to it
+        std::lock_guard lk(s.ch->m);
+        s.ch->spare.keep(std::move(s.bytes));
         return true;
     });
     return any;
@@ -413,10 +407,7 @@ bool Ranks::receive_arrived() {
         std::vector<std::byte> spare;
         {
             std::lock_guard lk(spare_m_);
-            if (!recv_spares_.empty()) {
-                spare.swap(recv_spares_.back());
-                recv_spares_.pop_back();
-            }
+            spare = recv_spares_.take();
         }
         auto msg = receive_probed(st, "receiving from a worker rank", std::move(spare));
         const auto h = trailer_of(msg);

@@ -116,7 +116,7 @@ private:
                 std::lock_guard lk(g_mpi_m);
                 check_mpi(MPI_Iprobe(0, kTag, job_comm(), &flag, &st), "MPI_Iprobe");
                 if (!flag) return true;
-                msg = receive_probed(st, "receiving from rank 0", std::move(spare_));
+                msg = receive_probed(st, "receiving from rank 0", spare_.take());
             }
             busy = true;
             const auto h = trailer_of(msg);
@@ -146,7 +146,7 @@ private:
             }
             const std::size_t n = body_of(msg).size();
             if (pass_on(h.slot, msg, n)) continue;
-            keep(s.from_root.append(std::move(msg), n));
+            spare_.keep(s.from_root.append(std::move(msg), n));
             to_worker(h.slot);
         }
     }
@@ -162,14 +162,9 @@ private:
         msg.resize(n);
         out.bytes.swap(msg);
         out.sent = 0;
-        keep(std::move(msg));
+        spare_.keep(std::move(msg));
         w.link->send_some();
         return true;
-    }
-
-    // The next message is received into `buf` (see receive_probed).
-    void keep(std::vector<std::byte>&& buf) {
-        if (buf.capacity() <= kMaxSpareBytes) spare_ = std::move(buf);
     }
 
     // The whole frames rank 0 sent for the slot, to its worker: the init frame starts the
@@ -334,7 +329,7 @@ private:
     std::vector<Worker> workers_;     // by slot
     std::optional<Context> context_;  // the slot workers' start method: spawn
     int threads_ = 1;                 // OMP_NUM_THREADS & co. of a slot's worker
-    std::vector<std::byte> spare_;    // a buffer for the next message (keep)
+    SpareBuffers<1> spare_;           // a buffer for the next message (receive_probed)
     std::size_t started_ = 0;
 };
 

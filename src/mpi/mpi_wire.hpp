@@ -11,6 +11,7 @@
 
 #include <mpi.h>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -23,9 +24,26 @@ namespace mp::detail::mpi {
 inline constexpr int kTag = 0x6d70;
 /// Bytes of one data message at most.
 inline constexpr std::size_t kMaxPiece = std::size_t{1} << 30;
-/// Buffers of sent or received messages are kept for the next ones (a batch of tiny tasks is
-/// megabytes: a fresh buffer would be faulted in and zeroed again for each) up to this size.
-inline constexpr std::size_t kMaxSpareBytes = std::size_t{16} << 20;
+/// Buffers of sent or received messages kept for the next ones (a batch of tiny tasks is
+/// megabytes: a fresh buffer would be faulted in and zeroed again for each): at most `Count`
+/// of them, none above 16 MiB. Not locked: its owner's lock, if any, guards it.
+template <std::size_t Count>
+class SpareBuffers {
+public:
+    /// Keeps `buf` (as it is: a receive reuses its bytes unzeroed) unless full or too large.
+    void keep(std::vector<std::byte>&& buf) {
+        if (buf.capacity() <= kMaxBytes && n_ < Count) bufs_[n_++] = std::move(buf);
+    }
+    /// A kept buffer, or an empty one.
+    std::vector<std::byte> take() noexcept {
+        return n_ ? std::move(bufs_[--n_]) : std::vector<std::byte>{};
+    }
+
+private:
+    static constexpr std::size_t kMaxBytes = std::size_t{16} << 20;
+    std::array<std::vector<std::byte>, Count> bufs_;
+    std::size_t n_ = 0;
+};
 
 enum class MessageKind : std::uint32_t {
     data = 1,       ///< frame bytes of the session
