@@ -250,15 +250,12 @@ TEST(CallableExec, TargetsInALinkedSharedLibrary) {
 }
 
 TEST(CallableExec, TargetInAPluginTheChildMustLoad) {
-    void* h = ::dlopen(MP_CALLABLE_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
-    ASSERT_NE(h, nullptr) << ::dlerror();
-    auto cube = reinterpret_cast<int (*)(int)>(::dlsym(h, "callable_plugin_cube"));
-    auto pack =
-        reinterpret_cast<void (*)(int, long, ShippedCall*)>(::dlsym(h, "callable_plugin_package"));
-    ASSERT_TRUE(cube && pack);
+    const Plugin plugin = open_plugin();
+    ASSERT_NE(plugin.handle, nullptr) << ::dlerror();
+    ASSERT_TRUE(plugin.cube && plugin.package);
     ShippedCall from_plugin;
-    pack(7, 1000, &from_plugin);
-    const ShippedCall by_pointer = package_task(cube, 4);
+    plugin.package(7, 1000, &from_plugin);
+    const ShippedCall by_pointer = package_task(plugin.cube, 4);
 
     ChildReport r = run_in_exec(by_pointer);
     EXPECT_FALSE(r.plugin_before);
@@ -271,7 +268,7 @@ TEST(CallableExec, TargetInAPluginTheChildMustLoad) {
     // The child loads the plugin by path, then finds another build id than the sender's.
     std::vector<std::byte> plugin_id;
     {
-        auto info = mp::detail::module_of(mp::detail::code_address(cube));
+        auto info = mp::detail::module_of(mp::detail::code_address(plugin.cube));
         ASSERT_TRUE(info);
         plugin_id = info->id_bytes;
     }
@@ -288,7 +285,7 @@ TEST(CallableExec, TargetInAPluginTheChildMustLoad) {
         EXPECT_NE(what.find("binary mismatch: module "), std::string::npos) << what;
         EXPECT_NE(what.find("libmp_callable_plugin"), std::string::npos) << what;
     }
-    ::dlclose(h);
+    ::dlclose(plugin.handle);
 }
 
 TEST(CallableExec, DescriptorArgumentAndExceptions) {

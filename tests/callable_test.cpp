@@ -212,18 +212,15 @@ TEST(CallableInProcess, MainExecutableHasABuildId) {
 }
 
 TEST(CallableInProcess, UnloadedPluginIsLoadedAgainByPath) {
-    void* h = ::dlopen(MP_CALLABLE_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
-    ASSERT_NE(h, nullptr) << ::dlerror();
-    auto cube = reinterpret_cast<int (*)(int)>(::dlsym(h, "callable_plugin_cube"));
-    auto pack =
-        reinterpret_cast<void (*)(int, long, ShippedCall*)>(::dlsym(h, "callable_plugin_package"));
-    ASSERT_TRUE(cube && pack);
-    const ShippedCall by_pointer = package_task(cube, 3);  // thunk here, target in the plugin
+    const Plugin plugin = open_plugin();
+    ASSERT_NE(plugin.handle, nullptr) << ::dlerror();
+    ASSERT_TRUE(plugin.cube && plugin.package);
+    const ShippedCall by_pointer = package_task(plugin.cube, 3);  // thunk here, target in plugin
     ShippedCall from_plugin;
-    pack(5, 100, &from_plugin);  // thunk and closure in the plugin
+    plugin.package(5, 100, &from_plugin);  // thunk and closure in the plugin
     EXPECT_EQ(run_here<int>(by_pointer), 27);
     EXPECT_EQ(run_here<long>(from_plugin), 105);
-    ::dlclose(h);
+    ::dlclose(plugin.handle);
     if (plugin_loaded())
         GTEST_SKIP() << "an earlier test in this process left the plugin loaded (ctest runs each "
                         "test alone, where this checks the reload)";

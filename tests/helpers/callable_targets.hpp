@@ -31,6 +31,27 @@ using mp::detail::UniqueFd;
 /// Returns x squared.
 inline int square(int x) { return x * x; }
 
+#ifdef MP_CALLABLE_PLUGIN_PATH
+/// The test plugin (tests/callable_lib), opened here: its cube(int) target and its function that
+/// packages a call whose thunk and closure are in the plugin. `handle` is null (and dlerror() says
+/// why) when it did not open; the caller dlcloses it.
+struct Plugin {
+    void* handle = nullptr;
+    int (*cube)(int) = nullptr;
+    void (*package)(int, long, ShippedCall*) = nullptr;
+};
+inline Plugin open_plugin() {
+    Plugin p;
+    p.handle = ::dlopen(MP_CALLABLE_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
+    if (!p.handle) return p;
+    p.cube = reinterpret_cast<int (*)(int)>(::dlsym(p.handle, "callable_plugin_cube"));
+    p.package =
+        reinterpret_cast<void (*)(int, long, ShippedCall*)>(::dlsym(p.handle,
+                                                                    "callable_plugin_package"));
+    return p;
+}
+#endif
+
 /// The parts joined by sep.
 inline std::string join(std::vector<std::string> parts, std::string sep) {
     std::string out;
