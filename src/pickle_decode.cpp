@@ -5,7 +5,8 @@
 // Every declared length is checked against the bytes that remain before anything is
 // allocated; each opcode adds at most one node or one item, so what a decode allocates is
 // bounded by a constant times its input. A failed decode empties every container it built
-// (break_containers), so that no cycle it may have made outlives it.
+// (break_containers), a successful one every container its result does not reach, so that no
+// cycle it may have made outlives it.
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -39,7 +40,10 @@ public:
             }
             if (p_ != end_) bad("bytes after the end of the pickle (STOP)");
             object result = pop();
-            detail::check_graph(result);
+            // What the stack and the memo still hold beyond the result is dropped with this
+            // decoder, and may be a cycle of its own ("]\x94h\x00aN." leaves a list that
+            // contains itself under None): emptied like a failed decode's.
+            detail::break_containers(nodes_, detail::check_graph(result));
             return result;
         } catch (...) {
             detail::break_containers(nodes_);

@@ -8,7 +8,6 @@
 
 #include <string>
 #include <type_traits>
-#include <unordered_map>
 
 #include "multiproc/errors.hpp"
 #include "multiproc/pickle.hpp"
@@ -65,12 +64,13 @@ public:
         height_[node] = h;
         return h;
     }
+    Reached take() && { return std::move(height_); }
 
 private:
     [[noreturn]] static void too_deep() {
         throw DecodeError("mp::pickle: the value nests deeper than " + std::to_string(max_depth));
     }
-    std::unordered_map<const void*, std::size_t> height_;
+    Reached height_;
 };
 
 }  // namespace
@@ -93,10 +93,15 @@ const void* container(const py::object& o) noexcept {
     }
 }
 
-void check_graph(const py::object& root) { Checker().visit(root, 0); }
+Reached check_graph(const py::object& root) {
+    Checker checker;
+    checker.visit(root, 0);
+    return std::move(checker).take();
+}
 
-void break_containers(std::vector<py::object>& nodes) noexcept {
+void break_containers(std::vector<py::object>& nodes, const Reached& keep) noexcept {
     for (py::object& o : nodes) {
+        if (keep.contains(container(o))) continue;
         std::visit(
             [](auto& v) {
             using V = std::decay_t<decltype(v)>;
