@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <string>
+#include <unordered_set>
 
 #include "multiproc/errors.hpp"
 
@@ -109,50 +110,86 @@ const std::vector<object>& object::as_set() const {
 }
 
 namespace {
-bool same_items(const std::vector<object>& a, const std::vector<object>& b) { return a == b; }
-bool same_node(const tuple* a, const tuple* b) {
-    if (!a || !b) return (!a || a->items.empty()) && (!b || b->items.empty());
-    return same_items(a->items, b->items);
-}
+
+// Structural equality that remembers the pairs of containers it has proven equal, so that two
+// values sharing nodes (a DAG: [a, a] with a = [b, b] ... as a pickle's memo or DUP builds in a
+// few bytes) compare in time linear in their distinct nodes, not in the size of their
+// unfolded trees. A false answer ends the whole comparison, so only equal pairs need
+// remembering.
+class Equality {
+public:
+    bool eq(const object& a, const object& b) {
+        if (a.kind() != b.kind()) return false;
+        return std::visit(
+            [&](const auto& x) { return same(x, std::get<std::decay_t<decltype(x)>>(b.value())); },
+            a.value());
+    }
+
+private:
+    static bool same(std::monostate, std::monostate) { return true; }
+    static bool same(bool x, bool y) { return x == y; }
+    static bool same(std::int64_t x, std::int64_t y) { return x == y; }
+    static bool same(double x, double y) {
+        return x == y || (x != x && y != y);  // NaN equals NaN: a round trip keeps it
+    }
+    template <class N>
+    bool same(const std::shared_ptr<N>& x, const std::shared_ptr<N>& y) {
+        if (x == y) return true;
+        if constexpr (std::is_same_v<N, const bigint>) {
+            return *x == *y;
+        } else if constexpr (std::is_same_v<N, str> || std::is_same_v<N, bytes> ||
+                             std::is_same_v<N, bytearray>) {
+            return x->value == y->value;
+        } else if constexpr (std::is_same_v<N, const global>) {
+            return x->module == y->module && x->name == y->name;
+        } else {
+            const std::pair<const void*, const void*> key{x.get(), y.get()};
+            if (proven_.contains(key)) return true;
+            if (!same_node(*x, *y)) return false;
+            proven_.insert(key);
+            return true;
+        }
+    }
+    bool same_node(const dict& x, const dict& y) {
+        if (x.ordered != y.ordered || x.items.size() != y.items.size()) return false;
+        for (std::size_t i = 0; i < x.items.size(); ++i)
+            if (!eq(x.items[i].first, y.items[i].first) ||
+                !eq(x.items[i].second, y.items[i].second))
+                return false;
+        return true;
+    }
+    bool same_node(const instance& x, const instance& y) {
+        if (x.cls.module != y.cls.module || x.cls.name != y.cls.name) return false;
+        if (!same_args(x.args.get(), y.args.get())) return false;
+        if (!x.state || !y.state) return !x.state && !y.state;
+        return eq(*x.state, *y.state);
+    }
+    template <class N>
+    bool same_node(const N& x, const N& y) {
+        return same_items(x.items, y.items);
+    }
+    bool same_args(const tuple* a, const tuple* b) {
+        if (!a || !b) return (!a || a->items.empty()) && (!b || b->items.empty());
+        return a == b || same_items(a->items, b->items);
+    }
+    bool same_items(const std::vector<object>& a, const std::vector<object>& b) {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (!eq(a[i], b[i])) return false;
+        return true;
+    }
+
+    struct PairHash {
+        std::size_t operator()(const std::pair<const void*, const void*>& p) const noexcept {
+            return std::hash<const void*>()(p.first) * 31 + std::hash<const void*>()(p.second);
+        }
+    };
+    std::unordered_set<std::pair<const void*, const void*>, PairHash> proven_;
+};
+
 }  // namespace
 
-// One comparison per kind, kept together so none is forgotten.
-bool operator==(const object& a, const object& b) {
-    if (a.kind() != b.kind()) return false;
-    return std::visit(
-        [&](const auto& x) -> bool {
-            using V = std::decay_t<decltype(x)>;
-            const auto& y = std::get<V>(b.value());
-            if constexpr (std::is_same_v<V, std::monostate>) {
-                return true;
-            } else if constexpr (std::is_same_v<V, bool> || std::is_same_v<V, std::int64_t>) {
-                return x == y;
-            } else if constexpr (std::is_same_v<V, double>) {
-                return x == y || (x != x && y != y);  // NaN equals NaN: a round trip keeps it
-            } else {
-                if (x == y) return true;
-                using N = typename V::element_type;
-                if constexpr (std::is_same_v<N, const bigint>) {
-                    return *x == *y;
-                } else if constexpr (std::is_same_v<N, str> || std::is_same_v<N, bytes> ||
-                                     std::is_same_v<N, bytearray>) {
-                    return x->value == y->value;
-                } else if constexpr (std::is_same_v<N, dict>) {
-                    return x->ordered == y->ordered && x->items == y->items;
-                } else if constexpr (std::is_same_v<N, const global>) {
-                    return x->module == y->module && x->name == y->name;
-                } else if constexpr (std::is_same_v<N, instance>) {
-                    const bool states = (!x->state && !y->state) ||
-                                        (x->state && y->state && *x->state == *y->state);
-                    return x->cls.module == y->cls.module && x->cls.name == y->cls.name &&
-                           same_node(x->args.get(), y->args.get()) && states;
-                } else {
-                    return same_items(x->items, y->items);
-                }
-            }
-        },
-        a.value());
-}
+bool operator==(const object& a, const object& b) { return Equality().eq(a, b); }
 
 object make_list(std::vector<object> items) {
     return object(std::make_shared<list>(list{std::move(items)}));

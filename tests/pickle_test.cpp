@@ -296,6 +296,23 @@ TEST(Pickle, ManagerTokenDecodesAndEncodesAsPythonDoes) {
 namespace {
 
 // The fast path for flat pickles decides exactly what the general decoder decides.
+TEST(Pickle, SharedNodesCompareInLinearTime) {
+    // [a, a] with a = [b, b] ... 64 levels: 2^64 leaves unfolded, 64 nodes shared. Two such
+    // values built apart (and one decoded from a pickle whose memo shares the nodes) compare
+    // at once; a different leaf is still found (pickle_fuzz found the exponential comparison).
+    const auto dag = [](std::int64_t leaf) {
+        py::object o(leaf);
+        for (int i = 0; i < 64; ++i)
+            o = py::make_list({o, py::make_tuple({o}), py::make_dict({{i, o}})});
+        return o;
+    };
+    EXPECT_EQ(dag(1), dag(1));
+    EXPECT_FALSE(dag(1) == dag(2));
+    EXPECT_EQ(loads(dumps(dag(1), 4)), dag(1));
+    // Python's pickle writes the shared nodes once; so does dumps.
+    EXPECT_LT(dumps(dag(1), 4).size(), 64u * 64u);
+}
+
 TEST(Pickle, FlatFastPathAgreesWithTheGeneralDecoder) {
     using mp::pickle::detail::convert;
     using mp::pickle::detail::load_flat;
